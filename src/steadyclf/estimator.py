@@ -1,0 +1,511 @@
+"""BinaryClassifier: the scikit-learn compatible front of steadyclf."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import numbers
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from numpy.typing import NDArray
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import DataConversionWarning
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_array, validate_data
+
+from .exceptions import DataError, NotFittedError, ParameterError
+from .network import ACTIVATIONS, NORMALIZATIONS, SteadyNet
+from .scaling import RunningStats
+from .splitting import validation_mask
+from .tabular import LabelEncoding, TabularEncoder, encode_labels
+from .training import OPTIMIZERS, SCHEDULES, Callback, TrainConfig, Trainer
+
+__all__ = ["BinaryClassifier"]
+
+#: Up to this many training rows, the default is full-batch training: each epoch is a
+#: single step, which is both the fastest and the most stable choice on small tables.
+FULL_BATCH_MAX_ROWS = 8192
+#: Mini-batch size used by default above :data:`FULL_BATCH_MAX_ROWS`.
+DEFAULT_BATCH_SIZE = 512
+#: Default Adam learning rates: full-batch steps are few and exact, so they can be larger.
+DEFAULT_LR_FULL_BATCH = 3e-2
+DEFAULT_LR_MINI_BATCH = 3e-3
+#: Largest model we agree to build: a typo such as hidden=(10**9,) fails fast, not in malloc.
+MAX_PARAMETERS = 200_000_000
+PREDICT_BATCH_ROWS = 1 << 17
+
+
+class BinaryClassifier(ClassifierMixin, BaseEstimator):
+    """An MLP binary classifier that converges on raw, badly scaled tabular inputs.
+
+    Inputs are standardised with statistics fitted on the training data and stored inside
+    the network, the output is one logit trained with ``BCEWithLogitsLoss``, and training
+    stops early on a validation split with the best weights restored.
+
+    Parameters
+    ----------
+    hidden : tuple of int, default=(64,)
+        Sizes of the hidden layers.
+    activation : {'relu', 'sigmoid', 'tanh', 'gelu'}, default='relu'
+        Hidden activation; the initialisation matches it (He for ReLU/GELU, Glorot else).
+    normalize : {'standardize', 'batchnorm', 'none'}, default='standardize'
+        ``'standardize'``: ``(x - mean) / std`` with float64 statistics from the training
+        data, held in the model. ``'batchnorm'``: ``nn.BatchNorm1d`` on the inputs.
+        ``'none'``: raw inputs (reproduces the classic failure).
+    optimizer : {'adam', 'adamw', 'sgd'}, default='adam'
+    lr : float, 'auto' or None, default=None
+        Learning rate. ``None`` picks 3e-2 for full-batch and 3e-3 for mini-batch training.
+        ``'auto'`` runs the learning-rate finder and trains with the value it picks.
+    schedule : {'none', 'step', 'cosine', 'onecycle', 'plateau'}, default='plateau'
+        Learning-rate schedule. ``'plateau'`` divides the rate by 3 when the monitored loss
+        stops improving; ``'step'`` divides it by 10 every quarter of ``max_epochs``.
+    max_epochs : int, default=300
+    batch_size : int, 'auto' or None, default='auto'
+        ``None`` trains full batch; ``'auto'`` is full batch up to 8192 training rows and
+        512 rows per batch above.
+    early_stopping : bool, default=True
+        Stop when the validation loss (training loss without a validation split) has not
+        improved for ``patience`` epochs, and restore the best weights.
+    validation_fraction : float, default=0.1
+        Share of rows held out for early stopping. Each row's side is decided by a hash of
+        its position and ``random_state``, so the split is the same in every mode (in
+        memory, streaming, distributed); both classes are sampled at the same rate.
+    patience : int, default=10
+    pos_weight : None, 'balanced' or float, default=None
+        Weight of positive examples in the loss; ``'balanced'`` uses n_negative / n_positive.
+    weight_decay : float, default=0.0
+    random_state : int or None, default=None
+    device : {'auto', 'cpu', 'cuda'}, default='auto'
+    categorical, numeric, drop : sequence of str or None
+        Override the inferred role of DataFrame columns.
+    verbose : int, default=0
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (2,)
+        Labels; ``classes_[1]`` is the positive class.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when fitted on a DataFrame with string column names.
+    encoder_ : TabularEncoder
+        Column roles and vocabularies.
+    module_ : torch.nn.Module
+        The fitted network (raw columns in, logits out).
+    n_iter_ : int
+        Epochs run.
+    history_ : list of dict
+        One row per epoch: ``epoch``, ``train_loss``, ``train_accuracy``, ``valid_loss``,
+        ``valid_accuracy`` (with a validation split), ``lr``, ``seconds``.
+    lr_ : float
+        The learning rate training started with.
+    threshold_ : float
+        Probability above which ``predict`` returns the positive class.
+
+    Examples
+    --------
+    >>> from steadyclf import BinaryClassifier
+    >>> from steadyclf.datasets import heart_rate
+    >>> X, y = heart_rate(n=300, random_state=0)
+    >>> clf = BinaryClassifier(random_state=0).fit(X, y)
+    >>> clf.score(X, y) > 0.95
+    True
+    """
+
+    def __init__(
+        self,
+        hidden: Sequence[int] = (64,),
+        activation: str = "relu",
+        normalize: str = "standardize",
+        optimizer: str = "adam",
+        lr: float | str | None = None,
+        schedule: str = "plateau",
+        max_epochs: int = 300,
+        batch_size: int | str | None = "auto",
+        early_stopping: bool = True,
+        validation_fraction: float = 0.1,
+        patience: int = 10,
+        pos_weight: float | str | None = None,
+        weight_decay: float = 0.0,
+        random_state: int | None = None,
+        device: str = "auto",
+        categorical: Sequence[str] | None = None,
+        numeric: Sequence[str] | None = None,
+        drop: Sequence[str] | None = None,
+        verbose: int = 0,
+    ) -> None:
+        self.hidden = hidden
+        self.activation = activation
+        self.normalize = normalize
+        self.optimizer = optimizer
+        self.lr = lr
+        self.schedule = schedule
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.pos_weight = pos_weight
+        self.weight_decay = weight_decay
+        self.random_state = random_state
+        self.device = device
+        self.categorical = categorical
+        self.numeric = numeric
+        self.drop = drop
+        self.verbose = verbose
+
+    # -- scikit-learn plumbing -------------------------------------------------------------
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.classifier_tags.multi_class = False
+        tags.non_deterministic = False
+        return tags
+
+    # -- parameter validation ---------------------------------------------------------------
+    def _validate_params_(self) -> None:
+        """Check every parameter before any work, with a message naming it."""
+        for name, allowed in (
+            ("activation", ACTIVATIONS),
+            ("normalize", NORMALIZATIONS),
+            ("optimizer", OPTIMIZERS),
+            ("schedule", SCHEDULES),
+            ("device", ("auto", "cpu", "cuda")),
+        ):
+            if getattr(self, name) not in allowed:
+                options = ", ".join(map(repr, allowed))
+                raise ParameterError(
+                    f"{name} must be one of {options}; got {getattr(self, name)!r}"
+                )
+        rules: list[tuple[str, bool, str]] = [
+            (
+                "hidden",
+                isinstance(self.hidden, (list, tuple)) and all(map(_positive_int, self.hidden)),
+                "a tuple of positive integers",
+            ),
+            (
+                "lr",
+                self.lr is None or self.lr == "auto" or _positive_real(self.lr),
+                "a positive number, 'auto' or None",
+            ),
+            ("max_epochs", _positive_int(self.max_epochs), "a positive integer"),
+            (
+                "batch_size",
+                self.batch_size in (None, "auto") or _positive_int(self.batch_size),
+                "a positive integer, 'auto' or None",
+            ),
+            ("validation_fraction", _real_in(self.validation_fraction, 0.0, 1.0), "in [0, 1)"),
+            ("patience", _positive_int(self.patience), "a positive integer"),
+            (
+                "pos_weight",
+                self.pos_weight in (None, "balanced") or _positive_real(self.pos_weight),
+                "None, 'balanced' or a positive number",
+            ),
+            ("weight_decay", _real_in(self.weight_decay, 0.0, math.inf), "a non-negative number"),
+        ]
+        for name, ok, expected in rules:
+            if not ok:
+                raise ParameterError(f"{name} must be {expected}; got {getattr(self, name)!r}")
+
+    def _check_model_size(self, n_inputs: int) -> None:
+        sizes = [n_inputs, *self.hidden, 1]
+        n_params = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+        if n_params > MAX_PARAMETERS:
+            raise ParameterError(
+                f"the network would have {n_params:,} parameters (hidden={tuple(self.hidden)!r}), "
+                f"more than the {MAX_PARAMETERS:,} steadyclf allows; use smaller hidden layers"
+            )
+
+    def _resolve_device(self) -> torch.device:
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ParameterError("device='cuda' was requested but CUDA is not available")
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    # -- input conversion --------------------------------------------------------------------
+    def _as_frame(self, X: Any, *, reset: bool) -> pd.DataFrame:
+        """Validate feature names/count the scikit-learn way and return a DataFrame."""
+        if isinstance(X, pd.DataFrame):
+            validate_data(self, X, reset=reset, skip_check_array=True)
+            if X.shape[0] == 0:
+                raise DataError("the data has no rows")
+            return X.set_axis([str(c) for c in X.columns], axis=1)
+        array = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan", input_name="X")
+        validate_data(self, array, reset=reset, skip_check_array=True)
+        if not reset and hasattr(self, "feature_names_in_"):
+            names = [str(n) for n in self.feature_names_in_]
+        else:
+            names = [f"x{j}" for j in range(array.shape[1])]
+        return pd.DataFrame(array, columns=names, copy=False)
+
+    def _raw_inputs(self, X: Any, *, reset: bool) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+        return self.encoder_.transform(self._as_frame(X, reset=reset))
+
+    # -- fitting -----------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any, *, callbacks: Sequence[Callback] = ()) -> BinaryClassifier:
+        """Fit the network on ``X`` (array or DataFrame) and binary labels ``y``.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params_()
+        frame = self._as_frame(X, reset=True)
+        labels = self._encode_target(y, len(frame))
+        self.classes_ = labels.classes
+        seed = (
+            self.random_state
+            if self.random_state is not None
+            else int(np.random.default_rng().integers(0, 2**31 - 1))
+        )
+        self.encoder_ = TabularEncoder(
+            categorical=self.categorical or (), numeric=self.numeric or (), drop=self.drop or ()
+        ).fit(frame)
+        x_num, x_cat = self.encoder_.transform(frame)
+        in_valid = self._split(labels.encoded, seed)
+        train_rows = ~in_valid if in_valid is not None else slice(None)
+        y_train = labels.encoded[train_rows]
+        device = self._resolve_device()
+        had_missing = np.isnan(x_num[train_rows]).any(axis=0)
+        self._check_model_size(
+            x_num.shape[1] + int(had_missing.sum()) + sum(self.encoder_.vocab_sizes)
+        )
+        module = self._build_module(x_num[train_rows], x_cat[train_rows], y_train, seed)
+        module = module.to(device)
+        train = self._features(module, x_num[train_rows], x_cat[train_rows], y_train, device)
+        valid = None
+        if in_valid is not None:
+            valid = self._features(
+                module, x_num[in_valid], x_cat[in_valid], labels.encoded[in_valid], device
+            )
+        config = self._train_config(len(y_train), y_train, seed, callbacks)
+        trainer = Trainer(module.body, config)
+        with _seeded(seed):
+            trainer.fit(train, valid)
+        # Predictions run in float64: they then do not depend on how rows are batched
+        # (float32 matrix products round differently for different batch shapes).
+        self.module_ = module.double().eval()
+        self.history_ = trainer.history
+        self.n_iter_ = len(trainer.history)
+        self.lr_ = config.lr
+        self.batch_size_ = config.batch_size
+        self.best_epoch_ = trainer.best_epoch
+        self.threshold_ = 0.5
+        return self
+
+    def _encode_target(self, y: Any, n_rows: int) -> LabelEncoding:
+        if y is None:
+            raise DataError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
+        values = np.asarray(y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else y)
+        if values.ndim == 2 and values.shape[1] == 1:
+            warnings.warn(
+                "A column-vector y was passed when a 1d array was expected; it was raveled.",
+                DataConversionWarning,
+                stacklevel=3,
+            )
+            values = values.ravel()
+        if values.ndim != 1:
+            raise DataError(f"y must be one column; got shape {values.shape}")
+        if len(values) != n_rows:
+            raise DataError(f"X has {n_rows} rows but y has {len(values)}")
+        missing = pd.isna(values)
+        if missing.any():
+            rows = np.flatnonzero(missing)
+            raise DataError(
+                f"the target has {rows.size} missing values (first rows: {rows[:5].tolist()})"
+            )
+        if values.dtype.kind in "fc" and np.isinf(values).any():
+            row = int(np.flatnonzero(np.isinf(values))[0])
+            raise DataError(f"Input y contains infinity (first at row {row})")
+        kind = type_of_target(values, input_name="y", raise_unknown=True)
+        if kind in ("continuous", "continuous-multioutput"):
+            raise DataError(
+                f"Unknown label type: the target looks {kind}; steadyclf needs two classes"
+            )
+        if kind not in ("binary",):
+            seen = np.unique(values)
+            raise DataError(
+                f"Only binary classification is supported. The type of the target is {kind}: "
+                f"values seen {seen[:10].tolist()!r}{' ...' if seen.size > 10 else ''}"
+            )
+        return encode_labels(values)
+
+    def _split(self, y: NDArray[np.float32], seed: int) -> NDArray[np.bool_] | None:
+        """Validation rows, or None when there is too little data to hold some out."""
+        if not self.early_stopping or self.validation_fraction == 0:
+            return None
+        mask = validation_mask(np.arange(len(y)), self.validation_fraction, seed)
+        n_valid_pos = int(y[mask].sum())
+        n_valid_neg = int(mask.sum()) - n_valid_pos
+        n_train_pos = int(y[~mask].sum())
+        n_train_neg = int((~mask).sum()) - n_train_pos
+        if (
+            min(n_valid_pos, n_valid_neg) < 1
+            or min(n_train_pos, n_train_neg) < 1
+            or mask.sum() < 10
+        ):
+            return None
+        return mask
+
+    def _build_module(
+        self,
+        x_num: NDArray[np.float64],
+        x_cat: NDArray[np.int64],
+        y: NDArray[np.float32],
+        seed: int,
+    ) -> SteadyNet:
+        enc = self.encoder_
+        had_missing = np.isnan(x_num).any(axis=0)
+        pos_rate = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
+        prior = math.log(pos_rate / (1 - pos_rate)) + math.log(self._pos_weight_value(y) or 1.0)
+        with _seeded(seed):
+            module = SteadyNet(
+                len(enc.numeric_columns),
+                int(had_missing.sum()),
+                enc.vocab_sizes,
+                tuple(int(h) for h in self.hidden),
+                self.activation,
+                batchnorm=self.normalize == "batchnorm",
+                prior_logit=prior,
+            )
+        median = (
+            np.nanmedian(np.where(had_missing, x_num, 0.0), axis=0) if x_num.size else np.zeros(0)
+        )
+        median = np.where(np.isnan(median), 0.0, median)
+        module.encoder.impute.median.copy_(torch.from_numpy(np.where(had_missing, median, 0.0)))
+        module.encoder.impute.missing_columns.copy_(torch.from_numpy(np.flatnonzero(had_missing)))
+        if self.normalize == "standardize" and x_num.shape[1]:
+            imputed = np.where(np.isnan(x_num), median, x_num)
+            stats = RunningStats.from_array(imputed)
+            module.encoder.normalize.mean.copy_(torch.from_numpy(stats.mean))
+            module.encoder.normalize.scale.copy_(torch.from_numpy(stats.scale))
+        return module
+
+    def _pos_weight_value(self, y: NDArray[np.float32]) -> float | None:
+        if self.pos_weight is None:
+            return None
+        if self.pos_weight == "balanced":
+            n_pos = float(y.sum())
+            return (len(y) - n_pos) / max(n_pos, 1.0)
+        return float(self.pos_weight)
+
+    @staticmethod
+    @torch.no_grad()
+    def _features(
+        module: SteadyNet,
+        x_num: NDArray[np.float64],
+        x_cat: NDArray[np.int64],
+        y: NDArray[np.float32],
+        device: torch.device,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode once: the encoding is fixed during training."""
+        features = module.encoder(
+            torch.from_numpy(x_num).to(device), torch.from_numpy(x_cat).to(device)
+        )
+        return features, torch.from_numpy(np.ascontiguousarray(y)).to(device)
+
+    def _train_config(
+        self, n_train: int, y: NDArray[np.float32], seed: int, callbacks: Sequence[Callback]
+    ) -> TrainConfig:
+        if self.batch_size == "auto":
+            batch_size: int | None = None if n_train <= FULL_BATCH_MAX_ROWS else DEFAULT_BATCH_SIZE
+        else:
+            batch_size = None if self.batch_size is None else int(self.batch_size)
+        if batch_size is not None and batch_size >= n_train:
+            batch_size = None
+        if self.lr is None:
+            lr = DEFAULT_LR_FULL_BATCH if batch_size is None else DEFAULT_LR_MINI_BATCH
+        elif self.lr == "auto":
+            raise ParameterError(
+                "lr='auto' needs the learning-rate finder, which is not available yet"
+            )
+        else:
+            lr = float(self.lr)
+        return TrainConfig(
+            lr=lr,
+            max_epochs=int(self.max_epochs),
+            batch_size=batch_size,
+            optimizer=self.optimizer,
+            schedule=self.schedule,
+            weight_decay=float(self.weight_decay),
+            early_stopping=bool(self.early_stopping),
+            patience=int(self.patience),
+            pos_weight=self._pos_weight_value(y),
+            seed=seed,
+            callbacks=tuple(callbacks),
+        )
+
+    # -- prediction --------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "module_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
+
+    def decision_function(self, X: Any) -> NDArray[np.float64]:
+        """Logits (log odds of ``classes_[1]``), shape ``(n,)``."""
+        self._check_fitted()
+        x_num, x_cat = self._raw_inputs(X, reset=False)
+        return self._logits(x_num, x_cat)
+
+    @torch.inference_mode()
+    def _logits(self, x_num: NDArray[np.float64], x_cat: NDArray[np.int64]) -> NDArray[np.float64]:
+        module = self.module_.eval()
+        device = next(module.parameters()).device
+        out = np.empty(x_num.shape[0], dtype=np.float64)
+        for start in range(0, x_num.shape[0], PREDICT_BATCH_ROWS):
+            stop = start + PREDICT_BATCH_ROWS
+            num = torch.from_numpy(x_num[start:stop]).to(device)
+            cat = torch.from_numpy(x_cat[start:stop]).to(device)
+            out[start:stop] = module(num, cat).double().cpu().numpy()
+        return out
+
+    def predict_proba(self, X: Any) -> NDArray[np.float64]:
+        """Probabilities of ``classes_[0]`` and ``classes_[1]``, shape ``(n, 2)``."""
+        logits = self.decision_function(X)
+        p = 1.0 / (1.0 + np.exp(-logits))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: Any) -> NDArray[Any]:
+        """Predicted labels from ``classes_``, using the decision threshold ``threshold_``."""
+        proba = self.predict_proba(X)[:, 1]
+        return self.classes_[(proba > self.threshold_).astype(np.int64)]
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) > 0
+
+
+def _positive_real(value: Any) -> bool:
+    return _real_in(value, 0.0, math.inf) and float(value) > 0
+
+
+def _real_in(value: Any, low: float, high: float) -> bool:
+    """``low <= value < high`` for a real number that is not a bool."""
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and low <= float(value) < high
+    )
+
+
+class _seeded:
+    """Seed torch's global generator for a block, restoring its state afterwards."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def __enter__(self) -> None:
+        self._state = torch.random.get_rng_state()
+        torch.manual_seed(self.seed)
+
+    def __exit__(self, *exc: object) -> None:
+        torch.random.set_rng_state(self._state)

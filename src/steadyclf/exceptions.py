@@ -1,0 +1,48 @@
+"""Exception types raised by steadyclf.
+
+Every error a user can cause is one of these, so callers (and the CLI) can tell a
+problem with *their* input from a bug. Data errors subclass :class:`ValueError` so
+that scikit-learn tooling treats them as the usual input-validation errors.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DataError",
+    "ModelFileError",
+    "NotFittedError",
+    "ParameterError",
+    "SchemaError",
+    "SteadyclfError",
+    "TrainingDivergedError",
+]
+
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+
+class SteadyclfError(Exception):
+    """Base class of every error steadyclf raises on purpose."""
+
+
+class DataError(SteadyclfError, ValueError):
+    """The input data cannot be used (wrong shape, bad values, bad target...)."""
+
+
+class SchemaError(DataError):
+    """Data at predict time does not match the columns the model was trained on."""
+
+
+class ParameterError(SteadyclfError, ValueError):
+    """An estimator parameter has an invalid value."""
+
+
+class TrainingDivergedError(SteadyclfError, FloatingPointError):
+    """The loss or the weights became non-finite and could not be recovered."""
+
+
+class ModelFileError(SteadyclfError, OSError):
+    """A model directory is missing, incomplete, corrupted or of an unknown format."""
+
+
+class NotFittedError(SteadyclfError, _SklearnNotFittedError):
+    """The estimator was used before ``fit``."""

@@ -1,0 +1,109 @@
+"""Standardisation statistics that can be computed in chunks and merged.
+
+The statistics are accumulated in float64 with the pairwise update of Chan, Golub and
+LeVeque, so they can come from one array, from chunks of a file read one after the other,
+or from several processes whose partial results are merged. Merging is exact up to
+floating-point rounding, whatever the order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["RunningStats"]
+
+# A feature whose standard deviation is below this fraction of its magnitude carries no
+# usable signal in float64 and is treated as constant (scale 1).
+_RELATIVE_CONSTANT_TOL = 1e-12
+
+
+@dataclass
+class RunningStats:
+    """Per-column count, mean and sum of squared deviations (``m2``), ignoring NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stats = RunningStats.empty(1)
+    >>> stats.update(np.array([[1.0], [2.0]])).update(np.array([[3.0]]))  # doctest: +ELLIPSIS
+    RunningStats(...)
+    >>> stats.mean, stats.std
+    (array([2.]), array([0.81649658]))
+    """
+
+    count: NDArray[np.float64]
+    mean: NDArray[np.float64]
+    m2: NDArray[np.float64]
+    n_features: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.n_features = int(self.mean.shape[0])
+
+    @classmethod
+    def empty(cls, n_features: int) -> RunningStats:
+        """Statistics of no rows yet."""
+        zeros = np.zeros(n_features, dtype=np.float64)
+        return cls(zeros.copy(), zeros.copy(), zeros.copy())
+
+    @classmethod
+    def from_array(cls, x: NDArray[np.floating]) -> RunningStats:
+        """Statistics of one 2-D block, computed with a two-pass (centred) formula."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2:
+            raise ValueError(f"expected a 2-D array, got shape {x.shape}")
+        finite = ~np.isnan(x)
+        count = finite.sum(axis=0).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(count > 0, np.nansum(x, axis=0) / np.maximum(count, 1), 0.0)
+            centred = np.where(finite, x - mean, 0.0)
+        m2 = np.einsum("ij,ij->j", centred, centred)
+        return cls(count, mean, m2)
+
+    def update(self, x: NDArray[np.floating]) -> RunningStats:
+        """Add a block of rows in place and return ``self``."""
+        return self.merge(RunningStats.from_array(x))
+
+    def merge(self, other: RunningStats) -> RunningStats:
+        """Merge another partial result into this one in place; return ``self``."""
+        if other.n_features != self.n_features:
+            raise ValueError(f"cannot merge {other.n_features} columns into {self.n_features}")
+        total = self.count + other.count
+        safe_total = np.maximum(total, 1.0)
+        delta = other.mean - self.mean
+        self.mean = self.mean + delta * (other.count / safe_total)
+        self.m2 = self.m2 + other.m2 + delta**2 * (self.count * other.count / safe_total)
+        self.count = total
+        return self
+
+    @property
+    def var(self) -> NDArray[np.float64]:
+        """Population variance per column (0 where a column has no value)."""
+        return np.where(self.count > 0, self.m2 / np.maximum(self.count, 1.0), 0.0)
+
+    @property
+    def std(self) -> NDArray[np.float64]:
+        """Population standard deviation per column."""
+        return np.sqrt(self.var)
+
+    @property
+    def scale(self) -> NDArray[np.float64]:
+        """Divisor for standardisation: the std, or 1 for constant columns (never 0/NaN)."""
+        std = self.std
+        constant = ~np.isfinite(std) | (
+            std <= _RELATIVE_CONSTANT_TOL * np.maximum(np.abs(self.mean), 1e-300)
+        )
+        constant |= std == 0
+        return np.where(constant, 1.0, std)
+
+    def as_arrays(self) -> NDArray[np.float64]:
+        """Pack as a ``(3, n_features)`` array (count, mean, m2), e.g. for an all-reduce."""
+        return np.stack([self.count, self.mean, self.m2])
+
+    @classmethod
+    def from_arrays(cls, packed: NDArray[np.float64]) -> RunningStats:
+        """Inverse of :meth:`as_arrays`."""
+        packed = np.asarray(packed, dtype=np.float64)
+        return cls(packed[0].copy(), packed[1].copy(), packed[2].copy())

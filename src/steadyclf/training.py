@@ -1,0 +1,337 @@
+"""The training loop: full-batch or mini-batch steps on tensors already on the device.
+
+The loop is split into small named steps (``train_epoch``, ``evaluate``) around a
+:class:`Trainer` that owns the optimizer, the learning-rate schedule, early stopping and
+divergence recovery. Data never goes through a ``DataLoader``: each epoch draws one
+permutation, gathers the shuffled rows once and slices contiguous batches, so there is no
+per-row Python work. Metrics are accumulated on the device and read once per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from .exceptions import ParameterError, TrainingDivergedError
+
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "Callback",
+    "EpochRecord",
+    "StopTraining",
+    "TrainConfig",
+    "Trainer",
+    "make_optimizer",
+    "make_scheduler",
+]
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("none", "step", "cosine", "onecycle", "plateau")
+
+EpochRecord = dict[str, Any]
+
+
+class StopTraining(Exception):
+    """Raised by a callback to end training after the current epoch."""
+
+
+class Callback(Protocol):
+    """Hooks called by :class:`Trainer`; every method is optional in practice."""
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        """Before the first epoch."""
+
+    def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
+        """After each epoch; ``record`` is the history row and may be extended."""
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        """After the last epoch (also after an early stop)."""
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (validated by the estimator)."""
+
+    lr: float
+    max_epochs: int
+    batch_size: int | None
+    optimizer: str = "adam"
+    schedule: str = "none"
+    weight_decay: float = 0.0
+    early_stopping: bool = True
+    patience: int = 10
+    tol: float = 1e-4
+    pos_weight: float | None = None
+    max_recoveries: int = 3
+    seed: int = 0
+    callbacks: Sequence[Callback] = field(default_factory=tuple)
+
+
+def make_optimizer(
+    name: str, params: Iterator[nn.Parameter], lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """Create the optimizer ``name`` with learning rate ``lr``."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay or 1e-2)
+    if name == "sgd":
+        return torch.optim.SGD(
+            params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay
+        )
+    raise ParameterError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+
+
+def make_scheduler(
+    name: str,
+    optimizer: torch.optim.Optimizer,
+    *,
+    max_epochs: int,
+    steps_per_epoch: int,
+    patience: int,
+) -> Any:
+    """Learning-rate schedule; ``onecycle`` steps per batch, the others per epoch."""
+    if name == "none":
+        return None
+    if name == "step":
+        # Three steps down over the run, each dividing the rate by 10: the classic recipe.
+        return torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=max(1, max_epochs // 4), gamma=0.1
+        )
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, max_epochs))
+    if name == "onecycle":
+        lr = optimizer.param_groups[0]["lr"]
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=lr, total_steps=max(2, max_epochs * steps_per_epoch)
+        )
+    if name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=0.3, patience=max(1, patience // 3)
+        )
+    raise ParameterError(f"schedule must be one of {SCHEDULES}, got {name!r}")
+
+
+@dataclass
+class _Data:
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+def _finite_params(module: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
+class Trainer:
+    """Train ``module`` (features -> one logit) with ``BCEWithLogitsLoss``.
+
+    Parameters
+    ----------
+    module : nn.Module
+        Maps a float32 feature matrix to logits of shape ``(n, 1)`` or ``(n,)``.
+    config : TrainConfig
+        Optimisation settings.
+    """
+
+    def __init__(self, module: nn.Module, config: TrainConfig) -> None:
+        self.module = module
+        self.config = config
+        self.history: list[EpochRecord] = []
+        self.best_epoch: int | None = None
+        self.stopped_early = False
+        self.recoveries = 0
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: Any = None
+        self.epoch = 0
+
+    # -- one epoch -------------------------------------------------------------------------
+    def _loss_fn(self, device: torch.device) -> nn.BCEWithLogitsLoss:
+        pw = self.config.pos_weight
+        if pw is None:
+            return nn.BCEWithLogitsLoss()
+        return nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pw, dtype=torch.float32, device=device))
+
+    def _batches(
+        self, data: _Data, generator: torch.Generator
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = data.x.shape[0]
+        bs = self.config.batch_size
+        if bs is None or bs >= n:
+            yield data.x, data.y
+            return
+        perm = torch.randperm(n, generator=generator).to(data.x.device)
+        # One gather per epoch, then contiguous views: no per-batch indexing cost.
+        x, y = data.x.index_select(0, perm), data.y.index_select(0, perm)
+        for start in range(0, n, bs):
+            yield x[start : start + bs], y[start : start + bs]
+
+    def train_epoch(
+        self, data: _Data, generator: torch.Generator, loss_fn: nn.Module
+    ) -> tuple[float, float]:
+        """One pass over the training data; returns mean loss and accuracy."""
+        assert self.optimizer is not None
+        self.module.train()
+        total_loss = torch.zeros((), device=data.x.device)
+        correct = torch.zeros((), device=data.x.device, dtype=torch.int64)
+        per_batch_schedule = self.config.schedule == "onecycle"
+        for xb, yb in self._batches(data, generator):
+            logits = self.module(xb).reshape(-1)
+            loss = loss_fn(logits, yb)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            if per_batch_schedule and self.scheduler is not None:
+                self._step_onecycle()
+            with torch.no_grad():
+                total_loss += loss.detach() * xb.shape[0]
+                correct += ((logits > 0) == (yb > 0.5)).sum()
+        n = data.x.shape[0]
+        return float(total_loss) / n, float(correct) / n
+
+    def _step_onecycle(self) -> None:
+        # OneCycleLR refuses to step past its total; extra epochs keep the final rate.
+        if self.scheduler.last_epoch + 1 < self.scheduler.total_steps:
+            self.scheduler.step()
+
+    @torch.inference_mode()
+    def evaluate(
+        self, data: _Data, loss_fn: nn.Module, batch_rows: int = 1 << 16
+    ) -> tuple[float, float]:
+        """Mean loss and accuracy on ``data`` in eval mode."""
+        self.module.eval()
+        total_loss = torch.zeros((), device=data.x.device)
+        correct = torch.zeros((), device=data.x.device, dtype=torch.int64)
+        n = data.x.shape[0]
+        for start in range(0, n, batch_rows):
+            xb, yb = data.x[start : start + batch_rows], data.y[start : start + batch_rows]
+            logits = self.module(xb).reshape(-1)
+            total_loss += loss_fn(logits, yb) * xb.shape[0]
+            correct += ((logits > 0) == (yb > 0.5)).sum()
+        return float(total_loss) / n, float(correct) / n
+
+    # -- the run ---------------------------------------------------------------------------
+    def _lr(self) -> float:
+        assert self.optimizer is not None
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+
+    def _recover(self, snapshot: dict[str, torch.Tensor], loss: float) -> None:
+        """Roll back to the last finite state and lower the learning rate."""
+        assert self.optimizer is not None
+        self.recoveries += 1
+        if self.recoveries > self.config.max_recoveries:
+            self.module.load_state_dict(snapshot)
+            raise TrainingDivergedError(
+                f"training diverged (loss {loss}) at epoch {self.epoch} even after lowering the "
+                f"learning rate {self.config.max_recoveries} times; try a smaller lr, "
+                "normalize='standardize', or check the inputs for extreme values"
+            )
+        self.module.load_state_dict(snapshot)
+        # Fresh optimizer state: Adam's moments may hold the non-finite values too.
+        self.optimizer.state.clear()
+        for group in self.optimizer.param_groups:
+            group["lr"] *= 0.1
+            if "max_lr" in group:
+                group["max_lr"] *= 0.1
+            if "initial_lr" in group:
+                group["initial_lr"] *= 0.1
+        if self.scheduler is not None and hasattr(self.scheduler, "base_lrs"):
+            self.scheduler.base_lrs = [lr * 0.1 for lr in self.scheduler.base_lrs]
+
+    def fit(
+        self,
+        train: tuple[torch.Tensor, torch.Tensor],
+        valid: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> Trainer:
+        """Run the training loop; returns ``self``. ``history`` holds one row per epoch."""
+        cfg = self.config
+        device = train[0].device
+        train_data = _Data(*train)
+        valid_data = _Data(*valid) if valid is not None else None
+        generator = torch.Generator().manual_seed(cfg.seed)
+        loss_fn = self._loss_fn(device)
+        n = train_data.x.shape[0]
+        steps = 1 if cfg.batch_size is None else max(1, math.ceil(n / cfg.batch_size))
+        self.optimizer = make_optimizer(
+            cfg.optimizer, self.module.parameters(), cfg.lr, cfg.weight_decay
+        )
+        self.scheduler = make_scheduler(
+            cfg.schedule,
+            self.optimizer,
+            max_epochs=cfg.max_epochs,
+            steps_per_epoch=steps,
+            patience=cfg.patience,
+        )
+        for cb in cfg.callbacks:
+            getattr(cb, "on_train_begin", lambda t: None)(self)
+        best_loss = math.inf
+        best_state: dict[str, torch.Tensor] | None = None
+        bad_epochs = 0
+        last_good = self._snapshot()
+        self.epoch = 0
+        while self.epoch < cfg.max_epochs:
+            self.epoch += 1
+            started = time.perf_counter()
+            lr = self._lr()
+            train_loss, train_acc = self.train_epoch(train_data, generator, loss_fn)
+            if not math.isfinite(train_loss) or not _finite_params(self.module):
+                self._recover(last_good, train_loss)
+                self.epoch -= 1
+                continue
+            record: EpochRecord = {
+                "epoch": self.epoch,
+                "train_loss": train_loss,
+                "train_accuracy": train_acc,
+            }
+            monitored = train_loss
+            if valid_data is not None:
+                valid_loss, valid_acc = self.evaluate(valid_data, loss_fn)
+                record["valid_loss"], record["valid_accuracy"] = valid_loss, valid_acc
+                monitored = valid_loss
+            record["lr"] = lr
+            record["seconds"] = time.perf_counter() - started
+            self._step_epoch_schedule(monitored)
+            last_good = self._snapshot()
+            improved = (
+                monitored < best_loss - cfg.tol * max(abs(best_loss), 1e-12)
+                if math.isfinite(best_loss)
+                else True
+            )
+            if improved:
+                best_loss, bad_epochs, self.best_epoch = monitored, 0, self.epoch
+                if valid_data is not None and cfg.early_stopping:
+                    best_state = last_good
+            else:
+                bad_epochs += 1
+            self.history.append(record)
+            stop = False
+            for cb in cfg.callbacks:
+                try:
+                    getattr(cb, "on_epoch_end", lambda t, r: None)(self, record)
+                except StopTraining:
+                    stop = True
+            if stop or (cfg.early_stopping and bad_epochs >= cfg.patience):
+                self.stopped_early = True
+                break
+        if best_state is not None:
+            self.module.load_state_dict(best_state)
+        for cb in cfg.callbacks:
+            getattr(cb, "on_train_end", lambda t: None)(self)
+        return self
+
+    def _step_epoch_schedule(self, monitored: float) -> None:
+        if self.scheduler is None or self.config.schedule == "onecycle":
+            return
+        if self.config.schedule == "plateau":
+            self.scheduler.step(monitored)
+        else:
+            self.scheduler.step()

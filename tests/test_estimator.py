@@ -1,0 +1,184 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from steadyclf import BinaryClassifier, DataError, NotFittedError, ParameterError
+from steadyclf.datasets import heart_rate
+
+
+@parametrize_with_checks([BinaryClassifier(random_state=0)])
+def test_sklearn_compatible(estimator, check) -> None:  # type: ignore[no-untyped-def]
+    check(estimator)
+
+
+def _train_loss(**params: object) -> float:
+    X, y = heart_rate(n=1000, random_state=0)
+    clf = BinaryClassifier(random_state=0, **params).fit(X, y)  # type: ignore[arg-type]
+    return float(clf.history_[-1]["train_loss"])
+
+
+ORIGINAL = dict(
+    hidden=(10,), activation="sigmoid", batch_size=None, early_stopping=False, max_epochs=1000
+)
+
+
+def test_original_setup_fails_and_standardisation_fixes_it() -> None:
+    assert _train_loss(normalize="none", lr=1e-3, **ORIGINAL) > 0.5
+    assert _train_loss(normalize="standardize", lr=1e-2, **ORIGINAL) < 0.1
+
+
+@pytest.mark.parametrize(("a", "b"), [(1e-6, 1e6), (1e3, -1e6), (1e6, 0.0), (1e-3, 0.0)])
+def test_scale_invariance(a: float, b: float) -> None:
+    X, y = heart_rate(n=300, random_state=0)
+    base = BinaryClassifier(random_state=0, max_epochs=40).fit(X, y)
+    scaled = BinaryClassifier(random_state=0, max_epochs=40).fit(a * X + b, y)
+    assert scaled.score(a * X + b, y) >= 0.97
+    assert abs(scaled.n_iter_ - base.n_iter_) <= max(1, 0.2 * base.n_iter_)
+    np.testing.assert_allclose(
+        [r["train_loss"] for r in scaled.history_],
+        [r["train_loss"] for r in base.history_],
+        rtol=1e-3,
+    )
+
+
+def test_defaults_converge_fast_on_heart_rate(hr_data: tuple[pd.DataFrame, pd.Series]) -> None:
+    X, y = hr_data
+    clf = BinaryClassifier(random_state=0).fit(X, y)
+    assert clf.score(X, y) >= 0.98
+    assert min(r["train_loss"] for r in clf.history_[:40]) < 0.15
+
+
+def test_same_seed_same_predictions(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    X, y = blobs
+    p1 = BinaryClassifier(random_state=7, batch_size=32, max_epochs=5).fit(X, y).predict_proba(X)
+    p2 = BinaryClassifier(random_state=7, batch_size=32, max_epochs=5).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(p1, p2)
+
+
+def test_string_labels_and_classes(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    X, y = blobs
+    labels = np.where(y == 1, "yes", "no")
+    clf = BinaryClassifier(random_state=0).fit(X, labels)
+    assert list(clf.classes_) == ["no", "yes"]
+    assert set(clf.predict(X)) <= {"no", "yes"}
+    proba = clf.predict_proba(X)
+    assert proba.shape == (200, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_allclose(
+        clf.decision_function(X), np.log(proba[:, 1] / proba[:, 0]), rtol=1e-6, atol=1e-6
+    )
+
+
+def test_history_and_fitted_attributes(hr_data: tuple[pd.DataFrame, pd.Series]) -> None:
+    X, y = hr_data
+    clf = BinaryClassifier(random_state=0, max_epochs=15).fit(X, y)
+    assert clf.n_iter_ == len(clf.history_) <= 15
+    row = clf.history_[0]
+    for key in (
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "valid_loss",
+        "valid_accuracy",
+        "lr",
+        "seconds",
+    ):
+        assert key in row
+    assert list(clf.feature_names_in_) == ["HR"]
+    assert clf.n_features_in_ == 1
+
+
+def test_output_bias_starts_at_prior_log_odds() -> None:
+    X = np.random.default_rng(0).normal(size=(100, 2))
+    y = np.r_[np.ones(20), np.zeros(80)]
+    clf = BinaryClassifier(random_state=0, max_epochs=1, lr=1e-12, early_stopping=False).fit(X, y)
+    assert clf.module_.body[-1].bias.item() == pytest.approx(np.log(0.2 / 0.8), abs=1e-6)
+
+
+@pytest.mark.parametrize("normalize", ["batchnorm", "none"])
+def test_other_normalisations_train(normalize: str, blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    X, y = blobs
+    clf = BinaryClassifier(normalize=normalize, random_state=0).fit(X, y)
+    assert clf.score(X, y) > 0.9
+
+
+@pytest.mark.parametrize("schedule", ["none", "step", "cosine", "onecycle", "plateau"])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "adamw"])
+def test_schedules_and_optimizers(
+    schedule: str, optimizer: str, blobs: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = blobs
+    lr = 0.1 if optimizer == "sgd" else 0.02
+    clf = BinaryClassifier(
+        schedule=schedule, optimizer=optimizer, lr=lr, batch_size=64, max_epochs=20, random_state=0
+    )
+    assert clf.fit(X, y).score(X, y) > 0.9
+
+
+def test_step_schedule_lowers_the_rate(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    X, y = blobs
+    clf = BinaryClassifier(
+        schedule="step", lr=0.01, max_epochs=8, early_stopping=False, random_state=0
+    ).fit(X, y)
+    rates = [r["lr"] for r in clf.history_]
+    assert rates[0] == pytest.approx(0.01) and rates[-1] == pytest.approx(0.01 * 0.1**3)
+
+
+def test_early_stopping_restores_best_weights() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 20))
+    y = rng.integers(0, 2, 300)  # pure noise: the validation loss gets worse quickly
+    clf = BinaryClassifier(hidden=(128,), patience=5, random_state=0).fit(X, y)
+    best = min(r["valid_loss"] for r in clf.history_)
+    assert clf.n_iter_ < 300
+    assert clf.best_epoch_ == min(clf.history_, key=lambda r: r["valid_loss"])["epoch"]
+    assert clf.history_[-1]["valid_loss"] > best
+
+
+def test_pos_weight_balanced_moves_threshold() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 2))
+    y = (X[:, 0] + rng.normal(scale=1.0, size=600) > 1.2).astype(int)
+    plain = BinaryClassifier(random_state=0).fit(X, y)
+    weighted = BinaryClassifier(random_state=0, pos_weight="balanced").fit(X, y)
+    assert weighted.predict(X).mean() > plain.predict(X).mean()
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"hidden": (0,)}, "hidden"),
+        ({"hidden": (10**9,)}, "parameters"),
+        ({"lr": -1.0}, "lr"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"activation": "swish"}, "activation"),
+        ({"normalize": "minmax"}, "normalize"),
+        ({"schedule": "warm"}, "schedule"),
+        ({"validation_fraction": 1.5}, "validation_fraction"),
+        ({"pos_weight": -2}, "pos_weight"),
+    ],
+)
+def test_bad_parameters_are_refused(
+    params: dict, match: str, blobs: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = blobs
+    with pytest.raises(ParameterError, match=match):
+        BinaryClassifier(**params).fit(X, y)
+
+
+def test_target_errors(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    X, y = blobs
+    with pytest.raises(DataError, match="one class"):
+        BinaryClassifier().fit(X, np.zeros(200))
+    with pytest.raises(DataError, match=r"binary.*0, 1, 2"):
+        BinaryClassifier().fit(X, np.arange(200) % 3)
+    y_missing = y.astype(float)
+    y_missing[[3, 8]] = np.nan
+    with pytest.raises(DataError, match=r"2 missing values.*\[3, 8\]"):
+        BinaryClassifier().fit(X, y_missing)
+
+
+def test_predict_before_fit() -> None:
+    with pytest.raises(NotFittedError):
+        BinaryClassifier().predict(np.zeros((2, 2)))

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from steadyclf.scaling import RunningStats
+
+
+def test_chunked_merge_equals_whole_array() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(1e3, 5.0, size=(1000, 4))
+    whole = RunningStats.from_array(x)
+    merged = RunningStats.empty(4)
+    for chunk in np.array_split(x, 7):
+        merged.update(chunk)
+    np.testing.assert_allclose(merged.mean, x.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(merged.std, x.std(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(merged.m2, whole.m2, rtol=1e-10)
+
+
+def test_merge_order_does_not_matter() -> None:
+    rng = np.random.default_rng(1)
+    parts = [rng.normal(size=(n, 2)) for n in (3, 50, 1)]
+    a = RunningStats.empty(2)
+    for p in parts:
+        a.update(p)
+    b = RunningStats.empty(2)
+    for p in reversed(parts):
+        b.update(p)
+    np.testing.assert_allclose(a.mean, b.mean, rtol=1e-12)
+    np.testing.assert_allclose(a.var, b.var, rtol=1e-12)
+
+
+def test_tiny_signal_on_huge_offset_is_kept() -> None:
+    hr = np.random.default_rng(0).normal(92, 10, size=(500, 1))
+    x = 1e6 + 1e-6 * hr
+    stats = RunningStats.from_array(x)
+    z = (x - stats.mean) / stats.scale
+    # float64 stores x to about 1e-10, i.e. 1e-5 of one standard deviation of the signal.
+    np.testing.assert_allclose(z, (hr - hr.mean()) / hr.std(), atol=1e-4)
+    assert np.corrcoef(z.ravel(), hr.ravel())[0, 1] > 0.999999
+
+
+def test_constant_and_empty_columns_get_scale_one() -> None:
+    x = np.column_stack([np.full(10, 7.0), np.full(10, np.nan), np.arange(10.0)])
+    stats = RunningStats.from_array(x)
+    assert stats.scale[0] == 1.0 and stats.scale[1] == 1.0
+    assert stats.scale[2] == pytest.approx(np.arange(10.0).std())
+    assert np.isfinite(stats.mean).all()
+
+
+def test_nan_is_ignored() -> None:
+    x = np.array([[1.0], [np.nan], [3.0]])
+    stats = RunningStats.from_array(x)
+    assert stats.count[0] == 2 and stats.mean[0] == 2.0
+
+
+def test_pack_roundtrip() -> None:
+    stats = RunningStats.from_array(np.arange(12.0).reshape(6, 2))
+    back = RunningStats.from_arrays(stats.as_arrays())
+    np.testing.assert_array_equal(back.mean, stats.mean)
+    np.testing.assert_array_equal(back.m2, stats.m2)

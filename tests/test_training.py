@@ -1,0 +1,75 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from steadyclf.exceptions import TrainingDivergedError
+from steadyclf.training import StopTraining, TrainConfig, Trainer
+
+
+def _data(n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, generator=g)
+    return x, (x[:, 0] > 0).float()
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1))
+
+
+def test_minibatch_training_learns() -> None:
+    trainer = Trainer(
+        _net(), TrainConfig(lr=0.01, max_epochs=30, batch_size=32, early_stopping=False)
+    ).fit(_data())
+    assert trainer.history[-1]["train_accuracy"] > 0.95
+    assert len(trainer.history) == 30
+
+
+def test_callback_can_stop_training() -> None:
+    class StopAtThree:
+        def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+            record["seen"] = True
+            if record["epoch"] == 3:
+                raise StopTraining
+
+    trainer = Trainer(
+        _net(), TrainConfig(lr=0.01, max_epochs=30, batch_size=None, callbacks=(StopAtThree(),))
+    )
+    trainer.fit(_data())
+    assert len(trainer.history) == 3 and trainer.history[0]["seen"]
+
+
+def test_divergence_rolls_back_and_lowers_the_rate() -> None:
+    x, y = _data()
+    x = x * 1e30  # loss overflows at lr 1e8 steps
+    trainer = Trainer(
+        _net(),
+        TrainConfig(lr=1e30, max_epochs=5, batch_size=None, optimizer="sgd", early_stopping=False),
+    )
+    with pytest.raises(TrainingDivergedError, match="diverged"):
+        trainer.fit((x, y))
+    assert all(torch.isfinite(p).all() for p in trainer.module.parameters())
+
+
+def test_recovery_continues_after_one_blow_up() -> None:
+    class BlowUpOnce:
+        done = False
+
+        def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+            if not self.done:
+                self.done = True
+                with torch.no_grad():
+                    next(trainer.module.parameters()).fill_(math.nan)
+
+    trainer = Trainer(
+        _net(),
+        TrainConfig(
+            lr=0.01, max_epochs=6, batch_size=None, early_stopping=False, callbacks=(BlowUpOnce(),)
+        ),
+    )
+    trainer.fit(_data())
+    assert trainer.recoveries == 1
+    assert trainer.history[-1]["lr"] == pytest.approx(0.001)
+    assert all(torch.isfinite(p).all() for p in trainer.module.parameters())
