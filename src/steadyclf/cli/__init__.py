@@ -1,0 +1,66 @@
+"""The ``steadyclf`` command-line tool.
+
+``main(argv)`` is the entry point (also used by tests). Every error steadyclf raises on
+purpose (:class:`~steadyclf.exceptions.SteadyclfError`) becomes one line on stderr and
+exit code 2; ``--debug`` shows the traceback instead. Commands live in sub-modules:
+``cli.model`` (train, predict, evaluate) and ``cli.diagnose`` (doctor, lr-find, demo).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from ..exceptions import SteadyclfError
+
+__all__ = ["cli", "main"]
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.version_option(package_name="steadyclf")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Train binary classifiers on tabular data that converge, and say why when they don't."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def _register_commands() -> None:
+    # Imported here so that each command module can import `cli` from this package.
+    from . import diagnose, model  # noqa: F401
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    _register_commands()
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="steadyclf", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("steadyclf: interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("steadyclf: interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except SteadyclfError as exc:
+        if debug:
+            raise
+        click.echo(f"steadyclf: error: {_one_line(str(exc))}", err=True)
+        return EXIT_USER_ERROR
+    return 0
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())

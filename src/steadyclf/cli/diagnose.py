@@ -1,0 +1,3 @@
+"""Commands that explain: doctor, lr-find, demo."""
+
+from __future__ import annotations

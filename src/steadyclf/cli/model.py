@@ -1,0 +1,3 @@
+"""Commands that train and use models: train, predict, evaluate."""
+
+from __future__ import annotations
