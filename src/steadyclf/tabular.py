@@ -3,16 +3,32 @@
 :class:`TabularEncoder` decides the role of each column on the training data and turns
 any later table with the same columns into the two raw inputs of the network:
 
-- ``x_num``: float64, one column per numeric (or boolean) feature, NaN where missing;
+- ``x_num``: float64, one column per numeric, boolean (0/1) or datetime (seconds since
+  1970, UTC) feature, NaN where missing;
 - ``x_cat``: int64 codes, one column per categorical feature, with code 0 for a missing
   value and code 1 for a level unseen in training (or too rare to keep).
 
 Imputation, standardisation and one-hot encoding happen inside the network (see
 ``network``), so that everything fitted is saved with the weights.
+
+Role inference, in order (the first rule that applies wins):
+
+1. listed in ``drop`` -> dropped; every value missing -> dropped;
+2. listed in ``categorical`` / ``numeric`` -> that role;
+3. one distinct value (missing counts as a value) -> dropped as constant;
+4. datetime dtype -> datetime (the user parsed it); bool dtype -> boolean;
+5. text: numbers only -> numeric; dates -> dropped (list the column as numeric to use it
+   as a timestamp); a distinct value on every row -> dropped as ID-like; else categorical;
+6. integers with a distinct value on every row -> dropped as ID-like; other numbers ->
+   numeric (integers are categorical only when the user says so).
+
+Infinite values are refused (fit and transform) with the column and row: there is no
+safe default for them, and a silent clip or NaN would hide a data problem.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,47 +39,107 @@ from numpy.typing import NDArray
 
 from .exceptions import DataError, SchemaError
 
-__all__ = ["ColumnInfo", "LabelEncoding", "TabularEncoder", "encode_labels"]
+__all__ = [
+    "ColumnInfo",
+    "LabelEncoding",
+    "TabularEncoder",
+    "encode_categories",
+    "encode_labels",
+    "split_target",
+]
 
 MISSING_CODE = 0
 UNSEEN_CODE = 1
 #: Levels kept per categorical column (most frequent first); the rest share the
 #: 'unseen' code. One-hot of up to this many levels stays small next to a hidden layer.
 MAX_CATEGORIES = 64
+#: Columns of at least this many rows with a distinct value on every row are IDs.
+ID_LIKE_MIN_ROWS = 10
+#: A text column whose non-missing values are numbers at least this often is a numeric
+#: column with typos, not a categorical one: refusing it beats one level per number.
+MOSTLY_NUMERIC = 0.9
+#: Roles whose values go to the numeric input ``x_num``.
+NUMERIC_ROLES = ("numeric", "boolean", "datetime")
+ROLES = (*NUMERIC_ROLES, "categorical", "dropped")
+
+_DATE = re.compile(
+    r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4})"
+    r"([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*(Z|[+-]\d{2}:?\d{2})?\s*$"
+)
+_TRUE = {"true", "1", "1.0", "yes"}
+_FALSE = {"false", "0", "0.0", "no"}
+_EPOCH = pd.Timestamp(0, tz="UTC")
 
 
 @dataclass
 class ColumnInfo:
-    """What the encoder decided about one input column."""
+    """What the encoder decided about one input column.
+
+    ``low``/``high`` are the training range of numeric inputs, ``n_missing`` the
+    missing values seen in training, ``n_levels`` the distinct categories seen (of
+    which ``levels`` keeps the most frequent).
+    """
 
     name: str
-    role: str  # "numeric" | "categorical" | "dropped"
+    role: str  # one of ROLES
     dtype: str
     reason: str = ""
     levels: list[str] = field(default_factory=list)
+    low: float | None = None
+    high: float | None = None
+    n_missing: int = 0
+    n_levels: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
         out: dict[str, Any] = {"name": self.name, "role": self.role, "dtype": self.dtype}
         if self.reason:
             out["reason"] = self.reason
-        if self.levels:
+        if self.role == "categorical":
             out["levels"] = list(self.levels)
+            out["n_levels"] = self.n_levels
+        if self.low is not None and self.high is not None:
+            out["low"], out["high"] = self.low, self.high
+        if self.role != "dropped":
+            out["n_missing"] = self.n_missing
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ColumnInfo:
         """Inverse of :meth:`to_dict`."""
+        role = str(data["role"])
+        if role not in ROLES:
+            raise ValueError(f"unknown column role {role!r}")
+        low, high = data.get("low"), data.get("high")
         return cls(
             name=str(data["name"]),
-            role=str(data["role"]),
+            role=role,
             dtype=str(data["dtype"]),
             reason=str(data.get("reason", "")),
             levels=[str(v) for v in data.get("levels", [])],
+            low=None if low is None else float(low),
+            high=None if high is None else float(high),
+            n_missing=int(data.get("n_missing", 0)),
+            n_levels=int(data.get("n_levels", len(data.get("levels", [])))),
         )
 
+    def describe(self) -> str:
+        """One line for reports, e.g. ``"age: numeric (3 missing -> median)"``."""
+        if self.role == "dropped":
+            return f"{self.name}: dropped ({self.reason})"
+        details = []
+        if self.role == "categorical":
+            kept = len(self.levels)
+            details.append(
+                f"{kept} levels" if kept == self.n_levels else f"{kept} of {self.n_levels} levels"
+            )
+        if self.n_missing:
+            fill = "own level" if self.role == "categorical" else "median + indicator"
+            details.append(f"{self.n_missing} missing -> {fill}")
+        return f"{self.name}: {self.role}" + (f" ({', '.join(details)})" if details else "")
 
-def _is_categorical_dtype(series: pd.Series) -> bool:
+
+def _is_text_dtype(series: pd.Series) -> bool:
     dtype = series.dtype
     return bool(
         isinstance(dtype, pd.CategoricalDtype)
@@ -72,11 +148,59 @@ def _is_categorical_dtype(series: pd.Series) -> bool:
     )
 
 
+# Older name, still imported by other modules.
+_is_categorical_dtype = _is_text_dtype
+
+
+def _is_boolean(series: pd.Series) -> bool:
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return True
+    return bool(
+        pd.api.types.is_object_dtype(series.dtype)
+        and pd.api.types.infer_dtype(series, skipna=True) == "boolean"
+    )
+
+
+def _is_datetime(series: pd.Series) -> bool:
+    return bool(pd.api.types.is_datetime64_any_dtype(series.dtype))
+
+
+def _category_key(value: Any) -> str:
+    # 3.0 (a float column with missing values) and 3 (an int column) are the same level.
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _as_category_strings(series: pd.Series) -> pd.Series:
-    """Categorical values as strings, with missing values kept as NA."""
-    missing = series.isna()
-    as_str = series.astype("object").where(~missing, None)
-    return as_str.map(lambda v: None if v is None else str(v))
+    """Categorical values as strings, with missing values as None."""
+    missing = series.isna().to_numpy()
+    values = series.astype("object").to_numpy(copy=True)
+    if pd.api.types.is_string_dtype(series.dtype) and not isinstance(
+        series.dtype, pd.CategoricalDtype
+    ):
+        out = values
+    else:
+        out = np.array([_category_key(v) for v in values], dtype=object)
+    out[missing] = None
+    return pd.Series(out, index=series.index, dtype=object)
+
+
+def _looks_like_dates(strings: pd.Series) -> str | None:
+    """An example value when every (sampled) value of ``strings`` is a date."""
+    sample = strings.dropna().drop_duplicates().head(200)
+    if sample.empty or not all(_DATE.match(str(v)) for v in sample):
+        return None
+    parsed = pd.to_datetime(sample, errors="coerce", format="mixed", utc=True)
+    return str(sample.iloc[0]) if bool(parsed.notna().all()) else None
+
+
+def _forced_numeric_role(series: pd.Series) -> str:
+    if _is_boolean(series):
+        return "boolean"
+    if _is_datetime(series) or (_is_text_dtype(series) and _looks_like_dates(series)):
+        return "datetime"
+    return "numeric"
 
 
 class TabularEncoder:
@@ -88,6 +212,14 @@ class TabularEncoder:
         Columns forced to a role, overriding the inference.
     max_categories : int
         Levels kept per categorical column.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"age": [30, 41, None], "city": ["Oslo", None, "Rome"]})
+    >>> enc = TabularEncoder().fit(frame)
+    >>> [c.describe() for c in enc.columns_]
+    ['age: numeric (1 missing -> median + indicator)', 'city: categorical (2 levels, 1 missing -> own level)']
     """
 
     def __init__(
@@ -106,16 +238,23 @@ class TabularEncoder:
     def fit(self, frame: pd.DataFrame) -> TabularEncoder:
         """Decide each column's role and learn vocabularies from ``frame``."""
         check_unique_columns(frame)
-        for name in (*self.categorical, *self.numeric, *self.drop):
-            if name not in frame.columns:
-                raise DataError(
-                    f"column {name!r} given as an override is not in the data; columns: {_list(frame.columns)}"
-                )
+        self._check_overrides(frame)
         self.columns_: list[ColumnInfo] = [self._infer(str(c), frame[c]) for c in frame.columns]
         if not any(c.role != "dropped" for c in self.columns_):
             reasons = "; ".join(f"{c.name}: {c.reason}" for c in self.columns_)
             raise DataError(f"no usable feature column ({reasons})")
         return self
+
+    def _check_overrides(self, frame: pd.DataFrame) -> None:
+        for name in (*self.categorical, *self.numeric, *self.drop):
+            if name not in frame.columns:
+                raise DataError(
+                    f"column {name!r} given as an override is not in the data; columns: {_list(frame.columns)}"
+                )
+        for a, b in (("categorical", "numeric"), ("categorical", "drop"), ("numeric", "drop")):
+            both = sorted(set(getattr(self, a)) & set(getattr(self, b)))
+            if both:
+                raise DataError(f"column {both[0]!r} is listed both as {a} and as {b}")
 
     def _infer(self, name: str, series: pd.Series) -> ColumnInfo:
         dtype = str(series.dtype)
@@ -123,15 +262,51 @@ class TabularEncoder:
             return ColumnInfo(name, "dropped", dtype, "dropped by request")
         if series.isna().all():
             return ColumnInfo(name, "dropped", dtype, "all values missing")
-        if name in self.categorical or (name not in self.numeric and _is_categorical_dtype(series)):
+        if name in self.categorical:
             return self._categorical(name, series)
-        values = self._numeric_values(name, series)
-        if not np.isfinite(values[~np.isnan(values)]).all():
-            row = int(np.flatnonzero(np.isinf(values))[0])
-            raise DataError(
-                f"column {name!r} has an infinite value at row {row}; replace it or drop the column"
+        if name in self.numeric:
+            return self._numeric(name, series, _forced_numeric_role(series))
+        distinct = series.nunique(dropna=False)
+        if distinct <= 1:
+            return ColumnInfo(
+                name, "dropped", dtype, f"constant (every value is {series.iloc[0]!r})"
             )
-        return ColumnInfo(name, "numeric", dtype)
+        if _is_datetime(series):
+            return self._numeric(name, series, "datetime")
+        if _is_boolean(series):
+            return self._numeric(name, series, "boolean")
+        id_like = len(series) >= ID_LIKE_MIN_ROWS and distinct == len(series)
+        if _is_text_dtype(series):
+            return self._infer_text(name, series, id_like=id_like)
+        if id_like and pd.api.types.is_integer_dtype(series.dtype):
+            return ColumnInfo(name, "dropped", dtype, _ID_REASON)
+        return self._numeric(name, series, "numeric")
+
+    def _infer_text(self, name: str, series: pd.Series, *, id_like: bool) -> ColumnInfo:
+        dtype = str(series.dtype)
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            return self._categorical(name, series)
+        present = series.notna().to_numpy()
+        numbers = pd.to_numeric(series, errors="coerce").notna().to_numpy()
+        share = numbers[present].mean()
+        if share == 1.0:
+            return self._numeric(name, series, "numeric")
+        if share >= MOSTLY_NUMERIC:
+            row = int(np.flatnonzero(present & ~numbers)[0])
+            raise DataError(
+                f"column {name!r} holds numbers except at row {row}: {series.iloc[row]!r}; fix the value, or list the column as categorical"
+            )
+        example = _looks_like_dates(series)
+        if example is not None:
+            return ColumnInfo(
+                name,
+                "dropped",
+                dtype,
+                f"dates (e.g. {example!r}); list the column as numeric to use it as a timestamp",
+            )
+        if id_like:
+            return ColumnInfo(name, "dropped", dtype, _ID_REASON)
+        return self._categorical(name, series)
 
     def _categorical(self, name: str, series: pd.Series) -> ColumnInfo:
         strings = _as_category_strings(series)
@@ -139,28 +314,37 @@ class TabularEncoder:
         # Most frequent first, ties by name, so the vocabulary is deterministic.
         ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         levels = [str(k) for k, _ in ordered[: self.max_categories]]
-        return ColumnInfo(name, "categorical", str(series.dtype), levels=levels)
+        return ColumnInfo(
+            name,
+            "categorical",
+            str(series.dtype),
+            levels=levels,
+            n_missing=int(strings.isna().sum()),
+            n_levels=len(ordered),
+        )
+
+    def _numeric(self, name: str, series: pd.Series, role: str) -> ColumnInfo:
+        values = column_values(name, series, role)
+        present = values[~np.isnan(values)]
+        return ColumnInfo(
+            name,
+            role,
+            str(series.dtype),
+            low=float(present.min()),
+            high=float(present.max()),
+            n_missing=int(values.size - present.size),
+        )
 
     @staticmethod
     def _numeric_values(name: str, series: pd.Series) -> NDArray[np.float64]:
-        if pd.api.types.is_bool_dtype(series.dtype):
-            return np.asarray(series.astype("float64").to_numpy(), dtype=np.float64)
-        try:
-            numbers = pd.to_numeric(series, errors="raise").astype("float64")
-            return np.asarray(numbers.to_numpy(na_value=np.nan), dtype=np.float64)
-        except (ValueError, TypeError):
-            coerced = pd.to_numeric(series, errors="coerce")
-            bad = np.flatnonzero(coerced.isna().to_numpy() & series.notna().to_numpy())
-            row = int(bad[0]) if bad.size else 0
-            raise DataError(
-                f"column {name!r} is numeric but row {row} holds {series.iloc[row]!r}, which is not a number"
-            ) from None
+        # Kept for modules that call it; new code uses :func:`column_values`.
+        return _numeric_values(name, series)
 
     # -- layout ----------------------------------------------------------------------------
     @property
     def numeric_columns(self) -> list[str]:
-        """Names of the numeric inputs, in order."""
-        return [c.name for c in self.columns_ if c.role == "numeric"]
+        """Names of the numeric inputs (numeric, boolean and datetime roles), in order."""
+        return [c.name for c in self.columns_ if c.role in NUMERIC_ROLES]
 
     @property
     def categorical_columns(self) -> list[ColumnInfo]:
@@ -181,21 +365,45 @@ class TabularEncoder:
     def transform(self, frame: pd.DataFrame) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
         """Raw network inputs ``(x_num, x_cat)`` for ``frame``."""
         check_unique_columns(frame)
-        missing = [c for c in self.input_columns if c not in frame.columns]
-        if missing:
-            raise SchemaError(
-                f"missing column{'s' if len(missing) > 1 else ''} {_list(missing)}; the model was trained on {_list(self.input_columns)}"
-            )
+        self.check_columns(frame)
         n = len(frame)
-        num_names = self.numeric_columns
-        x_num = np.empty((n, len(num_names)), dtype=np.float64)
-        for j, name in enumerate(num_names):
-            x_num[:, j] = self._numeric_values(name, frame[name])
+        numeric = [c for c in self.columns_ if c.role in NUMERIC_ROLES]
+        x_num = np.empty((n, len(numeric)), dtype=np.float64)
+        for j, info in enumerate(numeric):
+            x_num[:, j] = column_values(info.name, frame[info.name], info.role)
         cats = self.categorical_columns
         x_cat = np.empty((n, len(cats)), dtype=np.int64)
         for j, info in enumerate(cats):
             x_cat[:, j] = encode_categories(frame[info.name], info.levels)
         return x_num, x_cat
+
+    def check_columns(self, frame: pd.DataFrame) -> None:
+        """Raise :class:`SchemaError` naming the input columns ``frame`` lacks."""
+        missing = [c for c in self.input_columns if c not in frame.columns]
+        if missing:
+            raise SchemaError(
+                f"missing column{'s' if len(missing) > 1 else ''} {_list(missing)}; the model was trained on {_list(self.input_columns)}"
+            )
+
+    def out_of_range(self, x_num: NDArray[np.float64]) -> dict[str, int]:
+        """Count, per numeric column, values far outside the training range.
+
+        "Far" means beyond the training minimum or maximum by more than the width of the
+        training range (or by more than ``max(1, |value|)`` for a column that was
+        constant apart from missing values): the network extrapolates there.
+        """
+        counts: dict[str, int] = {}
+        numeric = [c for c in self.columns_ if c.role in NUMERIC_ROLES]
+        for j, info in enumerate(numeric):
+            if info.role == "boolean" or info.low is None or info.high is None:
+                continue
+            span = info.high - info.low or max(1.0, abs(info.high))
+            column = x_num[:, j]
+            with np.errstate(invalid="ignore"):
+                far = (column < info.low - span) | (column > info.high + span)
+            if far.any():
+                counts[info.name] = int(far.sum())
+        return counts
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form of the fitted encoder."""
@@ -212,23 +420,125 @@ class TabularEncoder:
         return enc
 
 
+_ID_REASON = "ID-like: a different value on every row"
+
+
+def column_values(name: str, series: pd.Series, role: str) -> NDArray[np.float64]:
+    """Float64 values of a numeric-role column (NaN = missing), refusing text and inf."""
+    if role == "boolean":
+        values = _boolean_values(name, series)
+    elif role == "datetime":
+        values = _datetime_values(name, series)
+    else:
+        values = _numeric_values(name, series)
+    infinite = np.isinf(values)
+    if infinite.any():
+        row = int(np.flatnonzero(infinite)[0])
+        raise DataError(
+            f"column {name!r} has an infinite value at row {row} ({int(infinite.sum())} in all); replace it or drop the column"
+        )
+    return values
+
+
+def _numeric_values(name: str, series: pd.Series) -> NDArray[np.float64]:
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return np.asarray(series.astype("float64").to_numpy(), dtype=np.float64)
+    try:
+        numbers = pd.to_numeric(series, errors="raise").astype("float64")
+        return np.asarray(numbers.to_numpy(na_value=np.nan), dtype=np.float64)
+    except (ValueError, TypeError):
+        coerced = pd.to_numeric(series, errors="coerce")
+        bad = np.flatnonzero(coerced.isna().to_numpy() & series.notna().to_numpy())
+        row = int(bad[0]) if bad.size else 0
+        raise DataError(
+            f"column {name!r} is numeric but row {row} holds {series.iloc[row]!r}, which is not a number"
+        ) from None
+
+
+def _boolean_values(name: str, series: pd.Series) -> NDArray[np.float64]:
+    if pd.api.types.is_bool_dtype(series.dtype) and not series.isna().any():
+        return np.asarray(series.to_numpy(dtype=np.float64), dtype=np.float64)
+    out = np.full(len(series), np.nan)
+    for i, value in enumerate(series.astype("object").tolist()):
+        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+            continue
+        key = str(value).strip().lower()
+        if key in _TRUE:
+            out[i] = 1.0
+        elif key in _FALSE:
+            out[i] = 0.0
+        else:
+            raise DataError(
+                f"column {name!r} is boolean but row {i} holds {value!r}, which is not true or false"
+            )
+    return out
+
+
+def _datetime_values(name: str, series: pd.Series) -> NDArray[np.float64]:
+    if _is_datetime(series):
+        stamps = pd.to_datetime(series, utc=True)
+    else:
+        stamps = pd.to_datetime(series, errors="coerce", format="mixed", utc=True)
+        bad = np.flatnonzero(stamps.isna().to_numpy() & series.notna().to_numpy())
+        if bad.size:
+            row = int(bad[0])
+            raise DataError(
+                f"column {name!r} holds dates but row {row} holds {series.iloc[row]!r}, which is not a date"
+            )
+    seconds = (stamps - _EPOCH) / pd.Timedelta(seconds=1)
+    return np.asarray(seconds.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+
+
 def encode_categories(series: pd.Series, levels: Sequence[str]) -> NDArray[np.int64]:
     """Codes for ``series``: 0 missing, 1 unseen, 2.. the index of the level + 2."""
     lookup = {level: i + 2 for i, level in enumerate(levels)}
     strings = _as_category_strings(series)
     codes = strings.map(lookup)
-    out = np.asarray(codes.fillna(UNSEEN_CODE).to_numpy(dtype=np.int64), dtype=np.int64)
+    out = np.array(codes.fillna(UNSEEN_CODE).to_numpy(dtype=np.int64), dtype=np.int64)
     out[strings.isna().to_numpy()] = MISSING_CODE
     return out
 
 
-def check_unique_columns(frame: pd.DataFrame) -> None:
+def check_unique_columns(frame: pd.DataFrame, *, where: str | None = None) -> None:
     """Refuse tables with duplicate column names (which column would we read?)."""
     dup = frame.columns[frame.columns.duplicated()]
     if len(dup):
+        place = f" in {where}" if where else ""
         raise DataError(
-            f"duplicate column name{'s' if len(dup) > 1 else ''} {_list(dict.fromkeys(map(str, dup)))}"
+            f"duplicate column name{'s' if len(dup) > 1 else ''} {_list(dict.fromkeys(map(str, dup)))}{place}; rename them so each column has its own name"
         )
+
+
+def split_target(
+    frame: pd.DataFrame, target: str, *, drop_missing: bool = False
+) -> tuple[pd.DataFrame, pd.Series, NDArray[np.int64]]:
+    """Separate the target column from the features.
+
+    Rows with a missing target are an error listing how many and the first rows, unless
+    ``drop_missing`` is set; then they are removed and their positions returned.
+
+    Returns
+    -------
+    X, y, dropped_rows
+    """
+    if target not in frame.columns:
+        raise DataError(
+            f"target column {target!r} is not in the data; columns: {_list(frame.columns)}"
+        )
+    y = frame[target]
+    missing = y.isna().to_numpy()
+    dropped = np.flatnonzero(missing)
+    if dropped.size and not drop_missing:
+        raise DataError(
+            f"the target {target!r} is missing on {dropped.size} row{'s' if dropped.size > 1 else ''} (first: {', '.join(map(str, dropped[:5].tolist()))}); fill them in or drop them (--drop-missing-target)"
+        )
+    keep = ~missing
+    if dropped.size == len(frame):
+        raise DataError(f"the target {target!r} is missing on every row")
+    X = frame.drop(columns=[target])
+    if dropped.size:
+        X, y = X.loc[keep].reset_index(drop=True), y.loc[keep].reset_index(drop=True)
+    return X, y, dropped
 
 
 def _list(names: Any, limit: int = 20) -> str:

@@ -1,0 +1,197 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from steadyclf import DataError, SchemaError
+from steadyclf.tabular import (
+    MISSING_CODE,
+    UNSEEN_CODE,
+    ColumnInfo,
+    TabularEncoder,
+    encode_labels,
+    split_target,
+)
+
+
+def _frame(n: int = 20) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "age": rng.integers(20, 30, size=n),  # integers with repeats: numeric
+            "income": rng.normal(5e4, 1e4, size=n),
+            "city": rng.choice(["Oslo", "Rome", "Lima"], size=n),
+            "member": rng.integers(0, 2, size=n).astype(bool),
+            "customer_id": [f"C{i:04d}" for i in range(n)],
+            "row_number": np.arange(n),
+            "country": ["NO"] * n,
+            "empty": [np.nan] * n,
+            "signup": [f"2024-01-{i % 28 + 1:02d}" for i in range(n)],
+        }
+    )
+
+
+def _roles(enc: TabularEncoder) -> dict[str, str]:
+    return {c.name: c.role for c in enc.columns_}
+
+
+def test_roles_are_inferred_with_reasons() -> None:
+    enc = TabularEncoder().fit(_frame())
+    assert _roles(enc) == {
+        "age": "numeric",
+        "income": "numeric",
+        "city": "categorical",
+        "member": "boolean",
+        "customer_id": "dropped",
+        "row_number": "dropped",
+        "country": "dropped",
+        "empty": "dropped",
+        "signup": "dropped",
+    }
+    reasons = {c.name: c.reason for c in enc.columns_ if c.role == "dropped"}
+    assert "ID-like" in reasons["customer_id"] and "ID-like" in reasons["row_number"]
+    assert reasons["country"] == "constant (every value is 'NO')"
+    assert reasons["empty"] == "all values missing"
+    assert "dates" in reasons["signup"] and "2024-01-01" in reasons["signup"]
+    assert enc.numeric_columns == ["age", "income", "member"]
+    assert [c.name for c in enc.categorical_columns] == ["city"]
+
+
+def test_overrides_win_over_inference() -> None:
+    enc = TabularEncoder(
+        categorical=["age"], numeric=["row_number", "signup"], drop=["income"]
+    ).fit(_frame())
+    roles = _roles(enc)
+    assert roles["age"] == "categorical"
+    assert roles["row_number"] == "numeric"
+    assert roles["signup"] == "datetime"
+    assert roles["income"] == "dropped"
+    x_num, _ = enc.transform(_frame())
+    signup = x_num[:, enc.numeric_columns.index("signup")]
+    assert signup[0] == pd.Timestamp("2024-01-01", tz="UTC").timestamp()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"drop": ["nope"]}, r"'nope' given as an override is not in the data; columns: 'age'"),
+        ({"drop": ["age"], "numeric": ["age"]}, "listed both as numeric and as drop"),
+    ],
+)
+def test_bad_overrides(kwargs: dict, match: str) -> None:
+    with pytest.raises(DataError, match=match):
+        TabularEncoder(**kwargs).fit(_frame())
+
+
+def test_datetime_dtype_is_used_as_seconds() -> None:
+    frame = pd.DataFrame({"when": pd.date_range("2020-01-01", periods=4, freq="D")})
+    enc = TabularEncoder().fit(frame)
+    assert _roles(enc) == {"when": "datetime"}
+    x_num, _ = enc.transform(frame)
+    np.testing.assert_allclose(np.diff(x_num[:, 0]), 86400.0)
+
+
+def test_missing_values_and_unseen_levels() -> None:
+    train = pd.DataFrame({"x": [1.0, np.nan, 3.0, 4.0], "c": ["a", "b", None, "a"]})
+    enc = TabularEncoder().fit(train)
+    assert [c.describe() for c in enc.columns_] == [
+        "x: numeric (1 missing -> median + indicator)",
+        "c: categorical (2 levels, 1 missing -> own level)",
+    ]
+    test = pd.DataFrame({"x": [np.nan, 2.0], "c": ["zebra", None]})
+    x_num, x_cat = enc.transform(test)
+    assert np.isnan(x_num[0, 0]) and x_num[1, 0] == 2.0
+    assert x_cat[:, 0].tolist() == [UNSEEN_CODE, MISSING_CODE]
+    assert enc.transform(train)[1][:, 0].tolist() == [2, 3, MISSING_CODE, 2]
+
+
+def test_vocabulary_is_capped_most_frequent_first() -> None:
+    values = ["a"] * 5 + ["b"] * 3 + ["c", "d", "e"]
+    enc = TabularEncoder(max_categories=2).fit(pd.DataFrame({"c": values}))
+    info = enc.categorical_columns[0]
+    assert info.levels == ["a", "b"] and info.n_levels == 5
+    assert enc.vocab_sizes == [4]
+    assert "2 of 5 levels" in info.describe()
+
+
+def test_integer_categories_match_across_float_and_int_columns() -> None:
+    # A column with missing values is read as float (3.0): it must still match level '3'.
+    enc = TabularEncoder(categorical=["k"]).fit(pd.DataFrame({"k": [3, 4, 3, 4]}))
+    _, x_cat = enc.transform(pd.DataFrame({"k": [3.0, np.nan, 4.0]}))
+    assert x_cat[:, 0].tolist() == [2, MISSING_CODE, 3]
+
+
+def test_text_of_numbers_is_numeric_and_typos_are_named() -> None:
+    enc = TabularEncoder().fit(pd.DataFrame({"n": ["1.5", "2", None, "7"]}))
+    assert _roles(enc) == {"n": "numeric"}
+    typo = pd.DataFrame({"n": [str(i) for i in range(30)] + ["12,5"]})
+    with pytest.raises(DataError, match=r"column 'n' holds numbers except at row 30: '12,5'"):
+        TabularEncoder().fit(typo)
+
+
+def test_infinite_values_are_refused_at_fit_and_transform() -> None:
+    with pytest.raises(DataError, match=r"column 'x' has an infinite value at row 2 \(1 in all\)"):
+        TabularEncoder().fit(pd.DataFrame({"x": [1.0, 2.0, np.inf]}))
+    enc = TabularEncoder().fit(pd.DataFrame({"x": [1.0, 2.0, 3.0]}))
+    with pytest.raises(DataError, match=r"column 'x' has an infinite value at row 1"):
+        enc.transform(pd.DataFrame({"x": [1.0, -np.inf]}))
+
+
+def test_transform_errors_name_column_row_and_value() -> None:
+    enc = TabularEncoder().fit(pd.DataFrame({"x": [1.0, 2.0, 3.0], "b": [True, False, True]}))
+    with pytest.raises(SchemaError, match=r"missing column 'x'; the model was trained on 'x', 'b'"):
+        enc.transform(pd.DataFrame({"b": [True]}))
+    with pytest.raises(DataError, match=r"column 'x' is numeric but row 1 holds 'abc'"):
+        enc.transform(pd.DataFrame({"x": ["1", "abc"], "b": [True, False]}))
+    with pytest.raises(DataError, match=r"column 'b' is boolean but row 0 holds 'maybe'"):
+        enc.transform(pd.DataFrame({"x": [1.0], "b": ["maybe"]}))
+    # Booleans read back as text (e.g. a CSV column with a gap) still work.
+    x_num, _ = enc.transform(pd.DataFrame({"x": [1.0, 2.0], "b": ["True", None]}))
+    assert x_num[0, 1] == 1.0 and np.isnan(x_num[1, 1])
+
+
+def test_everything_missing_or_dropped_is_an_error() -> None:
+    frame = pd.DataFrame({"a": [np.nan, np.nan], "b": [None, None]})
+    with pytest.raises(DataError, match=r"no usable feature column \(a: all values missing; b"):
+        TabularEncoder().fit(frame)
+
+
+def test_duplicate_columns_are_refused() -> None:
+    frame = pd.DataFrame([[1, 2, 3]], columns=["a", "a", "b"])
+    with pytest.raises(DataError, match="duplicate column name 'a'"):
+        TabularEncoder().fit(frame)
+
+
+def test_out_of_range_counts_far_values_only() -> None:
+    enc = TabularEncoder().fit(pd.DataFrame({"x": [0.0, 10.0], "flag": [True, False]}))
+    x_num, _ = enc.transform(pd.DataFrame({"x": [-5.0, 15.0, 25.0, -11.0], "flag": [1, 0, 1, 0]}))
+    assert enc.out_of_range(x_num) == {"x": 2}
+
+
+def test_round_trip_through_dict() -> None:
+    enc = TabularEncoder().fit(_frame())
+    again = TabularEncoder.from_dict(enc.to_dict())
+    assert again.to_dict() == enc.to_dict()
+    for a, b in zip(enc.transform(_frame()), again.transform(_frame()), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="unknown column role"):
+        ColumnInfo.from_dict({"name": "x", "role": "magic", "dtype": "int64"})
+
+
+def test_split_target_reports_and_drops_missing_rows() -> None:
+    frame = pd.DataFrame({"x": range(6), "y": ["a", None, "b", None, "a", "b"]})
+    with pytest.raises(DataError, match=r"target 'y' is missing on 2 rows \(first: 1, 3\)"):
+        split_target(frame, "y")
+    X, y, dropped = split_target(frame, "y", drop_missing=True)
+    assert dropped.tolist() == [1, 3] and list(X.columns) == ["x"]
+    assert X["x"].tolist() == [0, 2, 4, 5] and y.tolist() == ["a", "b", "a", "b"]
+    with pytest.raises(DataError, match=r"target column 'z' is not in the data; columns: 'x', 'y'"):
+        split_target(frame, "z")
+
+
+def test_encode_labels_positive_class() -> None:
+    enc = encode_labels(np.array(["yes", "no", "yes"]), positive="no")
+    assert enc.classes.tolist() == ["yes", "no"] and enc.encoded.tolist() == [0, 1, 0]
+    with pytest.raises(DataError, match=r"positive class 'maybe' is not in the target values"):
+        encode_labels(np.array(["yes", "no"]), positive="maybe")
+    with pytest.raises(DataError, match=r"3 classes \('a', 'b', 'c'\)"):
+        encode_labels(np.array(["a", "b", "c"]))
