@@ -39,6 +39,17 @@ def test_tiny_signal_on_huge_offset_is_kept() -> None:
     assert np.corrcoef(z.ravel(), hr.ravel())[0, 1] > 0.999999
 
 
+def test_std_of_a_tiny_spread_on_a_huge_offset_is_accurate() -> None:
+    # Summing a column of values near 1e6 row by row rounds the mean by more than the
+    # spread allows (1e-8 relative error on the std here); the corrected two-pass
+    # formula gives the std to 1e-9 relative.
+    hr = np.random.default_rng(0).normal(92, 5, size=(20000, 1))
+    x = 1e6 + 1e-6 * hr
+    exact = np.sqrt(np.mean((x.ravel() - np.mean(x.ravel())) ** 2))
+    whole = RunningStats.from_array(np.column_stack([x, hr]))
+    assert abs(whole.std[0] - exact) / exact < 1e-9
+
+
 def test_constant_and_empty_columns_get_scale_one() -> None:
     x = np.column_stack([np.full(10, 7.0), np.full(10, np.nan), np.arange(10.0)])
     stats = RunningStats.from_array(x)

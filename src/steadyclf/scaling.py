@@ -59,6 +59,11 @@ class RunningStats:
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(count > 0, np.nansum(x, axis=0) / np.maximum(count, 1), 0.0)
             centred = np.where(finite, x - mean, 0.0)
+            # One correction step: a column sum of values like 1e6 + 1e-6 * x rounds to an
+            # error comparable to the spread itself; the mean of the residuals removes it.
+            correction = centred.sum(axis=0) / np.maximum(count, 1)
+            mean = mean + correction
+            centred = np.where(finite, centred - correction, 0.0)
         m2 = np.einsum("ij,ij->j", centred, centred)
         return cls(count, mean, m2)
 
