@@ -16,6 +16,7 @@ from .exceptions import (
     SteadyclfError,
     TrainingDivergedError,
 )
+from .persistence import load
 
 __version__ = "0.1.0"
 
@@ -30,4 +31,5 @@ __all__ = [
     "TrainingDivergedError",
     "__version__",
     "datasets",
+    "load",
 ]

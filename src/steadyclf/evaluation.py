@@ -1,0 +1,171 @@
+"""How good is a binary classifier: scikit-learn metrics and decision-threshold tuning.
+
+Every metric comes from :mod:`sklearn.metrics`; this module only decides which ones a
+report holds, makes them JSON-friendly (``None`` where a metric is undefined, e.g. ROC
+AUC when the data hold one class), and picks a decision threshold on a validation split.
+
+Thresholds follow :meth:`BinaryClassifier.predict`: a row is positive when its
+probability is strictly above the threshold.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from sklearn import metrics
+
+from .exceptions import DataError, ParameterError
+
+__all__ = [
+    "THRESHOLD_METRICS",
+    "binary_metrics",
+    "labels_to_binary",
+    "tune_threshold",
+]
+
+#: Metrics a decision threshold can be tuned for.
+THRESHOLD_METRICS = ("f1", "balanced_accuracy")
+
+
+def binary_metrics(y_true: ArrayLike, proba: ArrayLike, threshold: float = 0.5) -> dict[str, Any]:
+    """Classification report for 0/1 labels and probabilities of class 1.
+
+    Parameters
+    ----------
+    y_true : array of 0/1
+    proba : array of float
+        Probability of the positive class.
+    threshold : float
+        Rows with ``proba > threshold`` are predicted positive.
+
+    Returns
+    -------
+    dict
+        ``n``, ``n_positive``, ``threshold``, ``accuracy``, ``balanced_accuracy``,
+        ``precision``, ``recall``, ``f1``, ``roc_auc``, ``pr_auc`` (average precision),
+        ``log_loss``, ``brier`` and ``confusion_matrix`` (``tn``, ``fp``, ``fn``, ``tp``).
+        Ranking metrics are ``None`` when ``y_true`` holds one class.
+
+    Examples
+    --------
+    >>> report = binary_metrics([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9])
+    >>> report["accuracy"], report["roc_auc"], report["confusion_matrix"]["fp"]
+    (0.5, 0.75, 1)
+    """
+    y = np.asarray(y_true, dtype=np.int64).ravel()
+    p = np.clip(np.asarray(proba, dtype=np.float64).ravel(), 0.0, 1.0)
+    if y.shape != p.shape:
+        raise DataError(f"{y.size} labels but {p.size} probabilities")
+    if y.size == 0:
+        raise DataError("cannot evaluate on zero rows")
+    predicted = (p > threshold).astype(np.int64)
+    both_classes = np.unique(y).size == 2
+    tn, fp, fn, tp = metrics.confusion_matrix(y, predicted, labels=[0, 1]).ravel().tolist()
+    return {
+        "n": int(y.size),
+        "n_positive": int(y.sum()),
+        "threshold": float(threshold),
+        "accuracy": float(metrics.accuracy_score(y, predicted)),
+        "balanced_accuracy": _balanced_accuracy(y, predicted) if both_classes else None,
+        "precision": float(metrics.precision_score(y, predicted, zero_division=0.0)),
+        "recall": float(metrics.recall_score(y, predicted, zero_division=0.0)),
+        "f1": float(metrics.f1_score(y, predicted, zero_division=0.0)),
+        "roc_auc": float(metrics.roc_auc_score(y, p)) if both_classes else None,
+        "pr_auc": float(metrics.average_precision_score(y, p)) if both_classes else None,
+        "log_loss": float(metrics.log_loss(y, p, labels=[0, 1])),
+        "brier": float(metrics.brier_score_loss(y, p, labels=[0, 1])),
+        "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+    }
+
+
+def _balanced_accuracy(y: NDArray[np.int64], predicted: NDArray[np.int64]) -> float:
+    return float(metrics.balanced_accuracy_score(y, predicted))
+
+
+def tune_threshold(y_true: ArrayLike, proba: ArrayLike, metric: str) -> float:
+    """The decision threshold that maximises ``metric`` on ``(y_true, proba)``.
+
+    Candidates are the midpoints between consecutive distinct probabilities (every
+    distinct way to split the rows), scored from scikit-learn's precision-recall curve
+    (``'f1'``) or ROC curve (``'balanced_accuracy'``). Ties go to the threshold closest
+    to 0.5.
+
+    Parameters
+    ----------
+    y_true : array of 0/1
+    proba : array of float
+    metric : {'f1', 'balanced_accuracy'}
+
+    Returns
+    -------
+    float in [0, 1]
+
+    Examples
+    --------
+    >>> tune_threshold([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.9], "f1")
+    0.25
+    """
+    if metric not in THRESHOLD_METRICS:
+        raise ParameterError(
+            f"threshold_metric must be one of {', '.join(map(repr, THRESHOLD_METRICS))}; got {metric!r}"
+        )
+    y = np.asarray(y_true, dtype=np.int64).ravel()
+    p = np.asarray(proba, dtype=np.float64).ravel()
+    if np.unique(y).size < 2:
+        return 0.5
+    if metric == "f1":
+        # Scores positive when p >= thresholds[i]; the last point (recall 0) has none.
+        precision, recall, cut = metrics.precision_recall_curve(y, p, drop_intermediate=False)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            score = np.nan_to_num(2 * precision[:-1] * recall[:-1] / (precision[:-1] + recall[:-1]))
+    else:
+        fpr, tpr, cut = metrics.roc_curve(y, p, drop_intermediate=False)
+        score, cut = ((tpr + 1.0 - fpr) / 2.0)[1:], cut[1:]  # cut[0] = inf: nothing positive
+    return _best_cut(score, cut, p)
+
+
+def _best_cut(
+    score: NDArray[np.float64], cut: NDArray[np.float64], p: NDArray[np.float64]
+) -> float:
+    """Threshold for ``p > t`` equivalent to the best ``p >= cut`` rule, halfway down."""
+    distinct = np.unique(p)
+    below = np.searchsorted(distinct, cut, side="left") - 1
+    lower = np.where(below >= 0, distinct[np.maximum(below, 0)], 0.0)
+    thresholds = (cut + lower) / 2.0
+    best = np.flatnonzero(score >= score.max() - 1e-12)
+    choice = best[np.argmin(np.abs(thresholds[best] - 0.5))]
+    return float(np.clip(thresholds[choice], 0.0, 1.0))
+
+
+def labels_to_binary(y: ArrayLike, classes: ArrayLike) -> NDArray[np.int64]:
+    """0/1 codes of labels ``y`` for a model with ``classes`` (``classes[1]`` positive).
+
+    A label matches a class when equal to it or when their text is equal (``1`` and
+    ``'1'``, or ``1.0`` read from a column with missing values).
+
+    Raises
+    ------
+    DataError
+        Some labels are neither class; the message lists them.
+    """
+    values = np.asarray(y, dtype=object).ravel()
+    names = [_label_key(c) for c in np.asarray(classes, dtype=object).tolist()]
+    keys = np.array([_label_key(v) for v in values.tolist()], dtype=object)
+    positive, negative = keys == names[1], keys == names[0]
+    unknown = ~(positive | negative)
+    if unknown.any():
+        seen = sorted({str(v) for v in values[unknown].tolist()})[:10]
+        raise DataError(
+            f"target values {', '.join(map(repr, seen))} are not classes of the model ({', '.join(map(repr, names))})"
+        )
+    return positive.astype(np.int64)
+
+
+def _label_key(value: Any) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    return str(value)

@@ -1,0 +1,230 @@
+import hashlib
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import safetensors.torch
+import torch
+
+import steadyclf
+from steadyclf import BinaryClassifier, ModelFileError, NotFittedError
+from steadyclf.persistence import FORMAT_VERSION, INDEX_FILE, WEIGHTS_FILE, read_index, save
+
+
+def _mixed(n: int = 160, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(100.0, 20.0, size=n)
+    city = rng.choice(["Oslo", "Rome", "Lima"], size=n)
+    frame = pd.DataFrame({"x": x, "city": city, "flag": rng.integers(0, 2, size=n) == 1})
+    frame.loc[::7, "x"] = np.nan
+    frame.loc[::11, "city"] = None
+    y = pd.Series(np.where((x > 100) | (city == "Rome"), "sick", "healthy"))
+    return frame, y
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[BinaryClassifier, pd.DataFrame]:
+    X, y = _mixed()
+    clf = BinaryClassifier(
+        hidden=(8, 4), max_epochs=15, random_state=0, threshold_metric="f1", positive="sick"
+    ).fit(X, y)
+    return clf, X
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path, fitted: tuple[BinaryClassifier, pd.DataFrame]) -> Path:
+    return fitted[0].save(tmp_path / "model")
+
+
+def test_round_trip_gives_identical_predictions(
+    model_dir: Path, fitted: tuple[BinaryClassifier, pd.DataFrame]
+) -> None:
+    clf, X = fitted
+    again = steadyclf.load(model_dir)
+    new_rows = X.assign(city=["Paris"] * len(X))  # unseen level
+    for data in (X, new_rows):
+        np.testing.assert_array_equal(again.predict_proba(data), clf.predict_proba(data))
+        np.testing.assert_array_equal(again.predict(data), clf.predict(data))
+    assert again.classes_.tolist() == ["healthy", "sick"] == clf.classes_.tolist()
+    assert again.threshold_ == clf.threshold_
+    assert again.get_params() == clf.get_params()
+    assert again.encoder_.to_dict() == clf.encoder_.to_dict()
+    assert again.history_ == clf.history_ and again.n_iter_ == clf.n_iter_
+    assert again.validation_metrics_ == clf.validation_metrics_
+    assert list(again.feature_names_in_) == ["x", "city", "flag"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"normalize": "batchnorm", "activation": "tanh"}, {"hidden": ()}, {"normalize": "none"}],
+)
+def test_other_layouts_round_trip(tmp_path: Path, params: dict) -> None:
+    X, y = _mixed(80)
+    clf = BinaryClassifier(max_epochs=3, random_state=1, **params).fit(X, y.eq("sick"))
+    again = steadyclf.load(clf.save(tmp_path / "m"))
+    np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
+    assert again.classes_.dtype == np.bool_
+
+
+def test_model_json_holds_the_schema(model_dir: Path) -> None:
+    index = json.loads((model_dir / INDEX_FILE).read_text())
+    assert index["format_version"] == FORMAT_VERSION
+    roles = {c["name"]: c["role"] for c in index["schema"]["columns"]}
+    assert roles == {"x": "numeric", "city": "categorical", "flag": "boolean"}
+    assert index["classes"]["values"] == ["healthy", "sick"]
+    assert set(index["versions"]) >= {"steadyclf", "torch", "safetensors", "python"}
+    assert index["parameters"]["hidden"] == [8, 4]
+    assert 0.0 <= index["threshold"] <= 1.0
+    assert sorted(p.name for p in model_dir.iterdir()) == [INDEX_FILE, WEIGHTS_FILE]
+
+
+def test_loading_never_unpickles(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("unpickling during load")
+
+    for module, name in [
+        (pickle, "load"),
+        (pickle, "loads"),
+        (pickle, "Unpickler"),
+        (torch, "load"),
+    ]:
+        monkeypatch.setattr(module, name, refuse)
+    assert steadyclf.load(model_dir).n_iter_ > 0
+
+
+def test_save_replaces_an_old_model_atomically(
+    tmp_path: Path, fitted: tuple[BinaryClassifier, pd.DataFrame]
+) -> None:
+    clf, _ = fitted
+    target = tmp_path / "model"
+    clf.save(target)
+    (target / "stale.txt").write_text("from the old model")
+    clf.save(target)
+    assert sorted(p.name for p in target.iterdir()) == [INDEX_FILE, WEIGHTS_FILE]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_failed_save_leaves_the_old_model(
+    tmp_path: Path, fitted: tuple[BinaryClassifier, pd.DataFrame]
+) -> None:
+    clf, _ = fitted
+    target = clf.save(tmp_path / "model")
+    before = (target / INDEX_FILE).read_text()
+
+    def crash(staging: Path) -> None:
+        (staging / "half.csv").write_text("x\n")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        save(clf, target, extra_files=crash)
+    assert (target / INDEX_FILE).read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    with pytest.raises(KeyboardInterrupt):
+        save(clf, tmp_path / "new", extra_files=crash)
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_save_refuses_to_clobber_other_files(
+    tmp_path: Path, fitted: tuple[BinaryClassifier, pd.DataFrame]
+) -> None:
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    with pytest.raises(ModelFileError, match="is not a steadyclf model directory"):
+        fitted[0].save(tmp_path / "notes")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ModelFileError, match="is a file"):
+        fitted[0].save(tmp_path / "file")
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+
+
+def test_save_before_fit() -> None:
+    with pytest.raises(NotFittedError):
+        BinaryClassifier().save("never")
+
+
+def _rewrite_weights(model_dir: Path, state: dict[str, torch.Tensor]) -> None:
+    blob = safetensors.torch.save(state)
+    (model_dir / WEIGHTS_FILE).write_bytes(blob)
+    index = json.loads((model_dir / INDEX_FILE).read_text())
+    index["weights"]["sha256"] = hashlib.sha256(blob).hexdigest()
+    (model_dir / INDEX_FILE).write_text(json.dumps(index))
+
+
+def _edit_index(model_dir: Path, **changes: object) -> None:
+    index = json.loads((model_dir / INDEX_FILE).read_text())
+    index.update(changes)
+    (model_dir / INDEX_FILE).write_text(json.dumps(index))
+
+
+def test_missing_pieces(tmp_path: Path, model_dir: Path) -> None:
+    with pytest.raises(ModelFileError, match="no model directory at"):
+        steadyclf.load(tmp_path / "nowhere")
+    (model_dir / WEIGHTS_FILE).unlink()
+    with pytest.raises(ModelFileError, match=f"is missing {WEIGHTS_FILE}; it is incomplete"):
+        steadyclf.load(model_dir)
+    (model_dir / INDEX_FILE).unlink()
+    with pytest.raises(ModelFileError, match=f"is missing {INDEX_FILE}"):
+        steadyclf.load(model_dir)
+
+
+def test_corrupted_files(model_dir: Path) -> None:
+    weights = model_dir / WEIGHTS_FILE
+    blob = bytearray(weights.read_bytes())
+    blob[-3] ^= 0xFF  # one weight changes: only the checksum can tell
+    weights.write_bytes(bytes(blob))
+    with pytest.raises(ModelFileError, match="does not match the checksum"):
+        steadyclf.load(model_dir)
+    weights.write_bytes(b"\x00" * 16)
+    _rewrite_sha(model_dir)
+    with pytest.raises(ModelFileError, match="is not a valid safetensors file"):
+        steadyclf.load(model_dir)
+    (model_dir / INDEX_FILE).write_text("{not json")
+    with pytest.raises(ModelFileError, match="is corrupted \\(not valid JSON"):
+        steadyclf.load(model_dir)
+
+
+def _rewrite_sha(model_dir: Path) -> None:
+    digest = hashlib.sha256((model_dir / WEIGHTS_FILE).read_bytes()).hexdigest()
+    index = json.loads((model_dir / INDEX_FILE).read_text())
+    index["weights"]["sha256"] = digest
+    (model_dir / INDEX_FILE).write_text(json.dumps(index))
+
+
+def test_tampered_shapes_and_fields(model_dir: Path) -> None:
+    state = safetensors.torch.load((model_dir / WEIGHTS_FILE).read_bytes())
+    state["body.0.weight"] = torch.zeros(8, 3, dtype=torch.float64)
+    _rewrite_weights(model_dir, state)
+    with pytest.raises(ModelFileError, match=r"tensor 'body.0.weight' .* expected torch.float64"):
+        steadyclf.load(model_dir)
+    del state["body.0.weight"]
+    _rewrite_weights(model_dir, state)
+    with pytest.raises(ModelFileError, match=r"lacks tensor 'body\.0\.weight'"):
+        steadyclf.load(model_dir)
+
+
+def test_tampered_index_fields(
+    tmp_path: Path, fitted: tuple[BinaryClassifier, pd.DataFrame]
+) -> None:
+    clf = fitted[0]
+    for changes, match in [
+        ({"threshold": 7.0}, "threshold 7.0 is not in"),
+        ({"classes": {"values": ["a"], "dtype": "<U1"}}, "2 classes, not 1"),
+        ({"classes": {"values": ["a", "b"], "dtype": "<M8[ns]"}}, "dtype .* not allowed"),
+        ({"schema": {"columns": []}}, "vocabularies .* disagree"),
+        ({"training": {}}, "missing or invalid field"),
+        ({"format": "something-else"}, "is not a steadyclf model file"),
+        ({"format_version": "1"}, "is corrupted \\(format_version '1'\\)"),
+    ]:
+        target = clf.save(tmp_path / f"m{len(list(tmp_path.iterdir()))}")
+        _edit_index(target, **changes)
+        with pytest.raises(ModelFileError, match=match):
+            steadyclf.load(target)
+
+
+def test_future_format_version(model_dir: Path) -> None:
+    _edit_index(model_dir, format_version=FORMAT_VERSION + 1)
+    with pytest.raises(ModelFileError, match=r"format version 2 .*upgrade steadyclf"):
+        read_index(model_dir)
