@@ -73,3 +73,57 @@ def test_recovery_continues_after_one_blow_up() -> None:
     assert trainer.recoveries == 1
     assert trainer.history[-1]["lr"] == pytest.approx(0.001)
     assert all(torch.isfinite(p).all() for p in trainer.module.parameters())
+
+
+def test_giving_up_on_divergence_keeps_the_best_weights() -> None:
+    class PoisonEveryEpoch:
+        """Each finished epoch is followed by non-finite weights: every step must be undone."""
+
+        def __init__(self) -> None:
+            self.weights: dict[int, list[torch.Tensor]] = {}
+
+        def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+            self.weights[trainer.epoch] = [p.detach().clone() for p in trainer.module.parameters()]
+            with torch.no_grad():
+                next(trainer.module.parameters()).fill_(math.inf)
+
+    poison = PoisonEveryEpoch()
+    trainer = Trainer(
+        _net(),
+        TrainConfig(
+            lr=0.05, max_epochs=20, batch_size=None, early_stopping=False, callbacks=(poison,)
+        ),
+    )
+    with pytest.raises(TrainingDivergedError, match=r"weights of epoch \d+ \(the best so far\)"):
+        trainer.fit(_data())
+    assert trainer.recoveries == 4 and trainer.best_epoch is not None
+    losses = [r["train_loss"] for r in trainer.history]
+    assert trainer.best_epoch == 1 + losses.index(min(losses))
+    for kept, best in zip(
+        trainer.module.parameters(), poison.weights[trainer.best_epoch], strict=True
+    ):
+        assert torch.equal(kept, best)
+
+
+def test_state_dict_round_trip_continues_identically() -> None:
+    def run(stop_at: int | None, state: dict | None = None) -> Trainer:
+        class Hooks:
+            def on_train_setup(self, trainer: Trainer) -> None:
+                if state is not None:
+                    trainer.load_state_dict(state)
+
+            def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+                if trainer.epoch == stop_at:
+                    raise StopTraining
+
+        config = TrainConfig(
+            lr=0.01, max_epochs=8, batch_size=32, schedule="plateau", callbacks=(Hooks(),)
+        )
+        return Trainer(_net(), config).fit(_data())
+
+    whole = run(None)
+    half = run(3).state_dict()
+    resumed = run(None, half)
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in whole.history]
+    for a, b in zip(whole.module.parameters(), resumed.module.parameters(), strict=True):
+        assert torch.equal(a, b)

@@ -15,6 +15,7 @@ __all__ = [
     "SchemaError",
     "SteadyclfError",
     "TrainingDivergedError",
+    "TrainingInterrupted",
 ]
 
 from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
@@ -46,3 +47,11 @@ class ModelFileError(SteadyclfError, OSError):
 
 class NotFittedError(SteadyclfError, _SklearnNotFittedError):
     """The estimator was used before ``fit``."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training after the current epoch, once a checkpoint was saved.
+
+    A :class:`KeyboardInterrupt`, so code that catches ``Exception`` does not swallow it;
+    the message says where the checkpoint is.
+    """

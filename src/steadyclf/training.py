@@ -18,7 +18,9 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from . import fused as _fused
 from .exceptions import ParameterError, TrainingDivergedError
+from .fused import FusedMLP
 
 __all__ = [
     "OPTIMIZERS",
@@ -45,6 +47,9 @@ class StopTraining(Exception):
 class Callback(Protocol):
     """Hooks called by :class:`Trainer`; every method is optional in practice."""
 
+    def on_train_setup(self, trainer: Trainer) -> None:
+        """Once the optimizer exists, before any ``on_train_begin``: restore a checkpoint."""
+
     def on_train_begin(self, trainer: Trainer) -> None:
         """Before the first epoch."""
 
@@ -53,6 +58,9 @@ class Callback(Protocol):
 
     def on_train_end(self, trainer: Trainer) -> None:
         """After the last epoch (also after an early stop)."""
+
+    def on_train_exit(self, trainer: Trainer) -> None:
+        """Always, when ``fit`` returns or raises: release what ``on_train_begin`` took."""
 
 
 @dataclass
@@ -72,19 +80,29 @@ class TrainConfig:
     max_recoveries: int = 3
     seed: int = 0
     callbacks: Sequence[Callback] = field(default_factory=tuple)
+    #: Hand-written gradients for plain MLPs (:class:`~steadyclf.fused.FusedMLP`); other
+    #: modules, or ``False`` here, use autograd.
+    fused: bool = True
 
 
 def make_optimizer(
     name: str, params: Iterator[nn.Parameter], lr: float, weight_decay: float
 ) -> torch.optim.Optimizer:
-    """Create the optimizer ``name`` with learning rate ``lr``."""
+    """Create the optimizer ``name`` with learning rate ``lr``.
+
+    The classes are torch's, minus a lazy ``torch._dynamo`` import (see
+    :mod:`steadyclf.fused`), with ``fused=True`` where the parameters
+    allow it: one kernel updates every parameter, instead of a loop of small operations.
+    """
+    tensors = list(params)
+    fused = _fused.supports_fused_step(tensors) or None
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return _fused.Adam(tensors, lr=lr, weight_decay=weight_decay, fused=fused)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay or 1e-2)
+        return _fused.AdamW(tensors, lr=lr, weight_decay=weight_decay or 1e-2, fused=fused)
     if name == "sgd":
-        return torch.optim.SGD(
-            params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay
+        return _fused.SGD(
+            tensors, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay, fused=fused
         )
     raise ParameterError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
 
@@ -150,6 +168,12 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: Any = None
         self.epoch = 0
+        self.generator: torch.Generator | None = None
+        # Early-stopping state lives on the trainer (not in ``fit``) so checkpoints hold it.
+        self.best_loss = math.inf
+        self.bad_epochs = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self._fused: FusedMLP | None = None
 
     # -- one epoch -------------------------------------------------------------------------
     def _loss_fn(self, device: torch.device) -> nn.BCEWithLogitsLoss:
@@ -158,42 +182,55 @@ class Trainer:
             return nn.BCEWithLogitsLoss()
         return nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pw, dtype=torch.float32, device=device))
 
-    def _batches(
-        self, data: _Data, generator: torch.Generator
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _epoch_order(self, data: _Data, generator: torch.Generator) -> torch.Tensor | None:
+        """A fresh permutation of the rows, or ``None`` for full-batch training."""
         n = data.x.shape[0]
         bs = self.config.batch_size
         if bs is None or bs >= n:
-            yield data.x, data.y
-            return
-        perm = torch.randperm(n, generator=generator).to(data.x.device)
-        # One gather per epoch, then contiguous views: no per-batch indexing cost.
-        x, y = data.x.index_select(0, perm), data.y.index_select(0, perm)
-        for start in range(0, n, bs):
-            yield x[start : start + bs], y[start : start + bs]
+            return None
+        return torch.randperm(n, generator=generator).to(data.x.device)
+
+    def _train_step(self, xb: torch.Tensor, yb: torch.Tensor, loss_fn: nn.Module) -> torch.Tensor:
+        """One optimizer step on a batch; returns the batch's logits before the step."""
+        assert self.optimizer is not None
+        if self._fused is not None:
+            logits = self._fused.forward_backward(xb, yb)
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            logits = self.module(xb).reshape(-1)
+            loss_fn(logits, yb).backward()
+            logits = logits.detach()
+        self.optimizer.step()
+        return logits
 
     def train_epoch(
         self, data: _Data, generator: torch.Generator, loss_fn: nn.Module
     ) -> tuple[float, float]:
-        """One pass over the training data; returns mean loss and accuracy."""
-        assert self.optimizer is not None
+        """One pass over the training data; returns mean loss and accuracy.
+
+        Each batch is gathered from a per-epoch permutation with one ``index_select`` (no
+        copy of the whole table per epoch); its logits, computed for the step, are kept in
+        one buffer, from which loss and accuracy are computed once at the end.
+        """
         self.module.train()
-        total_loss = torch.zeros((), device=data.x.device)
-        correct = torch.zeros((), device=data.x.device, dtype=torch.int64)
-        per_batch_schedule = self.config.schedule == "onecycle"
-        for xb, yb in self._batches(data, generator):
-            logits = self.module(xb).reshape(-1)
-            loss = loss_fn(logits, yb)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            if per_batch_schedule and self.scheduler is not None:
-                self._step_onecycle()
-            with torch.no_grad():
-                total_loss += loss.detach() * xb.shape[0]
-                correct += ((logits > 0) == (yb > 0.5)).sum()
+        if self._fused is not None:
+            self._fused.prepare()
         n = data.x.shape[0]
-        return float(total_loss) / n, float(correct) / n
+        order = self._epoch_order(data, generator)
+        y = data.y if order is None else data.y.index_select(0, order)
+        bs = n if order is None else int(self.config.batch_size or n)
+        logits = torch.empty(n, device=data.x.device, dtype=data.x.dtype)
+        per_batch_schedule = self.config.schedule == "onecycle" and self.scheduler is not None
+        for start in range(0, n, bs):
+            stop = min(start + bs, n)
+            xb = data.x if order is None else data.x.index_select(0, order[start:stop])
+            logits[start:stop] = self._train_step(xb, y[start:stop], loss_fn)
+            if per_batch_schedule:
+                self._step_onecycle()
+        with torch.no_grad():
+            loss = loss_fn(logits, y)
+            correct = ((logits > 0) == (y > 0.5)).sum()
+        return float(loss), float(correct) / n
 
     def _step_onecycle(self) -> None:
         # OneCycleLR refuses to step past its total; extra epochs keep the final rate.
@@ -229,11 +266,17 @@ class Trainer:
         assert self.optimizer is not None
         self.recoveries += 1
         if self.recoveries > self.config.max_recoveries:
-            self.module.load_state_dict(snapshot)
+            # Give up, keeping the best finite weights seen (the last finite ones if none).
+            self.module.load_state_dict(self.best_state or snapshot)
+            kept = (
+                f"the weights of epoch {self.best_epoch} (the best so far) were kept"
+                if self.best_state is not None
+                else "no epoch finished with a finite loss"
+            )
             raise TrainingDivergedError(
-                f"training diverged (loss {loss}) at epoch {self.epoch} even after lowering the "
-                f"learning rate {self.config.max_recoveries} times; try a smaller lr, "
-                "normalize='standardize', or check the inputs for extreme values"
+                f"training diverged (loss {loss}) at epoch {self.epoch} even after lowering "
+                f"the learning rate {self.config.max_recoveries} times ({kept}); try a smaller "
+                "lr, normalize='standardize', or check the inputs for extreme values"
             )
         self.module.load_state_dict(snapshot)
         # Fresh optimizer state: Adam's moments may hold the non-finite values too.
@@ -247,6 +290,49 @@ class Trainer:
         if self.scheduler is not None and hasattr(self.scheduler, "base_lrs"):
             self.scheduler.base_lrs = [lr * 0.1 for lr in self.scheduler.base_lrs]
 
+    # -- state, for checkpoints ---------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly where it is (between epochs).
+
+        Weights, optimizer and scheduler state, the shuffling generator and torch's global
+        generator, the history, the epoch count and the early-stopping state. Tensors are
+        copies; :mod:`steadyclf.checkpoint` writes this to disk without pickle.
+        """
+        if self.optimizer is None or self.generator is None:
+            raise RuntimeError("state_dict() is only available once fit() has started")
+        return {
+            "epoch": self.epoch,
+            "history": [dict(r) for r in self.history],
+            "best_epoch": self.best_epoch,
+            "best_loss": self.best_loss,
+            "bad_epochs": self.bad_epochs,
+            "recoveries": self.recoveries,
+            "module": self._snapshot(),
+            "best_state": self.best_state,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "global_rng": torch.random.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`; call it from a callback's ``on_train_setup``."""
+        if self.optimizer is None or self.generator is None:
+            raise RuntimeError("load_state_dict() must be called once fit() has started")
+        self.module.load_state_dict(state["module"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        torch.random.set_rng_state(state["global_rng"])
+        self.history[:] = [dict(r) for r in state["history"]]
+        self.epoch = int(state["epoch"])
+        self.best_epoch = state["best_epoch"]
+        self.best_loss = float(state["best_loss"])
+        self.bad_epochs = int(state["bad_epochs"])
+        self.recoveries = int(state["recoveries"])
+        self.best_state = state["best_state"]
+
     def fit(
         self,
         train: tuple[torch.Tensor, torch.Tensor],
@@ -257,13 +343,14 @@ class Trainer:
         device = train[0].device
         train_data = _Data(*train)
         valid_data = _Data(*valid) if valid is not None else None
-        generator = torch.Generator().manual_seed(cfg.seed)
+        generator = self.generator = torch.Generator().manual_seed(cfg.seed)
         loss_fn = self._loss_fn(device)
         n = train_data.x.shape[0]
         steps = 1 if cfg.batch_size is None else max(1, math.ceil(n / cfg.batch_size))
         self.optimizer = make_optimizer(
             cfg.optimizer, self.module.parameters(), cfg.lr, cfg.weight_decay
         )
+        self._fused = FusedMLP.from_module(self.module, cfg.pos_weight) if cfg.fused else None
         self.scheduler = make_scheduler(
             cfg.schedule,
             self.optimizer,
@@ -271,14 +358,33 @@ class Trainer:
             steps_per_epoch=steps,
             patience=cfg.patience,
         )
-        for cb in cfg.callbacks:
-            getattr(cb, "on_train_begin", lambda t: None)(self)
-        best_loss = math.inf
-        best_state: dict[str, torch.Tensor] | None = None
-        bad_epochs = 0
+        self.epoch, self.best_loss, self.bad_epochs, self.best_state = 0, math.inf, 0, None
+        try:
+            # A checkpoint is restored first, so that every on_train_begin sees the run as
+            # it will continue.
+            for cb in cfg.callbacks:
+                getattr(cb, "on_train_setup", lambda t: None)(self)
+            for cb in cfg.callbacks:
+                getattr(cb, "on_train_begin", lambda t: None)(self)
+            self._run_epochs(train_data, valid_data, generator, loss_fn)
+        finally:
+            for cb in cfg.callbacks:
+                getattr(cb, "on_train_exit", lambda t: None)(self)
+        return self
+
+    def _run_epochs(
+        self,
+        train_data: _Data,
+        valid_data: _Data | None,
+        generator: torch.Generator,
+        loss_fn: nn.Module,
+    ) -> None:
+        cfg = self.config
         last_good = self._snapshot()
-        self.epoch = 0
         while self.epoch < cfg.max_epochs:
+            if cfg.early_stopping and self.bad_epochs >= cfg.patience:
+                self.stopped_early = True  # only when resuming a run that had already stopped
+                break
             self.epoch += 1
             started = time.perf_counter()
             lr = self._lr()
@@ -302,16 +408,15 @@ class Trainer:
             self._step_epoch_schedule(monitored)
             last_good = self._snapshot()
             improved = (
-                monitored < best_loss - cfg.tol * max(abs(best_loss), 1e-12)
-                if math.isfinite(best_loss)
+                monitored < self.best_loss - cfg.tol * max(abs(self.best_loss), 1e-12)
+                if math.isfinite(self.best_loss)
                 else True
             )
             if improved:
-                best_loss, bad_epochs, self.best_epoch = monitored, 0, self.epoch
-                if valid_data is not None and cfg.early_stopping:
-                    best_state = last_good
+                self.best_loss, self.bad_epochs, self.best_epoch = monitored, 0, self.epoch
+                self.best_state = last_good  # a reference, not a copy
             else:
-                bad_epochs += 1
+                self.bad_epochs += 1
             self.history.append(record)
             stop = False
             for cb in cfg.callbacks:
@@ -319,14 +424,13 @@ class Trainer:
                     getattr(cb, "on_epoch_end", lambda t, r: None)(self, record)
                 except StopTraining:
                     stop = True
-            if stop or (cfg.early_stopping and bad_epochs >= cfg.patience):
+            if stop or (cfg.early_stopping and self.bad_epochs >= cfg.patience):
                 self.stopped_early = True
                 break
-        if best_state is not None:
-            self.module.load_state_dict(best_state)
+        if self.best_state is not None and valid_data is not None and cfg.early_stopping:
+            self.module.load_state_dict(self.best_state)
         for cb in cfg.callbacks:
             getattr(cb, "on_train_end", lambda t: None)(self)
-        return self
 
     def _step_epoch_schedule(self, monitored: float) -> None:
         if self.scheduler is None or self.config.schedule == "onecycle":

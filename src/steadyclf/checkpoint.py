@@ -1,0 +1,687 @@
+"""Checkpoints: save a training run between epochs and continue it later, exactly.
+
+A checkpoint is a directory holding two files:
+
+``checkpoint.json``
+    a JSON index: format name and version, epoch, history, early-stopping state, the
+    optimizer's param_groups and scalar state, the scheduler state, the run's settings and,
+    when the estimator trains, its parameters, fitted preprocessing (column roles and
+    vocabularies), classes and a fingerprint of the training data;
+``checkpoint-<epoch>.safetensors``
+    every tensor: weights, best weights so far, optimizer moments, the fitted input
+    statistics and the states of the shuffling generator and of torch's global generator.
+
+Nothing is pickled, so reading a checkpoint cannot run code. The safetensors file is
+written first under a new name, then the JSON index (the commit point) is replaced
+atomically; its SHA-256 pins the weights file it names. A crash or SIGKILL at any moment
+leaves either the previous checkpoint or the new one, never a mix.
+
+Resuming restores everything the run depends on, so on the same machine (CPU) the resumed
+run produces bit-for-bit the model an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import safetensors.torch
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from .exceptions import DataError, ModelFileError, ParameterError, TrainingInterrupted
+from .training import EpochRecord, TrainConfig, Trainer
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "INDEX_FILE",
+    "Checkpoint",
+    "FitContext",
+    "read_checkpoint",
+    "write_checkpoint",
+]
+
+FORMAT = "steadyclf-checkpoint"
+FORMAT_VERSION = 1
+INDEX_FILE = "checkpoint.json"
+_WEIGHTS_PATTERN = re.compile(r"checkpoint-\d{1,12}\.safetensors")
+#: The index holds the history (a few numbers per epoch): far below this in practice.
+_MAX_INDEX_BYTES = 256 << 20
+#: Settings that must match to continue a run (TrainConfig fields, callbacks excluded).
+_CONFIG_FIELDS = (
+    "lr",
+    "max_epochs",
+    "batch_size",
+    "optimizer",
+    "schedule",
+    "weight_decay",
+    "early_stopping",
+    "patience",
+    "tol",
+    "pos_weight",
+    "max_recoveries",
+    "seed",
+)
+#: Estimator parameters that may change between the interrupted and the resumed run.
+_FREE_PARAMS = frozenset({"verbose", "device"})
+
+
+# -- the estimator's side ------------------------------------------------------------------
+@dataclass
+class FitContext:
+    """What an estimator tells its callbacks before training (``on_fit_begin``).
+
+    Parameters
+    ----------
+    params : dict
+        The estimator's parameters (``get_params()``).
+    seed : int
+        Seed of the run (split, initialisation, shuffling).
+    model : nn.Module
+        The whole network; its non-trainable part holds the fitted preprocessing.
+    encoder : dict
+        The fitted column encoder (``TabularEncoder.to_dict()``).
+    classes : list
+        The labels, ``classes[1]`` positive.
+    inputs : sequence of ndarray
+        The encoded training inputs; their fingerprint detects resuming on other data.
+    """
+
+    params: dict[str, Any]
+    seed: int
+    model: nn.Module
+    encoder: dict[str, Any]
+    classes: list[Any]
+    inputs: Sequence[NDArray[Any]] = field(default_factory=tuple)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the encoded training data (shapes, values and labels)."""
+        digest = hashlib.sha256()
+        for array in self.inputs:
+            contiguous = np.ascontiguousarray(array)
+            digest.update(f"{contiguous.dtype.str}{contiguous.shape}".encode())
+            digest.update(contiguous.data)
+        return digest.hexdigest()
+
+    def preprocessing(self) -> dict[str, torch.Tensor]:
+        """Fitted buffers of the model (imputation, standardisation, vocabularies)."""
+        trainable = {name for name, _ in self.model.named_parameters()}
+        body = getattr(self.model, "body", None)
+        body_names = {f"body.{k}" for k in body.state_dict()} if body is not None else set()
+        return {
+            k: v.detach().clone()
+            for k, v in self.model.state_dict().items()
+            if k not in trainable and k not in body_names
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON part stored in a checkpoint."""
+        return {
+            "params": _encode(self.params, {}, "params"),
+            "seed": self.seed,
+            "encoder": _encode(self.encoder, {}, "encoder"),
+            "classes": _encode(list(self.classes), {}, "classes"),
+            "data_fingerprint": self.fingerprint(),
+            "n_rows": int(self.inputs[0].shape[0]) if self.inputs else 0,
+        }
+
+
+# -- nested state <-> JSON + tensors ---------------------------------------------------------
+def _encode(obj: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
+    """JSON form of ``obj``; tensors are moved to ``tensors`` and referenced by name."""
+    if isinstance(obj, torch.Tensor):
+        tensors[path] = obj.detach().to("cpu").contiguous().clone()
+        return {"$tensor": path}
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else {"$float": repr(obj)}
+    if isinstance(obj, tuple):
+        return {"$tuple": [_encode(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [_encode(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]
+    if isinstance(obj, np.ndarray):
+        return [_encode(v, tensors, f"{path}.{i}") for i, v in enumerate(obj.tolist())]
+    if isinstance(obj, Mapping):
+        if all(isinstance(k, str) and not k.startswith("$") for k in obj):
+            return {k: _encode(v, tensors, f"{path}.{k}") for k, v in obj.items()}
+        if all(isinstance(k, int) and not isinstance(k, bool) for k in obj):
+            return {"$intdict": [[k, _encode(v, tensors, f"{path}.{k}")] for k, v in obj.items()]}
+    raise ModelFileError(
+        f"cannot store {type(obj).__name__} value at {path!r} in a checkpoint "
+        "(only numbers, strings, lists, dicts and tensors)"
+    )
+
+
+def _decode(obj: Any, tensors: Mapping[str, torch.Tensor], path: str) -> Any:
+    """Inverse of :func:`_encode`, refusing anything it would not have written."""
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, list):
+        return [_decode(v, tensors, f"{path}[{i}]") for i, v in enumerate(obj)]
+    if not isinstance(obj, dict):
+        raise ModelFileError(f"unexpected {type(obj).__name__} at {path} in {INDEX_FILE}")
+    if len(obj) == 1:
+        ((key, value),) = obj.items()
+        if key == "$tensor":
+            if not isinstance(value, str) or value not in tensors:
+                raise ModelFileError(f"{path} names a tensor {value!r} that is not in the file")
+            return tensors[value]
+        if key == "$float":
+            if value not in ("inf", "-inf", "nan"):
+                raise ModelFileError(f"{path} holds {value!r}, not inf, -inf or nan")
+            return float(value)
+        if key == "$tuple" and isinstance(value, list):
+            return tuple(_decode(v, tensors, f"{path}[{i}]") for i, v in enumerate(value))
+        if key == "$intdict" and isinstance(value, list):
+            out: dict[int, Any] = {}
+            for item in value:
+                if not (
+                    isinstance(item, list)
+                    and len(item) == 2
+                    and isinstance(item[0], int)
+                    and not isinstance(item[0], bool)
+                ):
+                    raise ModelFileError(f"{path} holds a malformed integer-keyed entry")
+                out[item[0]] = _decode(item[1], tensors, f"{path}[{item[0]}]")
+            return out
+    if any(k.startswith("$") for k in obj):
+        raise ModelFileError(f"{path} holds an unknown marker {sorted(obj)!r}")
+    return {k: _decode(v, tensors, f"{path}.{k}") for k, v in obj.items()}
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, torch.Tensor):
+        return "tensor"
+    if isinstance(value, (list, tuple)):
+        return "sequence"
+    return type(value).__name__
+
+
+def _check_like(value: Any, reference: Any, path: str) -> None:
+    """Refuse ``value`` unless it has the structure, types and shapes of ``reference``."""
+    kind, expected = _kind(value), _kind(reference)
+    if reference is None or value is None:
+        # Optional entries (e.g. SGD's momentum buffer, fused=None) may be either.
+        return
+    if kind != expected:
+        raise ModelFileError(f"{path} is a {kind} where a {expected} was expected")
+    if isinstance(reference, torch.Tensor):
+        if value.shape != reference.shape or value.dtype != reference.dtype:
+            raise ModelFileError(
+                f"{path} has shape {tuple(value.shape)} and dtype {value.dtype}; "
+                f"this model needs {tuple(reference.shape)} and {reference.dtype}"
+            )
+    elif isinstance(reference, (list, tuple)):
+        if len(value) != len(reference):
+            raise ModelFileError(f"{path} has {len(value)} entries; expected {len(reference)}")
+        for i, (v, r) in enumerate(zip(value, reference, strict=True)):
+            _check_like(v, r, f"{path}[{i}]")
+    elif isinstance(reference, dict):
+        if set(value) != set(reference):
+            extra, missing = (
+                sorted(map(str, set(value) - set(reference))),
+                sorted(map(str, set(reference) - set(value))),
+            )
+            raise ModelFileError(f"{path} has unexpected keys {extra} / lacks keys {missing}")
+        for k in reference:
+            _check_like(value[k], reference[k], f"{path}.{k}")
+
+
+def _check_optimizer_state(state: Any, trainer: Trainer, path: str) -> None:
+    """Optimizer state: same groups and settings, moments shaped like the parameters."""
+    assert trainer.optimizer is not None
+    reference = trainer.optimizer.state_dict()
+    if not isinstance(state, dict) or set(state) != {"state", "param_groups"}:
+        raise ModelFileError(f"{path} is not an optimizer state")
+    _check_like(state["param_groups"], reference["param_groups"], f"{path}.param_groups")
+    for group in state["param_groups"]:
+        lr = group["lr"]
+        if not (math.isfinite(float(lr)) and float(lr) >= 0):
+            raise ModelFileError(f"{path} has learning rate {lr!r}; expected a number >= 0")
+    shapes = {
+        i: p.shape
+        for i, p in enumerate(p for g in trainer.optimizer.param_groups for p in g["params"])
+    }
+    if not isinstance(state["state"], dict):
+        raise ModelFileError(f"{path}.state is not a mapping")
+    for index, entry in state["state"].items():
+        if index not in shapes or not isinstance(entry, dict):
+            raise ModelFileError(f"{path}.state has an entry for unknown parameter {index!r}")
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                if value.shape not in (shapes[index], torch.Size([])):
+                    raise ModelFileError(
+                        f"{path}.state[{index}].{key} has shape {tuple(value.shape)}; "
+                        f"the parameter has shape {tuple(shapes[index])}"
+                    )
+                if not value.dtype.is_floating_point:
+                    raise ModelFileError(f"{path}.state[{index}].{key} is not a float tensor")
+            elif value is not None and _kind(value) != "number":
+                raise ModelFileError(f"{path}.state[{index}].{key} is a {_kind(value)}")
+
+
+# -- files -----------------------------------------------------------------------------------
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, flush it to disk, rename it."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_checkpoint(
+    directory: str | os.PathLike[str],
+    trainer: Trainer,
+    context: FitContext | None = None,
+) -> Path:
+    """Write the state of ``trainer`` (and of the estimator's run) to ``directory``.
+
+    Returns the path of the index file. Older weight files in the directory are removed
+    once the new index is in place.
+    """
+    root = Path(directory)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelFileError(f"cannot create checkpoint directory {str(root)!r}: {exc}") from exc
+    state = trainer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    index: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION}
+    index["state"] = _encode(state, tensors, "state")
+    index["config"] = _encode(_config_json(trainer.config), {}, "config")
+    if context is not None:
+        index["fit"] = context.to_json()
+        index["preprocessing"] = _encode(context.preprocessing(), tensors, "preprocessing")
+    weights_name = f"checkpoint-{trainer.epoch:06d}.safetensors"
+    blob = safetensors.torch.save(tensors, metadata={"format": FORMAT})
+    index["weights_file"] = weights_name
+    index["weights_sha256"] = hashlib.sha256(blob).hexdigest()
+    text = json.dumps(index, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    try:
+        _atomic_write(root / weights_name, blob)
+        _atomic_write(root / INDEX_FILE, text.encode("utf-8"))
+    except OSError as exc:
+        raise ModelFileError(f"cannot write checkpoint in {str(root)!r}: {exc}") from exc
+    for old in root.glob("checkpoint-*.safetensors"):
+        if old.name != weights_name:
+            old.unlink(missing_ok=True)
+    return root / INDEX_FILE
+
+
+def _config_json(config: TrainConfig) -> dict[str, Any]:
+    return {name: getattr(config, name) for name in _CONFIG_FIELDS}
+
+
+@dataclass
+class CheckpointData:
+    """A checkpoint read from disk: the trainer state and what the estimator stored."""
+
+    path: Path
+    state: dict[str, Any]
+    config: dict[str, Any]
+    fit: dict[str, Any] | None
+    preprocessing: dict[str, torch.Tensor] | None
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed when the checkpoint was written."""
+        return int(self.state["epoch"])
+
+
+def read_checkpoint(directory: str | os.PathLike[str]) -> CheckpointData:
+    """Read and check a checkpoint directory; never unpickles.
+
+    Raises
+    ------
+    ModelFileError
+        If the directory holds no checkpoint, or a damaged, tampered or foreign one.
+    """
+    root = Path(directory)
+    index_path = root / INDEX_FILE
+    if not index_path.is_file():
+        raise ModelFileError(f"no checkpoint in {str(root)!r} (missing {INDEX_FILE})")
+    index = _read_index(index_path)
+    name = index.get("weights_file")
+    if not isinstance(name, str) or not _WEIGHTS_PATTERN.fullmatch(name):
+        raise ModelFileError(f"{index_path} names an invalid weights file {name!r}")
+    weights_path = root / name
+    try:
+        blob = weights_path.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(
+            f"cannot read checkpoint weights {str(weights_path)!r}: {exc}"
+        ) from exc
+    if hashlib.sha256(blob).hexdigest() != index.get("weights_sha256"):
+        raise ModelFileError(
+            f"{weights_path} does not match the SHA-256 recorded in {index_path}; "
+            "the checkpoint was modified or damaged"
+        )
+    try:
+        tensors = safetensors.torch.load(blob)
+    except Exception as exc:  # safetensors raises its own error type for any bad header
+        raise ModelFileError(f"{weights_path} is not a valid safetensors file: {exc}") from exc
+    state = _decode(index.get("state"), tensors, "state")
+    config = _decode(index.get("config"), {}, "config")
+    if not isinstance(state, dict) or not isinstance(config, dict):
+        raise ModelFileError(f"{index_path} lacks the training state")
+    fit = _decode(index["fit"], {}, "fit") if "fit" in index else None
+    preprocessing = (
+        _decode(index["preprocessing"], tensors, "preprocessing")
+        if "preprocessing" in index
+        else None
+    )
+    _check_index_types(state, config, fit, preprocessing, index_path)
+    return CheckpointData(root, state, config, fit, preprocessing)
+
+
+def _read_index(path: Path) -> dict[str, Any]:
+    try:
+        if path.stat().st_size > _MAX_INDEX_BYTES:
+            raise ModelFileError(f"{path} is larger than {_MAX_INDEX_BYTES >> 20} MiB")
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path} is not a steadyclf checkpoint index (not JSON)") from exc
+    except (OSError, RecursionError) as exc:
+        raise ModelFileError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(index, dict) or index.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not a steadyclf checkpoint index")
+    version = index.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} has checkpoint format version {version!r}; this steadyclf reads version "
+            f"{FORMAT_VERSION}"
+        )
+    return index
+
+
+def _check_index_types(
+    state: dict[str, Any],
+    config: dict[str, Any],
+    fit: Any,
+    preprocessing: Any,
+    where: Path,
+) -> None:
+    expected: dict[str, tuple[type, ...]] = {
+        "epoch": (int,),
+        "history": (list,),
+        "best_epoch": (int, type(None)),
+        "best_loss": (int, float),
+        "bad_epochs": (int,),
+        "recoveries": (int,),
+        "module": (dict,),
+        "best_state": (dict, type(None)),
+        "optimizer": (dict,),
+        "scheduler": (dict, type(None)),
+        "generator": (torch.Tensor,),
+        "global_rng": (torch.Tensor,),
+    }
+    if set(state) != set(expected):
+        raise ModelFileError(f"{where}: the training state has keys {sorted(state)}")
+    for key, types in expected.items():
+        value = state[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ModelFileError(f"{where}: state.{key} has the wrong type")
+    if state["epoch"] < 0 or state["bad_epochs"] < 0 or state["recoveries"] < 0:
+        raise ModelFileError(f"{where}: negative epoch or counter in the training state")
+    if len(state["history"]) != state["epoch"] or not all(
+        isinstance(r, dict) for r in state["history"]
+    ):
+        raise ModelFileError(f"{where}: the history does not have one row per epoch")
+    if set(config) != set(_CONFIG_FIELDS):
+        raise ModelFileError(f"{where}: the run settings have keys {sorted(config)}")
+    if fit is not None and not (
+        isinstance(fit, dict)
+        and isinstance(fit.get("params"), dict)
+        and isinstance(fit.get("data_fingerprint"), str)
+        and isinstance(fit.get("encoder"), dict)
+        and isinstance(fit.get("classes"), list)
+        and isinstance(preprocessing, dict)
+    ):
+        raise ModelFileError(f"{where}: the estimator part of the checkpoint is malformed")
+
+
+# -- the callback ----------------------------------------------------------------------------
+class _SigintLatch:
+    """Turn the first Ctrl-C into a request to stop after the epoch; the second stops now."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self.requested = False
+        self._previous: Any = None
+        self._installed = False
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals are only delivered to the main thread
+        self.requested = False
+        self._previous = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, self._handle)
+        self._installed = True
+
+    def uninstall(self) -> None:
+        if self._installed:
+            previous = self._previous if self._previous is not None else signal.SIG_DFL
+            signal.signal(signal.SIGINT, previous)
+            self._installed = False
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            self.uninstall()
+            raise KeyboardInterrupt
+        self.requested = True
+        print(self.message, file=sys.stderr, flush=True)
+
+
+class Checkpoint:
+    """Callback that saves the run every ``every`` epochs and on Ctrl-C, and can resume it.
+
+    Pass it to :meth:`BinaryClassifier.fit` (``callbacks=[...]``) or to a
+    :class:`~steadyclf.training.Trainer`. The first Ctrl-C during training lets the
+    current epoch finish, writes a checkpoint and raises
+    :class:`~steadyclf.exceptions.TrainingInterrupted`; a second one stops at once.
+
+    Parameters
+    ----------
+    directory : path
+        Where the checkpoint lives (created if needed); see the module docstring.
+    every : int or None, default=1
+        Save after every ``every``-th epoch; ``None`` saves only on Ctrl-C.
+    resume : bool, default=False
+        Continue from the checkpoint in ``directory`` instead of starting afresh. The
+        estimator parameters (except ``verbose`` and ``device``), the training data and
+        the run settings must be those of the checkpointed run.
+    catch_interrupt : bool, default=True
+        Handle Ctrl-C (SIGINT) as described above while training runs in the main thread.
+
+    Attributes
+    ----------
+    resumed_epoch : int or None
+        The epoch the run continued from, when ``resume`` was set.
+    saved_epoch : int or None
+        The epoch of the last checkpoint written.
+
+    Examples
+    --------
+    >>> from steadyclf import BinaryClassifier
+    >>> from steadyclf.checkpoint import Checkpoint
+    >>> from steadyclf.datasets import heart_rate
+    >>> import tempfile
+    >>> X, y = heart_rate(n=200, random_state=0)
+    >>> run = tempfile.mkdtemp()
+    >>> clf = BinaryClassifier(random_state=0, max_epochs=4)
+    >>> clf = clf.fit(X, y, callbacks=[Checkpoint(run, every=2)])
+    >>> again = BinaryClassifier(random_state=0, max_epochs=4)
+    >>> resumed = Checkpoint(run, every=2, resume=True)
+    >>> again = again.fit(X, y, callbacks=[resumed])
+    >>> resumed.resumed_epoch
+    4
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        every: int | None = 1,
+        *,
+        resume: bool = False,
+        catch_interrupt: bool = True,
+    ) -> None:
+        if every is not None and (
+            not isinstance(every, int) or isinstance(every, bool) or every < 1
+        ):
+            raise ParameterError(f"checkpoint every must be a positive integer; got {every!r}")
+        self.directory = Path(directory)
+        self.every = every
+        self.resume = resume
+        self.catch_interrupt = catch_interrupt
+        self.resumed_epoch: int | None = None
+        self.saved_epoch: int | None = None
+        self._context: FitContext | None = None
+        self._pending: CheckpointData | None = None
+        self._latch = _SigintLatch(
+            "steadyclf: stopping after this epoch to save a checkpoint "
+            "(press Ctrl-C again to stop at once)"
+        )
+
+    # -- hooks -------------------------------------------------------------------------
+    def on_fit_begin(self, context: FitContext) -> None:
+        """Estimator hook: remember the run; when resuming, check it is the same run."""
+        self._context = context
+        if self.resume:
+            self._pending = read_checkpoint(self.directory)
+            _check_same_fit(self._pending, context)
+
+    def on_train_setup(self, trainer: Trainer) -> None:
+        """Restore the checkpointed state when resuming."""
+        if self.resume:
+            data = self._pending or read_checkpoint(self.directory)
+            self._pending = None
+            _check_same_training(data, trainer)
+            trainer.load_state_dict(data.state)
+            self.resumed_epoch = data.epoch
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        """Start catching Ctrl-C."""
+        if self.catch_interrupt:
+            self._latch.install()
+
+    def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
+        """Save on schedule; after a Ctrl-C, save and stop."""
+        due = self.every is not None and trainer.epoch % self.every == 0
+        if due or self._latch.requested:
+            self.save(trainer)
+        if self._latch.requested:
+            self._latch.uninstall()
+            raise TrainingInterrupted(
+                f"training interrupted after epoch {trainer.epoch}; checkpoint saved in "
+                f"{str(self.directory)!r}; resume from it to continue"
+            )
+
+    def on_train_exit(self, trainer: Trainer) -> None:
+        """Give Ctrl-C back its previous meaning."""
+        self._latch.uninstall()
+
+    # -- actions -------------------------------------------------------------------------
+    def save(self, trainer: Trainer) -> Path:
+        """Write a checkpoint of ``trainer`` now; returns the index path."""
+        path = write_checkpoint(self.directory, trainer, self._context)
+        self.saved_epoch = trainer.epoch
+        return path
+
+
+def _check_same_fit(data: CheckpointData, context: FitContext) -> None:
+    """Refuse to resume with other estimator parameters or other training data."""
+    if data.fit is None:
+        raise ModelFileError(
+            f"the checkpoint in {str(data.path)!r} was not written by an estimator's fit"
+        )
+    saved = data.fit["params"]
+    current = _decode(_encode(context.params, {}, "params"), {}, "params")
+    for name in sorted(set(saved) | set(current)):
+        if name in _FREE_PARAMS:
+            continue
+        if saved.get(name) != current.get(name):
+            raise ParameterError(
+                f"cannot resume: parameter {name!r} was {saved.get(name)!r} in the "
+                f"checkpointed run and is {current.get(name)!r} now; use the same settings"
+            )
+    if data.fit.get("seed") != context.seed:
+        raise ParameterError(
+            f"cannot resume: the checkpointed run used seed {data.fit.get('seed')!r}, this one "
+            f"{context.seed}; set random_state to the same value"
+        )
+    if data.fit["data_fingerprint"] != context.fingerprint():
+        rows = data.fit.get("n_rows")
+        raise DataError(
+            f"cannot resume: the training data differs from the checkpointed run's "
+            f"({rows} rows then, {int(context.inputs[0].shape[0]) if context.inputs else 0} "
+            "now, or different values); resume with the same data"
+        )
+    if data.preprocessing is not None:
+        current_pre = context.preprocessing()
+        _check_like(data.preprocessing, current_pre, "preprocessing")
+        for key, value in current_pre.items():
+            if not torch.equal(value.cpu(), data.preprocessing[key]):
+                raise DataError(
+                    f"cannot resume: the fitted preprocessing ({key}) differs from the "
+                    "checkpointed run's"
+                )
+
+
+def _check_same_training(data: CheckpointData, trainer: Trainer) -> None:
+    """Check the stored state fits this trainer before handing it to PyTorch."""
+    current = _config_json(trainer.config)
+    for name in _CONFIG_FIELDS:
+        if data.config.get(name) != current[name]:
+            raise ParameterError(
+                f"cannot resume: setting {name!r} was {data.config.get(name)!r} in the "
+                f"checkpointed run and is {current[name]!r} now; use the same settings"
+            )
+    state = data.state
+    reference = trainer.state_dict()
+    where = str(data.path / INDEX_FILE)
+    _check_like(state["module"], reference["module"], f"{where}: module")
+    if state["best_state"] is not None:
+        _check_like(state["best_state"], reference["module"], f"{where}: best_state")
+    _check_like(state["generator"], reference["generator"], f"{where}: generator")
+    _check_like(state["global_rng"], reference["global_rng"], f"{where}: global_rng")
+    _check_optimizer_state(state["optimizer"], trainer, f"{where}: optimizer")
+    if (state["scheduler"] is None) != (reference["scheduler"] is None):
+        raise ModelFileError(f"{where}: the learning-rate schedule does not match this run")
+    if state["scheduler"] is not None:
+        _check_like(state["scheduler"], reference["scheduler"], f"{where}: scheduler")
+    if state["epoch"] > trainer.config.max_epochs:
+        raise ModelFileError(
+            f"{where}: the checkpoint is at epoch {state['epoch']}, past max_epochs "
+            f"{trainer.config.max_epochs}"
+        )
+    for name, tensor in state["module"].items():
+        if tensor.dtype.is_floating_point and not bool(torch.isfinite(tensor).all()):
+            raise ModelFileError(f"{where}: weight {name!r} holds non-finite values")

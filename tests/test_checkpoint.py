@@ -1,0 +1,249 @@
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from steadyclf import BinaryClassifier, DataError, ModelFileError, ParameterError
+from steadyclf.checkpoint import INDEX_FILE, Checkpoint, read_checkpoint
+from steadyclf.datasets import heart_rate
+from steadyclf.exceptions import TrainingInterrupted
+from steadyclf.training import StopTraining, Trainer
+
+
+class StopAt:
+    """Stands in for a crash: ends training after ``epoch`` (checkpoints run first)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        if trainer.epoch == self.epoch:
+            raise StopTraining
+
+
+def _data() -> tuple[pd.DataFrame, pd.Series]:
+    return heart_rate(n=240, random_state=1)
+
+
+def _weights(clf: BinaryClassifier) -> dict[str, torch.Tensor]:
+    return dict(clf.module_.state_dict())
+
+
+def _assert_same_model(a: BinaryClassifier, b: BinaryClassifier) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+    # The numbers training produced (not timings, nor what diagnostics added to rows).
+    keys = ("epoch", "train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "lr")
+    assert [[r.get(k) for k in keys] for r in a.history_] == [
+        [r.get(k) for k in keys] for r in b.history_
+    ]
+
+
+PARAMS = [
+    dict(batch_size=32, schedule="plateau", optimizer="adam"),
+    dict(batch_size=16, schedule="onecycle", optimizer="sgd"),
+    dict(batch_size=None, schedule="cosine", optimizer="adamw"),
+]
+
+
+@pytest.mark.parametrize("params", PARAMS)
+def test_resumed_run_is_bit_identical(tmp_path: Path, params: dict[str, Any]) -> None:
+    X, y = _data()
+    kw: dict[str, Any] = dict(random_state=3, max_epochs=9, **params)
+    reference = BinaryClassifier(**kw).fit(X, y)
+    BinaryClassifier(**kw).fit(X, y, callbacks=[Checkpoint(tmp_path, every=2), StopAt(5)])
+    assert read_checkpoint(tmp_path).epoch == 4
+    resume = Checkpoint(tmp_path, every=2, resume=True)
+    resumed = BinaryClassifier(**kw).fit(X, y, callbacks=[resume])
+    assert resume.resumed_epoch == 4
+    _assert_same_model(reference, resumed)
+
+
+def test_resume_depends_on_the_restored_generator(tmp_path: Path) -> None:
+    """Control for the test above: the restored shuffling state does change the result."""
+    X, y = _data()
+    kw: dict[str, Any] = dict(random_state=3, max_epochs=6, batch_size=32)
+    reference = BinaryClassifier(**kw).fit(X, y)
+    BinaryClassifier(**kw).fit(X, y, callbacks=[Checkpoint(tmp_path), StopAt(3)])
+
+    class ForgetGenerator:
+        def on_train_begin(self, trainer: Trainer) -> None:
+            assert trainer.generator is not None
+            trainer.generator.manual_seed(12345)
+
+    resumed = BinaryClassifier(**kw).fit(
+        X, y, callbacks=[Checkpoint(tmp_path, resume=True), ForgetGenerator()]
+    )
+    assert not torch.equal(_weights(reference)["body.0.weight"], _weights(resumed)["body.0.weight"])
+
+
+def test_resume_after_early_stop_trains_no_further(tmp_path: Path) -> None:
+    X, y = _data()
+    kw: dict[str, Any] = dict(random_state=0, max_epochs=300, patience=2, lr=0.3)
+    first = BinaryClassifier(**kw).fit(X, y, callbacks=[Checkpoint(tmp_path)])
+    assert first.n_iter_ < 300
+    again = BinaryClassifier(**kw).fit(X, y, callbacks=[Checkpoint(tmp_path, resume=True)])
+    _assert_same_model(first, again)
+
+
+def test_every_controls_when_checkpoints_are_written(tmp_path: Path) -> None:
+    X, y = _data()
+    saved: list[int] = []
+
+    class Spy(Checkpoint):
+        def save(self, trainer: Trainer) -> Path:
+            saved.append(trainer.epoch)
+            return super().save(trainer)
+
+    BinaryClassifier(random_state=0, max_epochs=7, early_stopping=False).fit(
+        X, y, callbacks=[Spy(tmp_path, every=3)]
+    )
+    assert saved == [3, 6]
+    # Old weight files are removed once a newer checkpoint is in place.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint-000006.safetensors",
+        INDEX_FILE,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "match"),
+    [
+        ({"hidden": (8,)}, ParameterError, "parameter 'hidden' was"),
+        ({"random_state": 4}, ParameterError, "random_state|seed"),
+        ({"max_epochs": 20}, ParameterError, "max_epochs"),
+        ({"data": True}, DataError, "training data differs"),
+    ],
+)
+def test_resume_refuses_a_different_run(
+    tmp_path: Path, change: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    X, y = _data()
+    kw: dict[str, Any] = dict(random_state=3, max_epochs=6, hidden=(16,))
+    BinaryClassifier(**kw).fit(X, y, callbacks=[Checkpoint(tmp_path), StopAt(2)])
+    if change.pop("data", False):
+        X = X.assign(HR=X["HR"] + 1.0)
+    kw.update(change)
+    with pytest.raises(error, match=match):
+        BinaryClassifier(**kw).fit(X, y, callbacks=[Checkpoint(tmp_path, resume=True)])
+
+
+def test_device_and_verbose_may_change_on_resume(tmp_path: Path) -> None:
+    X, y = _data()
+    BinaryClassifier(random_state=3, max_epochs=4).fit(
+        X, y, callbacks=[Checkpoint(tmp_path), StopAt(2)]
+    )
+    ck = Checkpoint(tmp_path, resume=True)
+    BinaryClassifier(random_state=3, max_epochs=4, device="cpu", verbose=1).fit(
+        X, y, callbacks=[ck]
+    )
+    assert ck.resumed_epoch == 2
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    X, y = _data()
+    with pytest.raises(ModelFileError, match="no checkpoint in"):
+        BinaryClassifier(max_epochs=2).fit(
+            X, y, callbacks=[Checkpoint(tmp_path / "none", resume=True)]
+        )
+
+
+@pytest.mark.parametrize("every", [0, -1, 1.5, True])
+def test_every_must_be_a_positive_integer(tmp_path: Path, every: Any) -> None:
+    with pytest.raises(ParameterError, match="every"):
+        Checkpoint(tmp_path, every=every)
+
+
+class SendSigint:
+    def __init__(self, epoch: int, times: int = 1) -> None:
+        self.epoch, self.times = epoch, times
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        if trainer.epoch == self.epoch:
+            for _ in range(self.times):
+                os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resumes_identically(tmp_path: Path) -> None:
+    X, y = _data()
+    kw: dict[str, Any] = dict(random_state=5, max_epochs=8, batch_size=32)
+    reference = BinaryClassifier(**kw).fit(X, y)
+    before = signal.getsignal(signal.SIGINT)
+    ck = Checkpoint(tmp_path, every=None)
+    with pytest.raises(TrainingInterrupted, match="interrupted after epoch 3"):
+        BinaryClassifier(**kw).fit(X, y, callbacks=[SendSigint(3), ck])
+    assert ck.saved_epoch == 3
+    assert signal.getsignal(signal.SIGINT) is before
+    resumed = BinaryClassifier(**kw).fit(X, y, callbacks=[Checkpoint(tmp_path, resume=True)])
+    _assert_same_model(reference, resumed)
+
+
+def test_second_ctrl_c_stops_at_once(tmp_path: Path) -> None:
+    X, y = _data()
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt) as info:
+        BinaryClassifier(random_state=0, max_epochs=8).fit(
+            X, y, callbacks=[SendSigint(2, times=2), Checkpoint(tmp_path, every=None)]
+        )
+    assert not isinstance(info.value, TrainingInterrupted)
+    assert signal.getsignal(signal.SIGINT) is before
+    assert not (tmp_path / INDEX_FILE).exists()
+
+
+def test_sigint_handler_is_restored_when_training_fails(tmp_path: Path) -> None:
+    X, y = _data()
+    before = signal.getsignal(signal.SIGINT)
+
+    class Boom:
+        def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        BinaryClassifier(random_state=0, max_epochs=3).fit(
+            X, y, callbacks=[Checkpoint(tmp_path), Boom()]
+        )
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    X, y = _data()
+    kw: dict[str, Any] = dict(random_state=0, max_epochs=6, early_stopping=False)
+    BinaryClassifier(**kw).fit(X, y, callbacks=[Checkpoint(tmp_path), StopAt(2)])
+    assert read_checkpoint(tmp_path).epoch == 2
+    real_fsync = os.fsync
+    calls = {"n": 0}
+
+    def failing_fsync(fd: int) -> None:
+        # The weights of epoch 3 get written; the index (the commit) fails halfway.
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(ModelFileError, match="No space left"):
+        BinaryClassifier(**kw).fit(X, y, callbacks=[Checkpoint(tmp_path, resume=True)])
+    monkeypatch.undo()
+    assert read_checkpoint(tmp_path).epoch == 2
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_checkpoint_holds_the_fitted_preprocessing(tmp_path: Path) -> None:
+    X, y = _data()
+    X = X.assign(kind=np.where(np.arange(len(X)) % 3 == 0, "a", "b"))
+    clf = BinaryClassifier(random_state=0, max_epochs=2).fit(X, y, callbacks=[Checkpoint(tmp_path)])
+    data = read_checkpoint(tmp_path)
+    assert data.fit is not None and data.preprocessing is not None
+    assert data.fit["encoder"] == clf.encoder_.to_dict()
+    assert data.fit["classes"] == clf.classes_.tolist()
+    mean = data.preprocessing["encoder.normalize.mean"]
+    assert torch.equal(mean, clf.module_.encoder.normalize.mean)
