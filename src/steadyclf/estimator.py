@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+import os
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_array, validate_data
 
 from .checkpoint import FitContext
+from .evaluation import THRESHOLD_METRICS, binary_metrics, tune_threshold
 from .exceptions import DataError, NotFittedError, ParameterError, TrainingDivergedError
 from .network import ACTIVATIONS, NORMALIZATIONS, SteadyNet
 from .scaling import RunningStats
@@ -84,6 +87,12 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
     device : {'auto', 'cpu', 'cuda'}, default='auto'
     categorical, numeric, drop : sequence of str or None
         Override the inferred role of DataFrame columns.
+    positive : label or None, default=None
+        The positive class (``classes_[1]``); ``None`` takes the larger of the two sorted
+        labels, as scikit-learn does.
+    threshold_metric : {None, 'f1', 'balanced_accuracy'}, default=None
+        Tune the decision threshold ``threshold_`` to maximise this metric on the
+        validation split (on the training rows when there is none); ``None`` keeps 0.5.
     verbose : int, default=0
 
     Attributes
@@ -106,6 +115,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         The learning rate training started with.
     threshold_ : float
         Probability above which ``predict`` returns the positive class.
+    validation_metrics_ : dict
+        :func:`~steadyclf.evaluation.binary_metrics` on the validation split at
+        ``threshold_`` (empty without a validation split).
 
     Examples
     --------
@@ -137,6 +149,8 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         categorical: Sequence[str] | None = None,
         numeric: Sequence[str] | None = None,
         drop: Sequence[str] | None = None,
+        positive: Any = None,
+        threshold_metric: str | None = None,
         verbose: int = 0,
     ) -> None:
         self.hidden = hidden
@@ -157,6 +171,8 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         self.categorical = categorical
         self.numeric = numeric
         self.drop = drop
+        self.positive = positive
+        self.threshold_metric = threshold_metric
         self.verbose = verbose
 
     # -- scikit-learn plumbing -------------------------------------------------------------
@@ -207,6 +223,11 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
                 "None, 'balanced' or a positive number",
             ),
             ("weight_decay", _real_in(self.weight_decay, 0.0, math.inf), "a non-negative number"),
+            (
+                "threshold_metric",
+                self.threshold_metric is None or self.threshold_metric in THRESHOLD_METRICS,
+                f"None or one of {', '.join(map(repr, THRESHOLD_METRICS))}",
+            ),
         ]
         for name, ok, expected in rules:
             if not ok:
@@ -304,8 +325,10 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
                 # (so the CLI can save it) and the error still says what happened.
                 if trainer.history:
                     self._finish_fit(module, trainer, config)
+                    self._fit_threshold(x_num, x_cat, labels.encoded, in_valid)
                 raise
         self._finish_fit(module, trainer, config)
+        self._fit_threshold(x_num, x_cat, labels.encoded, in_valid)
         return self
 
     def _finish_fit(self, module: SteadyNet, trainer: Trainer, config: TrainConfig) -> None:
@@ -318,6 +341,25 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         self.batch_size_ = config.batch_size
         self.best_epoch_ = trainer.best_epoch
         self.threshold_ = 0.5
+
+    def _fit_threshold(
+        self,
+        x_num: NDArray[np.float64],
+        x_cat: NDArray[np.int64],
+        y: NDArray[np.float32],
+        in_valid: NDArray[np.bool_] | None,
+    ) -> None:
+        """Tune ``threshold_`` and score the validation split with the final weights."""
+        rows = in_valid if in_valid is not None else np.ones(len(y), dtype=bool)
+        if self.threshold_metric is None and in_valid is None:
+            self.validation_metrics_: dict[str, Any] = {}
+            return
+        proba = 1.0 / (1.0 + np.exp(-self._logits(x_num[rows], x_cat[rows])))
+        if self.threshold_metric is not None:
+            self.threshold_ = tune_threshold(y[rows], proba, self.threshold_metric)
+        self.validation_metrics_ = (
+            binary_metrics(y[rows], proba, self.threshold_) if in_valid is not None else {}
+        )
 
     def _encode_target(self, y: Any, n_rows: int) -> LabelEncoding:
         if y is None:
@@ -356,7 +398,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
                 f"Only binary classification is supported. The type of the target is {kind}: "
                 f"values seen {seen[:10].tolist()!r}{' ...' if seen.size > 10 else ''}"
             )
-        return encode_labels(values)
+        return encode_labels(values, positive=self.positive)
 
     def _split(self, y: NDArray[np.float32], seed: int) -> NDArray[np.bool_] | None:
         """Validation rows, or None when there is too little data to hold some out."""
@@ -499,6 +541,17 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         """Predicted labels from ``classes_``, using the decision threshold ``threshold_``."""
         proba = self.predict_proba(X)[:, 1]
         return self.classes_[(proba > self.threshold_).astype(np.int64)]
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save the fitted model as a directory (see :func:`steadyclf.persistence.save`).
+
+        ``steadyclf.load(path)`` gives back an estimator with the same predictions. The
+        files hold tensors and JSON only: loading never runs code from them.
+        """
+        from .persistence import save
+
+        self._check_fitted()
+        return save(self, path)
 
 
 def _positive_int(value: Any) -> bool:
