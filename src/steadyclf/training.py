@@ -18,7 +18,9 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from . import fused as _fused
 from .exceptions import ParameterError, TrainingDivergedError
+from .fused import FusedMLP
 
 __all__ = [
     "OPTIMIZERS",
@@ -78,19 +80,29 @@ class TrainConfig:
     max_recoveries: int = 3
     seed: int = 0
     callbacks: Sequence[Callback] = field(default_factory=tuple)
+    #: Hand-written gradients for plain MLPs (:class:`~steadyclf.fused.FusedMLP`); other
+    #: modules, or ``False`` here, use autograd.
+    fused: bool = True
 
 
 def make_optimizer(
     name: str, params: Iterator[nn.Parameter], lr: float, weight_decay: float
 ) -> torch.optim.Optimizer:
-    """Create the optimizer ``name`` with learning rate ``lr``."""
+    """Create the optimizer ``name`` with learning rate ``lr``.
+
+    The classes are torch's, minus a lazy ``torch._dynamo`` import (see
+    :mod:`steadyclf.fused`), with ``fused=True`` where the parameters
+    allow it: one kernel updates every parameter, instead of a loop of small operations.
+    """
+    tensors = list(params)
+    fused = _fused.supports_fused_step(tensors) or None
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return _fused.Adam(tensors, lr=lr, weight_decay=weight_decay, fused=fused)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay or 1e-2)
+        return _fused.AdamW(tensors, lr=lr, weight_decay=weight_decay or 1e-2, fused=fused)
     if name == "sgd":
-        return torch.optim.SGD(
-            params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay
+        return _fused.SGD(
+            tensors, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay, fused=fused
         )
     raise ParameterError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
 
@@ -161,6 +173,7 @@ class Trainer:
         self.best_loss = math.inf
         self.bad_epochs = 0
         self.best_state: dict[str, torch.Tensor] | None = None
+        self._fused: FusedMLP | None = None
 
     # -- one epoch -------------------------------------------------------------------------
     def _loss_fn(self, device: torch.device) -> nn.BCEWithLogitsLoss:
@@ -169,42 +182,55 @@ class Trainer:
             return nn.BCEWithLogitsLoss()
         return nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pw, dtype=torch.float32, device=device))
 
-    def _batches(
-        self, data: _Data, generator: torch.Generator
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _epoch_order(self, data: _Data, generator: torch.Generator) -> torch.Tensor | None:
+        """A fresh permutation of the rows, or ``None`` for full-batch training."""
         n = data.x.shape[0]
         bs = self.config.batch_size
         if bs is None or bs >= n:
-            yield data.x, data.y
-            return
-        perm = torch.randperm(n, generator=generator).to(data.x.device)
-        # One gather per epoch, then contiguous views: no per-batch indexing cost.
-        x, y = data.x.index_select(0, perm), data.y.index_select(0, perm)
-        for start in range(0, n, bs):
-            yield x[start : start + bs], y[start : start + bs]
+            return None
+        return torch.randperm(n, generator=generator).to(data.x.device)
+
+    def _train_step(self, xb: torch.Tensor, yb: torch.Tensor, loss_fn: nn.Module) -> torch.Tensor:
+        """One optimizer step on a batch; returns the batch's logits before the step."""
+        assert self.optimizer is not None
+        if self._fused is not None:
+            logits = self._fused.forward_backward(xb, yb)
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            logits = self.module(xb).reshape(-1)
+            loss_fn(logits, yb).backward()
+            logits = logits.detach()
+        self.optimizer.step()
+        return logits
 
     def train_epoch(
         self, data: _Data, generator: torch.Generator, loss_fn: nn.Module
     ) -> tuple[float, float]:
-        """One pass over the training data; returns mean loss and accuracy."""
-        assert self.optimizer is not None
+        """One pass over the training data; returns mean loss and accuracy.
+
+        Each batch is gathered from a per-epoch permutation with one ``index_select`` (no
+        copy of the whole table per epoch); its logits, computed for the step, are kept in
+        one buffer, from which loss and accuracy are computed once at the end.
+        """
         self.module.train()
-        total_loss = torch.zeros((), device=data.x.device)
-        correct = torch.zeros((), device=data.x.device, dtype=torch.int64)
-        per_batch_schedule = self.config.schedule == "onecycle"
-        for xb, yb in self._batches(data, generator):
-            logits = self.module(xb).reshape(-1)
-            loss = loss_fn(logits, yb)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            if per_batch_schedule and self.scheduler is not None:
-                self._step_onecycle()
-            with torch.no_grad():
-                total_loss += loss.detach() * xb.shape[0]
-                correct += ((logits > 0) == (yb > 0.5)).sum()
+        if self._fused is not None:
+            self._fused.prepare()
         n = data.x.shape[0]
-        return float(total_loss) / n, float(correct) / n
+        order = self._epoch_order(data, generator)
+        y = data.y if order is None else data.y.index_select(0, order)
+        bs = n if order is None else int(self.config.batch_size or n)
+        logits = torch.empty(n, device=data.x.device, dtype=data.x.dtype)
+        per_batch_schedule = self.config.schedule == "onecycle" and self.scheduler is not None
+        for start in range(0, n, bs):
+            stop = min(start + bs, n)
+            xb = data.x if order is None else data.x.index_select(0, order[start:stop])
+            logits[start:stop] = self._train_step(xb, y[start:stop], loss_fn)
+            if per_batch_schedule:
+                self._step_onecycle()
+        with torch.no_grad():
+            loss = loss_fn(logits, y)
+            correct = ((logits > 0) == (y > 0.5)).sum()
+        return float(loss), float(correct) / n
 
     def _step_onecycle(self) -> None:
         # OneCycleLR refuses to step past its total; extra epochs keep the final rate.
@@ -324,6 +350,7 @@ class Trainer:
         self.optimizer = make_optimizer(
             cfg.optimizer, self.module.parameters(), cfg.lr, cfg.weight_decay
         )
+        self._fused = FusedMLP.from_module(self.module, cfg.pos_weight) if cfg.fused else None
         self.scheduler = make_scheduler(
             cfg.schedule,
             self.optimizer,

@@ -1,0 +1,218 @@
+"""Hand-written forward and backward pass for plain MLPs with ``BCEWithLogitsLoss``.
+
+On small tabular batches a training step costs dispatch overhead, not arithmetic: autograd
+records a graph, allocates a gradient per node and replays it, at 10-20 µs per operation.
+For the network steadyclf builds by default (``Linear -> activation -> ... -> Linear(1)``)
+the backward pass is a handful of matrix products, so :class:`FusedMLP` computes it
+directly and writes the gradients into the parameters' ``.grad`` tensors, which are
+allocated once and reused (the optimizer and the callbacks read them as usual).
+
+Anything else (``BatchNorm1d``, dropout, other layers or activations) is not supported
+here and trains through autograd: :meth:`FusedMLP.from_module` returns ``None``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+__all__ = ["SGD", "Adam", "AdamW", "FusedMLP", "supports_fused_step"]
+
+_Opt = TypeVar("_Opt", bound=torch.optim.Optimizer)
+_Backward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _relu_backward(grad: torch.Tensor, pre: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    return torch.ops.aten.threshold_backward(grad, out, 0)
+
+
+def _sigmoid_backward(grad: torch.Tensor, pre: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    return torch.ops.aten.sigmoid_backward(grad, out)
+
+
+def _tanh_backward(grad: torch.Tensor, pre: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    return torch.ops.aten.tanh_backward(grad, out)
+
+
+def _gelu_backward(grad: torch.Tensor, pre: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    return torch.ops.aten.gelu_backward(grad, pre)
+
+
+@dataclass(frozen=True)
+class _Activation:
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    backward: _Backward
+
+
+def _activation_of(layer: nn.Module) -> _Activation | None:
+    # Exact types only: a subclass may change the forward, and then the backward is wrong.
+    # The in-place forwards are safe: their backward needs only the output.
+    if type(layer) is nn.ReLU:
+        return _Activation(torch.relu_, _relu_backward)
+    if type(layer) is nn.Sigmoid:
+        return _Activation(torch.sigmoid_, _sigmoid_backward)
+    if type(layer) is nn.Tanh:
+        return _Activation(torch.tanh_, _tanh_backward)
+    if type(layer) is nn.GELU and getattr(layer, "approximate", "none") == "none":
+        return _Activation(torch.nn.functional.gelu, _gelu_backward)
+    return None
+
+
+class FusedMLP:
+    """Gradient of the mean ``BCEWithLogitsLoss`` of an MLP, without autograd.
+
+    Parameters
+    ----------
+    linears : list of nn.Linear
+        The layers in order; the last one has one output.
+    activations : list
+        One activation per hidden layer (``len(linears) - 1``).
+    pos_weight : float or None
+        Weight of positive examples, as in ``nn.BCEWithLogitsLoss(pos_weight=...)``.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1))
+    >>> fused = FusedMLP.from_module(net)
+    >>> logits = fused.forward_backward(torch.randn(16, 3), torch.ones(16))
+    >>> logits.shape, net[0].weight.grad.shape
+    (torch.Size([16]), torch.Size([8, 3]))
+    """
+
+    def __init__(
+        self,
+        linears: list[nn.Linear],
+        activations: list[_Activation],
+        pos_weight: float | None = None,
+    ) -> None:
+        self.linears = linears
+        self.activations = activations
+        self.pos_weight = pos_weight
+        # Plain tensors sharing the parameters' storage: module attribute lookups and
+        # Parameter dispatch cost microseconds per use, which add up at small batches.
+        self._weights = [layer.weight.detach() for layer in linears]
+        self._biases = [layer.bias.detach() for layer in linears]
+        self._grads: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    @classmethod
+    def from_module(cls, module: nn.Module, pos_weight: float | None = None) -> FusedMLP | None:
+        """A fused pass for ``module``, or ``None`` when it is not a plain MLP.
+
+        Supported: an ``nn.Sequential`` of ``Linear`` layers with ``ReLU``, ``Sigmoid``,
+        ``Tanh`` or exact ``GELU`` between them, ending in a ``Linear`` with one output,
+        every parameter trainable, floating point and on one device.
+        """
+        if type(module) is not nn.Sequential or len(module) % 2 != 1:
+            return None
+        layers = list(module)
+        linears: list[nn.Linear] = []
+        activations: list[_Activation] = []
+        for i, layer in enumerate(layers):
+            if i % 2 == 0:
+                if type(layer) is not nn.Linear or layer.bias is None:
+                    return None
+                linears.append(layer)
+            else:
+                activation = _activation_of(layer)
+                if activation is None:
+                    return None
+                activations.append(activation)
+        params = [p for layer in linears for p in (layer.weight, layer.bias)]
+        if (
+            linears[-1].out_features != 1
+            or not all(p.requires_grad and p.is_floating_point() for p in params)
+            or len({(p.device, p.dtype) for p in params}) != 1
+        ):
+            return None
+        return cls(linears, activations, pos_weight)
+
+    def prepare(self) -> None:
+        """Give every parameter a ``.grad`` tensor that the steps then overwrite.
+
+        Call it before a run of steps (the trainer does, every epoch): the steps write into
+        these tensors with ``out=``, with no ``zero_grad`` and no allocation.
+        """
+        self._grads = []
+        for layer in self.linears:
+            for p in (layer.weight, layer.bias):
+                if p.grad is None or p.grad.shape != p.shape or p.grad.dtype != p.dtype:
+                    p.grad = torch.zeros_like(p)
+            assert layer.weight.grad is not None and layer.bias.grad is not None
+            self._grads.append((layer.weight.grad, layer.bias.grad))
+
+    def _output_gradient(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """d(mean loss)/d(logits): ``sigmoid(z) - y``, or its weighted form, over ``n``."""
+        grad = torch.sigmoid(logits)
+        if self.pos_weight is None:
+            grad.sub_(y)
+        else:
+            # d/dz of -[w y log s(z) + (1 - y) log(1 - s(z))] = s(z) (1 + (w - 1) y) - w y
+            grad.mul_(y * (self.pos_weight - 1.0) + 1.0).sub_(y * self.pos_weight)
+        return grad.mul_(1.0 / logits.shape[0])
+
+    def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Set every parameter's ``.grad`` to the gradient of the mean loss on ``(x, y)``.
+
+        Returns the logits, shape ``(n,)``, computed before any update. No autograd graph
+        is recorded: the weights are used through detached views.
+        """
+        if not self._grads:
+            self.prepare()
+        weights, biases, grads = self._weights, self._biases, self._grads
+        inputs = [x]
+        pre_activations: list[torch.Tensor] = []
+        # One activation per hidden layer: the output layer is handled after the loop.
+        for weight, bias, activation in zip(weights, biases, self.activations, strict=False):
+            pre = torch.addmm(bias, inputs[-1], weight.t())
+            pre_activations.append(pre)
+            inputs.append(activation.forward(pre))
+        logits = torch.addmm(biases[-1], inputs[-1], weights[-1].t())
+        grad = self._output_gradient(logits, y.reshape(-1, 1))
+        for k in range(len(weights) - 1, -1, -1):
+            weight_grad, bias_grad = grads[k]
+            torch.mm(grad.t(), inputs[k], out=weight_grad)
+            torch.sum(grad, 0, out=bias_grad)
+            if k == 0:
+                break
+            grad = torch.mm(grad, weights[k])
+            grad = self.activations[k - 1].backward(grad, pre_activations[k - 1], inputs[k])
+        return logits.reshape(-1)
+
+
+# -- optimizers without the lazy torch._dynamo import ----------------------------------------
+def _without_lazy_dynamo(cls: type[_Opt]) -> type[_Opt]:
+    """``cls`` whose methods skip the wrappers that import ``torch._dynamo``.
+
+    ``torch.optim`` wraps ``add_param_group``, ``zero_grad`` and ``step`` in helpers that
+    import ``torch._dynamo`` on first use (about a second of imports) for the sake of
+    ``torch.compile``, which steadyclf does not use on optimizers. The subclass calls the
+    same code without them; ``step`` runs under ``no_grad``, as the wrapper it replaces.
+    """
+    raw_step = inspect.unwrap(cls.step)
+
+    def step(self: torch.optim.Optimizer, closure: Callable[[], float] | None = None) -> Any:
+        with torch.no_grad():
+            return raw_step(self, closure)
+
+    namespace: dict[str, Any] = {"__module__": __name__, "__doc__": cls.__doc__, "step": step}
+    for name in ("add_param_group", "zero_grad"):
+        namespace[name] = inspect.unwrap(getattr(torch.optim.Optimizer, name))
+    return type(cls.__name__, (cls,), namespace)
+
+
+Adam = _without_lazy_dynamo(torch.optim.Adam)
+AdamW = _without_lazy_dynamo(torch.optim.AdamW)
+SGD = _without_lazy_dynamo(torch.optim.SGD)
+
+
+def supports_fused_step(params: Sequence[torch.Tensor]) -> bool:
+    """Whether ``fused=True`` optimizers (one kernel for all parameters) apply."""
+    return bool(params) and all(
+        p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
+    )

@@ -1,0 +1,186 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from steadyclf import fused
+from steadyclf.fused import FusedMLP
+from steadyclf.training import TrainConfig, Trainer, make_optimizer
+
+
+def _data(n: int = 40, d: int = 5, dtype: torch.dtype = torch.float64):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, d, generator=g, dtype=dtype)
+    return x, (x[:, 0] + 0.3 * torch.randn(n, generator=g, dtype=dtype) > 0).to(dtype)
+
+
+def _autograd_grads(net: nn.Module, x, y, pos_weight):
+    pw = None if pos_weight is None else torch.tensor(pos_weight, dtype=x.dtype)
+    loss = nn.BCEWithLogitsLoss(pos_weight=pw)(net(x).reshape(-1), y)
+    grads = torch.autograd.grad(loss, list(net.parameters()))
+    return net(x).reshape(-1).detach(), grads
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU])
+@pytest.mark.parametrize("pos_weight", [None, 3.0])
+def test_fused_gradients_match_autograd(activation, pos_weight) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Linear(5, 7), activation(), nn.Linear(7, 4), activation(), nn.Linear(4, 1)
+    ).double()
+    x, y = _data()
+    expected_logits, expected = _autograd_grads(net, x, y, pos_weight)
+    fused_pass = FusedMLP.from_module(net, pos_weight)
+    assert fused_pass is not None
+    logits = fused_pass.forward_backward(x, y)
+    torch.testing.assert_close(logits, expected_logits)
+    for p, g in zip(net.parameters(), expected, strict=True):
+        torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_pass_overwrites_gradients_instead_of_accumulating() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 3), nn.ReLU(), nn.Linear(3, 1)).double()
+    x, y = _data()
+    fused_pass = FusedMLP.from_module(net)
+    assert fused_pass is not None
+    fused_pass.forward_backward(x, y)
+    first = [p.grad.clone() for p in net.parameters()]
+    fused_pass.forward_backward(x, y)
+    for p, g in zip(net.parameters(), first, strict=True):
+        torch.testing.assert_close(p.grad, g)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        nn.Sequential(nn.BatchNorm1d(3), nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1)),
+        nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.1), nn.Linear(4, 1)),
+        nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(), nn.Linear(4, 1)),
+        nn.Sequential(nn.Linear(3, 4), nn.GELU(approximate="tanh"), nn.Linear(4, 1)),
+        nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)),
+        nn.Sequential(nn.Linear(3, 4, bias=False), nn.ReLU(), nn.Linear(4, 1)),
+        nn.Linear(3, 1),
+    ],
+    ids=["batchnorm", "dropout", "leaky", "gelu-tanh", "two-outputs", "no-bias", "bare"],
+)
+def test_unsupported_modules_fall_back_to_autograd(module: nn.Module) -> None:
+    assert FusedMLP.from_module(module) is None
+
+
+def test_frozen_parameters_fall_back_to_autograd() -> None:
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    net[0].weight.requires_grad_(False)
+    assert FusedMLP.from_module(net) is None
+
+
+def _train(use_fused: bool, **config) -> Trainer:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+    x, y = _data(n=90)
+    settings = dict(lr=0.05, max_epochs=4, batch_size=16, early_stopping=False, seed=3)
+    settings.update(config)
+    return Trainer(net, TrainConfig(**settings, fused=use_fused)).fit((x, y))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+@pytest.mark.parametrize("schedule", ["none", "onecycle"])
+def test_trainer_fused_path_matches_autograd_path(optimizer: str, schedule: str) -> None:
+    a = _train(True, optimizer=optimizer, schedule=schedule, pos_weight=2.0)
+    b = _train(False, optimizer=optimizer, schedule=schedule, pos_weight=2.0)
+    assert a._fused is not None and b._fused is None
+    for row_a, row_b in zip(a.history, b.history, strict=True):
+        assert row_a["train_loss"] == pytest.approx(row_b["train_loss"], rel=1e-9)
+        assert row_a["train_accuracy"] == row_b["train_accuracy"]
+    for p, q in zip(a.module.parameters(), b.module.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+
+
+def test_full_batch_loss_is_the_loss_before_the_step() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 1)).double()
+    x, y = _data(n=50)
+    with torch.no_grad():
+        before = nn.functional.binary_cross_entropy_with_logits(net(x).reshape(-1), y)
+    trainer = Trainer(
+        net, TrainConfig(lr=0.1, max_epochs=1, batch_size=None, early_stopping=False)
+    ).fit((x, y))
+    assert trainer.history[0]["train_loss"] == pytest.approx(float(before), rel=1e-12)
+
+
+def test_gradients_of_the_last_step_are_visible_to_callbacks() -> None:
+    seen: list[float] = []
+
+    class GradNorm:
+        def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+            grads = [p.grad for p in trainer.module.parameters()]
+            assert all(g is not None for g in grads)
+            seen.append(float(torch.cat([g.reshape(-1) for g in grads]).norm()))
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 1)).double()
+    Trainer(net, TrainConfig(lr=0.05, max_epochs=3, batch_size=None, callbacks=(GradNorm(),))).fit(
+        _data()
+    )
+    assert len(seen) == 3 and all(g > 0 for g in seen)
+
+
+def test_batchnorm_body_trains_through_autograd() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.BatchNorm1d(5), nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 1)).double()
+    trainer = Trainer(
+        net, TrainConfig(lr=0.05, max_epochs=20, batch_size=None, early_stopping=False)
+    ).fit(_data(n=80))
+    assert trainer._fused is None
+    assert trainer.history[-1]["train_loss"] < trainer.history[0]["train_loss"]
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_optimizers_step_like_torch(name: str) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 1))
+    twin = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 1))
+    twin.load_state_dict(net.state_dict())
+    ours = make_optimizer(name, net.parameters(), 0.01, 1e-3)
+    reference_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(name)
+    if reference_class is not None:
+        reference = reference_class(twin.parameters(), lr=0.01, weight_decay=1e-3)
+    else:
+        reference = torch.optim.SGD(
+            twin.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-3
+        )
+    assert isinstance(ours, type(reference))
+    x, y = _data(dtype=torch.float32)
+    for _ in range(5):
+        for model, opt in ((net, ours), (twin, reference)):
+            opt.zero_grad()
+            nn.functional.binary_cross_entropy_with_logits(model(x).reshape(-1), y).backward()
+            opt.step()
+    for p, q in zip(net.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    # The state has torch's layout, so torch's own optimizer can continue from it.
+    reference.load_state_dict(ours.state_dict())
+
+
+def test_fused_kernels_only_for_supported_tensors() -> None:
+    assert fused.supports_fused_step([torch.zeros(2)])
+    assert not fused.supports_fused_step([torch.zeros(2, dtype=torch.int64)])
+    assert not fused.supports_fused_step([])
+
+
+def test_training_does_not_import_torch_dynamo() -> None:
+    # torch.optim imports torch._dynamo (about a second) on first use; steadyclf avoids it.
+    code = (
+        "import sys\n"
+        "from steadyclf import BinaryClassifier\n"
+        "from steadyclf.datasets import heart_rate\n"
+        "X, y = heart_rate(n=200, random_state=0)\n"
+        "BinaryClassifier(random_state=0, max_epochs=3).fit(X, y).predict_proba(X)\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "False"
