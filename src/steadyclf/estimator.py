@@ -21,8 +21,10 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_array, validate_data
 
 from .checkpoint import FitContext
+from .diagnostics import SATURATION_ROWS, StallDetector
 from .evaluation import THRESHOLD_METRICS, binary_metrics, tune_threshold
 from .exceptions import DataError, NotFittedError, ParameterError, TrainingDivergedError
+from .lr_finder import LRFinderResult, find_lr
 from .network import ACTIVATIONS, NORMALIZATIONS, SteadyNet
 from .scaling import RunningStats
 from .splitting import validation_mask
@@ -110,9 +112,16 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         Epochs run.
     history_ : list of dict
         One row per epoch: ``epoch``, ``train_loss``, ``train_accuracy``, ``valid_loss``,
-        ``valid_accuracy`` (with a validation split), ``lr``, ``seconds``.
+        ``valid_accuracy`` (with a validation split), ``lr``, ``seconds``, ``grad_norm``
+        (of the epoch's last step); ``warnings`` (kinds) on the epoch a stall warning was
+        raised; ``lr_finder`` (the picked rate) on the first row with ``lr='auto'``.
     lr_ : float
-        The learning rate training started with.
+        The learning rate training started with (the finder's pick with ``lr='auto'``).
+    lr_finder_ : LRFinderResult
+        The range test behind ``lr_``; only with ``lr='auto'``.
+    warnings_ : list of dict
+        What the stall detector saw during training (``epoch``, ``kind``, ``message``,
+        ``cause``, ``fix``); empty when training went well. Printed when ``verbose``.
     threshold_ : float
         Probability above which ``predict`` returns the positive class.
     validation_metrics_ : dict
@@ -305,7 +314,12 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             valid = self._features(
                 module, x_num[in_valid], x_cat[in_valid], labels.encoded[in_valid], device
             )
-        config = self._train_config(len(y_train), y_train, seed, callbacks)
+        stall = self._stall_detector(x_num[train_rows], y_train, train[0])
+        # The stall detector runs first, so user callbacks (e.g. a Checkpoint) see whole rows.
+        config = self._train_config(len(y_train), y_train, seed, (stall, *callbacks))
+        if self.lr == "auto":
+            self.lr_finder_ = self._find_lr(module, train, config, seed)
+            config.lr = self.lr_finder_.lr
         trainer = Trainer(module.body, config)
         context = FitContext(
             self.get_params(deep=False),
@@ -338,6 +352,14 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = trainer.history
         self.n_iter_ = len(trainer.history)
         self.lr_ = config.lr
+        if self.lr == "auto" and trainer.history:
+            trainer.history[0]["lr_finder"] = config.lr
+        self.warnings_ = [
+            w.to_dict()
+            for cb in config.callbacks
+            if isinstance(cb, StallDetector)
+            for w in cb.warnings
+        ]
         self.batch_size_ = config.batch_size
         self.best_epoch_ = trainer.best_epoch
         self.threshold_ = 0.5
@@ -451,6 +473,39 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             module.encoder.normalize.scale.copy_(torch.from_numpy(stats.scale))
         return module
 
+    def _stall_detector(
+        self, x_num: NDArray[np.float64], y: NDArray[np.float32], features: torch.Tensor
+    ) -> StallDetector:
+        """The default training monitor, told the raw feature scales so it can name a cause."""
+        stats = RunningStats.from_array(x_num)
+        every = max(1, features.shape[0] // SATURATION_ROWS)
+        return StallDetector(
+            float(y.mean()),
+            pos_weight=self._pos_weight_value(y),
+            feature_names=self.encoder_.numeric_columns,
+            feature_mean=stats.mean.tolist(),
+            feature_std=stats.std.tolist(),
+            normalized=self.normalize != "none",
+            activation=self.activation,
+            sample=features[::every][:SATURATION_ROWS],
+            verbose=bool(self.verbose),
+        )
+
+    @staticmethod
+    def _find_lr(
+        module: SteadyNet, train: tuple[torch.Tensor, torch.Tensor], config: TrainConfig, seed: int
+    ) -> LRFinderResult:
+        """Range test on a copy of the network with the settings training will use."""
+        with _seeded(seed):
+            return find_lr(
+                module.body,
+                *train,
+                optimizer=config.optimizer,
+                batch_size=config.batch_size,
+                pos_weight=config.pos_weight,
+                seed=seed,
+            )
+
     def _pos_weight_value(self, y: NDArray[np.float32]) -> float | None:
         if self.pos_weight is None:
             return None
@@ -483,12 +538,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             batch_size = None if self.batch_size is None else int(self.batch_size)
         if batch_size is not None and batch_size >= n_train:
             batch_size = None
-        if self.lr is None:
+        if self.lr is None or self.lr == "auto":
+            # With 'auto', fit replaces this by the learning-rate finder's pick.
             lr = DEFAULT_LR_FULL_BATCH if batch_size is None else DEFAULT_LR_MINI_BATCH
-        elif self.lr == "auto":
-            raise ParameterError(
-                "lr='auto' needs the learning-rate finder, which is not available yet"
-            )
         else:
             lr = float(self.lr)
         return TrainConfig(
