@@ -58,6 +58,7 @@ __all__ = [
     "load",
     "read_index",
     "save",
+    "to_jsonable",
 ]
 
 FORMAT = "steadyclf-model"
@@ -102,7 +103,7 @@ def save(
     state = {k: v.detach().cpu().contiguous() for k, v in clf.module_.state_dict().items()}
     blob = safetensors.torch.save(state, metadata={"format": FORMAT})
     index = _index(clf, hashlib.sha256(blob).hexdigest(), metadata or {})
-    text = json.dumps(_jsonable(index), indent=2, allow_nan=False)
+    text = json.dumps(to_jsonable(index), indent=2, allow_nan=False)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
@@ -205,14 +206,14 @@ def _architecture(module: SteadyNet) -> dict[str, Any]:
     }
 
 
-def _jsonable(value: Any) -> Any:
+def to_jsonable(value: Any) -> Any:
     """Plain JSON values: tuples become lists, NumPy scalars Python ones, NaN/inf None."""
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [to_jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()]
+        return [to_jsonable(v) for v in value.tolist()]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):

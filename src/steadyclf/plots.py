@@ -7,14 +7,23 @@ Figures are written atomically (temporary file, then rename).
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .exceptions import SteadyclfError
 
-__all__ = ["pyplot", "save_figure"]
+__all__ = [
+    "plot_calibration",
+    "plot_precision_recall",
+    "plot_roc",
+    "plot_training",
+    "pyplot",
+    "save_figure",
+]
 
 
 def pyplot() -> Any:
@@ -43,3 +52,66 @@ def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
             os.unlink(tmp)
         pyplot().close(fig)
     return target
+
+
+# -- training and evaluation figures (CLI: training.png, roc.png, precision_recall.png,
+# calibration.png). Curves come from scikit-learn's display classes.
+def plot_training(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """Loss, accuracy and learning rate per epoch (train and validation) as one PNG."""
+    plt = pyplot()
+    epochs = [int(r["epoch"]) for r in history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, key, title in ((axes[0], "loss", "log loss"), (axes[1], "accuracy", "accuracy")):
+        for split, style in (("train", "-"), ("valid", "--")):
+            values = [r.get(f"{split}_{key}") for r in history]
+            if any(v is not None for v in values):
+                ax.plot(epochs, _floats(values), style, label=split)
+        ax.set(title=title, xlabel="epoch")
+        ax.legend()
+    losses = _floats(r.get("train_loss") for r in history)
+    if losses and all(v > 0 for v in losses):
+        axes[0].set_yscale("log")
+    axes[2].plot(epochs, _floats(r.get("lr") for r in history))
+    axes[2].set(title="learning rate", xlabel="epoch", yscale="log")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _floats(values: Iterable[Any]) -> list[float]:
+    return [math.nan if v is None else float(v) for v in values]
+
+
+def plot_roc(y_true: Any, proba: Any, path: str | os.PathLike[str]) -> Path:
+    """ROC curve of probabilities ``proba`` against 0/1 labels, with the chance line."""
+    from sklearn.metrics import RocCurveDisplay
+
+    fig, ax = pyplot().subplots(figsize=(4.5, 4.5))
+    RocCurveDisplay.from_predictions(y_true, proba, ax=ax, name="model", plot_chance_level=True)
+    ax.set_title("ROC curve")
+    return save_figure(fig, path)
+
+
+def plot_precision_recall(y_true: Any, proba: Any, path: str | os.PathLike[str]) -> Path:
+    """Precision-recall curve, with the positive rate as the chance level."""
+    from sklearn.metrics import PrecisionRecallDisplay
+
+    fig, ax = pyplot().subplots(figsize=(4.5, 4.5))
+    PrecisionRecallDisplay.from_predictions(
+        y_true, proba, ax=ax, name="model", plot_chance_level=True
+    )
+    ax.set_title("Precision-recall curve")
+    return save_figure(fig, path)
+
+
+def plot_calibration(
+    y_true: Any, proba: Any, path: str | os.PathLike[str], n_bins: int = 10
+) -> Path:
+    """Reliability diagram: observed positive rate per bin of predicted probability."""
+    from sklearn.calibration import CalibrationDisplay
+
+    fig, ax = pyplot().subplots(figsize=(4.5, 4.5))
+    CalibrationDisplay.from_predictions(
+        y_true, proba, n_bins=n_bins, strategy="quantile", ax=ax, name="model"
+    )
+    ax.set_title("Calibration")
+    return save_figure(fig, path)
