@@ -1,0 +1,34 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from steadyclf.plots import plot_calibration, plot_precision_recall, plot_roc, plot_training
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_png(path: Path) -> bool:
+    return path.read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.parametrize("with_validation", [True, False])
+def test_training_figure(tmp_path: Path, with_validation: bool) -> None:
+    history = []
+    for epoch in range(1, 6):
+        row = {"epoch": epoch, "train_loss": 1.0 / epoch, "train_accuracy": 0.5 + 0.08 * epoch}
+        if with_validation:
+            row |= {"valid_loss": 1.2 / epoch, "valid_accuracy": 0.5 + 0.07 * epoch}
+        history.append(row | {"lr": 0.03 / epoch})
+    path = plot_training(history, tmp_path / "sub" / "training.png")
+    assert _is_png(path)
+    assert [p.name for p in path.parent.iterdir()] == ["training.png"]  # no temporary file
+
+
+@pytest.mark.parametrize("plot", [plot_roc, plot_precision_recall, plot_calibration])
+def test_evaluation_figures(tmp_path: Path, plot) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=200)
+    proba = np.clip(0.3 * y + rng.random(200) * 0.7, 0, 1)
+    path = plot(y, proba, tmp_path / "figure.png")
+    assert _is_png(path) and path.stat().st_size > 5000
