@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.multiclass import type_of_target
@@ -446,10 +446,36 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         y: NDArray[np.float32],
         seed: int,
     ) -> SteadyNet:
-        enc = self.encoder_
         had_missing = np.isnan(x_num).any(axis=0)
-        pos_rate = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
-        prior = math.log(pos_rate / (1 - pos_rate)) + math.log(self._pos_weight_value(y) or 1.0)
+        median = (
+            np.nanmedian(np.where(had_missing, x_num, 0.0), axis=0) if x_num.size else np.zeros(0)
+        )
+        median = np.where(np.isnan(median), 0.0, median)
+        stats = None
+        if self.normalize == "standardize" and x_num.shape[1]:
+            stats = RunningStats.from_array(np.where(np.isnan(x_num), median, x_num))
+        return self._module_from_statistics(
+            had_missing, median, stats, float(y.mean()), self._pos_weight_value(y), seed
+        )
+
+    def _module_from_statistics(
+        self,
+        had_missing: ArrayLike,
+        median: NDArray[np.float64],
+        stats: RunningStats | None,
+        positive_rate: float,
+        pos_weight: float | None,
+        seed: int,
+    ) -> SteadyNet:
+        """The network, with its fitted buffers set from statistics computed elsewhere.
+
+        Shared by in-memory fitting and :mod:`steadyclf.streaming`, which computes the
+        same statistics in passes over files.
+        """
+        enc = self.encoder_
+        had_missing = np.asarray(had_missing, dtype=bool)
+        pos_rate = float(np.clip(positive_rate, 1e-6, 1 - 1e-6))
+        prior = math.log(pos_rate / (1 - pos_rate)) + math.log(pos_weight or 1.0)
         with _seeded(seed):
             module = SteadyNet(
                 len(enc.numeric_columns),
@@ -460,15 +486,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
                 batchnorm=self.normalize == "batchnorm",
                 prior_logit=prior,
             )
-        median = (
-            np.nanmedian(np.where(had_missing, x_num, 0.0), axis=0) if x_num.size else np.zeros(0)
-        )
-        median = np.where(np.isnan(median), 0.0, median)
         module.encoder.impute.median.copy_(torch.from_numpy(np.where(had_missing, median, 0.0)))
         module.encoder.impute.missing_columns.copy_(torch.from_numpy(np.flatnonzero(had_missing)))
-        if self.normalize == "standardize" and x_num.shape[1]:
-            imputed = np.where(np.isnan(x_num), median, x_num)
-            stats = RunningStats.from_array(imputed)
+        if stats is not None:
             module.encoder.normalize.mean.copy_(torch.from_numpy(stats.mean))
             module.encoder.normalize.scale.copy_(torch.from_numpy(stats.scale))
         return module

@@ -1,0 +1,130 @@
+"""Training on several processes or machines with PyTorch's own engine (``torchrun``).
+
+``torchrun --nproc-per-node N -m steadyclf train ...`` starts N copies of the command with
+``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` in their environment; steadyclf detects them
+(no extra flag) and then:
+
+- joins the process group with the ``gloo`` backend on CPU or ``nccl`` on GPU;
+- reads only its share of the rows (:meth:`steadyclf.streaming.DataSource.shard`): with N
+  processes on any number of machines, each reads 1/N of the data;
+- merges the partial statistics of all processes in rank order, so that every process
+  holds the same statistics as a single process reading every file;
+- trains the network wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`,
+  with the training and validation metrics summed over processes so that every process
+  takes the same early-stopping decisions;
+- lets only rank 0 write the model (atomically).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from numpy.typing import NDArray
+from torch import nn
+
+__all__ = [
+    "DistributedContext",
+    "init_from_env",
+    "is_main_process",
+    "shutdown",
+    "torchrun_environment",
+]
+
+
+def torchrun_environment() -> tuple[int, int, int] | None:
+    """``(rank, world_size, local_rank)`` when started by torchrun with several processes."""
+    try:
+        rank = int(os.environ["RANK"])
+        world_size = int(os.environ["WORLD_SIZE"])
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    except (KeyError, ValueError):
+        return None
+    return (rank, world_size, local_rank) if world_size > 1 else None
+
+
+def is_main_process() -> bool:
+    """True outside torchrun and on rank 0: the process that writes files."""
+    env = torchrun_environment()
+    return env is None or env[0] == 0
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """This process's place in the group, and the collectives steadyclf needs."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    backend: str
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one that reports and writes."""
+        return self.rank == 0
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        """``obj`` from every process, in rank order."""
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast_object(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every process."""
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def all_reduce_sum(self, array: NDArray[Any]) -> NDArray[Any]:
+        """Element-wise sum of ``array`` over processes."""
+        tensor = torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor.cpu().numpy()
+
+    def all_reduce_min(self, value: int) -> int:
+        """Smallest ``value`` over processes."""
+        tensor = torch.tensor([value], dtype=torch.int64, device=self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+        return int(tensor.item())
+
+    def barrier(self) -> None:
+        """Wait for every process."""
+        dist.barrier()
+
+    def wrap(self, module: nn.Module) -> nn.Module:
+        """``module`` in :class:`DistributedDataParallel` (gradients averaged)."""
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+
+
+def init_from_env(device: str = "auto") -> DistributedContext | None:
+    """Join torchrun's process group, or return ``None`` when not under torchrun.
+
+    ``device='auto'`` uses the GPU numbered ``LOCAL_RANK`` with ``nccl`` when CUDA is
+    available, else the CPU with ``gloo``.
+    """
+    env = torchrun_environment()
+    if env is None:
+        return None
+    rank, world_size, local_rank = env
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        where = torch.device("cuda", local_rank)
+    else:
+        where = torch.device("cpu")
+    backend = "nccl" if use_cuda else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend, rank=rank, world_size=world_size)
+    return DistributedContext(rank, world_size, local_rank, backend, where)
+
+
+def shutdown() -> None:
+    """Leave the process group (safe to call when not in one)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

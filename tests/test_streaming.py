@@ -1,0 +1,337 @@
+"""Streaming: statistics equal to the in-memory fit, exact medians, shards, training."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from steadyclf import BinaryClassifier, DataError, ParameterError, persistence
+from steadyclf.io import read_table
+from steadyclf.streaming import (
+    DataSource,
+    ShuffleBuffer,
+    SplitRule,
+    exact_medians,
+    fit_statistics,
+    fit_streaming,
+    parse_memory_size,
+)
+
+N_ROWS = 1500
+
+
+def _mixed_frame(n: int = N_ROWS, seed: int = 0) -> pd.DataFrame:
+    """Every column kind the encoder tells apart, on wildly different scales."""
+    rng = np.random.default_rng(seed)
+    hr = rng.normal(92, 5, n)
+    frame = pd.DataFrame(
+        {
+            "offset": 1e6 + 1e-6 * hr,  # the signal lives in the 13th digit
+            "tiny": rng.normal(0, 1e-6, n),
+            "huge": rng.exponential(1e9, n),
+            "count": rng.integers(0, 10, n).astype(float),
+            "city": rng.choice(["Oslo", "Rome", "Lima", None], n),
+            "code": rng.integers(0, 100, n),  # listed as categorical: 64 of 100 levels kept
+            "const": 5,
+            "empty": np.nan,
+            "row_id": np.arange(n),
+            "user": [f"u{i}" for i in range(n)],
+            "digits": [str(v) for v in rng.integers(0, 50, n)],
+            "flag": rng.random(n) < 0.3,
+            "when": pd.date_range("2020-01-01", periods=n, freq="h"),
+            "day": [f"2021-01-{1 + i % 28:02d}" for i in range(n)],
+            "level": rng.choice([f"l{i}" for i in range(300)], n),
+        }
+    )
+    frame.loc[rng.random(n) < 0.1, "offset"] = np.nan
+    frame.loc[rng.random(n) < 0.2, "count"] = np.nan
+    frame["y"] = np.where(hr + rng.normal(0, 2, n) > 92, "sick", "well")
+    return frame
+
+
+def _write_parquet(frame: pd.DataFrame, folder: Path, n_files: int = 3) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, part in enumerate(np.array_split(np.arange(len(frame)), n_files)):
+        table = pa.Table.from_pandas(frame.iloc[part], preserve_index=False)
+        pq.write_table(table, folder / f"part-{i}.parquet", row_group_size=170)
+    return folder
+
+
+def _in_memory(frame: pd.DataFrame, **params: Any) -> BinaryClassifier:
+    X, y = frame.drop(columns="y"), frame["y"]
+    return BinaryClassifier(random_state=3, max_epochs=1, **params).fit(X, y)
+
+
+def _assert_same_statistics(stats: Any, clf: BinaryClassifier) -> None:
+    buffers = clf.module_.encoder
+    assert stats.encoder.to_dict() == clf.encoder_.to_dict()
+    np.testing.assert_array_equal(
+        np.flatnonzero(stats.had_missing), buffers.impute.missing_columns.numpy()
+    )
+    np.testing.assert_array_equal(stats.median, buffers.impute.median.numpy())
+    np.testing.assert_allclose(stats.stats.mean, buffers.normalize.mean.numpy(), rtol=1e-9)
+    np.testing.assert_allclose(stats.stats.scale, buffers.normalize.scale.numpy(), rtol=1e-9)
+
+
+def test_parquet_statistics_equal_the_in_memory_ones(tmp_path: Path) -> None:
+    frame = _mixed_frame()
+    folder = _write_parquet(frame, tmp_path / "data")
+    source = DataSource.open(folder)
+    assert len(source.pieces) > 3  # several files and row groups
+    stats = fit_statistics(
+        source, "y", seed=3, categorical=["code"], memory_budget=parse_memory_size("20MB")
+    )
+    whole = read_table(folder / "part-0.parquet")  # one file: the dtypes io gives
+    assert list(whole.columns) == list(frame.columns)
+    clf = _in_memory(
+        pd.concat([read_table(p) for p in sorted(folder.iterdir())]), categorical=["code"]
+    )
+    _assert_same_statistics(stats, clf)
+    roles = {c.name: c.role for c in stats.encoder.columns_}
+    assert roles["const"] == roles["empty"] == roles["row_id"] == roles["user"] == "dropped"
+    assert roles["digits"] == "numeric" and roles["flag"] == "boolean"
+    assert roles["when"] == "datetime" and roles["day"] == "dropped"
+    assert stats.n_train + stats.n_valid == N_ROWS and stats.n_valid > 100
+
+
+def test_csv_read_in_blocks_gives_the_in_memory_statistics(tmp_path: Path) -> None:
+    frame = _mixed_frame(seed=1).drop(columns=["when"])
+    path = tmp_path / "data.csv"
+    frame.to_csv(path, index=False)
+    source = DataSource.open(path, csv_block_size=1 << 14)
+    stats = fit_statistics(source, "y", seed=3, memory_budget=10**7)
+    assert source.counted and source.n_rows == N_ROWS
+    _assert_same_statistics(stats, _in_memory(read_table(path)))
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 1000, 1001])
+def test_exact_medians_match_numpy_through_every_radix_pass(tmp_path: Path, n: int) -> None:
+    rng = np.random.default_rng(n)
+    values = np.concatenate([rng.normal(0, 1, n // 2), -rng.exponential(1e6, n - n // 2)])
+    values[rng.random(n) < 0.2] = np.nan
+    values[: n // 10] = 3.0  # ties
+    frame = pd.DataFrame({"v": values, "w": rng.normal(size=n), "y": np.arange(n) % 2})
+    pq.write_table(pa.Table.from_pandas(frame), tmp_path / "d.parquet", row_group_size=97)
+    source = DataSource.open(tmp_path / "d.parquet")
+    split = SplitRule(0.3, seed=5)
+    train = ~split.mask(0, n)
+    expected = [
+        np.nanmedian(frame["v"].to_numpy()[train]) if np.isfinite(values[train]).any() else 0.0,
+        np.median(frame["w"].to_numpy()[train]),
+    ]
+    counts = [int(np.isfinite(frame[c].to_numpy()[train]).sum()) for c in ("v", "w")]
+    found = exact_medians(source, [("v", "numeric"), ("w", "numeric")], counts, split, budget=1)
+    np.testing.assert_array_equal(found, expected)
+
+
+def test_medians_refine_by_histograms_when_values_do_not_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import steadyclf.streaming as streaming
+
+    rng = np.random.default_rng(0)
+    values = np.round(rng.normal(92, 5, 4000), 1)  # many ties, all in a few radix buckets
+    pq.write_table(pa.table({"v": values}), tmp_path / "d.parquet", row_group_size=500)
+    passes: list[int] = []
+    original = streaming.DataSource.batches
+
+    def counting(self: DataSource, *args: Any, **kwargs: Any) -> Any:
+        passes.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(streaming.DataSource, "batches", counting)
+    monkeypatch.setattr(streaming, "_collect_limit", lambda budget, n: 10)
+    source = DataSource.open(tmp_path / "d.parquet")
+    found = exact_medians(source, [("v", "numeric")], [4000], SplitRule(0.0, 0), budget=10**9)
+    assert found[0] == np.median(values)
+    assert len(passes) >= 3  # histogram passes before the final selection
+
+
+class _ThreadGroup:
+    """In-process stand-in for a process group: ranks are threads, objects are pickled."""
+
+    def __init__(self, world_size: int) -> None:
+        self.world_size = world_size
+        self._barrier = threading.Barrier(world_size, timeout=60)
+        self._slots: list[Any] = [None] * world_size
+
+    def run(self, work: Callable[[Any], Any]) -> list[Any]:
+        results: list[Any] = [None] * self.world_size
+        errors: list[BaseException] = []
+
+        def target(rank: int) -> None:
+            try:
+                results[rank] = work(_ThreadContext(self, rank))
+            except BaseException as exc:  # pragma: no cover - shown by the assert below
+                errors.append(exc)
+                self._barrier.abort()
+
+        threads = [threading.Thread(target=target, args=(r,)) for r in range(self.world_size)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        return results
+
+    def gather(self, rank: int, obj: Any) -> list[Any]:
+        self._slots[rank] = pickle.dumps(obj)
+        self._barrier.wait()
+        out = [pickle.loads(s) for s in self._slots]
+        self._barrier.wait()
+        return out
+
+
+class _ThreadContext:
+    def __init__(self, group: _ThreadGroup, rank: int) -> None:
+        self.group, self.rank, self.world_size = group, rank, group.world_size
+        self.device = torch.device("cpu")
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        return self.group.gather(self.rank, obj)
+
+    def all_reduce_sum(self, array: Any) -> Any:
+        return np.sum(self.group.gather(self.rank, array), axis=0)
+
+    def all_reduce_min(self, value: int) -> int:
+        return int(min(self.group.gather(self.rank, value)))
+
+    def broadcast_object(self, obj: Any) -> Any:
+        return self.group.gather(self.rank, obj)[0]
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_shards_merged_in_rank_order_equal_one_process(tmp_path: Path, world_size: int) -> None:
+    frame = _mixed_frame(seed=2)
+    source = DataSource.open(_write_parquet(frame, tmp_path / "data", n_files=2))
+    shards = [source.shard(r, world_size) for r in range(world_size)]
+    positions = [
+        p
+        for s in shards
+        for piece in s.pieces
+        for p in range(piece.start, piece.start + piece.n_rows)
+    ]
+    assert sorted(positions) == list(range(N_ROWS))  # every row read once
+    assert max(s.n_rows for s in shards) - min(s.n_rows for s in shards) <= 1  # 1/N each
+
+    def fit(ctx: Any) -> Any:
+        return fit_statistics(
+            shards[ctx.rank], "y", seed=3, categorical=["code"], memory_budget=10**7, context=ctx
+        )
+
+    results = _ThreadGroup(world_size).run(fit)
+    single = fit_statistics(source, "y", seed=3, categorical=["code"], memory_budget=10**7)
+    for stats in results:
+        assert stats.encoder.to_dict() == single.encoder.to_dict()
+        np.testing.assert_array_equal(stats.median, single.median)
+        np.testing.assert_array_equal(stats.stats.mean, results[0].stats.mean)  # identical
+        np.testing.assert_array_equal(stats.stats.m2, results[0].stats.m2)
+        np.testing.assert_allclose(stats.stats.mean, single.stats.mean, rtol=1e-12)
+        np.testing.assert_allclose(stats.stats.std, single.stats.std, rtol=1e-9)
+    assert sum(s.local_train + s.local_valid for s in results) == N_ROWS
+
+
+def test_csv_files_are_shared_whole_with_global_positions(tmp_path: Path) -> None:
+    frame = _mixed_frame(seed=4).drop(columns=["when"])
+    for i, part in enumerate(np.array_split(np.arange(N_ROWS), 4)):
+        frame.iloc[part].to_csv(tmp_path / f"part-{i}.csv", index=False)
+    source = DataSource.open(sorted(tmp_path.glob("*.csv")), csv_block_size=1 << 13)
+    from steadyclf.streaming import _my_share
+
+    shares = _ThreadGroup(2).run(lambda ctx: _my_share(source, ctx))
+    starts = sorted(p.start for s in shares for p in s.pieces)
+    assert starts == [0, 375, 750, 1125]
+    with pytest.raises(DataError, match="4 CSV file"):
+        source.shard(0, 5)
+
+
+def test_shuffle_buffer_emits_every_row_once_in_a_new_order() -> None:
+    buffer = ShuffleBuffer(capacity=100, batch_size=16, generator=torch.Generator().manual_seed(0))
+    seen, sizes = [], []
+    for start in range(0, 1000, 70):
+        rows = torch.arange(start, min(start + 70, 1000))
+        for xb, yb in buffer.push(rows[:, None].float(), rows.float()):
+            assert torch.equal(xb[:, 0], yb)
+            seen.append(yb)
+            sizes.append(len(yb))
+        assert buffer.size < 100  # bounded: what is held between chunks
+    for _, yb in buffer.drain():
+        seen.append(yb)
+        sizes.append(len(yb))
+    order = torch.cat(seen).long()
+    assert sorted(order.tolist()) == list(range(1000))
+    assert set(sizes[:-1]) == {16}
+    assert (order != torch.arange(1000)).float().mean() > 0.9
+
+
+def test_streamed_model_learns_saves_and_loads(tmp_path: Path) -> None:
+    frame = _mixed_frame(n=2000, seed=5)
+    folder = _write_parquet(frame, tmp_path / "data")
+    clf = fit_streaming(
+        BinaryClassifier(random_state=0, max_epochs=6, categorical=["code"]),
+        folder / "*.parquet",
+        "y",
+        memory_budget="20MB",
+        context=None,
+    )
+    assert clf.validation_metrics_["roc_auc"] > 0.9
+    assert clf.streaming_["n_rows"] == 2000 and clf.n_iter_ >= 1
+    again = persistence.load(persistence.save(clf, tmp_path / "model"))
+    X = frame.drop(columns="y")
+    np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
+    assert clf.score(X, frame["y"]) > 0.8  # the label noise caps accuracy near 0.88
+    assert set(clf.classes_) == {"sick", "well"}
+
+
+def test_validation_rows_are_subsampled_to_fit_the_budget(tmp_path: Path) -> None:
+    frame = _mixed_frame(n=2000, seed=6)
+    folder = _write_parquet(frame, tmp_path / "data")
+
+    def fit(budget: str) -> BinaryClassifier:
+        estimator = BinaryClassifier(random_state=0, max_epochs=1, validation_fraction=0.3)
+        return fit_streaming(estimator, folder, "y", memory_budget=budget, context=None)
+
+    full, small = fit("50MB"), fit("200kB")
+    assert full.streaming_["validation_rows_scored"] == full.streaming_["n_valid"]
+    assert 0 < small.streaming_["validation_rows_scored"] < small.streaming_["n_valid"]
+
+
+def test_memory_sizes() -> None:
+    assert parse_memory_size("200MB") == 200_000_000
+    assert parse_memory_size("1.5 GiB") == 3 * 2**29
+    assert parse_memory_size("64k") == 64_000
+    for bad in ("lots", "-1MB", "0"):
+        with pytest.raises(ParameterError, match="memory size"):
+            parse_memory_size(bad)
+
+
+def test_bad_inputs_get_one_line_errors(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, None, 1]})
+    pq.write_table(pa.Table.from_pandas(frame), tmp_path / "a.parquet")
+    source = DataSource.open(tmp_path / "a.parquet")
+    with pytest.raises(DataError, match="target 'y' is missing at row 2"):
+        fit_statistics(source, "y")
+    with pytest.raises(DataError, match="target column 'label' is not in the data"):
+        fit_statistics(source, "label")
+    pq.write_table(pa.table({"x": [1.0], "z": [0]}), tmp_path / "b.parquet")
+    with pytest.raises(DataError, match="same columns"):
+        DataSource.open(tmp_path)
+    with pytest.raises(DataError, match="no file matches"):
+        DataSource.open(str(tmp_path / "nothing-*.parquet"))
+    (tmp_path / "c").mkdir()
+    three = pa.table({"x": np.arange(30.0), "y": np.arange(30) % 3})
+    pq.write_table(three, tmp_path / "c" / "c.parquet")
+    with pytest.raises(DataError, match="more than 2 classes"):
+        fit_statistics(DataSource.open(tmp_path / "c"), "y")
+    with pytest.raises(ParameterError, match="lr='auto'"):
+        fit_streaming(BinaryClassifier(lr="auto"), tmp_path / "c", "y", context=None)
