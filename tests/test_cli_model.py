@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -318,7 +319,7 @@ def test_bad_training_input(
     assert code == 2 and stdout == ""
     assert stderr.count("\n") == 1 and stderr.startswith("steadyclf: error: ")
     assert "Traceback" not in stderr
-    assert pytest.importorskip("re").search(message, stderr), stderr
+    assert re.search(message, stderr), stderr
     assert sorted(tmp_path.iterdir()) == before  # no model directory, no temporary file
 
 
@@ -358,7 +359,7 @@ def test_bad_prediction_input(
     code, stdout, stderr = _run(capsys, "predict", model, data, "--out", out, *extra)
     assert code == 2 and stdout == ""
     assert stderr.count("\n") == 1 and "Traceback" not in stderr
-    assert pytest.importorskip("re").search(message, stderr), stderr
+    assert re.search(message, stderr), stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new.csv"]
 
 

@@ -405,32 +405,36 @@ def train(
 
 
 # -- predicting ------------------------------------------------------------------------------
-def model_inputs(
+def check_inputs(
     clf: BinaryClassifier, frame: pd.DataFrame, *, known: set[str], output: Output
-) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """Encode ``frame`` for the model: schema check, note on extra columns, range warnings."""
+) -> None:
+    """Schema check, a note on extra columns and warnings on far out-of-range values."""
     encoder = clf.encoder_
     encoder.check_columns(frame)
     expected = {c.name for c in encoder.columns_} | known
     extra = [c for c in frame.columns if c not in expected]
     if extra:
         output.note(f"ignoring {len(extra)} column(s) the model does not know: {_names(extra)}")
-    x_num, x_cat = encoder.transform(frame)
+    x_num, _ = encoder.transform(frame)
     ranges = {c.name: c for c in encoder.columns_}
     for name, count in encoder.out_of_range(x_num).items():
         info = ranges[name]
         output.warn(
             f"{count} value{'s' if count > 1 else ''} of {name!r} far outside the training range [{info.low:.6g}, {info.high:.6g}]; predictions there are extrapolations"
         )
-    return x_num, x_cat
 
 
-def predict_probabilities(
-    clf: BinaryClassifier, x_num: NDArray[np.float64], x_cat: NDArray[np.int64]
-) -> NDArray[np.float64]:
-    """Probability of the positive class ``classes_[1]`` per row."""
-    logits = clf._logits(x_num, x_cat)
-    return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float64)
+def predict_probabilities(clf: BinaryClassifier, frame: pd.DataFrame) -> NDArray[np.float64]:
+    """Probability of the positive class ``classes_[1]`` per row, from ``predict_proba``.
+
+    The estimator sees exactly the columns it was fitted on: extra ones are left out and
+    the ones dropped in training (which it ignores) are filled with missing values.
+    """
+    names = getattr(clf, "feature_names_in_", None)
+    if names is not None:
+        return clf.predict_proba(frame.reindex(columns=list(names)))[:, 1]
+    columns = [f"x{j}" for j in range(clf.n_features_in_)]  # fitted on an array
+    return clf.predict_proba(frame.reindex(columns=columns).to_numpy(dtype=np.float64))[:, 1]
 
 
 def _threshold(clf: BinaryClassifier, threshold: float | None) -> float:
@@ -479,7 +483,8 @@ def predict(
         )
     target = _model_metadata(model_dir).get("target")
     known = {c for c in (id_column, target) if c}
-    proba = predict_probabilities(clf, *model_inputs(clf, frame, known=known, output=output))
+    check_inputs(clf, frame, known=known, output=output)
+    proba = predict_probabilities(clf, frame)
     result = pd.DataFrame({"probability": proba, "label": clf.classes_[(proba > cut).astype(int)]})
     if id_column is not None:
         result.insert(0, id_column, frame[id_column].to_numpy())
@@ -588,7 +593,8 @@ def evaluate(
         data, str(target), drop_missing_target=drop_missing_target, output=output
     )
     y = labels_to_binary(table.y.to_numpy(), clf.classes_)
-    proba = predict_probabilities(clf, *model_inputs(clf, table.X, known=set(), output=output))
+    check_inputs(clf, table.X, known=set(), output=output)
+    proba = predict_probabilities(clf, table.X)
     report = binary_metrics(y, proba, cut)
     summary: dict[str, Any] = {
         "model": model_dir,
