@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import threading
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import pytest
 import torch
 
 from steadyclf import BinaryClassifier, DataError, ParameterError, persistence
+from steadyclf.cli import main
 from steadyclf.io import read_table
 from steadyclf.streaming import (
     DataSource,
@@ -335,3 +337,41 @@ def test_bad_inputs_get_one_line_errors(tmp_path: Path) -> None:
         fit_statistics(DataSource.open(tmp_path / "c"), "y")
     with pytest.raises(ParameterError, match="lr='auto'"):
         fit_streaming(BinaryClassifier(lr="auto"), tmp_path / "c", "y", context=None)
+
+
+def test_cli_streams_a_directory_and_a_file_over_the_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = _mixed_frame(n=800, seed=7)
+    folder = _write_parquet(frame, tmp_path / "data", n_files=2)
+    args = ["--target", "y", "--max-epochs", "2", "--categorical", "code"]
+    assert main(["train", str(folder), "--out", str(tmp_path / "m1"), "--json", *args]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["streaming"]["n_rows"] == summary["rows"] == 800
+    single = tmp_path / "one.parquet"
+    frame.to_parquet(single)
+    budget = ["--memory-budget", "100kB"]
+    assert main(["train", str(single), "--out", str(tmp_path / "m2"), *budget, *args]) == 0
+    assert "reading it in passes" in capsys.readouterr().err
+    model = persistence.load(tmp_path / "m2")
+    assert persistence.read_index(tmp_path / "m2")["metadata"]["streaming"]["n_rows"] == 800
+    assert model.predict(frame.drop(columns="y")).shape == (800,)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--drop-missing-target"], "not available when streaming"),
+        (["--lr", "auto"], "lr='auto'"),
+        (["--memory-budget", "lots"], "memory size 'lots'"),
+    ],
+)
+def test_cli_streaming_refusals_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    folder = _write_parquet(_mixed_frame(n=100), tmp_path / "data", n_files=1)
+    out = tmp_path / "model"
+    assert main(["train", str(folder), "--target", "y", "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()

@@ -82,7 +82,7 @@ __all__ = [
 ]
 
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
-CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
+CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
 #: Rows per record batch read, at most (the budget may make it smaller).
 MAX_READ_ROWS = 1 << 16
 MIN_READ_ROWS = 1 << 10
@@ -285,6 +285,7 @@ class DataSource:
             with pacsv.open_csv(
                 paths[0],
                 read_options=pacsv.ReadOptions(block_size=block_size),
+                parse_options=_csv_parse_options(paths[0]),
                 convert_options=_csv_convert_options(),
             ) as reader:
                 inferred = reader.schema
@@ -459,6 +460,7 @@ class DataSource:
         with pacsv.open_csv(
             piece.path,
             read_options=pacsv.ReadOptions(block_size=self.csv_block_size),
+            parse_options=_csv_parse_options(piece.path),
             convert_options=_csv_convert_options(column_types=types, include_columns=columns),
         ) as reader:
             yield from reader
@@ -485,6 +487,11 @@ def _csv_convert_options(**options: Any) -> pacsv.ConvertOptions:
     return pacsv.ConvertOptions(
         null_values=list(PANDAS_NA_VALUES), strings_can_be_null=True, **options
     )
+
+
+def _csv_parse_options(path: str | os.PathLike[str]) -> pacsv.ParseOptions:
+    tab = str(path).lower().endswith((".tsv", ".tsv.gz"))
+    return pacsv.ParseOptions(delimiter="\t" if tab else ",")
 
 
 def _csv_reads_as_text(typ: pa.DataType) -> bool:
@@ -1575,8 +1582,9 @@ def fit_streaming(
     ----------
     estimator : BinaryClassifier
         Its parameters are used as for ``fit``; ``batch_size`` 'auto' or ``None`` means
-        512 rows per process (streamed training is always mini-batch), and ``lr`` must
-        be a number or ``None``.
+        512 rows per step (streamed training is always mini-batch; with N processes
+        each contributes 1/N of the rows of a step), and ``lr`` must be a number or
+        ``None``.
     data : path, glob, list of paths, or DataSource
         Parquet file(s), a directory of Parquet files, or CSV file(s).
     target : str
@@ -1626,7 +1634,9 @@ def fit_streaming(
     statistics_seconds = time.perf_counter() - started
     device = ctx.device if ctx is not None else estimator._resolve_device()
     module = _build_module(estimator, stats, seed).to(device)
-    config = _train_config(estimator, stats, seed, callbacks)
+    config = _train_config(
+        estimator, stats, seed, callbacks, ctx.world_size if ctx is not None else 1
+    )
     assert config.batch_size is not None
     steps = -(-stats.local_train // config.batch_size)
     if ctx is not None:
@@ -1658,7 +1668,7 @@ def fit_streaming(
     estimator.history_ = trainer.history
     estimator.n_iter_ = len(trainer.history)
     estimator.lr_ = config.lr
-    estimator.batch_size_ = config.batch_size
+    estimator.batch_size_ = config.batch_size * (ctx.world_size if ctx is not None else 1)
     estimator.best_epoch_ = trainer.best_epoch
     estimator.warnings_ = []
     estimator.threshold_ = 0.5
@@ -1727,15 +1737,26 @@ def _pos_weight(estimator: BinaryClassifier, stats: StreamStatistics) -> float |
 
 
 def _train_config(
-    estimator: BinaryClassifier, stats: StreamStatistics, seed: int, callbacks: Sequence[Callback]
+    estimator: BinaryClassifier,
+    stats: StreamStatistics,
+    seed: int,
+    callbacks: Sequence[Callback],
+    world_size: int = 1,
 ) -> TrainConfig:
+    """Settings from the estimator's parameters; ``batch_size`` is per process.
+
+    The batch size counts rows per optimizer step over all processes (gradients are
+    averaged across them), so each takes its share: N processes make as many steps per
+    epoch as one, with the same learning rate, and reach the same model.
+    """
     from .estimator import DEFAULT_BATCH_SIZE, DEFAULT_LR_MINI_BATCH
 
     batch_size = estimator.batch_size
+    total = int(batch_size) if isinstance(batch_size, int) else DEFAULT_BATCH_SIZE
     return TrainConfig(
         lr=DEFAULT_LR_MINI_BATCH if estimator.lr is None else float(estimator.lr),
         max_epochs=int(estimator.max_epochs),
-        batch_size=int(batch_size) if isinstance(batch_size, int) else DEFAULT_BATCH_SIZE,
+        batch_size=max(1, total // world_size),
         optimizer=estimator.optimizer,
         schedule=estimator.schedule,
         weight_decay=float(estimator.weight_decay),

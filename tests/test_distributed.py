@@ -1,0 +1,130 @@
+"""Distributed training: torchrun detection, collectives, and a real 2-process run."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+import torch.distributed as dist
+
+from steadyclf import persistence
+from steadyclf.cli import main
+from steadyclf.datasets import heart_rate
+from steadyclf.distributed import (
+    DistributedContext,
+    init_from_env,
+    is_main_process,
+    torchrun_environment,
+)
+from steadyclf.streaming import DataSource, fit_statistics
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_torchrun_environment_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert torchrun_environment() is None and is_main_process()
+    assert init_from_env() is None  # no group joined outside torchrun
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert torchrun_environment() == (3, 4, 1) and not is_main_process()
+    monkeypatch.setenv("WORLD_SIZE", "1")  # `torchrun --nproc-per-node 1`: one process
+    assert torchrun_environment() is None
+
+
+def test_collectives_of_a_one_process_gloo_group() -> None:
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1
+    )
+    try:
+        ctx = DistributedContext(0, 1, 0, "gloo", torch.device("cpu"))
+        assert ctx.all_gather_object({"a": 1}) == [{"a": 1}]
+        np.testing.assert_array_equal(ctx.all_reduce_sum(np.arange(3.0)), [0.0, 1.0, 2.0])
+        assert ctx.all_reduce_min(7) == 7 and ctx.broadcast_object("x") == "x"
+        wrapped = ctx.wrap(torch.nn.Linear(2, 1))
+        assert isinstance(wrapped, torch.nn.parallel.DistributedDataParallel)
+    finally:
+        dist.destroy_process_group()
+
+
+def _dataset(path: Path, n: int = 3000) -> pd.DataFrame:
+    X, y = heart_rate(n=n, random_state=0)
+    rng = np.random.default_rng(1)
+    frame = X.assign(
+        offset=1e6 + 1e-6 * rng.normal(size=n),
+        tiny=np.where(rng.random(n) < 0.1, np.nan, 1e-9 * rng.normal(size=n)),
+        ward=rng.choice(["a", "b", "c", None], n),
+        y=y,
+    )
+    # 12 row groups: each of the 2 processes reads its 6.
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=250)
+    return frame
+
+
+@pytest.mark.slow
+def test_two_processes_with_torchrun_match_one_process(tmp_path: Path) -> None:
+    data = tmp_path / "hr.parquet"
+    frame = _dataset(data)
+    options = ["--target", "y", "--max-epochs", "6", "--memory-budget", "50MB", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(_free_port()),
+        "-m",
+        "steadyclf",
+        "train",
+        str(data),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--json",
+        *options,
+    ]
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout)  # rank 0 alone reports
+    assert summary["streaming"]["processes"] == 2 and summary["rows"] == len(frame)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "hr.parquet"]  # no leftovers
+
+    # Statistics: equal to one process reading every row group.
+    model = persistence.load(tmp_path / "ddp")
+    single = fit_statistics(DataSource.open(data), "y", seed=0, memory_budget=50 * 10**6)
+    buffers = model.module_.encoder
+    assert model.encoder_.to_dict() == single.encoder.to_dict()
+    np.testing.assert_allclose(buffers.normalize.mean.numpy(), single.stats.mean, rtol=1e-9)
+    np.testing.assert_allclose(buffers.normalize.scale.numpy(), single.stats.scale, rtol=1e-9)
+    np.testing.assert_array_equal(buffers.impute.median.numpy(), single.median)
+
+    # The same validation AUC as one process, within 0.01.
+    assert main(["train", str(data), "--out", str(tmp_path / "one"), "--stream", *options]) == 0
+    one = persistence.load(tmp_path / "one")
+    auc_two, auc_one = model.validation_metrics_["roc_auc"], one.validation_metrics_["roc_auc"]
+    assert auc_one > 0.95 and abs(auc_two - auc_one) < 0.01
+    assert model.validation_metrics_["n"] == one.validation_metrics_["n"]  # same rows held out
+
+    # The model written by rank 0 predicts in this (single) process.
+    proba = model.predict_proba(frame.drop(columns="y"))
+    assert proba.shape == (len(frame), 2) and np.isfinite(proba).all()
+    assert model.score(frame.drop(columns="y"), frame["y"]) > 0.9
