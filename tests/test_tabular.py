@@ -195,3 +195,88 @@ def test_encode_labels_positive_class() -> None:
         encode_labels(np.array(["yes", "no"]), positive="maybe")
     with pytest.raises(DataError, match=r"3 classes \('a', 'b', 'c'\)"):
         encode_labels(np.array(["a", "b", "c"]))
+
+
+# -- vectorised paths (issue: Speed) ---------------------------------------------------------
+def _floats(n: int = 30) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    return pd.DataFrame(rng.normal(size=(n, 3)) * [1.0, 1e3, 1e-3], columns=["a", "b", "c"])
+
+
+def test_float64_frame_is_transformed_in_one_step_with_the_same_result() -> None:
+    frame = _floats()
+    enc = TabularEncoder().fit(frame)
+    copied, codes = enc.transform(frame)
+    view, _ = enc.transform(frame, copy=False)
+    assert codes.shape == (30, 0) and copied.flags.writeable
+    assert np.shares_memory(view, frame.to_numpy())  # no copy
+    np.testing.assert_array_equal(view, copied)
+    # An object column takes the per-column path: the same numbers.
+    objects = frame.astype({"a": object})
+    slow = TabularEncoder().fit(objects)
+    assert slow.columns_[0].role == "numeric"
+    np.testing.assert_array_equal(slow.transform(objects)[0], copied)
+
+
+def test_transform_array_matches_transform_and_selects_columns() -> None:
+    frame = _floats()
+    frame["const"] = 1.0
+    enc = TabularEncoder().fit(frame)  # 'const' is dropped
+    x = frame.to_numpy()
+    direct = enc.transform_array(x, list(frame.columns))
+    assert direct is not None
+    np.testing.assert_array_equal(direct[0], enc.transform(frame)[0])
+    assert direct[0].shape == (30, 3)
+    reordered = frame[["c", "const", "b", "a"]]
+    again = enc.transform_array(reordered.to_numpy(), list(reordered.columns))
+    assert again is not None
+    np.testing.assert_array_equal(again[0], direct[0])
+
+
+def test_transform_array_declines_what_needs_pandas() -> None:
+    frame = _floats()
+    frame["city"] = ["x", "y", "z"] * 10
+    enc = TabularEncoder().fit(frame)
+    assert enc.transform_array(np.zeros((2, 4)), ["a", "b", "c", "city"]) is None
+    plain = TabularEncoder().fit(_floats())
+    assert plain.transform_array(np.zeros((2, 2)), ["a", "b"]) is None  # 'c' is missing
+    assert plain.transform_array(np.zeros((2, 3)), ["a", "a", "c"]) is None
+
+
+@pytest.mark.parametrize("path", ["frame", "array"])
+def test_infinite_values_are_refused_with_column_and_row(path: str) -> None:
+    frame = _floats()
+    enc = TabularEncoder().fit(frame)
+    frame.loc[7, "b"] = np.inf
+    frame.loc[9, "c"] = -np.inf
+    with pytest.raises(DataError, match=r"column 'b' has an infinite value at row 7 \(1 in all\)"):
+        if path == "frame":
+            enc.transform(frame)
+        else:
+            enc.transform_array(frame.to_numpy(), list(frame.columns))
+
+
+def test_constant_and_id_detection_without_hashing_numbers() -> None:
+    n = 40
+    frame = pd.DataFrame(
+        {
+            "flat": np.full(n, 2.5),
+            "flat_with_gap": np.r_[np.full(n - 1, 2.5), np.nan],  # two values: 2.5 and missing
+            "unique_floats": np.linspace(0, 1, n),  # floats are never IDs
+            "ids": np.arange(n) * 3,
+            "narrow_ints": np.arange(n) % 7,
+            "signal": np.random.default_rng(0).normal(size=n),
+        }
+    )
+    roles = _roles(TabularEncoder().fit(frame))
+    assert roles == {
+        "flat": "dropped",
+        "flat_with_gap": "numeric",
+        "unique_floats": "numeric",
+        "ids": "dropped",
+        "narrow_ints": "numeric",
+        "signal": "numeric",
+    }
+    info = {c.name: c for c in TabularEncoder().fit(frame).columns_}
+    assert info["flat_with_gap"].n_missing == 1 and info["flat_with_gap"].high == 2.5
+    assert info["signal"].low == frame["signal"].min()

@@ -1,0 +1,112 @@
+"""The fast paths of the estimator give the same answers as the general ones (issue: Speed)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from steadyclf import BinaryClassifier, DataError
+from steadyclf import estimator as estimator_module
+
+
+@pytest.fixture
+def wide() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4)) * [1e-3, 1.0, 1e3, 1e6] + [0.0, 5.0, -1e4, 1e7]
+    y = (X[:, 1] - 5.0 + 0.5 * rng.normal(size=300) > 0).astype(int)
+    return X, y
+
+
+def _fit(X, y, **params) -> BinaryClassifier:
+    return BinaryClassifier(random_state=0, max_epochs=15, **params).fit(X, y)
+
+
+def test_array_and_dataframe_inputs_predict_the_same(wide) -> None:
+    X, y = wide
+    clf = _fit(X, y)
+    frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(4)])
+    # The array skips pandas; the frame goes through the per-column encoder.
+    through_pandas = clf._logits(*clf.encoder_.transform(frame))
+    np.testing.assert_array_equal(clf.decision_function(X), through_pandas)
+    named = _fit(frame, y)
+    np.testing.assert_array_equal(named.predict_proba(frame), clf.predict_proba(X))
+
+
+def test_predictions_do_not_depend_on_the_chunk_size(wide, monkeypatch) -> None:
+    X, y = wide
+    clf = _fit(X, y)
+    whole = clf.predict_proba(X)
+    monkeypatch.setattr(estimator_module, "PREDICT_BATCH_ROWS", 7)
+    np.testing.assert_array_equal(clf.predict_proba(X), whole)
+    single = np.vstack([clf.predict_proba(X[i : i + 1]) for i in range(5)])
+    np.testing.assert_array_equal(single, whole[:5])
+
+
+def test_encoding_in_chunks_trains_the_same_model(wide, monkeypatch) -> None:
+    X, y = wide
+    X = X.copy()
+    X[::17, 2] = np.nan  # a missing-value indicator and imputation, chunk by chunk
+    reference = _fit(X, y)
+    monkeypatch.setattr(estimator_module, "ENCODE_BATCH_ROWS", 16)
+    chunked = _fit(X, y)
+    assert [r["train_loss"] for r in chunked.history_] == [
+        r["train_loss"] for r in reference.history_
+    ]
+    np.testing.assert_array_equal(chunked.predict_proba(X), reference.predict_proba(X))
+
+
+def test_read_only_inputs_need_no_copy_and_raise_no_warning(wide) -> None:
+    # pytest turns warnings into errors: torch warns on read-only NumPy arrays it wraps.
+    X, y = wide
+    frozen = X.copy()
+    frozen.flags.writeable = False
+    clf = _fit(frozen, y)
+    np.testing.assert_array_equal(clf.predict_proba(frozen), clf.predict_proba(X))
+    frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(4)])
+    assert not frame.to_numpy().flags.writeable  # pandas copy-on-write views
+    named = _fit(frame, y)
+    np.testing.assert_array_equal(named.predict_proba(frame), clf.predict_proba(X))
+    assert frozen.tolist() == X.tolist()
+
+
+def test_fast_path_still_refuses_bad_arrays(wide) -> None:
+    X, y = wide
+    clf = _fit(X, y)
+    bad = X[:3].copy()
+    bad[1, 2] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        clf.predict_proba(bad)
+    with pytest.raises(ValueError, match="4 features"):
+        clf.predict_proba(X[:, :3])
+    with pytest.raises(ValueError):
+        clf.predict_proba(np.empty((0, 4)))
+
+
+def test_probabilities_are_a_sigmoid_without_overflow(wide) -> None:
+    X, y = wide
+    clf = _fit(X, y)
+    with torch.no_grad():
+        clf.module_.body[-1].bias.fill_(-800.0)  # exp(800) overflows float64
+    proba = clf.predict_proba(X[:4])
+    np.testing.assert_array_equal(proba, [[1.0, 0.0]] * 4)
+    assert np.isfinite(clf.decision_function(X[:4])).all()
+
+
+def test_defaults_by_data_size() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(estimator_module.FULL_BATCH_MAX_ROWS + 1000, 2))
+    y = (X[:, 0] > 0).astype(int)
+    large = BinaryClassifier(random_state=0, max_epochs=1, early_stopping=False).fit(X, y)
+    assert large.batch_size_ == estimator_module.DEFAULT_BATCH_SIZE
+    assert large.lr_ == estimator_module.DEFAULT_LR_MINI_BATCH
+    small = BinaryClassifier(random_state=0, max_epochs=1).fit(X[:500], y[:500])
+    assert small.batch_size_ is None and small.lr_ == estimator_module.DEFAULT_LR_FULL_BATCH
+
+
+def test_infinite_dataframe_cell_is_named(wide) -> None:
+    X, y = wide
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    clf = _fit(frame, y)
+    frame.loc[5, "c"] = -np.inf
+    with pytest.raises(DataError, match=r"column 'c' has an infinite value at row 5"):
+        clf.predict_proba(frame)
