@@ -71,7 +71,7 @@ SATURATION_Z = {"sigmoid": 4.0, "tanh": 2.0}
 #: Epochs in a row with the loss above twice its best before divergence is reported.
 RISING_EPOCHS = 3
 #: Rows used to estimate saturation (at initialisation and during training).
-SATURATION_ROWS = 1024
+SATURATION_ROWS = 512
 
 
 # == the data diagnosis =====================================================================
@@ -550,7 +550,8 @@ def _separation_finding(name: str, evidence: dict[str, float], summary: str) -> 
             f"check how {name} is produced; if it is legitimate, a threshold rule (or "
             "logistic regression) may be all you need"
         ),
-        action=f"check {name} for leakage (it alone separates the classes)",
+        action=f"check {name} for leakage, or use a threshold rule ({name} alone separates "
+        "the classes)",
     )
 
 
@@ -766,7 +767,8 @@ _KIND_WORDS = {
 def render_diagnosis(report: Diagnosis) -> str:
     """The report as plain text: table, findings, saturation contrast, verdict."""
     lines = [
-        f"steadyclf doctor: {report.n_rows} rows, {len(report.features)} features, "
+        f"steadyclf doctor: {report.n_rows} rows, {len(report.features)} "
+        f"feature{'s' if len(report.features) != 1 else ''}, "
         f"target classes {report.classes!r} ({report.positive_rate:.1%} positive)",
         "",
         _feature_table(report.features),
@@ -871,6 +873,9 @@ class StallWarning:
     message: str
     cause: str
     fix: str
+    #: First later epoch with a training loss below half the base-rate loss, if any:
+    #: the run got past the problem (for every kind but divergence).
+    resolved_epoch: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -949,7 +954,7 @@ class StallDetector:
         activation: str | None = None,
         sample: torch.Tensor | None = None,
         warmup: int = 50,
-        check_every: int = 5,
+        check_every: int = 10,
         prior_tol: float = 0.02,
         grad_tol: float = 1e-3,
         saturation_tol: float = 0.5,
@@ -987,13 +992,26 @@ class StallDetector:
         self._input_rms = 1.0
         if self.sample is not None and self.sample.numel():
             self._input_rms = max(float(self.sample.double().pow(2).mean().sqrt()), 1e-12)
+        self._saturated: float | None = None
+        # Looked up once: walking the module every epoch costs more than the checks.
+        self._params = list(trainer.module.parameters())
+        self._n_hidden = sum(isinstance(m, nn.Linear) for m in trainer.module.modules()) - 1
+        first = next((m for m in trainer.module.modules() if isinstance(m, nn.Linear)), None)
+        self._first = (
+            None
+            if first is None
+            else [
+                i
+                for i, p in enumerate(self._params)
+                if p is first.weight or (first.bias is not None and p is first.bias)
+            ]
+        )
 
     def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
         """Run the checks on this epoch's numbers; extend ``record``."""
         epoch, loss = int(record["epoch"]), float(record["train_loss"])
         self._last_epoch = epoch
-        record["grad_norm"] = _grad_norm(trainer.module)
-        first = _first_layer_signal(trainer.module, self._input_rms)
+        record["grad_norm"], first = _gradient_sizes(self._params, self._first, self._input_rms)
         fired: list[StallWarning] = []
         if trainer.recoveries > self._recoveries:
             self._recoveries = trainer.recoveries
@@ -1016,10 +1034,14 @@ class StallDetector:
         self._best = min(self._best, loss)
         if epoch >= self.warmup:
             fired += self._prior_stall(epoch)
-        if first is not None and first < self.grad_tol and loss > 0.5 * self._base:
-            fired += self._vanishing(epoch, first, loss)
         if self.sample is not None and (epoch == 1 or epoch % self.check_every == 0):
             fired += self._saturation(trainer.module, epoch)
+        if first is not None and first < self.grad_tol and loss > 0.5 * self._base:
+            fired += self._vanishing(epoch, first, loss)
+        if loss < 0.5 * self._base:
+            for warning in self.warnings:
+                if warning.resolved_epoch is None and warning.kind != "divergence":
+                    warning.resolved_epoch = epoch
         if fired:
             record["warnings"] = [w.kind for w in fired]
 
@@ -1059,15 +1081,29 @@ class StallDetector:
         return self._emit(epoch, "prior_stall", what, cause, fix)
 
     def _vanishing(self, epoch: int, grad: float, loss: float) -> list[StallWarning]:
-        cause, fix = self._input_cause() or (
-            "saturating activations or a very deep network",
-            "use activation='relu' and normalize='standardize'",
-        )
+        cause, fix = self._input_cause() or self._flat_cause()
         what = (
             f"vanishing gradient: the first layer's gradient is {grad:.2g} (scaled to inputs of "
             f"size 1) while the loss is still {loss:.3g}"
         )
         return self._emit(epoch, "vanishing_gradient", what, cause, fix)
+
+    def _flat_cause(self) -> tuple[str, str]:
+        """Why the gradient is small when the inputs are not to blame."""
+        if self._saturated is not None and self._saturated > self.saturation_tol:
+            return (
+                f"{self._saturated:.0%} of the first layer's units are saturated",
+                "lower the lr, or use activation='relu'",
+            )
+        if self._n_hidden >= 3 and self.activation in SATURATION_Z:
+            return (
+                f"the gradient shrinks through {self._n_hidden} {self.activation} layers",
+                "use activation='relu', or fewer layers",
+            )
+        return (
+            "the loss is on a plateau (small sigmoid/tanh networks often start on one)",
+            "raise the lr (lr='auto' picks one), or use activation='relu'",
+        )
 
     def _saturation(self, module: nn.Module, epoch: int) -> list[StallWarning]:
         assert self.sample is not None
@@ -1075,7 +1111,7 @@ class StallDetector:
         if found is None:
             return []
         z, activation = found
-        share = saturated_share(z, activation)
+        share = self._saturated = saturated_share(z, activation)
         if share <= self.saturation_tol:
             return []
         cause, fix = self._input_cause() or (
@@ -1115,29 +1151,26 @@ class StallDetector:
         )
 
 
-def _first_layer_signal(module: nn.Module, input_rms: float) -> float | None:
-    """Size of the gradient reaching the first Linear layer, independent of input scale.
+def _gradient_sizes(
+    params: list[nn.Parameter], first: list[int] | None, input_rms: float
+) -> tuple[float, float | None]:
+    """Norm of all gradients of the last step, and the signal reaching the first layer.
 
-    ``|dL/dW| / rms(x) + |dL/db|``: the weight gradient is the backpropagated signal
-    times the inputs, so dividing by the input size leaves the signal itself.
+    The signal is ``|dL/dW| / rms(x) + |dL/db|`` of the first Linear layer: its weight
+    gradient is the backpropagated signal times the inputs, so dividing by the input size
+    leaves the signal itself. Both come from one batched norm and one read.
     """
-    first = next((m for m in module.modules() if isinstance(m, nn.Linear)), None)
-    if first is None or first.weight.grad is None:
-        return None
-    signal = float(torch.linalg.vector_norm(first.weight.grad)) / input_rms
-    if first.bias is not None and first.bias.grad is not None:
-        signal += float(torch.linalg.vector_norm(first.bias.grad))
-    return signal
-
-
-def _grad_norm(module: nn.Module) -> float:
-    """Norm of all gradients left by the last step (0 when there are none)."""
-    grads = [p.grad.detach() for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return 0.0
-    return float(
-        torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-    )
+    present = [i for i, p in enumerate(params) if p.grad is not None]
+    if not present:
+        return 0.0, None
+    grads = [params[i].grad.detach() for i in present]  # type: ignore[union-attr]
+    values = torch.stack(torch._foreach_norm(grads)).tolist()
+    total = math.sqrt(math.fsum(v * v for v in values))
+    if first is None or first[0] not in present:
+        return total, None
+    weight = values[present.index(first[0])] / input_rms
+    bias = values[present.index(first[1])] if len(first) > 1 and first[1] in present else 0.0
+    return total, weight + bias
 
 
 _ACTIVATION_NAMES = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.ReLU: "relu", nn.GELU: "gelu"}

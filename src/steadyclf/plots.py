@@ -18,6 +18,8 @@ from .exceptions import SteadyclfError
 
 __all__ = [
     "plot_calibration",
+    "plot_demo",
+    "plot_lr_finder",
     "plot_precision_recall",
     "plot_roc",
     "plot_training",
@@ -114,4 +116,47 @@ def plot_calibration(
         y_true, proba, n_bins=n_bins, strategy="quantile", ax=ax, name="model"
     )
     ax.set_title("Calibration")
+    return save_figure(fig, path)
+
+
+# -- diagnosis figures (CLI: lr-find's curve, the demo's loss curves) ----------------------
+def plot_lr_finder(
+    lrs: Sequence[float],
+    losses: Sequence[float],
+    smoothed: Sequence[float],
+    pick: float,
+    path: str | os.PathLike[str],
+) -> Path:
+    """Learning-rate range test: raw and smoothed loss against the rate, with the pick."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    finite = [(r, v) for r, v in zip(lrs, losses, strict=True) if math.isfinite(v)]
+    ax.plot([r for r, _ in finite], [v for _, v in finite], alpha=0.35, label="loss")
+    ax.plot(lrs, _floats(v if math.isfinite(v) else None for v in smoothed), label="smoothed")
+    ax.axvline(pick, color="black", linestyle="--", label=f"pick {pick:.3g}")
+    ax.set(xscale="log", xlabel="learning rate", ylabel="training loss", title="Range test")
+    top = max((v for _, v in finite), default=1.0)
+    first = finite[0][1] if finite else 1.0
+    ax.set_ylim(0, min(top, 2 * first) * 1.05)  # keep the blow-up from flattening the curve
+    ax.legend()
+    return save_figure(fig, path)
+
+
+def plot_demo(
+    curves: Mapping[str, Mapping[str, Sequence[float]]],
+    path: str | os.PathLike[str],
+    *,
+    target: float = 0.1,
+) -> Path:
+    """One panel per dataset, one training-loss curve per set-up, log scale."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(curves), figsize=(6.2 * len(curves), 4.4), squeeze=False)
+    for ax, (dataset, lines) in zip(axes[0], curves.items(), strict=True):
+        for label, losses in lines.items():
+            ax.plot(range(1, len(losses) + 1), losses, label=label)
+        ax.axhline(target, color="grey", linestyle=":", linewidth=1)
+        ax.set(title=dataset, xlabel="iteration (full batch)", ylabel="training log loss")
+        ax.set_yscale("log")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
     return save_figure(fig, path)

@@ -1,0 +1,126 @@
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from steadyclf import BinaryClassifier
+from steadyclf.cli import main
+from steadyclf.datasets import heart_rate
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def hr_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    X, y = heart_rate(n=300, random_state=0)
+    path = tmp_path_factory.mktemp("data") / "hr.csv"
+    X.assign(sick=y).to_csv(path, index=False)
+    return path
+
+
+def test_doctor_prints_the_report(capsys: pytest.CaptureFixture[str], hr_csv: Path) -> None:
+    code, out, err = _run(capsys, "doctor", hr_csv, "--target", "sick")
+    assert code == 0, err
+    assert "[offset] HR sits far from zero" in out
+    assert "pre-activations in the flat region (|z| > 4)" in out
+    assert out.strip().splitlines()[-1].startswith("Verdict:")
+
+
+def test_doctor_json_is_the_only_output(capsys: pytest.CaptureFixture[str], hr_csv: Path) -> None:
+    code, out, _ = _run(capsys, "doctor", hr_csv, "--target", "sick", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["target"] == "sick"
+    assert report["findings"][0]["kind"] == "offset"
+    assert report["saturation"]["raw_share"] > 0.9 > report["saturation"]["standardized_share"]
+
+
+def test_doctor_on_builtin_data_with_another_activation(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(
+        capsys, "doctor", "builtin:heart-rate", "--activation", "tanh", "--hidden", "16", "--json"
+    )
+    assert code == 0
+    sat = json.loads(out)["saturation"]
+    assert sat["activation"] == "tanh" and sat["hidden"] == [16] and sat["region"] == "|z| > 2"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["doctor", "missing.csv", "--target", "y"], "no such file"),
+        (["doctor", "builtin:iris"], "unknown built-in dataset 'builtin:iris'"),
+        (["doctor", "builtin:heart-rate", "--target", "HR"], "target 'target'"),
+        (["lr-find", "builtin:heart-rate", "--lr", "0.1", "--optimizer", "rmsprop"], "rmsprop"),
+    ],
+)
+def test_unreadable_input_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code, out, err = _run(capsys, *args)
+    assert code == 2 and out == ""
+    assert message in err and "Traceback" not in err
+
+
+def test_doctor_needs_a_target_for_files(capsys: pytest.CaptureFixture[str], hr_csv: Path) -> None:
+    code, _, err = _run(capsys, "doctor", hr_csv)
+    assert code == 2 and "--target is required" in err
+
+
+def test_lr_find_prints_and_plots_the_pick_training_uses(
+    capsys: pytest.CaptureFixture[str], hr_csv: Path, tmp_path: Path
+) -> None:
+    png = tmp_path / "lr.png"
+    code, out, err = _run(capsys, "lr-find", hr_csv, "--target", "sick", "--out", png)
+    assert code == 0, err
+    assert out.startswith("suggested learning rate: ")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    code, out, _ = _run(capsys, "lr-find", hr_csv, "--target", "sick", "--out", "", "--json")
+    found = json.loads(out)
+    assert found["plot"] is None and len(found["lrs"]) == len(found["losses"])
+    frame = pd.read_csv(hr_csv)
+    fitted = BinaryClassifier(lr="auto", random_state=0, max_epochs=2).fit(
+        frame[["HR"]], frame["sick"]
+    )
+    assert found["lr"] == pytest.approx(fitted.lr_)
+
+
+def test_demo_writes_its_files(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out_dir = tmp_path / "demo"
+    code, out, err = _run(capsys, "demo", "--out", out_dir, "--iterations", "10", "--rows", "60")
+    assert code == 0, err
+    assert "| heart-rate | raw inputs, sigmoid, Adam lr 1e-3 |" in out
+    assert "steadyclf: training heart-rate: steadyclf defaults" in err
+    assert {p.name for p in out_dir.iterdir()} == {"demo.png", "demo.md", "demo.json"}
+    code, out, err = _run(
+        capsys, "demo", "--out", out_dir, "--iterations", "5", "--rows", "50", "--json"
+    )
+    assert code == 0 and err == ""
+    assert json.loads(out)["iterations"] == 5
+
+
+def test_train_prints_stall_warnings(
+    capsys: pytest.CaptureFixture[str], hr_csv: Path, tmp_path: Path
+) -> None:
+    args = ["--normalize", "none", "--activation", "sigmoid", "--lr", "0.001", "--hidden", "10"]
+    code, out, err = _run(
+        capsys,
+        "train",
+        hr_csv,
+        "--target",
+        "sick",
+        "--out",
+        tmp_path / "model",
+        "--max-epochs",
+        "60",
+        "--json",
+        *args,
+    )
+    assert code == 0, err
+    warnings = json.loads(out)["warnings"]
+    assert any("inputs not normalised: feature HR" in w for w in warnings)
+    assert "steadyclf: warning: epoch 1:" in err
