@@ -13,6 +13,7 @@ step. Conventions shared by every command:
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -43,13 +44,16 @@ from . import cli
 __all__ = [
     "Output",
     "ProgressBar",
+    "StreamedData",
     "TrainingData",
     "build_estimator",
     "estimator_options",
     "evaluate",
     "load_training_data",
     "predict",
+    "streaming_budget",
     "train",
+    "train_streamed",
     "training_callbacks",
     "write_model",
 ]
@@ -240,6 +244,21 @@ class TrainingData:
     target: str
     dropped_rows: NDArray[np.int64]
 
+    @property
+    def rows(self) -> int:
+        """Rows used for training."""
+        return len(self.X)
+
+
+@dataclass
+class StreamedData:
+    """Training data read in passes (``--stream``): only its size is known up front."""
+
+    source: str
+    target: str
+    rows: int
+    dropped_rows: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+
 
 def load_training_data(
     source: str, target: str, *, drop_missing_target: bool, output: Output
@@ -328,7 +347,11 @@ def report_stalls(clf: BinaryClassifier, output: Output) -> None:
 
 
 def train_summary(
-    clf: BinaryClassifier, data: TrainingData, out: str, seconds: float, files: list[str]
+    clf: BinaryClassifier,
+    data: TrainingData | StreamedData,
+    out: str,
+    seconds: float,
+    files: list[str],
 ) -> dict[str, Any]:
     """What training did, as JSON-friendly facts."""
     columns = clf.encoder_.columns_
@@ -336,7 +359,7 @@ def train_summary(
         "model": out,
         "data": data.source,
         "target": data.target,
-        "rows": len(data.X),
+        "rows": data.rows,
         "dropped_target_rows": int(data.dropped_rows.size),
         "classes": clf.classes_.tolist(),
         "positive": clf.classes_[1],
@@ -386,6 +409,15 @@ def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) 
 @click.option("--target", required=True, help="Column to predict (two distinct values).")
 @click.option("--out", required=True, help="Model directory to write.")
 @click.option("--drop-missing-target", is_flag=True, help="Drop rows whose target is missing.")
+@click.option(
+    "--stream",
+    is_flag=True,
+    help="Read DATA in passes, in bounded memory (automatic for a directory or glob, "
+    "for data larger than --memory-budget, and under torchrun).",
+)
+@click.option(
+    "--memory-budget", help="Memory for data held at once, e.g. 200MB [half the free RAM]."
+)
 @estimator_options
 @click.option("--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print only a JSON summary on stdout.")
@@ -394,14 +426,26 @@ def train(
     target: str,
     out: str,
     drop_missing_target: bool,
+    stream: bool,
+    memory_budget: str | None,
     quiet: bool,
     as_json: bool,
     **options: Any,
 ) -> None:
-    """Train a model on DATA (.csv, .csv.gz, .tsv, .parquet) and save it to --out."""
+    """Train a model on DATA (.csv, .csv.gz, .tsv, .parquet; a directory or glob of them
+    when streaming) and save it to --out. Under torchrun, every process trains on its
+    share of the rows and rank 0 writes the model."""
     output = Output(as_json=as_json, quiet=quiet)
     clf = build_estimator(options)
     persistence.check_model_target(out)
+    budget = streaming_budget(data, stream=stream, memory_budget=memory_budget, output=output)
+    if budget is not None:
+        if drop_missing_target:
+            raise ParameterError(
+                "--drop-missing-target is not available when streaming; remove those rows from the data first"
+            )
+        train_streamed(clf, data, target, out, budget=budget, output=output)
+        return
     table = load_training_data(data, target, drop_missing_target=drop_missing_target, output=output)
     started = time.perf_counter()
     clf.fit(table.X, table.y, callbacks=training_callbacks(output))
@@ -411,6 +455,69 @@ def train(
     files = write_model(clf, out, metadata=metadata, output=output)
     summary = train_summary(clf, table, out, seconds, files)
     output.result(summary, lambda: format_train_summary(summary, clf.encoder_.columns_))
+
+
+def streaming_budget(
+    data: str, *, stream: bool, memory_budget: str | None, output: Output
+) -> int | None:
+    """The memory budget when DATA is to be read in passes; ``None`` to read it at once.
+
+    Streaming is chosen by ``--stream``, under torchrun, for a directory or a glob, and
+    for a file whose in-memory size would exceed the budget.
+    """
+    from ..distributed import torchrun_environment
+    from ..streaming import (
+        DataSource,
+        default_memory_budget,
+        estimate_in_memory_bytes,
+        parse_memory_size,
+    )
+
+    budget = default_memory_budget() if memory_budget is None else parse_memory_size(memory_budget)
+    if stream or torchrun_environment() is not None or Path(data).is_dir():
+        return budget
+    if not Path(data).is_file():
+        return budget if glob.has_magic(data) else None  # read_table names a missing file
+    table_format(data)  # an unknown file type is refused here, as in memory
+    try:
+        need = estimate_in_memory_bytes(DataSource.open(data))
+    except DataError:
+        return None  # an unreadable file: the in-memory reader says what is wrong
+    if need <= budget:
+        return None
+    output.note(
+        f"{data} needs about {need / 1e6:,.0f} MB in memory, more than the {budget / 1e6:,.0f} MB budget: reading it in passes (--stream)"
+    )
+    return budget
+
+
+def train_streamed(
+    clf: BinaryClassifier, data: str, target: str, out: str, *, budget: int, output: Output
+) -> None:
+    """``train`` for data read in passes, on one process or on each of torchrun's."""
+    from ..distributed import init_from_env, shutdown
+    from ..streaming import fit_streaming
+
+    context = init_from_env(clf.device)
+    main = context is None or context.is_main
+    try:
+        started = time.perf_counter()
+        callbacks = training_callbacks(output) if main else []
+        fit_streaming(clf, data, target, memory_budget=budget, callbacks=callbacks, context=context)
+        seconds = time.perf_counter() - started
+        if not main:
+            return  # rank 0 writes the model and reports
+        info = clf.streaming_
+        output.note(
+            f"streamed {info['n_rows']:,} rows on {info['processes']} process(es) within a {budget / 1e6:,.0f} MB budget ({info['steps_per_epoch']} steps per epoch and process)"
+        )
+        table = StreamedData(str(data), target, int(info["n_rows"]))
+        metadata = {"target": target, "data": str(data), "rows": table.rows, "streaming": info}
+        files = write_model(clf, out, metadata=metadata, output=output)
+        summary = train_summary(clf, table, out, seconds, files) | {"streaming": info}
+        output.result(summary, lambda: format_train_summary(summary, clf.encoder_.columns_))
+    finally:
+        shutdown()
 
 
 # -- predicting ------------------------------------------------------------------------------
