@@ -23,6 +23,7 @@ from steadyclf.streaming import (
     DataSource,
     ShuffleBuffer,
     SplitRule,
+    encode_inputs,
     exact_medians,
     fit_statistics,
     fit_streaming,
@@ -114,6 +115,24 @@ def test_csv_read_in_blocks_gives_the_in_memory_statistics(tmp_path: Path) -> No
     stats = fit_statistics(source, "y", seed=3, memory_budget=10**7)
     assert source.counted and source.n_rows == N_ROWS
     _assert_same_statistics(stats, _in_memory(read_table(path)))
+
+
+def test_fast_encoding_equals_the_encoder_transform(tmp_path: Path) -> None:
+    frame = _mixed_frame(seed=8)
+    frame.loc[3, "level"] = "never seen in training"
+    folder = _write_parquet(frame, tmp_path / "data", n_files=1)
+    source = DataSource.open(folder)
+    stats = fit_statistics(source, "y", categorical=["code"], memory_budget=10**7)
+    codes = []
+    for _, batch in source.batches(source.columns, batch_rows=400):
+        fast, slow = encode_inputs(stats.encoder, batch), stats.encoder.transform(batch)
+        np.testing.assert_array_equal(fast[0], slow[0])
+        np.testing.assert_array_equal(fast[1], slow[1])
+        codes.append(fast[1])
+    assert {0, 1} <= set(np.concatenate(codes).ravel().tolist())  # missing and unseen codes
+    bad = next(source.batches(source.columns))[1].assign(tiny=np.inf)
+    with pytest.raises(DataError, match="'tiny' has an infinite value at row 0"):
+        encode_inputs(stats.encoder, bad)
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 1000, 1001])
