@@ -122,11 +122,17 @@ def test_doctor_findings_name_features_with_numbers_and_fixes() -> None:
 
 
 def test_doctor_finds_duplicates_and_contradicting_labels() -> None:
-    frame = pd.DataFrame({"a": [1.0, 1.0, 2.0, 2.0, 3.0, 4.0], "b": ["x", "x", "y", "y", "z", "z"]})
-    y = np.array([0, 1, 1, 1, 0, 1])
+    frame = pd.DataFrame(
+        {
+            "a": [1.0, 1.0, 2.0, 2.0, 3.0, 4.0, np.nan, np.nan],
+            "b": ["x", "x", "y", "y", "z", "z", None, None],
+        }
+    )
+    y = np.array([0, 1, 1, 1, 0, 1, 0, 1])
     kinds = {f.kind: f for f in diagnose(frame, y).findings}
-    assert kinds["duplicates"].evidence["duplicate_rows"] == 2
-    assert kinds["contradictions"].evidence == {"rows": 2.0, "groups": 1.0}
+    assert kinds["duplicates"].evidence["duplicate_rows"] == 3
+    # Rows missing the same values are identical too.
+    assert kinds["contradictions"].evidence == {"rows": 4.0, "groups": 2.0}
 
 
 def test_doctor_report_is_json() -> None:

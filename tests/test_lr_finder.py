@@ -50,6 +50,8 @@ def test_no_descent_picks_a_tenth_of_where_the_test_ended() -> None:
     result = find_lr(_body(), x, y, min_lr=1e-7, max_lr=1e-5, steps=20)
     assert "never fell" in result.reason
     assert result.lr == pytest.approx(1e-6)
+    data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert data["steepest_lr"] is None  # no descent, no steepest point
 
 
 def test_mini_batch_range_test_is_seeded() -> None:
@@ -101,3 +103,12 @@ def test_auto_lr_is_actually_used() -> None:
     fixed = BinaryClassifier(lr=picked, max_epochs=30, random_state=0).fit(X, y)
     assert [r["train_loss"] for r in auto.history_] == [r["train_loss"] for r in fixed.history_]
     assert auto.score(X, y) > 0.95
+
+
+def test_auto_lr_is_recorded_in_model_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    X, y = heart_rate(n=200, random_state=0)
+    clf = BinaryClassifier(lr="auto", max_epochs=5, random_state=0).fit(X, y)
+    clf.save(tmp_path / "model")
+    saved = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert saved["training"]["lr"] == clf.lr_
+    assert saved["history"][0]["lr_finder"] == clf.lr_ == saved["history"][0]["lr"]

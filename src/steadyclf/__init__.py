@@ -6,6 +6,7 @@ The main entry point is :class:`BinaryClassifier`, a scikit-learn estimator.
 from __future__ import annotations
 
 from . import datasets
+from .diagnostics import diagnose
 from .estimator import BinaryClassifier
 from .exceptions import (
     DataError,
@@ -31,5 +32,6 @@ __all__ = [
     "TrainingDivergedError",
     "__version__",
     "datasets",
+    "diagnose",
     "load",
 ]

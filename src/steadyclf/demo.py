@@ -9,7 +9,8 @@ labelled ``HR >= 91``, and two small concentric circles centred at zero):
 3. ``batchnorm``:   the same network with ``BatchNorm1d`` on the input, Adam at lr 1e-3;
 4. ``step``:        raw inputs again, with a larger rate stepped down tenfold every quarter
                     of the run (3e-2, 3e-3, 3e-4, 3e-5);
-5. ``defaults``:    ``BinaryClassifier()`` as it comes.
+5. ``defaults``:    ``BinaryClassifier()`` as it comes (early stopping and all; it is
+                    only capped at ``iterations`` epochs when that is below its own 300).
 
 Every set-up trains full batch (one iteration = one epoch) through
 :class:`~steadyclf.BinaryClassifier`, so the stall detector runs too and its first
@@ -247,6 +248,8 @@ def _run_one(
     params = dict(setup.params)
     if setup.fixed_budget:
         params["max_epochs"] = iterations
+    else:  # its own stopping rule, within the same budget (the default cap is 300 epochs)
+        params["max_epochs"] = min(iterations, BinaryClassifier().max_epochs)
     started = time.perf_counter()
     clf = BinaryClassifier(random_state=seed, **params).fit(X, y)
     seconds = time.perf_counter() - started
@@ -305,6 +308,7 @@ def _write_text(path: Path, text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; results are for sharing
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

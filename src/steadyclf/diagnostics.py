@@ -595,8 +595,8 @@ def _duplicate_findings(features: pd.DataFrame, target: NDArray[np.float32]) -> 
             action="remove duplicate rows unless they are genuine",
         )
     ]
-    keys = features.astype("string").fillna("<NA>").agg("\x1f".join, axis=1)
-    per_key = pd.Series(target).groupby(keys.to_numpy()).agg(["min", "max", "size"])
+    keys = [features[c].to_numpy() for c in features.columns]
+    per_key = pd.Series(target).groupby(keys, dropna=False).agg(["min", "max", "size"])
     conflicted = per_key[per_key["min"] != per_key["max"]]
     n_conflict = int(conflicted["size"].sum())
     if n_conflict:

@@ -67,15 +67,19 @@ class LRFinderResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (non-finite losses become ``None``)."""
         return {
-            "lr": self.lr,
-            "steepest_lr": self.steepest_lr,
-            "min_loss_lr": self.min_loss_lr,
+            "lr": _finite_or_none(self.lr),
+            "steepest_lr": _finite_or_none(self.steepest_lr),
+            "min_loss_lr": _finite_or_none(self.min_loss_lr),
             "diverged_at": self.diverged_at,
             "reason": self.reason,
             "lrs": list(self.lrs),
-            "losses": [v if math.isfinite(v) else None for v in self.losses],
-            "smoothed": [v if math.isfinite(v) else None for v in self.smoothed],
+            "losses": [_finite_or_none(v) for v in self.losses],
+            "smoothed": [_finite_or_none(v) for v in self.smoothed],
         }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def find_lr(

@@ -154,8 +154,8 @@ def _format_lr(found: dict[str, Any], plot: str | None) -> str:
     lines = [
         f"suggested learning rate: {found['lr']:.3g} ({found['reason']})",
         f"range test: {len(found['lrs'])} steps from {found['lrs'][0]:.3g} to "
-        f"{found['lrs'][-1]:.3g}; steepest descent at {found['steepest_lr']:.3g}, lowest "
-        f"smoothed loss at {found['min_loss_lr']:.3g}"
+        f"{found['lrs'][-1]:.3g}; steepest descent at {_rate(found['steepest_lr'])}, lowest "
+        f"smoothed loss at {_rate(found['min_loss_lr'])}"
         + (
             f", stopped at {found['diverged_at']:.3g} (loss blew up)"
             if found["diverged_at"]
@@ -166,6 +166,10 @@ def _format_lr(found: dict[str, Any], plot: str | None) -> str:
     if plot:
         lines.append(f"wrote {plot}")
     return "\n".join(lines)
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:.3g}"
 
 
 # -- demo ------------------------------------------------------------------------------------
