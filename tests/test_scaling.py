@@ -69,3 +69,27 @@ def test_pack_roundtrip() -> None:
     back = RunningStats.from_arrays(stats.as_arrays())
     np.testing.assert_array_equal(back.mean, stats.mean)
     np.testing.assert_array_equal(back.m2, stats.m2)
+
+
+@pytest.mark.parametrize("magnitude", [1e-300, 1e-160, 1e160, 1e300, 4e307])
+def test_any_finite_magnitude_keeps_an_exact_std(magnitude: float) -> None:
+    rng = np.random.default_rng(3)
+    unit = rng.normal(size=(300, 2)) * [1.0, 0.25] + [0.0, 2.0]
+    x = unit * magnitude
+    whole = RunningStats.from_array(x)
+    chunked = RunningStats.empty(2)
+    for chunk in np.array_split(x, 5):
+        chunked.update(chunk)
+    for stats in (whole, chunked):
+        assert np.isfinite(stats.std).all() and np.isfinite(stats.scale).all()
+        np.testing.assert_allclose(stats.std / magnitude, unit.std(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(stats.mean / magnitude, unit.mean(axis=0), rtol=1e-12)
+    back = RunningStats.from_arrays(whole.as_arrays())
+    np.testing.assert_array_equal(back.std, whole.std)
+
+
+def test_ordinary_magnitudes_are_unchanged_by_the_exponent() -> None:
+    x = np.random.default_rng(4).normal(size=(100, 3)) * [1e-100, 1.0, 1e100]
+    stats = RunningStats.from_array(x)
+    assert stats.exponent is not None and not stats.exponent.any()
+    np.testing.assert_array_equal(stats.var, stats.m2 / stats.count)

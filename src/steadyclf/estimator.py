@@ -24,12 +24,18 @@ from sklearn.utils.validation import check_array, validate_data
 from .checkpoint import FitContext
 from .diagnostics import SATURATION_ROWS, StallDetector
 from .evaluation import THRESHOLD_METRICS, binary_metrics, tune_threshold
-from .exceptions import DataError, NotFittedError, ParameterError, TrainingDivergedError
+from .exceptions import (
+    DataError,
+    DataTypeError,
+    NotFittedError,
+    ParameterError,
+    TrainingDivergedError,
+)
 from .lr_finder import LRFinderResult, find_lr
 from .network import ACTIVATIONS, NORMALIZATIONS, SteadyNet
 from .scaling import RunningStats
 from .splitting import validation_mask
-from .tabular import LabelEncoding, TabularEncoder, encode_labels
+from .tabular import LabelEncoding, TabularEncoder, check_unique_columns, encode_labels
 from .training import OPTIMIZERS, SCHEDULES, Callback, TrainConfig, Trainer
 
 __all__ = ["BinaryClassifier"]
@@ -278,19 +284,32 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         self, X: Any, *, reset: bool
     ) -> pd.DataFrame | tuple[NDArray[np.float64], list[str]]:
         """A DataFrame as is, or any other input as a float64 array and column names."""
-        if isinstance(X, pd.DataFrame):
-            validate_data(self, X, reset=reset, skip_check_array=True)
-            if X.shape[0] == 0:
-                raise DataError("the data has no rows")
-            return X.set_axis([str(c) for c in X.columns], axis=1)
-        # check_array costs ~0.2 ms, most of a one-row prediction: skip it for input
-        # that already passes its checks (it still gives the errors for the rest).
-        array = (
-            X
-            if _plain_float_array(X)
-            else check_array(X, dtype=np.float64, ensure_all_finite="allow-nan", input_name="X")
-        )
-        validate_data(self, array, reset=reset, skip_check_array=True)
+        try:
+            if isinstance(X, pd.DataFrame):
+                check_unique_columns(X)  # before scikit-learn's multi-line message
+                validate_data(self, X, reset=reset, skip_check_array=True)
+                if X.shape[0] == 0:
+                    raise DataError("the data has no rows")
+                return X.set_axis([str(c) for c in X.columns], axis=1)
+            # check_array costs ~0.2 ms, most of a one-row prediction: skip it for input
+            # that already passes its checks (it still gives the errors for the rest).
+            array = (
+                X
+                if _plain_float_array(X)
+                else check_array(X, dtype=np.float64, ensure_all_finite="allow-nan", input_name="X")
+            )
+            validate_data(self, array, reset=reset, skip_check_array=True)
+        except (ValueError, TypeError) as exc:
+            if isinstance(exc, DataError):
+                raise
+            if str(exc).startswith("could not convert string to float"):
+                raise DataError(
+                    f"X holds text ({str(exc).split(': ', 1)[-1]}); an array must be numeric: "
+                    "pass a pandas DataFrame to use text columns as categories"
+                ) from None
+            # scikit-learn's message is kept whole (its checks match on it); the type
+            # becomes ours so callers can tell bad input from a bug.
+            raise (DataTypeError if isinstance(exc, TypeError) else DataError)(str(exc)) from None
         if not reset and hasattr(self, "feature_names_in_"):
             names = [str(n) for n in self.feature_names_in_]
         else:
@@ -445,7 +464,12 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         if values.dtype.kind in "fc" and np.isinf(values).any():
             row = int(np.flatnonzero(np.isinf(values))[0])
             raise DataError(f"Input y contains infinity (first at row {row})")
-        kind = type_of_target(values, input_name="y", raise_unknown=True)
+        try:
+            # Huge floats such as 1e300 make the integer test inside warn about the cast.
+            with np.errstate(invalid="ignore", over="ignore"):
+                kind = type_of_target(values, input_name="y", raise_unknown=True)
+        except (ValueError, TypeError) as exc:
+            raise (DataTypeError if isinstance(exc, TypeError) else DataError)(str(exc)) from None
         if kind in ("continuous", "continuous-multioutput"):
             raise DataError(
                 f"Unknown label type: the target looks {kind}; steadyclf needs two classes"

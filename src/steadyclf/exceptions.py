@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "DataError",
+    "DataTypeError",
     "ModelFileError",
     "NotFittedError",
     "ParameterError",
@@ -27,6 +28,13 @@ class SteadyclfError(Exception):
 
 class DataError(SteadyclfError, ValueError):
     """The input data cannot be used (wrong shape, bad values, bad target...)."""
+
+
+class DataTypeError(DataError, TypeError):
+    """A value of the wrong Python type where data was expected (e.g. a dict in ``X``).
+
+    Also a :class:`TypeError`, as NumPy and scikit-learn raise for such input.
+    """
 
 
 class SchemaError(DataError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import os
 import tempfile
+import warnings
 import zlib
 from pathlib import Path
 from typing import Any
@@ -94,10 +95,18 @@ def _check_file(path: Path) -> None:
 def _read_text(path: Path, sep: str) -> pd.DataFrame:
     where = f"file {str(path)!r}"
     try:
-        header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, index_col=False)
-        # low_memory=False: one dtype per column, decided on the whole column (no
-        # DtypeWarning); index_col=False: never turn the first column into the index.
-        frame = pd.read_csv(path, sep=sep, low_memory=False, index_col=False)
+        with warnings.catch_warnings():
+            # pandas only warns when a row has more fields than the header, and drops the
+            # extra ones: refuse instead of losing data.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, index_col=False)
+            # low_memory=False: one dtype per column, decided on the whole column (no
+            # DtypeWarning); index_col=False: never turn the first column into the index.
+            frame = pd.read_csv(path, sep=sep, low_memory=False, index_col=False)
+    except pd.errors.ParserWarning as exc:
+        raise DataError(
+            f"cannot parse {where}: some rows have more fields than the header ({_first_line(exc)})"
+        ) from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{where} is empty") from None
     except pd.errors.ParserError as exc:

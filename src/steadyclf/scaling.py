@@ -18,11 +18,19 @@ __all__ = ["RunningStats"]
 # A feature whose standard deviation is below this fraction of its magnitude carries no
 # usable signal in float64 and is treated as constant (scale 1).
 _RELATIVE_CONSTANT_TOL = 1e-12
+#: Columns whose largest magnitude is beyond 2**±500 (about 3e150 or 3e-151) keep ``m2``
+#: in units of ``4**exponent``: their squares would overflow (or underflow) float64.
+_EXPONENT_LIMIT = 500
 
 
 @dataclass
 class RunningStats:
     """Per-column count, mean and sum of squared deviations (``m2``), ignoring NaN.
+
+    Any finite magnitude works: for a column with values beyond about 1e150 (or below
+    1e-150) ``m2`` is kept divided by ``4**exponent``, a power of two chosen from the
+    data, so ``std`` stays exact where the squares themselves would overflow. For every
+    other column ``exponent`` is 0 and ``m2`` is the plain sum.
 
     Examples
     --------
@@ -38,9 +46,12 @@ class RunningStats:
     mean: NDArray[np.float64]
     m2: NDArray[np.float64]
     n_features: int = field(init=False)
+    exponent: NDArray[np.float64] | None = None
 
     def __post_init__(self) -> None:
         self.n_features = int(self.mean.shape[0])
+        if self.exponent is None:
+            self.exponent = np.zeros(self.n_features, dtype=np.float64)
 
     @classmethod
     def empty(cls, n_features: int) -> RunningStats:
@@ -74,6 +85,9 @@ class RunningStats:
     @classmethod
     def _from_block(cls, x: NDArray[np.float64]) -> RunningStats:
         finite = ~np.isnan(x)
+        exponent = _exponent(x, finite)
+        if exponent.any():
+            x = np.ldexp(x, -exponent)  # m2 in units of 4**exponent (see the class docstring)
         if finite.all():
             # The common case, with fewer temporaries: no masks needed.
             count = np.full(x.shape[1], float(x.shape[0]))
@@ -94,7 +108,7 @@ class RunningStats:
                 mean = mean + correction
                 centred = np.where(finite, centred - correction, 0.0)
         m2 = np.einsum("ij,ij->j", centred, centred)
-        return cls(count, mean, m2)
+        return cls(count, np.ldexp(mean, exponent), m2, exponent.astype(np.float64))
 
     def update(self, x: NDArray[np.floating]) -> RunningStats:
         """Add a block of rows in place and return ``self``."""
@@ -106,21 +120,40 @@ class RunningStats:
             raise ValueError(f"cannot merge {other.n_features} columns into {self.n_features}")
         total = self.count + other.count
         safe_total = np.maximum(total, 1.0)
-        delta = other.mean - self.mean
-        self.mean = self.mean + delta * (other.count / safe_total)
-        self.m2 = self.m2 + other.m2 + delta**2 * (self.count * other.count / safe_total)
+        mine, theirs = self._exponents(), other._exponents()
+        # A side without rows has no scale of its own.
+        exponent = np.where(
+            self.count == 0,
+            theirs,
+            np.where(other.count == 0, mine, np.maximum(mine, theirs)),
+        )
+        # Both sides in units of 2**exponent (exact; the identity when exponents are 0).
+        delta = np.ldexp(other.mean, -exponent) - np.ldexp(self.mean, -exponent)
+        m2_mine = np.ldexp(self.m2, 2 * (mine - exponent))
+        m2_theirs = np.ldexp(other.m2, 2 * (theirs - exponent))
+        self.mean = self.mean + np.ldexp(delta * (other.count / safe_total), exponent)
+        self.m2 = m2_mine + m2_theirs + delta**2 * (self.count * other.count / safe_total)
+        self.exponent = exponent.astype(np.float64)
         self.count = total
         return self
 
+    def _exponents(self) -> NDArray[np.int64]:
+        assert self.exponent is not None
+        return self.exponent.astype(np.int64)
+
     @property
     def var(self) -> NDArray[np.float64]:
-        """Population variance per column (0 where a column has no value)."""
-        return np.where(self.count > 0, self.m2 / np.maximum(self.count, 1.0), 0.0)
+        """Population variance per column (0 where a column has no value; may be inf)."""
+        with np.errstate(over="ignore"):
+            return np.ldexp(self._scaled_var(), 2 * self._exponents())
 
     @property
     def std(self) -> NDArray[np.float64]:
         """Population standard deviation per column."""
-        return np.sqrt(self.var)
+        return np.ldexp(np.sqrt(self._scaled_var()), self._exponents())
+
+    def _scaled_var(self) -> NDArray[np.float64]:
+        return np.where(self.count > 0, self.m2 / np.maximum(self.count, 1.0), 0.0)
 
     @property
     def scale(self) -> NDArray[np.float64]:
@@ -133,11 +166,21 @@ class RunningStats:
         return np.where(constant, 1.0, std)
 
     def as_arrays(self) -> NDArray[np.float64]:
-        """Pack as a ``(3, n_features)`` array (count, mean, m2), e.g. for an all-reduce."""
-        return np.stack([self.count, self.mean, self.m2])
+        """Pack as a ``(4, n_features)`` array (count, mean, m2, exponent), e.g. to gather."""
+        assert self.exponent is not None
+        return np.stack([self.count, self.mean, self.m2, self.exponent])
 
     @classmethod
     def from_arrays(cls, packed: NDArray[np.float64]) -> RunningStats:
-        """Inverse of :meth:`as_arrays`."""
+        """Inverse of :meth:`as_arrays` (a 3-row pack has exponent 0)."""
         packed = np.asarray(packed, dtype=np.float64)
-        return cls(packed[0].copy(), packed[1].copy(), packed[2].copy())
+        exponent = packed[3].copy() if packed.shape[0] > 3 else None
+        return cls(packed[0].copy(), packed[1].copy(), packed[2].copy(), exponent)
+
+
+def _exponent(x: NDArray[np.float64], finite: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """Per column, the binary exponent of the largest magnitude when it is extreme, else 0."""
+    peak = np.where(finite, np.abs(x), 0.0).max(axis=0, initial=0.0)
+    _, exponent = np.frexp(peak)
+    extreme = np.abs(exponent) > _EXPONENT_LIMIT
+    return np.where(extreme & (peak > 0), exponent, 0).astype(np.int64)

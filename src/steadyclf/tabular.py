@@ -206,9 +206,8 @@ def _as_category_strings(series: pd.Series) -> pd.Series:
     """Categorical values as strings, with missing values as None."""
     missing = series.isna().to_numpy()
     values = series.astype("object").to_numpy(copy=True)
-    if pd.api.types.is_string_dtype(series.dtype) and not isinstance(
-        series.dtype, pd.CategoricalDtype
-    ):
+    if isinstance(series.dtype, pd.StringDtype):
+        # Only a string dtype guarantees strings: an object column may mix 1, 'x' and 2.5.
         out = values
     else:
         out = np.array([_category_key(v) for v in values], dtype=object)
@@ -292,6 +291,7 @@ class TabularEncoder:
             return ColumnInfo(name, "dropped", dtype, "dropped by request")
         if series.isna().all():
             return ColumnInfo(name, "dropped", dtype, "all values missing")
+        _check_scalar_cells(name, series)
         if name in self.categorical:
             return self._categorical(name, series)
         if name in self.numeric:
@@ -316,7 +316,10 @@ class TabularEncoder:
         if isinstance(series.dtype, pd.CategoricalDtype):
             return self._categorical(name, series)
         present = series.notna().to_numpy()
-        numbers = pd.to_numeric(series, errors="coerce").notna().to_numpy()
+        try:
+            numbers = pd.to_numeric(series, errors="coerce").notna().to_numpy()
+        except OverflowError:
+            raise _overflow_error(name, series) from None
         share = numbers[present].mean()
         if share == 1.0:
             return self._numeric(name, series, "numeric")
@@ -518,14 +521,48 @@ def column_values(name: str, series: pd.Series, role: str) -> NDArray[np.float64
     return values
 
 
+def _check_scalar_cells(name: str, series: pd.Series) -> None:
+    """Refuse object columns holding lists, dicts, arrays...: no role fits them."""
+    if not pd.api.types.is_object_dtype(series.dtype):
+        return
+    for row, value in enumerate(series.to_numpy()):
+        if not pd.api.types.is_scalar(value):
+            raise DataError(
+                f"column {name!r} holds a {type(value).__name__} at row {row} ({_short(value)}); cells must be numbers, text, booleans or dates"
+            )
+
+
+def _overflow_error(name: str, series: pd.Series) -> DataError:
+    """A numeric column holding a Python integer beyond the float64 range."""
+    limit = float(np.finfo(np.float64).max)
+    for row, value in enumerate(series.to_numpy()):
+        if isinstance(value, (int, np.integer)) and abs(int(value)) > limit:
+            return DataError(
+                f"column {name!r} holds an integer too large for a 64-bit float at row {row} ({_short(value)}); rescale the column"
+            )
+    return DataError(f"column {name!r} holds a number too large for a 64-bit float")
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _numeric_values(name: str, series: pd.Series) -> NDArray[np.float64]:
     if isinstance(series.dtype, np.dtype) and series.dtype == np.float64:
         return series.to_numpy()  # already numbers: no conversion (may be a read-only view)
     if pd.api.types.is_bool_dtype(series.dtype):
         return np.asarray(series.astype("float64").to_numpy(), dtype=np.float64)
+    if pd.api.types.is_complex_dtype(series.dtype) or (
+        pd.api.types.is_object_dtype(series.dtype)
+        and any(isinstance(v, (complex, np.complexfloating)) for v in series.to_numpy())
+    ):
+        raise DataError(f"column {name!r} holds complex numbers; steadyclf reads real numbers")
     try:
         numbers = pd.to_numeric(series, errors="raise").astype("float64")
         return np.asarray(numbers.to_numpy(na_value=np.nan), dtype=np.float64)
+    except OverflowError:
+        raise _overflow_error(name, series) from None
     except (ValueError, TypeError):
         coerced = pd.to_numeric(series, errors="coerce")
         bad = np.flatnonzero(coerced.isna().to_numpy() & series.notna().to_numpy())
