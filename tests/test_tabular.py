@@ -280,3 +280,25 @@ def test_constant_and_id_detection_without_hashing_numbers() -> None:
     info = {c.name: c for c in TabularEncoder().fit(frame).columns_}
     assert info["flat_with_gap"].n_missing == 1 and info["flat_with_gap"].high == 2.5
     assert info["signal"].low == frame["signal"].min()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_float_columns_get_the_roles_of_the_per_column_rules(dtype) -> None:
+    rng = np.random.default_rng(4)
+    n = 40_000  # more than one chunk of the vectorised pass
+    columns = {
+        "signal": rng.normal(size=n),
+        "flat": np.full(n, 7.25),
+        "gappy": np.where(rng.random(n) < 0.3, np.nan, rng.normal(size=n)),
+        "flat_with_gap": np.r_[np.full(n - 1, 1.5), np.nan],
+        "late_values": np.r_[np.full(n - 5, np.nan), np.arange(5.0)],
+        "empty": np.full(n, np.nan),
+    }
+    frame = pd.DataFrame(columns).astype(dtype)
+    enc = TabularEncoder().fit(frame)
+    for info in enc.columns_:
+        assert info == enc._infer(info.name, frame[info.name]), info.name
+    assert _roles(enc)["flat"] == "dropped" and _roles(enc)["late_values"] == "numeric"
+    frame.loc[n - 2, "gappy"] = -np.inf
+    with pytest.raises(DataError, match=rf"column 'gappy' has an infinite value at row {n - 2}"):
+        TabularEncoder().fit(frame)

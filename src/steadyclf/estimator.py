@@ -54,7 +54,7 @@ DEFAULT_LR_MINI_BATCH = 6e-3
 #: Largest model we agree to build: a typo such as hidden=(10**9,) fails fast, not in malloc.
 MAX_PARAMETERS = 200_000_000
 #: Rows encoded at a time when fitting (float64 temporaries of this many rows).
-ENCODE_BATCH_ROWS = 1 << 16
+ENCODE_BATCH_ROWS = 1 << 14
 #: Rows per forward pass in prediction: the activations of a chunk fit in the CPU cache.
 PREDICT_BATCH_ROWS = 1 << 13
 
@@ -283,7 +283,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
     def _validated(
         self, X: Any, *, reset: bool
     ) -> pd.DataFrame | tuple[NDArray[np.float64], list[str]]:
-        """A DataFrame as is, or any other input as a float64 array and column names."""
+        """A DataFrame as is, or any other input as a float array and column names."""
         try:
             if isinstance(X, pd.DataFrame):
                 check_unique_columns(X)  # before scikit-learn's multi-line message
@@ -296,7 +296,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             array = (
                 X
                 if _plain_float_array(X)
-                else check_array(X, dtype=np.float64, ensure_all_finite="allow-nan", input_name="X")
+                else check_array(X, dtype=_FLOATS, ensure_all_finite="allow-nan", input_name="X")
             )
             validate_data(self, array, reset=reset, skip_check_array=True)
         except (ValueError, TypeError) as exc:
@@ -355,21 +355,22 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         train_rows = ~in_valid if in_valid is not None else slice(None)
         y_train = labels.encoded[train_rows]
         device = self._resolve_device()
-        # One copy of the training rows, shared by every step below.
+        # One copy of the training rows for the statistics, freed before the features are
+        # encoded (from x_num, chunk by chunk): the two never hold memory at the same time.
         x_train, x_cat_train = x_num[train_rows], x_cat[train_rows]
         had_missing = np.isnan(x_train).any(axis=0)
         self._check_model_size(
             x_num.shape[1] + int(had_missing.sum()) + sum(self.encoder_.vocab_sizes)
         )
-        module = self._build_module(x_train, x_cat_train, y_train, seed)
+        raw_stats = RunningStats.from_array(x_train)  # also told to the stall detector
+        module = self._build_module(x_train, x_cat_train, y_train, seed, raw_stats)
         module = module.to(device)
-        train = self._features(module, x_train, x_cat_train, y_train, device)
+        del x_train, x_cat_train
+        train = self._features(module, x_num, x_cat, train_rows, y_train, device)
         valid = None
         if in_valid is not None:
-            valid = self._features(
-                module, x_num[in_valid], x_cat[in_valid], labels.encoded[in_valid], device
-            )
-        stall = self._stall_detector(x_train, y_train, train[0])
+            valid = self._features(module, x_num, x_cat, in_valid, labels.encoded[in_valid], device)
+        stall = self._stall_detector(raw_stats, y_train, train[0])
         # The stall detector runs first, so user callbacks (e.g. a Checkpoint) see whole rows.
         config = self._train_config(len(y_train), y_train, seed, (stall, *callbacks))
         if self.lr == "auto":
@@ -505,7 +506,13 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         x_cat: NDArray[np.int64],
         y: NDArray[np.float32],
         seed: int,
+        raw_stats: RunningStats | None = None,
     ) -> SteadyNet:
+        """The network with its preprocessing fitted on the training rows.
+
+        ``raw_stats`` (of ``x_num`` ignoring NaN), when given, are reused as the
+        standardisation statistics if no value is missing (imputation changes nothing).
+        """
         had_missing = np.isnan(x_num).any(axis=0)
         median = np.zeros(x_num.shape[1])
         if had_missing.any():  # medians (a sort per column) only where something is missing
@@ -513,8 +520,10 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         median = np.where(np.isnan(median), 0.0, median)
         stats = None
         if self.normalize == "standardize" and x_num.shape[1]:
-            imputed = np.where(np.isnan(x_num), median, x_num) if had_missing.any() else x_num
-            stats = RunningStats.from_array(imputed)
+            if had_missing.any():
+                stats = RunningStats.from_array(np.where(np.isnan(x_num), median, x_num))
+            else:
+                stats = raw_stats or RunningStats.from_array(x_num)
         return self._module_from_statistics(
             had_missing, median, stats, float(y.mean()), self._pos_weight_value(y), seed
         )
@@ -555,10 +564,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         return module
 
     def _stall_detector(
-        self, x_num: NDArray[np.float64], y: NDArray[np.float32], features: torch.Tensor
+        self, stats: RunningStats, y: NDArray[np.float32], features: torch.Tensor
     ) -> StallDetector:
         """The default training monitor, told the raw feature scales so it can name a cause."""
-        stats = RunningStats.from_array(x_num)
         every = max(1, features.shape[0] // SATURATION_ROWS)
         return StallDetector(
             float(y.mean()),
@@ -601,22 +609,24 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         module: SteadyNet,
         x_num: NDArray[np.float64],
         x_cat: NDArray[np.int64],
+        rows: NDArray[np.bool_] | slice,
         y: NDArray[np.float32],
         device: torch.device,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode once (the encoding is fixed during training), a chunk of rows at a time.
+        """Encode ``x_num[rows]`` once (the encoding is fixed during training), in chunks.
 
-        Only the float32 features are allocated whole: the float64 intermediate values of
-        the encoder exist for one chunk at a time (and ``x_num`` may be read-only).
+        Only the float32 features are allocated whole: the selected rows and the float64
+        intermediate values of the encoder exist for one chunk at a time (and ``x_num``
+        may be a read-only view, float32 or float64).
         """
-        n = x_num.shape[0]
+        index = np.arange(x_num.shape[0])[rows]
         width = module.encoder.n_features_out
-        features = torch.empty((n, width), dtype=torch.float32, device=device)
-        for start in range(0, n, ENCODE_BATCH_ROWS):
-            stop = start + ENCODE_BATCH_ROWS
-            num = torch.tensor(x_num[start:stop], dtype=torch.float64, device=device)
-            cat = torch.tensor(x_cat[start:stop], dtype=torch.int64, device=device)
-            features[start:stop] = module.encoder(num, cat)
+        features = torch.empty((index.size, width), dtype=torch.float32, device=device)
+        for start in range(0, index.size, ENCODE_BATCH_ROWS):
+            chunk = index[start : start + ENCODE_BATCH_ROWS]
+            num = torch.tensor(x_num[chunk], dtype=torch.float64, device=device)
+            cat = torch.tensor(x_cat[chunk], dtype=torch.int64, device=device)
+            features[start : start + chunk.size] = module.encoder(num, cat)
         return features, torch.tensor(y, dtype=torch.float32, device=device)
 
     def _train_config(
@@ -706,12 +716,17 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         return save(self, path)
 
 
+#: Input dtypes kept as they are (float32 data is not doubled in memory: the encoder
+#: converts it to float64 a chunk at a time); anything else becomes float64.
+_FLOATS = (np.float64, np.float32)
+
+
 def _plain_float_array(X: Any) -> bool:
-    """A non-empty 2-D float64 ndarray without inf: what ``check_array`` would return as is."""
+    """A non-empty 2-D float ndarray without inf: what ``check_array`` would return as is."""
     return (
         type(X) is np.ndarray
         and X.ndim == 2
-        and X.dtype == np.float64
+        and X.dtype in _FLOATS
         and X.shape[0] > 0
         and X.shape[1] > 0
         and not np.isinf(X).any()

@@ -60,7 +60,7 @@ class RunningStats:
         return cls(zeros.copy(), zeros.copy(), zeros.copy())
 
     @classmethod
-    def from_array(cls, x: NDArray[np.floating], chunk_rows: int = 1 << 16) -> RunningStats:
+    def from_array(cls, x: NDArray[np.floating], chunk_rows: int = 1 << 14) -> RunningStats:
         """Statistics of one 2-D block, computed with a two-pass (centred) formula.
 
         Rows are processed ``chunk_rows`` at a time (less memory, cache-sized passes),

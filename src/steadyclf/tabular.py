@@ -268,7 +268,11 @@ class TabularEncoder:
         """Decide each column's role and learn vocabularies from ``frame``."""
         check_unique_columns(frame)
         self._check_overrides(frame)
-        self.columns_: list[ColumnInfo] = [self._infer(str(c), frame[c]) for c in frame.columns]
+        floats = self._infer_float_columns(frame)
+        self.columns_: list[ColumnInfo] = [
+            floats[str(c)] if str(c) in floats else self._infer(str(c), frame[c])
+            for c in frame.columns
+        ]
         if not any(c.role != "dropped" for c in self.columns_):
             reasons = "; ".join(f"{c.name}: {c.reason}" for c in self.columns_)
             raise DataError(f"no usable feature column ({reasons})")
@@ -284,6 +288,47 @@ class TabularEncoder:
             both = sorted(set(getattr(self, a)) & set(getattr(self, b)))
             if both:
                 raise DataError(f"column {both[0]!r} is listed both as {a} and as {b}")
+
+    def _infer_float_columns(self, frame: pd.DataFrame) -> dict[str, ColumnInfo]:
+        """The roles of float columns without an override, in one pass over their rows.
+
+        A frame built on a NumPy array is one row-major block: reading it column by column
+        sweeps the whole block once per column and statistic. Here every column's missing
+        count, minimum and maximum come from one chunked pass; the rules are those of
+        :meth:`_infer` (which still handles the rare cases: all missing with a reason to
+        give, infinite values with the row to name).
+        """
+        overrides = {*self.drop, *self.categorical, *self.numeric}
+        names = [
+            str(c)
+            for c, dtype in frame.dtypes.items()
+            if str(c) not in overrides and dtype in (np.dtype(np.float32), np.dtype(np.float64))
+        ]
+        if len({frame.dtypes[c] for c in names}) != 1 or len(frame) == 0:
+            return {}
+        block = frame[names].to_numpy(copy=False)
+        n_missing, low, high = _float_summary(block)
+        out: dict[str, ColumnInfo] = {}
+        for j, name in enumerate(names):
+            finite_range = bool(np.isfinite(low[j]) and np.isfinite(high[j]))
+            if n_missing[j] == len(frame) or not finite_range:
+                continue  # all missing, or an infinite value: _infer says so
+            dtype = str(frame.dtypes[name])
+            if n_missing[j] == 0 and low[j] == high[j]:
+                value = frame[name].iloc[0]
+                out[name] = ColumnInfo(
+                    name, "dropped", dtype, f"constant (every value is {value!r})"
+                )
+            else:
+                out[name] = ColumnInfo(
+                    name,
+                    "numeric",
+                    dtype,
+                    low=float(low[j]),
+                    high=float(high[j]),
+                    n_missing=int(n_missing[j]),
+                )
+        return out
 
     def _infer(self, name: str, series: pd.Series) -> ColumnInfo:
         dtype = str(series.dtype)
@@ -402,15 +447,17 @@ class TabularEncoder:
         """Raw network inputs ``(x_num, x_cat)`` for ``frame``.
 
         With ``copy=False``, ``x_num`` may be a read-only view of ``frame``'s data (when
-        every input is a float64 numeric column): no per-column work and no copy.
+        every input is a numeric column of one float dtype, float32 staying float32): no
+        per-column work and no copy.
         """
         check_unique_columns(frame)
         self.check_columns(frame)
         n = len(frame)
         numeric = [c for c in self.columns_ if c.role in NUMERIC_ROLES]
-        block = self._float64_block(frame, numeric)
+        block = self._float_block(frame, numeric)
         if block is not None:
-            return (block.copy() if copy else block), np.empty((n, 0), dtype=np.int64)
+            x_num = block.astype(np.float64) if copy else block  # astype always copies
+            return x_num, np.empty((n, 0), dtype=np.int64)
         x_num = np.empty((n, len(numeric)), dtype=np.float64)
         for j, info in enumerate(numeric):
             x_num[:, j] = column_values(info.name, frame[info.name], info.role)
@@ -420,17 +467,18 @@ class TabularEncoder:
             x_cat[:, j] = encode_categories(frame[info.name], info.levels)
         return x_num, x_cat
 
-    def _float64_block(
+    def _float_block(
         self, frame: pd.DataFrame, numeric: list[ColumnInfo]
     ) -> NDArray[np.float64] | None:
-        """``x_num`` in one vectorised step, when every input is a float64 numeric column."""
+        """``x_num`` in one step, when every input is a numeric column of one float dtype."""
         if self.categorical_columns or any(c.role != "numeric" for c in numeric):
             return None
         names = [c.name for c in numeric]
         selected = frame if [str(c) for c in frame.columns] == names else frame[names]
-        if not all(isinstance(d, np.dtype) and d == np.float64 for d in selected.dtypes):
+        dtypes = set(selected.dtypes)
+        if dtypes != {np.dtype(np.float64)} and dtypes != {np.dtype(np.float32)}:
             return None
-        block = selected.to_numpy(dtype=np.float64, copy=False)
+        block = selected.to_numpy(copy=False)
         _refuse_infinite(block, names)
         return block
 
@@ -614,6 +662,22 @@ def encode_categories(series: pd.Series, levels: Sequence[str]) -> NDArray[np.in
     out = np.array(codes.fillna(UNSEEN_CODE).to_numpy(dtype=np.int64), dtype=np.int64)
     out[strings.isna().to_numpy()] = MISSING_CODE
     return out
+
+
+def _float_summary(
+    block: NDArray[np.floating], chunk_rows: int = 1 << 14
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
+    """Per column: missing count, minimum and maximum ignoring NaN (+-inf if none)."""
+    n_missing = np.zeros(block.shape[1], dtype=np.int64)
+    low = np.full(block.shape[1], np.inf)
+    high = np.full(block.shape[1], -np.inf)
+    for start in range(0, block.shape[0], chunk_rows):
+        chunk = block[start : start + chunk_rows]
+        n_missing += np.isnan(chunk).sum(axis=0)
+        # fmin/fmax skip NaN; a column that is all NaN in this chunk gives NaN, skipped too.
+        low = np.fmin(low, np.fmin.reduce(chunk, axis=0))
+        high = np.fmax(high, np.fmax.reduce(chunk, axis=0))
+    return n_missing, low, high
 
 
 def _refuse_infinite(block: NDArray[np.float64], names: Sequence[str]) -> None:

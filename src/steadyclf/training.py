@@ -239,7 +239,7 @@ class Trainer:
 
     @torch.inference_mode()
     def evaluate(
-        self, data: _Data, loss_fn: nn.Module, batch_rows: int = 1 << 16
+        self, data: _Data, loss_fn: nn.Module, batch_rows: int = 1 << 13
     ) -> tuple[float, float]:
         """Mean loss and accuracy on ``data`` in eval mode."""
         self.module.eval()
