@@ -36,6 +36,7 @@ from .network import ACTIVATIONS, NORMALIZATIONS, SteadyNet
 from .scaling import RunningStats
 from .splitting import validation_mask
 from .tabular import LabelEncoding, TabularEncoder, check_unique_columns, encode_labels
+from .threads import intra_op_threads, threads_for
 from .training import OPTIMIZERS, SCHEDULES, Callback, TrainConfig, Trainer
 
 __all__ = ["BinaryClassifier"]
@@ -622,11 +623,12 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         index = np.arange(x_num.shape[0])[rows]
         width = module.encoder.n_features_out
         features = torch.empty((index.size, width), dtype=torch.float32, device=device)
-        for start in range(0, index.size, ENCODE_BATCH_ROWS):
-            chunk = index[start : start + ENCODE_BATCH_ROWS]
-            num = torch.tensor(x_num[chunk], dtype=torch.float64, device=device)
-            cat = torch.tensor(x_cat[chunk], dtype=torch.int64, device=device)
-            features[start : start + chunk.size] = module.encoder(num, cat)
+        with intra_op_threads(1):  # elementwise work on cache-sized chunks
+            for start in range(0, index.size, ENCODE_BATCH_ROWS):
+                chunk = index[start : start + ENCODE_BATCH_ROWS]
+                num = torch.tensor(x_num[chunk], dtype=torch.float64, device=device)
+                cat = torch.tensor(x_cat[chunk], dtype=torch.int64, device=device)
+                features[start : start + chunk.size] = module.encoder(num, cat)
         return features, torch.tensor(y, dtype=torch.float32, device=device)
 
     def _train_config(
@@ -684,11 +686,13 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         device = next(module.parameters()).device
         out = np.empty(x_num.shape[0], dtype=np.float64)
         out_tensor = torch.from_numpy(out)
-        for start in range(0, x_num.shape[0], PREDICT_BATCH_ROWS):
-            stop = start + PREDICT_BATCH_ROWS
-            num = torch.tensor(x_num[start:stop], dtype=torch.float64, device=device)
-            cat = torch.tensor(x_cat[start:stop], dtype=torch.int64, device=device)
-            out_tensor[start:stop] = module(num, cat)
+        rows = min(x_num.shape[0], PREDICT_BATCH_ROWS)
+        with intra_op_threads(threads_for(rows, module)):
+            for start in range(0, x_num.shape[0], PREDICT_BATCH_ROWS):
+                stop = start + PREDICT_BATCH_ROWS
+                num = torch.tensor(x_num[start:stop], dtype=torch.float64, device=device)
+                cat = torch.tensor(x_cat[start:stop], dtype=torch.int64, device=device)
+                out_tensor[start:stop] = module(num, cat)
         return out
 
     def predict_proba(self, X: Any) -> NDArray[np.float64]:

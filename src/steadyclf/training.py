@@ -21,6 +21,7 @@ from torch import nn
 from . import fused as _fused
 from .exceptions import ParameterError, TrainingDivergedError
 from .fused import FusedMLP
+from .threads import intra_op_threads, threads_for
 
 __all__ = [
     "OPTIMIZERS",
@@ -366,7 +367,9 @@ class Trainer:
                 getattr(cb, "on_train_setup", lambda t: None)(self)
             for cb in cfg.callbacks:
                 getattr(cb, "on_train_begin", lambda t: None)(self)
-            self._run_epochs(train_data, valid_data, generator, loss_fn)
+            rows_per_step = min(n, cfg.batch_size or n)
+            with intra_op_threads(threads_for(rows_per_step, self.module)):
+                self._run_epochs(train_data, valid_data, generator, loss_fn)
         finally:
             for cb in cfg.callbacks:
                 getattr(cb, "on_train_exit", lambda t: None)(self)

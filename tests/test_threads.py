@@ -1,0 +1,43 @@
+import pytest
+import torch
+from torch import nn
+
+from steadyclf.threads import SINGLE_THREAD_WORK, intra_op_threads, threads_for
+from steadyclf.training import TrainConfig, Trainer
+
+
+def test_small_work_runs_on_one_thread_and_large_work_on_all() -> None:
+    torch.set_num_threads(2)
+    small = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 1))
+    assert threads_for(8192, small) == 1
+    rows = SINGLE_THREAD_WORK // (100 * 100) + 1
+    assert threads_for(rows, nn.Linear(100, 100)) == 2
+
+
+def test_the_setting_is_restored_and_never_raised() -> None:
+    torch.set_num_threads(2)
+    with intra_op_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with pytest.raises(RuntimeError), intra_op_threads(1):
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(1)
+    with intra_op_threads(8):
+        assert torch.get_num_threads() == 1
+
+
+def test_training_a_small_network_uses_one_thread() -> None:
+    seen: list[int] = []
+
+    class Threads:
+        def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+            seen.append(torch.get_num_threads())
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    x = torch.randn(64, 3)
+    net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1))
+    config = TrainConfig(lr=0.01, max_epochs=2, batch_size=16, callbacks=(Threads(),))
+    Trainer(net, config).fit((x, (x[:, 0] > 0).float()))
+    assert seen == [1, 1] and torch.get_num_threads() == 2
