@@ -1375,21 +1375,41 @@ class ShuffleBuffer:
 
 
 class _Encoded:
-    """Chunks of encoded rows (float32 features and 0/1 labels) held on the device."""
+    """Encoded rows (float32 features and 0/1 labels) in one growing block on the device.
 
-    def __init__(self) -> None:
-        self.x: list[torch.Tensor] = []
-        self.y: list[torch.Tensor] = []
+    One block rather than a list of small chunks: small tensors kept alive while large
+    temporaries come and go fragment the C heap, which showed as the process's memory
+    growing through the first epoch.
+    """
+
+    def __init__(self, width: int, capacity: int, device: torch.device) -> None:
+        self._x = torch.empty((max(capacity, 1), width), dtype=torch.float32, device=device)
+        self._y = torch.empty(max(capacity, 1), dtype=torch.float32, device=device)
+        self.n_rows = 0
         self.complete = False
 
     def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        if x.shape[0]:
-            self.x.append(x)
-            self.y.append(y)
+        """Append rows (the block grows by half when full, which the estimate avoids)."""
+        end = self.n_rows + int(x.shape[0])
+        if end > self._x.shape[0]:
+            size = max(end, self._x.shape[0] * 3 // 2)
+            self._x = torch.cat(
+                [self._x[: self.n_rows], self._x.new_empty((size - self.n_rows, self._x.shape[1]))]
+            )
+            self._y = torch.cat([self._y[: self.n_rows], self._y.new_empty(size - self.n_rows)])
+        self._x[self.n_rows : end] = x
+        self._y[self.n_rows : end] = y
+        self.n_rows = end
 
     @property
-    def n_rows(self) -> int:
-        return sum(int(x.shape[0]) for x in self.x)
+    def x(self) -> list[torch.Tensor]:
+        """The features, as a list of blocks."""
+        return [self._x[: self.n_rows]]
+
+    @property
+    def y(self) -> list[torch.Tensor]:
+        """The labels, matching :attr:`x`."""
+        return [self._y[: self.n_rows]]
 
 
 class StreamingData:
@@ -1428,7 +1448,12 @@ class StreamingData:
         row_bytes = 4 * (module.encoder.n_features_out + 1)
         # The buffer holds 1/8 of the budget; permuting it briefly doubles that.
         self.buffer_rows = max(4 * batch_size, budget // 8 // row_bytes)
-        self.validation = _Encoded() if stats.split.fraction > 0 else None
+        self.validation = None
+        if stats.split.fraction > 0:
+            # The hash keeps about this many rows; a little more room avoids regrowing.
+            expected = stats.local_valid * min(1.0, validation_keep)
+            capacity = int(expected * 1.05) + 256
+            self.validation = _Encoded(module.encoder.n_features_out, capacity, device)
 
     def batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """This epoch's ``steps`` mini-batches (reading on for validation rows if needed)."""
