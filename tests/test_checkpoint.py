@@ -1,15 +1,23 @@
+import json
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import safetensors.torch
 import torch
 
+import steadyclf
+import steadyclf.cli.model as cli_model
 from steadyclf import BinaryClassifier, DataError, ModelFileError, ParameterError
 from steadyclf.checkpoint import INDEX_FILE, Checkpoint, read_checkpoint
+from steadyclf.cli import main
 from steadyclf.datasets import heart_rate
 from steadyclf.exceptions import TrainingInterrupted
 from steadyclf.training import StopTraining, Trainer
@@ -247,3 +255,177 @@ def test_checkpoint_holds_the_fitted_preprocessing(tmp_path: Path) -> None:
     assert data.fit["classes"] == clf.classes_.tolist()
     mean = data.preprocessing["encoder.normalize.mean"]
     assert torch.equal(mean, clf.module_.encoder.normalize.mean)
+
+
+# -- the command line: steadyclf train --checkpoint-every / --resume -------------------------
+CLI_RUN = ["--max-epochs", "14", "--batch-size", "32", "--hidden", "16", "--patience", "50"]
+
+
+@pytest.fixture
+def csv_file(tmp_path: Path) -> Path:
+    X, y = _data()
+    path = tmp_path / "train.csv"
+    X.assign(label=y).to_csv(path, index=False)
+    return path
+
+
+def _train(
+    capsys: pytest.CaptureFixture[str], csv: Path, out: Path, *extra: str
+) -> tuple[int, str]:
+    code = main(["train", str(csv), "--target", "label", "--out", str(out), *CLI_RUN, *extra])
+    return code, capsys.readouterr().err
+
+
+def _tensors(model_dir: Path) -> dict[str, torch.Tensor]:
+    return safetensors.torch.load_file(model_dir / "model.safetensors")
+
+
+def _assert_same_files(a: Path, b: Path) -> None:
+    ta, tb = _tensors(a), _tensors(b)
+    assert ta.keys() == tb.keys()
+    for key in ta:
+        assert torch.equal(ta[key], tb[key]), key
+
+
+def test_cli_ctrl_c_checkpoints_and_resume_finishes_the_same_model(
+    tmp_path: Path,
+    csv_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert _train(capsys, csv_file, tmp_path / "whole")[0] == 0
+    out = tmp_path / "model"
+    monkeypatch.setattr(cli_model, "training_callbacks", lambda output: [SendSigint(6)])
+    code, err = _train(capsys, csv_file, out)
+    assert code == 130
+    assert "stopped after epoch 6" in err and "--resume" in err and "model.checkpoint" in err
+    assert not out.exists()  # no half-trained model where the real one will go
+    monkeypatch.undo()
+    code, err = _train(capsys, csv_file, out, "--resume")
+    assert code == 0, err
+    assert "resuming from epoch 6" in err
+    assert not (tmp_path / "model.checkpoint").exists()  # removed once the model is saved
+    _assert_same_files(tmp_path / "whole", out)
+
+
+def test_cli_refuses_to_overwrite_a_checkpoint_without_resume(
+    tmp_path: Path,
+    csv_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = tmp_path / "model"
+    monkeypatch.setattr(cli_model, "training_callbacks", lambda output: [SendSigint(3)])
+    assert _train(capsys, csv_file, out, "--checkpoint-every", "2")[0] == 130
+    monkeypatch.undo()
+    before = (tmp_path / "model.checkpoint" / INDEX_FILE).read_bytes()
+    code, err = _train(capsys, csv_file, out)
+    assert code == 2 and "add --resume" in err and "Traceback" not in err
+    assert (tmp_path / "model.checkpoint" / INDEX_FILE).read_bytes() == before
+
+
+def test_cli_resume_without_a_checkpoint_is_a_clear_error(
+    tmp_path: Path, csv_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = _train(capsys, csv_file, tmp_path / "model", "--resume")
+    assert code == 2 and "no checkpoint to resume from" in err and "without --resume" in err
+
+
+def test_cli_checkpoint_options_are_refused_when_streaming(
+    tmp_path: Path, csv_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = _train(capsys, csv_file, tmp_path / "m", "--stream", "--checkpoint-every", "2")
+    assert code == 2 and "not available when streaming" in err
+
+
+@pytest.mark.parametrize("every", ["0", "-2", "x"])
+def test_cli_checkpoint_every_must_be_positive(
+    tmp_path: Path, csv_file: Path, capsys: pytest.CaptureFixture[str], every: str
+) -> None:
+    code, err = _train(capsys, csv_file, tmp_path / "m", "--checkpoint-every", every)
+    assert code == 2 and "--checkpoint-every" in err
+
+
+def test_cli_divergence_saves_the_best_model_and_fails(
+    tmp_path: Path, csv_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "model"
+    # Full batch: epoch 1 ends finite (the loss is taken before the step), epoch 2 is NaN.
+    code, err = _train(
+        capsys, csv_file, out, "--lr", "1e30", "--optimizer", "sgd", "--batch-size", "full"
+    )
+    assert code == 2
+    assert "diverged" in err and "best model so far" in err and str(out) in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    clf = steadyclf.load(out)
+    X, _ = _data()
+    assert np.isfinite(clf.predict_proba(X)).all()
+    index = json.loads((out / "model.json").read_text())
+    assert "diverged" in index["metadata"]
+
+
+# -- SIGKILL mid-run, then --resume: the same model as an uninterrupted run -----------------
+_SLOW_CLI = """
+import sys, time
+import steadyclf.cli.model as m
+
+class Slow:
+    def on_epoch_end(self, trainer, record):
+        time.sleep(0.3)  # room to kill the process between checkpoints
+
+m.training_callbacks = lambda output: [Slow()]
+from steadyclf.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _cli(*args: str, slow: bool = False) -> subprocess.Popen[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    code = _SLOW_CLI if slow else "import sys; from steadyclf.cli import main; sys.exit(main())"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_model(
+    tmp_path: Path, csv_file: Path
+) -> None:
+    run = ["train", str(csv_file), "--target", "label", *CLI_RUN, "--max-epochs", "20"]
+    killed = _cli(*run, "--out", str(tmp_path / "model"), "--checkpoint-every", "3", slow=True)
+    reference = _cli(*run, "--out", str(tmp_path / "whole"))
+    checkpoint = tmp_path / "model.checkpoint"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and killed.poll() is None:
+        if (checkpoint / INDEX_FILE).is_file() and read_checkpoint(checkpoint).epoch >= 6:
+            break
+        time.sleep(0.05)
+    assert killed.poll() is None, killed.communicate()[1]
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate()
+    assert killed.returncode == -signal.SIGKILL
+    stopped_at = read_checkpoint(checkpoint).epoch
+    assert 6 <= stopped_at < 20
+    assert not (tmp_path / "model").exists()
+    resumed = _cli(*run, "--out", str(tmp_path / "model"), "--checkpoint-every", "3", "--resume")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert f"resuming from epoch {stopped_at}" in err
+    _, err = reference.communicate(timeout=300)
+    assert reference.returncode == 0, err
+    _assert_same_files(tmp_path / "whole", tmp_path / "model")
+    history = pd.read_csv(tmp_path / "model" / "history.csv")
+    assert history["epoch"].tolist() == list(range(1, 21))
+
+
+def test_cli_divergence_from_the_first_epoch_saves_nothing(
+    tmp_path: Path, csv_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "model"
+    code, err = _train(capsys, csv_file, out, "--lr", "1e30", "--optimizer", "sgd")
+    assert code == 2 and "diverged" in err and "no model was saved" in err
+    assert not out.exists()

@@ -184,3 +184,24 @@ def test_training_does_not_import_torch_dynamo() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU])
+def test_forward_into_matches_the_module_and_reuses_its_buffers(activation) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Linear(5, 7), activation(), nn.Linear(7, 3), activation(), nn.Linear(3, 1)
+    )
+    net = net.double()
+    fused_pass = FusedMLP.from_module(net)
+    assert fused_pass is not None
+    x, _ = _data(n=33)
+    out = torch.empty(33, dtype=torch.float64)
+    with torch.inference_mode():
+        fused_pass.forward_into(x, out)
+        expected = net(x).reshape(-1)
+        torch.testing.assert_close(out, expected, rtol=0, atol=0)
+        buffers = {k: b.data_ptr() for k, b in fused_pass._buffers.items()}
+        fused_pass.forward_into(x[:10], out[:10])
+        torch.testing.assert_close(out[:10], expected[:10], rtol=1e-15, atol=1e-15)
+    assert {k: b.data_ptr() for k, b in fused_pass._buffers.items()} == buffers

@@ -22,6 +22,7 @@ run produces bit-for-bit the model an uninterrupted run would have.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -52,7 +53,10 @@ __all__ = [
     "INDEX_FILE",
     "Checkpoint",
     "FitContext",
+    "check_checkpoint_dir",
+    "checkpoint_dir_for",
     "read_checkpoint",
+    "remove_checkpoint",
     "write_checkpoint",
 ]
 
@@ -336,6 +340,55 @@ def write_checkpoint(
     return root / INDEX_FILE
 
 
+def checkpoint_dir_for(model_dir: str | os.PathLike[str]) -> Path:
+    """Where the CLI keeps the checkpoint of a run writing ``model_dir``: beside it."""
+    model = Path(model_dir)
+    return model.with_name(model.name + ".checkpoint")
+
+
+def check_checkpoint_dir(directory: str | os.PathLike[str], *, resume: bool) -> int | None:
+    """Refuse a checkpoint directory that would mix with other files or lose a run.
+
+    Returns the epoch to resume from (``resume``) or ``None``. Without ``resume`` an
+    existing checkpoint is an error: starting afresh would overwrite the earlier run.
+    """
+    root = Path(directory)
+    if resume:
+        if not (root / INDEX_FILE).is_file():
+            raise ModelFileError(
+                f"no checkpoint to resume from in {str(root)!r}; run without --resume to "
+                "start training"
+            )
+        return read_checkpoint(root).epoch
+    if not root.exists():
+        return None
+    if not root.is_dir():
+        raise ModelFileError(f"{str(root)!r} exists and is not a checkpoint directory")
+    if (root / INDEX_FILE).is_file():
+        epoch = read_checkpoint(root).epoch
+        raise ModelFileError(
+            f"{str(root)!r} holds the checkpoint of an earlier run (epoch {epoch}); add "
+            "--resume to continue it, or remove the directory to start afresh"
+        )
+    if any(root.iterdir()):
+        raise ModelFileError(
+            f"{str(root)!r} exists and is not a steadyclf checkpoint; move it away"
+        )
+    return None
+
+
+def remove_checkpoint(directory: str | os.PathLike[str]) -> bool:
+    """Delete the files a checkpoint consists of, then the directory if it is empty."""
+    root = Path(directory)
+    if not root.is_dir():
+        return False
+    for path in [root / INDEX_FILE, *root.glob("checkpoint-*.safetensors")]:
+        path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # someone else's files are in there: leave them
+        root.rmdir()
+    return True
+
+
 def _config_json(config: TrainConfig) -> dict[str, Any]:
     return {name: getattr(config, name) for name in _CONFIG_FIELDS}
 
@@ -603,6 +656,9 @@ class Checkpoint:
                 f"training interrupted after epoch {trainer.epoch}; checkpoint saved in "
                 f"{str(self.directory)!r}; resume from it to continue"
             )
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        """Nothing to do: the last checkpoint stays until its owner removes it."""
 
     def on_train_exit(self, trainer: Trainer) -> None:
         """Give Ctrl-C back its previous meaning."""

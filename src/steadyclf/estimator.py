@@ -433,7 +433,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         if self.threshold_metric is None and in_valid is None:
             self.validation_metrics_: dict[str, Any] = {}
             return
-        proba = 1.0 / (1.0 + np.exp(-self._logits(x_num[rows], x_cat[rows])))
+        proba = expit(self._logits(x_num[rows], x_cat[rows]))  # no overflow warning
         if self.threshold_metric is not None:
             self.threshold_ = tune_threshold(y[rows], proba, self.threshold_metric)
         self.validation_metrics_ = (

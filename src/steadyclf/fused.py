@@ -99,6 +99,7 @@ class FusedMLP:
         self._weights = [layer.weight.detach() for layer in linears]
         self._biases = [layer.bias.detach() for layer in linears]
         self._grads: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._buffers: dict[int, torch.Tensor] = {}
 
     @classmethod
     def from_module(cls, module: nn.Module, pos_weight: float | None = None) -> FusedMLP | None:
@@ -183,6 +184,33 @@ class FusedMLP:
             grad = torch.mm(grad, weights[k])
             grad = self.activations[k - 1].backward(grad, pre_activations[k - 1], inputs[k])
         return logits.reshape(-1)
+
+    def forward_into(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        """Write the logits of ``x`` into ``out`` (shape ``(n,)``), for inference.
+
+        The same operations as the module's forward (``addmm`` is what ``nn.Linear``
+        runs on a matrix), into hidden-layer buffers kept between calls: a prediction
+        loop over chunks allocates nothing, so no fresh pages to fault in per chunk.
+        """
+        h = x
+        for k, (weight, bias, activation) in enumerate(
+            zip(self._weights, self._biases, self.activations, strict=False)
+        ):
+            buffer = self._buffer(k, x.shape[0], weight.shape[0], x)
+            h = activation.forward(torch.addmm(bias, h, weight.t(), out=buffer))
+        torch.addmm(self._biases[-1], h, self._weights[-1].t(), out=out.view(-1, 1))
+
+    def _buffer(self, k: int, rows: int, width: int, like: torch.Tensor) -> torch.Tensor:
+        buffer = self._buffers.get(k)
+        if (
+            buffer is None
+            or buffer.shape[0] < rows
+            or buffer.dtype != like.dtype
+            or buffer.device != like.device
+        ):
+            buffer = torch.empty((rows, width), dtype=like.dtype, device=like.device)
+            self._buffers[k] = buffer
+        return buffer[:rows]
 
 
 # -- optimizers without the lazy torch._dynamo import ----------------------------------------

@@ -42,8 +42,8 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from .exceptions import ModelFileError
-from .network import SteadyNet
+from .exceptions import ModelFileError, SteadyclfError
+from .network import ACTIVATIONS, SteadyNet
 from .tabular import TabularEncoder
 
 if TYPE_CHECKING:
@@ -67,6 +67,8 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "model.json"
 _CLASS_DTYPE_KINDS = "OUSbifu"
+#: model.json holds the schema and the history: far below this for any real model.
+MAX_INDEX_BYTES = 256 << 20
 _LIBRARIES = ("steadyclf", "torch", "numpy", "pandas", "scikit-learn", "safetensors")
 
 
@@ -229,8 +231,12 @@ def read_index(path: str | os.PathLike[str]) -> dict[str, Any]:
     root = _model_dir(path)
     index_path = root / INDEX_FILE
     try:
+        if index_path.stat().st_size > MAX_INDEX_BYTES:
+            raise ModelFileError(
+                f"{str(index_path)!r} is larger than {MAX_INDEX_BYTES >> 20} MiB; it is not a model index"
+            )
         index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{str(index_path)!r} is corrupted (not valid JSON: {exc})") from None
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise ModelFileError(f"{str(index_path)!r} is not a steadyclf model file")
@@ -316,16 +322,12 @@ def _read_weights(root: Path, index: dict[str, Any]) -> dict[str, torch.Tensor]:
 def _build(index: dict[str, Any], state: dict[str, torch.Tensor], root: Path) -> BinaryClassifier:
     from .estimator import BinaryClassifier
 
-    arch = index["architecture"]
-    module = SteadyNet(
-        int(arch["n_numeric"]),
-        int(arch["n_missing"]),
-        [int(v) for v in arch["vocab_sizes"]],
-        tuple(int(h) for h in arch["hidden"]),
-        str(arch["activation"]),
-        batchnorm=bool(arch["batchnorm"]),
-    ).double()
-    _check_state(module, state, root)
+    layout = _layout(index["architecture"], root)
+    # The layout is checked against the tensors on the "meta" device first (shapes, no
+    # memory): a tampered model.json cannot make loading allocate more than the weights.
+    with torch.device("meta"):
+        _check_state(SteadyNet(*layout[:5], batchnorm=layout[5]).double(), state, root)
+    module = SteadyNet(*layout[:5], batchnorm=layout[5]).double()
     module.load_state_dict(state, strict=True)
     module.eval()
     encoder = TabularEncoder.from_dict(index["schema"])
@@ -354,7 +356,72 @@ def _build(index: dict[str, Any], state: dict[str, torch.Tensor], root: Path) ->
     clf.threshold_ = float(index["threshold"])
     if not 0.0 <= clf.threshold_ <= 1.0:
         raise ValueError(f"threshold {clf.threshold_} is not in [0, 1]")
+    _check_fitted_fields(clf, index, root)
     return clf
+
+
+def _check_fitted_fields(clf: BinaryClassifier, index: dict[str, Any], root: Path) -> None:
+    """What the rest of model.json says must agree with the schema and the network."""
+    where = f"{str(root / INDEX_FILE)!r} is corrupted"
+    if index["weights"].get("file") != WEIGHTS_FILE:
+        raise ModelFileError(f"{where}: the weights file must be {WEIGHTS_FILE}")
+    if not isinstance(index["threshold"], (int, float)) or isinstance(index["threshold"], bool):
+        raise ModelFileError(f"{where}: the threshold is not a number")
+    columns = [c.name for c in clf.encoder_.columns_]
+    if clf.n_features_in_ != len(columns):
+        raise ModelFileError(
+            f"{where}: n_features_in is {clf.n_features_in_} but the schema has {len(columns)} columns"
+        )
+    names = getattr(clf, "feature_names_in_", None)
+    if names is not None and list(names) != columns:
+        raise ModelFileError(f"{where}: feature_names_in does not match the schema's columns")
+    try:
+        clf._validate_params_()
+    except SteadyclfError as exc:
+        raise ModelFileError(f"{where}: invalid parameters ({exc})") from None
+    hidden = tuple(
+        int(layer.out_features) for layer in clf.module_.body if isinstance(layer, nn.Linear)
+    )
+    if tuple(clf.hidden) != hidden[:-1]:
+        raise ModelFileError(
+            f"{where}: parameter hidden={tuple(clf.hidden)} does not match the network"
+        )
+
+
+def _layout(arch: Any, root: Path) -> tuple[int, int, list[int], tuple[int, ...], str, bool]:
+    """The network layout in model.json, type- and range-checked."""
+    where = f"{str(root / INDEX_FILE)!r}"
+
+    def count(value: Any, name: str, low: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ModelFileError(
+                f"{where} is corrupted: architecture {name} is {value!r}, not an integer >= {low}"
+            )
+        return value
+
+    def counts(value: Any, name: str, low: int) -> list[int]:
+        if not isinstance(value, list):
+            raise ModelFileError(f"{where} is corrupted: architecture {name} is not a list")
+        return [count(v, name, low) for v in value]
+
+    if not isinstance(arch, dict):
+        raise ModelFileError(f"{where} is corrupted: architecture is not a mapping")
+    activation = arch.get("activation")
+    if activation not in ACTIVATIONS:
+        raise ModelFileError(
+            f"{where} is corrupted: unknown activation {activation!r} (one of {', '.join(ACTIVATIONS)})"
+        )
+    batchnorm = arch.get("batchnorm")
+    if not isinstance(batchnorm, bool):
+        raise ModelFileError(f"{where} is corrupted: architecture batchnorm is {batchnorm!r}")
+    return (
+        count(arch.get("n_numeric"), "n_numeric", 0),
+        count(arch.get("n_missing"), "n_missing", 0),
+        counts(arch.get("vocab_sizes"), "vocab_sizes", 2),
+        tuple(counts(arch.get("hidden"), "hidden", 1)),
+        str(activation),
+        batchnorm,
+    )
 
 
 def _check_state(module: nn.Module, state: dict[str, torch.Tensor], root: Path) -> None:
@@ -372,6 +439,11 @@ def _check_state(module: nn.Module, state: dict[str, torch.Tensor], root: Path) 
             raise ModelFileError(
                 f"tensor {name!r} in {where!r} is {tensor.dtype} {tuple(tensor.shape)}, expected {reference.dtype} {tuple(reference.shape)} from {INDEX_FILE}"
             )
+        if tensor.dtype.is_floating_point and not bool(torch.isfinite(tensor).all()):
+            raise ModelFileError(f"tensor {name!r} in {where!r} holds NaN or infinite values")
+    scale = state.get("encoder.normalize.scale")
+    if scale is not None and not bool((scale > 0).all()):
+        raise ModelFileError(f"tensor 'encoder.normalize.scale' in {where!r} is not positive")
 
 
 def _check_consistent(module: SteadyNet, encoder: TabularEncoder, root: Path) -> None:

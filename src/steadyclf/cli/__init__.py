@@ -43,16 +43,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args
     try:
         cli.main(args=args, prog_name="steadyclf", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("steadyclf: interrupted", err=True)
+    except click.exceptions.Abort as exc:
+        click.echo(f"steadyclf: interrupted{_detail(exc.__cause__)}", err=True)
         return EXIT_INTERRUPTED
     except click.exceptions.ClickException as exc:
         exc.show()
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("steadyclf: interrupted", err=True)
+    except KeyboardInterrupt as exc:
+        click.echo(f"steadyclf: interrupted{_detail(exc)}", err=True)
         return EXIT_INTERRUPTED
     except SteadyclfError as exc:
         if debug:
@@ -60,6 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo(f"steadyclf: error: {_one_line(str(exc))}", err=True)
         return EXIT_USER_ERROR
     return 0
+
+
+def _detail(exc: BaseException | None) -> str:
+    """``': <message>'`` of an interruption that says more (e.g. where its checkpoint is)."""
+    text = _one_line(str(exc)) if isinstance(exc, KeyboardInterrupt) else ""
+    return f": {text}" if text else ""
 
 
 def _one_line(message: str) -> str:

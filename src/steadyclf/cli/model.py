@@ -32,9 +32,16 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from .. import persistence
+from ..checkpoint import Checkpoint, check_checkpoint_dir, checkpoint_dir_for, remove_checkpoint
 from ..estimator import BinaryClassifier
 from ..evaluation import THRESHOLD_METRICS, binary_metrics, labels_to_binary
-from ..exceptions import DataError, ParameterError, SteadyclfError
+from ..exceptions import (
+    DataError,
+    ParameterError,
+    SteadyclfError,
+    TrainingDivergedError,
+    TrainingInterrupted,
+)
 from ..io import read_table, table_format, write_table
 from ..network import ACTIVATIONS, NORMALIZATIONS
 from ..tabular import ColumnInfo, split_target
@@ -338,6 +345,46 @@ def write_model(
     return [str(Path(out) / name) for name in written]
 
 
+def training_checkpoint(out: str, *, every: int | None, resume: bool, output: Output) -> Checkpoint:
+    """The run's checkpoint, in ``OUT.checkpoint`` beside the model directory.
+
+    Written every ``every`` epochs and, in any case, on Ctrl-C; checked before the data
+    is read, so that a forgotten ``--resume`` does not overwrite an earlier run.
+    """
+    directory = checkpoint_dir_for(out)
+    epoch = check_checkpoint_dir(directory, resume=resume)
+    if epoch is not None:
+        output.note(f"resuming from epoch {epoch} (checkpoint {str(directory)!r})")
+    return Checkpoint(directory, every=every, resume=resume)
+
+
+def fit_keeping_work(
+    clf: BinaryClassifier,
+    table: TrainingData,
+    callbacks: list[Any],
+    *,
+    checkpoint: Checkpoint,
+    out: str,
+    metadata: Mapping[str, Any],
+    output: Output,
+) -> None:
+    """Fit; a diverged run still saves its best model, an interrupted one says how to resume."""
+    try:
+        clf.fit(table.X, table.y, callbacks=[*callbacks, checkpoint])
+    except TrainingDivergedError as exc:
+        if not hasattr(clf, "module_"):  # no epoch ended with finite weights
+            raise TrainingDivergedError(f"{exc}; no model was saved") from None
+        write_model(clf, out, metadata={**metadata, "diverged": str(exc)}, output=output)
+        raise TrainingDivergedError(
+            f"{exc}; the best model so far (epoch {clf.best_epoch_}) was saved to {out!r}"
+        ) from None
+    except TrainingInterrupted:
+        raise TrainingInterrupted(
+            f"stopped after epoch {checkpoint.saved_epoch}; checkpoint saved in "
+            f"{str(checkpoint.directory)!r}; run the same command with --resume to continue"
+        ) from None
+
+
 def report_stalls(clf: BinaryClassifier, output: Output) -> None:
     """Print what the stall detector saw (see :class:`~steadyclf.diagnostics.StallDetector`)."""
     for w in clf.warnings_:
@@ -418,6 +465,13 @@ def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) 
 @click.option(
     "--memory-budget", help="Memory for data held at once, e.g. 200MB [half the free RAM]."
 )
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=1),
+    metavar="K",
+    help="Save a checkpoint every K epochs in OUT.checkpoint (Ctrl-C always saves one).",
+)
+@click.option("--resume", is_flag=True, help="Continue the run saved in OUT.checkpoint.")
 @estimator_options
 @click.option("--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print only a JSON summary on stdout.")
@@ -428,6 +482,8 @@ def train(
     drop_missing_target: bool,
     stream: bool,
     memory_budget: str | None,
+    checkpoint_every: int | None,
+    resume: bool,
     quiet: bool,
     as_json: bool,
     **options: Any,
@@ -444,15 +500,30 @@ def train(
             raise ParameterError(
                 "--drop-missing-target is not available when streaming; remove those rows from the data first"
             )
+        if checkpoint_every is not None or resume:
+            raise ParameterError(
+                "--checkpoint-every and --resume are not available when streaming (--stream)"
+            )
         train_streamed(clf, data, target, out, budget=budget, output=output)
         return
+    checkpoint = training_checkpoint(out, every=checkpoint_every, resume=resume, output=output)
     table = load_training_data(data, target, drop_missing_target=drop_missing_target, output=output)
+    metadata = {"target": target, "data": str(data), "rows": len(table.X)}
     started = time.perf_counter()
-    clf.fit(table.X, table.y, callbacks=training_callbacks(output))
+    fit_keeping_work(
+        clf,
+        table,
+        training_callbacks(output),
+        checkpoint=checkpoint,
+        out=out,
+        metadata=metadata,
+        output=output,
+    )
     seconds = time.perf_counter() - started
     report_stalls(clf, output)
-    metadata = {"target": target, "data": str(data), "rows": len(table.X)}
     files = write_model(clf, out, metadata=metadata, output=output)
+    if remove_checkpoint(checkpoint.directory):  # the model holds the work now
+        output.note(f"removed checkpoint {str(checkpoint.directory)!r}")
     summary = train_summary(clf, table, out, seconds, files)
     output.result(summary, lambda: format_train_summary(summary, clf.encoder_.columns_))
 
