@@ -283,11 +283,11 @@ def test_shuffle_buffer_emits_every_row_once_in_a_new_order() -> None:
         rows = torch.arange(start, min(start + 70, 1000))
         for xb, yb in buffer.push(rows[:, None].float(), rows.float()):
             assert torch.equal(xb[:, 0], yb)
-            seen.append(yb)
+            seen.append(yb.clone())  # a batch is a view into the buffer
             sizes.append(len(yb))
         assert buffer.size < 100  # bounded: what is held between chunks
     for _, yb in buffer.drain():
-        seen.append(yb)
+        seen.append(yb.clone())
         sizes.append(len(yb))
     order = torch.cat(seen).long()
     assert sorted(order.tolist()) == list(range(1000))

@@ -66,6 +66,7 @@ from .tabular import (
     encode_categories,
     encode_labels,
 )
+from .threads import intra_op_threads, threads_for
 from .training import Callback, TrainConfig, Trainer, make_optimizer, make_scheduler
 
 if TYPE_CHECKING:
@@ -452,8 +453,9 @@ class DataSource:
         self, piece: Piece, columns: list[str], batch_rows: int
     ) -> Iterator[pa.RecordBatch]:
         assert piece.row_group is not None
-        # A small read buffer and no pre-buffering: memory follows the batch, not the file.
-        with pq.ParquetFile(piece.path, buffer_size=1 << 20, pre_buffer=False) as f:
+        # Small read buffers (one per column) and no pre-buffering: memory follows the
+        # batch, not the row group.
+        with pq.ParquetFile(piece.path, buffer_size=1 << 16, pre_buffer=False) as f:
             yield from f.iter_batches(
                 batch_size=batch_rows, row_groups=[piece.row_group], columns=columns
             )
@@ -1336,22 +1338,31 @@ class ShuffleBuffer:
     permuted and all but half of it leaves as batches of ``batch_size`` rows. A row thus
     leaves after a random number of later chunks, which, with the pieces read in a random
     order, gives mini-batches drawn from across the data in bounded memory.
+
+    The rows live in two blocks allocated once (the rows held, and their permutation):
+    re-allocating buffer-sized tensors at every emission made the C heap grow far beyond
+    the buffer. A batch is a view that stays valid until the next chunk is pushed.
     """
 
     def __init__(self, capacity: int, batch_size: int, generator: torch.Generator) -> None:
         self.capacity = max(capacity, 2 * batch_size)
         self.batch_size = batch_size
         self.generator = generator
-        self._x: list[torch.Tensor] = []
-        self._y: list[torch.Tensor] = []
         self.size = 0
+        self._x: torch.Tensor | None = None  # rows held, then room for one more chunk
+        self._y: torch.Tensor | None = None
+        self._px: torch.Tensor | None = None  # the permuted rows being emitted
+        self._py: torch.Tensor | None = None
 
     def push(self, x: torch.Tensor, y: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Add rows; yield the batches that leave the buffer."""
-        if x.shape[0]:
-            self._x.append(x)
-            self._y.append(y)
-            self.size += x.shape[0]
+        n = int(x.shape[0])
+        if n:
+            self._reserve(x, y, self.size + n)
+            assert self._x is not None and self._y is not None
+            self._x[self.size : self.size + n] = x
+            self._y[self.size : self.size + n] = y
+            self.size += n
         if self.size >= self.capacity:
             yield from self._emit(keep=self.capacity // 2)
 
@@ -1359,19 +1370,38 @@ class ShuffleBuffer:
         """Yield every row left, the last batch possibly smaller."""
         yield from self._emit(keep=0)
 
+    def _reserve(self, x: torch.Tensor, y: torch.Tensor, rows: int) -> None:
+        if self._x is not None and self._y is not None and rows <= self._x.shape[0]:
+            return
+        # Room for the buffer plus a chunk as large as the one that did not fit.
+        size = max(rows, self.capacity + int(x.shape[0]))
+        old_x, old_y = self._x, self._y
+        self._x = x.new_empty((size, *x.shape[1:]))
+        self._y = y.new_empty((size, *y.shape[1:]))
+        self._px, self._py = torch.empty_like(self._x), torch.empty_like(self._y)
+        if old_x is not None and old_y is not None and self.size:
+            self._x[: self.size] = old_x[: self.size]
+            self._y[: self.size] = old_y[: self.size]
+
     def _emit(self, keep: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if not self.size:
             return
-        x, y = torch.cat(self._x), torch.cat(self._y)
-        order = torch.randperm(self.size, generator=self.generator).to(x.device)
-        x, y = x.index_select(0, order), y.index_select(0, order)
-        bs = self.batch_size
-        n_out = self.size - keep if keep == 0 else (self.size - keep) // bs * bs
+        assert self._x is not None and self._y is not None
+        assert self._px is not None and self._py is not None
+        size, bs = self.size, self.batch_size
+        order = torch.randperm(size, generator=self.generator).to(self._x.device)
+        px, py = self._px[:size], self._py[:size]
+        torch.index_select(self._x[:size], 0, order, out=px)
+        torch.index_select(self._y[:size], 0, order, out=py)
+        n_out = size if keep == 0 else (size - keep) // bs * bs
+        # The rows that stay move to the front of the held block; the batches are views
+        # of the permuted block, which is only rewritten at the next emission.
+        self._x[: size - n_out] = px[n_out:]
+        self._y[: size - n_out] = py[n_out:]
+        self.size = size - n_out
         for start in range(0, n_out, bs):
             stop = min(start + bs, n_out)
-            yield x[start:stop], y[start:stop]
-        self._x, self._y = ([x[n_out:]], [y[n_out:]]) if n_out < self.size else ([], [])
-        self.size -= n_out
+            yield px[start:stop], py[start:stop]
 
 
 class _Encoded:
@@ -1446,8 +1476,9 @@ class StreamingData:
         self.columns = [*enc.input_columns, stats.target]
         self.read_rows = read_rows_for_budget(arrow_row_bytes(source.schema, self.columns), budget)
         row_bytes = 4 * (module.encoder.n_features_out + 1)
-        # The buffer holds 1/8 of the budget; permuting it briefly doubles that.
-        self.buffer_rows = max(4 * batch_size, budget // 8 // row_bytes)
+        # The buffer's two blocks (rows held plus one chunk, and their permutation)
+        # take about 1/4 of the budget.
+        self.buffer_rows = max(4 * batch_size, budget // 16 // row_bytes - self.read_rows)
         self.validation = None
         if stats.split.fraction > 0:
             # The hash keeps about this many rows; a little more room avoids regrowing.
@@ -1610,7 +1641,9 @@ class StreamTrainer(Trainer):
                 getattr(cb, "on_train_setup", lambda t: None)(self)
             for cb in cfg.callbacks:
                 getattr(cb, "on_train_begin", lambda t: None)(self)
-            self._run_epochs(cast(Any, train), cast(Any, valid), generator, loss_fn)
+            # As the base class: one intra-op thread unless the steps are large.
+            with intra_op_threads(threads_for(train.batch_size, self.plain)):
+                self._run_epochs(cast(Any, train), cast(Any, valid), generator, loss_fn)
         finally:
             for cb in cfg.callbacks:
                 getattr(cb, "on_train_exit", lambda t: None)(self)
@@ -1878,9 +1911,9 @@ def _train_config(
 
 
 def _validation_keep(stats: StreamStatistics, module: SteadyNet, budget: int) -> float:
-    """Share of validation rows kept: all of them if they fit 1/4 of the budget."""
+    """Share of validation rows kept: all of them if they fit 1/8 of the budget."""
     row_bytes = 4 * (module.encoder.n_features_out + 1)
-    return min(1.0, budget / 4 / max(1, stats.local_valid * row_bytes))
+    return min(1.0, budget / 8 / max(1, stats.local_valid * row_bytes))
 
 
 def _score_validation(
