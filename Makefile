@@ -27,5 +27,16 @@ test: lint
 convergence: $(STAMP)
 	$(BIN)/python benchmarks/convergence.py
 
+# Speed against the peers (skorch, LightGBM: the bench extra, installed on first use).
+$(VENV)/.installed-bench: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,plot,bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/speed.py
+
+bench-quick: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/speed.py --quick
+
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache

@@ -205,3 +205,61 @@ def test_forward_into_matches_the_module_and_reuses_its_buffers(activation) -> N
         fused_pass.forward_into(x[:10], out[:10])
         torch.testing.assert_close(out[:10], expected[:10], rtol=1e-15, atol=1e-15)
     assert {k: b.data_ptr() for k, b in fused_pass._buffers.items()} == buffers
+
+
+def _twins(name: str) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 1))
+    b = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 1))
+    b.load_state_dict(a.state_dict())
+    return (
+        a,
+        b,
+        make_optimizer(name, a.parameters(), 0.01, 1e-3),
+        make_optimizer(name, b.parameters(), 0.01, 1e-3),
+    )
+
+
+def _grads(model: nn.Module, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for p in model.parameters():
+        p.grad = torch.randn(p.shape, generator=g)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_lean_adam_step_is_optimizer_step(name: str) -> None:
+    a, b, opt_a, opt_b = _twins(name)
+    lean = fused.LeanAdamStep.for_optimizer(opt_a)
+    assert lean is not None
+    for step in range(6):
+        if step == 3:  # a schedule changes the rate between steps
+            for opt in (opt_a, opt_b):
+                opt.param_groups[0]["lr"] = 0.003
+        _grads(a, step)
+        _grads(b, step)
+        lean()
+        opt_b.step()
+        for p, q in zip(a.parameters(), b.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert opt_a.state_dict()["state"][0]["step"] == 6
+    # State replaced (checkpoint) or cleared (divergence recovery): read again, same result.
+    opt_a.load_state_dict(opt_b.state_dict())
+    opt_a.state.clear()
+    opt_b.state.clear()
+    for step in range(6, 9):
+        _grads(a, step)
+        _grads(b, step)
+        lean()
+        opt_b.step()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_lean_step_only_for_plain_fused_adam() -> None:
+    net = nn.Linear(3, 1)
+    assert fused.LeanAdamStep.for_optimizer(make_optimizer("sgd", net.parameters(), 0.1, 0)) is None
+    assert (
+        fused.LeanAdamStep.for_optimizer(torch.optim.Adam(net.parameters(), amsgrad=True)) is None
+    )
+    assert fused.LeanAdamStep.for_optimizer(torch.optim.Adam(net.parameters())) is None
+    assert fused.LeanAdamStep.for_optimizer(torch.optim.Adam(net.parameters(), fused=True))

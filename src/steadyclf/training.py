@@ -20,7 +20,7 @@ from torch import nn
 
 from . import fused as _fused
 from .exceptions import ParameterError, TrainingDivergedError
-from .fused import FusedMLP
+from .fused import FusedMLP, LeanAdamStep
 from .threads import intra_op_threads, threads_for
 
 __all__ = [
@@ -81,8 +81,9 @@ class TrainConfig:
     max_recoveries: int = 3
     seed: int = 0
     callbacks: Sequence[Callback] = field(default_factory=tuple)
-    #: Hand-written gradients for plain MLPs (:class:`~steadyclf.fused.FusedMLP`); other
-    #: modules, or ``False`` here, use autograd.
+    #: Hand-written gradients for plain MLPs (:class:`~steadyclf.fused.FusedMLP`) and
+    #: lean fused Adam steps (:class:`~steadyclf.fused.LeanAdamStep`); other modules and
+    #: optimizers, or ``False`` here, use autograd and ``optimizer.step()``.
     fused: bool = True
 
 
@@ -175,6 +176,7 @@ class Trainer:
         self.bad_epochs = 0
         self.best_state: dict[str, torch.Tensor] | None = None
         self._fused: FusedMLP | None = None
+        self._lean_step: LeanAdamStep | None = None
 
     # -- one epoch -------------------------------------------------------------------------
     def _loss_fn(self, device: torch.device) -> nn.BCEWithLogitsLoss:
@@ -201,7 +203,10 @@ class Trainer:
             logits = self.module(xb).reshape(-1)
             loss_fn(logits, yb).backward()
             logits = logits.detach()
-        self.optimizer.step()
+        if self._lean_step is not None:
+            self._lean_step()
+        else:
+            self.optimizer.step()
         return logits
 
     def train_epoch(
@@ -352,6 +357,7 @@ class Trainer:
             cfg.optimizer, self.module.parameters(), cfg.lr, cfg.weight_decay
         )
         self._fused = FusedMLP.from_module(self.module, cfg.pos_weight) if cfg.fused else None
+        self._lean_step = LeanAdamStep.for_optimizer(self.optimizer) if cfg.fused else None
         self.scheduler = make_scheduler(
             cfg.schedule,
             self.optimizer,
