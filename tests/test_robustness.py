@@ -242,3 +242,27 @@ def test_absurd_parameters_are_refused_before_any_allocation(
     X = np.random.default_rng(0).normal(size=(20, 3))
     with pytest.raises(ParameterError, match=match):
         BinaryClassifier(**params).fit(X, [0, 1] * 10)
+
+
+@pytest.mark.parametrize(
+    ("option", "match"),
+    [
+        (["--hidden", "1000000000"], "parameters"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--lr", "-1"], "--lr"),
+        (["--lr", "nan"], "--lr"),
+        (["--max-epochs", "0"], "max_epochs"),
+        (["--checkpoint-every", "0"], "--checkpoint-every"),
+    ],
+)
+def test_absurd_cli_options_are_one_line_errors(
+    tmp_path: Path, option: list[str], match: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from steadyclf.cli import main
+
+    data = tmp_path / "d.csv"
+    pd.DataFrame({"x": np.arange(20.0), "y": [0, 1] * 10}).to_csv(data, index=False)
+    code = main(["train", str(data), "--target", "y", "--out", str(tmp_path / "m"), *option])
+    err = capsys.readouterr().err
+    assert code == 2 and match in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()

@@ -312,6 +312,16 @@ def test_links_and_devices_are_not_model_files(tmp_path: Path, model_dir: Path) 
         steadyclf.load(copy)
 
 
+def test_links_to_devices_are_not_checkpoint_files(tmp_path: Path, checkpoint_dir: Path) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(checkpoint_dir, copy)
+    weights = next(copy.glob("checkpoint-*.safetensors"))
+    weights.unlink()
+    weights.symlink_to("/dev/zero")
+    with pytest.raises(ModelFileError, match="missing"):
+        read_checkpoint(copy)
+
+
 def test_oversized_model_json_is_refused_unread(
     tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -372,3 +382,84 @@ def test_failed_model_write_leaves_no_partial_directory(
         assert code == 2 and "No space left" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
     assert {p.name: p.read_bytes() for p in old.iterdir()} == before
+
+
+# -- tampered checkpoints ---------------------------------------------------------------------
+def _tampered_checkpoint(
+    checkpoint_dir: Path,
+    tmp_path: Path,
+    *,
+    index: Callable[[dict[str, Any]], None] | None = None,
+    tensors: Callable[[dict[str, torch.Tensor]], None] | None = None,
+) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(checkpoint_dir, copy)
+    data = json.loads((copy / CHECKPOINT_INDEX).read_text())
+    if tensors is not None:
+        weights = copy / data["weights_file"]
+        state = safetensors.torch.load_file(weights)
+        tensors(state)
+        blob = safetensors.torch.save(state)
+        weights.write_bytes(blob)
+        data["weights_sha256"] = hashlib.sha256(blob).hexdigest()
+    if index is not None:
+        index(data)
+    (copy / CHECKPOINT_INDEX).write_text(json.dumps(data))
+    return copy
+
+
+def _module_key(state: dict[str, torch.Tensor]) -> str:
+    return next(k for k in state if k.startswith("state.module.") and k.endswith("weight"))
+
+
+def _moment_key(state: dict[str, torch.Tensor]) -> str:
+    return next(k for k in state if k.startswith("state.optimizer.") and "exp_avg" in k)
+
+
+@pytest.mark.parametrize(
+    ("index", "tensors", "match"),
+    [
+        (_set("format_version", 2), None, "format version"),
+        (_set("format", "steadyclf-model"), None, "not a steadyclf checkpoint"),
+        (_set("weights_file", "../../model.safetensors"), None, "invalid weights file"),
+        (_set("weights_sha256", "0" * 64), None, "SHA-256"),
+        (_set("state", "epoch", 99), None, "one row per epoch|past max_epochs"),
+        (_set("state", "epoch", "2"), None, "wrong type"),
+        (_set("state", "history", []), None, "one row per epoch"),
+        (_set("config", "lr", 1.0), None, "setting 'lr'"),
+        (lambda d: d["state"].pop("optimizer"), None, "keys"),
+        (lambda d: d["state"].update(extra=1), None, "keys"),
+        (
+            lambda d: d["state"]["optimizer"]["param_groups"][0].update(lr={"$float": "nan"}),
+            None,
+            "learning rate",
+        ),
+        (lambda d: d["state"].update(epoch={"$tensor": "nope"}), None, "not in the file"),
+        (lambda d: d["state"].update(epoch={"$evil": 1}), None, "unknown marker"),
+        (
+            None,
+            lambda s: s.update({_module_key(s): s[_module_key(s)][:1].clone()}),
+            "shape",
+        ),
+        (None, lambda s: s[_module_key(s)].fill_(float("inf")), "non-finite"),
+        (
+            None,
+            lambda s: s.update({_moment_key(s): torch.zeros(1, 1)}),
+            "the parameter has shape",
+        ),
+        (None, lambda s: s.update({"state.generator": torch.zeros(3, dtype=torch.uint8)}), "shape"),
+    ],
+)
+def test_tampered_checkpoints_are_a_clear_error(
+    tmp_path: Path,
+    checkpoint_dir: Path,
+    index: Callable[[dict[str, Any]], None] | None,
+    tensors: Callable[[dict[str, torch.Tensor]], None] | None,
+    match: str,
+) -> None:
+    tampered = _tampered_checkpoint(checkpoint_dir, tmp_path, index=index, tensors=tensors)
+    frame = _frame()
+    with pytest.raises((ModelFileError, steadyclf.ParameterError), match=match):
+        BinaryClassifier(random_state=0, max_epochs=5).fit(
+            frame[["x", "city"]], frame["y"], callbacks=[Checkpoint(tampered, resume=True)]
+        )

@@ -426,6 +426,8 @@ def read_checkpoint(directory: str | os.PathLike[str]) -> CheckpointData:
     if not isinstance(name, str) or not _WEIGHTS_PATTERN.fullmatch(name):
         raise ModelFileError(f"{index_path} names an invalid weights file {name!r}")
     weights_path = root / name
+    if not weights_path.is_file():  # missing, or a device or FIFO that would never end
+        raise ModelFileError(f"checkpoint weights {str(weights_path)!r} are missing")
     try:
         blob = weights_path.read_bytes()
     except OSError as exc:

@@ -160,6 +160,20 @@ def _parse_batch_size(ctx: click.Context, param: click.Parameter, value: str | N
     return size
 
 
+def _parse_checkpoint_every(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> int | None:
+    if value is None:
+        return None
+    try:
+        every = int(value)
+    except ValueError:
+        every = 0
+    if every <= 0:
+        raise ParameterError(f"--checkpoint-every must be a positive integer; got {value!r}")
+    return every
+
+
 def _parse_pos_weight(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     if value is None or value == "balanced":
         return value
@@ -467,7 +481,7 @@ def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) 
 )
 @click.option(
     "--checkpoint-every",
-    type=click.IntRange(min=1),
+    callback=_parse_checkpoint_every,
     metavar="K",
     help="Save a checkpoint every K epochs in OUT.checkpoint (Ctrl-C always saves one).",
 )
