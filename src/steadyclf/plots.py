@@ -48,6 +48,7 @@ def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a figure is meant to be shared
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

@@ -317,7 +317,7 @@ class TabularEncoder:
             if n_missing[j] == 0 and low[j] == high[j]:
                 value = frame[name].iloc[0]
                 out[name] = ColumnInfo(
-                    name, "dropped", dtype, f"constant (every value is {value!r})"
+                    name, "dropped", dtype, f"constant (every value is {_plain(value)})"
                 )
             else:
                 out[name] = ColumnInfo(
@@ -343,7 +343,7 @@ class TabularEncoder:
             return self._numeric(name, series, _forced_numeric_role(series))
         if _is_constant(series):
             return ColumnInfo(
-                name, "dropped", dtype, f"constant (every value is {series.iloc[0]!r})"
+                name, "dropped", dtype, f"constant (every value is {_plain(series.iloc[0])})"
             )
         if _is_datetime(series):
             return self._numeric(name, series, "datetime")
@@ -789,3 +789,9 @@ def encode_labels(y: Any, positive: Any = None) -> LabelEncoding:
             classes = classes[::-1].copy()
             encoded = 1 - encoded
     return LabelEncoding(classes=classes, encoded=encoded.astype(np.float32))
+
+
+def _plain(value: Any) -> str:
+    """A value as a user reads it: ``7.0`` or ``'a'``, not ``np.float64(7.0)``."""
+    item = value.item() if isinstance(value, np.generic) else value
+    return repr(item)
