@@ -520,9 +520,9 @@ def estimate_in_memory_bytes(source: DataSource) -> int:
     return IN_MEMORY_COPIES * source.nbytes
 
 
-def read_rows_for_budget(row_bytes: int, budget: int) -> int:
-    """Rows per record batch: a batch and its copies take about 1/16 of the budget."""
-    rows = budget // 16 // max(1, IN_MEMORY_COPIES * row_bytes)
+def read_rows_for_budget(row_bytes: int, budget: int, share: int = 32) -> int:
+    """Rows per record batch: a batch and its copies take about ``1/share`` of the budget."""
+    rows = budget // share // max(1, IN_MEMORY_COPIES * row_bytes)
     return int(min(MAX_READ_ROWS, max(MIN_READ_ROWS, rows)))
 
 
@@ -1035,7 +1035,8 @@ def fit_statistics(
     max_hashes = max(1 << 16, budget // 16 // 8 // max(1, len(plan.features)))
     acc = _Accumulator(plan, rule, max_levels=MAX_COUNTED_LEVELS, max_hashes=max_hashes)
     columns = [c for c in source.columns if c == target or c in plan.features]
-    rows = read_rows_for_budget(arrow_row_bytes(source.schema, columns), budget)
+    # Larger batches than for training: nothing else of size is held during this pass.
+    rows = read_rows_for_budget(arrow_row_bytes(source.schema, columns), budget, share=16)
     for start, frame in source.batches(columns, batch_rows=rows):
         acc.add(start, frame)
     tally = acc.finish()
@@ -1477,8 +1478,8 @@ class StreamingData:
         self.read_rows = read_rows_for_budget(arrow_row_bytes(source.schema, self.columns), budget)
         row_bytes = 4 * (module.encoder.n_features_out + 1)
         # The buffer's two blocks (rows held plus one chunk, and their permutation)
-        # take about 1/4 of the budget.
-        self.buffer_rows = max(4 * batch_size, budget // 16 // row_bytes - self.read_rows)
+        # take about 1/4 of the budget: several record batches are mixed at a time.
+        self.buffer_rows = max(4 * batch_size, budget // 8 // row_bytes - self.read_rows)
         self.validation = None
         if stats.split.fraction > 0:
             # The hash keeps about this many rows; a little more room avoids regrowing.
