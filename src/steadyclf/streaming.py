@@ -62,6 +62,7 @@ from .tabular import (
     _as_category_strings,
     _forced_numeric_role,
     _looks_like_dates,
+    _plain,
     column_values,
     encode_categories,
     encode_labels,
@@ -1157,7 +1158,7 @@ def _column_info(plan: ColumnPlan, tally: _Tally, name: str, max_categories: int
         return _numeric_info(tally, col, dtype, role)
     if col.n_missing == 0 and not col.differs:
         return ColumnInfo(
-            name, "dropped", dtype, f"constant (every value is {col.first_present!r})"
+            name, "dropped", dtype, f"constant (every value is {_plain(col.first_present)})"
         )
     if col.kind == "datetime":
         return _numeric_info(tally, col, dtype, "datetime")
