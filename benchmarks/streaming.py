@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -191,6 +192,7 @@ def main() -> None:
         "validation_roc_auc": summary["validation"]["roc_auc"],
         "streaming": info,
     }
+    shutil.rmtree(model_dir, ignore_errors=True)  # the models were only needed for their facts
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "streaming.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "streaming.md").write_text(markdown(result) + "\n")
