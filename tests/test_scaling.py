@@ -93,3 +93,11 @@ def test_ordinary_magnitudes_are_unchanged_by_the_exponent() -> None:
     stats = RunningStats.from_array(x)
     assert stats.exponent is not None and not stats.exponent.any()
     np.testing.assert_array_equal(stats.var, stats.m2 / stats.count)
+
+
+def test_float32_input_gives_the_statistics_of_its_float64_copy() -> None:
+    x = np.random.default_rng(5).normal(1e3, 2.0, size=(50_000, 3)).astype(np.float32)
+    a = RunningStats.from_array(x, chunk_rows=4096)
+    b = RunningStats.from_array(x.astype(np.float64), chunk_rows=4096)
+    np.testing.assert_array_equal(a.mean, b.mean)
+    np.testing.assert_array_equal(a.m2, b.m2)

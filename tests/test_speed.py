@@ -103,6 +103,28 @@ def test_defaults_by_data_size() -> None:
     assert small.batch_size_ is None and small.lr_ == estimator_module.DEFAULT_LR_FULL_BATCH
 
 
+@pytest.mark.parametrize(
+    ("n_train", "batch_size", "expected_batch", "expected_lr"),
+    [
+        (8192, "auto", None, 3e-2),
+        (8193, "auto", 1024, 6e-3),
+        (131071, "auto", 1024, 6e-3),
+        (131072, "auto", 2048, 1.2e-2),
+        (10**7, "auto", 2048, 1.2e-2),
+        (10**6, 256, 256, 1.5e-3),
+        (10**6, 65536, 65536, 3e-2),  # capped at the full-batch rate
+        (1000, 4096, None, 3e-2),  # a batch as large as the data is full batch
+        (10**6, None, None, 3e-2),
+    ],
+)
+def test_default_batch_and_rate_grow_with_the_data(
+    n_train, batch_size, expected_batch, expected_lr
+) -> None:
+    batch = estimator_module._default_batch_size(n_train, batch_size)
+    assert batch == expected_batch
+    assert estimator_module._default_lr(batch) == pytest.approx(expected_lr)
+
+
 def test_infinite_dataframe_cell_is_named(wide) -> None:
     X, y = wide
     frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
@@ -143,3 +165,20 @@ def test_fast_prediction_path_steps_aside_when_it_does_not_apply(wide) -> None:
     frame = pd.DataFrame(X, columns=list("abcd")).assign(city=["x", "y", "z"] * 100)
     cat = _fit(frame, y)
     assert not cat._logits_fast(*cat._raw_inputs(frame, reset=False), np.empty(len(X)))
+
+
+def test_features_in_place_equal_the_encoder(wide, monkeypatch) -> None:
+    X, y = wide
+    clf = _fit(X.astype(np.float32), y)
+    module = clf.module_.float()
+    monkeypatch.setattr(estimator_module, "ENCODE_BATCH_ROWS", 64)
+    gappy = X.copy()
+    gappy[100, 3] = np.nan  # a NaN the model never saw: that chunk goes through the encoder
+    for data in (X.astype(np.float32), gappy):
+        rows = np.arange(len(data)) % 3 != 0
+        features, _ = clf._features(
+            module, data, np.empty((len(data), 0), np.int64), rows, y[rows], torch.device("cpu")
+        )
+        with torch.no_grad():
+            expected = module.encoder(torch.tensor(data[rows], dtype=torch.float64))
+        torch.testing.assert_close(features, expected, rtol=0, atol=0)

@@ -36,7 +36,13 @@ from .lr_finder import LRFinderResult, find_lr
 from .network import ACTIVATIONS, NORMALIZATIONS, SteadyNet
 from .scaling import RunningStats
 from .splitting import validation_mask
-from .tabular import LabelEncoding, TabularEncoder, check_unique_columns, encode_labels
+from .tabular import (
+    NUMERIC_ROLES,
+    LabelEncoding,
+    TabularEncoder,
+    check_unique_columns,
+    encode_labels,
+)
 from .threads import intra_op_threads, threads_for
 from .training import OPTIMIZERS, SCHEDULES, Callback, TrainConfig, Trainer
 
@@ -49,8 +55,14 @@ FULL_BATCH_MAX_ROWS = 8192
 #: the same from 256 to 1024 rows (fixed overhead), so 1024 rows with twice the rate of
 #: 512 reaches a given accuracy in about half the time (benchmarks/speed.py).
 DEFAULT_BATCH_SIZE = 1024
+#: From this many training rows the default batch is :data:`LARGE_BATCH_SIZE`: an epoch
+#: still has 64 steps or more, each costing less per row (800,000 x 20: 0.38 s an epoch
+#: instead of 0.52 s, the same test AUC after the first epoch and at the end).
+LARGE_BATCH_MIN_ROWS = 1 << 17
+LARGE_BATCH_SIZE = 2048
 #: Default Adam learning rates: full-batch steps are few and exact, so they can be larger;
-#: the mini-batch rate grows with the batch (3e-3 at 512 rows, 6e-3 at 1024).
+#: the mini-batch rate is DEFAULT_LR_MINI_BATCH at DEFAULT_BATCH_SIZE rows and grows with
+#: the batch (3e-3 at 512 rows, 1.2e-2 at 2048), up to the full-batch rate.
 DEFAULT_LR_FULL_BATCH = 3e-2
 DEFAULT_LR_MINI_BATCH = 6e-3
 #: Largest model we agree to build: a typo such as hidden=(10**9,) fails fast, not in malloc.
@@ -80,15 +92,16 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         ``'none'``: raw inputs (reproduces the classic failure).
     optimizer : {'adam', 'adamw', 'sgd'}, default='adam'
     lr : float, 'auto' or None, default=None
-        Learning rate. ``None`` picks 3e-2 for full-batch and 6e-3 for mini-batch training.
+        Learning rate. ``None`` picks 3e-2 for full-batch training and, for mini-batches,
+        6e-3 per 1024 rows of batch (1.5e-3 at 256, 1.2e-2 at 2048, at most 3e-2).
         ``'auto'`` runs the learning-rate finder and trains with the value it picks.
     schedule : {'none', 'step', 'cosine', 'onecycle', 'plateau'}, default='plateau'
         Learning-rate schedule. ``'plateau'`` divides the rate by 3 when the monitored loss
         stops improving; ``'step'`` divides it by 10 every quarter of ``max_epochs``.
     max_epochs : int, default=300
     batch_size : int, 'auto' or None, default='auto'
-        ``None`` trains full batch; ``'auto'`` is full batch up to 8192 training rows and
-        1024 rows per batch above.
+        ``None`` trains full batch; ``'auto'`` is full batch up to 8192 training rows,
+        1024 rows per batch above and 2048 from 131072 rows.
     early_stopping : bool, default=True
         Stop when the validation loss (training loss without a validation split) has not
         improved for ``patience`` epochs, and restore the best weights.
@@ -360,12 +373,12 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         # One copy of the training rows for the statistics, freed before the features are
         # encoded (from x_num, chunk by chunk): the two never hold memory at the same time.
         x_train, x_cat_train = x_num[train_rows], x_cat[train_rows]
-        had_missing = np.isnan(x_train).any(axis=0)
+        had_missing = self._missing_columns(x_train)
         self._check_model_size(
             x_num.shape[1] + int(had_missing.sum()) + sum(self.encoder_.vocab_sizes)
         )
         raw_stats = RunningStats.from_array(x_train)  # also told to the stall detector
-        module = self._build_module(x_train, x_cat_train, y_train, seed, raw_stats)
+        module = self._build_module(x_train, x_cat_train, y_train, seed, raw_stats, had_missing)
         module = module.to(device)
         del x_train, x_cat_train
         train = self._features(module, x_num, x_cat, train_rows, y_train, device)
@@ -502,6 +515,13 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             return None
         return mask
 
+    def _missing_columns(self, x_num: NDArray[np.float64]) -> NDArray[np.bool_]:
+        """Which numeric columns of ``x_num`` have a NaN: no scan when the encoder saw none."""
+        numeric = [c for c in self.encoder_.columns_ if c.role in NUMERIC_ROLES]
+        if len(numeric) == x_num.shape[1] and not any(c.n_missing for c in numeric):
+            return np.zeros(x_num.shape[1], dtype=bool)
+        return np.asarray(np.isnan(x_num).any(axis=0), dtype=bool)
+
     def _build_module(
         self,
         x_num: NDArray[np.float64],
@@ -509,13 +529,15 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         y: NDArray[np.float32],
         seed: int,
         raw_stats: RunningStats | None = None,
+        had_missing: NDArray[np.bool_] | None = None,
     ) -> SteadyNet:
         """The network with its preprocessing fitted on the training rows.
 
         ``raw_stats`` (of ``x_num`` ignoring NaN), when given, are reused as the
         standardisation statistics if no value is missing (imputation changes nothing).
         """
-        had_missing = np.isnan(x_num).any(axis=0)
+        if had_missing is None:
+            had_missing = self._missing_columns(x_num)
         median = np.zeros(x_num.shape[1])
         if had_missing.any():  # medians (a sort per column) only where something is missing
             median[had_missing] = np.nanmedian(x_num[:, had_missing], axis=0)
@@ -622,30 +644,35 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         may be a read-only view, float32 or float64).
         """
         index = np.arange(x_num.shape[0])[rows]
-        width = module.encoder.n_features_out
+        encoder = module.encoder
+        width = encoder.n_features_out
         features = torch.empty((index.size, width), dtype=torch.float32, device=device)
+        # Numeric inputs only and nothing to impute: the encoder's arithmetic in place, in
+        # one reused float64 buffer (chunks holding a NaN still go through the encoder).
+        plain = not encoder.categorical.sizes and not encoder.impute.missing_columns.numel()
+        shape = (min(index.size, ENCODE_BATCH_ROWS), x_num.shape[1])
+        values = torch.empty(shape, dtype=torch.float64, device=device)
         with intra_op_threads(1):  # elementwise work on cache-sized chunks
             for start in range(0, index.size, ENCODE_BATCH_ROWS):
                 chunk = index[start : start + ENCODE_BATCH_ROWS]
+                out = features[start : start + chunk.size]
+                if plain:
+                    block = values[: chunk.size]
+                    block.copy_(torch.from_numpy(np.ascontiguousarray(x_num[chunk])))
+                    if not bool(torch.isnan(block).any()):
+                        out.copy_(block.sub_(encoder.normalize.mean).div_(encoder.normalize.scale))
+                        continue
                 num = torch.tensor(x_num[chunk], dtype=torch.float64, device=device)
                 cat = torch.tensor(x_cat[chunk], dtype=torch.int64, device=device)
-                features[start : start + chunk.size] = module.encoder(num, cat)
+                out.copy_(encoder(num, cat))
         return features, torch.tensor(y, dtype=torch.float32, device=device)
 
     def _train_config(
         self, n_train: int, y: NDArray[np.float32], seed: int, callbacks: Sequence[Callback]
     ) -> TrainConfig:
-        if self.batch_size == "auto":
-            batch_size: int | None = None if n_train <= FULL_BATCH_MAX_ROWS else DEFAULT_BATCH_SIZE
-        else:
-            batch_size = None if self.batch_size is None else int(self.batch_size)
-        if batch_size is not None and batch_size >= n_train:
-            batch_size = None
-        if self.lr is None or self.lr == "auto":
-            # With 'auto', fit replaces this by the learning-rate finder's pick.
-            lr = DEFAULT_LR_FULL_BATCH if batch_size is None else DEFAULT_LR_MINI_BATCH
-        else:
-            lr = float(self.lr)
+        batch_size = _default_batch_size(n_train, self.batch_size)
+        # With lr='auto', fit replaces the default by the learning-rate finder's pick.
+        lr = _default_lr(batch_size) if self.lr in (None, "auto") else float(self.lr)
         return TrainConfig(
             lr=lr,
             max_epochs=int(self.max_epochs),
@@ -769,6 +796,24 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
 #: Input dtypes kept as they are (float32 data is not doubled in memory: the encoder
 #: converts it to float64 a chunk at a time); anything else becomes float64.
 _FLOATS = (np.float64, np.float32)
+
+
+def _default_batch_size(n_train: int, batch_size: int | str | None) -> int | None:
+    """Rows per step: ``None`` is full batch (small data, or a batch as large as the data)."""
+    if batch_size == "auto":
+        if n_train <= FULL_BATCH_MAX_ROWS:
+            return None
+        return LARGE_BATCH_SIZE if n_train >= LARGE_BATCH_MIN_ROWS else DEFAULT_BATCH_SIZE
+    if batch_size is None or int(batch_size) >= n_train:
+        return None
+    return int(batch_size)
+
+
+def _default_lr(batch_size: int | None) -> float:
+    """The Adam rate for ``batch_size`` rows per step (linear in the batch, then capped)."""
+    if batch_size is None:
+        return DEFAULT_LR_FULL_BATCH
+    return min(DEFAULT_LR_FULL_BATCH, DEFAULT_LR_MINI_BATCH * batch_size / DEFAULT_BATCH_SIZE)
 
 
 def _plain_float_array(X: Any) -> bool:

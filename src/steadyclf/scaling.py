@@ -71,21 +71,23 @@ class RunningStats:
         x = np.asarray(x)
         if x.ndim != 2:
             raise ValueError(f"expected a 2-D array, got shape {x.shape}")
-        first = cls._from_block(np.asarray(x[:chunk_rows], dtype=np.float64))
+        # float32 (or narrower) values are far from 2**+-500: no exponent to look for.
+        extreme = not (x.dtype.kind == "f" and x.dtype.itemsize <= 4)
+        first = cls._from_block(np.asarray(x[:chunk_rows], dtype=np.float64), extreme)
         if x.shape[0] <= chunk_rows:
             return first
         shift = first.mean
-        stats = cls._from_block(np.asarray(x[:chunk_rows], dtype=np.float64) - shift)
+        stats = cls._from_block(np.asarray(x[:chunk_rows], dtype=np.float64) - shift, extreme)
         for start in range(chunk_rows, x.shape[0], chunk_rows):
             block = np.asarray(x[start : start + chunk_rows], dtype=np.float64) - shift
-            stats.merge(cls._from_block(block))
+            stats.merge(cls._from_block(block, extreme))
         stats.mean = stats.mean + shift
         return stats
 
     @classmethod
-    def _from_block(cls, x: NDArray[np.float64]) -> RunningStats:
+    def _from_block(cls, x: NDArray[np.float64], extreme: bool = True) -> RunningStats:
         finite = ~np.isnan(x)
-        exponent = _exponent(x, finite)
+        exponent = _exponent(x) if extreme else np.zeros(x.shape[1], dtype=np.int64)
         if exponent.any():
             x = np.ldexp(x, -exponent)  # m2 in units of 4**exponent (see the class docstring)
         if finite.all():
@@ -178,9 +180,14 @@ class RunningStats:
         return cls(packed[0].copy(), packed[1].copy(), packed[2].copy(), exponent)
 
 
-def _exponent(x: NDArray[np.float64], finite: NDArray[np.bool_]) -> NDArray[np.int64]:
+def _exponent(x: NDArray[np.float64]) -> NDArray[np.int64]:
     """Per column, the binary exponent of the largest magnitude when it is extreme, else 0."""
-    peak = np.where(finite, np.abs(x), 0.0).max(axis=0, initial=0.0)
+    if x.shape[0] == 0:
+        return np.zeros(x.shape[1], dtype=np.int64)
+    # Two NaN-skipping reductions, no temporary array (an all-NaN column gives NaN: 0).
+    high, low = np.fmax.reduce(x, axis=0), np.fmin.reduce(x, axis=0)
+    peak = np.fmax(np.abs(high), np.abs(low))
+    peak = np.where(np.isnan(peak), 0.0, peak)
     _, exponent = np.frexp(peak)
     extreme = np.abs(exponent) > _EXPONENT_LIMIT
     return np.where(extreme & (peak > 0), exponent, 0).astype(np.int64)
