@@ -623,7 +623,7 @@ def targets(result: dict[str, Any]) -> list[str]:
     if "steadyclf" not in by:
         return []
     ours, b256 = by["steadyclf"], by.get("steadyclf-b256")
-    checks: list[tuple[str, bool | None]] = []
+    checks: list[tuple[str, bool | None]] = []  # None: cannot be judged from this run
 
     def ratio(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None or b == 0 else a / b
@@ -631,57 +631,39 @@ def targets(result: dict[str, Any]) -> list[str]:
     for peer in ("pytorch-dataloader", "skorch"):
         if b256 and peer in by:
             x = ratio(b256["rows_per_second_epoch"], by[peer]["rows_per_second_epoch"])
-            checks.append(
-                (
-                    f"training rows/s at batch 256 vs {LABELS[peer]}: {_fmt(x, '.1f')}x (target >= 5x)",
-                    x is not None and x >= 5,
-                )
-            )
+            text = f"training rows/s at batch 256, same network: {_fmt(x, '.1f')}x {LABELS[peer]} (target >= 5x)"
+            checks.append((text, None if x is None else x >= 5))
     if "sklearn-mlp" in by:
         mlp = by["sklearn-mlp"]
         x = ratio(ours["time_to_auc"], mlp["time_to_auc"])
-        checks.append(
-            (
-                f"time to AUC 0.99, defaults: {_fmt(ours['time_to_auc'], '.2f')} s vs MLPClassifier {_fmt(mlp['time_to_auc'], '.2f')} s = {_fmt(x, '.2f')} (target <= 1/3)",
-                x is not None and x <= 1 / 3,
-            )
+        text = (
+            f"time to test AUC 0.99 with defaults: {_fmt(ours['time_to_auc'], '.2f')} s, "
+            f"MLPClassifier {_fmt(mlp['time_to_auc'], '.2f', 'not reached')} s"
+            + (f" ({x:.2f}x)" if x is not None else "")
+            + " (target <= 1/3)"
         )
-        checks.append(
-            (
-                f"final test AUC {ours['test_auc']:.4f} vs MLPClassifier {mlp['test_auc']:.4f} (target >=)",
-                ours["test_auc"] >= mlp["test_auc"],
-            )
-        )
+        judged = None if mlp["time_to_auc"] is None else x is not None and x <= 1 / 3
+        checks.append((text, judged))
+        text = f"final test AUC {ours['test_auc']:.4f}, MLPClassifier after {mlp['epochs_run']} epochs {mlp['test_auc']:.4f} (target >=)"
+        checks.append((text, ours["test_auc"] >= mlp["test_auc"]))
     if "lightgbm" in by:
         lgb = by["lightgbm"]["fit_seconds"]
-        checks.append(
-            (
-                f"time to AUC 0.99 {_fmt(ours['time_to_auc'], '.2f')} s vs LightGBM fit {lgb:.2f} s (target below)",
-                ours["time_to_auc"] is not None and ours["time_to_auc"] < lgb,
-            )
-        )
-    checks.append(
-        (
-            f"predict_proba on 200,000 x 20: {ours['predict_rows_per_second']:,.0f} rows/s (target >= 2,000,000)",
-            ours["predict_rows_per_second"] >= 2e6,
-        )
+        text = f"time to test AUC 0.99 {_fmt(ours['time_to_auc'], '.2f', 'not reached')} s, LightGBM fit {lgb:.2f} s (target below)"
+        checks.append((text, ours["time_to_auc"] is not None and ours["time_to_auc"] < lgb))
+    n_predict = 20_000 if result["n_rows_synthetic"] < 1_000_000 else 200_000
+    text = f"predict_proba on {n_predict:,} x 20: {ours['predict_rows_per_second']:,.0f} rows/s (target >= 2,000,000)"
+    checks.append((text, ours["predict_rows_per_second"] >= 2e6))
+    text = f"predict_proba on one row: {ours['single_row_ms']:.2f} ms, median (target < 1 ms)"
+    checks.append((text, ours["single_row_ms"] < 1.0))
+    peak, data = ours["peak_rss_over_baseline_mb"], ours["train_float32_mb"]
+    text = (
+        f"peak RSS while fitting: baseline {ours['baseline_rss_mb']:.0f} MB + {_fmt(peak, '.0f')} MB "
+        f"(target: + less than 3 x {data:.0f} MB, the training data as float32)"
     )
-    checks.append(
-        (
-            f"one-row predict_proba: {ours['single_row_ms']:.2f} ms (target < 1 ms)",
-            ours["single_row_ms"] < 1.0,
-        )
-    )
-    peak = ours["peak_rss_over_baseline_mb"]
-    budget = 3 * ours["train_float32_mb"]
-    checks.append(
-        (
-            f"peak RSS while fitting: baseline {ours['baseline_rss_mb']:.0f} MB + {_fmt(peak, '.0f')} MB (target: + < 3 x {ours['train_float32_mb']:.0f} = {budget:.0f} MB)",
-            peak is not None and peak < budget,
-        )
-    )
+    checks.append((text, None if peak is None else peak < 3 * data))
+    verdict = {True: "met", False: "MISSED", None: "n/a"}
     return ["Targets (issue 5), from this run:", ""] + [
-        f"- {'met' if ok else 'MISSED'}: {text}" for text, ok in checks
+        f"- {verdict[ok]}: {text}" for text, ok in checks
     ]
 
 
