@@ -381,10 +381,12 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         module = self._build_module(x_train, x_cat_train, y_train, seed, raw_stats, had_missing)
         module = module.to(device)
         del x_train, x_cat_train
-        train = self._features(module, x_num, x_cat, train_rows, y_train, device)
+        nan_free = self._no_missing_values()
+        train = self._features(module, x_num, x_cat, train_rows, y_train, device, nan_free)
         valid = None
         if in_valid is not None:
-            valid = self._features(module, x_num, x_cat, in_valid, labels.encoded[in_valid], device)
+            y_valid = labels.encoded[in_valid]
+            valid = self._features(module, x_num, x_cat, in_valid, y_valid, device, nan_free)
         stall = self._stall_detector(raw_stats, y_train, train[0])
         # The stall detector runs first, so user callbacks (e.g. a Checkpoint) see whole rows.
         config = self._train_config(len(y_train), y_train, seed, (stall, *callbacks))
@@ -515,10 +517,13 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             return None
         return mask
 
+    def _no_missing_values(self) -> bool:
+        """Whether the encoder saw no missing numeric value in the data it was fitted on."""
+        return not any(c.n_missing for c in self.encoder_.columns_ if c.role in NUMERIC_ROLES)
+
     def _missing_columns(self, x_num: NDArray[np.float64]) -> NDArray[np.bool_]:
-        """Which numeric columns of ``x_num`` have a NaN: no scan when the encoder saw none."""
-        numeric = [c for c in self.encoder_.columns_ if c.role in NUMERIC_ROLES]
-        if len(numeric) == x_num.shape[1] and not any(c.n_missing for c in numeric):
+        """Which numeric columns of ``x_num`` (rows of the fitted data) have a NaN."""
+        if self._no_missing_values():  # no scan needed
             return np.zeros(x_num.shape[1], dtype=bool)
         return np.asarray(np.isnan(x_num).any(axis=0), dtype=bool)
 
@@ -636,6 +641,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         rows: NDArray[np.bool_] | slice,
         y: NDArray[np.float32],
         device: torch.device,
+        nan_free: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode ``x_num[rows]`` once (the encoding is fixed during training), in chunks.
 
@@ -659,7 +665,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
                 if plain:
                     block = values[: chunk.size]
                     block.copy_(torch.from_numpy(np.ascontiguousarray(x_num[chunk])))
-                    if not bool(torch.isnan(block).any()):
+                    if nan_free or not bool(torch.isnan(block).any()):
                         out.copy_(block.sub_(encoder.normalize.mean).div_(encoder.normalize.scale))
                         continue
                 num = torch.tensor(x_num[chunk], dtype=torch.float64, device=device)

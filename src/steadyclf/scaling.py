@@ -79,23 +79,35 @@ class RunningStats:
         shift = first.mean
         stats = cls._from_block(np.asarray(x[:chunk_rows], dtype=np.float64) - shift, extreme)
         for start in range(chunk_rows, x.shape[0], chunk_rows):
-            block = np.asarray(x[start : start + chunk_rows], dtype=np.float64) - shift
+            block = np.subtract(x[start : start + chunk_rows], shift, dtype=np.float64)
             stats.merge(cls._from_block(block, extreme))
         stats.mean = stats.mean + shift
         return stats
 
     @classmethod
     def _from_block(cls, x: NDArray[np.float64], extreme: bool = True) -> RunningStats:
-        finite = ~np.isnan(x)
         exponent = _exponent(x) if extreme else np.zeros(x.shape[1], dtype=np.int64)
         if exponent.any():
             x = np.ldexp(x, -exponent)  # m2 in units of 4**exponent (see the class docstring)
-        if finite.all():
-            # The common case, with fewer temporaries: no masks needed.
-            count = np.full(x.shape[1], float(x.shape[0]))
-            mean = x.mean(axis=0) if x.shape[0] else np.zeros(x.shape[1])
+        n = x.shape[0]
+        column_sums = x.sum(axis=0)
+        if n and not np.isnan(column_sums).any():
+            # The common case, nothing missing: no masks, and three passes over the block.
+            count = np.full(x.shape[1], float(n))
+            mean = column_sums / n
             centred = x - mean
-            correction = centred.mean(axis=0) if x.shape[0] else np.zeros(x.shape[1])
+            correction = centred.sum(axis=0) / n
+            mean = mean + correction
+            # sum((c - d)**2) = sum(c**2) - n * d**2 when d is the mean of c: exact, and
+            # no fourth pass to subtract the (rounding-sized) correction first.
+            m2 = np.einsum("ij,ij->j", centred, centred) - n * correction**2
+            return cls(count, np.ldexp(mean, exponent), m2, exponent.astype(np.float64))
+        finite = ~np.isnan(x)
+        if finite.all():  # no rows, or an overflowing sum
+            count = np.full(x.shape[1], float(n))
+            mean = x.mean(axis=0) if n else np.zeros(x.shape[1])
+            centred = x - mean
+            correction = centred.mean(axis=0) if n else np.zeros(x.shape[1])
             mean = mean + correction
             centred -= correction
         else:
