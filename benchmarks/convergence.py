@@ -28,7 +28,9 @@ OFFSETS = (-1e6, 0.0, 1e6)
 RESULTS = Path(__file__).parent / "results"
 
 
-def epochs_to_converge(history: list[dict], loss: float = 0.1, accuracy: float = 0.99) -> int | None:
+def epochs_to_converge(
+    history: list[dict], loss: float = 0.1, accuracy: float = 0.99
+) -> int | None:
     """First epoch from which both criteria hold until the end of training."""
     first = None
     for row in history:
@@ -73,12 +75,17 @@ def main() -> None:
             f"| {r['a']:g} | {r['b']:g} | {r['epochs']} | {r['median']} | "
             f"{'n/a' if ratio is None else f'{ratio:.2f}'} |"
         )
-    lines += ["", f"Untransformed median: {base['median']} epochs (target: at most 20). All within +-20 %: {ok}"]
+    lines += [
+        "",
+        f"Untransformed median: {base['median']} epochs (target: at most 20). All within +-20 %: {ok}",
+    ]
     text = "\n".join(lines)
     print(text)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "convergence.md").write_text(text + "\n")
-    (RESULTS / "convergence.json").write_text(json.dumps({"base": base, "cases": rows, "ok": ok}, indent=2))
+    (RESULTS / "convergence.json").write_text(
+        json.dumps({"base": base, "cases": rows, "ok": ok}, indent=2)
+    )
     raise SystemExit(0 if ok else 1)
 
 
