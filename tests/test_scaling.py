@@ -101,3 +101,14 @@ def test_float32_input_gives_the_statistics_of_its_float64_copy() -> None:
     b = RunningStats.from_array(x.astype(np.float64), chunk_rows=4096)
     np.testing.assert_array_equal(a.mean, b.mean)
     np.testing.assert_array_equal(a.m2, b.m2)
+
+
+def test_selected_rows_give_the_statistics_of_their_copy() -> None:
+    x = np.random.default_rng(6).normal(5.0, 3.0, size=(30_000, 4))
+    x[::7, 1] = np.nan
+    rows = np.flatnonzero(np.arange(30_000) % 10 != 3)
+    a = RunningStats.from_array(x, chunk_rows=4096, rows=rows)
+    b = RunningStats.from_array(x[rows], chunk_rows=4096)
+    np.testing.assert_array_equal(a.count, b.count)
+    np.testing.assert_array_equal(a.mean, b.mean)
+    np.testing.assert_array_equal(a.m2, b.m2)

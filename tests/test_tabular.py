@@ -302,3 +302,29 @@ def test_float_columns_get_the_roles_of_the_per_column_rules(dtype) -> None:
     frame.loc[n - 2, "gappy"] = -np.inf
     with pytest.raises(DataError, match=rf"column 'gappy' has an infinite value at row {n - 2}"):
         TabularEncoder().fit(frame)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array([3, 7, 7, 3, 7]),
+        np.array([True, False, True]),
+        np.array([0, 1, 1], dtype=np.uint8),
+        np.array([-5, 10**12, -5]),
+    ],
+)
+def test_two_integer_labels_are_encoded_without_sorting_as_unique_would(labels) -> None:
+    enc = encode_labels(labels)
+    classes, inverse = np.unique(labels, return_inverse=True)
+    np.testing.assert_array_equal(enc.classes, classes)
+    assert enc.classes.dtype == classes.dtype
+    np.testing.assert_array_equal(enc.encoded, inverse.astype(np.float32))
+    flipped = encode_labels(labels, positive=classes[0])
+    np.testing.assert_array_equal(flipped.encoded, 1 - inverse)
+
+
+def test_three_integer_labels_still_refused() -> None:
+    with pytest.raises(DataError, match=r"3 classes \(1, 2, 3\)"):
+        encode_labels(np.array([1, 2, 3, 1]))
+    with pytest.raises(DataError, match="one class"):
+        encode_labels(np.array([4, 4]))

@@ -42,6 +42,7 @@ from .tabular import (
     TabularEncoder,
     check_unique_columns,
     encode_labels,
+    two_integer_classes,
 )
 from .threads import intra_op_threads, threads_for
 from .training import OPTIMIZERS, SCHEDULES, Callback, TrainConfig, Trainer
@@ -370,17 +371,19 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         train_rows = ~in_valid if in_valid is not None else slice(None)
         y_train = labels.encoded[train_rows]
         device = self._resolve_device()
-        # One copy of the training rows for the statistics, freed before the features are
-        # encoded (from x_num, chunk by chunk): the two never hold memory at the same time.
-        x_train, x_cat_train = x_num[train_rows], x_cat[train_rows]
+        # The statistics and the features read x_num a chunk of training rows at a time.
+        # The training rows are copied only when a value is missing (for the medians and
+        # the imputed statistics), and freed before the features are encoded.
+        train_index = np.arange(x_num.shape[0])[train_rows]
+        raw_stats = RunningStats.from_array(x_num, rows=train_index)  # for the stall detector too
+        x_train = x_num[:0] if self._no_missing_values() else x_num[train_index]
         had_missing = self._missing_columns(x_train)
         self._check_model_size(
             x_num.shape[1] + int(had_missing.sum()) + sum(self.encoder_.vocab_sizes)
         )
-        raw_stats = RunningStats.from_array(x_train)  # also told to the stall detector
-        module = self._build_module(x_train, x_cat_train, y_train, seed, raw_stats, had_missing)
+        module = self._build_module(x_train, x_cat[:0], y_train, seed, raw_stats, had_missing)
         module = module.to(device)
-        del x_train, x_cat_train
+        del x_train
         nan_free = self._no_missing_values()
         train = self._features(module, x_num, x_cat, train_rows, y_train, device, nan_free)
         valid = None
@@ -482,6 +485,8 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         if values.dtype.kind in "fc" and np.isinf(values).any():
             row = int(np.flatnonzero(np.isinf(values))[0])
             raise DataError(f"Input y contains infinity (first at row {row})")
+        if two_integer_classes(values):  # binary for sure: skip type_of_target's sort
+            return encode_labels(values, positive=self.positive)
         try:
             # Huge floats such as 1e300 make the integer test inside warn about the cast.
             with np.errstate(invalid="ignore", over="ignore"):
@@ -539,7 +544,8 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         """The network with its preprocessing fitted on the training rows.
 
         ``raw_stats`` (of ``x_num`` ignoring NaN), when given, are reused as the
-        standardisation statistics if no value is missing (imputation changes nothing).
+        standardisation statistics if no value is missing (imputation changes nothing);
+        ``x_num`` may then hold no rows at all.
         """
         if had_missing is None:
             had_missing = self._missing_columns(x_num)

@@ -60,26 +60,38 @@ class RunningStats:
         return cls(zeros.copy(), zeros.copy(), zeros.copy())
 
     @classmethod
-    def from_array(cls, x: NDArray[np.floating], chunk_rows: int = 1 << 14) -> RunningStats:
+    def from_array(
+        cls,
+        x: NDArray[np.floating],
+        chunk_rows: int = 1 << 14,
+        rows: NDArray[np.integer] | None = None,
+    ) -> RunningStats:
         """Statistics of one 2-D block, computed with a two-pass (centred) formula.
 
         Rows are processed ``chunk_rows`` at a time (less memory, cache-sized passes),
         all shifted by the first chunk's mean so that merging the chunks loses nothing
         to the magnitude of the values (a column like ``1e6 + 1e-6 * x`` keeps its std
-        to 1e-9 relative).
+        to 1e-9 relative). ``rows``, if given, selects the rows of ``x`` to use (indices,
+        gathered a chunk at a time: the selection is never copied whole).
         """
         x = np.asarray(x)
         if x.ndim != 2:
             raise ValueError(f"expected a 2-D array, got shape {x.shape}")
+        n = x.shape[0] if rows is None else len(rows)
+
+        def chunk(start: int) -> NDArray[np.floating]:
+            stop = start + chunk_rows
+            return x[start:stop] if rows is None else x[rows[start:stop]]
+
         # float32 (or narrower) values are far from 2**+-500: no exponent to look for.
         extreme = not (x.dtype.kind == "f" and x.dtype.itemsize <= 4)
-        first = cls._from_block(np.asarray(x[:chunk_rows], dtype=np.float64), extreme)
-        if x.shape[0] <= chunk_rows:
+        first = cls._from_block(np.asarray(chunk(0), dtype=np.float64), extreme)
+        if n <= chunk_rows:
             return first
         shift = first.mean
-        stats = cls._from_block(np.asarray(x[:chunk_rows], dtype=np.float64) - shift, extreme)
-        for start in range(chunk_rows, x.shape[0], chunk_rows):
-            block = np.subtract(x[start : start + chunk_rows], shift, dtype=np.float64)
+        stats = cls._from_block(np.subtract(chunk(0), shift, dtype=np.float64), extreme)
+        for start in range(chunk_rows, n, chunk_rows):
+            block = np.subtract(chunk(start), shift, dtype=np.float64)
             stats.merge(cls._from_block(block, extreme))
         stats.mean = stats.mean + shift
         return stats

@@ -759,6 +759,25 @@ class LabelEncoding:
     encoded: NDArray[np.float32]
 
 
+def _two_integer_classes(
+    values: NDArray[Any],
+) -> tuple[NDArray[Any], NDArray[np.int64]] | None:
+    """``np.unique(values, return_inverse=True)`` for integer or boolean labels with
+    exactly two values, in three linear passes instead of a sort; ``None`` otherwise."""
+    if values.dtype.kind not in "iub" or values.size == 0:
+        return None
+    low, high = values.min(), values.max()
+    is_high = values == high
+    if low == high or np.count_nonzero(is_high) + np.count_nonzero(values == low) != values.size:
+        return None
+    return np.array([low, high], dtype=values.dtype), is_high.astype(np.int64)
+
+
+def two_integer_classes(values: NDArray[Any]) -> bool:
+    """Whether ``values`` are integers or booleans taking exactly two values (no sort)."""
+    return _two_integer_classes(values) is not None
+
+
 def encode_labels(y: Any, positive: Any = None) -> LabelEncoding:
     """Map a binary target of any two distinct values to 0/1.
 
@@ -773,7 +792,8 @@ def encode_labels(y: Any, positive: Any = None) -> LabelEncoding:
     if values.dtype.kind == "f" and np.isnan(values).any():
         raise DataError(f"the target has {int(np.isnan(values).sum())} missing values")
     try:
-        classes, encoded = np.unique(values, return_inverse=True)
+        fast = _two_integer_classes(values)
+        classes, encoded = fast if fast else np.unique(values, return_inverse=True)
     except TypeError:
         kinds = sorted({type(v).__name__ for v in values.tolist()})
         raise DataError(
