@@ -761,7 +761,7 @@ class LabelEncoding:
 
 def _two_integer_classes(
     values: NDArray[Any],
-) -> tuple[NDArray[Any], NDArray[np.int64]] | None:
+) -> tuple[NDArray[Any], NDArray[np.bool_]] | None:
     """``np.unique(values, return_inverse=True)`` for integer or boolean labels with
     exactly two values, in three linear passes instead of a sort; ``None`` otherwise."""
     if values.dtype.kind not in "iub" or values.size == 0:
@@ -770,7 +770,7 @@ def _two_integer_classes(
     is_high = values == high
     if low == high or np.count_nonzero(is_high) + np.count_nonzero(values == low) != values.size:
         return None
-    return np.array([low, high], dtype=values.dtype), is_high.astype(np.int64)
+    return np.array([low, high], dtype=values.dtype), is_high  # booleans: 0/1 codes
 
 
 def two_integer_classes(values: NDArray[Any]) -> bool:

@@ -223,7 +223,9 @@ class Trainer:
         bs = self.config.batch_size
         if bs is None or bs >= n:
             return None
-        order = self._buffer("order", n, torch.int64, torch.device("cpu"))
+        # int32 indices (half the memory of int64) while the rows fit in them.
+        index_dtype = torch.int32 if n < 2**31 else torch.int64
+        order = self._buffer("order", n, index_dtype, torch.device("cpu"))
         return torch.randperm(n, generator=generator, out=order).to(data.x.device)
 
     def _train_step(self, xb: torch.Tensor, yb: torch.Tensor, loss_fn: nn.Module) -> torch.Tensor:
