@@ -93,7 +93,9 @@ def test_train_writes_the_model_directory_and_a_json_summary(
     assert by_name["x"]["summary"] == "x: numeric (29 missing -> median + indicator)"
     assert summary["classes"] == ["healthy", "sick"] and summary["positive"] == "sick"
     assert summary["epochs"] == len(pd.read_csv(out / "history.csv"))
-    assert summary["validation"]["roc_auc"] > 0.8
+    # Small data: every row trains, weight decay regularises, no rows held out.
+    assert summary["validation"] == {} and summary["validation_fraction"] == 0
+    assert summary["weight_decay"] == pytest.approx(1e-2) and summary["batch_size"] == "full"
     assert summary["threshold"] == 0.5
 
 
@@ -104,9 +106,53 @@ def test_train_text_summary_says_what_preprocessing_did(
         capsys, "train", files["train.csv"], "--target", "y", "--out", tmp_path / "m", *FAST
     )
     assert code == 0 and stderr == ""  # not a terminal: no progress bar
-    assert "epochs" in stdout and "validation (" in stdout
+    assert "epochs" in stdout and "weight decay 0.01" in stdout
+    assert "validation: none (small data: every row trained" in stdout
     assert "id: dropped (ID-like" in stdout
     assert "city: categorical (3 levels, 19 missing -> own level)" in stdout
+
+
+def test_train_with_a_validation_split_reports_its_metrics(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, stdout, stderr = _run(
+        capsys,
+        "train",
+        files["train.csv"],
+        "--target",
+        "y",
+        "--out",
+        tmp_path / "m",
+        "--validation-fraction",
+        "0.2",
+        "--weight-decay",
+        "auto",
+        "--json",
+        *FAST,
+    )
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["validation_fraction"] == 0.2 and summary["weight_decay"] == 0
+    assert summary["validation"]["roc_auc"] > 0.8
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--validation-fraction", "1.5"), ("--validation-fraction", "some"), ("--weight-decay", "-1")],
+)
+def test_bad_regularisation_options_are_one_line_errors(
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+    value: str,
+) -> None:
+    out = tmp_path / "m"
+    code, _stdout, stderr = _run(
+        capsys, "train", files["train.csv"], "--target", "y", "--out", out, option, value
+    )
+    assert code != 0 and not out.exists()
+    assert option in stderr and len(stderr.strip().splitlines()) == 1
 
 
 def test_cli_model_predicts_like_the_in_memory_estimator(

@@ -42,6 +42,39 @@ def test_scale_invariance(a: float, b: float) -> None:
     )
 
 
+def test_small_data_trains_on_every_row_with_weight_decay() -> None:
+    X, y = heart_rate(n=500, random_state=1)
+    clf = BinaryClassifier(random_state=0).fit(X, y)
+    assert clf.validation_fraction_ == 0 and clf.weight_decay_ == pytest.approx(1e-2)
+    assert clf.batch_size_ is None and "valid_loss" not in clf.history_[0]
+    assert clf.n_iter_ < clf.max_epochs  # stops when the training loss has converged
+    assert clf.validation_metrics_ == {}
+
+
+@pytest.mark.parametrize(
+    ("params", "fraction", "decay"),
+    [
+        ({"threshold_metric": "f1"}, 0.1, 0.0),  # the threshold is tuned on held-out rows
+        ({"validation_fraction": 0.2}, 0.2, 0.0),
+        ({"weight_decay": 1e-3}, 0.0, 1e-3),
+        ({"early_stopping": False}, 0.0, 0.0),  # plain training: nothing added
+        ({"batch_size": 64}, 0.1, 0.0),  # mini-batches
+    ],
+)
+def test_auto_holdout_and_weight_decay(params: dict, fraction: float, decay: float) -> None:
+    X, y = heart_rate(n=300, random_state=1)
+    clf = BinaryClassifier(random_state=0, max_epochs=3, **params).fit(X, y)
+    assert clf.validation_fraction_ == fraction and clf.weight_decay_ == pytest.approx(decay)
+    assert ("valid_loss" in clf.history_[0]) == (fraction > 0)
+
+
+def test_larger_data_holds_rows_out_without_weight_decay() -> None:
+    X, y = heart_rate(n=9000, random_state=1)
+    clf = BinaryClassifier(random_state=0, max_epochs=1).fit(X, y)
+    assert clf.validation_fraction_ == 0.1 and clf.weight_decay_ == 0
+    assert clf.validation_metrics_["n"] > 800
+
+
 def test_defaults_converge_fast_on_heart_rate(hr_data: tuple[pd.DataFrame, pd.Series]) -> None:
     X, y = hr_data
     clf = BinaryClassifier(random_state=0).fit(X, y)
@@ -72,7 +105,7 @@ def test_string_labels_and_classes(blobs: tuple[np.ndarray, np.ndarray]) -> None
 
 def test_history_and_fitted_attributes(hr_data: tuple[pd.DataFrame, pd.Series]) -> None:
     X, y = hr_data
-    clf = BinaryClassifier(random_state=0, max_epochs=15).fit(X, y)
+    clf = BinaryClassifier(random_state=0, max_epochs=15, validation_fraction=0.1).fit(X, y)
     assert clf.n_iter_ == len(clf.history_) <= 15
     row = clf.history_[0]
     for key in (
@@ -129,7 +162,9 @@ def test_early_stopping_restores_best_weights() -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 20))
     y = rng.integers(0, 2, 300)  # pure noise: the validation loss gets worse quickly
-    clf = BinaryClassifier(hidden=(128,), patience=5, random_state=0).fit(X, y)
+    clf = BinaryClassifier(hidden=(128,), patience=5, validation_fraction=0.1, random_state=0).fit(
+        X, y
+    )
     best = min(r["valid_loss"] for r in clf.history_)
     assert clf.n_iter_ < 300
     assert clf.best_epoch_ == min(clf.history_, key=lambda r: r["valid_loss"])["epoch"]

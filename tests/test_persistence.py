@@ -54,6 +54,8 @@ def test_round_trip_gives_identical_predictions(
     assert again.encoder_.to_dict() == clf.encoder_.to_dict()
     assert again.history_ == clf.history_ and again.n_iter_ == clf.n_iter_
     assert again.validation_metrics_ == clf.validation_metrics_
+    assert again.weight_decay_ == clf.weight_decay_
+    assert again.validation_fraction_ == clf.validation_fraction_
     assert list(again.feature_names_in_) == ["x", "city", "flag"]
 
 
@@ -222,6 +224,13 @@ def test_tampered_index_fields(
         _edit_index(target, **changes)
         with pytest.raises(ModelFileError, match=match):
             steadyclf.load(target)
+
+
+def test_tampered_training_number(model_dir: Path) -> None:
+    training = json.loads((model_dir / INDEX_FILE).read_text())["training"]
+    _edit_index(model_dir, training={**training, "weight_decay": "x"})
+    with pytest.raises(ModelFileError, match="weight_decay is 'x'"):
+        steadyclf.load(model_dir)
 
 
 def test_future_format_version(model_dir: Path) -> None:

@@ -72,6 +72,7 @@ def _write_parquet(frame: pd.DataFrame, folder: Path, n_files: int = 3) -> Path:
 
 def _in_memory(frame: pd.DataFrame, **params: Any) -> BinaryClassifier:
     X, y = frame.drop(columns="y"), frame["y"]
+    params.setdefault("validation_fraction", 0.1)  # streamed training holds 0.1 out
     return BinaryClassifier(random_state=3, max_epochs=1, **params).fit(X, y)
 
 

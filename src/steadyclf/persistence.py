@@ -173,6 +173,8 @@ def _index(clf: BinaryClassifier, sha256: str, metadata: Mapping[str, Any]) -> d
             "best_epoch": clf.best_epoch_,
             "lr": float(clf.lr_),
             "batch_size": clf.batch_size_,
+            "weight_decay": getattr(clf, "weight_decay_", None),
+            "validation_fraction": getattr(clf, "validation_fraction_", None),
             "last_epoch": history[-1] if history else None,
             "validation_metrics": getattr(clf, "validation_metrics_", {}),
         },
@@ -352,6 +354,9 @@ def _build(index: dict[str, Any], state: dict[str, torch.Tensor], root: Path) ->
     clf.best_epoch_ = training.get("best_epoch")
     clf.lr_ = float(training["lr"])
     clf.batch_size_ = training.get("batch_size")
+    for name in ("weight_decay", "validation_fraction"):  # absent from older model files
+        if training.get(name) is not None:
+            setattr(clf, f"{name}_", _finite_number(training[name], name))
     clf.validation_metrics_ = dict(training.get("validation_metrics") or {})
     clf.threshold_ = float(index["threshold"])
     if not 0.0 <= clf.threshold_ <= 1.0:
@@ -472,3 +477,9 @@ def _classes(data: dict[str, Any]) -> np.ndarray:
     if len(values) != 2:
         raise ValueError(f"a binary model has 2 classes, not {len(values)}")
     return np.array(values, dtype=dtype)
+
+
+def _finite_number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"training.{name} is {value!r}, not a finite number")
+    return float(value)

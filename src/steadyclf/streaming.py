@@ -1724,9 +1724,10 @@ def fit_streaming(
     ----------
     estimator : BinaryClassifier
         Its parameters are used as for ``fit``; ``batch_size`` 'auto' or ``None`` means
-        512 rows per step (streamed training is always mini-batch; with N processes
-        each contributes 1/N of the rows of a step), and ``lr`` must be a number or
-        ``None``.
+        1024 rows per step at lr 6e-3 (streamed training is always mini-batch; with N
+        processes each contributes 1/N of the rows of a step), so the 'auto' defaults
+        are those of mini-batch training (``validation_fraction`` 0.1, ``weight_decay``
+        0); ``lr`` must be a number or ``None``.
     data : path, glob, list of paths, or DataSource
         Parquet file(s), a directory of Parquet files, or CSV file(s).
     target : str
@@ -1764,7 +1765,7 @@ def fit_streaming(
     stats = fit_statistics(
         shard,
         target,
-        validation_fraction=estimator.validation_fraction if estimator.early_stopping else 0.0,
+        validation_fraction=_validation_fraction(estimator),
         seed=seed,
         positive=estimator.positive,
         categorical=estimator.categorical or (),
@@ -1811,6 +1812,10 @@ def fit_streaming(
     estimator.n_iter_ = len(trainer.history)
     estimator.lr_ = config.lr
     estimator.batch_size_ = config.batch_size * (ctx.world_size if ctx is not None else 1)
+    estimator.weight_decay_ = config.weight_decay
+    estimator.validation_fraction_ = (
+        _validation_fraction(estimator) if data_stream.validation is not None else 0.0
+    )
     estimator.best_epoch_ = trainer.best_epoch
     estimator.warnings_ = []
     estimator.threshold_ = 0.5
@@ -1878,6 +1883,17 @@ def _pos_weight(estimator: BinaryClassifier, stats: StreamStatistics) -> float |
     return float(estimator.pos_weight)
 
 
+def _validation_fraction(estimator: BinaryClassifier) -> float:
+    """Rows held out: streamed training always runs in mini-batches, so 'auto' is 0.1."""
+    from .estimator import DEFAULT_VALIDATION_FRACTION
+
+    if not estimator.early_stopping:
+        return 0.0
+    if estimator.validation_fraction == "auto":
+        return DEFAULT_VALIDATION_FRACTION
+    return float(estimator.validation_fraction)
+
+
 def _train_config(
     estimator: BinaryClassifier,
     stats: StreamStatistics,
@@ -1901,7 +1917,7 @@ def _train_config(
         batch_size=max(1, total // world_size),
         optimizer=estimator.optimizer,
         schedule=estimator.schedule,
-        weight_decay=float(estimator.weight_decay),
+        weight_decay=0.0 if estimator.weight_decay == "auto" else float(estimator.weight_decay),
         early_stopping=bool(estimator.early_stopping),
         patience=int(estimator.patience),
         pos_weight=_pos_weight(estimator, stats),

@@ -444,7 +444,7 @@ class Trainer:
                 "train_loss": train_loss,
                 "train_accuracy": train_acc,
             }
-            monitored = train_loss
+            monitored = train_loss + self._penalty()
             if valid_data is not None:
                 valid_loss, valid_acc = self.evaluate(valid_data, loss_fn)
                 record["valid_loss"], record["valid_accuracy"] = valid_loss, valid_acc
@@ -477,6 +477,17 @@ class Trainer:
             self.module.load_state_dict(self.best_state)
         for cb in cfg.callbacks:
             getattr(cb, "on_train_end", lambda t: None)(self)
+
+    def _penalty(self) -> float:
+        """The L2 term Adam's or SGD's ``weight_decay`` minimises with the loss, at the
+        current weights: without a validation split, training watches this sum (the
+        objective it minimises) converge, not the bare loss, which may rise meanwhile."""
+        decay = self.config.weight_decay
+        if not decay or self.config.optimizer == "adamw":  # AdamW: decoupled, no objective
+            return 0.0
+        with torch.no_grad():
+            squares = sum(float(p.detach().double().pow(2).sum()) for p in self.module.parameters())
+        return 0.5 * decay * squares
 
     def _step_epoch_schedule(self, monitored: float) -> None:
         if self.scheduler is None or self.config.schedule == "onecycle":

@@ -174,6 +174,34 @@ def _parse_checkpoint_every(
     return every
 
 
+def _parse_validation_fraction(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> Any:
+    if value is None or value == "auto":
+        return value
+    try:
+        fraction = float(value)
+    except ValueError:
+        fraction = float("nan")
+    if not 0 <= fraction < 1:
+        raise ParameterError(f"--validation-fraction must be in [0, 1) or 'auto'; got {value!r}")
+    return fraction
+
+
+def _parse_weight_decay(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None or value == "auto":
+        return value
+    try:
+        decay = float(value)
+    except ValueError:
+        decay = float("nan")
+    if not 0 <= decay < float("inf"):
+        raise ParameterError(
+            f"--weight-decay must be a non-negative number or 'auto'; got {value!r}"
+        )
+    return decay
+
+
 def _parse_pos_weight(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     if value is None or value == "balanced":
         return value
@@ -206,10 +234,18 @@ ESTIMATOR_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--max-epochs", type=int),
     click.option("--batch-size", callback=_parse_batch_size, help="Rows per step, 'auto', 'full'."),
     click.option("--early-stopping/--no-early-stopping", default=None),
-    click.option("--validation-fraction", type=float, help="Rows held out for early stopping."),
+    click.option(
+        "--validation-fraction",
+        callback=_parse_validation_fraction,
+        help="Rows held out for early stopping, or 'auto' (none on small data).",
+    ),
     click.option("--patience", type=int, help="Epochs without improvement before stopping."),
     click.option("--pos-weight", callback=_parse_pos_weight, help="'balanced' or a number."),
-    click.option("--weight-decay", type=float),
+    click.option(
+        "--weight-decay",
+        callback=_parse_weight_decay,
+        help="L2 penalty, or 'auto' (1e-2 on small data, else 0).",
+    ),
     click.option(
         "--random-state", type=int, default=0, show_default=True, help="Seed (reproducible)."
     ),
@@ -431,6 +467,8 @@ def train_summary(
         "batch_size": clf.batch_size_ or "full",
         "threshold": clf.threshold_,
         "threshold_metric": clf.threshold_metric,
+        "weight_decay": getattr(clf, "weight_decay_", None),
+        "validation_fraction": getattr(clf, "validation_fraction_", None),
         "validation": clf.validation_metrics_,
         "columns": [c.to_dict() | {"summary": c.describe()} for c in columns],
         "files": files,
@@ -444,7 +482,8 @@ def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) 
     lines = [
         f"trained {summary['model']!r} on {summary['rows']} rows and {len(used)} columns in "
         f"{summary['epochs']} epochs, {summary['seconds']:.1f} s (best epoch {summary['best_epoch']}, "
-        f"lr {summary['lr']:.3g}, {'full batch' if batch == 'full' else f'batch {batch}'})",
+        f"lr {summary['lr']:.3g}, {'full batch' if batch == 'full' else f'batch {batch}'}, "
+        f"weight decay {summary['weight_decay']:.3g})",
         f"classes: {summary['classes'][0]!r} (0), {summary['classes'][1]!r} (1, positive)",
     ]
     valid = summary["validation"]
@@ -455,7 +494,11 @@ def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) 
             f"ROC AUC {_fmt(valid['roc_auc'])}, log loss {_fmt(valid['log_loss'])}"
         )
     else:
-        lines.append("validation: none (too few rows or early stopping off)")
+        lines.append(
+            "validation: none (small data: every row trained; --validation-fraction holds rows out)"
+            if summary["validation_fraction"] == 0 and summary["batch_size"] == "full"
+            else "validation: none (too few rows or early stopping off)"
+        )
     lines.append("preprocessing:")
     plain = [c.name for c in columns if c.role == "numeric" and not c.n_missing]
     if plain:
