@@ -11,7 +11,7 @@ and a held-out test file (stratified, 25 % test) for each split seed. For each s
 
 Both ROC AUCs take 'malignant' as the positive class (steadyclf's ``classes_[1]``).
 
-Run: ``python benchmarks/breast_cancer.py [--splits 5]``.
+Run: ``python benchmarks/breast_cancer.py [--splits 20]``.
 Writes ``benchmarks/results/breast_cancer.md`` and ``.json``.
 """
 
@@ -123,7 +123,7 @@ def markdown(rows: list[dict], command: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--splits", type=int, default=5, help="number of split seeds (0..n-1)")
+    parser.add_argument("--splits", type=int, default=20, help="number of split seeds (0..n-1)")
     args = parser.parse_args()
     frame = breast_cancer_frame()
     rows = []

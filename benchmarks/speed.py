@@ -199,7 +199,7 @@ class Steadyclf(Method):
         snapshots.restart()
         self.clf.fit(X, y, callbacks=[Snapshot()])
         self.epoch_seconds = [r["seconds"] for r in self.clf.history_]
-        n_valid = round(len(y) * self.clf.validation_fraction) if self.clf.early_stopping else 0
+        n_valid = round(len(y) * self.clf.validation_fraction_)  # 0 when none held out
         self.rows_per_epoch = len(y) - n_valid
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:

@@ -153,3 +153,60 @@ def test_loss_and_accuracy_in_chunks_equal_the_whole() -> None:
     loss, accuracy = _loss_and_accuracy(logits, y, loss_fn, chunk_rows=64)
     assert loss == pytest.approx(float(loss_fn(logits, y)), rel=1e-12)
     assert accuracy == float(((logits > 0) == (y > 0.5)).double().mean())
+
+
+class _RecordPenalty:
+    """Records the penalty at the weights each full-batch loss is taken at."""
+
+    def __init__(self) -> None:
+        self.penalties: list[float] = []
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        self.penalties.append(trainer._penalty())
+
+    def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+        self.penalties.append(trainer._penalty())
+
+
+def _best_epoch(values: list[float], tol: float) -> int:
+    """Early stopping's rule: the last epoch that improved on the best by more than tol."""
+    best, epoch = math.inf, 0
+    for i, value in enumerate(values, start=1):
+        if best == math.inf or value < best - tol * abs(best):
+            best, epoch = value, i
+    return epoch
+
+
+@pytest.mark.parametrize(("optimizer", "decay"), [("adam", 1e-2), ("sgd", 1e-2), ("adam", 0.0)])
+def test_without_validation_the_penalised_objective_is_watched(
+    optimizer: str, decay: float
+) -> None:
+    record = _RecordPenalty()
+    cfg = TrainConfig(
+        lr=0.05,
+        max_epochs=300,
+        batch_size=None,
+        optimizer=optimizer,
+        weight_decay=decay,
+        patience=5,
+        schedule="plateau",
+        callbacks=(record,),
+    )
+    x, y = _data()
+    flip = torch.rand(len(y), generator=torch.Generator().manual_seed(1)) < 0.2
+    trainer = Trainer(_net(), cfg).fit((x, torch.where(flip, 1 - y, y)))  # noisy: converges
+    squares = sum(float(p.detach().double().pow(2).sum()) for p in trainer.module.parameters())
+    assert trainer._penalty() == pytest.approx(0.5 * decay * squares)
+    objective = [
+        r["train_loss"] + p for r, p in zip(trainer.history, record.penalties, strict=False)
+    ]
+    assert trainer.best_epoch == _best_epoch(objective, cfg.tol)
+    assert trainer.stopped_early and len(trainer.history) < 300
+    if decay:  # the same rule on the bare loss picks another epoch: the penalty counts
+        losses = [r["train_loss"] for r in trainer.history]
+        assert _best_epoch(losses, cfg.tol) != trainer.best_epoch
+
+
+def test_adamw_decay_is_not_an_objective_term() -> None:
+    cfg = TrainConfig(lr=0.01, max_epochs=2, batch_size=None, optimizer="adamw", weight_decay=0.1)
+    assert Trainer(_net(), cfg).fit(_data())._penalty() == 0.0

@@ -434,6 +434,7 @@ class Trainer:
             self.epoch += 1
             started = time.perf_counter()
             lr = self._lr()
+            penalty = self._penalty()  # at the weights the (full-batch) loss is taken at
             train_loss, train_acc = self.train_epoch(train_data, generator, loss_fn)
             if not math.isfinite(train_loss) or not _finite_params(self.module):
                 self._recover(last_good, train_loss)
@@ -444,7 +445,7 @@ class Trainer:
                 "train_loss": train_loss,
                 "train_accuracy": train_acc,
             }
-            monitored = train_loss + self._penalty()
+            monitored = train_loss + penalty
             if valid_data is not None:
                 valid_loss, valid_acc = self.evaluate(valid_data, loss_fn)
                 record["valid_loss"], record["valid_accuracy"] = valid_loss, valid_acc
