@@ -237,6 +237,7 @@ ESTIMATOR_OPTIONS: list[Callable[[Any], Any]] = [
     click.option(
         "--validation-fraction",
         callback=_parse_validation_fraction,
+        metavar="FRACTION|auto",
         help="Rows held out for early stopping, or 'auto' (none on small data).",
     ),
     click.option("--patience", type=int, help="Epochs without improvement before stopping."),
@@ -244,6 +245,7 @@ ESTIMATOR_OPTIONS: list[Callable[[Any], Any]] = [
     click.option(
         "--weight-decay",
         callback=_parse_weight_decay,
+        metavar="DECAY|auto",
         help="L2 penalty, or 'auto' (1e-2 on small data, else 0).",
     ),
     click.option(
