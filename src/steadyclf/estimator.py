@@ -69,7 +69,7 @@ DEFAULT_LR_MINI_BATCH = 6e-3
 #: ``validation_fraction='auto'``: rows held out for early stopping, except on small data
 #: (trained full batch), which holds none out: on a few hundred rows the validation loss
 #: is too noisy a signal to pick the epoch from, so every row trains, the weight decay
-#: below regularises and training stops when the training loss has converged
+#: below regularises and training stops when loss + penalty has converged
 #: (benchmarks/small_data.py; the README, "Small data").
 DEFAULT_VALIDATION_FRACTION = 0.1
 #: ``weight_decay='auto'`` (an L2 penalty in Adam's gradient) in that small-data mode; 0
@@ -117,7 +117,8 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         Stop when the validation loss (training loss without a validation split) has not
         improved for ``patience`` epochs, and restore the best weights (those of the best
         validation loss; without a validation split, training stops once the training
-        loss has converged and keeps the last weights).
+        loss, plus the L2 penalty of Adam's or SGD's ``weight_decay``, has converged and
+        keeps the last weights).
     validation_fraction : float or 'auto', default='auto'
         Share of rows held out for early stopping. Each row's side is decided by a hash of
         its position and ``random_state``, so the split is the same in every mode (in
@@ -125,7 +126,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         ``'auto'`` holds out 0.1, except on small data trained full batch (with
         ``early_stopping`` on and no ``threshold_metric`` to tune): every row then trains,
         ``weight_decay='auto'`` regularises, and training stops when the training loss
-        has converged. On a few hundred rows this beats picking the epoch on a noisy
+        plus the L2 penalty has converged. On a few hundred rows this beats picking the epoch on a noisy
         validation loss (see the README, "Small data").
     patience : int, default=10
     pos_weight : None, 'balanced' or float, default=None
