@@ -434,7 +434,9 @@ class Trainer:
             self.epoch += 1
             started = time.perf_counter()
             lr = self._lr()
-            penalty = self._penalty()  # at the weights the (full-batch) loss is taken at
+            # Watched only without a validation split; taken at the weights the
+            # (full-batch) loss is taken at.
+            penalty = self._penalty() if valid_data is None else 0.0
             train_loss, train_acc = self.train_epoch(train_data, generator, loss_fn)
             if not math.isfinite(train_loss) or not _finite_params(self.module):
                 self._recover(last_good, train_loss)
@@ -487,8 +489,8 @@ class Trainer:
         if not decay or self.config.optimizer == "adamw":  # AdamW: decoupled, no objective
             return 0.0
         with torch.no_grad():
-            squares = sum(float(p.detach().double().pow(2).sum()) for p in self.module.parameters())
-        return 0.5 * decay * squares
+            squares = sum(p.detach().double().pow(2).sum() for p in self.module.parameters())
+        return 0.5 * decay * float(squares)
 
     def _step_epoch_schedule(self, monitored: float) -> None:
         if self.scheduler is None or self.config.schedule == "onecycle":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import shutil
 import sys
@@ -179,27 +180,17 @@ def _parse_validation_fraction(
 ) -> Any:
     if value is None or value == "auto":
         return value
-    try:
-        fraction = float(value)
-    except ValueError:
-        fraction = float("nan")
-    if not 0 <= fraction < 1:
-        raise ParameterError(f"--validation-fraction must be in [0, 1) or 'auto'; got {value!r}")
-    return fraction
+    return _float_option(
+        "--validation-fraction", value, "in [0, 1) or 'auto'", lambda x: 0 <= x < 1
+    )
 
 
 def _parse_weight_decay(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     if value is None or value == "auto":
         return value
-    try:
-        decay = float(value)
-    except ValueError:
-        decay = float("nan")
-    if not 0 <= decay < float("inf"):
-        raise ParameterError(
-            f"--weight-decay must be a non-negative number or 'auto'; got {value!r}"
-        )
-    return decay
+    return _float_option(
+        "--weight-decay", value, "a non-negative number or 'auto'", lambda x: 0 <= x < math.inf
+    )
 
 
 def _parse_pos_weight(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -209,11 +200,16 @@ def _parse_pos_weight(ctx: click.Context, param: click.Parameter, value: str | N
 
 
 def _positive_float(option: str, value: str, expected: str) -> float:
+    return _float_option(option, value, expected, lambda x: 0 < x < math.inf)
+
+
+def _float_option(option: str, value: str, expected: str, ok: Callable[[float], bool]) -> float:
+    """``value`` as a float for which ``ok`` holds (NaN never does), or a one-line error."""
     try:
         number = float(value)
     except ValueError:
-        number = float("nan")
-    if not number > 0 or number == float("inf"):
+        number = math.nan
+    if not ok(number):
         raise ParameterError(f"{option} must be {expected}; got {value!r}")
     return number
 
