@@ -27,8 +27,8 @@ import pandas as pd
 import torch
 
 from steadyclf import BinaryClassifier
-from steadyclf.checkpoint import Checkpoint
-from steadyclf.training import StopTraining, Trainer
+from steadyclf.train.checkpoint import Checkpoint
+from steadyclf.train.trainer import StopTraining, Trainer
 
 RESULTS = Path(__file__).parent / "results"
 #: (rows, columns, hidden layers): small, medium and a wider network.

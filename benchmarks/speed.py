@@ -185,7 +185,7 @@ class Steadyclf(Method):
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> None:
         from steadyclf import BinaryClassifier
-        from steadyclf.training import StopTraining
+        from steadyclf.train.trainer import StopTraining
 
         snapshots, last = self.snapshots, self.epochs
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from steadyclf.fused import FusedMLP, LeanAdamStep
-from steadyclf.training import make_optimizer
+from steadyclf.nn.optim import LeanAdamStep, make_optimizer
+from steadyclf.nn.step import FusedMLP
 
 N_ROWS = 100_000
 

@@ -135,7 +135,7 @@ def main() -> None:
         "--data-dir", default=str(Path(tempfile.gettempdir()) / "steadyclf-streaming")
     )
     args = parser.parse_args()
-    from steadyclf.streaming import parse_memory_size
+    from steadyclf.io.sources import parse_memory_size
 
     budget = parse_memory_size(args.budget)
     folder = Path(args.data_dir) / f"{args.gigabytes:g}GB"
@@ -168,7 +168,7 @@ def main() -> None:
     seconds, peak, stdout = train(folder, "model")
     metadata = json.loads((model_dir / "model" / "model.json").read_text())["metadata"]
     summary = json.loads(stdout)
-    info = summary["streaming"]
+    info = metadata["reading"]
     epochs = json.loads((model_dir / "model" / "model.json").read_text())["history"]
     epoch_seconds = [row["seconds"] for row in epochs]
     result = {
@@ -188,9 +188,9 @@ def main() -> None:
         "epoch_seconds": epoch_seconds,
         "training_rows_per_second": info["n_train"] * len(epochs) / sum(epoch_seconds),
         "epochs": len(epochs),
-        "validation_rows_scored": info["validation_rows_scored"],
+        "validation_rows_scored": summary["validation"]["n"],
         "validation_roc_auc": summary["validation"]["roc_auc"],
-        "streaming": info,
+        "reading": info,
     }
     shutil.rmtree(model_dir, ignore_errors=True)  # the models were only needed for their facts
     RESULTS.mkdir(exist_ok=True)

@@ -14,13 +14,13 @@ import safetensors.torch
 import torch
 
 import steadyclf
-import steadyclf.cli.model as cli_model
+import steadyclf.cli.train as cli_model
 from steadyclf import BinaryClassifier, DataError, ModelFileError, ParameterError
-from steadyclf.checkpoint import INDEX_FILE, Checkpoint, read_checkpoint
 from steadyclf.cli import main
 from steadyclf.datasets import heart_rate
 from steadyclf.exceptions import TrainingInterrupted
-from steadyclf.training import StopTraining, Trainer
+from steadyclf.train.checkpoint import INDEX_FILE, Checkpoint, read_checkpoint
+from steadyclf.train.trainer import StopTraining, Trainer
 
 
 class StopAt:
@@ -331,11 +331,14 @@ def test_cli_resume_without_a_checkpoint_is_a_clear_error(
     assert code == 2 and "no checkpoint to resume from" in err and "without --resume" in err
 
 
-def test_cli_checkpoint_options_are_refused_when_streaming(
+def test_cli_checkpoints_and_resume_work_when_streaming(
     tmp_path: Path, csv_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, err = _train(capsys, csv_file, tmp_path / "m", "--stream", "--checkpoint-every", "2")
-    assert code == 2 and "not available when streaming" in err
+    assert code == 0, err
+    assert "removed checkpoint" in err and not (tmp_path / "m.checkpoint").exists()
+    code, err = _train(capsys, csv_file, tmp_path / "m2", "--stream", "--resume")
+    assert code == 2 and "no checkpoint to resume from" in err
 
 
 @pytest.mark.parametrize("every", ["0", "-2", "x"])
@@ -367,7 +370,7 @@ def test_cli_divergence_saves_the_best_model_and_fails(
 # -- SIGKILL mid-run, then --resume: the same model as an uninterrupted run -----------------
 _SLOW_CLI = """
 import sys, time
-import steadyclf.cli.model as m
+import steadyclf.cli.train as m
 
 class Slow:
     def on_epoch_end(self, trainer, record):

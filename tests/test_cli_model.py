@@ -12,8 +12,8 @@ import pytest
 import steadyclf
 from steadyclf import BinaryClassifier
 from steadyclf.cli import main
-from steadyclf.cli.model import Output as CliOutput
-from steadyclf.cli.model import ProgressBar, training_callbacks
+from steadyclf.cli.common import Output as CliOutput
+from steadyclf.cli.common import ProgressBar, training_callbacks
 from steadyclf.persistence import FORMAT_VERSION, INDEX_FILE, WEIGHTS_FILE
 
 FAST = ["--max-epochs", "25", "--hidden", "8"]
@@ -328,7 +328,7 @@ BAD_TRAIN = [
         [],
         r"target column 'y' is not in the data; columns: 'x', 'z'",
     ),
-    ("one.csv", "x,y\n1,a\n2,a\n", [], r"the target has one class \('a'\)"),
+    ("one.csv", "x,y\n1,a\n2,a\n", [], r"has one class \(values seen \['a'\]\)"),
     ("three.csv", "x,y\n1,a\n2,b\n3,c\n", [], r"values seen \['a', 'b', 'c'\]"),
     ("gap.csv", "x,y\n1,a\n2,\n3,b\n", [], r"target 'y' is missing on 1 row \(first: 1\)"),
     (

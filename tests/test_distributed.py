@@ -17,16 +17,15 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from steadyclf import persistence
+import steadyclf
 from steadyclf.cli import main
 from steadyclf.datasets import heart_rate
-from steadyclf.distributed import (
+from steadyclf.train.distributed import (
     DistributedContext,
     init_from_env,
     is_main_process,
     torchrun_environment,
 )
-from steadyclf.streaming import DataSource, fit_statistics
 
 
 def _free_port() -> int:
@@ -82,6 +81,7 @@ def test_two_processes_with_torchrun_match_one_process(tmp_path: Path) -> None:
     data = tmp_path / "hr.parquet"
     frame = _dataset(data)
     options = ["--target", "y", "--max-epochs", "6", "--memory-budget", "50MB", "--quiet"]
+    options += ["--validation-fraction", "0.1"]  # 3,000 rows: small data holds none out
     command = [
         sys.executable,
         "-m",
@@ -105,21 +105,22 @@ def test_two_processes_with_torchrun_match_one_process(tmp_path: Path) -> None:
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads(run.stdout)  # rank 0 alone reports
-    assert summary["streaming"]["processes"] == 2 and summary["rows"] == len(frame)
+    assert summary["reading"]["processes"] == 2 and summary["rows"] == len(frame)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "hr.parquet"]  # no leftovers
 
     # Statistics: equal to one process reading every row group.
-    model = persistence.load(tmp_path / "ddp")
-    single = fit_statistics(DataSource.open(data), "y", seed=0, memory_budget=50 * 10**6)
-    buffers = model.module_.encoder
-    assert model.encoder_.to_dict() == single.encoder.to_dict()
-    np.testing.assert_allclose(buffers.normalize.mean.numpy(), single.stats.mean, rtol=1e-9)
-    np.testing.assert_allclose(buffers.normalize.scale.numpy(), single.stats.scale, rtol=1e-9)
-    np.testing.assert_array_equal(buffers.impute.median.numpy(), single.median)
+    model = steadyclf.load(tmp_path / "ddp")
+    assert main(["train", str(data), "--out", str(tmp_path / "one"), "--stream", *options]) == 0
+    one = steadyclf.load(tmp_path / "one")
+    buffers, single = model.module_.encoder, one.module_.encoder
+    assert model.encoder_.to_dict() == one.encoder_.to_dict()
+    for name in ("normalize.mean", "normalize.scale"):
+        np.testing.assert_allclose(
+            buffers.get_buffer(name).numpy(), single.get_buffer(name).numpy(), rtol=1e-9
+        )
+    np.testing.assert_array_equal(buffers.impute.median.numpy(), single.impute.median.numpy())
 
     # The same validation AUC as one process, within 0.01.
-    assert main(["train", str(data), "--out", str(tmp_path / "one"), "--stream", *options]) == 0
-    one = persistence.load(tmp_path / "one")
     auc_two, auc_one = model.validation_metrics_["roc_auc"], one.validation_metrics_["roc_auc"]
     assert auc_one > 0.95 and abs(auc_two - auc_one) < 0.01
     assert model.validation_metrics_["n"] == one.validation_metrics_["n"]  # same rows held out

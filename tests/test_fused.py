@@ -5,9 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from steadyclf import fused
-from steadyclf.fused import FusedMLP
-from steadyclf.training import TrainConfig, Trainer, make_optimizer
+from steadyclf.nn import optim as fused
+from steadyclf.nn.optim import make_optimizer
+from steadyclf.nn.step import FusedMLP
+from steadyclf.train.trainer import TrainConfig, Trainer
 
 
 def _data(n: int = 40, d: int = 5, dtype: torch.dtype = torch.float64):

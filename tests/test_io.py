@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from steadyclf import DataError
-from steadyclf.io import read_table, table_format, write_table
+from steadyclf.io.tables import read_table, table_format, write_table
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import torch
 
 from steadyclf import BinaryClassifier, ParameterError
 from steadyclf.datasets import centred_nonlinear, heart_rate
-from steadyclf.lr_finder import find_lr
-from steadyclf.network import make_body
+from steadyclf.nn.modules import make_body
+from steadyclf.train.lr_finder import find_lr
 
 
 def _data(n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,10 +1,11 @@
 import torch
 
-from steadyclf.network import SteadyNet
+from steadyclf.nn.modules import SteadyNet
+from steadyclf.nn.spec import Architecture
 
 
 def test_encoder_imputes_standardises_and_one_hots() -> None:
-    net = SteadyNet(2, 1, [4], hidden=(5,), activation="tanh")
+    net = SteadyNet(Architecture(2, 1, (4,), (5,), "tanh"))
     enc = net.encoder
     enc.impute.median.copy_(torch.tensor([10.0, 0.0], dtype=torch.float64))
     enc.impute.missing_columns.copy_(torch.tensor([0]))
@@ -21,18 +22,18 @@ def test_encoder_imputes_standardises_and_one_hots() -> None:
 
 
 def test_output_bias_and_logit_shape() -> None:
-    net = SteadyNet(3, 0, [], hidden=(4, 4), activation="relu", prior_logit=-1.5)
+    net = SteadyNet(Architecture(3, 0, (), (4, 4), "relu"), prior_logit=-1.5)
     assert net.body[-1].bias.item() == -1.5
     assert net(torch.zeros(7, 3, dtype=torch.float64)).shape == (7,)
 
 
 def test_batchnorm_option_adds_input_layer() -> None:
-    net = SteadyNet(3, 0, [], hidden=(4,), activation="relu", batchnorm=True)
+    net = SteadyNet(Architecture(3, 0, (), (4,), "relu", batchnorm=True))
     assert isinstance(net.body[0], torch.nn.BatchNorm1d)
 
 
 def test_state_dict_names_are_recognisable() -> None:
-    keys = SteadyNet(2, 1, [3], hidden=(4,), activation="relu").state_dict().keys()
+    keys = SteadyNet(Architecture(2, 1, (3,), (4,), "relu")).state_dict().keys()
     assert {"encoder.normalize.mean", "encoder.normalize.scale", "encoder.impute.median"} <= set(
         keys
     )

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from steadyclf import BinaryClassifier, ParameterError, SteadyclfError
-from steadyclf.io import read_table
+from steadyclf.io.tables import read_table
 
 SETTINGS = settings(
     max_examples=40,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from steadyclf.scaling import RunningStats
+from steadyclf.schema.stats import RunningStats
 
 
 def test_chunked_merge_equals_whole_array() -> None:

@@ -28,10 +28,10 @@ import torch
 
 import steadyclf
 from steadyclf import BinaryClassifier, ModelFileError
-from steadyclf.checkpoint import INDEX_FILE as CHECKPOINT_INDEX
-from steadyclf.checkpoint import Checkpoint, read_checkpoint
 from steadyclf.cli import main
-from steadyclf.training import StopTraining, Trainer
+from steadyclf.train.checkpoint import INDEX_FILE as CHECKPOINT_INDEX
+from steadyclf.train.checkpoint import Checkpoint, read_checkpoint
+from steadyclf.train.trainer import StopTraining, Trainer
 
 
 def _frame(n: int = 160, seed: int = 0) -> pd.DataFrame:
@@ -419,7 +419,7 @@ def _moment_key(state: dict[str, torch.Tensor]) -> str:
 @pytest.mark.parametrize(
     ("index", "tensors", "match"),
     [
-        (_set("format_version", 2), None, "format version"),
+        (_set("format_version", 99), None, "format version"),
         (_set("format", "steadyclf-model"), None, "not a steadyclf checkpoint"),
         (_set("weights_file", "../../model.safetensors"), None, "invalid weights file"),
         (_set("weights_sha256", "0" * 64), None, "SHA-256"),

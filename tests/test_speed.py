@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from steadyclf import BinaryClassifier, DataError
+from steadyclf import BinaryClassifier, DataError, policy
 from steadyclf import estimator as estimator_module
+from steadyclf.nn import modules as nn_modules
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ def test_encoding_in_chunks_trains_the_same_model(wide, monkeypatch) -> None:
     X = X.copy()
     X[::17, 2] = np.nan  # a missing-value indicator and imputation, chunk by chunk
     reference = _fit(X, y)
-    monkeypatch.setattr(estimator_module, "ENCODE_BATCH_ROWS", 16)
+    monkeypatch.setattr(nn_modules, "ENCODE_BATCH_ROWS", 16)
     chunked = _fit(X, y)
     assert [r["train_loss"] for r in chunked.history_] == [
         r["train_loss"] for r in reference.history_
@@ -94,13 +95,13 @@ def test_probabilities_are_a_sigmoid_without_overflow(wide) -> None:
 
 def test_defaults_by_data_size() -> None:
     rng = np.random.default_rng(1)
-    X = rng.normal(size=(estimator_module.FULL_BATCH_MAX_ROWS + 1000, 2))
+    X = rng.normal(size=(policy.FULL_BATCH_MAX_ROWS + 1000, 2))
     y = (X[:, 0] > 0).astype(int)
     large = BinaryClassifier(random_state=0, max_epochs=1, early_stopping=False).fit(X, y)
-    assert large.batch_size_ == estimator_module.DEFAULT_BATCH_SIZE
-    assert large.lr_ == estimator_module.DEFAULT_LR_MINI_BATCH
+    assert large.batch_size_ == policy.DEFAULT_BATCH_SIZE
+    assert large.lr_ == policy.DEFAULT_LR_MINI_BATCH
     small = BinaryClassifier(random_state=0, max_epochs=1).fit(X[:500], y[:500])
-    assert small.batch_size_ is None and small.lr_ == estimator_module.DEFAULT_LR_FULL_BATCH
+    assert small.batch_size_ is None and small.lr_ == policy.DEFAULT_LR_FULL_BATCH
 
 
 @pytest.mark.parametrize(
@@ -120,9 +121,9 @@ def test_defaults_by_data_size() -> None:
 def test_default_batch_and_rate_grow_with_the_data(
     n_train, batch_size, expected_batch, expected_lr
 ) -> None:
-    batch = estimator_module._default_batch_size(n_train, batch_size)
+    batch = policy.batch_size_for(n_train, batch_size)
     assert batch == expected_batch
-    assert estimator_module._default_lr(batch) == pytest.approx(expected_lr)
+    assert policy.default_lr(batch) == pytest.approx(expected_lr)
 
 
 def test_infinite_dataframe_cell_is_named(wide) -> None:
@@ -171,14 +172,13 @@ def test_features_in_place_equal_the_encoder(wide, monkeypatch) -> None:
     X, y = wide
     clf = _fit(X.astype(np.float32), y)
     module = clf.module_.float()
-    monkeypatch.setattr(estimator_module, "ENCODE_BATCH_ROWS", 64)
+    monkeypatch.setattr(nn_modules, "ENCODE_BATCH_ROWS", 64)
     gappy = X.copy()
     gappy[100, 3] = np.nan  # a NaN the model never saw: that chunk goes through the encoder
     for data in (X.astype(np.float32), gappy):
-        rows = np.arange(len(data)) % 3 != 0
-        features, _ = clf._features(
-            module, data, np.empty((len(data), 0), np.int64), rows, y[rows], torch.device("cpu")
-        )
+        rows = np.flatnonzero(np.arange(len(data)) % 3 != 0)
+        features = torch.empty((rows.size, module.encoder.n_features_out))
+        module.encoder.encode(data, np.empty((len(data), 0), np.int64), features, rows)
         with torch.no_grad():
             expected = module.encoder(torch.tensor(data[rows], dtype=torch.float64))
         torch.testing.assert_close(features, expected, rtol=0, atol=0)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from steadyclf.splitting import row_uniform, validation_mask
+from steadyclf.schema.split import row_uniform, validation_mask
 
 
 def test_split_depends_only_on_position_and_seed() -> None:

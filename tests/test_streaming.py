@@ -1,4 +1,5 @@
-"""Streaming: statistics equal to the in-memory fit, exact medians, shards, training."""
+"""Reading in passes: one pipeline for data in memory and in files, the same statistics,
+the same defaults and the same model, exact quantiles, shards, the shuffle buffer."""
 
 from __future__ import annotations
 
@@ -16,19 +17,18 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from steadyclf import BinaryClassifier, DataError, ParameterError, persistence
+import steadyclf
+from steadyclf import BinaryClassifier, DataError, ParameterError
 from steadyclf.cli import main
-from steadyclf.io import read_table
-from steadyclf.streaming import (
-    DataSource,
-    ShuffleBuffer,
-    SplitRule,
-    encode_inputs,
-    exact_medians,
-    fit_statistics,
-    fit_streaming,
-    parse_memory_size,
-)
+from steadyclf.io.sources import DataSource, parse_memory_size
+from steadyclf.io.tables import read_table
+from steadyclf.schema import quantiles
+from steadyclf.schema.encoder import TabularEncoder
+from steadyclf.schema.roles import ColumnPlan
+from steadyclf.schema.split import SplitRule
+from steadyclf.schema.summary import summarise
+from steadyclf.train.batches import ShuffleBuffer
+from steadyclf.train.distributed import share_of
 
 N_ROWS = 1500
 
@@ -72,40 +72,49 @@ def _write_parquet(frame: pd.DataFrame, folder: Path, n_files: int = 3) -> Path:
 
 def _in_memory(frame: pd.DataFrame, **params: Any) -> BinaryClassifier:
     X, y = frame.drop(columns="y"), frame["y"]
-    params.setdefault("validation_fraction", 0.1)  # streamed training holds 0.1 out
+    params.setdefault("validation_fraction", 0.1)
     return BinaryClassifier(random_state=3, max_epochs=1, **params).fit(X, y)
 
 
-def _assert_same_statistics(stats: Any, clf: BinaryClassifier) -> None:
-    buffers = clf.module_.encoder
-    assert stats.encoder.to_dict() == clf.encoder_.to_dict()
+def _streamed(data: Any, budget: str = "20MB", **params: Any) -> BinaryClassifier:
+    params.setdefault("validation_fraction", 0.1)
+    clf = BinaryClassifier(random_state=3, max_epochs=1, **params)
+    return clf.fit_files(data, "y", stream=True, memory_budget=budget, context=None)
+
+
+def _assert_same_statistics(streamed: BinaryClassifier, clf: BinaryClassifier) -> None:
+    buffers, expected = streamed.module_.encoder, clf.module_.encoder
+    assert streamed.encoder_.to_dict() == clf.encoder_.to_dict()
     np.testing.assert_array_equal(
-        np.flatnonzero(stats.had_missing), buffers.impute.missing_columns.numpy()
+        buffers.impute.missing_columns.numpy(), expected.impute.missing_columns.numpy()
     )
-    np.testing.assert_array_equal(stats.median, buffers.impute.median.numpy())
-    np.testing.assert_allclose(stats.stats.mean, buffers.normalize.mean.numpy(), rtol=1e-9)
-    np.testing.assert_allclose(stats.stats.scale, buffers.normalize.scale.numpy(), rtol=1e-9)
+    np.testing.assert_array_equal(buffers.impute.median.numpy(), expected.impute.median.numpy())
+    for name in ("mean", "scale"):
+        np.testing.assert_allclose(
+            getattr(buffers.normalize, name).numpy(),
+            getattr(expected.normalize, name).numpy(),
+            rtol=1e-9,
+        )
 
 
 def test_parquet_statistics_equal_the_in_memory_ones(tmp_path: Path) -> None:
     frame = _mixed_frame()
     folder = _write_parquet(frame, tmp_path / "data")
-    source = DataSource.open(folder)
-    assert len(source.pieces) > 3  # several files and row groups
-    stats = fit_statistics(
-        source, "y", seed=3, categorical=["code"], memory_budget=parse_memory_size("20MB")
-    )
+    assert len(DataSource.open(folder).pieces) > 3  # several files and row groups
+    streamed = _streamed(folder, categorical=["code"])
     whole = read_table(folder / "part-0.parquet")  # one file: the dtypes io gives
     assert list(whole.columns) == list(frame.columns)
     clf = _in_memory(
         pd.concat([read_table(p) for p in sorted(folder.iterdir())]), categorical=["code"]
     )
-    _assert_same_statistics(stats, clf)
-    roles = {c.name: c.role for c in stats.encoder.columns_}
+    _assert_same_statistics(streamed, clf)
+    roles = {c.name: c.role for c in streamed.encoder_.columns_}
     assert roles["const"] == roles["empty"] == roles["row_id"] == roles["user"] == "dropped"
     assert roles["digits"] == "numeric" and roles["flag"] == "boolean"
     assert roles["when"] == "datetime" and roles["day"] == "dropped"
-    assert stats.n_train + stats.n_valid == N_ROWS and stats.n_valid > 100
+    data = streamed.data_
+    assert data["n_train"] + data["n_valid"] == N_ROWS and data["n_valid"] > 100
+    assert data["streamed"] and streamed.plan_ == clf.plan_
 
 
 def test_csv_read_in_blocks_gives_the_in_memory_statistics(tmp_path: Path) -> None:
@@ -113,31 +122,35 @@ def test_csv_read_in_blocks_gives_the_in_memory_statistics(tmp_path: Path) -> No
     path = tmp_path / "data.csv"
     frame.to_csv(path, index=False)
     source = DataSource.open(path, csv_block_size=1 << 14)
-    stats = fit_statistics(source, "y", seed=3, memory_budget=10**7)
-    assert source.counted and source.n_rows == N_ROWS
-    _assert_same_statistics(stats, _in_memory(read_table(path)))
+    plan = ColumnPlan.create(source.columns, source.kinds, "y", untyped=source.untyped)
+    summary = summarise(source, plan, SplitRule(0.1, 3), budget=10**7)
+    assert source.counted and source.n_rows == N_ROWS and summary.n_rows == N_ROWS
+    clf = _in_memory(read_table(path))
+    assert TabularEncoder.from_summary(summary).to_dict() == clf.encoder_.to_dict()
+    _assert_same_statistics(_streamed(path, budget="10MB"), clf)
 
 
-def test_fast_encoding_equals_the_encoder_transform(tmp_path: Path) -> None:
+def test_arrow_batches_encode_like_frames(tmp_path: Path) -> None:
     frame = _mixed_frame(seed=8)
     frame.loc[3, "level"] = "never seen in training"
     folder = _write_parquet(frame, tmp_path / "data", n_files=1)
-    source = DataSource.open(folder)
-    stats = fit_statistics(source, "y", categorical=["code"], memory_budget=10**7)
+    clf = _streamed(folder, categorical=["code"])
+    encoder = clf.encoder_
+    path = folder / "part-0.parquet"
     codes = []
-    for _, batch in source.batches(source.columns, batch_rows=400):
-        fast, slow = encode_inputs(stats.encoder, batch), stats.encoder.transform(batch)
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=400):
+        fast, slow = encoder.transform(batch), encoder.transform(batch.to_pandas())
         np.testing.assert_array_equal(fast[0], slow[0])
         np.testing.assert_array_equal(fast[1], slow[1])
         codes.append(fast[1])
     assert {0, 1} <= set(np.concatenate(codes).ravel().tolist())  # missing and unseen codes
-    bad = next(source.batches(source.columns))[1].assign(tiny=np.inf)
+    bad = next(pq.ParquetFile(path).iter_batches(batch_size=50)).to_pandas().assign(tiny=np.inf)
     with pytest.raises(DataError, match="'tiny' has an infinite value at row 0"):
-        encode_inputs(stats.encoder, bad)
+        encoder.transform(bad)
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 1000, 1001])
-def test_exact_medians_match_numpy_through_every_radix_pass(tmp_path: Path, n: int) -> None:
+def test_exact_quantiles_match_numpy(tmp_path: Path, n: int) -> None:
     rng = np.random.default_rng(n)
     values = np.concatenate([rng.normal(0, 1, n // 2), -rng.exponential(1e6, n - n // 2)])
     values[rng.random(n) < 0.2] = np.nan
@@ -147,35 +160,42 @@ def test_exact_medians_match_numpy_through_every_radix_pass(tmp_path: Path, n: i
     source = DataSource.open(tmp_path / "d.parquet")
     split = SplitRule(0.3, seed=5)
     train = ~split.mask(0, n)
-    expected = [
-        np.nanmedian(frame["v"].to_numpy()[train]) if np.isfinite(values[train]).any() else 0.0,
-        np.median(frame["w"].to_numpy()[train]),
-    ]
-    counts = [int(np.isfinite(frame[c].to_numpy()[train]).sum()) for c in ("v", "w")]
-    found = exact_medians(source, [("v", "numeric"), ("w", "numeric")], counts, split, budget=1)
-    np.testing.assert_array_equal(found, expected)
+    columns = [frame["v"].to_numpy()[train], frame["w"].to_numpy()[train]]
+    counts = [int(np.isfinite(c).sum()) for c in columns]
+    probabilities = [0.25, 0.5, 0.75]
+    found = quantiles.exact_quantiles(
+        source, [("v", "numeric"), ("w", "numeric")], counts, probabilities, split, budget=1
+    )
+    for j, column in enumerate(columns):
+        present = column[np.isfinite(column)]
+        if present.size == 0:
+            np.testing.assert_array_equal(found[j], 0.0)
+            continue
+        assert found[j, 1] == np.median(present)  # exactly numpy's median
+        np.testing.assert_allclose(found[j], np.quantile(present, probabilities), rtol=1e-15)
 
 
-def test_medians_refine_by_histograms_when_values_do_not_fit(
+def test_quantiles_refine_by_histograms_when_values_do_not_fit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import steadyclf.streaming as streaming
-
     rng = np.random.default_rng(0)
     values = np.round(rng.normal(92, 5, 4000), 1)  # many ties, all in a few radix buckets
     pq.write_table(pa.table({"v": values}), tmp_path / "d.parquet", row_group_size=500)
     passes: list[int] = []
-    original = streaming.DataSource.batches
+    original = DataSource.batches
 
     def counting(self: DataSource, *args: Any, **kwargs: Any) -> Any:
         passes.append(1)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(streaming.DataSource, "batches", counting)
-    monkeypatch.setattr(streaming, "_collect_limit", lambda budget, n: 10)
+    monkeypatch.setattr(DataSource, "batches", counting)
+    monkeypatch.setattr(quantiles, "collect_limit", lambda budget, n: 10)
     source = DataSource.open(tmp_path / "d.parquet")
-    found = exact_medians(source, [("v", "numeric")], [4000], SplitRule(0.0, 0), budget=10**9)
-    assert found[0] == np.median(values)
+    found = quantiles.exact_quantiles(
+        source, [("v", "numeric")], [4000], [0.1, 0.5], SplitRule(0.0, 0), budget=10**9
+    )
+    assert found[0, 1] == np.median(values)
+    assert found[0, 0] == pytest.approx(np.quantile(values, 0.1), rel=1e-15)
     assert len(passes) >= 3  # histogram passes before the final selection
 
 
@@ -245,22 +265,44 @@ def test_shards_merged_in_rank_order_equal_one_process(tmp_path: Path, world_siz
     ]
     assert sorted(positions) == list(range(N_ROWS))  # every row read once
     assert max(s.n_rows for s in shards) - min(s.n_rows for s in shards) <= 1  # 1/N each
+    plan = ColumnPlan.create(source.columns, source.kinds, "y", categorical=["code"])
+    split = SplitRule(0.1, 3)
 
-    def fit(ctx: Any) -> Any:
-        return fit_statistics(
-            shards[ctx.rank], "y", seed=3, categorical=["code"], memory_budget=10**7, context=ctx
+    def statistics(shard: DataSource, ctx: Any) -> Any:
+        summary = summarise(shard, plan, split, budget=10**7, context=ctx)
+        numeric = TabularEncoder.from_summary(summary).numeric_infos
+        names = [c.name for c in numeric]
+        counts = [int(n) for n in summary.numeric.training_stats(names).count]
+        found = quantiles.exact_quantiles(
+            shard,
+            [(c.name, c.role) for c in numeric],
+            counts,
+            [0.5],
+            split,
+            budget=10**7,
+            context=ctx,
         )
+        return summary, found
 
-    results = _ThreadGroup(world_size).run(fit)
-    single = fit_statistics(source, "y", seed=3, categorical=["code"], memory_budget=10**7)
-    for stats in results:
-        assert stats.encoder.to_dict() == single.encoder.to_dict()
-        np.testing.assert_array_equal(stats.median, single.median)
-        np.testing.assert_array_equal(stats.stats.mean, results[0].stats.mean)  # identical
-        np.testing.assert_array_equal(stats.stats.m2, results[0].stats.m2)
-        np.testing.assert_allclose(stats.stats.mean, single.stats.mean, rtol=1e-12)
-        np.testing.assert_allclose(stats.stats.std, single.stats.std, rtol=1e-9)
-    assert sum(s.local_train + s.local_valid for s in results) == N_ROWS
+    results = _ThreadGroup(world_size).run(lambda ctx: statistics(shards[ctx.rank], ctx))
+    single, medians = statistics(source, None)
+    for summary, found in results:
+        tally, expected = summary.numeric, single.numeric
+        assert summary.n_rows == single.n_rows and summary.labels == single.labels
+        np.testing.assert_array_equal(found, medians)
+        np.testing.assert_array_equal(tally.train.mean, results[0][0].numeric.train.mean)
+        np.testing.assert_array_equal(tally.train.m2, results[0][0].numeric.train.m2)
+        np.testing.assert_allclose(
+            tally.training_stats(tally.names).mean,
+            expected.training_stats(expected.names).mean,
+            rtol=1e-12,
+        )
+        np.testing.assert_allclose(tally.train.std, expected.train.std, rtol=1e-9)
+        np.testing.assert_array_equal(tally.low, expected.low)
+        assert {n: c.levels for n, c in summary.columns.items()} == {
+            n: c.levels for n, c in single.columns.items()
+        }
+    assert sum(s.local_train + s.local_valid for s, _ in results) == N_ROWS
 
 
 def test_csv_files_are_shared_whole_with_global_positions(tmp_path: Path) -> None:
@@ -268,9 +310,7 @@ def test_csv_files_are_shared_whole_with_global_positions(tmp_path: Path) -> Non
     for i, part in enumerate(np.array_split(np.arange(N_ROWS), 4)):
         frame.iloc[part].to_csv(tmp_path / f"part-{i}.csv", index=False)
     source = DataSource.open(sorted(tmp_path.glob("*.csv")), csv_block_size=1 << 13)
-    from steadyclf.streaming import _my_share
-
-    shares = _ThreadGroup(2).run(lambda ctx: _my_share(source, ctx))
+    shares = _ThreadGroup(2).run(lambda ctx: share_of(source, ctx))
     starts = sorted(p.start for s in shares for p in s.pieces)
     assert starts == [0, 375, 750, 1125]
     with pytest.raises(DataError, match="4 CSV file"):
@@ -299,16 +339,12 @@ def test_shuffle_buffer_emits_every_row_once_in_a_new_order() -> None:
 def test_streamed_model_learns_saves_and_loads(tmp_path: Path) -> None:
     frame = _mixed_frame(n=2000, seed=5)
     folder = _write_parquet(frame, tmp_path / "data")
-    clf = fit_streaming(
-        BinaryClassifier(random_state=0, max_epochs=6, categorical=["code"]),
-        folder / "*.parquet",
-        "y",
-        memory_budget="20MB",
-        context=None,
+    clf = BinaryClassifier(random_state=0, max_epochs=6, categorical=["code"]).fit_files(
+        folder / "*.parquet", "y", memory_budget="20MB", context=None
     )
-    assert clf.validation_metrics_["roc_auc"] > 0.9
-    assert clf.streaming_["n_rows"] == 2000 and clf.n_iter_ >= 1
-    again = persistence.load(persistence.save(clf, tmp_path / "model"))
+    assert clf.data_["streamed"] and clf.data_["why"] == "a glob"
+    assert clf.n_iter_ >= 1 and clf.data_["n_rows"] == 2000
+    again = steadyclf.load(clf.save(tmp_path / "model"))
     X = frame.drop(columns="y")
     np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
     assert clf.score(X, frame["y"]) > 0.8  # the label noise caps accuracy near 0.88
@@ -316,16 +352,14 @@ def test_streamed_model_learns_saves_and_loads(tmp_path: Path) -> None:
 
 
 def test_validation_rows_are_subsampled_to_fit_the_budget(tmp_path: Path) -> None:
-    frame = _mixed_frame(n=2000, seed=6)
+    frame = _mixed_frame(n=4000, seed=6)
     folder = _write_parquet(frame, tmp_path / "data")
-
-    def fit(budget: str) -> BinaryClassifier:
-        estimator = BinaryClassifier(random_state=0, max_epochs=1, validation_fraction=0.3)
-        return fit_streaming(estimator, folder, "y", memory_budget=budget, context=None)
-
-    full, small = fit("50MB"), fit("200kB")
-    assert full.streaming_["validation_rows_scored"] == full.streaming_["n_valid"]
-    assert 0 < small.streaming_["validation_rows_scored"] < small.streaming_["n_valid"]
+    full = _streamed(folder, budget="50MB", validation_fraction=0.3)
+    small = _streamed(folder, budget="300kB", validation_fraction=0.3)
+    assert full.data_["rows_in_memory"] and not small.data_["rows_in_memory"]
+    assert full.validation_metrics_["n"] == full.data_["n_valid"]
+    assert 0 < small.validation_metrics_["n"] < small.data_["n_valid"]
+    assert small.data_["validation_keep"] < 1
 
 
 def test_memory_sizes() -> None:
@@ -340,11 +374,11 @@ def test_memory_sizes() -> None:
 def test_bad_inputs_get_one_line_errors(tmp_path: Path) -> None:
     frame = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, None, 1]})
     pq.write_table(pa.Table.from_pandas(frame), tmp_path / "a.parquet")
-    source = DataSource.open(tmp_path / "a.parquet")
-    with pytest.raises(DataError, match="target 'y' is missing at row 2"):
-        fit_statistics(source, "y")
+    path = tmp_path / "a.parquet"
+    with pytest.raises(DataError, match=r"target 'y' is missing on 1 row \(first: 2\)"):
+        BinaryClassifier().fit_files(path, "y", stream=True, context=None)
     with pytest.raises(DataError, match="target column 'label' is not in the data"):
-        fit_statistics(source, "label")
+        BinaryClassifier().fit_files(path, "label", stream=True, context=None)
     pq.write_table(pa.table({"x": [1.0], "z": [0]}), tmp_path / "b.parquet")
     with pytest.raises(DataError, match="same columns"):
         DataSource.open(tmp_path)
@@ -353,10 +387,10 @@ def test_bad_inputs_get_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "c").mkdir()
     three = pa.table({"x": np.arange(30.0), "y": np.arange(30) % 3})
     pq.write_table(three, tmp_path / "c" / "c.parquet")
-    with pytest.raises(DataError, match="more than 2 classes"):
-        fit_statistics(DataSource.open(tmp_path / "c"), "y")
-    with pytest.raises(ParameterError, match="lr='auto'"):
-        fit_streaming(BinaryClassifier(lr="auto"), tmp_path / "c", "y", context=None)
+    with pytest.raises(DataError, match=r"has 3 classes \(values seen \[0, 1, 2\]\)"):
+        BinaryClassifier().fit_files(tmp_path / "c", "y", context=None)
+    with pytest.raises(ParameterError, match="memory size 'lots'"):
+        BinaryClassifier().fit_files(tmp_path / "c", "y", memory_budget="lots", context=None)
 
 
 def test_cli_streams_a_directory_and_a_file_over_the_budget(
@@ -367,31 +401,45 @@ def test_cli_streams_a_directory_and_a_file_over_the_budget(
     args = ["--target", "y", "--max-epochs", "2", "--categorical", "code"]
     assert main(["train", str(folder), "--out", str(tmp_path / "m1"), "--json", *args]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["streaming"]["n_rows"] == summary["rows"] == 800
+    assert summary["rows"] == 800 and summary["reading"]["why"] == "a directory"
     single = tmp_path / "one.parquet"
     frame.to_parquet(single)
     budget = ["--memory-budget", "100kB"]
     assert main(["train", str(single), "--out", str(tmp_path / "m2"), *budget, *args]) == 0
-    assert "reading it in passes" in capsys.readouterr().err
-    model = persistence.load(tmp_path / "m2")
-    assert persistence.read_index(tmp_path / "m2")["metadata"]["streaming"]["n_rows"] == 800
+    err = capsys.readouterr().err
+    assert "read the data in passes" in err and "more than the 0 MB budget" in err
+    model = steadyclf.load(tmp_path / "m2")
+    index = steadyclf.persistence.read_index(tmp_path / "m2")
+    assert (
+        index["metadata"]["reading"]["n_rows"] == 800 and index["metadata"]["reading"]["streamed"]
+    )
     assert model.predict(frame.drop(columns="y")).shape == (800,)
 
 
-@pytest.mark.parametrize(
-    ("extra", "message"),
-    [
-        (["--drop-missing-target"], "not available when streaming"),
-        (["--lr", "auto"], "lr='auto'"),
-        (["--memory-budget", "lots"], "memory size 'lots'"),
-    ],
-)
+def test_cli_streaming_takes_every_training_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = _mixed_frame(n=600, seed=9)
+    frame.loc[[5, 17], "y"] = None
+    folder = _write_parquet(frame, tmp_path / "data", n_files=1)
+    out = tmp_path / "model"
+    args = ["--target", "y", "--out", str(out), "--max-epochs", "3", "--drop-missing-target"]
+    assert main(["train", str(folder), *args, "--lr", "auto", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["dropped_target_rows"] == 2 and summary["rows"] == 598
+    model = steadyclf.load(out)
+    assert model.history_[0]["lr_finder"] == model.lr_ and 1e-5 < model.lr_ < 1
+
+
 def test_cli_streaming_refusals_are_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = _write_parquet(_mixed_frame(n=100), tmp_path / "data", n_files=1)
     out = tmp_path / "model"
-    assert main(["train", str(folder), "--target", "y", "--out", str(out), *extra]) == 2
+    assert (
+        main(["train", str(folder), "--target", "y", "--out", str(out), "--memory-budget", "lots"])
+        == 2
+    )
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert "memory size 'lots'" in err and err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists()

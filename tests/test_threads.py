@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from steadyclf.threads import SINGLE_THREAD_WORK, intra_op_threads, threads_for
-from steadyclf.training import TrainConfig, Trainer
+from steadyclf.nn.threads import SINGLE_THREAD_WORK, intra_op_threads, threads_for
+from steadyclf.train.trainer import TrainConfig, Trainer
 
 
 def test_small_work_runs_on_one_thread_and_large_work_on_all() -> None:

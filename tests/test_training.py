@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from steadyclf.exceptions import TrainingDivergedError
-from steadyclf.training import StopTraining, TrainConfig, Trainer
+from steadyclf.train.batches import InMemoryBatches
+from steadyclf.train.trainer import StopTraining, TrainConfig, Trainer
 
 
 def _data(n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,25 +133,29 @@ def test_state_dict_round_trip_continues_identically() -> None:
 def test_row_sized_buffers_are_reused_from_epoch_to_epoch() -> None:
     seen: list[tuple[int, ...]] = []
 
+    x, y = _data(300)
+    batches = InMemoryBatches(x[:250], y[:250], 32)
+
     class Pointers:
         def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
-            seen.append(tuple(b.data_ptr() for b in trainer._buffers.values()))
+            own = [b.data_ptr() for b in trainer._buffers.values()]
+            seen.append((*own, batches._order.data_ptr(), batches._labels.data_ptr()))
 
-    x, y = _data(300)
     config = TrainConfig(lr=0.01, max_epochs=3, batch_size=32, callbacks=(Pointers(),))
-    trainer = Trainer(_net(), config).fit((x[:250], y[:250]), (x[250:], y[250:]))
-    assert {"order", "y", "logits", "valid_logits"} <= set(trainer._buffers)
+    trainer = Trainer(_net(), config).fit(batches, (x[250:], y[250:]))
+    assert {"logits", "valid_logits"} <= set(trainer._buffers)
     assert len(seen) == 3 and seen[0] == seen[1] == seen[2]
 
 
 def test_loss_and_accuracy_in_chunks_equal_the_whole() -> None:
-    from steadyclf.training import _loss_and_accuracy
+    from steadyclf.train.trainer import _loss_and_accuracy
 
     g = torch.Generator().manual_seed(1)
     logits = torch.randn(1000, generator=g, dtype=torch.float64)
     y = (torch.rand(1000, generator=g) > 0.4).double()
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(2.0, dtype=torch.float64))
-    loss, accuracy = _loss_and_accuracy(logits, y, loss_fn, chunk_rows=64)
+    loss, correct = _loss_and_accuracy(logits, y, loss_fn, chunk_rows=64)
+    loss, accuracy = loss / len(y), correct / len(y)
     assert loss == pytest.approx(float(loss_fn(logits, y)), rel=1e-12)
     assert accuracy == float(((logits > 0) == (y > 0.5)).double().mean())
 

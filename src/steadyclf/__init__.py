@@ -1,25 +1,31 @@
 """steadyclf: binary classifiers on tabular data with PyTorch that converge, and say why not.
 
-The main entry point is :class:`BinaryClassifier`, a scikit-learn estimator.
+The main entry point is :class:`BinaryClassifier`, a scikit-learn estimator. Importing
+the package is cheap: its names are imported when first used (torch, scikit-learn and
+pandas load only with the estimator).
 """
 
 from __future__ import annotations
 
-from . import datasets
-from .diagnostics import diagnose
-from .estimator import BinaryClassifier
-from .exceptions import (
-    DataError,
-    ModelFileError,
-    NotFittedError,
-    ParameterError,
-    SchemaError,
-    SteadyclfError,
-    TrainingDivergedError,
-)
-from .persistence import load
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: Public name -> module that defines it (imported on first access).
+_EXPORTS = {
+    "BinaryClassifier": "estimator",
+    "load": "estimator",
+    "diagnose": "doctor",
+    "DataError": "exceptions",
+    "ModelFileError": "exceptions",
+    "NotFittedError": "exceptions",
+    "ParameterError": "exceptions",
+    "SchemaError": "exceptions",
+    "SteadyclfError": "exceptions",
+    "TrainingDivergedError": "exceptions",
+}
+_MODULES = ("datasets", "persistence")
 
 __all__ = [
     "BinaryClassifier",
@@ -34,4 +40,34 @@ __all__ = [
     "datasets",
     "diagnose",
     "load",
+    "persistence",
 ]
+
+if TYPE_CHECKING:
+    from . import datasets, persistence
+    from .doctor import diagnose
+    from .estimator import BinaryClassifier, load
+    from .exceptions import (
+        DataError,
+        ModelFileError,
+        NotFittedError,
+        ParameterError,
+        SchemaError,
+        SteadyclfError,
+        TrainingDivergedError,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif name in _MODULES:
+        value = import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'steadyclf' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from .datasets import centred_nonlinear, heart_rate
-from .diagnostics import diagnose
+from .doctor import diagnose
 from .estimator import BinaryClassifier
 from .exceptions import ParameterError
+from .io.atomic import atomic_write
+from .nn.threads import intra_op_threads
 
 __all__ = ["DATASETS", "SETUPS", "DemoResult", "DemoRow", "Setup", "run_demo", "write_demo"]
 
@@ -204,13 +204,9 @@ def run_demo(
     if unknown:
         raise ParameterError(f"unknown dataset {unknown[0]!r}; choose from {list(DATASETS)}")
     started = time.perf_counter()
-    threads = torch.get_num_threads()
     # The networks are tiny: threads only add synchronisation, and cost more on a busy box.
-    torch.set_num_threads(1)
-    try:
+    with intra_op_threads(1):
         rows, headlines = _run_all(iterations, n_rows, seed, setups, datasets, progress)
-    finally:
-        torch.set_num_threads(threads)
     return DemoResult(rows, headlines, iterations, n_rows, seed, time.perf_counter() - started)
 
 
@@ -304,13 +300,4 @@ def write_demo(result: DemoResult, out_dir: str | os.PathLike[str]) -> dict[str,
 
 
 def _write_text(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; results are for sharing
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, text)

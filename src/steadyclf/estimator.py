@@ -1,10 +1,16 @@
-"""BinaryClassifier: the scikit-learn compatible front of steadyclf."""
+"""BinaryClassifier: the scikit-learn compatible front of steadyclf.
+
+The estimator validates its inputs and parameters, hands the rows to the one training
+pipeline (:func:`steadyclf.pipeline.fit_source`: a DataFrame is a source with one batch,
+files are read in passes) and keeps what it returns as fitted attributes, all at once when
+the fit succeeded. Prediction encodes new rows with the fitted schema and runs the network
+in float64. :meth:`BinaryClassifier.to_state` and :meth:`BinaryClassifier.from_state`
+convert to and from the plain model state that :mod:`steadyclf.persistence` reads and
+writes.
+"""
 
 from __future__ import annotations
 
-import itertools
-import math
-import numbers
 import os
 import warnings
 from collections.abc import Sequence
@@ -14,74 +20,38 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_array, validate_data
 
-from .checkpoint import FitContext
-from .diagnostics import SATURATION_ROWS, StallDetector
-from .evaluation import THRESHOLD_METRICS, binary_metrics, tune_threshold
 from .exceptions import (
     DataError,
     DataTypeError,
     NotFittedError,
-    ParameterError,
     TrainingDivergedError,
 )
-from .fused import FusedMLP
-from .lr_finder import LRFinderResult, find_lr
-from .network import ACTIVATIONS, NORMALIZATIONS, SteadyNet
-from .scaling import RunningStats
-from .splitting import validation_mask
-from .tabular import (
-    NUMERIC_ROLES,
-    LabelEncoding,
-    TabularEncoder,
-    check_unique_columns,
-    encode_labels,
-    two_integer_classes,
-)
-from .threads import intra_op_threads, threads_for
-from .training import OPTIMIZERS, SCHEDULES, Callback, TrainConfig, Trainer
+from .io.sources import FrameSource, default_memory_budget, open_data, parse_memory_size
+from .io.tables import check_unique_columns
+from .nn.modules import SteadyNet
+from .nn.spec import Architecture
+from .nn.step import FusedMLP
+from .nn.threads import intra_op_threads, threads_for
+from .persistence import ModelState
+from .pipeline import FitResult, check_device, fit_source
+from .policy import validate_params
+from .schema.encoder import TabularEncoder
+from .schema.labels import LabelEncoding, encode_labels, two_integer_classes
+from .train.trainer import Callback
 
 __all__ = ["BinaryClassifier"]
 
-#: Up to this many training rows, the default is full-batch training: each epoch is a
-#: single step, which is both the fastest and the most stable choice on small tables.
-FULL_BATCH_MAX_ROWS = 8192
-#: Mini-batch size used by default above :data:`FULL_BATCH_MAX_ROWS`. A step costs about
-#: the same from 256 to 1024 rows (fixed overhead), so 1024 rows with twice the rate of
-#: 512 reaches a given accuracy in about half the time (benchmarks/speed.py).
-DEFAULT_BATCH_SIZE = 1024
-#: From this many training rows the default batch is :data:`LARGE_BATCH_SIZE`: an epoch
-#: still has 64 steps or more, each costing less per row (800,000 x 20: 0.38 s an epoch
-#: instead of 0.52 s, the same test AUC after the first epoch and at the end).
-LARGE_BATCH_MIN_ROWS = 1 << 17
-LARGE_BATCH_SIZE = 2048
-#: Default Adam learning rates: full-batch steps are few and exact, so they can be larger;
-#: the mini-batch rate is DEFAULT_LR_MINI_BATCH at DEFAULT_BATCH_SIZE rows and grows with
-#: the batch (3e-3 at 512 rows, 1.2e-2 at 2048), up to the full-batch rate.
-DEFAULT_LR_FULL_BATCH = 3e-2
-DEFAULT_LR_MINI_BATCH = 6e-3
-#: ``validation_fraction='auto'``: rows held out for early stopping, except on small data
-#: (trained full batch), which holds none out: on a few hundred rows the validation loss
-#: is too noisy a signal to pick the epoch from, so every row trains, the weight decay
-#: below regularises and training stops when loss + penalty has converged
-#: (benchmarks/small_data.py; the README, "Small data").
-DEFAULT_VALIDATION_FRACTION = 0.1
-#: ``weight_decay='auto'`` (an L2 penalty in Adam's gradient) in that small-data mode; 0
-#: otherwise (mini-batch gradient noise and early stopping regularise larger data, where
-#: 1e-2 cost up to 0.03 test AUC on 20,000-row sets in our runs).
-SMALL_DATA_WEIGHT_DECAY = 1e-2
-#: Largest model we agree to build: a typo such as hidden=(10**9,) fails fast, not in malloc.
-MAX_PARAMETERS = 200_000_000
-#: Rows encoded at a time when fitting (float64 temporaries of this many rows).
-ENCODE_BATCH_ROWS = 1 << 14
 #: Rows per forward pass in prediction: the activations of a chunk fit in the CPU cache.
 PREDICT_BATCH_ROWS = 1 << 11
+#: Bytes of data held at once when fitting on data in memory (the data is there already).
+IN_MEMORY_BUDGET = 1 << 40
 
 
 class BinaryClassifier(ClassifierMixin, BaseEstimator):
@@ -155,6 +125,14 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         Only when fitted on a DataFrame with string column names.
     encoder_ : TabularEncoder
         Column roles and vocabularies.
+    plan_ : dict
+        Every data-dependent default as resolved for this fit (batch size, learning
+        rate, hold-out, weight decay, small-data mode...; see :mod:`steadyclf.policy`),
+        the same whether the data was in memory or read from files.
+    data_ : dict
+        How the data was read: rows (in all, training, held out, dropped for a missing
+        target), whether the encoded rows were held in memory or streamed, processes,
+        steps per epoch.
     module_ : torch.nn.Module
         The fitted network (raw columns in, logits out).
     n_iter_ : int
@@ -246,79 +224,10 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         tags.non_deterministic = False
         return tags
 
-    # -- parameter validation ---------------------------------------------------------------
-    def _validate_params_(self) -> None:
-        """Check every parameter before any work, with a message naming it."""
-        for name, allowed in (
-            ("activation", ACTIVATIONS),
-            ("normalize", NORMALIZATIONS),
-            ("optimizer", OPTIMIZERS),
-            ("schedule", SCHEDULES),
-            ("device", ("auto", "cpu", "cuda")),
-        ):
-            if getattr(self, name) not in allowed:
-                options = ", ".join(map(repr, allowed))
-                raise ParameterError(
-                    f"{name} must be one of {options}; got {getattr(self, name)!r}"
-                )
-        rules: list[tuple[str, bool, str]] = [
-            (
-                "hidden",
-                isinstance(self.hidden, (list, tuple)) and all(map(_positive_int, self.hidden)),
-                "a tuple of positive integers",
-            ),
-            (
-                "lr",
-                self.lr is None or self.lr == "auto" or _positive_real(self.lr),
-                "a positive number, 'auto' or None",
-            ),
-            ("max_epochs", _positive_int(self.max_epochs), "a positive integer"),
-            (
-                "batch_size",
-                self.batch_size in (None, "auto") or _positive_int(self.batch_size),
-                "a positive integer, 'auto' or None",
-            ),
-            (
-                "validation_fraction",
-                self.validation_fraction == "auto" or _real_in(self.validation_fraction, 0.0, 1.0),
-                "in [0, 1) or 'auto'",
-            ),
-            ("patience", _positive_int(self.patience), "a positive integer"),
-            (
-                "pos_weight",
-                self.pos_weight in (None, "balanced") or _positive_real(self.pos_weight),
-                "None, 'balanced' or a positive number",
-            ),
-            (
-                "weight_decay",
-                self.weight_decay == "auto" or _real_in(self.weight_decay, 0.0, math.inf),
-                "a non-negative number or 'auto'",
-            ),
-            (
-                "threshold_metric",
-                self.threshold_metric is None or self.threshold_metric in THRESHOLD_METRICS,
-                f"None or one of {', '.join(map(repr, THRESHOLD_METRICS))}",
-            ),
-        ]
-        for name, ok, expected in rules:
-            if not ok:
-                raise ParameterError(f"{name} must be {expected}; got {getattr(self, name)!r}")
-
-    def _check_model_size(self, n_inputs: int) -> None:
-        sizes = [n_inputs, *self.hidden, 1]
-        n_params = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
-        if n_params > MAX_PARAMETERS:
-            raise ParameterError(
-                f"the network would have {n_params:,} parameters (hidden={tuple(self.hidden)!r}), "
-                f"more than the {MAX_PARAMETERS:,} steadyclf allows; use smaller hidden layers"
-            )
-
-    def _resolve_device(self) -> torch.device:
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ParameterError("device='cuda' was requested but CUDA is not available")
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+    def check_params(self) -> BinaryClassifier:
+        """Check every parameter (see :func:`steadyclf.policy.validate_params`); ``self``."""
+        validate_params(self.get_params(deep=False))
+        return self
 
     # -- input conversion --------------------------------------------------------------------
     def _as_frame(self, X: Any, *, reset: bool) -> pd.DataFrame:
@@ -336,7 +245,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         try:
             if isinstance(X, pd.DataFrame):
                 check_unique_columns(X)  # before scikit-learn's multi-line message
-                validate_data(self, X, reset=reset, skip_check_array=True)
+                validate_data(self._checked_by(reset), X, reset=reset, skip_check_array=True)
                 if X.shape[0] == 0:
                     raise DataError("the data has no rows")
                 return X.set_axis([str(c) for c in X.columns], axis=1)
@@ -347,7 +256,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
                 if _plain_float_array(X)
                 else check_array(X, dtype=_FLOATS, ensure_all_finite="allow-nan", input_name="X")
             )
-            validate_data(self, array, reset=reset, skip_check_array=True)
+            validate_data(self._checked_by(reset), array, reset=reset, skip_check_array=True)
         except (ValueError, TypeError) as exc:
             if isinstance(exc, DataError):
                 raise
@@ -359,11 +268,16 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             # scikit-learn's message is kept whole (its checks match on it); the type
             # becomes ours so callers can tell bad input from a bug.
             raise (DataTypeError if isinstance(exc, TypeError) else DataError)(str(exc)) from None
-        if not reset and hasattr(self, "feature_names_in_"):
+        if hasattr(self, "feature_names_in_") and hasattr(self, "encoder_") and not reset:
             names = [str(n) for n in self.feature_names_in_]
         else:
             names = [f"x{j}" for j in range(array.shape[1])]
         return array, names
+
+    def _checked_by(self, reset: bool) -> BaseEstimator:
+        """Whom scikit-learn's name and count checks update: at fit time a stand-in, so
+        that the fitted attributes are set only once the fit succeeded."""
+        return _Probe() if reset else self
 
     def _raw_inputs(self, X: Any, *, reset: bool) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
         # No copies (_logits reads x_num chunk by chunk), and no pandas for a numeric array
@@ -386,112 +300,110 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        self._validate_params_()
+        self.check_params()
         frame = self._as_frame(X, reset=True)
         labels = self._encode_target(y, len(frame))
-        self.classes_ = labels.classes
-        seed = (
-            self.random_state
-            if self.random_state is not None
-            else int(np.random.default_rng().integers(0, 2**31 - 1))
+        target = _free_name("target", frame.columns)
+        source = FrameSource(frame, labels.encoded, target, name="the data")
+        result = self._run(
+            source, target, labels.classes, callbacks, budget=IN_MEMORY_BUDGET, context=None
         )
-        self.encoder_ = TabularEncoder(
-            categorical=self.categorical or (), numeric=self.numeric or (), drop=self.drop or ()
-        ).fit(frame)
-        # x_num may be a read-only view of X: nothing below writes to it.
-        x_num, x_cat = self.encoder_.transform(frame, copy=False)
-        in_valid = self._split(labels.encoded, seed)
-        self.weight_decay_ = self._weight_decay(len(labels.encoded))
-        train_rows = ~in_valid if in_valid is not None else slice(None)
-        y_train = labels.encoded[train_rows]
-        device = self._resolve_device()
-        # The statistics and the features read x_num a chunk of training rows at a time.
-        # The training rows are copied only when a value is missing (for the medians and
-        # the imputed statistics), and freed before the features are encoded.
-        train_index = np.arange(x_num.shape[0])[train_rows]
-        raw_stats = RunningStats.from_array(x_num, rows=train_index)  # for the stall detector too
-        x_train = x_num[:0] if self._no_missing_values() else x_num[train_index]
-        had_missing = self._missing_columns(x_train)
-        self._check_model_size(
-            x_num.shape[1] + int(had_missing.sum()) + sum(self.encoder_.vocab_sizes)
-        )
-        module = self._build_module(x_train, x_cat[:0], y_train, seed, raw_stats, had_missing)
-        module = module.to(device)
-        del x_train
-        nan_free = self._no_missing_values()
-        train = self._features(module, x_num, x_cat, train_rows, y_train, device, nan_free)
-        valid = None
-        if in_valid is not None:
-            y_valid = labels.encoded[in_valid]
-            valid = self._features(module, x_num, x_cat, in_valid, y_valid, device, nan_free)
-        stall = self._stall_detector(raw_stats, y_train, train[0])
-        # The stall detector runs first, so user callbacks (e.g. a Checkpoint) see whole rows.
-        config = self._train_config(len(y_train), y_train, seed, (stall, *callbacks))
-        if self.lr == "auto":
-            self.lr_finder_ = self._find_lr(module, train, config, seed)
-            config.lr = self.lr_finder_.lr
-        trainer = Trainer(module.body, config)
-        context = FitContext(
-            self.get_params(deep=False),
-            seed,
-            module,
-            self.encoder_.to_dict(),
-            self.classes_.tolist(),
-            (x_num, x_cat, labels.encoded),
-        )
-        for cb in callbacks:  # e.g. a Checkpoint checks it resumes the same run
-            getattr(cb, "on_fit_begin", lambda c: None)(context)
-        with _seeded(seed):
-            try:
-                trainer.fit(train, valid)
-            except TrainingDivergedError:
-                # The trainer kept the best finite weights: the estimator holds that model
-                # (so the CLI can save it) and the error still says what happened.
-                if trainer.history:
-                    self._finish_fit(module, trainer, config)
-                    self._fit_threshold(x_num, x_cat, labels.encoded, in_valid)
-                raise
-        self._finish_fit(module, trainer, config)
-        self._fit_threshold(x_num, x_cat, labels.encoded, in_valid)
+        self._apply(result, feature_names=self._input_names(X))
         return self
 
-    def _finish_fit(self, module: SteadyNet, trainer: Trainer, config: TrainConfig) -> None:
-        # Predictions run in float64: they then do not depend on how rows are batched
-        # (float32 matrix products round differently for different batch shapes).
-        self.module_ = module.double().eval()
-        self.history_ = trainer.history
-        self.n_iter_ = len(trainer.history)
-        self.lr_ = config.lr
-        if self.lr == "auto" and trainer.history:
-            trainer.history[0]["lr_finder"] = config.lr
-        self.warnings_ = [
-            w.to_dict()
-            for cb in config.callbacks
-            if isinstance(cb, StallDetector)
-            for w in cb.warnings
-        ]
-        self.batch_size_ = config.batch_size
-        self.best_epoch_ = trainer.best_epoch
-        self.threshold_ = 0.5
-
-    def _fit_threshold(
+    def fit_files(
         self,
-        x_num: NDArray[np.float64],
-        x_cat: NDArray[np.int64],
-        y: NDArray[np.float32],
-        in_valid: NDArray[np.bool_] | None,
-    ) -> None:
-        """Tune ``threshold_`` and score the validation split with the final weights."""
-        rows = in_valid if in_valid is not None else np.ones(len(y), dtype=bool)
-        if self.threshold_metric is None and in_valid is None:
-            self.validation_metrics_: dict[str, Any] = {}
-            return
-        proba = expit(self._logits(x_num[rows], x_cat[rows]))  # no overflow warning
-        if self.threshold_metric is not None:
-            self.threshold_ = tune_threshold(y[rows], proba, self.threshold_metric)
-        self.validation_metrics_ = (
-            binary_metrics(y[rows], proba, self.threshold_) if in_valid is not None else {}
+        data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        target: str,
+        *,
+        stream: bool | None = None,
+        memory_budget: int | str | None = None,
+        drop_missing_target: bool = False,
+        callbacks: Sequence[Callback] = (),
+        context: Any = "auto",
+    ) -> BinaryClassifier:
+        """Fit on data files: CSV/TSV/Parquet, a directory of Parquet files or a glob.
+
+        The file is read into memory, or in passes in bounded memory (``stream=True``; by
+        default for a directory, a glob, under torchrun, or when the file would need more
+        than ``memory_budget`` in memory). Either way the same pipeline trains with the
+        same defaults: the choice changes how the rows are read, not the model.
+        ``data_`` tells which reading was used and why.
+
+        Parameters
+        ----------
+        data : path, glob or list of paths
+        target : str
+            The label column.
+        stream : bool or None
+            Read in passes (True), at once (False), or decide from the size (None).
+        memory_budget : int or str, optional
+            Bytes (``"200MB"``...) for data held at once; default half the available RAM.
+        drop_missing_target : bool
+            Skip rows without a label instead of refusing them.
+        callbacks : sequence of Callback
+            As for :meth:`fit` (checkpoints, progress...).
+        context : DistributedContext, None or 'auto'
+            The process group; 'auto' joins torchrun's when its environment is set. Every
+            process runs this same call and ends with the same model.
+
+        Examples
+        --------
+        >>> clf = BinaryClassifier().fit_files("data/*.parquet", "label")  # doctest: +SKIP
+        """
+        from .train.distributed import init_from_env
+
+        self.check_params()
+        budget = (
+            default_memory_budget() if memory_budget is None else parse_memory_size(memory_budget)
         )
+        ctx = init_from_env(self.device) if context == "auto" else context
+        reading = open_data(data, stream=stream or ctx is not None, budget=budget)
+        result = self._run(
+            reading.source,
+            target,
+            None,
+            callbacks,
+            budget=budget,
+            context=ctx,
+            drop_missing_target=drop_missing_target,
+        )
+        result.data |= {"streamed": reading.streamed, "why": reading.why, "memory_budget": budget}
+        self._apply(result, feature_names=result.feature_names)
+        return self
+
+    def _run(
+        self,
+        source: Any,
+        target: str,
+        classes: NDArray[Any] | None,
+        callbacks: Sequence[Callback],
+        *,
+        budget: int,
+        context: Any,
+        drop_missing_target: bool = False,
+    ) -> FitResult:
+        """The pipeline; on divergence the error carries an estimator with the best model."""
+        device = context.device if context is not None else check_device(self.device)
+        try:
+            return fit_source(
+                self.get_params(deep=False),
+                source,
+                target,
+                classes=classes,
+                callbacks=callbacks,
+                budget=budget,
+                drop_missing_target=drop_missing_target,
+                context=context,
+                device=device,
+            )
+        except TrainingDivergedError as exc:
+            partial = getattr(exc, "result", None)
+            if partial is not None:
+                best = type(self)(**self.get_params(deep=False))
+                best._apply(partial, feature_names=partial.feature_names)
+                exc.estimator = best  # type: ignore[attr-defined]
+            raise
 
     def _encode_target(self, y: Any, n_rows: int) -> LabelEncoding:
         if y is None:
@@ -539,225 +451,102 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             )
         return encode_labels(values, positive=self.positive)
 
-    def _split(self, y: NDArray[np.float32], seed: int) -> NDArray[np.bool_] | None:
-        """Validation rows, or None when there is too little data to hold some out."""
-        self.validation_fraction_ = 0.0  # until rows are held out
-        fraction = self._validation_fraction(len(y))
-        if not self.early_stopping or fraction == 0:
-            return None
-        mask = validation_mask(np.arange(len(y)), fraction, seed)
-        n_valid_pos = int(y[mask].sum())
-        n_valid_neg = int(mask.sum()) - n_valid_pos
-        n_train_pos = int(y[~mask].sum())
-        n_train_neg = int((~mask).sum()) - n_train_pos
-        if (
-            min(n_valid_pos, n_valid_neg) < 1
-            or min(n_train_pos, n_train_neg) < 1
-            or mask.sum() < 10
-        ):
-            return None
-        self.validation_fraction_ = fraction
-        return mask
+    def _apply(self, result: FitResult, *, feature_names: Sequence[str] | None) -> None:
+        """Set every fitted attribute from ``result`` (only ever a complete fit)."""
+        for name in list(vars(self)):
+            if name.endswith("_") and not name.startswith("_"):
+                delattr(self, name)  # what an earlier fit left (e.g. lr_finder_)
+        self.classes_ = result.classes
+        self.encoder_ = result.encoder
+        self.n_features_in_ = len(result.feature_names)
+        if feature_names is not None:
+            self.feature_names_in_ = np.asarray(list(feature_names), dtype=object)
+        self.module_ = result.module
+        self.history_ = result.history
+        self.n_iter_ = len(result.history)
+        self.best_epoch_ = result.best_epoch
+        self.lr_ = result.lr
+        if result.lr_finder is not None:
+            self.lr_finder_ = result.lr_finder
+        plan = result.plan
+        self.plan_ = plan.to_dict() | {"lr": result.lr}
+        self.batch_size_ = plan.batch_size
+        self.weight_decay_ = plan.weight_decay
+        self.validation_fraction_ = plan.validation_fraction
+        self.warnings_ = result.warnings
+        self.threshold_ = result.threshold
+        self.validation_metrics_ = result.validation_metrics
+        self.data_ = result.data
 
-    def _small_data_mode(self, n_rows: int) -> bool:
-        """Whether the 'auto' defaults train on every row with weight decay.
+    def _input_names(self, X: Any) -> list[str] | None:
+        """``feature_names_in_`` by scikit-learn's rule: string column names, else None."""
+        probe = _Probe()
+        validate_data(probe, X, reset=True, skip_check_array=True)
+        names = getattr(probe, "feature_names_in_", None)
+        return None if names is None else [str(n) for n in names]
 
-        That is small data (trained full batch) with early stopping on and the holdout
-        left to ``'auto'``; a threshold to tune needs held-out rows, so it keeps them.
-        """
-        return (
-            bool(self.early_stopping)
-            and self.validation_fraction == "auto"
-            and self.threshold_metric is None
-            and _default_batch_size(n_rows, self.batch_size) is None
+    # -- model state -------------------------------------------------------------------------
+    def to_state(self) -> ModelState:
+        """The fitted model as a plain :class:`~steadyclf.persistence.ModelState`."""
+        self._check_fitted()
+        weights = {k: v.detach().cpu().numpy().copy() for k, v in self.module_.state_dict().items()}
+        names = getattr(self, "feature_names_in_", None)
+        return ModelState(
+            schema=self.encoder_.to_dict(),
+            architecture=self.module_.arch.to_dict(),
+            weights=weights,
+            classes=self.classes_,
+            threshold=float(self.threshold_),
+            params=self.get_params(deep=False),
+            training={
+                "n_iter": int(self.n_iter_),
+                "best_epoch": self.best_epoch_,
+                "lr": float(self.lr_),
+                "batch_size": self.batch_size_,
+                "weight_decay": self.weight_decay_,
+                "validation_fraction": self.validation_fraction_,
+                "plan": dict(self.plan_),
+                "data": dict(self.data_),
+                "last_epoch": self.history_[-1] if self.history_ else None,
+                "validation_metrics": self.validation_metrics_,
+            },
+            history=list(self.history_),
+            n_features_in=int(self.n_features_in_),
+            feature_names_in=None if names is None else [str(n) for n in names],
         )
 
-    def _validation_fraction(self, n_rows: int) -> float:
-        if self.validation_fraction != "auto":
-            return float(self.validation_fraction)
-        return 0.0 if self._small_data_mode(n_rows) else DEFAULT_VALIDATION_FRACTION
-
-    def _weight_decay(self, n_rows: int) -> float:
-        if self.weight_decay != "auto":
-            return float(self.weight_decay)
-        return SMALL_DATA_WEIGHT_DECAY if self._small_data_mode(n_rows) else 0.0
-
-    def _no_missing_values(self) -> bool:
-        """Whether the encoder saw no missing numeric value in the data it was fitted on."""
-        return not any(c.n_missing for c in self.encoder_.columns_ if c.role in NUMERIC_ROLES)
-
-    def _missing_columns(self, x_num: NDArray[np.float64]) -> NDArray[np.bool_]:
-        """Which numeric columns of ``x_num`` (rows of the fitted data) have a NaN."""
-        if self._no_missing_values():  # no scan needed
-            return np.zeros(x_num.shape[1], dtype=bool)
-        return np.asarray(np.isnan(x_num).any(axis=0), dtype=bool)
-
-    def _build_module(
-        self,
-        x_num: NDArray[np.float64],
-        x_cat: NDArray[np.int64],
-        y: NDArray[np.float32],
-        seed: int,
-        raw_stats: RunningStats | None = None,
-        had_missing: NDArray[np.bool_] | None = None,
-    ) -> SteadyNet:
-        """The network with its preprocessing fitted on the training rows.
-
-        ``raw_stats`` (of ``x_num`` ignoring NaN), when given, are reused as the
-        standardisation statistics if no value is missing (imputation changes nothing);
-        ``x_num`` may then hold no rows at all.
-        """
-        if had_missing is None:
-            had_missing = self._missing_columns(x_num)
-        median = np.zeros(x_num.shape[1])
-        if had_missing.any():  # medians (a sort per column) only where something is missing
-            median[had_missing] = np.nanmedian(x_num[:, had_missing], axis=0)
-        median = np.where(np.isnan(median), 0.0, median)
-        stats = None
-        if self.normalize == "standardize" and x_num.shape[1]:
-            if had_missing.any():
-                stats = RunningStats.from_array(np.where(np.isnan(x_num), median, x_num))
-            else:
-                stats = raw_stats or RunningStats.from_array(x_num)
-        return self._module_from_statistics(
-            had_missing, median, stats, float(y.mean()), self._pos_weight_value(y), seed
-        )
-
-    def _module_from_statistics(
-        self,
-        had_missing: ArrayLike,
-        median: NDArray[np.float64],
-        stats: RunningStats | None,
-        positive_rate: float,
-        pos_weight: float | None,
-        seed: int,
-    ) -> SteadyNet:
-        """The network, with its fitted buffers set from statistics computed elsewhere.
-
-        Shared by in-memory fitting and :mod:`steadyclf.streaming`, which computes the
-        same statistics in passes over files.
-        """
-        enc = self.encoder_
-        had_missing = np.asarray(had_missing, dtype=bool)
-        pos_rate = float(np.clip(positive_rate, 1e-6, 1 - 1e-6))
-        prior = math.log(pos_rate / (1 - pos_rate)) + math.log(pos_weight or 1.0)
-        with _seeded(seed):
-            module = SteadyNet(
-                len(enc.numeric_columns),
-                int(had_missing.sum()),
-                enc.vocab_sizes,
-                tuple(int(h) for h in self.hidden),
-                self.activation,
-                batchnorm=self.normalize == "batchnorm",
-                prior_logit=prior,
-            )
-        module.encoder.impute.median.copy_(torch.from_numpy(np.where(had_missing, median, 0.0)))
-        module.encoder.impute.missing_columns.copy_(torch.from_numpy(np.flatnonzero(had_missing)))
-        if stats is not None:
-            module.encoder.normalize.mean.copy_(torch.from_numpy(stats.mean))
-            module.encoder.normalize.scale.copy_(torch.from_numpy(stats.scale))
-        return module
-
-    def _stall_detector(
-        self, stats: RunningStats, y: NDArray[np.float32], features: torch.Tensor
-    ) -> StallDetector:
-        """The default training monitor, told the raw feature scales so it can name a cause."""
-        every = max(1, features.shape[0] // SATURATION_ROWS)
-        return StallDetector(
-            float(y.mean()),
-            pos_weight=self._pos_weight_value(y),
-            feature_names=self.encoder_.numeric_columns,
-            feature_mean=stats.mean.tolist(),
-            feature_std=stats.std.tolist(),
-            normalized=self.normalize != "none",
-            activation=self.activation,
-            sample=features[::every][:SATURATION_ROWS],
-            verbose=bool(self.verbose),
-        )
-
-    @staticmethod
-    def _find_lr(
-        module: SteadyNet, train: tuple[torch.Tensor, torch.Tensor], config: TrainConfig, seed: int
-    ) -> LRFinderResult:
-        """Range test on a copy of the network with the settings training will use."""
-        with _seeded(seed):
-            return find_lr(
-                module.body,
-                *train,
-                optimizer=config.optimizer,
-                batch_size=config.batch_size,
-                pos_weight=config.pos_weight,
-                seed=seed,
-            )
-
-    def _pos_weight_value(self, y: NDArray[np.float32]) -> float | None:
-        if self.pos_weight is None:
-            return None
-        if self.pos_weight == "balanced":
-            n_pos = float(y.sum())
-            return (len(y) - n_pos) / max(n_pos, 1.0)
-        return float(self.pos_weight)
-
-    @staticmethod
-    @torch.no_grad()
-    def _features(
-        module: SteadyNet,
-        x_num: NDArray[np.float64],
-        x_cat: NDArray[np.int64],
-        rows: NDArray[np.bool_] | slice,
-        y: NDArray[np.float32],
-        device: torch.device,
-        nan_free: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode ``x_num[rows]`` once (the encoding is fixed during training), in chunks.
-
-        Only the float32 features are allocated whole: the selected rows and the float64
-        intermediate values of the encoder exist for one chunk at a time (and ``x_num``
-        may be a read-only view, float32 or float64).
-        """
-        index = np.arange(x_num.shape[0])[rows]
-        encoder = module.encoder
-        width = encoder.n_features_out
-        features = torch.empty((index.size, width), dtype=torch.float32, device=device)
-        # Numeric inputs only and nothing to impute: the encoder's arithmetic in place, in
-        # one reused float64 buffer (chunks holding a NaN still go through the encoder).
-        plain = not encoder.categorical.sizes and not encoder.impute.missing_columns.numel()
-        shape = (min(index.size, ENCODE_BATCH_ROWS), x_num.shape[1])
-        values = torch.empty(shape, dtype=torch.float64, device=device)
-        with intra_op_threads(1):  # elementwise work on cache-sized chunks
-            for start in range(0, index.size, ENCODE_BATCH_ROWS):
-                chunk = index[start : start + ENCODE_BATCH_ROWS]
-                out = features[start : start + chunk.size]
-                if plain:
-                    block = values[: chunk.size]
-                    block.copy_(torch.from_numpy(np.ascontiguousarray(x_num[chunk])))
-                    if nan_free or not bool(torch.isnan(block).any()):
-                        out.copy_(block.sub_(encoder.normalize.mean).div_(encoder.normalize.scale))
-                        continue
-                num = torch.tensor(x_num[chunk], dtype=torch.float64, device=device)
-                cat = torch.tensor(x_cat[chunk], dtype=torch.int64, device=device)
-                out.copy_(encoder(num, cat))
-        return features, torch.tensor(y, dtype=torch.float32, device=device)
-
-    def _train_config(
-        self, n_train: int, y: NDArray[np.float32], seed: int, callbacks: Sequence[Callback]
-    ) -> TrainConfig:
-        batch_size = _default_batch_size(n_train, self.batch_size)
-        # With lr='auto', fit replaces the default by the learning-rate finder's pick.
-        lr = _default_lr(batch_size) if self.lr in (None, "auto") else float(self.lr)
-        return TrainConfig(
-            lr=lr,
-            max_epochs=int(self.max_epochs),
-            batch_size=batch_size,
-            optimizer=self.optimizer,
-            schedule=self.schedule,
-            weight_decay=self.weight_decay_,
-            early_stopping=bool(self.early_stopping),
-            patience=int(self.patience),
-            pos_weight=self._pos_weight_value(y),
-            seed=seed,
-            callbacks=tuple(callbacks),
-        )
+    @classmethod
+    def from_state(cls, state: ModelState) -> BinaryClassifier:
+        """A fitted estimator from a :class:`~steadyclf.persistence.ModelState`."""
+        allowed = cls().get_params(deep=False)
+        params = {k: v for k, v in state.params.items() if k in allowed}
+        if isinstance(params.get("hidden"), list):
+            params["hidden"] = tuple(params["hidden"])
+        clf = cls(**params)
+        arch = Architecture.from_dict(state.architecture)
+        module = SteadyNet(arch).double()
+        module.load_state_dict({k: torch.from_numpy(v) for k, v in state.weights.items()})
+        clf.module_ = module.eval()
+        clf.encoder_ = TabularEncoder.from_dict(state.schema)
+        clf.classes_ = state.classes
+        clf.n_features_in_ = state.n_features_in
+        if state.feature_names_in is not None:
+            clf.feature_names_in_ = np.asarray(state.feature_names_in, dtype=object)
+        training = state.training
+        clf.history_ = [dict(r) for r in state.history]
+        clf.n_iter_ = int(training["n_iter"])
+        clf.best_epoch_ = training.get("best_epoch")
+        clf.lr_ = float(training["lr"])
+        clf.batch_size_ = training.get("batch_size")
+        for name in ("weight_decay", "validation_fraction"):
+            if training.get(name) is not None:
+                setattr(clf, f"{name}_", float(training[name]))
+        clf.plan_ = dict(training.get("plan") or {})
+        clf.data_ = dict(training.get("data") or {})
+        clf.validation_metrics_ = dict(training.get("validation_metrics") or {})
+        clf.warnings_ = []
+        clf.threshold_ = float(state.threshold)
+        return clf
 
     # -- prediction --------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -861,8 +650,35 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         """
         from .persistence import save
 
-        self._check_fitted()
-        return save(self, path)
+        return save(self.to_state(), path)
+
+
+def load(path: str | os.PathLike[str]) -> BinaryClassifier:
+    """Load a model directory written by :meth:`BinaryClassifier.save`.
+
+    Its predictions equal those of the estimator that was saved. Only JSON and
+    safetensors are parsed: no code in the files can run.
+
+    Raises
+    ------
+    ModelFileError
+        The directory or one of its files is missing, corrupted, modified, or of a newer
+        format version.
+
+    Examples
+    --------
+    >>> import steadyclf, tempfile
+    >>> from steadyclf.datasets import heart_rate
+    >>> X, y = heart_rate(n=100)
+    >>> clf = steadyclf.BinaryClassifier(random_state=0, max_epochs=5).fit(X, y)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     again = steadyclf.load(clf.save(f"{tmp}/model"))
+    >>> bool((again.predict_proba(X) == clf.predict_proba(X)).all())
+    True
+    """
+    from .persistence import read_model
+
+    return BinaryClassifier.from_state(read_model(path))
 
 
 #: Input dtypes kept as they are (float32 data is not doubled in memory: the encoder
@@ -870,22 +686,16 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
 _FLOATS = (np.float64, np.float32)
 
 
-def _default_batch_size(n_train: int, batch_size: int | str | None) -> int | None:
-    """Rows per step: ``None`` is full batch (small data, or a batch as large as the data)."""
-    if batch_size == "auto":
-        if n_train <= FULL_BATCH_MAX_ROWS:
-            return None
-        return LARGE_BATCH_SIZE if n_train >= LARGE_BATCH_MIN_ROWS else DEFAULT_BATCH_SIZE
-    if batch_size is None or int(batch_size) >= n_train:
-        return None
-    return int(batch_size)
+class _Probe(BaseEstimator):
+    """Receives the attributes scikit-learn's input checks set at fit time."""
 
 
-def _default_lr(batch_size: int | None) -> float:
-    """The Adam rate for ``batch_size`` rows per step (linear in the batch, then capped)."""
-    if batch_size is None:
-        return DEFAULT_LR_FULL_BATCH
-    return min(DEFAULT_LR_FULL_BATCH, DEFAULT_LR_MINI_BATCH * batch_size / DEFAULT_BATCH_SIZE)
+def _free_name(name: str, taken: Any) -> str:
+    """``name``, with underscores added until it is not one of ``taken``."""
+    used = {str(c) for c in taken}
+    while name in used:
+        name += "_"
+    return name
 
 
 def _plain_float_array(X: Any) -> bool:
@@ -908,34 +718,3 @@ def _all_finite(x: NDArray[np.floating]) -> bool:
     """
     with np.errstate(over="ignore", invalid="ignore"):
         return bool(np.isfinite(x.sum()))
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) > 0
-
-
-def _positive_real(value: Any) -> bool:
-    return _real_in(value, 0.0, math.inf) and float(value) > 0
-
-
-def _real_in(value: Any, low: float, high: float) -> bool:
-    """``low <= value < high`` for a real number that is not a bool."""
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and low <= float(value) < high
-    )
-
-
-class _seeded:
-    """Seed torch's global generator for a block, restoring its state afterwards."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-
-    def __enter__(self) -> None:
-        self._state = torch.random.get_rng_state()
-        torch.manual_seed(self.seed)
-
-    def __exit__(self, *exc: object) -> None:
-        torch.random.set_rng_state(self._state)

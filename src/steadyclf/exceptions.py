@@ -19,7 +19,10 @@ __all__ = [
     "TrainingInterrupted",
 ]
 
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
 
 class SteadyclfError(Exception):
@@ -53,13 +56,34 @@ class ModelFileError(SteadyclfError, OSError):
     """A model directory is missing, incomplete, corrupted or of an unknown format."""
 
 
-class NotFittedError(SteadyclfError, _SklearnNotFittedError):
-    """The estimator was used before ``fit``."""
-
-
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped training after the current epoch, once a checkpoint was saved.
 
     A :class:`KeyboardInterrupt`, so code that catches ``Exception`` does not swallow it;
     the message says where the checkpoint is.
     """
+
+
+if TYPE_CHECKING:
+
+    class NotFittedError(SteadyclfError, _SklearnNotFittedError):
+        """The estimator was used before ``fit`` (scikit-learn's ``NotFittedError`` too)."""
+
+
+def _not_fitted_error() -> type[SteadyclfError]:
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+    class NotFittedError(SteadyclfError, SklearnNotFittedError):
+        """The estimator was used before ``fit`` (scikit-learn's ``NotFittedError`` too)."""
+
+    NotFittedError.__module__ = __name__
+    return NotFittedError
+
+
+def __getattr__(name: str) -> Any:
+    # NotFittedError subclasses scikit-learn's, so its checks recognise it; it is made on
+    # first use so that importing this module (every command line start) stays cheap.
+    if name == "NotFittedError":
+        cls = globals()["NotFittedError"] = _not_fitted_error()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,9 @@
 """Save and load fitted models: safetensors + JSON, written atomically, never pickled.
 
-A model is a directory with two files:
+Persistence works on a plain :class:`ModelState` (the schema, the layout, the weights as
+NumPy arrays, the classes, parameters and training facts), not on the estimator:
+:meth:`steadyclf.BinaryClassifier.to_state` and ``from_state`` convert. Reading a model
+imports neither torch nor the estimator. A model is a directory with two files:
 
 ``model.safetensors``
     the ``state_dict`` of the fitted network: weights and every fitted statistic held in
@@ -18,8 +21,9 @@ clear :class:`~steadyclf.exceptions.ModelFileError`, and every tensor's shape an
 is checked against the layout before use.
 
 Saving writes both files (and any extra files a caller adds, such as the CLI's
-``history.csv``) into a temporary directory next to the target and renames it into
-place, so an interrupted save leaves the old model or the new one, never half of one.
+``history.csv``) into a staging directory next to the target and renames it into place
+(:func:`steadyclf.io.atomic.staged_directory`), so an interrupted save leaves the old
+model or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -29,34 +33,32 @@ import json
 import math
 import os
 import platform
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import safetensors.torch
-import torch
-from torch import nn
+import safetensors.numpy
+from numpy.typing import NDArray
 
 from .exceptions import ModelFileError, SteadyclfError
-from .network import ACTIVATIONS, SteadyNet
-from .tabular import TabularEncoder
-
-if TYPE_CHECKING:
-    from .estimator import BinaryClassifier
+from .io.atomic import staged_directory
+from .nn.spec import Architecture, tensor_layout
+from .policy import validate_params
+from .schema.encoder import TabularEncoder
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "INDEX_FILE",
     "WEIGHTS_FILE",
+    "ModelState",
     "check_model_target",
-    "load",
     "read_index",
+    "read_model",
     "save",
     "to_jsonable",
 ]
@@ -72,20 +74,42 @@ MAX_INDEX_BYTES = 256 << 20
 _LIBRARIES = ("steadyclf", "torch", "numpy", "pandas", "scikit-learn", "safetensors")
 
 
+@dataclass
+class ModelState:
+    """A fitted model as plain data: what a model directory holds.
+
+    ``weights`` maps the network's tensor names (see
+    :func:`steadyclf.nn.spec.tensor_layout`) to NumPy arrays; ``training`` holds the
+    facts of the fit (epochs, resolved settings, validation metrics...).
+    """
+
+    schema: dict[str, Any]
+    architecture: dict[str, Any]
+    weights: dict[str, NDArray[Any]]
+    classes: NDArray[Any]
+    threshold: float
+    params: dict[str, Any]
+    training: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    n_features_in: int = 0
+    feature_names_in: list[str] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
 # -- saving ----------------------------------------------------------------------------------
 def save(
-    clf: BinaryClassifier,
+    state: ModelState,
     path: str | os.PathLike[str],
     *,
     metadata: Mapping[str, Any] | None = None,
     extra_files: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Write the fitted ``clf`` as a model directory at ``path``, atomically.
+    """Write ``state`` as a model directory at ``path``, atomically.
 
     Parameters
     ----------
-    clf : BinaryClassifier
-        A fitted estimator.
+    state : ModelState
+        A fitted model (``BinaryClassifier.to_state()``).
     path : path
         The model directory. An existing model directory is replaced; an existing
         directory that is neither empty nor a model is refused.
@@ -93,7 +117,7 @@ def save(
         JSON-friendly facts stored under ``"metadata"`` in ``model.json`` (the CLI
         stores the target column and the data file).
     extra_files : callable, optional
-        Called with the temporary directory before the rename, to add files that must
+        Called with the staging directory before the rename, to add files that must
         appear together with the model (e.g. ``history.csv``).
 
     Returns
@@ -102,22 +126,15 @@ def save(
     """
     target = Path(path)
     check_model_target(target)
-    state = {k: v.detach().cpu().contiguous() for k, v in clf.module_.state_dict().items()}
-    blob = safetensors.torch.save(state, metadata={"format": FORMAT})
-    index = _index(clf, hashlib.sha256(blob).hexdigest(), metadata or {})
+    tensors = {k: np.require(v, requirements="C") for k, v in state.weights.items()}
+    blob = safetensors.numpy.save(tensors, metadata={"format": FORMAT})
+    index = _index(state, hashlib.sha256(blob).hexdigest(), {**state.metadata, **(metadata or {})})
     text = json.dumps(to_jsonable(index), indent=2, allow_nan=False)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with staged_directory(target) as staging:
         (staging / WEIGHTS_FILE).write_bytes(blob)
         (staging / INDEX_FILE).write_text(text + "\n", encoding="utf-8")
         if extra_files is not None:
             extra_files(staging)
-        os.chmod(staging, 0o755)
-        _install(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 
@@ -137,47 +154,22 @@ def check_model_target(path: str | os.PathLike[str]) -> None:
         )
 
 
-def _install(staging: Path, target: Path) -> None:
-    """Rename ``staging`` to ``target``; an old model there is swapped out, then removed."""
-    if not target.exists() or not any(target.iterdir()):
-        os.replace(staging, target)  # rename(2) replaces a missing or empty directory
-        return
-    backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    os.replace(target, backup)
-    try:
-        os.replace(staging, target)
-    except BaseException:
-        os.replace(backup, target)
-        raise
-    shutil.rmtree(backup, ignore_errors=True)
-
-
-def _index(clf: BinaryClassifier, sha256: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
-    feature_names = getattr(clf, "feature_names_in_", None)
-    history = list(getattr(clf, "history_", []))
+def _index(state: ModelState, sha256: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
+    history = list(state.history)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
         "weights": {"file": WEIGHTS_FILE, "sha256": sha256},
-        "architecture": _architecture(clf.module_),
-        "schema": clf.encoder_.to_dict(),
-        "n_features_in": int(clf.n_features_in_),
-        "feature_names_in": None if feature_names is None else [str(n) for n in feature_names],
-        "classes": {"values": clf.classes_.tolist(), "dtype": clf.classes_.dtype.str},
-        "threshold": float(clf.threshold_),
-        "parameters": clf.get_params(deep=False),
-        "training": {
-            "n_iter": int(clf.n_iter_),
-            "best_epoch": clf.best_epoch_,
-            "lr": float(clf.lr_),
-            "batch_size": clf.batch_size_,
-            "weight_decay": getattr(clf, "weight_decay_", None),
-            "validation_fraction": getattr(clf, "validation_fraction_", None),
-            "last_epoch": history[-1] if history else None,
-            "validation_metrics": getattr(clf, "validation_metrics_", {}),
-        },
+        "architecture": state.architecture,
+        "schema": state.schema,
+        "n_features_in": int(state.n_features_in),
+        "feature_names_in": state.feature_names_in,
+        "classes": {"values": state.classes.tolist(), "dtype": state.classes.dtype.str},
+        "threshold": float(state.threshold),
+        "parameters": state.params,
+        "training": {**state.training, "last_epoch": history[-1] if history else None},
         "history": history,
         "metadata": dict(metadata),
     }
@@ -191,23 +183,6 @@ def _versions() -> dict[str, str]:
         except importlib_metadata.PackageNotFoundError:  # pragma: no cover - odd installs
             versions[name] = "unknown"
     return versions
-
-
-def _architecture(module: SteadyNet) -> dict[str, Any]:
-    body = list(module.body)
-    linears = [layer for layer in body if isinstance(layer, nn.Linear)]
-    activations = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.GELU: "gelu"}
-    activation = next(
-        (activations[type(m)] for m in body if type(m) in activations), "relu"
-    )  # no hidden layer: any value builds the same network
-    return {
-        "n_numeric": int(module.encoder.n_numeric),
-        "n_missing": int(module.encoder.impute.missing_columns.numel()),
-        "vocab_sizes": [int(v) for v in module.encoder.categorical.sizes],
-        "hidden": [int(layer.out_features) for layer in linears[:-1]],
-        "activation": activation,
-        "batchnorm": isinstance(body[0], nn.BatchNorm1d),
-    }
 
 
 def to_jsonable(value: Any) -> Any:
@@ -254,34 +229,24 @@ def read_index(path: str | os.PathLike[str]) -> dict[str, Any]:
     return index
 
 
-def load(path: str | os.PathLike[str]) -> BinaryClassifier:
-    """Load a model directory written by :func:`save` as a fitted ``BinaryClassifier``.
+def read_model(path: str | os.PathLike[str]) -> ModelState:
+    """Read and check a model directory written by :func:`save`.
 
-    Its predictions equal those of the estimator that was saved. Only JSON and
-    safetensors are parsed: no code in the files can run.
+    Only JSON and safetensors are parsed: no code in the files can run. Every tensor's
+    name, shape and dtype is checked against the layout in ``model.json`` before use, and
+    the schema, parameters and classes against each other.
 
     Raises
     ------
     ModelFileError
         The directory or one of its files is missing, corrupted, modified, or of a newer
         format version.
-
-    Examples
-    --------
-    >>> import steadyclf, tempfile
-    >>> from steadyclf.datasets import heart_rate
-    >>> X, y = heart_rate(n=100)
-    >>> clf = steadyclf.BinaryClassifier(random_state=0, max_epochs=5).fit(X, y)
-    >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     again = steadyclf.load(clf.save(f"{tmp}/model"))
-    >>> bool((again.predict_proba(X) == clf.predict_proba(X)).all())
-    True
     """
     index = read_index(path)
     root = Path(path)
-    state = _read_weights(root, index)
+    weights = _read_weights(root, index)
     try:
-        return _build(index, state, root)
+        return _state(index, weights, root)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise ModelFileError(
             f"{str(root / INDEX_FILE)!r} is corrupted (missing or invalid field: {exc})"
@@ -304,7 +269,7 @@ def _model_dir(path: str | os.PathLike[str]) -> Path:
     return root
 
 
-def _read_weights(root: Path, index: dict[str, Any]) -> dict[str, torch.Tensor]:
+def _read_weights(root: Path, index: dict[str, Any]) -> dict[str, NDArray[Any]]:
     weights_path = root / WEIGHTS_FILE
     blob = weights_path.read_bytes()
     weights = index.get("weights")
@@ -314,158 +279,108 @@ def _read_weights(root: Path, index: dict[str, Any]) -> dict[str, torch.Tensor]:
             f"{str(weights_path)!r} does not match the checksum in {INDEX_FILE}: the file is corrupted or was modified"
         )
     try:
-        return safetensors.torch.load(blob)
+        return dict(safetensors.numpy.load(blob))
     except Exception as exc:  # safetensors has its own error type for any bad header
         raise ModelFileError(
             f"{str(weights_path)!r} is not a valid safetensors file ({exc})"
         ) from None
 
 
-def _build(index: dict[str, Any], state: dict[str, torch.Tensor], root: Path) -> BinaryClassifier:
-    from .estimator import BinaryClassifier
-
-    layout = _layout(index["architecture"], root)
-    # The layout is checked against the tensors on the "meta" device first (shapes, no
-    # memory): a tampered model.json cannot make loading allocate more than the weights.
-    with torch.device("meta"):
-        _check_state(SteadyNet(*layout[:5], batchnorm=layout[5]).double(), state, root)
-    module = SteadyNet(*layout[:5], batchnorm=layout[5]).double()
-    module.load_state_dict(state, strict=True)
-    module.eval()
+def _state(index: dict[str, Any], weights: dict[str, NDArray[Any]], root: Path) -> ModelState:
+    where = f"{str(root / INDEX_FILE)!r} is corrupted"
+    try:
+        arch = Architecture.from_dict(index["architecture"])
+    except ValueError as exc:
+        raise ModelFileError(f"{where}: {exc}") from None
+    _check_weights(arch, weights, root)
     encoder = TabularEncoder.from_dict(index["schema"])
-    _check_consistent(module, encoder, root)
-
-    allowed = BinaryClassifier().get_params(deep=False)
-    params = {k: v for k, v in index["parameters"].items() if k in allowed}
+    _check_consistent(arch, weights, encoder, root)
+    params = dict(index["parameters"])
     if isinstance(params.get("hidden"), list):
         params["hidden"] = tuple(params["hidden"])
-    clf = BinaryClassifier(**params)
-    clf.encoder_ = encoder
-    clf.module_ = module
-    clf.classes_ = _classes(index["classes"])
-    clf.n_features_in_ = int(index["n_features_in"])
-    if index.get("feature_names_in") is not None:
-        clf.feature_names_in_ = np.asarray(
-            [str(n) for n in index["feature_names_in"]], dtype=object
+    try:
+        validate_params(params)
+    except (SteadyclfError, KeyError) as exc:
+        raise ModelFileError(f"{where}: invalid parameters ({exc})") from None
+    if tuple(params["hidden"]) != arch.hidden:
+        raise ModelFileError(
+            f"{where}: parameter hidden={tuple(params['hidden'])} does not match the network"
         )
-    training = index["training"]
-    clf.history_ = [dict(r) for r in index.get("history", [])]
-    clf.n_iter_ = int(training["n_iter"])
-    clf.best_epoch_ = training.get("best_epoch")
-    clf.lr_ = float(training["lr"])
-    clf.batch_size_ = training.get("batch_size")
-    for name in ("weight_decay", "validation_fraction"):  # absent from older model files
-        if training.get(name) is not None:
-            setattr(clf, f"{name}_", _finite_number(training[name], name))
-    clf.validation_metrics_ = dict(training.get("validation_metrics") or {})
-    clf.threshold_ = float(index["threshold"])
-    if not 0.0 <= clf.threshold_ <= 1.0:
-        raise ValueError(f"threshold {clf.threshold_} is not in [0, 1]")
-    _check_fitted_fields(clf, index, root)
-    return clf
-
-
-def _check_fitted_fields(clf: BinaryClassifier, index: dict[str, Any], root: Path) -> None:
-    """What the rest of model.json says must agree with the schema and the network."""
-    where = f"{str(root / INDEX_FILE)!r} is corrupted"
     if index["weights"].get("file") != WEIGHTS_FILE:
         raise ModelFileError(f"{where}: the weights file must be {WEIGHTS_FILE}")
-    if not isinstance(index["threshold"], (int, float)) or isinstance(index["threshold"], bool):
+    threshold = index["threshold"]
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
         raise ModelFileError(f"{where}: the threshold is not a number")
-    columns = [c.name for c in clf.encoder_.columns_]
-    if clf.n_features_in_ != len(columns):
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"threshold {threshold} is not in [0, 1]")
+    columns = [c.name for c in encoder.columns_]
+    n_features_in = int(index["n_features_in"])
+    if n_features_in != len(columns):
         raise ModelFileError(
-            f"{where}: n_features_in is {clf.n_features_in_} but the schema has {len(columns)} columns"
+            f"{where}: n_features_in is {n_features_in} but the schema has {len(columns)} columns"
         )
-    names = getattr(clf, "feature_names_in_", None)
-    if names is not None and list(names) != columns:
-        raise ModelFileError(f"{where}: feature_names_in does not match the schema's columns")
-    try:
-        clf._validate_params_()
-    except SteadyclfError as exc:
-        raise ModelFileError(f"{where}: invalid parameters ({exc})") from None
-    hidden = tuple(
-        int(layer.out_features) for layer in clf.module_.body if isinstance(layer, nn.Linear)
-    )
-    if tuple(clf.hidden) != hidden[:-1]:
-        raise ModelFileError(
-            f"{where}: parameter hidden={tuple(clf.hidden)} does not match the network"
-        )
-
-
-def _layout(arch: Any, root: Path) -> tuple[int, int, list[int], tuple[int, ...], str, bool]:
-    """The network layout in model.json, type- and range-checked."""
-    where = f"{str(root / INDEX_FILE)!r}"
-
-    def count(value: Any, name: str, low: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ModelFileError(
-                f"{where} is corrupted: architecture {name} is {value!r}, not an integer >= {low}"
-            )
-        return value
-
-    def counts(value: Any, name: str, low: int) -> list[int]:
-        if not isinstance(value, list):
-            raise ModelFileError(f"{where} is corrupted: architecture {name} is not a list")
-        return [count(v, name, low) for v in value]
-
-    if not isinstance(arch, dict):
-        raise ModelFileError(f"{where} is corrupted: architecture is not a mapping")
-    activation = arch.get("activation")
-    if activation not in ACTIVATIONS:
-        raise ModelFileError(
-            f"{where} is corrupted: unknown activation {activation!r} (one of {', '.join(ACTIVATIONS)})"
-        )
-    batchnorm = arch.get("batchnorm")
-    if not isinstance(batchnorm, bool):
-        raise ModelFileError(f"{where} is corrupted: architecture batchnorm is {batchnorm!r}")
-    return (
-        count(arch.get("n_numeric"), "n_numeric", 0),
-        count(arch.get("n_missing"), "n_missing", 0),
-        counts(arch.get("vocab_sizes"), "vocab_sizes", 2),
-        tuple(counts(arch.get("hidden"), "hidden", 1)),
-        str(activation),
-        batchnorm,
+    names = index.get("feature_names_in")
+    if names is not None:
+        names = [str(n) for n in names]
+        if names != columns:
+            raise ModelFileError(f"{where}: feature_names_in does not match the schema's columns")
+    training = dict(index["training"])
+    for name in ("weight_decay", "validation_fraction", "lr"):  # some absent from old files
+        if training.get(name) is not None:
+            training[name] = _finite_number(training[name], name)
+    int(training["n_iter"])
+    return ModelState(
+        schema=index["schema"],
+        architecture=index["architecture"],
+        weights=weights,
+        classes=_classes(index["classes"]),
+        threshold=float(threshold),
+        params=params,
+        training=training,
+        history=[dict(r) for r in index.get("history", [])],
+        n_features_in=n_features_in,
+        feature_names_in=names,
+        metadata=dict(index.get("metadata") or {}),
     )
 
 
-def _check_state(module: nn.Module, state: dict[str, torch.Tensor], root: Path) -> None:
+def _check_weights(arch: Architecture, weights: dict[str, NDArray[Any]], root: Path) -> None:
     """Every tensor present, with the shape and dtype the layout in model.json implies."""
     where = str(root / WEIGHTS_FILE)
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
+    expected = tensor_layout(arch)
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
     if missing or extra:
         what = f"lacks tensor {missing[0]!r}" if missing else f"has unexpected tensor {extra[0]!r}"
         raise ModelFileError(f"{where!r} {what}; it does not match {INDEX_FILE}")
-    for name, reference in expected.items():
-        tensor = state[name]
-        if tuple(tensor.shape) != tuple(reference.shape) or tensor.dtype != reference.dtype:
+    for name, (shape, dtype) in expected.items():
+        tensor = weights[name]
+        if tuple(tensor.shape) != shape or tensor.dtype != np.dtype(dtype):
             raise ModelFileError(
-                f"tensor {name!r} in {where!r} is {tensor.dtype} {tuple(tensor.shape)}, expected {reference.dtype} {tuple(reference.shape)} from {INDEX_FILE}"
+                f"tensor {name!r} in {where!r} is {tensor.dtype} {tuple(tensor.shape)}, expected {dtype} {shape} from {INDEX_FILE}"
             )
-        if tensor.dtype.is_floating_point and not bool(torch.isfinite(tensor).all()):
+        if tensor.dtype.kind == "f" and not bool(np.isfinite(tensor).all()):
             raise ModelFileError(f"tensor {name!r} in {where!r} holds NaN or infinite values")
-    scale = state.get("encoder.normalize.scale")
+    scale = weights.get("encoder.normalize.scale")
     if scale is not None and not bool((scale > 0).all()):
         raise ModelFileError(f"tensor 'encoder.normalize.scale' in {where!r} is not positive")
 
 
-def _check_consistent(module: SteadyNet, encoder: TabularEncoder, root: Path) -> None:
+def _check_consistent(
+    arch: Architecture, weights: dict[str, NDArray[Any]], encoder: TabularEncoder, root: Path
+) -> None:
     where = str(root)
-    vocab = module.encoder.categorical.vocab_sizes.tolist()
-    if vocab != encoder.vocab_sizes or vocab != module.encoder.categorical.sizes:
+    vocab = weights["encoder.categorical.vocab_sizes"].tolist()
+    if vocab != encoder.vocab_sizes or vocab != list(arch.vocab_sizes):
         raise ModelFileError(
             f"model {where!r}: category vocabularies in {WEIGHTS_FILE} and {INDEX_FILE} disagree"
         )
-    if len(encoder.numeric_columns) != module.encoder.n_numeric:
+    if len(encoder.numeric_columns) != arch.n_numeric:
         raise ModelFileError(
-            f"model {where!r}: {INDEX_FILE} lists {len(encoder.numeric_columns)} numeric columns, the network reads {module.encoder.n_numeric}"
+            f"model {where!r}: {INDEX_FILE} lists {len(encoder.numeric_columns)} numeric columns, the network reads {arch.n_numeric}"
         )
-    columns = module.encoder.impute.missing_columns
-    if columns.numel() and (
-        int(columns.min()) < 0 or int(columns.max()) >= module.encoder.n_numeric
-    ):
+    columns = weights["encoder.impute.missing_columns"]
+    if columns.size and (int(columns.min()) < 0 or int(columns.max()) >= arch.n_numeric):
         raise ModelFileError(f"model {where!r}: missing-value indicators point outside the columns")
 
 

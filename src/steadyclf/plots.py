@@ -9,51 +9,50 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .exceptions import SteadyclfError
+from .io.atomic import atomic_path
 
 __all__ = [
+    "figure",
     "plot_calibration",
     "plot_demo",
     "plot_lr_finder",
     "plot_precision_recall",
     "plot_roc",
     "plot_training",
-    "pyplot",
     "save_figure",
 ]
 
 
-def pyplot() -> Any:
-    """``matplotlib.pyplot`` with the non-interactive Agg backend."""
+def figure(**options: Any) -> Any:
+    """A new matplotlib ``Figure``, not attached to pyplot or to any backend.
+
+    Figures are built and saved through the object-oriented API, so steadyclf never
+    switches the backend of the process (a notebook keeps its own) and never keeps
+    figures in pyplot's registry.
+    """
     try:
-        import matplotlib
+        from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         raise SteadyclfError("plots need matplotlib: pip install 'steadyclf[plot]'") from exc
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**options)
 
 
-def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
-    """Save ``fig`` as PNG at ``path`` atomically and close it."""
+def _subplots(nrows: int = 1, ncols: int = 1, **options: Any) -> tuple[Any, Any]:
+    fig = figure(figsize=options.pop("figsize", None))
+    axes = fig.subplots(nrows, ncols, **options)
+    return fig, axes
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], *, format: str = "png") -> Path:
+    """Save ``fig`` (PNG by default) at ``path`` atomically."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".png", dir=target.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a figure is meant to be shared
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        pyplot().close(fig)
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format=format)
     return target
 
 
@@ -61,9 +60,8 @@ def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
 # calibration.png). Curves come from scikit-learn's display classes.
 def plot_training(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
     """Loss, accuracy and learning rate per epoch (train and validation) as one PNG."""
-    plt = pyplot()
     epochs = [int(r["epoch"]) for r in history]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = _subplots(1, 3, figsize=(13, 3.6))
     for ax, key, title in ((axes[0], "loss", "log loss"), (axes[1], "accuracy", "accuracy")):
         for split, style in (("train", "-"), ("valid", "--")):
             values = [r.get(f"{split}_{key}") for r in history]
@@ -88,7 +86,7 @@ def plot_roc(y_true: Any, proba: Any, path: str | os.PathLike[str]) -> Path:
     """ROC curve of probabilities ``proba`` against 0/1 labels, with the chance line."""
     from sklearn.metrics import RocCurveDisplay
 
-    fig, ax = pyplot().subplots(figsize=(4.5, 4.5))
+    fig, ax = _subplots(figsize=(4.5, 4.5))
     RocCurveDisplay.from_predictions(y_true, proba, ax=ax, name="model", plot_chance_level=True)
     ax.set_title("ROC curve")
     return save_figure(fig, path)
@@ -98,7 +96,7 @@ def plot_precision_recall(y_true: Any, proba: Any, path: str | os.PathLike[str])
     """Precision-recall curve, with the positive rate as the chance level."""
     from sklearn.metrics import PrecisionRecallDisplay
 
-    fig, ax = pyplot().subplots(figsize=(4.5, 4.5))
+    fig, ax = _subplots(figsize=(4.5, 4.5))
     PrecisionRecallDisplay.from_predictions(
         y_true, proba, ax=ax, name="model", plot_chance_level=True
     )
@@ -112,7 +110,7 @@ def plot_calibration(
     """Reliability diagram: observed positive rate per bin of predicted probability."""
     from sklearn.calibration import CalibrationDisplay
 
-    fig, ax = pyplot().subplots(figsize=(4.5, 4.5))
+    fig, ax = _subplots(figsize=(4.5, 4.5))
     CalibrationDisplay.from_predictions(
         y_true, proba, n_bins=n_bins, strategy="quantile", ax=ax, name="model"
     )
@@ -129,8 +127,7 @@ def plot_lr_finder(
     path: str | os.PathLike[str],
 ) -> Path:
     """Learning-rate range test: raw and smoothed loss against the rate, with the pick."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _subplots(figsize=(6, 4))
     finite = [(r, v) for r, v in zip(lrs, losses, strict=True) if math.isfinite(v)]
     ax.plot([r for r, _ in finite], [v for _, v in finite], alpha=0.35, label="loss")
     ax.plot(lrs, _floats(v if math.isfinite(v) else None for v in smoothed), label="smoothed")
@@ -150,8 +147,7 @@ def plot_demo(
     target: float = 0.1,
 ) -> Path:
     """One panel per dataset, one training-loss curve per set-up, log scale."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(curves), figsize=(6.2 * len(curves), 4.4), squeeze=False)
+    fig, axes = _subplots(1, len(curves), figsize=(6.2 * len(curves), 4.4), squeeze=False)
     for ax, (dataset, lines) in zip(axes[0], curves.items(), strict=True):
         for label, losses in lines.items():
             ax.plot(range(1, len(losses) + 1), losses, label=label)

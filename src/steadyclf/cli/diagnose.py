@@ -17,18 +17,16 @@ from typing import Any
 import click
 import pandas as pd
 
-from ..demo import DATASETS, run_demo, write_demo
-from ..diagnostics import diagnose
 from ..exceptions import DataError, SteadyclfError
-from ..network import ACTIVATIONS
+from ..nn.spec import ACTIVATIONS
 from . import cli
-from .model import (
+from .common import (
     Output,
-    _parse_hidden,
-    _writing,
     build_estimator,
     estimator_options,
     load_training_data,
+    parse_hidden,
+    writing,
 )
 
 __all__ = ["demo", "doctor", "load_data", "lr_find"]
@@ -42,6 +40,8 @@ def load_data(
 ) -> tuple[pd.DataFrame, pd.Series, str]:
     """Features, target and the target's name, from a file or a built-in dataset."""
     if source.startswith(BUILTIN_PREFIX):
+        from ..demo import DATASETS
+
         name = source[len(BUILTIN_PREFIX) :]
         if name not in DATASETS:
             choices = ", ".join(BUILTIN_PREFIX + n for n in DATASETS)
@@ -64,7 +64,7 @@ def load_data(
 @click.option("--target", help="Column to predict (not needed for builtin: data).")
 @click.option(
     "--activation",
-    type=click.Choice(ACTIVATIONS),
+    type=click.Choice(list(ACTIVATIONS)),
     default="sigmoid",
     show_default=True,
     help="Activation of the network the saturation check initialises.",
@@ -73,7 +73,7 @@ def load_data(
     "--hidden",
     default="10",
     show_default=True,
-    callback=_parse_hidden,
+    callback=parse_hidden,
     help="Hidden layer sizes of that network.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of its initialisation.")
@@ -94,6 +94,8 @@ def doctor(
     """
     output = Output(as_json=as_json)
     X, y, name = load_data(data, target, drop_missing_target=drop_missing_target, output=output)
+    from ..doctor import diagnose
+
     report = diagnose(X, y, activation=activation, hidden=hidden, seed=seed)
     summary = {"data": data, "target": name, **report.to_dict()}
     output.result(summary, lambda: str(report))
@@ -138,7 +140,7 @@ def lr_find(
         try:
             from ..plots import plot_lr_finder
 
-            with _writing(out):
+            with writing(out):
                 plot = str(
                     plot_lr_finder(result.lrs, result.losses, result.smoothed, result.lr, out)
                 )
@@ -198,6 +200,8 @@ def demo(out: str, iterations: int, rows: int, seed: int, quiet: bool, as_json: 
     output = Output(as_json=as_json, quiet=quiet)
     started = time.perf_counter()
     show = not (quiet or as_json)
+    from ..demo import run_demo, write_demo
+
     result = run_demo(
         iterations,
         rows,
@@ -206,7 +210,7 @@ def demo(out: str, iterations: int, rows: int, seed: int, quiet: bool, as_json: 
         if show
         else None,
     )
-    with _writing(out):
+    with writing(out):
         paths = write_demo(result, out)
     files = [str(p) for p in paths.values()]
     summary = {**result.to_dict(), "files": files}

@@ -1,42 +1,38 @@
-"""The training loop: full-batch or mini-batch steps on tensors already on the device.
+"""The training loop, one for every kind of data: it steps through a batch source.
 
 The loop is split into small named steps (``train_epoch``, ``evaluate``) around a
 :class:`Trainer` that owns the optimizer, the learning-rate schedule, early stopping and
-divergence recovery. Data never goes through a ``DataLoader``: each epoch draws one
-permutation, gathers the shuffled rows once and slices contiguous batches, so there is no
-per-row Python work. Metrics are accumulated on the device and read once per epoch.
+divergence recovery, and calls the same callbacks (stall detector, checkpoints, progress)
+whatever the data. Batches come from a :class:`~steadyclf.train.batches.BatchSource`:
+rows held in memory (one permutation per epoch, no ``DataLoader``, no per-row Python
+work), or rows streamed from files through a shuffle buffer; in a distributed run each
+process steps through its shard and the network is wrapped in
+``DistributedDataParallel``. Each batch's logits are kept in a buffer; loss and accuracy
+are computed once per epoch from it (summed over processes in a distributed run).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
-from . import fused as _fused
-from .exceptions import ParameterError, TrainingDivergedError
-from .fused import FusedMLP, LeanAdamStep
-from .threads import intra_op_threads, threads_for
+from ..exceptions import TrainingDivergedError
+from ..nn.optim import LeanAdamStep, make_optimizer, make_scheduler
+from ..nn.step import FusedMLP
+from ..nn.threads import intra_op_threads, threads_for
+from .batches import BatchSource, EncodedRows, InMemoryBatches
 
-__all__ = [
-    "OPTIMIZERS",
-    "SCHEDULES",
-    "Callback",
-    "EpochRecord",
-    "StopTraining",
-    "TrainConfig",
-    "Trainer",
-    "make_optimizer",
-    "make_scheduler",
-]
+if TYPE_CHECKING:
+    from .distributed import DistributedContext
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("none", "step", "cosine", "onecycle", "plateau")
+__all__ = ["Callback", "EpochRecord", "StopTraining", "TrainConfig", "Trainer"]
 
 EpochRecord = dict[str, Any]
 
@@ -87,62 +83,11 @@ class TrainConfig:
     fused: bool = True
 
 
-def make_optimizer(
-    name: str, params: Iterator[nn.Parameter], lr: float, weight_decay: float
-) -> torch.optim.Optimizer:
-    """Create the optimizer ``name`` with learning rate ``lr``.
-
-    The classes are torch's, minus a lazy ``torch._dynamo`` import (see
-    :mod:`steadyclf.fused`), with ``fused=True`` where the parameters
-    allow it: one kernel updates every parameter, instead of a loop of small operations.
-    """
-    tensors = list(params)
-    fused = _fused.supports_fused_step(tensors) or None
-    if name == "adam":
-        return _fused.Adam(tensors, lr=lr, weight_decay=weight_decay, fused=fused)
-    if name == "adamw":
-        return _fused.AdamW(tensors, lr=lr, weight_decay=weight_decay or 1e-2, fused=fused)
-    if name == "sgd":
-        return _fused.SGD(
-            tensors, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay, fused=fused
-        )
-    raise ParameterError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
-
-
-def make_scheduler(
-    name: str,
-    optimizer: torch.optim.Optimizer,
-    *,
-    max_epochs: int,
-    steps_per_epoch: int,
-    patience: int,
-) -> Any:
-    """Learning-rate schedule; ``onecycle`` steps per batch, the others per epoch."""
-    if name == "none":
-        return None
-    if name == "step":
-        # Three steps down over the run, each dividing the rate by 10: the classic recipe.
-        return torch.optim.lr_scheduler.StepLR(
-            optimizer, step_size=max(1, max_epochs // 4), gamma=0.1
-        )
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, max_epochs))
-    if name == "onecycle":
-        lr = optimizer.param_groups[0]["lr"]
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=lr, total_steps=max(2, max_epochs * steps_per_epoch)
-        )
-    if name == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, factor=0.3, patience=max(1, patience // 3)
-        )
-    raise ParameterError(f"schedule must be one of {SCHEDULES}, got {name!r}")
-
-
 def _loss_and_accuracy(
     logits: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module, chunk_rows: int = 1 << 16
 ) -> tuple[float, float]:
-    """Mean loss and accuracy, chunk by chunk: no row-sized temporaries (see ``_buffer``)."""
+    """Summed loss and number of correct predictions, chunk by chunk (no row-sized
+    temporaries)."""
     n = logits.shape[0]
     total = torch.zeros((), dtype=torch.float64, device=logits.device)
     correct = torch.zeros((), dtype=torch.int64, device=logits.device)
@@ -150,17 +95,22 @@ def _loss_and_accuracy(
         lb, yb = logits[start : start + chunk_rows], y[start : start + chunk_rows]
         total += loss_fn(lb, yb).double() * lb.shape[0]
         correct += ((lb > 0) == (yb > 0.5)).sum()
-    return float(total) / n, float(correct) / n
-
-
-@dataclass
-class _Data:
-    x: torch.Tensor
-    y: torch.Tensor
+    return float(total), float(correct)
 
 
 def _finite_params(module: nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
+def _as_rows(data: Any) -> EncodedRows:
+    """Validation rows: :class:`EncodedRows`, or a tuple of feature and label tensors."""
+    if isinstance(data, EncodedRows):
+        return data
+    x, y = data
+    rows = EncodedRows(int(x.shape[1]), int(x.shape[0]), x.device)
+    rows.add(x, y)
+    rows.complete = True
+    return rows
 
 
 class Trainer:
@@ -172,11 +122,17 @@ class Trainer:
         Maps a float32 feature matrix to logits of shape ``(n, 1)`` or ``(n,)``.
     config : TrainConfig
         Optimisation settings.
+    context : DistributedContext, optional
+        The process group of a distributed run: steps go through
+        ``DistributedDataParallel`` and every process sees the same epoch metrics.
     """
 
-    def __init__(self, module: nn.Module, config: TrainConfig) -> None:
+    def __init__(
+        self, module: nn.Module, config: TrainConfig, context: DistributedContext | None = None
+    ) -> None:
         self.module = module
         self.config = config
+        self.context = context
         self.history: list[EpochRecord] = []
         self.best_epoch: int | None = None
         self.stopped_early = False
@@ -189,6 +145,7 @@ class Trainer:
         self.best_loss = math.inf
         self.bad_epochs = 0
         self.best_state: dict[str, torch.Tensor] | None = None
+        self._step_module: nn.Module = module
         self._fused: FusedMLP | None = None
         self._lean_step: LeanAdamStep | None = None
         self._buffers: dict[str, torch.Tensor] = {}
@@ -203,30 +160,14 @@ class Trainer:
     def _buffer(self, name: str, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """A 1-D tensor kept from epoch to epoch.
 
-        Row-sized temporaries allocated anew every epoch (the permutation, the shuffled
-        labels, the logits) fragment the heap between the small tensors that live longer:
-        peak RSS grew by about 100 MB over 80 epochs on 800,000 rows.
+        Row-sized temporaries allocated anew every epoch (the logits, the labels) fragment
+        the heap between the small tensors that live longer: peak RSS grew by about 100 MB
+        over 80 epochs on 800,000 rows.
         """
         buffer = self._buffers.get(name)
-        if (
-            buffer is None
-            or buffer.numel() != n
-            or buffer.dtype != dtype
-            or buffer.device != device
-        ):
+        if buffer is None or buffer.numel() < n or buffer.dtype != dtype or buffer.device != device:
             buffer = self._buffers[name] = torch.empty(n, dtype=dtype, device=device)
-        return buffer
-
-    def _epoch_order(self, data: _Data, generator: torch.Generator) -> torch.Tensor | None:
-        """A fresh permutation of the rows, or ``None`` for full-batch training."""
-        n = data.x.shape[0]
-        bs = self.config.batch_size
-        if bs is None or bs >= n:
-            return None
-        # int32 indices (half the memory of int64) while the rows fit in them.
-        index_dtype = torch.int32 if n < 2**31 else torch.int64
-        order = self._buffer("order", n, index_dtype, torch.device("cpu"))
-        return torch.randperm(n, generator=generator, out=order).to(data.x.device)
+        return buffer[:n]
 
     def _train_step(self, xb: torch.Tensor, yb: torch.Tensor, loss_fn: nn.Module) -> torch.Tensor:
         """One optimizer step on a batch; returns the batch's logits before the step."""
@@ -235,7 +176,7 @@ class Trainer:
             logits = self._fused.forward_backward(xb, yb)
         else:
             self.optimizer.zero_grad(set_to_none=True)
-            logits = self.module(xb).reshape(-1)
+            logits = self._step_module(xb).reshape(-1)
             loss_fn(logits, yb).backward()
             logits = logits.detach()
         if self._lean_step is not None:
@@ -245,33 +186,43 @@ class Trainer:
         return logits
 
     def train_epoch(
-        self, data: _Data, generator: torch.Generator, loss_fn: nn.Module
+        self, source: BatchSource, generator: torch.Generator, loss_fn: nn.Module
     ) -> tuple[float, float]:
-        """One pass over the training data; returns mean loss and accuracy.
+        """One pass over the training batches; returns mean loss and accuracy.
 
-        Each batch is gathered from a per-epoch permutation with one ``index_select`` (no
-        copy of the whole table per epoch); its logits, computed for the step, are kept in
-        one buffer, from which loss and accuracy are computed once at the end.
+        Each batch's logits, computed for the step, are kept in one buffer, from which
+        loss and accuracy are computed once at the end (over every process).
         """
         self.module.train()
         if self._fused is not None:
             self._fused.prepare()
-        n, device = data.x.shape[0], data.x.device
-        order = self._epoch_order(data, generator)
-        y = data.y
-        if order is not None:
-            y = torch.index_select(data.y, 0, order, out=self._buffer("y", n, y.dtype, device))
-        bs = n if order is None else int(self.config.batch_size or n)
-        logits = self._buffer("logits", n, data.x.dtype, device)
+        weight = next(self.module.parameters())
+        epoch = source.epoch(generator)
+        n = source.n_rows
+        logits = self._buffer("logits", n, weight.dtype, weight.device)
+        labels = epoch.labels
+        if labels is None:
+            labels = self._buffer("y", n, weight.dtype, weight.device)
         per_batch_schedule = self.config.schedule == "onecycle" and self.scheduler is not None
-        for start in range(0, n, bs):
-            stop = min(start + bs, n)
-            xb = data.x if order is None else data.x.index_select(0, order[start:stop])
-            logits[start:stop] = self._train_step(xb, y[start:stop], loss_fn)
+        done = 0
+        for xb, yb in epoch.batches:
+            stop = done + int(yb.shape[0])
+            logits[done:stop] = self._train_step(xb, yb, loss_fn)
+            if epoch.labels is None:
+                labels[done:stop] = yb
+            done = stop
             if per_batch_schedule:
                 self._step_onecycle()
         with torch.no_grad():
-            return _loss_and_accuracy(logits, y, loss_fn)
+            return self._means(*_loss_and_accuracy(logits[:done], labels[:done], loss_fn), done)
+
+    def _means(self, loss_sum: float, correct: float, n: int) -> tuple[float, float]:
+        """Mean loss and accuracy, over every process in a distributed run."""
+        totals = np.array([loss_sum, correct, float(n)])
+        if self.context is not None:
+            totals = self.context.all_reduce_sum(totals)
+        rows = max(float(totals[2]), 1.0)
+        return float(totals[0]) / rows, float(totals[1]) / rows
 
     def _step_onecycle(self) -> None:
         # OneCycleLR refuses to step past its total; extra epochs keep the final rate.
@@ -280,21 +231,20 @@ class Trainer:
 
     @torch.inference_mode()
     def evaluate(
-        self, data: _Data, loss_fn: nn.Module, batch_rows: int = 1 << 13
+        self, data: EncodedRows, loss_fn: nn.Module, batch_rows: int = 1 << 13
     ) -> tuple[float, float]:
-        """Mean loss and accuracy on ``data`` in eval mode (into reused buffers)."""
+        """Mean loss and accuracy on ``data`` in eval mode (over every process)."""
         self.module.eval()
-        n = data.x.shape[0]
-        logits = self._buffers.get("valid_logits")
-        if logits is None or logits.numel() != n or logits.dtype != data.x.dtype:
-            logits = self._buffers["valid_logits"] = torch.empty_like(data.y, dtype=data.x.dtype)
+        x = data.x
+        n = int(x.shape[0])
+        logits = self._buffer("valid_logits", n, x.dtype, x.device)
         for start in range(0, n, batch_rows):
-            xb = data.x[start : start + batch_rows]
+            xb = x[start : start + batch_rows]
             if self._fused is not None:
                 self._fused.forward_into(xb, logits[start : start + batch_rows])
             else:
                 logits[start : start + batch_rows] = self.module(xb).reshape(-1)
-        return _loss_and_accuracy(logits, data.y, loss_fn)
+        return self._means(*_loss_and_accuracy(logits, data.y, loss_fn), n)
 
     # -- the run ---------------------------------------------------------------------------
     def _lr(self) -> float:
@@ -337,8 +287,9 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly where it is (between epochs).
 
-        Weights, optimizer and scheduler state, the shuffling generator and torch's global
-        generator, the history, the epoch count and the early-stopping state. Tensors are
+        Weights, optimizer and scheduler state, the shuffling generator, the history, the
+        epoch count and the early-stopping state (nothing draws from torch's global
+        generator). Tensors are
         copies; :mod:`steadyclf.checkpoint` writes this to disk without pickle.
         """
         if self.optimizer is None or self.generator is None:
@@ -355,7 +306,6 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "generator": self.generator.get_state(),
-            "global_rng": torch.random.get_rng_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -367,7 +317,6 @@ class Trainer:
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
-        torch.random.set_rng_state(state["global_rng"])
         self.history[:] = [dict(r) for r in state["history"]]
         self.epoch = int(state["epoch"])
         self.best_epoch = state["best_epoch"]
@@ -378,28 +327,38 @@ class Trainer:
 
     def fit(
         self,
-        train: tuple[torch.Tensor, torch.Tensor],
-        valid: tuple[torch.Tensor, torch.Tensor] | None = None,
+        train: BatchSource | tuple[torch.Tensor, torch.Tensor],
+        valid: EncodedRows | tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> Trainer:
-        """Run the training loop; returns ``self``. ``history`` holds one row per epoch."""
+        """Run the training loop; returns ``self``. ``history`` holds one row per epoch.
+
+        ``train`` is a batch source (or feature and label tensors, trained with
+        ``config.batch_size``); ``valid`` the validation rows, if any (streamed data fills
+        them during the first epoch).
+        """
         cfg = self.config
-        device = train[0].device
-        train_data = _Data(*train)
-        valid_data = _Data(*valid) if valid is not None else None
-        generator = self.generator = torch.Generator().manual_seed(cfg.seed)
+        source: BatchSource = (
+            InMemoryBatches(*train, cfg.batch_size) if isinstance(train, tuple) else train
+        )
+        valid_rows = None if valid is None else _as_rows(valid)
+        device = next(self.module.parameters()).device
+        rank = self.context.rank if self.context is not None else 0
+        generator = self.generator = torch.Generator().manual_seed(cfg.seed + 7919 * rank)
         loss_fn = self._loss_fn(device)
-        n = train_data.x.shape[0]
-        steps = 1 if cfg.batch_size is None else max(1, math.ceil(n / cfg.batch_size))
         self.optimizer = make_optimizer(
             cfg.optimizer, self.module.parameters(), cfg.lr, cfg.weight_decay
         )
-        self._fused = FusedMLP.from_module(self.module, cfg.pos_weight) if cfg.fused else None
-        self._lean_step = LeanAdamStep.for_optimizer(self.optimizer) if cfg.fused else None
+        if self.context is not None:
+            # Autograd, so that DistributedDataParallel sees (and averages) the gradients.
+            self._step_module = self.context.wrap(self.module)
+        elif cfg.fused:
+            self._fused = FusedMLP.from_module(self.module, cfg.pos_weight)
+            self._lean_step = LeanAdamStep.for_optimizer(self.optimizer)
         self.scheduler = make_scheduler(
             cfg.schedule,
             self.optimizer,
             max_epochs=cfg.max_epochs,
-            steps_per_epoch=steps,
+            steps_per_epoch=source.steps,
             patience=cfg.patience,
         )
         self.epoch, self.best_loss, self.bad_epochs, self.best_state = 0, math.inf, 0, None
@@ -410,9 +369,8 @@ class Trainer:
                 getattr(cb, "on_train_setup", lambda t: None)(self)
             for cb in cfg.callbacks:
                 getattr(cb, "on_train_begin", lambda t: None)(self)
-            rows_per_step = min(n, cfg.batch_size or n)
-            with intra_op_threads(threads_for(rows_per_step, self.module)):
-                self._run_epochs(train_data, valid_data, generator, loss_fn)
+            with intra_op_threads(threads_for(source.batch_size, self.module)):
+                self._run_epochs(source, valid_rows, generator, loss_fn)
         finally:
             for cb in cfg.callbacks:
                 getattr(cb, "on_train_exit", lambda t: None)(self)
@@ -420,8 +378,8 @@ class Trainer:
 
     def _run_epochs(
         self,
-        train_data: _Data,
-        valid_data: _Data | None,
+        train_data: BatchSource,
+        valid_data: EncodedRows | None,
         generator: torch.Generator,
         loss_fn: nn.Module,
     ) -> None:

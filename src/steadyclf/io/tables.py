@@ -5,15 +5,14 @@ naming the file, everything that would otherwise fail later and less clearly: a 
 or empty file, a header without rows, an unknown file type, duplicate column names (which
 pandas would silently rename to ``a.1``) and rows that do not parse.
 
-:func:`write_table` writes atomically: to a temporary name in the target directory, then
-:func:`os.replace`, so an interrupted or failed write never leaves a half file.
+:func:`write_table` writes atomically (:mod:`steadyclf.io.atomic`), so an interrupted or
+failed write never leaves a half file.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
-import tempfile
 import warnings
 import zlib
 from pathlib import Path
@@ -21,10 +20,17 @@ from typing import Any
 
 import pandas as pd
 
-from .exceptions import DataError
-from .tabular import check_unique_columns
+from ..exceptions import DataError
+from .atomic import atomic_path
 
-__all__ = ["FORMATS", "read_table", "table_format", "write_table"]
+__all__ = [
+    "FORMATS",
+    "check_unique_columns",
+    "name_list",
+    "read_table",
+    "table_format",
+    "write_table",
+]
 
 #: File name endings steadyclf reads and writes, and the format each one means.
 FORMATS = {
@@ -163,17 +169,8 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """
     target = Path(path)
     kind = table_format(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(target) as tmp:
         _write(frame, tmp, kind, compress=target.name.lower().endswith(".gz"))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return target
 
 
@@ -184,3 +181,20 @@ def _write(frame: pd.DataFrame, path: Path, kind: str, *, compress: bool) -> Non
     options: dict[str, Any] = {"sep": _SEPARATORS[kind], "index": False}
     options["compression"] = "gzip" if compress else None
     frame.to_csv(path, **options)
+
+
+def check_unique_columns(frame: pd.DataFrame, *, where: str | None = None) -> None:
+    """Refuse tables with duplicate column names (which column would we read?)."""
+    dup = frame.columns[frame.columns.duplicated()]
+    if len(dup):
+        place = f" in {where}" if where else ""
+        raise DataError(
+            f"duplicate column name{'s' if len(dup) > 1 else ''} {name_list(dict.fromkeys(map(str, dup)))}{place}; rename them so each column has its own name"
+        )
+
+
+def name_list(names: Any, limit: int = 20) -> str:
+    """``'a', 'b', ... (N in all)``: column names for a one-line message."""
+    names = [str(n) for n in names]
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")

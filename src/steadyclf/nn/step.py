@@ -13,17 +13,16 @@ here and trains through autograd: :meth:`FusedMLP.from_module` returns ``None``.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
 
-__all__ = ["SGD", "Adam", "AdamW", "FusedMLP", "LeanAdamStep", "supports_fused_step"]
+from .spec import ACTIVATIONS
 
-_Opt = TypeVar("_Opt", bound=torch.optim.Optimizer)
+__all__ = ["FusedMLP"]
+
 _Backward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -49,17 +48,23 @@ class _Activation:
     backward: _Backward
 
 
+#: Forward (in place where the backward needs only the output) and backward kernels,
+#: for every activation of :data:`~steadyclf.nn.spec.ACTIVATIONS`.
+_KERNELS = {
+    "relu": _Activation(torch.relu_, _relu_backward),
+    "sigmoid": _Activation(torch.sigmoid_, _sigmoid_backward),
+    "tanh": _Activation(torch.tanh_, _tanh_backward),
+    "gelu": _Activation(torch.nn.functional.gelu, _gelu_backward),
+}
+
+
 def _activation_of(layer: nn.Module) -> _Activation | None:
     # Exact types only: a subclass may change the forward, and then the backward is wrong.
-    # The in-place forwards are safe: their backward needs only the output.
-    if type(layer) is nn.ReLU:
-        return _Activation(torch.relu_, _relu_backward)
-    if type(layer) is nn.Sigmoid:
-        return _Activation(torch.sigmoid_, _sigmoid_backward)
-    if type(layer) is nn.Tanh:
-        return _Activation(torch.tanh_, _tanh_backward)
-    if type(layer) is nn.GELU and getattr(layer, "approximate", "none") == "none":
-        return _Activation(torch.nn.functional.gelu, _gelu_backward)
+    for name, spec in ACTIVATIONS.items():
+        if type(layer) is getattr(nn, spec.module):
+            if getattr(layer, "approximate", "none") != "none":
+                return None  # tanh-approximated GELU: another backward
+            return _KERNELS[name]
     return None
 
 
@@ -211,117 +216,3 @@ class FusedMLP:
             buffer = torch.empty((rows, width), dtype=like.dtype, device=like.device)
             self._buffers[k] = buffer
         return buffer[:rows]
-
-
-# -- optimizers without the lazy torch._dynamo import ----------------------------------------
-def _without_lazy_dynamo(cls: type[_Opt]) -> type[_Opt]:
-    """``cls`` whose methods skip the wrappers that import ``torch._dynamo``.
-
-    ``torch.optim`` wraps ``add_param_group``, ``zero_grad``, ``step`` and (used by
-    checkpoints) ``state_dict`` and ``load_state_dict`` in helpers that
-    import ``torch._dynamo`` on first use (about a second of imports) for the sake of
-    ``torch.compile``, which steadyclf does not use on optimizers. The subclass calls the
-    same code without them; ``step`` runs under ``no_grad``, as the wrapper it replaces.
-    """
-    raw_step = inspect.unwrap(cls.step)
-
-    def step(self: torch.optim.Optimizer, closure: Callable[[], float] | None = None) -> Any:
-        with torch.no_grad():
-            return raw_step(self, closure)
-
-    namespace: dict[str, Any] = {"__module__": __name__, "__doc__": cls.__doc__, "step": step}
-    for name in ("add_param_group", "zero_grad", "state_dict", "load_state_dict"):
-        namespace[name] = inspect.unwrap(getattr(torch.optim.Optimizer, name))
-    return type(cls.__name__, (cls,), namespace)
-
-
-Adam = _without_lazy_dynamo(torch.optim.Adam)
-AdamW = _without_lazy_dynamo(torch.optim.AdamW)
-SGD = _without_lazy_dynamo(torch.optim.SGD)
-
-
-class LeanAdamStep:
-    """``optimizer.step()`` for a fused Adam or AdamW, without its per-call Python.
-
-    ``Adam.step`` regroups the parameters, their gradients and states by device and dtype
-    on every call: at a 256-row batch that costs ten times the fused kernel it ends with
-    (0.2 ms against 0.02 ms here). This calls the same kernel with the same arguments,
-    reading the hyperparameters from ``param_groups`` (so schedules apply) and the moments
-    from ``optimizer.state`` (so checkpoints and ``state_dict`` are unchanged). The state
-    is created, and re-read after it is cleared or replaced, by a regular
-    ``optimizer.step()``.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
-        self.optimizer = optimizer
-        group = optimizer.param_groups[0]
-        self.params: list[torch.Tensor] = list(group["params"])
-        decoupled = bool(group.get("decoupled_weight_decay", False))
-        self.kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
-        self._state: tuple[list[torch.Tensor], ...] | None = None
-
-    @classmethod
-    def for_optimizer(cls, optimizer: torch.optim.Optimizer) -> LeanAdamStep | None:
-        """The lean step, or ``None`` when ``optimizer`` is not a plain fused Adam(W)."""
-        if not isinstance(optimizer, torch.optim.Adam) or len(optimizer.param_groups) != 1:
-            return None
-        group = optimizer.param_groups[0]
-        plain = (
-            group.get("fused")
-            and not group.get("amsgrad")
-            and not group.get("maximize")
-            and not group.get("differentiable")
-            and not group.get("capturable")
-            and not isinstance(group.get("lr"), torch.Tensor)
-            and not any(torch.is_complex(p) for p in group["params"])
-        )
-        return cls(optimizer) if plain else None
-
-    def _moments(self) -> tuple[list[torch.Tensor], ...] | None:
-        """The state tensors, if they are still the ones this step read last."""
-        state = self.optimizer.state.get(self.params[0])
-        if not state or self._state is None or state.get("exp_avg") is not self._state[1][0]:
-            return None
-        return self._state
-
-    def _read_state(self) -> None:
-        states = [self.optimizer.state[p] for p in self.params]
-        self._state = (
-            [s["step"] for s in states],
-            [s["exp_avg"] for s in states],
-            [s["exp_avg_sq"] for s in states],
-        )
-
-    def __call__(self) -> None:
-        moments = self._moments()
-        grads = [p.grad for p in self.params]
-        if moments is None or any(g is None for g in grads):
-            self.optimizer.step()  # creates (or re-reads) the state the regular way
-            self._read_state()
-            return
-        steps, exp_avgs, exp_avg_sqs = moments
-        group = self.optimizer.param_groups[0]
-        beta1, beta2 = group["betas"]
-        torch._foreach_add_(steps, 1)
-        self.kernel(
-            self.params,
-            cast(list[torch.Tensor], grads),
-            exp_avgs,
-            exp_avg_sqs,
-            [],
-            steps,
-            amsgrad=False,
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            weight_decay=group["weight_decay"],
-            eps=group["eps"],
-            maximize=False,
-        )
-
-
-def supports_fused_step(params: Sequence[torch.Tensor]) -> bool:
-    """Whether ``fused=True`` optimizers (one kernel for all parameters) apply."""
-    return bool(params) and all(
-        p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
-    )

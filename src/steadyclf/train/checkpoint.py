@@ -9,7 +9,7 @@ A checkpoint is a directory holding two files:
     vocabularies), classes and a fingerprint of the training data;
 ``checkpoint-<epoch>.safetensors``
     every tensor: weights, best weights so far, optimizer moments, the fitted input
-    statistics and the states of the shuffling generator and of torch's global generator.
+    statistics and the state of the shuffling generator.
 
 Nothing is pickled, so reading a checkpoint cannot run code. The safetensors file is
 written first under a new name, then the JSON index (the commit point) is replaced
@@ -30,10 +30,9 @@ import os
 import re
 import signal
 import sys
-import tempfile
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -41,11 +40,11 @@ from typing import Any
 import numpy as np
 import safetensors.torch
 import torch
-from numpy.typing import NDArray
 from torch import nn
 
-from .exceptions import DataError, ModelFileError, ParameterError, TrainingInterrupted
-from .training import EpochRecord, TrainConfig, Trainer
+from ..exceptions import DataError, ModelFileError, ParameterError, TrainingInterrupted
+from ..io.atomic import atomic_write
+from .trainer import EpochRecord, TrainConfig, Trainer
 
 __all__ = [
     "FORMAT",
@@ -61,7 +60,8 @@ __all__ = [
 ]
 
 FORMAT = "steadyclf-checkpoint"
-FORMAT_VERSION = 1
+#: 2: no state of torch's global generator (training no longer draws from it).
+FORMAT_VERSION = 2
 INDEX_FILE = "checkpoint.json"
 _WEIGHTS_PATTERN = re.compile(r"checkpoint-\d{1,12}\.safetensors")
 #: The index holds the history (a few numbers per epoch): far below this in practice.
@@ -88,7 +88,7 @@ _FREE_PARAMS = frozenset({"verbose", "device"})
 # -- the estimator's side ------------------------------------------------------------------
 @dataclass
 class FitContext:
-    """What an estimator tells its callbacks before training (``on_fit_begin``).
+    """What a fit tells its callbacks before training (``on_fit_begin``).
 
     Parameters
     ----------
@@ -102,8 +102,11 @@ class FitContext:
         The fitted column encoder (``TabularEncoder.to_dict()``).
     classes : list
         The labels, ``classes[1]`` positive.
-    inputs : sequence of ndarray
-        The encoded training inputs; their fingerprint detects resuming on other data.
+    fingerprint : str
+        A digest of the training data's values in row order, to detect resuming on
+        other data.
+    n_rows : int
+        Rows of the training data.
     """
 
     params: dict[str, Any]
@@ -111,16 +114,8 @@ class FitContext:
     model: nn.Module
     encoder: dict[str, Any]
     classes: list[Any]
-    inputs: Sequence[NDArray[Any]] = field(default_factory=tuple)
-
-    def fingerprint(self) -> str:
-        """SHA-256 of the encoded training data (shapes, values and labels)."""
-        digest = hashlib.sha256()
-        for array in self.inputs:
-            contiguous = np.ascontiguousarray(array)
-            digest.update(f"{contiguous.dtype.str}{contiguous.shape}".encode())
-            digest.update(contiguous.data)
-        return digest.hexdigest()
+    fingerprint: str = ""
+    n_rows: int = 0
 
     def preprocessing(self) -> dict[str, torch.Tensor]:
         """Fitted buffers of the model (imputation, standardisation, vocabularies)."""
@@ -140,8 +135,8 @@ class FitContext:
             "seed": self.seed,
             "encoder": _encode(self.encoder, {}, "encoder"),
             "classes": _encode(list(self.classes), {}, "classes"),
-            "data_fingerprint": self.fingerprint(),
-            "n_rows": int(self.inputs[0].shape[0]) if self.inputs else 0,
+            "data_fingerprint": self.fingerprint,
+            "n_rows": self.n_rows,
         }
 
 
@@ -287,20 +282,6 @@ def _check_optimizer_state(state: Any, trainer: Trainer, path: str) -> None:
 
 
 # -- files -----------------------------------------------------------------------------------
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, flush it to disk, rename it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_checkpoint(
     directory: str | os.PathLike[str],
     trainer: Trainer,
@@ -330,8 +311,8 @@ def write_checkpoint(
     index["weights_sha256"] = hashlib.sha256(blob).hexdigest()
     text = json.dumps(index, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     try:
-        _atomic_write(root / weights_name, blob)
-        _atomic_write(root / INDEX_FILE, text.encode("utf-8"))
+        atomic_write(root / weights_name, blob, fsync=True)
+        atomic_write(root / INDEX_FILE, text, fsync=True)
     except OSError as exc:
         raise ModelFileError(f"cannot write checkpoint in {str(root)!r}: {exc}") from exc
     for old in root.glob("checkpoint-*.safetensors"):
@@ -496,7 +477,6 @@ def _check_index_types(
         "optimizer": (dict,),
         "scheduler": (dict, type(None)),
         "generator": (torch.Tensor,),
-        "global_rng": (torch.Tensor,),
     }
     if set(state) != set(expected):
         raise ModelFileError(f"{where}: the training state has keys {sorted(state)}")
@@ -695,12 +675,12 @@ def _check_same_fit(data: CheckpointData, context: FitContext) -> None:
             f"cannot resume: the checkpointed run used seed {data.fit.get('seed')!r}, this one "
             f"{context.seed}; set random_state to the same value"
         )
-    if data.fit["data_fingerprint"] != context.fingerprint():
+    if data.fit["data_fingerprint"] != context.fingerprint:
         rows = data.fit.get("n_rows")
         raise DataError(
             f"cannot resume: the training data differs from the checkpointed run's "
-            f"({rows} rows then, {int(context.inputs[0].shape[0]) if context.inputs else 0} "
-            "now, or different values); resume with the same data"
+            f"({rows} rows then, {context.n_rows} now, or different values); resume with "
+            "the same data"
         )
     if data.preprocessing is not None:
         current_pre = context.preprocessing()
@@ -729,7 +709,6 @@ def _check_same_training(data: CheckpointData, trainer: Trainer) -> None:
     if state["best_state"] is not None:
         _check_like(state["best_state"], reference["module"], f"{where}: best_state")
     _check_like(state["generator"], reference["generator"], f"{where}: generator")
-    _check_like(state["global_rng"], reference["global_rng"], f"{where}: global_rng")
     _check_optimizer_state(state["optimizer"], trainer, f"{where}: optimizer")
     if (state["scheduler"] is None) != (reference["scheduler"] is None):
         raise ModelFileError(f"{where}: the learning-rate schedule does not match this run")

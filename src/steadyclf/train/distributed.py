@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,10 +27,14 @@ import torch.distributed as dist
 from numpy.typing import NDArray
 from torch import nn
 
+if TYPE_CHECKING:
+    from ..io.sources import Source
+
 __all__ = [
     "DistributedContext",
     "init_from_env",
     "is_main_process",
+    "share_of",
     "shutdown",
     "torchrun_environment",
 ]
@@ -128,3 +132,18 @@ def shutdown() -> None:
     """Leave the process group (safe to call when not in one)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def share_of(source: Source, context: Any) -> Source:
+    """This process's shard of ``source`` (``source`` itself outside a distributed run).
+
+    CSV files are counted first, each by the process that will read it, so that every
+    row keeps its global position.
+    """
+    if context is None:
+        return source
+    if not source.counted:
+        mine = source.shard(context.rank, context.world_size)
+        counts = [n for part in context.all_gather_object(mine.count_rows()) for n in part]
+        source = source.with_row_counts(counts)  # type: ignore[union-attr]
+    return source.shard(context.rank, context.world_size)

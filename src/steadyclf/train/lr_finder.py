@@ -3,11 +3,13 @@
 The test trains a *copy* of the model for a bounded number of steps while the learning
 rate grows exponentially from ``min_lr`` to ``max_lr``, records the loss after each step,
 smooths it (exponential moving average with bias correction) and stops once the smoothed
-loss has blown up. The pick is robust rather than greedy: among the rates before the
-smoothed minimum, it takes the middle of the stretch where the loss falls fastest (the
-geometric mean of the rates whose slope is within half of the steepest), then caps it a
-factor below the minimum, where training is already on the edge. Taking a whole stretch
-instead of a single steepest point keeps the pick stable over seeds and batches.
+loss has blown up. The pick is robust rather than greedy: the rate at which the smoothed
+loss has made half of its whole drop (from its starting level to its minimum), capped
+at a third of the rate with the lowest smoothed loss, where training is already on the
+edge. On an S-shaped curve the half-drop rate is the steepest point, but it is found
+from loss levels, which noise moves far less than slopes, so the pick stays stable over
+seeds and batches. If the loss never falls clearly, the pick is a tenth of the rate
+where the test ended.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from .exceptions import ParameterError
-from .training import make_optimizer
+from ..exceptions import ParameterError, TrainingDivergedError
+from ..nn.optim import make_optimizer
 
 __all__ = ["LRFinderResult", "find_lr"]
 
@@ -168,6 +170,11 @@ def find_lr(
             diverged_at = lr
             break
     pick, steepest, at_min, reason = _suggest(np.array(lrs), np.array(smoothed), diverged_at)
+    if not (math.isfinite(pick) and pick > 0):
+        raise TrainingDivergedError(
+            f"the learning-rate range test found no usable rate: the loss was not finite "
+            f"from {lrs[0]:.3g} on; give lr explicitly, or check the inputs for extreme values"
+        )
     return LRFinderResult(
         lr=pick,
         lrs=lrs,

@@ -9,10 +9,12 @@ each class is held out at the same rate: stratified in expectation.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["row_uniform", "validation_mask"]
+__all__ = ["SplitRule", "row_uniform", "validation_mask"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -34,3 +36,19 @@ def validation_mask(
 ) -> NDArray[np.bool_]:
     """True for rows held out for validation."""
     return row_uniform(np.asarray(positions), seed) < fraction
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """How rows are split: validation rows are ``row_uniform(position, seed) < fraction``."""
+
+    fraction: float
+    seed: int
+
+    def mask(self, start: int, n: int) -> NDArray[np.bool_]:
+        """Validation flags of the rows at positions ``start .. start + n - 1``."""
+        if self.fraction <= 0:
+            return np.zeros(n, dtype=bool)
+        return validation_mask(
+            np.arange(start, start + n, dtype=np.int64), self.fraction, self.seed
+        )

@@ -1,0 +1,351 @@
+"""What every command shares: output conventions, estimator options, reading data.
+
+Conventions shared by every command:
+
+- results go to stdout (``--json``: one JSON document and nothing else); notes,
+  warnings and the progress bar go to stderr;
+- ``--quiet`` keeps only warnings and errors;
+- nothing is written until the work succeeded, and every file is written atomically
+  (temporary name, then rename), so a failed command leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..exceptions import DataError, ParameterError, SteadyclfError
+from ..nn.spec import ACTIVATIONS, NORMALIZATIONS
+from ..policy import OPTIMIZERS, SCHEDULES, THRESHOLD_METRICS
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from numpy.typing import NDArray
+
+    from ..estimator import BinaryClassifier
+    from ..train.trainer import EpochRecord, Trainer
+
+__all__ = [
+    "Output",
+    "ProgressBar",
+    "TrainingData",
+    "build_estimator",
+    "estimator_options",
+    "fmt",
+    "load_training_data",
+    "names",
+    "parse_hidden",
+    "to_jsonable",
+    "training_callbacks",
+    "writing",
+]
+
+
+# -- messages --------------------------------------------------------------------------------
+@dataclass
+class Output:
+    """Where a command's messages go; with ``--json`` stdout holds only the JSON result."""
+
+    as_json: bool = False
+    quiet: bool = False
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        """Something the user may want to know (stderr, hidden by ``--quiet``)."""
+        self.notes.append(text)
+        if not self.quiet:
+            click.echo(f"steadyclf: note: {text}", err=True)
+
+    def warn(self, text: str) -> None:
+        """Something that may make results wrong (stderr, always)."""
+        self.warnings.append(text)
+        click.echo(f"steadyclf: warning: {text}", err=True)
+
+    def result(self, summary: Mapping[str, Any], text: Callable[[], str]) -> None:
+        """Print the command's result: ``summary`` as JSON, or ``text()`` for people."""
+        if self.as_json:
+            document = {**summary, "notes": self.notes, "warnings": self.warnings}
+            click.echo(json.dumps(to_jsonable(document), indent=2, allow_nan=False))
+        elif not self.quiet:
+            click.echo(text())
+
+
+@contextmanager
+def writing(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn an OS error while writing ``path`` into a one-line error."""
+    try:
+        yield
+    except SteadyclfError:
+        raise
+    except OSError as exc:
+        raise DataError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def names(values: Any, limit: int = 8) -> str:
+    values = [str(v) for v in values]
+    shown = ", ".join(values[:limit])
+    return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
+
+
+# -- estimator options -----------------------------------------------------------------------
+def parse_hidden(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    if value.strip().lower() in ("", "none", "0"):
+        return ()
+    try:
+        sizes = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or any(s <= 0 for s in sizes):
+        raise ParameterError(
+            f"--hidden must be positive layer sizes separated by commas (e.g. 64,32) or 'none'; got {value!r}"
+        )
+    return sizes
+
+
+def _parse_lr(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None or value == "auto":
+        return value
+    return _positive_float("--lr", value, "a positive number or 'auto'")
+
+
+def _parse_batch_size(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None or value == "auto":
+        return value
+    if value == "full":
+        return "full"
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if size <= 0:
+        raise ParameterError(
+            f"--batch-size must be a positive integer, 'auto' or 'full'; got {value!r}"
+        )
+    return size
+
+
+def _parse_checkpoint_every(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> int | None:
+    if value is None:
+        return None
+    try:
+        every = int(value)
+    except ValueError:
+        every = 0
+    if every <= 0:
+        raise ParameterError(f"--checkpoint-every must be a positive integer; got {value!r}")
+    return every
+
+
+def _parse_validation_fraction(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> Any:
+    if value is None or value == "auto":
+        return value
+    return _float_option(
+        "--validation-fraction", value, "in [0, 1) or 'auto'", lambda x: 0 <= x < 1
+    )
+
+
+def _parse_weight_decay(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None or value == "auto":
+        return value
+    return _float_option(
+        "--weight-decay", value, "a non-negative number or 'auto'", lambda x: 0 <= x < math.inf
+    )
+
+
+def _parse_pos_weight(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None or value == "balanced":
+        return value
+    return _positive_float("--pos-weight", value, "'balanced' or a positive number")
+
+
+def _positive_float(option: str, value: str, expected: str) -> float:
+    return _float_option(option, value, expected, lambda x: 0 < x < math.inf)
+
+
+def _float_option(option: str, value: str, expected: str, ok: Callable[[float], bool]) -> float:
+    """``value`` as a float for which ``ok`` holds (NaN never does), or a one-line error."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not ok(number):
+        raise ParameterError(f"{option} must be {expected}; got {value!r}")
+    return number
+
+
+def _parse_names(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> Any:
+    names = [n.strip() for v in value for n in v.split(",") if n.strip()]
+    return names or None
+
+
+#: Options that map one to one onto ``BinaryClassifier`` parameters (kebab case).
+ESTIMATOR_OPTIONS: list[Callable[[Any], Any]] = [
+    click.option("--hidden", callback=parse_hidden, help="Hidden layer sizes, e.g. 64,32."),
+    click.option("--activation", type=click.Choice(list(ACTIVATIONS))),
+    click.option("--normalize", type=click.Choice(NORMALIZATIONS), help="Input scaling."),
+    click.option("--optimizer", type=click.Choice(OPTIMIZERS)),
+    click.option("--lr", callback=_parse_lr, help="Learning rate, or 'auto'."),
+    click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning-rate schedule."),
+    click.option("--max-epochs", type=int),
+    click.option("--batch-size", callback=_parse_batch_size, help="Rows per step, 'auto', 'full'."),
+    click.option("--early-stopping/--no-early-stopping", default=None),
+    click.option(
+        "--validation-fraction",
+        callback=_parse_validation_fraction,
+        metavar="FRACTION|auto",
+        help="Rows held out for early stopping, or 'auto' (none on small data).",
+    ),
+    click.option("--patience", type=int, help="Epochs without improvement before stopping."),
+    click.option("--pos-weight", callback=_parse_pos_weight, help="'balanced' or a number."),
+    click.option(
+        "--weight-decay",
+        callback=_parse_weight_decay,
+        metavar="DECAY|auto",
+        help="L2 penalty, or 'auto' (1e-2 on small data, else 0).",
+    ),
+    click.option(
+        "--random-state", type=int, default=0, show_default=True, help="Seed (reproducible)."
+    ),
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"])),
+    click.option(
+        "--threshold-metric",
+        type=click.Choice(THRESHOLD_METRICS),
+        help="Tune the decision threshold on the validation split.",
+    ),
+    click.option("--positive", help="The positive class (a value of the target)."),
+    click.option(
+        "--categorical",
+        multiple=True,
+        callback=_parse_names,
+        help="Columns to treat as categories.",
+    ),
+    click.option(
+        "--numeric", multiple=True, callback=_parse_names, help="Columns to treat as numbers."
+    ),
+    click.option("--drop", multiple=True, callback=_parse_names, help="Columns to ignore."),
+]
+
+
+def estimator_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add every :data:`ESTIMATOR_OPTIONS` option to a command."""
+    for option in reversed(ESTIMATOR_OPTIONS):
+        func = option(func)
+    return func
+
+
+def build_estimator(options: Mapping[str, Any]) -> BinaryClassifier:
+    """A ``BinaryClassifier`` from the options given (the others keep their defaults).
+
+    Parameters are validated here, so a bad value fails before any data is read.
+    """
+    from ..estimator import BinaryClassifier
+
+    allowed = BinaryClassifier().get_params(deep=False)
+    params = {k: v for k, v in options.items() if k in allowed and v is not None}
+    if params.get("batch_size") == "full":
+        params["batch_size"] = None
+    return BinaryClassifier(**params).check_params()
+
+
+# -- reading and training --------------------------------------------------------------------------
+@dataclass
+class TrainingData:
+    """Features and target read from a file, with what was removed on the way."""
+
+    X: pd.DataFrame
+    y: pd.Series
+    source: str
+    target: str
+    dropped_rows: NDArray[np.int64]
+
+    @property
+    def rows(self) -> int:
+        """Rows used for training."""
+        return len(self.X)
+
+
+def load_training_data(
+    source: str, target: str, *, drop_missing_target: bool, output: Output
+) -> TrainingData:
+    """Read ``source`` and split off the ``target`` column."""
+    from ..io.tables import read_table
+    from ..schema.labels import split_target
+
+    frame = read_table(source)
+    X, y, dropped = split_target(frame, target, drop_missing=drop_missing_target)
+    if dropped.size:
+        output.note(
+            f"dropped {dropped.size} row{'s' if dropped.size > 1 else ''} with a missing target (first: {', '.join(map(str, dropped[:5].tolist()))})"
+        )
+    return TrainingData(X, y, str(source), target, dropped)
+
+
+class ProgressBar:
+    """A tqdm progress bar over epochs, as a training callback (on stderr)."""
+
+    def __init__(self, **tqdm_options: Any) -> None:
+        self.tqdm_options = tqdm_options
+        self._bar: Any = None
+
+    def on_train_setup(self, trainer: Trainer) -> None:
+        """Nothing to restore."""
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        """Open the bar, sized to the epoch budget."""
+        from tqdm import tqdm
+
+        options = {"unit": "epoch", "file": sys.stderr, "leave": False, **self.tqdm_options}
+        self._bar = tqdm(total=trainer.config.max_epochs, **options)
+
+    def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
+        """Advance one epoch and show the losses."""
+        if self._bar is None:
+            return
+        losses = {"loss": f"{record['train_loss']:.4f}"}
+        if "valid_loss" in record:
+            losses["valid"] = f"{record['valid_loss']:.4f}"
+        self._bar.set_postfix(losses, refresh=False)
+        self._bar.update(1)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        """Close the bar."""
+        self.on_train_exit(trainer)
+
+    def on_train_exit(self, trainer: Trainer) -> None:
+        """Close the bar, also when training failed."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def training_callbacks(output: Output) -> list[Any]:
+    """Callbacks for a CLI fit: a progress bar when stderr is a terminal."""
+    show = not (output.quiet or output.as_json) and sys.stderr.isatty()
+    return [ProgressBar()] if show else []
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON values (see :func:`steadyclf.persistence.to_jsonable`)."""
+    from ..persistence import to_jsonable as convert
+
+    return convert(value)

@@ -1,0 +1,317 @@
+"""``steadyclf train``: fit a model on a data file and save it.
+
+One path for every kind of data: the file is read into memory, or in passes within a
+memory budget (``--stream``; by default for a directory, a glob, under torchrun, and for a
+file that would not fit), and the same pipeline trains it with the same defaults
+(:meth:`steadyclf.BinaryClassifier.fit_files`). Checkpoints, ``--resume``,
+``--lr auto`` and the stall warnings work either way; when the reading is chosen by
+size, a note on stderr and the summary say so.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..exceptions import ParameterError, SteadyclfError, TrainingDivergedError, TrainingInterrupted
+from . import cli
+from .common import (
+    Output,
+    build_estimator,
+    estimator_options,
+    fmt,
+    names,
+    training_callbacks,
+    writing,
+)
+
+if TYPE_CHECKING:
+    from ..estimator import BinaryClassifier
+    from ..schema.roles import ColumnInfo
+    from ..train.checkpoint import Checkpoint
+
+__all__ = ["format_train_summary", "train", "train_summary", "write_model"]
+
+HISTORY_FILE = "history.csv"
+TRAINING_PLOT = "training.png"
+
+
+def _parse_checkpoint_every(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> int | None:
+    if value is None:
+        return None
+    try:
+        every = int(value)
+    except ValueError:
+        every = 0
+    if every <= 0:
+        raise ParameterError(f"--checkpoint-every must be a positive integer; got {value!r}")
+    return every
+
+
+def write_model(
+    clf: BinaryClassifier, out: str, *, metadata: Mapping[str, Any], output: Output
+) -> list[str]:
+    """Save the model with ``history.csv`` and ``training.png``, all in one atomic rename."""
+    import pandas as pd
+
+    from .. import persistence
+
+    written = [persistence.WEIGHTS_FILE, persistence.INDEX_FILE, HISTORY_FILE]
+
+    def add_files(staging: Path) -> None:
+        pd.DataFrame(clf.history_).to_csv(staging / HISTORY_FILE, index=False)
+        try:
+            from ..plots import plot_training
+
+            plot_training(clf.history_, staging / TRAINING_PLOT)
+            written.append(TRAINING_PLOT)
+        except SteadyclfError as exc:  # matplotlib missing: the model is still useful
+            output.note(f"{TRAINING_PLOT} not written: {exc}")
+
+    with writing(out):
+        persistence.save(clf.to_state(), out, metadata=metadata, extra_files=add_files)
+    return [str(Path(out) / name) for name in written]
+
+
+def training_checkpoint(out: str, *, every: int | None, resume: bool, output: Output) -> Checkpoint:
+    """The run's checkpoint, in ``OUT.checkpoint`` beside the model directory.
+
+    Written every ``every`` epochs and, in any case, on Ctrl-C; checked before the data
+    is read, so that a forgotten ``--resume`` does not overwrite an earlier run.
+    """
+    from ..train.checkpoint import Checkpoint, check_checkpoint_dir, checkpoint_dir_for
+
+    directory = checkpoint_dir_for(out)
+    epoch = check_checkpoint_dir(directory, resume=resume)
+    if epoch is not None:
+        output.note(f"resuming from epoch {epoch} (checkpoint {str(directory)!r})")
+    return Checkpoint(directory, every=every, resume=resume)
+
+
+def fit_keeping_work(
+    clf: BinaryClassifier,
+    data: str,
+    target: str,
+    options: Mapping[str, Any],
+    *,
+    checkpoint: Checkpoint,
+    out: str,
+    metadata: Mapping[str, Any],
+    output: Output,
+    main: bool,
+) -> None:
+    """Fit; a diverged run still saves its best model, an interrupted one says how to resume."""
+    callbacks = [*(training_callbacks(output) if main else []), checkpoint]
+    try:
+        clf.fit_files(data, target, callbacks=callbacks, **options)
+    except TrainingDivergedError as exc:
+        best = getattr(exc, "estimator", None)
+        if best is None:  # no epoch ended with finite weights
+            raise TrainingDivergedError(f"{exc}; no model was saved") from None
+        if main:
+            write_model(best, out, metadata={**metadata, "diverged": str(exc)}, output=output)
+        raise TrainingDivergedError(
+            f"{exc}; the best model so far (epoch {best.best_epoch_}) was saved to {out!r}"
+        ) from None
+    except TrainingInterrupted:
+        raise TrainingInterrupted(
+            f"stopped after epoch {checkpoint.saved_epoch}; checkpoint saved in "
+            f"{str(checkpoint.directory)!r}; run the same command with --resume to continue"
+        ) from None
+
+
+def report_stalls(clf: BinaryClassifier, output: Output) -> None:
+    """Print what the stall detector saw (see :class:`~steadyclf.train.stall.StallDetector`)."""
+    for w in clf.warnings_:
+        resolved = w.get("resolved_epoch")
+        later = f" (training got past it by epoch {resolved})" if resolved is not None else ""
+        output.warn(f"epoch {w['epoch']}: {w['message']}{later}")
+
+
+def train_summary(
+    clf: BinaryClassifier, data: str, target: str, out: str, seconds: float, files: list[str]
+) -> dict[str, Any]:
+    """What training did, as JSON-friendly facts."""
+    columns = clf.encoder_.columns_
+    info = clf.data_
+    return {
+        "model": out,
+        "data": data,
+        "target": target,
+        "rows": info["n_rows"],
+        "dropped_target_rows": int(info["dropped_target_rows"]),
+        "reading": {
+            "streamed": info["streamed"],
+            "why": info["why"],
+            "rows_in_memory": info["rows_in_memory"],
+            "processes": info["processes"],
+            "steps_per_epoch": info["steps_per_epoch"],
+        },
+        "plan": clf.plan_,
+        "classes": clf.classes_.tolist(),
+        "positive": clf.classes_[1],
+        "epochs": clf.n_iter_,
+        "best_epoch": clf.best_epoch_,
+        "seconds": round(seconds, 3),
+        "lr": clf.lr_,
+        "batch_size": clf.batch_size_ or "full",
+        "threshold": clf.threshold_,
+        "threshold_metric": clf.threshold_metric,
+        "weight_decay": getattr(clf, "weight_decay_", None),
+        "validation_fraction": getattr(clf, "validation_fraction_", None),
+        "validation": clf.validation_metrics_,
+        "columns": [c.to_dict() | {"summary": c.describe()} for c in columns],
+        "files": files,
+    }
+
+
+def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) -> str:
+    """The training summary for people."""
+    used = [c for c in columns if c.role != "dropped"]
+    batch = summary["batch_size"]
+    lines = [
+        f"trained {summary['model']!r} on {summary['rows']} rows and {len(used)} columns in "
+        f"{summary['epochs']} epochs, {summary['seconds']:.1f} s (best epoch {summary['best_epoch']}, "
+        f"lr {summary['lr']:.3g}, {'full batch' if batch == 'full' else f'batch {batch}'}, "
+        f"weight decay {summary['weight_decay']:.3g})",
+        f"classes: {summary['classes'][0]!r} (0), {summary['classes'][1]!r} (1, positive)",
+    ]
+    reading = summary["reading"]
+    if reading["streamed"]:
+        lines.append(
+            f"data read in passes ({reading['why']}); training rows "
+            + ("held in memory once encoded" if reading["rows_in_memory"] else "streamed")
+        )
+    valid = summary["validation"]
+    if valid:
+        lines.append(
+            f"validation ({valid['n']} rows, threshold {summary['threshold']:.3f}): "
+            f"accuracy {fmt(valid['accuracy'])}, balanced accuracy {fmt(valid['balanced_accuracy'])}, "
+            f"ROC AUC {fmt(valid['roc_auc'])}, log loss {fmt(valid['log_loss'])}"
+        )
+    else:
+        lines.append(
+            "validation: none (small data: every row trained; --validation-fraction holds rows out)"
+            if summary["validation_fraction"] == 0 and summary["batch_size"] == "full"
+            else "validation: none (too few rows or early stopping off)"
+        )
+    lines.append("preprocessing:")
+    plain = [c.name for c in columns if c.role == "numeric" and not c.n_missing]
+    if plain:
+        lines.append(f"  numeric, standardised: {names(plain)}")
+    lines += [f"  {c.describe()}" for c in columns if not (c.role == "numeric" and not c.n_missing)]
+    lines.append(f"wrote {', '.join(summary['files'])}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("data")
+@click.option("--target", required=True, help="Column to predict (two distinct values).")
+@click.option("--out", required=True, help="Model directory to write.")
+@click.option("--drop-missing-target", is_flag=True, help="Drop rows whose target is missing.")
+@click.option(
+    "--stream",
+    is_flag=True,
+    help="Read DATA in passes, in bounded memory (automatic for a directory or glob, "
+    "for data larger than --memory-budget, and under torchrun); training is the same.",
+)
+@click.option(
+    "--memory-budget", help="Memory for data held at once, e.g. 200MB [half the free RAM]."
+)
+@click.option(
+    "--checkpoint-every",
+    callback=_parse_checkpoint_every,
+    metavar="K",
+    help="Save a checkpoint every K epochs in OUT.checkpoint (Ctrl-C always saves one).",
+)
+@click.option("--resume", is_flag=True, help="Continue the run saved in OUT.checkpoint.")
+@estimator_options
+@click.option("--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option("--json", "as_json", is_flag=True, help="Print only a JSON summary on stdout.")
+def train(
+    data: str,
+    target: str,
+    out: str,
+    drop_missing_target: bool,
+    stream: bool,
+    memory_budget: str | None,
+    checkpoint_every: int | None,
+    resume: bool,
+    quiet: bool,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Train a model on DATA (.csv, .csv.gz, .tsv, .parquet; a directory or glob of them
+    when streaming) and save it to --out. Under torchrun, every process trains on its
+    share of the rows and rank 0 writes the model."""
+    from ..persistence import check_model_target
+    from ..train.checkpoint import remove_checkpoint
+    from ..train.distributed import init_from_env, shutdown
+
+    output = Output(as_json=as_json, quiet=quiet)
+    clf = build_estimator(options)
+    check_model_target(out)
+    context = init_from_env(clf.device)
+    main = context is None or context.is_main
+    try:
+        checkpoint = training_checkpoint(
+            out,
+            every=checkpoint_every,
+            resume=resume,
+            output=output if main else Output(quiet=True),
+        )
+        metadata: dict[str, Any] = {"target": target, "data": str(data)}
+        started = time.perf_counter()
+        fit_keeping_work(
+            clf,
+            data,
+            target,
+            {
+                "stream": True if stream else None,
+                "memory_budget": memory_budget,
+                "drop_missing_target": drop_missing_target,
+                "context": context,
+            },
+            checkpoint=checkpoint,
+            out=out,
+            metadata=metadata,
+            output=output,
+            main=main,
+        )
+        seconds = time.perf_counter() - started
+        if not main:
+            return  # rank 0 writes the model and reports
+        report_reading(clf, output)
+        report_stalls(clf, output)
+        metadata |= {"rows": clf.data_["n_rows"], "reading": clf.data_}
+        files = write_model(clf, out, metadata=metadata, output=output)
+        if remove_checkpoint(checkpoint.directory):  # the model holds the work now
+            output.note(f"removed checkpoint {str(checkpoint.directory)!r}")
+        summary = train_summary(clf, data, target, out, seconds, files)
+        output.result(summary, lambda: format_train_summary(summary, clf.encoder_.columns_))
+    finally:
+        shutdown()
+
+
+def report_reading(clf: BinaryClassifier, output: Output) -> None:
+    """Say how the data was read when it was read in passes, and why."""
+    info = clf.data_
+    dropped = int(info["dropped_target_rows"])
+    if dropped:
+        first = ", ".join(map(str, info["first_dropped_target_rows"]))
+        output.note(
+            f"dropped {dropped} row{'s' if dropped > 1 else ''} with a missing target (first: {first})"
+        )
+    if info["streamed"]:
+        where = "held in memory once encoded" if info["rows_in_memory"] else "streamed each epoch"
+        output.note(
+            f"read the data in passes ({info['why']}), {info['n_rows']:,} rows on "
+            f"{info['processes']} process(es), within a {info['memory_budget'] / 1e6:,.0f} MB "
+            f"budget; training rows {where}; the model is trained as in memory"
+        )

@@ -1,0 +1,308 @@
+"""The PyTorch module: fitted input encoding followed by an MLP that outputs one logit.
+
+The module takes *raw* columns: numeric values as float64 (NaN for missing) and
+categorical columns as integer codes. Everything fitted on the training data lives in
+buffers, so a saved module reproduces predictions on raw inputs:
+
+``impute``     the training median of every numeric column fills its missing values, and
+               a 0/1 indicator is added for columns that had missing values in training;
+``normalize``  ``(x - mean) / scale`` in float64, *before* the cast to float32, so that a
+               feature such as ``1e6 + 1e-6 * HR`` keeps its signal;
+``categorical`` one-hot encoding of the codes (vocabularies are capped, see ``schema``);
+``body``       optional ``BatchNorm1d`` on the inputs, then Linear/activation blocks and a
+               final Linear layer with one output: a logit for ``BCEWithLogitsLoss``.
+
+Training runs ``body`` on the encoded float32 features, computed once per fit: the
+encoding is fixed, so repeating it every step would only cost time. Weights are drawn
+from a generator of the fit's own (never torch's global one), so fits in threads do not
+disturb each other and a fit does not move the caller's random state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from .spec import ACTIVATIONS, Architecture
+from .threads import intra_op_threads
+
+__all__ = [
+    "Impute",
+    "InputEncoder",
+    "OneHot",
+    "Standardize",
+    "SteadyNet",
+    "activation_module",
+    "first_linear",
+    "make_body",
+]
+
+#: Rows encoded at a time (float64 temporaries of this many rows).
+ENCODE_BATCH_ROWS = 1 << 14
+
+
+def activation_module(name: str) -> nn.Module:
+    """The ``torch.nn`` module of the activation ``name`` (see :data:`ACTIVATIONS`)."""
+    module: nn.Module = getattr(nn, ACTIVATIONS[name].module)()
+    return module
+
+
+def _linear(n_in: int, n_out: int, *, he: bool, generator: torch.Generator | None) -> nn.Linear:
+    """A Linear layer, He- or Glorot-initialised from ``generator``, with zero bias.
+
+    Built on the meta device first: ``nn.Linear``'s own initialisation would draw from
+    torch's global generator.
+    """
+    layer = nn.Linear(n_in, n_out, device="meta").to_empty(device="cpu")
+    if he:
+        nn.init.kaiming_normal_(layer.weight, nonlinearity="relu", generator=generator)
+    else:
+        nn.init.xavier_uniform_(layer.weight, generator=generator)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def make_body(
+    n_inputs: int,
+    hidden: Sequence[int],
+    activation: str,
+    *,
+    batchnorm: bool,
+    prior_logit: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> nn.Sequential:
+    """Build the trainable part: ``[BatchNorm1d] -> (Linear -> act) * k -> Linear(1)``."""
+    layers: list[nn.Module] = []
+    if batchnorm:
+        layers.append(nn.BatchNorm1d(n_inputs))
+    width = n_inputs
+    he = ACTIVATIONS[activation].he_init
+    for size in hidden:
+        layers += [_linear(width, size, he=he, generator=generator), activation_module(activation)]
+        width = size
+    out = _linear(width, 1, he=False, generator=generator)
+    # Small output weights and a bias at the log prior odds: the first prediction is the
+    # base rate, so early steps learn the signal instead of the class balance.
+    bound = 1.0 / math.sqrt(width)
+    nn.init.uniform_(out.weight, -bound, bound, generator=generator)
+    nn.init.constant_(out.bias, prior_logit)
+    layers.append(out)
+    return nn.Sequential(*layers)
+
+
+def first_linear(body: nn.Sequential) -> nn.Linear:
+    """The first Linear layer of a body (after an optional BatchNorm)."""
+    return next(m for m in body if isinstance(m, nn.Linear))
+
+
+class Impute(nn.Module):
+    """Median imputation of numeric columns plus 0/1 indicators of what was missing.
+
+    Every numeric column has a median (missing values that training never saw are filled
+    too); only the columns listed in ``missing_columns`` get an indicator.
+    """
+
+    median: torch.Tensor
+    missing_columns: torch.Tensor
+
+    def __init__(self, n_numeric: int, n_missing: int) -> None:
+        super().__init__()
+        self.register_buffer("median", torch.zeros(n_numeric, dtype=torch.float64))
+        self.register_buffer("missing_columns", torch.zeros(n_missing, dtype=torch.int64))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Imputed values and indicators (``None`` when no column had missing values)."""
+        n_missing = self.missing_columns.numel()
+        missing = torch.isnan(x)
+        if not bool(missing.any()):
+            if n_missing == 0:
+                return x, None
+            return x, torch.zeros(x.shape[0], n_missing, dtype=x.dtype, device=x.device)
+        indicators = missing.index_select(1, self.missing_columns).to(x.dtype)
+        return torch.where(missing, self.median, x), (indicators if n_missing else None)
+
+
+class Standardize(nn.Module):
+    """``(x - mean) / scale`` in float64; identity when mean 0 and scale 1."""
+
+    mean: torch.Tensor
+    scale: torch.Tensor
+
+    def __init__(self, n_numeric: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_numeric, dtype=torch.float64))
+        self.register_buffer("scale", torch.ones(n_numeric, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardised columns, still float64."""
+        return (x - self.mean) / self.scale
+
+
+class OneHot(nn.Module):
+    """One-hot encoding of integer category codes, one block per column."""
+
+    vocab_sizes: torch.Tensor
+
+    def __init__(self, vocab_sizes: Sequence[int]) -> None:
+        super().__init__()
+        self.register_buffer("vocab_sizes", torch.tensor(list(vocab_sizes), dtype=torch.int64))
+        self.sizes = [int(v) for v in vocab_sizes]
+
+    def forward(self, codes: torch.Tensor) -> list[torch.Tensor]:
+        """One float32 block per categorical column."""
+        return [
+            nn.functional.one_hot(codes[:, j], size).to(torch.float32)
+            for j, size in enumerate(self.sizes)
+        ]
+
+
+class InputEncoder(nn.Module):
+    """Raw columns -> float32 features, with every fitted statistic held in buffers."""
+
+    def __init__(self, n_numeric: int, n_missing: int, vocab_sizes: Sequence[int]) -> None:
+        super().__init__()
+        self.n_numeric = n_numeric
+        self.impute = Impute(n_numeric, n_missing)
+        self.normalize = Standardize(n_numeric)
+        self.categorical = OneHot(vocab_sizes)
+
+    @property
+    def n_features_out(self) -> int:
+        """Width of the encoded feature matrix."""
+        n_missing = int(self.impute.missing_columns.numel())
+        return self.n_numeric + n_missing + sum(self.categorical.sizes)
+
+    @property
+    def category_offsets(self) -> list[int]:
+        """Column of the encoded features where each categorical's one-hot block starts."""
+        offset = self.n_numeric + int(self.impute.missing_columns.numel())
+        starts = []
+        for size in self.categorical.sizes:
+            starts.append(offset)
+            offset += size
+        return starts
+
+    def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor | None = None) -> torch.Tensor:
+        """Encode raw numeric (float64, NaN = missing) and categorical code columns."""
+        values, indicators = self.impute(x_num.to(torch.float64))
+        parts = [self.normalize(values).to(torch.float32)]
+        if indicators is not None:
+            parts.append(indicators.to(torch.float32))
+        if self.categorical.sizes:
+            if x_cat is None:
+                raise ValueError("this model needs categorical codes")
+            parts.extend(self.categorical(x_cat))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    @torch.no_grad()
+    def encode(
+        self,
+        x_num: NDArray[np.floating],
+        x_cat: NDArray[np.int64],
+        out: torch.Tensor,
+        rows: NDArray[np.integer] | None = None,
+        *,
+        nan_free: bool = False,
+    ) -> torch.Tensor:
+        """Encode ``x_num[rows]``, ``x_cat[rows]`` into the float32 tensor ``out``, in chunks.
+
+        Only ``out`` is allocated whole: the selected rows and the float64 intermediate
+        values exist for one chunk at a time (``x_num`` may be a read-only view, float32
+        or float64). Numeric inputs with nothing to impute take the encoder's arithmetic
+        in place in one reused buffer (chunks holding a NaN still go through ``forward``).
+        """
+        n = x_num.shape[0] if rows is None else len(rows)
+        device = out.device
+        plain = not self.categorical.sizes and not self.impute.missing_columns.numel()
+        buffer = np.empty((min(n, ENCODE_BATCH_ROWS), x_num.shape[1]), dtype=np.float64)
+        values = torch.from_numpy(buffer).to(device)
+        with intra_op_threads(1):  # elementwise work on cache-sized chunks
+            for start in range(0, n, ENCODE_BATCH_ROWS):
+                stop = min(start + ENCODE_BATCH_ROWS, n)
+                chunk = slice(start, stop) if rows is None else rows[start:stop]
+                target = out[start:stop]
+                if plain:
+                    block = values[: stop - start]
+                    if device.type == "cpu":  # x_num may be read-only: copy, not share
+                        np.copyto(buffer[: stop - start], x_num[chunk])
+                    else:
+                        block.copy_(torch.from_numpy(np.array(x_num[chunk], dtype=np.float64)))
+                    if nan_free or not bool(torch.isnan(block).any()):
+                        target.copy_(block.sub_(self.normalize.mean).div_(self.normalize.scale))
+                        continue
+                num = torch.tensor(np.asarray(x_num[chunk], dtype=np.float64), device=device)
+                cat = torch.tensor(np.asarray(x_cat[chunk], dtype=np.int64), device=device)
+                target.copy_(self(num, cat))
+        return out
+
+
+class SteadyNet(nn.Module):
+    """Encoder + MLP returning one logit per row.
+
+    Parameters
+    ----------
+    arch : Architecture
+        Inputs (numeric columns, how many get a missing indicator, the size of each
+        categorical vocabulary with its 'missing' and 'unseen' codes) and layers.
+    prior_logit : float
+        Initial output bias (log odds of the base rate).
+    generator : torch.Generator, optional
+        Where the initial weights are drawn from.
+    """
+
+    def __init__(
+        self,
+        arch: Architecture,
+        *,
+        prior_logit: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.arch = arch
+        self.encoder = InputEncoder(arch.n_numeric, arch.n_missing, arch.vocab_sizes)
+        self.body = make_body(
+            self.encoder.n_features_out,
+            arch.hidden,
+            arch.activation,
+            batchnorm=arch.batchnorm,
+            prior_logit=prior_logit,
+            generator=generator,
+        )
+        with torch.no_grad():
+            # The 'missing' and 'unseen' codes start at zero: a code training never shows
+            # keeps a zero weight (no gradient reaches it) instead of a random one.
+            weight = first_linear(self.body).weight
+            for start in self.encoder.category_offsets:
+                weight[:, start : start + 2] = 0.0
+
+    def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits, shape ``(n,)``, in the dtype of the body's weights."""
+        features = self.encoder(x_num, x_cat)
+        dtype = self.body[-1].weight.dtype
+        return self.body(features.to(dtype)).squeeze(-1)
+
+    @torch.no_grad()
+    def average_unseen_codes(self, code_counts: Sequence[Sequence[int]]) -> None:
+        """Give each code that training never saw the weights of an average level.
+
+        ``code_counts[j][c]`` is how often code ``c`` of categorical ``j`` occurred in the
+        training rows. The first layer's weights of a code with no rows become the
+        count-weighted mean of the other codes' weights, so a missing or unseen value at
+        prediction time acts like an average level instead of a level of its own. (Not
+        done behind a BatchNorm, whose statistics of such a column are degenerate.)
+        """
+        if isinstance(self.body[0], nn.BatchNorm1d):
+            return
+        weight = first_linear(self.body).weight
+        for start, counts in zip(self.encoder.category_offsets, code_counts, strict=True):
+            count = torch.tensor(list(counts), dtype=weight.dtype, device=weight.device)
+            block = weight[:, start : start + len(counts)]
+            if count.sum() <= 0 or bool((count > 0).all()):
+                continue
+            mean = (block * count).sum(dim=1, keepdim=True) / count.sum()
+            block[:, count == 0] = mean

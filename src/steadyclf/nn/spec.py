@@ -1,0 +1,136 @@
+"""What a network is, without torch: its activations and the tensors its layout implies.
+
+Saved models are checked against this before any weight is used, and code that only
+reads models (loading, prediction without torch) needs no torch import: this module is
+plain Python. :mod:`steadyclf.nn.modules` builds the torch network from the same layout,
+and a test checks that the two agree for every layout.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ACTIVATIONS", "NORMALIZATIONS", "Activation", "Architecture", "tensor_layout"]
+
+
+@dataclass(frozen=True)
+class Activation:
+    """One hidden activation, and everything steadyclf needs to know about it.
+
+    ``module`` names the ``torch.nn`` class; ``he_init`` chooses He initialisation (for
+    ReLU-like units) over Glorot (for saturating ones); ``flat_beyond`` is where the
+    activation is flat: ``|z|`` above it for sigmoid and tanh (the derivative has fallen
+    below 7 % of its peak), ``None`` for ReLU-like units (flat where ``z < 0``).
+    """
+
+    name: str
+    module: str
+    he_init: bool
+    flat_beyond: float | None
+
+
+#: The one table of activations.
+ACTIVATIONS: dict[str, Activation] = {
+    "relu": Activation("relu", "ReLU", True, None),
+    "sigmoid": Activation("sigmoid", "Sigmoid", False, 4.0),
+    "tanh": Activation("tanh", "Tanh", False, 2.0),
+    "gelu": Activation("gelu", "GELU", True, None),
+}
+NORMALIZATIONS = ("standardize", "batchnorm", "none")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The layout of a network: its inputs and its layers.
+
+    ``n_numeric`` numeric inputs, of which ``n_missing`` get a missing-value indicator;
+    ``vocab_sizes`` one-hot widths (levels + 'missing' + 'unseen') of the categoricals;
+    ``hidden`` the hidden layer sizes; ``batchnorm`` a ``BatchNorm1d`` on the inputs.
+    """
+
+    n_numeric: int
+    n_missing: int
+    vocab_sizes: tuple[int, ...]
+    hidden: tuple[int, ...]
+    activation: str
+    batchnorm: bool = False
+
+    @property
+    def n_features(self) -> int:
+        """Width of the encoded inputs of the first layer."""
+        return self.n_numeric + self.n_missing + sum(self.vocab_sizes)
+
+    @property
+    def n_parameters(self) -> int:
+        """Trainable parameters."""
+        sizes = [self.n_features, *self.hidden, 1]
+        total = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+        return total + (2 * self.n_features if self.batchnorm else 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (the ``architecture`` entry of ``model.json``)."""
+        return {
+            "n_numeric": self.n_numeric,
+            "n_missing": self.n_missing,
+            "vocab_sizes": list(self.vocab_sizes),
+            "hidden": list(self.hidden),
+            "activation": self.activation,
+            "batchnorm": self.batchnorm,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Architecture:
+        """Inverse of :meth:`to_dict`, type- and range-checked (``ValueError`` otherwise)."""
+        if not isinstance(data, dict):
+            raise ValueError("architecture is not a mapping")
+
+        def count(value: Any, name: str, low: int) -> int:
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"architecture {name} is {value!r}, not an integer >= {low}")
+            return value
+
+        def counts(value: Any, name: str, low: int) -> tuple[int, ...]:
+            if not isinstance(value, list):
+                raise ValueError(f"architecture {name} is not a list")
+            return tuple(count(v, name, low) for v in value)
+
+        activation = data.get("activation")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r} (one of {', '.join(ACTIVATIONS)})")
+        batchnorm = data.get("batchnorm")
+        if not isinstance(batchnorm, bool):
+            raise ValueError(f"architecture batchnorm is {batchnorm!r}")
+        return cls(
+            count(data.get("n_numeric"), "n_numeric", 0),
+            count(data.get("n_missing"), "n_missing", 0),
+            counts(data.get("vocab_sizes"), "vocab_sizes", 2),
+            counts(data.get("hidden"), "hidden", 1),
+            str(activation),
+            batchnorm,
+        )
+
+
+def tensor_layout(arch: Architecture) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Every tensor of the saved network: name -> (shape, dtype), weights in float64."""
+    layout: dict[str, tuple[tuple[int, ...], str]] = {
+        "encoder.impute.median": ((arch.n_numeric,), "float64"),
+        "encoder.impute.missing_columns": ((arch.n_missing,), "int64"),
+        "encoder.normalize.mean": ((arch.n_numeric,), "float64"),
+        "encoder.normalize.scale": ((arch.n_numeric,), "float64"),
+        "encoder.categorical.vocab_sizes": ((len(arch.vocab_sizes),), "int64"),
+    }
+    index = 0
+    width = arch.n_features
+    if arch.batchnorm:
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            layout[f"body.0.{name}"] = ((width,), "float64")
+        layout["body.0.num_batches_tracked"] = ((), "int64")
+        index = 1
+    for size in (*arch.hidden, 1):
+        layout[f"body.{index}.weight"] = ((size, width), "float64")
+        layout[f"body.{index}.bias"] = ((size,), "float64")
+        index += 2  # a Linear layer, then its activation (none after the last)
+        width = size
+    return layout

@@ -1,0 +1,550 @@
+"""One fit, whatever the data: summarise, decide, build, train, score.
+
+:func:`fit_source` is the whole of training, for a DataFrame in memory (a source with
+one batch) as for files read in passes, on one process or under ``torchrun``:
+
+1. **summarise** the rows in one pass (:func:`~steadyclf.schema.summary.summarise`):
+   column facts, label counts, float64 statistics of the numeric candidates per side of
+   the hash split;
+2. **decide** every data-dependent default (:func:`~steadyclf.policy.resolve`) and the
+   column roles (:class:`~steadyclf.schema.encoder.TabularEncoder`), then find the exact
+   training median of every numeric column (:mod:`~steadyclf.schema.quantiles`);
+3. **build** the network with its fitted buffers (:class:`~steadyclf.nn.modules.SteadyNet`);
+4. **train** one :class:`~steadyclf.train.trainer.Trainer` over a batch source: the
+   encoded rows in memory when they fit the budget (always for a DataFrame), else
+   streamed through a shuffle buffer; the same callbacks either way;
+5. **score** the held-out rows with the final weights and tune the threshold.
+
+It returns a :class:`FitResult`, which the estimator turns into its fitted attributes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from scipy.special import expit
+
+from .evaluation import binary_metrics, tune_threshold
+from .exceptions import DataError, ParameterError, TrainingDivergedError
+from .io.sources import FrameSource, Source, read_rows_for_budget
+from .nn.modules import SteadyNet
+from .nn.spec import Architecture
+from .policy import Plan, check_model_size, holdout_candidate, resolve
+from .schema.encoder import TabularEncoder
+from .schema.labels import encode_labels
+from .schema.quantiles import exact_quantiles
+from .schema.roles import ColumnPlan
+from .schema.split import SplitRule
+from .schema.stats import RunningStats
+from .schema.summary import TableSummary, summarise
+from .train.batches import (
+    BatchEncoder,
+    EncodedRows,
+    InMemoryBatches,
+    StreamedBatches,
+    encode_rows,
+)
+from .train.checkpoint import FitContext
+from .train.distributed import share_of
+from .train.lr_finder import LRFinderResult, find_lr
+from .train.stall import SATURATION_ROWS, StallDetector
+from .train.trainer import Callback, TrainConfig, Trainer
+
+if TYPE_CHECKING:
+    from .train.distributed import DistributedContext
+
+__all__ = ["FitResult", "fit_source"]
+
+#: Encoded training rows are held in memory when they take at most this share of the
+#: budget (always for a DataFrame, which is in memory already).
+CACHE_SHARE = 4
+#: Rows the learning-rate range test reads when the data is streamed: the first buffer.
+LR_FINDER_ROWS = 1 << 14
+
+
+@dataclass
+class FitResult:
+    """Everything a fit produced: the estimator's fitted attributes, in one object."""
+
+    encoder: TabularEncoder
+    classes: NDArray[Any]
+    feature_names: list[str]
+    module: SteadyNet
+    plan: Plan
+    history: list[dict[str, Any]]
+    best_epoch: int | None
+    lr: float
+    warnings: list[dict[str, Any]]
+    threshold: float
+    validation_metrics: dict[str, Any]
+    lr_finder: LRFinderResult | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def fit_source(
+    params: Mapping[str, Any],
+    source: Source,
+    target: str,
+    *,
+    classes: NDArray[Any] | None = None,
+    callbacks: Sequence[Callback] = (),
+    budget: int,
+    drop_missing_target: bool = False,
+    context: DistributedContext | None = None,
+    device: torch.device | None = None,
+) -> FitResult:
+    """Fit a network with the estimator ``params`` on the rows of ``source``.
+
+    Parameters
+    ----------
+    params : mapping
+        The estimator's (validated) parameters.
+    source : DataSource or FrameSource
+        The rows, with the label column ``target``.
+    classes : array of 2, optional
+        The classes, when the target column already holds 0/1 codes (``fit(X, y)``);
+        otherwise they are the two target values counted (sorted, or ``positive`` last).
+    budget : int
+        Bytes for data held at once when reading files.
+    drop_missing_target : bool
+        Skip rows whose target is missing instead of refusing them.
+    context : DistributedContext, optional
+        Under torchrun: this process's place; every process runs this same call.
+    device : torch.device, optional
+        Where to train (default: the context's device, else CPU).
+    """
+    started = time.perf_counter()
+    seed = _run_seed(params, context)
+    plan_columns = ColumnPlan.create(
+        source.columns,
+        source.kinds,
+        target,
+        categorical=params.get("categorical") or (),
+        numeric=params.get("numeric") or (),
+        drop=params.get("drop") or (),
+        untyped=source.untyped,
+    )
+    shard = share_of(source, context)
+    wants_fingerprint = any(hasattr(cb, "on_fit_begin") for cb in callbacks)
+    summary = summarise(
+        shard,
+        plan_columns,
+        SplitRule(holdout_candidate(params), seed),
+        budget=budget,
+        drop_missing_target=drop_missing_target,
+        fingerprint=wants_fingerprint,
+        context=context,
+    )
+    in_memory = isinstance(source, FrameSource)
+    label_values, classes = _classes(summary, classes, params.get("positive"))
+    plan = resolve(params, _counts(summary, label_values))
+    if plan.validation_fraction == 0:
+        summary.fold_validation_into_training()
+    counts = _counts(summary, label_values)
+    split = SplitRule(plan.validation_fraction, seed)
+    encoder = TabularEncoder.from_summary(summary)
+    medians, stats, raw = _numeric_statistics(
+        shard, summary, encoder, split, None if in_memory else budget, context, target
+    )
+    device = device or (context.device if context is not None else torch.device("cpu"))
+    module = _build_module(params, encoder, medians, stats, plan, counts, seed).to(device)
+    encoding = BatchEncoder(encoder, module.encoder, target, label_values, split, device)
+    world = context.world_size if context is not None else 1
+    batches, valid, info = _batch_source(
+        shard,
+        encoding,
+        plan,
+        summary.local_train,
+        summary.local_valid,
+        budget,
+        seed,
+        world,
+        in_memory,
+        context,
+    )
+    sample = _sample(batches, SATURATION_ROWS)
+    stall = _stall_detector(params, encoder, raw, plan, counts, module, sample)
+    lr_finder = None
+    lr = plan.lr
+    if lr is None:  # lr='auto': a range test on the training rows (the first buffer if streamed)
+        x, y = (
+            _sample(batches, LR_FINDER_ROWS)
+            if isinstance(batches, StreamedBatches)
+            else (batches.x, batches.y)
+        )
+        lr_finder = find_lr(
+            module.body,
+            x,
+            y,
+            optimizer=params["optimizer"],
+            batch_size=batches.batch_size if batches.batch_size < batches.n_rows else None,
+            pos_weight=plan.pos_weight,
+            seed=seed,
+        )
+        lr = lr_finder.lr
+    # The stall detector runs first, so user callbacks (e.g. a Checkpoint) see whole rows.
+    config = TrainConfig(
+        lr=lr,
+        max_epochs=int(params["max_epochs"]),
+        batch_size=plan.batch_size,
+        optimizer=params["optimizer"],
+        schedule=params["schedule"],
+        weight_decay=plan.weight_decay,
+        early_stopping=plan.early_stopping,
+        patience=plan.patience,
+        pos_weight=plan.pos_weight,
+        seed=seed,
+        callbacks=(stall, *callbacks),
+    )
+    fit_context = FitContext(
+        dict(params),
+        seed,
+        module,
+        encoder.to_dict(),
+        classes.tolist(),
+        summary.digest or "",
+        summary.n_rows,
+    )
+    for cb in callbacks:  # e.g. a Checkpoint checks it resumes the same run
+        getattr(cb, "on_fit_begin", lambda c: None)(fit_context)
+    trainer = Trainer(module.body, config, context)
+    info |= {"statistics_seconds": round(time.perf_counter() - started, 3)}
+
+    def result() -> FitResult:
+        return _finish(
+            params,
+            module,
+            trainer,
+            plan,
+            lr,
+            encoder,
+            classes,
+            summary,
+            stall,
+            lr_finder,
+            batches,
+            valid,
+            context,
+            info,
+        )
+
+    try:
+        trainer.fit(batches, valid)
+    except TrainingDivergedError as exc:
+        # The trainer kept the best finite weights: the error carries that model, so a
+        # caller can still save it; the estimator itself is left as it was.
+        if trainer.history:
+            exc.result = result()  # type: ignore[attr-defined]
+        raise
+    return result()
+
+
+def _run_seed(params: Mapping[str, Any], context: DistributedContext | None) -> int:
+    """``random_state``, or a random seed shared by every process."""
+    if params["random_state"] is not None:
+        return int(params["random_state"])
+    seed = int(np.random.default_rng().integers(0, 2**31 - 1))
+    return int(context.broadcast_object(seed)) if context is not None else seed
+
+
+def _classes(
+    summary: TableSummary, classes: NDArray[Any] | None, positive: Any
+) -> tuple[list[Any], NDArray[Any]]:
+    """The target values meaning 0 and 1, and the classes (``classes[1]`` positive)."""
+    if classes is not None:
+        return [0.0, 1.0], classes
+    import pandas as pd
+
+    # Through pandas, so the classes get the dtype they get in memory (object for text).
+    found = encode_labels(pd.Series(list(summary.labels)).to_numpy(), positive).classes
+    return list(found), found
+
+
+def _counts(summary: TableSummary, label_values: Sequence[Any]) -> dict[int, tuple[int, int]]:
+    """``(training rows, held-out rows)`` of class 0 and of class 1."""
+    out = {}
+    for k, value in enumerate(label_values):
+        train, held = summary.labels.get(value, [0, 0])
+        out[k] = (int(train), int(held))
+    return out
+
+
+def _numeric_statistics(
+    source: Source,
+    summary: TableSummary,
+    encoder: TabularEncoder,
+    split: SplitRule,
+    budget: int | None,
+    context: DistributedContext | None,
+    target: str,
+) -> tuple[NDArray[np.float64], RunningStats, RunningStats]:
+    """Training medians of every numeric input, their mean and variance after imputation,
+    and the raw statistics (missing values ignored)."""
+    infos = encoder.numeric_infos
+    names = [c.name for c in infos]
+    raw = summary.numeric.training_stats(names)
+    counts = [int(c) for c in raw.count]
+    medians = exact_quantiles(
+        source,
+        [(c.name, c.role) for c in infos],
+        counts,
+        [0.5],
+        split,
+        budget=budget,
+        target=target if summary.n_dropped else None,
+        context=context,
+    )[:, 0]
+    # Missing training values count as the median, as after imputation; the merge
+    # happens relative to the raw mean, where the numbers are small.
+    missing = np.array(
+        [float(summary.numeric.train_missing[summary.numeric.names.index(n)]) for n in names]
+    )
+    imputed = RunningStats(raw.count.copy(), np.zeros(len(names)), raw.m2.copy(), raw.exponent)
+    imputed.merge(RunningStats(missing, medians - raw.mean, np.zeros(len(names))))
+    imputed.mean = imputed.mean + raw.mean
+    return medians, imputed, raw
+
+
+def _build_module(
+    params: Mapping[str, Any],
+    encoder: TabularEncoder,
+    medians: NDArray[np.float64],
+    stats: RunningStats,
+    plan: Plan,
+    counts: Mapping[int, tuple[int, int]],
+    seed: int,
+) -> SteadyNet:
+    """The network, its fitted buffers set from the statistics."""
+    had_missing = np.array([c.n_missing > 0 for c in encoder.numeric_infos], dtype=bool)
+    arch = Architecture(
+        n_numeric=len(encoder.numeric_columns),
+        n_missing=int(had_missing.sum()),
+        vocab_sizes=tuple(encoder.vocab_sizes),
+        hidden=tuple(int(h) for h in params["hidden"]),
+        activation=params["activation"],
+        batchnorm=params["normalize"] == "batchnorm",
+    )
+    check_model_size(arch)
+    n_pos = counts[1][0]
+    rate = float(np.clip(n_pos / max(plan.n_train, 1), 1e-6, 1 - 1e-6))
+    prior = math.log(rate / (1 - rate)) + math.log(plan.pos_weight or 1.0)
+    generator = torch.Generator().manual_seed(seed)
+    module = SteadyNet(arch, prior_logit=prior, generator=generator)
+    inputs = module.encoder
+    with torch.no_grad():
+        inputs.impute.median.copy_(torch.from_numpy(np.where(np.isnan(medians), 0.0, medians)))
+        inputs.impute.missing_columns.copy_(torch.from_numpy(np.flatnonzero(had_missing)))
+        if params["normalize"] == "standardize" and arch.n_numeric:
+            inputs.normalize.mean.copy_(torch.from_numpy(stats.mean))
+            inputs.normalize.scale.copy_(torch.from_numpy(stats.scale))
+    return module
+
+
+def _batch_source(
+    source: Source,
+    encoding: BatchEncoder,
+    plan: Plan,
+    n_train: int,
+    n_valid: int,
+    budget: int,
+    seed: int,
+    world: int,
+    in_memory: bool,
+    context: DistributedContext | None,
+) -> tuple[InMemoryBatches | StreamedBatches, EncodedRows | None, dict[str, Any]]:
+    """The training batches and validation rows: in memory when they fit, else streamed."""
+    row_bytes = 4 * (encoding.width + 1)
+    read_rows = (
+        None if in_memory else read_rows_for_budget(source.row_bytes(encoding.columns), budget)
+    )
+    held = row_bytes * (n_train + n_valid)
+    cached = in_memory or held <= budget // CACHE_SHARE
+    if context is not None:
+        cached = bool(context.all_reduce_min(int(cached)))
+    info: dict[str, Any] = {"rows_in_memory": cached, "read_rows": read_rows}
+    local_batch = None if plan.batch_size is None else max(1, plan.batch_size // world)
+    if cached:
+        train, valid = encode_rows(source, encoding, n_train, n_valid, read_rows)
+        steps = None
+        if context is not None:
+            # Every process takes the same number of steps (DistributedDataParallel needs
+            # it): the fewest any process has rows for.
+            size = local_batch or max(1, train.n_rows)
+            steps = context.all_reduce_min(-(-train.n_rows // size))
+        return InMemoryBatches(train.x, train.y, local_batch, max_steps=steps), valid, info
+    batch = local_batch or max(1, n_train)
+    steps = -(-n_train // batch)
+    if context is not None:
+        steps = context.all_reduce_min(steps)
+    if steps == 0:
+        raise DataError(
+            f"a process has no training rows ({plan.n_train} in all for {world} processes); use fewer processes or more data"
+        )
+    # Validation rows: all of them if they fit 1/8 of the budget, else a hash-chosen share.
+    keep = min(1.0, budget / 8 / max(1, n_valid * row_bytes))
+    valid = None
+    if n_valid:
+        valid = EncodedRows(encoding.width, int(n_valid * keep * 1.05) + 256, encoding.device)
+    assert read_rows is not None
+    # The buffer's two blocks (rows held plus one chunk, and their permutation) take about
+    # 1/4 of the budget: several record batches are mixed at a time.
+    buffer_rows = max(4 * batch, budget // 8 // row_bytes - read_rows)
+    batches = StreamedBatches(
+        source,
+        encoding,
+        batch_size=batch,
+        steps=steps,
+        read_rows=read_rows,
+        buffer_rows=buffer_rows,
+        validation=valid,
+        validation_keep=keep,
+        seed=seed,
+    )
+    info |= {"shuffle_buffer_rows": buffer_rows, "validation_keep": keep}
+    return batches, valid, info
+
+
+def _sample(
+    batches: InMemoryBatches | StreamedBatches, n_rows: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Some training rows: spread over the block in memory, the first ones when streamed."""
+    if isinstance(batches, StreamedBatches):
+        return batches.sample(n_rows)
+    every = max(1, batches.n_rows // n_rows)
+    return batches.x[::every][:n_rows], batches.y[::every][:n_rows]
+
+
+def _stall_detector(
+    params: Mapping[str, Any],
+    encoder: TabularEncoder,
+    raw: RunningStats,
+    plan: Plan,
+    counts: Mapping[int, tuple[int, int]],
+    module: SteadyNet,
+    sample: tuple[torch.Tensor, torch.Tensor],
+) -> StallDetector:
+    """The default training monitor, told the raw feature scales so it can name a cause."""
+    n_pos = counts[1][0]
+    return StallDetector(
+        n_pos / max(plan.n_train, 1),
+        pos_weight=plan.pos_weight,
+        feature_names=encoder.numeric_columns,
+        feature_mean=raw.mean.tolist(),
+        feature_std=raw.std.tolist(),
+        normalized=params["normalize"] != "none",
+        activation=params["activation"],
+        sample=sample[0],
+        verbose=bool(params["verbose"]),
+    )
+
+
+def _finish(
+    params: Mapping[str, Any],
+    module: SteadyNet,
+    trainer: Trainer,
+    plan: Plan,
+    lr: float,
+    encoder: TabularEncoder,
+    classes: NDArray[Any],
+    summary: TableSummary,
+    stall: StallDetector,
+    lr_finder: LRFinderResult | None,
+    batches: InMemoryBatches | StreamedBatches,
+    valid: EncodedRows | None,
+    context: DistributedContext | None,
+    info: dict[str, Any],
+) -> FitResult:
+    """The fitted model: float64 weights, unseen codes averaged, validation scored."""
+    # Predictions run in float64: they then do not depend on how rows are batched.
+    module = module.double().eval()
+    module.average_unseen_codes(_code_counts(encoder, summary))
+    history = trainer.history
+    if lr_finder is not None and history:
+        history[0]["lr_finder"] = lr
+    threshold, metrics = _score(params, module, batches, valid, context)
+    data = info | {
+        "n_rows": summary.n_rows,
+        "n_train": plan.n_train,
+        "n_valid": plan.n_valid,
+        "dropped_target_rows": summary.n_dropped,
+        "first_dropped_target_rows": list(summary.first_dropped),
+        "processes": context.world_size if context is not None else 1,
+        "steps_per_epoch": batches.steps,
+    }
+    return FitResult(
+        encoder=encoder,
+        classes=classes,
+        feature_names=list(summary.plan.features),
+        module=module,
+        plan=plan,
+        history=history,
+        best_epoch=trainer.best_epoch,
+        lr=lr,
+        warnings=[w.to_dict() for w in stall.warnings],
+        threshold=threshold,
+        validation_metrics=metrics,
+        lr_finder=lr_finder,
+        data=data,
+    )
+
+
+def _code_counts(encoder: TabularEncoder, summary: TableSummary) -> list[list[int]]:
+    """Rows per code (missing, unseen, each kept level) of every categorical input."""
+    out = []
+    for info in encoder.categorical_columns:
+        col = summary.columns[info.name]
+        levels: dict[str, int] = dict(col.levels or {})
+        kept = [int(levels.get(level, 0)) for level in info.levels]
+        out.append([col.n_missing, max(0, col.n_present - sum(kept)), *kept])
+    return out
+
+
+@torch.no_grad()
+def _score(
+    params: Mapping[str, Any],
+    module: SteadyNet,
+    batches: InMemoryBatches | StreamedBatches,
+    valid: EncodedRows | None,
+    context: DistributedContext | None,
+) -> tuple[float, dict[str, Any]]:
+    """The decision threshold, and metrics on the held-out rows with the final weights.
+
+    The threshold is tuned on the held-out rows, or on the training rows when there are
+    none (and they are in memory).
+    """
+    rows: tuple[torch.Tensor, torch.Tensor] | None = None
+    if valid is not None:
+        rows = (valid.x, valid.y)
+    elif params["threshold_metric"] is not None and isinstance(batches, InMemoryBatches):
+        rows = (batches.x, batches.y)
+    if rows is None:
+        return 0.5, {}
+    logits = module.body(rows[0].double()).reshape(-1).cpu().numpy()
+    y = rows[1].cpu().numpy()
+    if context is not None:
+        gathered = context.all_gather_object((logits, y))
+        logits = np.concatenate([g[0] for g in gathered])
+        y = np.concatenate([g[1] for g in gathered])
+    if logits.size == 0:
+        return 0.5, {}
+    proba = expit(logits)
+    threshold = 0.5
+    if params["threshold_metric"] is not None:
+        threshold = tune_threshold(y, proba, params["threshold_metric"])
+    return threshold, (binary_metrics(y, proba, threshold) if valid is not None else {})
+
+
+def check_device(name: str) -> torch.device:
+    """The device a fit runs on: ``'auto'`` is CUDA when available."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("device='cuda' was requested but CUDA is not available")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

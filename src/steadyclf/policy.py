@@ -1,0 +1,273 @@
+"""Every default that depends on the data, decided in one place, the same for every source.
+
+The estimator's parameters say what the user fixed; ``'auto'`` (and ``None``) leave a
+choice to the data. :func:`resolve` makes those choices from the row and label counts
+of the summary (:mod:`steadyclf.schema.summary`), whether the rows were in memory or read
+in passes from files, on one process or several, so the same data always trains with
+the same batch size, learning rate, hold-out, weight decay and stopping rule. The
+resolved :class:`Plan` is kept as fitted attributes and in ``model.json``.
+
+The parameter constraints live here too (:func:`validate_params`), so the estimator, the
+command line and the model reader check them with the same rules and messages.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .exceptions import ParameterError
+from .nn.spec import ACTIVATIONS, NORMALIZATIONS, Architecture
+
+__all__ = [
+    "DEFAULT_VALIDATION_FRACTION",
+    "FULL_BATCH_MAX_ROWS",
+    "MAX_PARAMETERS",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "THRESHOLD_METRICS",
+    "Plan",
+    "batch_size_for",
+    "check_model_size",
+    "default_lr",
+    "holdout_candidate",
+    "resolve",
+    "validate_params",
+]
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("none", "step", "cosine", "onecycle", "plateau")
+THRESHOLD_METRICS = ("f1", "balanced_accuracy")
+DEVICES = ("auto", "cpu", "cuda")
+
+#: Up to this many training rows, the default is full-batch training: each epoch is a
+#: single step, which is both the fastest and the most stable choice on small tables.
+FULL_BATCH_MAX_ROWS = 8192
+#: Mini-batch size used by default above :data:`FULL_BATCH_MAX_ROWS`. A step costs about
+#: the same from 256 to 1024 rows (fixed overhead), so 1024 rows with twice the rate of
+#: 512 reaches a given accuracy in about half the time (benchmarks/speed.py).
+DEFAULT_BATCH_SIZE = 1024
+#: From this many training rows the default batch is :data:`LARGE_BATCH_SIZE`: an epoch
+#: still has 64 steps or more, each costing less per row (800,000 x 20: 0.38 s an epoch
+#: instead of 0.52 s, the same test AUC after the first epoch and at the end).
+LARGE_BATCH_MIN_ROWS = 1 << 17
+LARGE_BATCH_SIZE = 2048
+#: Default Adam learning rates: full-batch steps are few and exact, so they can be larger;
+#: the mini-batch rate is DEFAULT_LR_MINI_BATCH at DEFAULT_BATCH_SIZE rows and grows with
+#: the batch (3e-3 at 512 rows, 1.2e-2 at 2048), up to the full-batch rate.
+DEFAULT_LR_FULL_BATCH = 3e-2
+DEFAULT_LR_MINI_BATCH = 6e-3
+#: ``validation_fraction='auto'``: rows held out for early stopping, except on small data
+#: (trained full batch), which holds none out: on a few hundred rows the validation loss
+#: is too noisy a signal to pick the epoch from, so every row trains, the weight decay
+#: below regularises and training stops when loss + penalty has converged
+#: (benchmarks/small_data.py; the README, "Small data").
+DEFAULT_VALIDATION_FRACTION = 0.1
+#: ``weight_decay='auto'`` (an L2 penalty in Adam's gradient) in that small-data mode; 0
+#: otherwise (mini-batch gradient noise and early stopping regularise larger data, where
+#: 1e-2 cost up to 0.03 test AUC on 20,000-row sets in our runs).
+SMALL_DATA_WEIGHT_DECAY = 1e-2
+#: Largest model we agree to build: a typo such as hidden=(10**9,) fails fast, not in malloc.
+MAX_PARAMETERS = 200_000_000
+#: Fewest validation rows worth holding out (with both classes on both sides).
+MIN_VALIDATION_ROWS = 10
+
+
+# -- parameters ------------------------------------------------------------------------------
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) > 0
+
+
+def _real_in(value: Any, low: float, high: float) -> bool:
+    """``low <= value < high`` for a real number that is not a bool."""
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and low <= float(value) < high
+    )
+
+
+def _positive_real(value: Any) -> bool:
+    return _real_in(value, 0.0, math.inf) and float(value) > 0
+
+
+def validate_params(params: Mapping[str, Any]) -> None:
+    """Check every estimator parameter before any work, with a message naming it."""
+    for name, allowed in (
+        ("activation", tuple(ACTIVATIONS)),
+        ("normalize", NORMALIZATIONS),
+        ("optimizer", OPTIMIZERS),
+        ("schedule", SCHEDULES),
+        ("device", DEVICES),
+    ):
+        if params[name] not in allowed:
+            options = ", ".join(map(repr, allowed))
+            raise ParameterError(f"{name} must be one of {options}; got {params[name]!r}")
+    hidden = params["hidden"]
+    rules: list[tuple[str, bool, str]] = [
+        (
+            "hidden",
+            isinstance(hidden, (list, tuple)) and all(map(_positive_int, hidden)),
+            "a tuple of positive integers",
+        ),
+        (
+            "lr",
+            params["lr"] is None or params["lr"] == "auto" or _positive_real(params["lr"]),
+            "a positive number, 'auto' or None",
+        ),
+        ("max_epochs", _positive_int(params["max_epochs"]), "a positive integer"),
+        (
+            "batch_size",
+            params["batch_size"] in (None, "auto") or _positive_int(params["batch_size"]),
+            "a positive integer, 'auto' or None",
+        ),
+        (
+            "validation_fraction",
+            params["validation_fraction"] == "auto"
+            or _real_in(params["validation_fraction"], 0.0, 1.0),
+            "in [0, 1) or 'auto'",
+        ),
+        ("patience", _positive_int(params["patience"]), "a positive integer"),
+        (
+            "pos_weight",
+            params["pos_weight"] in (None, "balanced") or _positive_real(params["pos_weight"]),
+            "None, 'balanced' or a positive number",
+        ),
+        (
+            "weight_decay",
+            params["weight_decay"] == "auto" or _real_in(params["weight_decay"], 0.0, math.inf),
+            "a non-negative number or 'auto'",
+        ),
+        (
+            "threshold_metric",
+            params["threshold_metric"] is None or params["threshold_metric"] in THRESHOLD_METRICS,
+            f"None or one of {', '.join(map(repr, THRESHOLD_METRICS))}",
+        ),
+    ]
+    for name, ok, expected in rules:
+        if not ok:
+            raise ParameterError(f"{name} must be {expected}; got {params[name]!r}")
+
+
+def check_model_size(arch: Architecture) -> None:
+    """Refuse a network beyond :data:`MAX_PARAMETERS`, before allocating it."""
+    n_params = arch.n_parameters
+    if n_params > MAX_PARAMETERS:
+        raise ParameterError(
+            f"the network would have {n_params:,} parameters (hidden={tuple(arch.hidden)!r}), "
+            f"more than the {MAX_PARAMETERS:,} steadyclf allows; use smaller hidden layers"
+        )
+
+
+# -- data-dependent defaults -----------------------------------------------------------------
+def batch_size_for(n_train: int, batch_size: Any) -> int | None:
+    """Rows per step: ``None`` is full batch (small data, or a batch as large as the data)."""
+    if batch_size == "auto":
+        if n_train <= FULL_BATCH_MAX_ROWS:
+            return None
+        return LARGE_BATCH_SIZE if n_train >= LARGE_BATCH_MIN_ROWS else DEFAULT_BATCH_SIZE
+    if batch_size is None or int(batch_size) >= n_train:
+        return None
+    return int(batch_size)
+
+
+def default_lr(batch_size: int | None) -> float:
+    """The Adam rate for ``batch_size`` rows per step (linear in the batch, then capped)."""
+    if batch_size is None:
+        return DEFAULT_LR_FULL_BATCH
+    return min(DEFAULT_LR_FULL_BATCH, DEFAULT_LR_MINI_BATCH * batch_size / DEFAULT_BATCH_SIZE)
+
+
+def holdout_candidate(params: Mapping[str, Any]) -> float:
+    """The share of rows the first pass keeps apart, before the data's size is known.
+
+    The summary tallies those rows separately; :func:`resolve` then decides whether they
+    are held out after all (small data trains on every row).
+    """
+    if not params["early_stopping"]:
+        return 0.0
+    if params["validation_fraction"] == "auto":
+        return DEFAULT_VALIDATION_FRACTION
+    return float(params["validation_fraction"])
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The resolved settings of one fit.
+
+    ``batch_size`` counts rows per step over all processes (``None``: full batch);
+    ``lr`` is ``None`` when the learning-rate finder picks it; ``small_data`` is the mode
+    where every row trains, weight decay regularises and training stops when the
+    penalised training loss has converged.
+    """
+
+    batch_size: int | None
+    lr: float | None
+    validation_fraction: float
+    weight_decay: float
+    early_stopping: bool
+    patience: int
+    small_data: bool
+    pos_weight: float | None
+    n_train: int
+    n_valid: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return asdict(self)
+
+
+def resolve(params: Mapping[str, Any], counts: Mapping[int, tuple[int, int]]) -> Plan:
+    """The settings of a fit, from the parameters and the label counts of the summary.
+
+    ``counts[c]`` is ``(training rows, rows kept apart)`` of class ``c`` (0 or 1) for the
+    candidate hold-out of :func:`holdout_candidate`.
+    """
+    (neg_train, neg_valid), (pos_train, pos_valid) = counts[0], counts[1]
+    n_rows = neg_train + neg_valid + pos_train + pos_valid
+    small = (
+        bool(params["early_stopping"])
+        and params["validation_fraction"] == "auto"
+        and params["threshold_metric"] is None
+        and batch_size_for(n_rows, params["batch_size"]) is None
+    )
+    fraction = 0.0 if small else holdout_candidate(params)
+    usable = (
+        min(pos_valid, neg_valid) >= 1
+        and min(pos_train, neg_train) >= 1
+        and pos_valid + neg_valid >= MIN_VALIDATION_ROWS
+    )
+    if fraction > 0 and not usable:
+        fraction = 0.0  # too few rows (or a class missing) to hold some out
+    if fraction == 0:
+        pos_train, neg_train, pos_valid, neg_valid = (
+            pos_train + pos_valid,
+            neg_train + neg_valid,
+            0,
+            0,
+        )
+    n_train = pos_train + neg_train
+    batch = batch_size_for(n_train, params["batch_size"])
+    lr = params["lr"]
+    if params["weight_decay"] == "auto":
+        decay = SMALL_DATA_WEIGHT_DECAY if small else 0.0
+    else:
+        decay = float(params["weight_decay"])
+    pos_weight = params["pos_weight"]
+    if pos_weight == "balanced":
+        pos_weight = neg_train / max(pos_train, 1)
+    return Plan(
+        batch_size=batch,
+        lr=None if lr == "auto" else (default_lr(batch) if lr is None else float(lr)),
+        validation_fraction=fraction,
+        weight_decay=decay,
+        early_stopping=bool(params["early_stopping"]),
+        patience=int(params["patience"]),
+        small_data=small,
+        pos_weight=None if pos_weight is None else float(pos_weight),
+        n_train=n_train,
+        n_valid=pos_valid + neg_valid,
+    )

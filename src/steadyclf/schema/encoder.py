@@ -1,0 +1,266 @@
+"""Tables -> the network's raw inputs, by the roles decided on the training data.
+
+:class:`TabularEncoder` holds the column roles (:mod:`steadyclf.schema.roles`) and turns any
+table with the same columns, a DataFrame or an Arrow record batch, into the two raw
+inputs of the network:
+
+- ``x_num``: float64, one column per numeric, boolean (0/1) or datetime (seconds since
+  1970, UTC) feature, NaN where missing;
+- ``x_cat``: int64 codes, one column per categorical feature, with code 0 for a missing
+  value and code 1 for a level unseen in training (or too rare to keep).
+
+Imputation, scaling and one-hot encoding happen inside the network
+(:mod:`steadyclf.nn.modules`), so that everything fitted is saved with the weights.
+Infinite values are refused with the column and row: there is no safe default for them,
+and a silent clip or NaN would hide a data problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from numpy.typing import NDArray
+
+from ..exceptions import SchemaError
+from ..io.tables import check_unique_columns, name_list
+from .roles import MAX_CATEGORIES, NUMERIC_ROLES, ColumnInfo, check_roles, column_info
+from .values import column_values, encode_categories, refuse_infinite
+
+if TYPE_CHECKING:
+    from .summary import TableSummary
+
+__all__ = ["TabularEncoder"]
+
+
+class TabularEncoder:
+    """Column roles and vocabularies, and the encoding of tables for the network.
+
+    Build it from a summary of the training data (:meth:`from_summary`), from a
+    DataFrame (:meth:`fit`, which summarises it first) or from its saved form.
+
+    Parameters
+    ----------
+    columns : list of ColumnInfo
+        Every input column, with its role.
+    max_categories : int
+        Levels kept per categorical column.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"age": [30, 41, None], "city": ["Oslo", None, "Rome"]})
+    >>> enc = TabularEncoder.fit(frame)
+    >>> [c.describe() for c in enc.columns_]
+    ['age: numeric (1 missing -> median + indicator)', 'city: categorical (2 levels, 1 missing -> own level)']
+    """
+
+    def __init__(self, columns: Sequence[ColumnInfo], max_categories: int = MAX_CATEGORIES):
+        check_roles(columns)
+        self.columns_ = list(columns)
+        self.max_categories = max_categories
+
+    # -- fitting -------------------------------------------------------------------------
+    @classmethod
+    def from_summary(
+        cls, summary: TableSummary, max_categories: int = MAX_CATEGORIES
+    ) -> TabularEncoder:
+        """The roles of every column of ``summary``'s table."""
+        plan = summary.plan
+        columns = [column_info(plan, summary.columns[n], max_categories) for n in plan.features]
+        return cls(columns, max_categories)
+
+    @classmethod
+    def fit(
+        cls,
+        frame: pd.DataFrame,
+        *,
+        categorical: Sequence[str] = (),
+        numeric: Sequence[str] = (),
+        drop: Sequence[str] = (),
+        max_categories: int = MAX_CATEGORIES,
+    ) -> TabularEncoder:
+        """The roles of ``frame``'s columns (summarised in memory, as training does)."""
+        from ..io.sources import FrameSource
+        from .roles import ColumnPlan
+        from .split import SplitRule
+        from .summary import summarise
+
+        check_unique_columns(frame)
+        source = FrameSource(frame)
+        plan = ColumnPlan.create(
+            source.columns,
+            source.kinds,
+            None,
+            categorical=categorical,
+            numeric=numeric,
+            drop=drop,
+        )
+        summary = summarise(source, plan, SplitRule(0.0, 0), budget=1 << 40)
+        return cls.from_summary(summary, max_categories)
+
+    # -- layout --------------------------------------------------------------------------
+    @property
+    def numeric_columns(self) -> list[str]:
+        """Names of the numeric inputs (numeric, boolean and datetime roles), in order."""
+        return [c.name for c in self.columns_ if c.role in NUMERIC_ROLES]
+
+    @property
+    def numeric_infos(self) -> list[ColumnInfo]:
+        """The numeric inputs, in order."""
+        return [c for c in self.columns_ if c.role in NUMERIC_ROLES]
+
+    @property
+    def categorical_columns(self) -> list[ColumnInfo]:
+        """Categorical inputs, in order."""
+        return [c for c in self.columns_ if c.role == "categorical"]
+
+    @property
+    def vocab_sizes(self) -> list[int]:
+        """One-hot width per categorical column (levels + missing + unseen)."""
+        return [len(c.levels) + 2 for c in self.categorical_columns]
+
+    @property
+    def input_columns(self) -> list[str]:
+        """Every column the model reads (dropped ones excluded)."""
+        return [c.name for c in self.columns_ if c.role != "dropped"]
+
+    @property
+    def has_missing(self) -> bool:
+        """Whether a numeric input had a missing value in the data it was fitted on."""
+        return any(c.n_missing for c in self.numeric_infos)
+
+    # -- transforming --------------------------------------------------------------------
+    def transform(
+        self, table: pd.DataFrame | pa.RecordBatch | pa.Table, *, copy: bool = True
+    ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+        """Raw network inputs ``(x_num, x_cat)`` for a DataFrame or an Arrow batch.
+
+        With ``copy=False``, ``x_num`` may be a read-only view of the frame's data (when
+        every input is a numeric column of one float dtype, float32 staying float32): no
+        per-column work and no copy. Float64 columns are taken as one block, Arrow strings
+        are coded by Arrow.
+        """
+        frame = table.to_pandas() if isinstance(table, (pa.RecordBatch, pa.Table)) else table
+        check_unique_columns(frame)
+        self.check_columns(frame)
+        n = len(frame)
+        numeric = self.numeric_infos
+        block = self._float_block(frame, numeric)
+        if block is not None:
+            x_num = block.astype(np.float64) if copy else block  # astype always copies
+            return x_num, np.empty((n, 0), dtype=np.int64)
+        x_num = np.empty((n, len(numeric)), dtype=np.float64)
+        floats = [
+            j
+            for j, c in enumerate(numeric)
+            if c.role == "numeric" and frame[c.name].dtype == np.dtype(np.float64)
+        ]
+        if floats:
+            names = [numeric[j].name for j in floats]
+            values = frame[names].to_numpy(dtype=np.float64)
+            refuse_infinite(values, names)
+            x_num[:, floats] = values
+        for j, info in enumerate(numeric):
+            if j not in floats:
+                x_num[:, j] = column_values(info.name, frame[info.name], info.role)
+        cats = self.categorical_columns
+        x_cat = np.empty((n, len(cats)), dtype=np.int64)
+        for j, info in enumerate(cats):
+            x_cat[:, j] = encode_categories(frame[info.name], info.levels)
+        return x_num, x_cat
+
+    def _float_block(
+        self, frame: pd.DataFrame, numeric: list[ColumnInfo]
+    ) -> NDArray[np.float64] | None:
+        """``x_num`` in one step, when every input is a numeric column of one float dtype."""
+        if self.categorical_columns or any(c.role != "numeric" for c in numeric):
+            return None
+        names = [c.name for c in numeric]
+        selected = frame if [str(c) for c in frame.columns] == names else frame[names]
+        dtypes = set(selected.dtypes)
+        if dtypes != {np.dtype(np.float64)} and dtypes != {np.dtype(np.float32)}:
+            return None
+        block = selected.to_numpy(copy=False)
+        refuse_infinite(block, names)
+        return block
+
+    def transform_array(
+        self, x: NDArray[np.float64], names: Sequence[str]
+    ) -> tuple[NDArray[np.float64], NDArray[np.int64]] | None:
+        """:meth:`transform` of a float64 array with columns ``names``, without pandas.
+
+        ``x_num`` is ``x`` itself (or its numeric columns): no copy. Returns ``None`` when
+        the data needs :meth:`transform` (categorical, boolean or datetime inputs, missing
+        or duplicate names), which also gives the errors.
+        """
+        numeric = self.numeric_infos
+        position = {str(name): j for j, name in enumerate(names)}
+        if (
+            self.categorical_columns
+            or any(c.role != "numeric" or c.name not in position for c in numeric)
+            or len(position) != len(names)
+            or x.ndim != 2
+            or x.shape[1] != len(names)
+        ):
+            return None
+        columns = [position[c.name] for c in numeric]
+        block = x if columns == list(range(x.shape[1])) else x[:, columns]
+        refuse_infinite(block, [c.name for c in numeric])
+        return block, np.empty((x.shape[0], 0), dtype=np.int64)
+
+    def check_columns(self, frame: pd.DataFrame) -> None:
+        """Raise :class:`SchemaError` naming the input columns ``frame`` lacks."""
+        missing = [c for c in self.input_columns if c not in frame.columns]
+        if missing:
+            raise SchemaError(
+                f"missing column{'s' if len(missing) > 1 else ''} {name_list(missing)}; the model was trained on {name_list(self.input_columns)}"
+            )
+
+    def out_of_range(self, x_num: NDArray[np.float64]) -> dict[str, int]:
+        """Count, per numeric column, values far outside the training range.
+
+        "Far" means beyond the training minimum or maximum by more than the width of the
+        training range (or by more than ``max(1, |value|)`` for a column that was
+        constant apart from missing values): the network extrapolates there.
+        """
+        counts: dict[str, int] = {}
+        for j, info in enumerate(self.numeric_infos):
+            if info.role == "boolean" or info.low is None or info.high is None:
+                continue
+            span = info.high - info.low or max(1.0, abs(info.high))
+            column = x_num[:, j]
+            with np.errstate(invalid="ignore"):
+                far = (column < info.low - span) | (column > info.high + span)
+            if far.any():
+                counts[info.name] = int(far.sum())
+        return counts
+
+    def unexpected_missing(self, x_num: NDArray[np.float64]) -> dict[str, int]:
+        """Count, per numeric column without a missing value in training, those in ``x_num``.
+
+        The model fills them with the training median, a guess it never trained on.
+        """
+        counts: dict[str, int] = {}
+        for j, info in enumerate(self.numeric_infos):
+            if info.n_missing == 0:
+                n = int(np.count_nonzero(np.isnan(x_num[:, j])))
+                if n:
+                    counts[info.name] = n
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form of the fitted encoder."""
+        return {
+            "max_categories": self.max_categories,
+            "columns": [c.to_dict() for c in self.columns_],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TabularEncoder:
+        """Rebuild a fitted encoder from :meth:`to_dict` output."""
+        columns = [ColumnInfo.from_dict(c) for c in data["columns"]]
+        return cls(columns, max_categories=int(data.get("max_categories", MAX_CATEGORIES)))

@@ -1,0 +1,287 @@
+"""Column roles: pure functions of a column's summary.
+
+Every input column gets one role: ``numeric``, ``boolean`` or ``datetime`` (read as
+float64 numbers), ``categorical`` (read as codes of a vocabulary), or ``dropped`` with a
+reason. The rules below look only at a :class:`~steadyclf.schema.summary.ColumnSummary`,
+which is the same whether the rows were in memory or read in passes from files, so the
+same data gets the same roles either way. In order, the first rule that applies wins:
+
+1. listed in ``drop`` -> dropped; every value missing -> dropped;
+2. listed in ``categorical`` / ``numeric`` -> that role;
+3. one distinct value (missing counts as a value) -> dropped as constant;
+4. datetime dtype -> datetime (the user parsed it); booleans -> boolean;
+5. a category dtype -> categorical;
+6. text: numbers only -> numeric; nearly only numbers -> an error naming the odd value;
+   dates -> dropped (list the column as numeric to use it as a timestamp); a distinct
+   value on every row -> dropped as ID-like; else categorical;
+7. integers with a distinct value on every row -> dropped as ID-like; other numbers ->
+   numeric (integers are categorical only when the user says so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ..exceptions import DataError
+from ..io.tables import name_list
+from .values import looks_like_dates, plain
+
+if TYPE_CHECKING:
+    from .summary import ColumnSummary
+
+__all__ = [
+    "ID_LIKE_MIN_ROWS",
+    "MAX_CATEGORIES",
+    "MOSTLY_NUMERIC",
+    "NUMERIC_ROLES",
+    "ROLES",
+    "ColumnInfo",
+    "ColumnPlan",
+    "column_info",
+]
+
+#: Levels kept per categorical column (most frequent first); the rest share the
+#: 'unseen' code. One-hot of up to this many levels stays small next to a hidden layer.
+MAX_CATEGORIES = 64
+#: Columns of at least this many rows with a distinct value on every row are IDs.
+ID_LIKE_MIN_ROWS = 10
+#: A text column whose non-missing values are numbers at least this often is a numeric
+#: column with typos, not a categorical one: refusing it beats one level per number.
+MOSTLY_NUMERIC = 0.9
+#: Roles whose values go to the numeric input ``x_num``.
+NUMERIC_ROLES = ("numeric", "boolean", "datetime")
+ROLES = (*NUMERIC_ROLES, "categorical", "dropped")
+ID_REASON = "ID-like: a different value on every row"
+
+
+@dataclass
+class ColumnInfo:
+    """What was decided about one input column.
+
+    ``low``/``high`` are the training range of numeric inputs, ``n_missing`` the
+    missing values seen in training, ``n_levels`` the distinct categories seen (of
+    which ``levels`` keeps the most frequent).
+    """
+
+    name: str
+    role: str  # one of ROLES
+    dtype: str
+    reason: str = ""
+    levels: list[str] = field(default_factory=list)
+    low: float | None = None
+    high: float | None = None
+    n_missing: int = 0
+    n_levels: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        out: dict[str, Any] = {"name": self.name, "role": self.role, "dtype": self.dtype}
+        if self.reason:
+            out["reason"] = self.reason
+        if self.role == "categorical":
+            out["levels"] = list(self.levels)
+            out["n_levels"] = self.n_levels
+        if self.low is not None and self.high is not None:
+            out["low"], out["high"] = self.low, self.high
+        if self.role != "dropped":
+            out["n_missing"] = self.n_missing
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ColumnInfo:
+        """Inverse of :meth:`to_dict`."""
+        role = str(data["role"])
+        if role not in ROLES:
+            raise ValueError(f"unknown column role {role!r}")
+        low, high = data.get("low"), data.get("high")
+        return cls(
+            name=str(data["name"]),
+            role=role,
+            dtype=str(data["dtype"]),
+            reason=str(data.get("reason", "")),
+            levels=[str(v) for v in data.get("levels", [])],
+            low=None if low is None else float(low),
+            high=None if high is None else float(high),
+            n_missing=int(data.get("n_missing", 0)),
+            n_levels=int(data.get("n_levels", len(data.get("levels", [])))),
+        )
+
+    def describe(self) -> str:
+        """One line for reports, e.g. ``"age: numeric (3 missing -> median)"``."""
+        if self.role == "dropped":
+            return f"{self.name}: dropped ({self.reason})"
+        details = []
+        if self.role == "categorical":
+            kept = len(self.levels)
+            details.append(
+                f"{kept} levels" if kept == self.n_levels else f"{kept} of {self.n_levels} levels"
+            )
+        if self.n_missing:
+            fill = "own level" if self.role == "categorical" else "median + indicator"
+            details.append(f"{self.n_missing} missing -> {fill}")
+        return f"{self.name}: {self.role}" + (f" ({', '.join(details)})" if details else "")
+
+
+@dataclass
+class ColumnPlan:
+    """The columns to read, the target, the user's role overrides and each column's kind.
+
+    ``kinds`` says what a column holds before any value is read ('bool', 'datetime',
+    'int', 'float', 'category', 'text' or 'complex'), from the file schema or the pandas
+    dtypes; ``untyped`` lists CSV columns without a value in the first block.
+    """
+
+    features: list[str]
+    target: str | None
+    kinds: dict[str, str]
+    categorical: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+    drop: tuple[str, ...] = ()
+    untyped: frozenset[str] = frozenset()
+
+    @classmethod
+    def create(
+        cls,
+        columns: Sequence[str],
+        kinds: dict[str, str],
+        target: str | None,
+        *,
+        categorical: Sequence[str] = (),
+        numeric: Sequence[str] = (),
+        drop: Sequence[str] = (),
+        untyped: frozenset[str] = frozenset(),
+    ) -> ColumnPlan:
+        """Check the target and the overrides against ``columns``."""
+        names = list(columns)
+        if target is not None and target not in names:
+            raise DataError(
+                f"target column {target!r} is not in the data; columns: {name_list(names)}"
+            )
+        features = [n for n in names if n != target]
+        for name in (*categorical, *numeric, *drop):
+            if name not in features:
+                raise DataError(
+                    f"column {name!r} given as an override is not in the data; columns: {name_list(features)}"
+                )
+        lists = {"categorical": categorical, "numeric": numeric, "drop": drop}
+        for a, b in (("categorical", "numeric"), ("categorical", "drop"), ("numeric", "drop")):
+            both = sorted(set(lists[a]) & set(lists[b]))
+            if both:
+                raise DataError(f"column {both[0]!r} is listed both as {a} and as {b}")
+        return cls(
+            features,
+            target,
+            {n: kinds[n] for n in features},
+            tuple(categorical),
+            tuple(numeric),
+            tuple(drop),
+            untyped,
+        )
+
+    @property
+    def numeric_candidates(self) -> list[str]:
+        """Columns that may get a numeric role (their values are tallied as numbers)."""
+        return [
+            n
+            for n in self.features
+            if n not in self.drop
+            and n not in self.categorical
+            and (n in self.numeric or self.kinds[n] != "category")
+        ]
+
+    def counts_levels(self, name: str) -> bool:
+        """Whether the levels of ``name`` are counted (it may end up categorical)."""
+        return name in self.categorical or (
+            name not in self.drop
+            and name not in self.numeric
+            and self.kinds[name] in ("text", "category")
+        )
+
+
+def column_info(plan: ColumnPlan, col: ColumnSummary, max_categories: int) -> ColumnInfo:
+    """The role of one column, by the rules of the module docstring, from its summary."""
+    name = col.name
+    dtype = col.dtype
+    if name in plan.drop:
+        return ColumnInfo(name, "dropped", dtype, "dropped by request")
+    if col.n_present == 0:
+        dtype = "float64" if name in plan.untyped else dtype
+        return ColumnInfo(name, "dropped", dtype, "all values missing")
+    if name in plan.categorical:
+        return categorical_info(col, max_categories)
+    if name in plan.numeric:
+        role = col.forced_role or "numeric"
+        if col.kind in ("text", "category") and (role == "datetime") != bool(
+            looks_like_dates(pd.Series(col.sample, dtype=object))
+        ):
+            raise DataError(
+                f"column {name!r}: whether it holds dates differs between the first rows and the rest; list it as categorical, or convert it to numbers"
+            )
+        return numeric_info(col, role)
+    if col.n_missing == 0 and not col.differs:
+        return ColumnInfo(
+            name, "dropped", dtype, f"constant (every value is {plain(col.first_present)})"
+        )
+    if col.kind == "datetime":
+        return numeric_info(col, "datetime")
+    if col.kind == "bool" or (col.kind == "text" and col.all_bool):
+        return numeric_info(col, "boolean")
+    # A distinct value on every row, counting 'missing' as one value.
+    id_like = col.n_rows >= ID_LIKE_MIN_ROWS and col.unique and col.n_missing <= 1
+    if col.kind == "category":
+        return categorical_info(col, max_categories)
+    if col.kind == "text":
+        share = col.n_numbers / col.n_present
+        if share == 1.0:
+            return numeric_info(col, "numeric")
+        if share >= MOSTLY_NUMERIC and col.non_number is not None:
+            row, value = col.non_number
+            raise DataError(
+                f"column {name!r} holds numbers except at row {row}: {value!r}; fix the value, or list the column as categorical"
+            )
+        example = looks_like_dates(pd.Series(col.sample, dtype=object))
+        if example is not None:
+            return ColumnInfo(
+                name,
+                "dropped",
+                dtype,
+                f"dates (e.g. {example!r}); list the column as numeric to use it as a timestamp",
+            )
+        if id_like:
+            return ColumnInfo(name, "dropped", dtype, ID_REASON)
+        return categorical_info(col, max_categories)
+    if id_like and col.kind == "int" and col.n_missing == 0:
+        return ColumnInfo(name, "dropped", dtype, ID_REASON)
+    return numeric_info(col, "numeric")
+
+
+def categorical_info(col: ColumnSummary, max_categories: int) -> ColumnInfo:
+    """A categorical column: the ``max_categories`` most frequent levels, ties by name."""
+    ordered = sorted((col.levels or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    return ColumnInfo(
+        col.name,
+        "categorical",
+        col.dtype,
+        levels=[str(k) for k, _ in ordered[:max_categories]],
+        n_missing=col.n_missing,
+        n_levels=len(ordered),
+    )
+
+
+def numeric_info(col: ColumnSummary, role: str) -> ColumnInfo:
+    """A column read as numbers, with its range."""
+    low = None if col.low is None or not np.isfinite(col.low) else float(col.low)
+    high = None if col.high is None or not np.isfinite(col.high) else float(col.high)
+    return ColumnInfo(col.name, role, col.dtype, low=low, high=high, n_missing=col.n_missing)
+
+
+def check_roles(columns: Sequence[ColumnInfo]) -> None:
+    """Refuse a table without any usable column, with each column's reason."""
+    if not any(c.role != "dropped" for c in columns):
+        reasons = "; ".join(f"{c.name}: {c.reason}" for c in columns)
+        raise DataError(f"no usable feature column ({reasons})")

@@ -1,0 +1,284 @@
+"""Cell values: a column of any dtype as float64 numbers or as category codes.
+
+These functions turn one pandas column (from a DataFrame in memory or a record batch read
+from a file) into what the network reads, and refuse with a one-line message, naming the
+column, the row and the value, what has no safe meaning: text in a numeric column,
+infinite values, complex numbers, lists in cells, integers beyond the float64 range.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from numpy.typing import NDArray
+
+from ..exceptions import DataError
+
+__all__ = [
+    "MISSING_CODE",
+    "UNSEEN_CODE",
+    "category_strings",
+    "check_scalar_cells",
+    "column_values",
+    "column_values_at",
+    "encode_categories",
+    "forced_numeric_role",
+    "looks_like_dates",
+    "plain",
+    "refuse_infinite",
+    "short",
+]
+
+#: Category codes: 0 for a missing value, 1 for a level not in the vocabulary.
+MISSING_CODE = 0
+UNSEEN_CODE = 1
+
+_DATE = re.compile(
+    r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4})"
+    r"([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*(Z|[+-]\d{2}:?\d{2})?\s*$"
+)
+_TRUE = {"true", "1", "1.0", "yes"}
+_FALSE = {"false", "0", "0.0", "no"}
+_EPOCH = pd.Timestamp(0, tz="UTC")
+
+
+def category_key(value: Any) -> str:
+    """A level as text; 3.0 (a float column with missing values) and 3 are the same level."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def category_strings(series: pd.Series) -> pd.Series:
+    """Categorical values as strings, with missing values as None."""
+    missing = series.isna().to_numpy()
+    values = series.astype("object").to_numpy(copy=True)
+    if isinstance(series.dtype, pd.StringDtype):
+        # Only a string dtype guarantees strings: an object column may mix 1, 'x' and 2.5.
+        out = values
+    else:
+        out = np.array([category_key(v) for v in values], dtype=object)
+    out[missing] = None
+    return pd.Series(out, index=series.index, dtype=object)
+
+
+def looks_like_dates(strings: pd.Series) -> str | None:
+    """An example value when every (sampled) value of ``strings`` is a date."""
+    sample = strings.dropna().drop_duplicates().head(200)
+    if sample.empty or not all(_DATE.match(str(v)) for v in sample):
+        return None
+    parsed = pd.to_datetime(sample, errors="coerce", format="mixed", utc=True)
+    return str(sample.iloc[0]) if bool(parsed.notna().all()) else None
+
+
+def is_boolean(series: pd.Series) -> bool:
+    """A bool column, or an object column holding only True/False (and missing values)."""
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return True
+    return bool(
+        pd.api.types.is_object_dtype(series.dtype)
+        and pd.api.types.infer_dtype(series, skipna=True) == "boolean"
+    )
+
+
+def forced_numeric_role(series: pd.Series) -> str:
+    """The numeric role of a column listed as numeric: boolean, datetime or numeric."""
+    if is_boolean(series):
+        return "boolean"
+    text = pd.api.types.is_object_dtype(series.dtype) or pd.api.types.is_string_dtype(series.dtype)
+    if pd.api.types.is_datetime64_any_dtype(series.dtype) or (text and looks_like_dates(series)):
+        return "datetime"
+    return "numeric"
+
+
+def column_values(name: str, series: pd.Series, role: str) -> NDArray[np.float64]:
+    """Float64 values of a numeric-role column (NaN = missing), refusing text and inf."""
+    if role == "boolean":
+        values = _boolean_values(name, series)
+    elif role == "datetime":
+        values = _datetime_values(name, series)
+    else:
+        values = _numeric_values(name, series)
+    infinite = np.isinf(values)
+    if infinite.any():
+        row = int(np.flatnonzero(infinite)[0])
+        raise DataError(
+            f"column {name!r} has an infinite value at row {row} ({int(infinite.sum())} in all); replace it or drop the column"
+        )
+    return values
+
+
+def column_values_at(name: str, series: pd.Series, role: str, start: int) -> NDArray[np.float64]:
+    """:func:`column_values` of rows that start at global position ``start`` (for messages)."""
+    try:
+        return column_values(name, series, role)
+    except DataError as exc:
+        raise shift_rows(exc, start) from None
+
+
+def shift_rows(exc: DataError, start: int) -> DataError:
+    """``exc`` with its first 'row N' counted from global position ``start``."""
+    if not start:
+        return exc
+    message = re.sub(r"\brow (\d+)", lambda m: f"row {start + int(m.group(1))}", str(exc), count=1)
+    return type(exc)(message)
+
+
+def check_scalar_cells(name: str, series: pd.Series) -> None:
+    """Refuse object columns holding lists, dicts, arrays...: no role fits them."""
+    if not pd.api.types.is_object_dtype(series.dtype):
+        return
+    for row, value in enumerate(series.to_numpy()):
+        if not pd.api.types.is_scalar(value):
+            raise DataError(
+                f"column {name!r} holds a {type(value).__name__} at row {row} ({short(value)}); cells must be numbers, text, booleans or dates"
+            )
+
+
+def overflow_error(name: str, series: pd.Series) -> DataError:
+    """A numeric column holding a Python integer beyond the float64 range."""
+    limit = float(np.finfo(np.float64).max)
+    for row, value in enumerate(series.to_numpy()):
+        if isinstance(value, (int, np.integer)) and abs(int(value)) > limit:
+            return DataError(
+                f"column {name!r} holds an integer too large for a 64-bit float at row {row} ({short(value)}); rescale the column"
+            )
+    return DataError(f"column {name!r} holds a number too large for a 64-bit float")
+
+
+def short(value: Any, limit: int = 40) -> str:
+    """``repr(value)``, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def plain(value: Any) -> str:
+    """A value as a user reads it: ``7.0`` or ``'a'``, not ``np.float64(7.0)``."""
+    item = value.item() if isinstance(value, np.generic) else value
+    return repr(item)
+
+
+def _numeric_values(name: str, series: pd.Series) -> NDArray[np.float64]:
+    if isinstance(series.dtype, np.dtype) and series.dtype == np.float64:
+        return series.to_numpy()  # already numbers: no conversion (may be a read-only view)
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return np.asarray(series.astype("float64").to_numpy(), dtype=np.float64)
+    if pd.api.types.is_complex_dtype(series.dtype) or (
+        pd.api.types.is_object_dtype(series.dtype)
+        and any(isinstance(v, (complex, np.complexfloating)) for v in series.to_numpy())
+    ):
+        raise DataError(f"column {name!r} holds complex numbers; steadyclf reads real numbers")
+    try:
+        numbers = pd.to_numeric(series, errors="raise").astype("float64")
+        return np.asarray(numbers.to_numpy(na_value=np.nan), dtype=np.float64)
+    except OverflowError:
+        raise overflow_error(name, series) from None
+    except (ValueError, TypeError):
+        coerced = pd.to_numeric(series, errors="coerce")
+        bad = np.flatnonzero(coerced.isna().to_numpy() & series.notna().to_numpy())
+        row = int(bad[0]) if bad.size else 0
+        raise DataError(
+            f"column {name!r} is numeric but row {row} holds {series.iloc[row]!r}, which is not a number"
+        ) from None
+
+
+def _boolean_values(name: str, series: pd.Series) -> NDArray[np.float64]:
+    if pd.api.types.is_bool_dtype(series.dtype) and not series.isna().any():
+        return np.asarray(series.to_numpy(dtype=np.float64), dtype=np.float64)
+    out = np.full(len(series), np.nan)
+    for i, value in enumerate(series.astype("object").tolist()):
+        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+            continue
+        key = str(value).strip().lower()
+        if key in _TRUE:
+            out[i] = 1.0
+        elif key in _FALSE:
+            out[i] = 0.0
+        else:
+            raise DataError(
+                f"column {name!r} is boolean but row {i} holds {value!r}, which is not true or false"
+            )
+    return out
+
+
+def _datetime_values(name: str, series: pd.Series) -> NDArray[np.float64]:
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        stamps = pd.to_datetime(series, utc=True)
+    else:
+        stamps = pd.to_datetime(series, errors="coerce", format="mixed", utc=True)
+        bad = np.flatnonzero(stamps.isna().to_numpy() & series.notna().to_numpy())
+        if bad.size:
+            row = int(bad[0])
+            raise DataError(
+                f"column {name!r} holds dates but row {row} holds {series.iloc[row]!r}, which is not a date"
+            )
+    seconds = (stamps - _EPOCH) / pd.Timedelta(seconds=1)
+    return np.asarray(seconds.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+
+
+def encode_categories(series: pd.Series, levels: Sequence[str]) -> NDArray[np.int64]:
+    """Codes for ``series``: 0 missing, 1 unseen, 2.. the index of the level + 2.
+
+    Arrow-backed strings (record batches read from files) are coded by Arrow, with no
+    Python string per value; the result is the same.
+    """
+    if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
+        return _arrow_codes(pa.array(series), levels)
+    lookup = {level: i + 2 for i, level in enumerate(levels)}
+    strings = category_strings(series)
+    codes = strings.map(lookup)
+    out = np.array(codes.fillna(UNSEEN_CODE).to_numpy(dtype=np.int64), dtype=np.int64)
+    out[strings.isna().to_numpy()] = MISSING_CODE
+    return out
+
+
+def _arrow_codes(values: pa.Array, levels: Sequence[str]) -> NDArray[np.int64]:
+    index = pc.index_in(values, value_set=pa.array(list(levels), type=pa.string()))
+    codes = np.asarray(index.fill_null(UNSEEN_CODE - 2).to_numpy(zero_copy_only=False)) + 2
+    codes[np.asarray(values.is_null().to_numpy(zero_copy_only=False))] = MISSING_CODE
+    return codes.astype(np.int64)
+
+
+def float_summary(
+    block: NDArray[np.floating], chunk_rows: int = 1 << 14
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
+    """Per column: missing count, minimum and maximum ignoring NaN (+-inf if none)."""
+    n_missing = np.zeros(block.shape[1], dtype=np.int64)
+    low = np.full(block.shape[1], np.inf)
+    high = np.full(block.shape[1], -np.inf)
+    for start in range(0, block.shape[0], chunk_rows):
+        chunk = block[start : start + chunk_rows]
+        # Plain min/max propagate NaN: two passes tell which columns need the NaN-aware
+        # ones (and a count), so data without missing values is read twice, not four times.
+        chunk_low, chunk_high = chunk.min(axis=0), chunk.max(axis=0)
+        gaps = np.flatnonzero(np.isnan(chunk_low))
+        if gaps.size:
+            part = chunk[:, gaps]
+            n_missing[gaps] += np.isnan(part).sum(axis=0)
+            # fmin/fmax skip NaN; a column all NaN in this chunk stays NaN: skipped below.
+            chunk_low[gaps] = np.fmin.reduce(part, axis=0)
+            chunk_high[gaps] = np.fmax.reduce(part, axis=0)
+        low = np.fmin(low, chunk_low)
+        high = np.fmax(high, chunk_high)
+    return n_missing, low, high
+
+
+def refuse_infinite(block: NDArray[np.floating], names: Sequence[str]) -> None:
+    """The error of :func:`column_values` for the first column of ``block`` with an inf."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(block.sum()):  # no inf (nor NaN): one pass, no temporary array
+            return
+    infinite = np.isinf(block)
+    columns_with_inf = np.flatnonzero(infinite.any(axis=0))
+    if columns_with_inf.size:
+        j = int(columns_with_inf[0])
+        row = int(np.flatnonzero(infinite[:, j])[0])
+        raise DataError(
+            f"column {names[j]!r} has an infinite value at row {row} ({int(infinite[:, j].sum())} in all); replace it or drop the column"
+        )
