@@ -217,3 +217,106 @@ def test_target_errors(blobs: tuple[np.ndarray, np.ndarray]) -> None:
 def test_predict_before_fit() -> None:
     with pytest.raises(NotFittedError):
         BinaryClassifier().predict(np.zeros((2, 2)))
+
+
+# -- review defects: each test failed before its fix -------------------------------------------
+def test_a_missing_value_the_column_never_had_is_the_training_median() -> None:
+    rng = np.random.default_rng(0)
+    age = rng.normal(50, 10, 800)
+    y = (age + 5 * rng.normal(size=800) > 52).astype(int)
+    X = pd.DataFrame({"age": age, "other": rng.normal(size=800)})
+    clf = BinaryClassifier(random_state=0).fit(X, y)
+    gap = clf.predict_proba(pd.DataFrame({"age": [np.nan], "other": [0.3]}))[0, 1]
+    median = clf.predict_proba(pd.DataFrame({"age": [np.median(age)], "other": [0.3]}))[0, 1]
+    zero = clf.predict_proba(pd.DataFrame({"age": [0.0], "other": [0.3]}))[0, 1]
+    assert gap == pytest.approx(median, rel=1e-12)  # not age 0 (which predicts ~0)
+    assert zero < 0.01 < 0.2 < median
+    assert clf.encoder_.unexpected_missing(np.array([[np.nan, 1.0], [1.0, np.nan]])) == {
+        "age": 1,
+        "other": 1,
+    }
+
+
+@pytest.mark.slow
+def test_missing_and_unseen_categories_predict_like_an_average_level() -> None:
+    # 20,000 rows: mini-batches, no weight decay to shrink weights that never train.
+    rng = np.random.default_rng(0)
+    n = 20_000
+    city = rng.choice(["a", "b", "c"], n)
+    x = rng.normal(size=n)
+    effect = pd.Series(city).map({"a": 0.0, "b": 0.2, "c": 0.4}).to_numpy()
+    y = (x + effect + rng.normal(size=n) > 0).astype(int)
+    clf = BinaryClassifier(random_state=0).fit(pd.DataFrame({"x": x, "city": city}), y)
+    assert clf.batch_size_ is not None and clf.weight_decay_ == 0
+    test = pd.DataFrame({"x": np.linspace(-3, 3, 200)})
+    levels = np.column_stack([clf.predict_proba(test.assign(city=c))[:, 1] for c in "abc"])
+    for value in (None, "never seen"):
+        proba = clf.predict_proba(test.assign(city=value))[:, 1]
+        outside = (proba < levels.min(axis=1) - 1e-12) | (proba > levels.max(axis=1) + 1e-12)
+        assert not outside.any(), f"{value!r}: {outside.mean():.0%} of rows outside the levels"
+
+
+def test_a_refit_that_fails_leaves_the_fitted_model_as_it_was(
+    blobs: tuple[np.ndarray, np.ndarray],
+) -> None:
+    X, y = blobs
+    clf = BinaryClassifier(random_state=0, max_epochs=5).fit(X, y)
+    before = {k: v for k, v in vars(clf).items() if k.endswith("_")}
+
+    class Boom:
+        def on_train_begin(self, trainer: object) -> None:
+            raise RuntimeError("boom")
+
+    other = pd.DataFrame({"a": X[:, 0], "b": ["u", "v"] * 100})
+    with pytest.raises(RuntimeError, match="boom"):
+        clf.fit(other, np.where(y == 1, "yes", "no"), callbacks=[Boom()])
+    after = {k: v for k, v in vars(clf).items() if k.endswith("_")}
+    assert after.keys() == before.keys()
+    assert all(after[k] is before[k] for k in before)
+    np.testing.assert_array_equal(clf.classes_, [0, 1])
+    assert clf.predict(X).shape == (200,)
+
+
+def test_fits_draw_from_their_own_generator(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    import threading
+
+    import torch
+
+    X, y = blobs
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    reference = BinaryClassifier(random_state=3, max_epochs=30).fit(X, y).predict_proba(X)
+    assert torch.equal(torch.rand(3), expected_next)  # the caller's random stream is untouched
+    results: list[np.ndarray] = []
+
+    def fit() -> None:
+        clf = BinaryClassifier(random_state=3, max_epochs=30).fit(X, y)
+        results.append(clf.predict_proba(X))
+
+    threads = [threading.Thread(target=fit) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4
+    for proba in results:  # fits in threads do not disturb each other
+        np.testing.assert_array_equal(proba, reference)
+
+
+def test_thread_count_is_restored_when_a_fit_fails(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    import torch
+
+    X, y = blobs
+
+    class Boom:
+        def on_epoch_end(self, trainer: object, record: dict) -> None:
+            raise RuntimeError("boom")
+
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError):
+            BinaryClassifier(random_state=0, batch_size=16).fit(X, y, callbacks=[Boom()])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)

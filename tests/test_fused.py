@@ -264,3 +264,137 @@ def test_lean_step_only_for_plain_fused_adam() -> None:
     )
     assert fused.LeanAdamStep.for_optimizer(torch.optim.Adam(net.parameters())) is None
     assert fused.LeanAdamStep.for_optimizer(torch.optim.Adam(net.parameters(), fused=True))
+
+
+# -- private torch kernels behind a fallback to the public optimizer.step() ------------------
+def _fit_proba(**params):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from steadyclf import BinaryClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 4))
+    y = (X[:, 0] - X[:, 1] + 0.5 * rng.normal(size=400) > 0).astype(int)
+    clf = BinaryClassifier(random_state=0, batch_size=64, max_epochs=15, **params).fit(X, y)
+    return clf.predict_proba(X)[:, 1], y
+
+
+@pytest.fixture
+def fresh_checks():  # type: ignore[no-untyped-def]
+    """The fused-kernel checks are cached per process: start and end with a clean cache."""
+    fused._fused_works.cache_clear()
+    fused.optimizer_class.cache_clear()
+    yield
+    fused._fused_works.cache_clear()
+    fused.optimizer_class.cache_clear()
+
+
+@pytest.mark.parametrize("kernel", ["_fused_adam_", "_fused_adamw_", "_foreach_add_"])
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_training_works_without_each_private_kernel(
+    monkeypatch, fresh_checks, kernel, optimizer
+) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    reference, y = _fit_proba(optimizer=optimizer)
+    monkeypatch.delattr(torch, kernel)
+    fused._fused_works.cache_clear()  # as in a process that started without the kernel
+    proba, _ = _fit_proba(optimizer=optimizer)
+    # Without the kernel the fused optimizer is refused: torch's default (unfused) Adam
+    # sums in another order, so the same model up to rounding, with the same quality.
+    assert abs(roc_auc_score(y, proba) - roc_auc_score(y, reference)) < 1e-3
+
+
+def test_a_failing_kernel_is_not_used(monkeypatch, fresh_checks) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    reference, y = _fit_proba()
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("this torch's kernel takes other arguments")
+
+    monkeypatch.setattr(torch, "_fused_adam_", broken)
+    fused._fused_works.cache_clear()
+    assert not make_optimizer("adam", [nn.Parameter(torch.zeros(2))], 0.1, 0.0).defaults["fused"]
+    proba, _ = _fit_proba()
+    assert abs(roc_auc_score(y, proba) - roc_auc_score(y, reference)) < 1e-3
+
+
+def test_the_lean_step_falls_back_to_the_public_step_for_good() -> None:
+    a, b = nn.Linear(3, 1), nn.Linear(3, 1)
+    b.load_state_dict(a.state_dict())
+    opt_a = make_optimizer("adam", a.parameters(), 0.01, 0.0)
+    opt_b = make_optimizer("adam", b.parameters(), 0.01, 0.0)
+    calls: list[int] = []
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        raise TypeError("unexpected keyword argument 'maximize'")
+
+    lean = fused.LeanAdamStep(opt_b, broken)
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    for _ in range(4):
+        for net, step in ((a, opt_a.step), (b, lean)):
+            net.zero_grad()
+            net(x).sum().backward()
+            step()
+    assert lean.broken and len(calls) == 1  # tried once, then the public step only
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert all(int(opt_b.state[p]["step"]) == 4 for p in b.parameters())
+
+
+def test_optimizers_fall_back_to_torch_classes_and_unfused_steps(monkeypatch, fresh_checks) -> None:
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    reference, y = _fit_proba()
+
+    def refuse(cls):  # type: ignore[no-untyped-def]
+        raise AttributeError("the wrappers changed")
+
+    class NoFused(torch.optim.Adam):
+        def __init__(self, params, **options):  # type: ignore[no-untyped-def]
+            if options.get("fused"):
+                raise RuntimeError("`fused=True` requires CUDA (torch < 2.4)")
+            super().__init__(params, **options)
+
+    monkeypatch.setattr(fused, "_without_lazy_dynamo", refuse)
+    fused.optimizer_class.cache_clear()
+    assert fused.optimizer_class("adam") is torch.optim.Adam
+    monkeypatch.setitem(fused._PUBLIC, "adam", NoFused)
+    fused.optimizer_class.cache_clear()
+    fused._fused_works.cache_clear()
+    opt = make_optimizer("adam", [nn.Parameter(torch.zeros(2))], 0.1, 0.0)
+    assert type(opt) is NoFused and not opt.param_groups[0]["fused"]
+    proba, _ = _fit_proba()
+    # Unfused Adam sums in another order: the same model up to rounding, the same quality.
+    assert abs(roc_auc_score(y, proba) - roc_auc_score(y, reference)) < 1e-3
+    np.testing.assert_allclose(proba, reference, atol=1e-3)
+
+
+def test_adamw_takes_the_weight_decay_it_is_given() -> None:
+    params = [nn.Parameter(torch.zeros(2))]
+    assert make_optimizer("adamw", params, 0.1, 0.0).param_groups[0]["weight_decay"] == 0.0
+    assert make_optimizer("adamw", params, 0.1, 0.05).param_groups[0]["weight_decay"] == 0.05
+    seen: list[float] = []
+
+    class Look:
+        def on_train_begin(self, trainer: Trainer) -> None:
+            seen.append(trainer.optimizer.param_groups[0]["weight_decay"])
+
+    import numpy as np
+
+    from steadyclf import BinaryClassifier
+
+    X = np.random.default_rng(0).normal(size=(100, 2))
+    clf = BinaryClassifier(optimizer="adamw", weight_decay=0, max_epochs=2, random_state=0)
+    clf.fit(X, (X[:, 0] > 0).astype(int), callbacks=[Look()])
+    assert seen == [0.0] and clf.weight_decay_ == 0.0
+
+
+def test_every_activation_has_hand_written_kernels() -> None:
+    from steadyclf.nn.spec import ACTIVATIONS
+    from steadyclf.nn.step import KERNELS
+
+    assert {getattr(nn, a.module) for a in ACTIVATIONS.values()} == set(KERNELS)

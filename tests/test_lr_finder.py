@@ -112,3 +112,14 @@ def test_auto_lr_is_recorded_in_model_json(tmp_path) -> None:  # type: ignore[no
     saved = json.loads((tmp_path / "model" / "model.json").read_text())
     assert saved["training"]["lr"] == clf.lr_
     assert saved["history"][0]["lr_finder"] == clf.lr_ == saved["history"][0]["lr"]
+
+
+def test_a_range_test_without_any_finite_loss_is_a_steadyclf_error() -> None:
+    from steadyclf import TrainingDivergedError
+
+    x, y = _data()
+    body = _body()
+    with torch.no_grad():
+        body[0].weight.fill_(float("nan"))
+    with pytest.raises(TrainingDivergedError, match="no usable rate"):
+        find_lr(body, x, y, steps=20)

@@ -1,7 +1,8 @@
+import pytest
 import torch
 
 from steadyclf.nn.modules import SteadyNet
-from steadyclf.nn.spec import Architecture
+from steadyclf.nn.spec import Architecture, tensor_layout
 
 
 def test_encoder_imputes_standardises_and_one_hots() -> None:
@@ -37,3 +38,45 @@ def test_state_dict_names_are_recognisable() -> None:
     assert {"encoder.normalize.mean", "encoder.normalize.scale", "encoder.impute.median"} <= set(
         keys
     )
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [
+        Architecture(3, 1, (4, 5), (8,), "relu"),
+        Architecture(2, 0, (), (4, 4), "tanh", batchnorm=True),
+        Architecture(0, 0, (3,), (6,), "gelu"),
+        Architecture(4, 4, (2,), (), "sigmoid"),
+    ],
+)
+def test_every_module_runs_on_the_meta_device(arch: Architecture) -> None:
+    # A tensor made without device= lands on the CPU and fails here: the meta device
+    # catches what a GPU would, without one.
+    with torch.device("meta"):
+        net = SteadyNet(arch).double()
+        x = torch.empty(6, arch.n_numeric, dtype=torch.float64)
+        codes = torch.zeros(6, len(arch.vocab_sizes), dtype=torch.int64)
+        encoder = net.encoder
+        values, indicators = encoder.impute(x)
+        assert values.device.type == "meta"
+        assert indicators is None or indicators.device.type == "meta"
+        assert encoder.normalize(x).device.type == "meta"
+        assert all(block.device.type == "meta" for block in encoder.categorical(codes))
+        features = encoder(x, codes)
+        assert features.device.type == "meta" and features.shape == (6, arch.n_features)
+        logits = net(x, codes)
+    assert logits.device.type == "meta" and logits.shape == (6,)
+
+
+def test_the_layout_without_torch_matches_the_module() -> None:
+    for arch in (
+        Architecture(3, 1, (4, 5), (8, 3), "relu"),
+        Architecture(2, 0, (), (4,), "tanh", batchnorm=True),
+        Architecture(1, 0, (2,), (), "gelu"),
+    ):
+        state = SteadyNet(arch).double().state_dict()
+        layout = tensor_layout(arch)
+        assert set(layout) == set(state)
+        for name, (shape, dtype) in layout.items():
+            assert tuple(state[name].shape) == shape and str(state[name].dtype) == f"torch.{dtype}"
+        assert arch.n_parameters == sum(p.numel() for p in SteadyNet(arch).parameters())

@@ -32,3 +32,15 @@ def test_evaluation_figures(tmp_path: Path, plot) -> None:  # type: ignore[no-un
     proba = np.clip(0.3 * y + rng.random(200) * 0.7, 0, 1)
     path = plot(y, proba, tmp_path / "figure.png")
     assert _is_png(path) and path.stat().st_size > 5000
+
+
+def test_plots_leave_the_matplotlib_backend_alone(tmp_path: Path) -> None:
+    import matplotlib
+
+    previous = matplotlib.get_backend()
+    matplotlib.use("svg")  # as a notebook would have its own
+    try:
+        plot_roc(np.array([0, 1, 0, 1]), np.array([0.1, 0.8, 0.4, 0.6]), tmp_path / "roc.png")
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(previous)

@@ -120,8 +120,30 @@ def tables(draw: st.DrawFn, max_columns: int = 4) -> tuple[pd.DataFrame, list[An
     return frame, labels
 
 
+def valid_by_construction(X: Any, y: Any) -> bool:
+    """Inputs that must train: unique names, two label values of one type, both present,
+    and only float columns without infinite values, one of them with two distinct values."""
+    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
+    labels = list(y)
+    if frame.columns.duplicated().any() or len(frame) < 2:
+        return False
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in labels):
+        return False
+    if len({type(v) for v in labels}) != 1 or len(set(labels)) != 2:
+        return False
+    if isinstance(y, np.ndarray) and y.dtype == object and not isinstance(labels[0], str):
+        return False  # scikit-learn's rule: objects are labels only as text
+    if isinstance(labels[0], float) and not all(float(v).is_integer() for v in labels):
+        return False  # scikit-learn's rule: fractional numbers are a continuous target
+    floats = [frame.iloc[:, j] for j in range(frame.shape[1])]
+    if not all(c.dtype == np.float64 and not np.isinf(c.to_numpy()).any() for c in floats):
+        return False
+    return any(c.nunique(dropna=True) >= 2 for c in floats)
+
+
 def fits_or_fails_clearly(X: Any, y: Any, **params: Any) -> BinaryClassifier | None:
-    """Train and predict; any failure must be a SteadyclfError with a message."""
+    """Train and predict; inputs valid by construction must train, and any failure of the
+    others must be a SteadyclfError with a message."""
     settings_ = dict(max_epochs=2, hidden=(4,), random_state=0)
     settings_.update(params)
     try:
@@ -129,12 +151,47 @@ def fits_or_fails_clearly(X: Any, y: Any, **params: Any) -> BinaryClassifier | N
         proba = clf.predict_proba(X)
     except SteadyclfError as exc:
         message = str(exc)
+        assert not valid_by_construction(X, y), f"valid input refused: {message}"
         assert len(message) > 10, f"unclear message {message!r}"
         return None
     assert proba.shape == (len(X), 2)
     assert np.isfinite(proba).all()
     assert ((proba >= 0) & (proba <= 1)).all()
     return clf
+
+
+@st.composite
+def valid_tables(draw: st.DrawFn) -> tuple[pd.DataFrame, list[Any]]:
+    """Tables that must train: float columns (extreme but finite values, some missing),
+    unique names, and two labels of one type, both present."""
+    n = draw(st.integers(2, 12))
+    width = draw(st.integers(1, 4))
+    names = draw(st.lists(NAMES, min_size=width, max_size=width, unique=True))
+    finite = st.floats(allow_nan=True, allow_infinity=False, width=64)
+    frame = pd.DataFrame(
+        {name: draw(st.lists(finite, min_size=n, max_size=n)) for name in names}, dtype="float64"
+    )
+    frame.iloc[:2, 0] = [draw(st.floats(-1e300, 1e300)), draw(st.floats(-1e300, 1e300))]
+    pool = draw(st.sampled_from([[0, 1], ["yes", "no"], [True, False], [1.0, 3.0], ["", "é"]]))
+    labels = [*pool, *draw(st.lists(st.sampled_from(pool), min_size=n - 2, max_size=n - 2))]
+    return frame, labels
+
+
+@settings(SETTINGS, max_examples=30)
+@given(valid_tables())
+def test_tables_valid_by_construction_train(table: tuple[pd.DataFrame, list[Any]]) -> None:
+    frame, labels = table
+    if not valid_by_construction(frame, labels):  # e.g. equal draws: one distinct value
+        return
+    assert fits_or_fails_clearly(frame, labels) is not None
+
+
+def test_the_validity_rule_is_not_vacuous() -> None:
+    ok = pd.DataFrame({"a": [0.0, 1.0, np.nan]})
+    assert valid_by_construction(ok, [0, 1, 1])
+    assert not valid_by_construction(ok, [0, "1", 1])  # mixed label types
+    assert not valid_by_construction(ok.assign(b=[np.inf, 0, 0]), [0, 1, 1])
+    assert not valid_by_construction(ok.assign(b=["x", "y", "z"]), [0, 1, 1])
 
 
 @settings(SETTINGS, max_examples=60)

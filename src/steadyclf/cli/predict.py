@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..exceptions import DataError, ParameterError
+from ..io.atomic import staged_files
 from . import cli
 from .common import Output, fmt, load_training_data, names, to_jsonable, writing
 
@@ -152,22 +150,15 @@ def write_evaluation(
     target = Path(out_dir)
     if target.exists() and not target.is_dir():
         raise DataError(f"--out {out_dir!r} is a file; give a directory")
-    with writing(out_dir):
-        target.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".evaluate-", dir=target))
-        try:
-            metrics_text = json.dumps(to_jsonable(report), indent=2, allow_nan=False)
-            (staging / "metrics.json").write_text(metrics_text + "\n", encoding="utf-8")
-            two_classes = np.unique(y).size == 2
-            if two_classes:  # curves need both classes
-                plot_roc(y, proba, staging / "roc.png")
-                plot_precision_recall(y, proba, staging / "precision_recall.png")
-            plot_calibration(y, proba, staging / "calibration.png")
-            names = [n for n in EVALUATION_FILES if (staging / n).exists()]
-            for name in names:
-                os.replace(staging / name, target / name)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    with writing(out_dir), staged_files(target) as staging:
+        metrics_text = json.dumps(to_jsonable(report), indent=2, allow_nan=False)
+        (staging / "metrics.json").write_text(metrics_text + "\n", encoding="utf-8")
+        two_classes = np.unique(y).size == 2
+        if two_classes:  # curves need both classes
+            plot_roc(y, proba, staging / "roc.png")
+            plot_precision_recall(y, proba, staging / "precision_recall.png")
+        plot_calibration(y, proba, staging / "calibration.png")
+        names = [n for n in EVALUATION_FILES if (staging / n).exists()]
     return [str(target / n) for n in names]
 
 

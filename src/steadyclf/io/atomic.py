@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write", "staged_directory"]
+__all__ = ["atomic_path", "atomic_write", "staged_directory", "staged_files"]
 
 
 @contextmanager
@@ -72,6 +72,26 @@ def staged_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+@contextmanager
+def staged_files(directory: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a staging directory inside ``directory``; on success its files move there.
+
+    For several files that belong together in a directory that may hold others (an
+    evaluation report): none of them appears unless every one was written. Each is
+    renamed into place; the staging directory is removed whatever happens.
+    """
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target))
+    try:
+        yield staging
+        for path in sorted(staging.iterdir()):
+            os.chmod(path, 0o644)
+            os.replace(path, target / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _install(staging: Path, target: Path) -> None:

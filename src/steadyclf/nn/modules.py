@@ -58,7 +58,7 @@ def _linear(n_in: int, n_out: int, *, he: bool, generator: torch.Generator | Non
     Built on the meta device first: ``nn.Linear``'s own initialisation would draw from
     torch's global generator.
     """
-    layer = nn.Linear(n_in, n_out, device="meta").to_empty(device="cpu")
+    layer = nn.Linear(n_in, n_out, device="meta").to_empty(device=torch.get_default_device())
     if he:
         nn.init.kaiming_normal_(layer.weight, nonlinearity="relu", generator=generator)
     else:
@@ -116,15 +116,16 @@ class Impute(nn.Module):
         self.register_buffer("missing_columns", torch.zeros(n_missing, dtype=torch.int64))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Imputed values and indicators (``None`` when no column had missing values)."""
-        n_missing = self.missing_columns.numel()
+        """Imputed values and indicators (``None`` when no column had missing values).
+
+        No branch on the values: every tensor is made from ``x`` (on its device), and the
+        module runs on any device, the ``meta`` one included.
+        """
         missing = torch.isnan(x)
-        if not bool(missing.any()):
-            if n_missing == 0:
-                return x, None
-            return x, torch.zeros(x.shape[0], n_missing, dtype=x.dtype, device=x.device)
-        indicators = missing.index_select(1, self.missing_columns).to(x.dtype)
-        return torch.where(missing, self.median, x), (indicators if n_missing else None)
+        filled = torch.where(missing, self.median, x)
+        if self.missing_columns.numel() == 0:
+            return filled, None
+        return filled, missing.index_select(1, self.missing_columns).to(x.dtype)
 
 
 class Standardize(nn.Module):

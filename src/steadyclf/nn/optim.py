@@ -101,8 +101,8 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """Create the optimizer ``name`` with learning rate ``lr`` and ``weight_decay``.
 
-    ``fused=True`` where the parameters and this torch allow it (torch < 2.4 refuses it on
-    the CPU: then the default implementation runs).
+    ``fused=True`` where the parameters and this torch allow it (see :func:`_fused_works`);
+    else the default implementation runs.
     """
     if name not in _PUBLIC:
         raise ParameterError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
@@ -111,12 +111,30 @@ def make_optimizer(
     options: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay}
     if name == "sgd":
         options.update(momentum=0.9, nesterov=True)
-    if supports_fused_step(tensors):
-        try:
-            return cls(tensors, fused=True, **options)  # type: ignore[call-arg]
-        except (RuntimeError, TypeError, ValueError):
-            pass  # this torch has no fused kernel for these parameters
+    if supports_fused_step(tensors) and all(
+        _fused_works(name, p.device.type, p.dtype) for p in tensors
+    ):
+        return cls(tensors, fused=True, **options)  # type: ignore[call-arg]
     return cls(tensors, **options)
+
+
+@functools.cache
+def _fused_works(name: str, device: str, dtype: torch.dtype) -> bool:
+    """Whether a fused ``name`` optimizer builds and steps here (once per process).
+
+    torch < 2.4 refuses ``fused=True`` on the CPU; a torch whose private fused kernels
+    are missing or changed fails the step: either way the default implementation runs.
+    """
+    try:
+        p = nn.Parameter(torch.ones(2, device=device, dtype=dtype))
+        options: dict[str, Any] = {"momentum": 0.9} if name == "sgd" else {}
+        opt = optimizer_class(name)([p], lr=0.1, fused=True, **options)  # type: ignore[call-arg]
+        p.grad = torch.ones_like(p)
+        opt.step()
+        opt.step()
+        return bool(torch.isfinite(p.detach()).all()) and float(p.detach()[0]) != 1.0
+    except Exception:  # refused or broken: the unfused path
+        return False
 
 
 def make_scheduler(

@@ -19,9 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .spec import ACTIVATIONS
-
-__all__ = ["FusedMLP"]
+__all__ = ["KERNELS", "FusedMLP"]
 
 _Backward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -48,24 +46,23 @@ class _Activation:
     backward: _Backward
 
 
-#: Forward (in place where the backward needs only the output) and backward kernels,
-#: for every activation of :data:`~steadyclf.nn.spec.ACTIVATIONS`.
-_KERNELS = {
-    "relu": _Activation(torch.relu_, _relu_backward),
-    "sigmoid": _Activation(torch.sigmoid_, _sigmoid_backward),
-    "tanh": _Activation(torch.tanh_, _tanh_backward),
-    "gelu": _Activation(torch.nn.functional.gelu, _gelu_backward),
+#: Forward (in place where the backward needs only the output) and backward kernels, by
+#: the torch module of each activation of :data:`~steadyclf.nn.spec.ACTIVATIONS` (a test
+#: checks that every one has its kernels).
+KERNELS: dict[type[nn.Module], _Activation] = {
+    nn.ReLU: _Activation(torch.relu_, _relu_backward),
+    nn.Sigmoid: _Activation(torch.sigmoid_, _sigmoid_backward),
+    nn.Tanh: _Activation(torch.tanh_, _tanh_backward),
+    nn.GELU: _Activation(torch.nn.functional.gelu, _gelu_backward),
 }
 
 
 def _activation_of(layer: nn.Module) -> _Activation | None:
     # Exact types only: a subclass may change the forward, and then the backward is wrong.
-    for name, spec in ACTIVATIONS.items():
-        if type(layer) is getattr(nn, spec.module):
-            if getattr(layer, "approximate", "none") != "none":
-                return None  # tanh-approximated GELU: another backward
-            return _KERNELS[name]
-    return None
+    kernels = KERNELS.get(type(layer))
+    if kernels is None or getattr(layer, "approximate", "none") != "none":
+        return None  # not an activation, or the tanh-approximated GELU (another backward)
+    return kernels
 
 
 class FusedMLP:
