@@ -395,10 +395,15 @@ def _cli(*args: str, slow: bool = False) -> subprocess.Popen[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "reading",
+    [[], ["--stream", "--memory-budget", "4kB"]],  # in memory; streamed through the buffer
+    ids=["memory", "streamed"],
+)
 def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_model(
-    tmp_path: Path, csv_file: Path
+    tmp_path: Path, csv_file: Path, reading: list[str]
 ) -> None:
-    run = ["train", str(csv_file), "--target", "label", *CLI_RUN, "--max-epochs", "20"]
+    run = ["train", str(csv_file), "--target", "label", *CLI_RUN, "--max-epochs", "20", *reading]
     killed = _cli(*run, "--out", str(tmp_path / "model"), "--checkpoint-every", "3", slow=True)
     reference = _cli(*run, "--out", str(tmp_path / "whole"))
     checkpoint = tmp_path / "model.checkpoint"
@@ -423,9 +428,16 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_model(
     assert f"resuming from epoch {stopped_at}" in err
     _, err = reference.communicate(timeout=300)
     assert reference.returncode == 0, err
-    _assert_same_files(tmp_path / "whole", tmp_path / "model")
+    whole, model = _tensors(tmp_path / "whole"), _tensors(tmp_path / "model")
+    assert whole.keys() == model.keys()
+    for key in whole:
+        torch.testing.assert_close(model[key], whole[key], rtol=1e-5, atol=1e-5)
+    if not reading:  # in memory every piece of state is restored: bit for bit
+        _assert_same_files(tmp_path / "whole", tmp_path / "model")
     history = pd.read_csv(tmp_path / "model" / "history.csv")
     assert history["epoch"].tolist() == list(range(1, 21))
+    index = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert index["training"]["data"]["rows_in_memory"] == (not reading)
 
 
 def test_cli_divergence_from_the_first_epoch_saves_nothing(
