@@ -112,3 +112,19 @@ def test_selected_rows_give_the_statistics_of_their_copy() -> None:
     np.testing.assert_array_equal(a.count, b.count)
     np.testing.assert_array_equal(a.mean, b.mean)
     np.testing.assert_array_equal(a.m2, b.m2)
+
+
+def test_statistics_without_a_subset_equal_the_rest() -> None:
+    rng = np.random.default_rng(3)
+    x = np.column_stack([1e6 + 1e-3 * rng.normal(size=1000), rng.exponential(5, 1000)])
+    held = rng.random(1000) < 0.1
+    rest = RunningStats.from_array(x).without(RunningStats.from_array(x[held]))
+    direct = RunningStats.from_array(x[~held])
+    np.testing.assert_array_equal(rest.count, direct.count)
+    np.testing.assert_allclose(rest.mean, direct.mean, rtol=1e-14)
+    np.testing.assert_allclose(rest.std, direct.std, rtol=1e-9)
+    huge = RunningStats.from_array(1e200 * x[:, 1:])  # m2 kept in units of 4**exponent
+    part = RunningStats.from_array(1e200 * x[held, 1:])
+    np.testing.assert_allclose(
+        huge.without(part).std, RunningStats.from_array(1e200 * x[~held, 1:]).std, rtol=1e-9
+    )

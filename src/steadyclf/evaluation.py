@@ -22,6 +22,7 @@ __all__ = [
     "THRESHOLD_METRICS",
     "binary_metrics",
     "labels_to_binary",
+    "log_loss",
     "tune_threshold",
 ]
 
@@ -61,27 +62,37 @@ def binary_metrics(y_true: ArrayLike, proba: ArrayLike, threshold: float = 0.5) 
     if y.size == 0:
         raise DataError("cannot evaluate on zero rows")
     predicted = (p > threshold).astype(np.int64)
-    both_classes = np.unique(y).size == 2
+    n_positive = int(y.sum())
+    both_classes = 0 < n_positive < y.size
     tn, fp, fn, tp = metrics.confusion_matrix(y, predicted, labels=[0, 1]).ravel().tolist()
+    # The rates follow from the confusion matrix, as scikit-learn's functions compute them
+    # (zero_division=0), without their checks of the labels once per metric.
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
     return {
         "n": int(y.size),
-        "n_positive": int(y.sum()),
+        "n_positive": n_positive,
         "threshold": float(threshold),
-        "accuracy": float(metrics.accuracy_score(y, predicted)),
-        "balanced_accuracy": _balanced_accuracy(y, predicted) if both_classes else None,
-        "precision": float(metrics.precision_score(y, predicted, zero_division=0.0)),
-        "recall": float(metrics.recall_score(y, predicted, zero_division=0.0)),
-        "f1": float(metrics.f1_score(y, predicted, zero_division=0.0)),
+        "accuracy": (tp + tn) / y.size,
+        "balanced_accuracy": (recall + tn / (tn + fp)) / 2 if both_classes else None,
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
         "roc_auc": float(metrics.roc_auc_score(y, p)) if both_classes else None,
         "pr_auc": float(metrics.average_precision_score(y, p)) if both_classes else None,
-        "log_loss": float(metrics.log_loss(y, p, labels=[0, 1])),
-        "brier": float(metrics.brier_score_loss(y, p, labels=[0, 1])),
+        "log_loss": log_loss(y, p),
+        "brier": float(np.mean((p - y) ** 2)),
         "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
     }
 
 
-def _balanced_accuracy(y: NDArray[np.int64], predicted: NDArray[np.int64]) -> float:
-    return float(metrics.balanced_accuracy_score(y, predicted))
+def log_loss(y: ArrayLike, proba: ArrayLike) -> float:
+    """Mean binary cross-entropy of probabilities of class 1, clipped to [eps, 1 - eps] as
+    scikit-learn's ``log_loss`` does (its checks of the labels left out: 0/1 here)."""
+    labels = np.asarray(y, dtype=np.float64)
+    eps = np.finfo(np.float64).eps
+    p = np.clip(np.asarray(proba, dtype=np.float64), eps, 1 - eps)
+    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log1p(-p)))
 
 
 def tune_threshold(y_true: ArrayLike, proba: ArrayLike, metric: str) -> float:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -128,15 +128,28 @@ def exact_quantiles(
         refine = [t for t in open_ if not (limit is None or t.count <= limit)]
         # Targets that share a column and a prefix share the values collected.
         groups = sorted({(t.column, t.bits, t.prefix) for t in collect})
-        found: list[list[NDArray[np.float64]]] = [[] for _ in groups]
+        found: list[list[NDArray[np.floating]]] = [[] for _ in groups]
         hists = np.zeros((len(refine), 1 << _RADIX_BITS), dtype=np.int64)
         for start, frame in source.batches(read, batch_rows=rows):
             keep = ~split.mask(start, len(frame))
             if target is not None:
                 keep &= frame[target].notna().to_numpy()
+            whole = [
+                j
+                for j in range(len(columns))
+                if not any(t.column == j for t in refine)
+                and not any(g[0] == j and g[1] for g in groups)
+            ]
+            # Columns whose every value is wanted (no prefix known yet): no sort keys.
+            for j, x in _training_values(frame, columns, whole, keep, start).items():
+                for i, (column, _, _) in enumerate(groups):
+                    if column == j:
+                        found[i].append(x)
             for j, (name, role) in enumerate(columns):
-                x = column_values_at(name, frame[name], role, start)[keep]
-                x = x[~np.isnan(x)]
+                if j in whole:
+                    continue
+                values = _values(name, frame[name], role, start)
+                x = values[keep & ~np.isnan(values)].astype(np.float64, copy=False)
                 keys = _sort_keys(x)
                 for i, (column, bits, prefix) in enumerate(groups):
                     if column == j:
@@ -147,17 +160,17 @@ def exact_quantiles(
                         shift = np.uint64(64 - t.bits - _RADIX_BITS)
                         digits = (sel >> shift) & np.uint64((1 << _RADIX_BITS) - 1)
                         hists[i] += np.bincount(digits.astype(np.int64), minlength=1 << _RADIX_BITS)
-        values = [np.concatenate(f) if f else np.zeros(0) for f in found]
+        collected = [f[0] if len(f) == 1 else np.concatenate(f) if f else np.zeros(0) for f in found]
         if context is not None:
             hists = context.all_reduce_sum(hists)
-            gathered = context.all_gather_object(values)
-            values = [np.concatenate([g[i] for g in gathered]) for i in range(len(groups))]
-        for (column, bits, prefix), v in zip(groups, values, strict=True):
+            gathered = context.all_gather_object(collected)
+            collected = [np.concatenate([g[i] for g in gathered]) for i in range(len(groups))]
+        for (column, bits, prefix), v in zip(groups, collected, strict=True):
             members = [t for t in collect if (t.column, t.bits, t.prefix) == (column, bits, prefix)]
             ranks = sorted({t.rank for t in members})
-            part = np.partition(v, ranks)
+            v.partition(ranks)  # in place: ``v`` is this search's own copy
             for t in members:
-                t.value = float(part[t.rank])
+                t.value = float(v[t.rank])
         for t, hist in zip(refine, hists, strict=True):
             below = np.cumsum(hist)
             digit = int(np.searchsorted(below, t.rank, side="right"))
@@ -171,6 +184,47 @@ def exact_quantiles(
         for k, p in enumerate(probabilities):
             out[j, k] = _quantile(ordered, int(n), p) if n else 0.0
     return out
+
+
+def _training_values(
+    frame: Any,
+    columns: Sequence[tuple[str, str]],
+    wanted: Sequence[int],
+    keep: NDArray[np.bool_],
+    start: int,
+) -> dict[int, NDArray[np.floating]]:
+    """Each wanted column's training values, without missing ones, as its own array.
+
+    Float columns of one dtype are taken as a block: the training rows gathered once,
+    then laid out column by column (a frame built on a row-major array reads each column
+    with a stride; two sequential passes beat a strided gather per column).
+    """
+    out: dict[int, NDArray[np.floating]] = {}
+    blocks: dict[Any, list[int]] = {}
+    for j in wanted:
+        name, role = columns[j]
+        dtype = frame[name].dtype
+        if role == "numeric" and isinstance(dtype, np.dtype) and dtype.kind == "f":
+            blocks.setdefault(dtype, []).append(j)
+        else:
+            values = column_values_at(name, frame[name], role, start)
+            out[j] = values[keep & ~np.isnan(values)]
+    for index in blocks.values():
+        block = frame[[columns[j][0] for j in index]].to_numpy()
+        by_column = np.ascontiguousarray(block[keep].T)
+        for row, j in zip(by_column, index, strict=True):
+            gaps = np.isnan(row)
+            out[j] = row[~gaps] if gaps.any() else row
+    return out
+
+
+def _values(name: str, series: Any, role: str, start: int) -> NDArray[np.floating]:
+    """The column's numbers: a float column as it is (float32 stays float32: the order,
+    and the middle values, are the same in float64), any other through its role."""
+    dtype = series.dtype
+    if role == "numeric" and isinstance(dtype, np.dtype) and dtype.kind == "f":
+        return np.asarray(series.to_numpy())
+    return column_values_at(name, series, role, start)
 
 
 def _read_rows(source: Source, columns: Sequence[str], budget: int) -> int | None:

@@ -97,6 +97,15 @@ class RunningStats:
         return stats
 
     @classmethod
+    def of_block(cls, x: NDArray[np.float64], *, extreme: bool = True) -> RunningStats:
+        """Statistics of one small block (a cache-sized chunk), in one two-pass step.
+
+        ``extreme=False`` skips the search for magnitudes beyond 2**±500 (values that
+        came from float32 or integers cannot reach them).
+        """
+        return cls._from_block(np.asarray(x, dtype=np.float64), extreme)
+
+    @classmethod
     def _from_block(cls, x: NDArray[np.float64], extreme: bool = True) -> RunningStats:
         exponent = _exponent(x) if extreme else np.zeros(x.shape[1], dtype=np.int64)
         if exponent.any():
@@ -162,6 +171,25 @@ class RunningStats:
         self.exponent = exponent.astype(np.float64)
         self.count = total
         return self
+
+    def without(self, part: RunningStats) -> RunningStats:
+        """The statistics of these rows minus ``part``'s (a subset of them): Chan's merge
+        run backwards. Exact up to rounding relative to ``m2`` when ``part`` is the smaller
+        side (as the held-out rows are). Returns a new object."""
+        mine, theirs = self._exponents(), part._exponents()
+        exponent = np.maximum(mine, theirs)
+        rest = self.count - part.count
+        safe_rest = np.maximum(rest, 1.0)
+        scale = np.ldexp(1.0, -exponent)
+        mean_all, mean_part = self.mean * scale, part.mean * scale
+        mean = np.where(rest > 0, (self.count * mean_all - part.count * mean_part) / safe_rest, 0.0)
+        delta = mean_part - mean
+        m2_all = np.ldexp(self.m2, 2 * (mine - exponent))
+        m2_part = np.ldexp(part.m2, 2 * (theirs - exponent))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cross = delta**2 * part.count * rest / np.maximum(self.count, 1.0)
+        m2 = np.where(rest > 0, np.maximum(m2_all - m2_part - cross, 0.0), 0.0)
+        return RunningStats(rest, np.ldexp(mean, exponent), m2, exponent.astype(np.float64))
 
     def _exponents(self) -> NDArray[np.int64]:
         assert self.exponent is not None

@@ -209,18 +209,22 @@ class NumericTally:
         self.low[columns] = np.fmin(self.low[columns], low)
         self.high[columns] = np.fmax(self.high[columns], high)
         x = np.subtract(chunk, self.shift[columns], dtype=np.float64)
+        # Values from float32 or integers cannot reach magnitudes beyond 2**±500.
+        extreme = chunk.dtype == np.float64
+        every = RunningStats.of_block(x, extreme=extreme)
         if in_valid is None or not in_valid.any():
-            self._merge(self.train, columns, RunningStats.from_array(x))
+            self._merge(self.train, columns, every)
             self.train_missing[columns] += n_missing
-        else:
-            for stats, counts, rows in (
-                (self.train, self.train_missing, ~in_valid),
-                (self.valid, self.valid_missing, in_valid),
-            ):
-                part = x[rows]
-                self._merge(stats, columns, RunningStats.from_array(part))
-                if isnan is not None:
-                    counts[columns[gaps]] += isnan[rows].sum(axis=0)
+            return n_missing
+        # The held-out rows (a small share) on their own; the training rows are every row
+        # but those: no copy of the large side.
+        held = RunningStats.of_block(x[in_valid], extreme=extreme)
+        self._merge(self.valid, columns, held)
+        self._merge(self.train, columns, every.without(held))
+        held_missing = isnan[in_valid].sum(axis=0) if isnan is not None else 0
+        self.valid_missing[columns[gaps]] += held_missing
+        self.train_missing[columns] += n_missing
+        self.train_missing[columns[gaps]] -= held_missing
         return n_missing
 
     @staticmethod
@@ -416,9 +420,11 @@ class Accumulator:
         if col.n_rows == 0 and col.name in self.plan.numeric:
             col.forced_role = forced_numeric_role(series)
         if col.first_present is _UNSET:
-            present = series.notna().to_numpy()
-            if present.any():
-                col.first_present = series.iloc[int(present.argmax())]
+            for head in (series.iloc[:1024], series):  # the first rows nearly always do
+                present = head.notna().to_numpy()
+                if present.any():
+                    col.first_present = head.iloc[int(present.argmax())]
+                    break
         if str(series.dtype) not in col.dtypes:
             col.dtypes.append(str(series.dtype))
         if col.kind == "int" and col.unique:

@@ -167,6 +167,8 @@ def plain(value: Any) -> str:
 def _numeric_values(name: str, series: pd.Series) -> NDArray[np.float64]:
     if isinstance(series.dtype, np.dtype) and series.dtype == np.float64:
         return series.to_numpy()  # already numbers: no conversion (may be a read-only view)
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "fiu":
+        return series.to_numpy(dtype=np.float64)  # numpy numbers: one conversion
     if pd.api.types.is_bool_dtype(series.dtype):
         return np.asarray(series.astype("float64").to_numpy(), dtype=np.float64)
     if pd.api.types.is_complex_dtype(series.dtype) or (
