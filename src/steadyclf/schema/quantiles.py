@@ -160,7 +160,9 @@ def exact_quantiles(
                         shift = np.uint64(64 - t.bits - _RADIX_BITS)
                         digits = (sel >> shift) & np.uint64((1 << _RADIX_BITS) - 1)
                         hists[i] += np.bincount(digits.astype(np.int64), minlength=1 << _RADIX_BITS)
-        collected = [f[0] if len(f) == 1 else np.concatenate(f) if f else np.zeros(0) for f in found]
+        collected = [
+            f[0] if len(f) == 1 else np.concatenate(f) if f else np.zeros(0) for f in found
+        ]
         if context is not None:
             hists = context.all_reduce_sum(hists)
             gathered = context.all_gather_object(collected)

@@ -25,25 +25,23 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import re
 import signal
 import sys
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import numpy as np
 import safetensors.torch
 import torch
 from torch import nn
 
 from ..exceptions import DataError, ModelFileError, ParameterError, TrainingInterrupted
 from ..io.atomic import atomic_write
+from .state import INDEX_FILE, check_like, check_optimizer_state, decode_state, encode_state
 from .trainer import EpochRecord, TrainConfig, Trainer
 
 __all__ = [
@@ -62,7 +60,7 @@ __all__ = [
 FORMAT = "steadyclf-checkpoint"
 #: 2: no state of torch's global generator (training no longer draws from it).
 FORMAT_VERSION = 2
-INDEX_FILE = "checkpoint.json"
+
 _WEIGHTS_PATTERN = re.compile(r"checkpoint-\d{1,12}\.safetensors")
 #: The index holds the history (a few numbers per epoch): far below this in practice.
 _MAX_INDEX_BYTES = 256 << 20
@@ -131,154 +129,13 @@ class FitContext:
     def to_json(self) -> dict[str, Any]:
         """The JSON part stored in a checkpoint."""
         return {
-            "params": _encode(self.params, {}, "params"),
+            "params": encode_state(self.params, {}, "params"),
             "seed": self.seed,
-            "encoder": _encode(self.encoder, {}, "encoder"),
-            "classes": _encode(list(self.classes), {}, "classes"),
+            "encoder": encode_state(self.encoder, {}, "encoder"),
+            "classes": encode_state(list(self.classes), {}, "classes"),
             "data_fingerprint": self.fingerprint,
             "n_rows": self.n_rows,
         }
-
-
-# -- nested state <-> JSON + tensors ---------------------------------------------------------
-def _encode(obj: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
-    """JSON form of ``obj``; tensors are moved to ``tensors`` and referenced by name."""
-    if isinstance(obj, torch.Tensor):
-        tensors[path] = obj.detach().to("cpu").contiguous().clone()
-        return {"$tensor": path}
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else {"$float": repr(obj)}
-    if isinstance(obj, tuple):
-        return {"$tuple": [_encode(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]}
-    if isinstance(obj, list):
-        return [_encode(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]
-    if isinstance(obj, np.ndarray):
-        return [_encode(v, tensors, f"{path}.{i}") for i, v in enumerate(obj.tolist())]
-    if isinstance(obj, Mapping):
-        if all(isinstance(k, str) and not k.startswith("$") for k in obj):
-            return {k: _encode(v, tensors, f"{path}.{k}") for k, v in obj.items()}
-        if all(isinstance(k, int) and not isinstance(k, bool) for k in obj):
-            return {"$intdict": [[k, _encode(v, tensors, f"{path}.{k}")] for k, v in obj.items()]}
-    raise ModelFileError(
-        f"cannot store {type(obj).__name__} value at {path!r} in a checkpoint "
-        "(only numbers, strings, lists, dicts and tensors)"
-    )
-
-
-def _decode(obj: Any, tensors: Mapping[str, torch.Tensor], path: str) -> Any:
-    """Inverse of :func:`_encode`, refusing anything it would not have written."""
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if isinstance(obj, list):
-        return [_decode(v, tensors, f"{path}[{i}]") for i, v in enumerate(obj)]
-    if not isinstance(obj, dict):
-        raise ModelFileError(f"unexpected {type(obj).__name__} at {path} in {INDEX_FILE}")
-    if len(obj) == 1:
-        ((key, value),) = obj.items()
-        if key == "$tensor":
-            if not isinstance(value, str) or value not in tensors:
-                raise ModelFileError(f"{path} names a tensor {value!r} that is not in the file")
-            return tensors[value]
-        if key == "$float":
-            if value not in ("inf", "-inf", "nan"):
-                raise ModelFileError(f"{path} holds {value!r}, not inf, -inf or nan")
-            return float(value)
-        if key == "$tuple" and isinstance(value, list):
-            return tuple(_decode(v, tensors, f"{path}[{i}]") for i, v in enumerate(value))
-        if key == "$intdict" and isinstance(value, list):
-            out: dict[int, Any] = {}
-            for item in value:
-                if not (
-                    isinstance(item, list)
-                    and len(item) == 2
-                    and isinstance(item[0], int)
-                    and not isinstance(item[0], bool)
-                ):
-                    raise ModelFileError(f"{path} holds a malformed integer-keyed entry")
-                out[item[0]] = _decode(item[1], tensors, f"{path}[{item[0]}]")
-            return out
-    if any(k.startswith("$") for k in obj):
-        raise ModelFileError(f"{path} holds an unknown marker {sorted(obj)!r}")
-    return {k: _decode(v, tensors, f"{path}.{k}") for k, v in obj.items()}
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, torch.Tensor):
-        return "tensor"
-    if isinstance(value, (list, tuple)):
-        return "sequence"
-    return type(value).__name__
-
-
-def _check_like(value: Any, reference: Any, path: str) -> None:
-    """Refuse ``value`` unless it has the structure, types and shapes of ``reference``."""
-    kind, expected = _kind(value), _kind(reference)
-    if reference is None or value is None:
-        # Optional entries (e.g. SGD's momentum buffer, fused=None) may be either.
-        return
-    if kind != expected:
-        raise ModelFileError(f"{path} is a {kind} where a {expected} was expected")
-    if isinstance(reference, torch.Tensor):
-        if value.shape != reference.shape or value.dtype != reference.dtype:
-            raise ModelFileError(
-                f"{path} has shape {tuple(value.shape)} and dtype {value.dtype}; "
-                f"this model needs {tuple(reference.shape)} and {reference.dtype}"
-            )
-    elif isinstance(reference, (list, tuple)):
-        if len(value) != len(reference):
-            raise ModelFileError(f"{path} has {len(value)} entries; expected {len(reference)}")
-        for i, (v, r) in enumerate(zip(value, reference, strict=True)):
-            _check_like(v, r, f"{path}[{i}]")
-    elif isinstance(reference, dict):
-        if set(value) != set(reference):
-            extra, missing = (
-                sorted(map(str, set(value) - set(reference))),
-                sorted(map(str, set(reference) - set(value))),
-            )
-            raise ModelFileError(f"{path} has unexpected keys {extra} / lacks keys {missing}")
-        for k in reference:
-            _check_like(value[k], reference[k], f"{path}.{k}")
-
-
-def _check_optimizer_state(state: Any, trainer: Trainer, path: str) -> None:
-    """Optimizer state: same groups and settings, moments shaped like the parameters."""
-    assert trainer.optimizer is not None
-    reference = trainer.optimizer.state_dict()
-    if not isinstance(state, dict) or set(state) != {"state", "param_groups"}:
-        raise ModelFileError(f"{path} is not an optimizer state")
-    _check_like(state["param_groups"], reference["param_groups"], f"{path}.param_groups")
-    for group in state["param_groups"]:
-        lr = group["lr"]
-        if not (math.isfinite(float(lr)) and float(lr) >= 0):
-            raise ModelFileError(f"{path} has learning rate {lr!r}; expected a number >= 0")
-    shapes = {
-        i: p.shape
-        for i, p in enumerate(p for g in trainer.optimizer.param_groups for p in g["params"])
-    }
-    if not isinstance(state["state"], dict):
-        raise ModelFileError(f"{path}.state is not a mapping")
-    for index, entry in state["state"].items():
-        if index not in shapes or not isinstance(entry, dict):
-            raise ModelFileError(f"{path}.state has an entry for unknown parameter {index!r}")
-        for key, value in entry.items():
-            if isinstance(value, torch.Tensor):
-                if value.shape not in (shapes[index], torch.Size([])):
-                    raise ModelFileError(
-                        f"{path}.state[{index}].{key} has shape {tuple(value.shape)}; "
-                        f"the parameter has shape {tuple(shapes[index])}"
-                    )
-                if not value.dtype.is_floating_point:
-                    raise ModelFileError(f"{path}.state[{index}].{key} is not a float tensor")
-            elif value is not None and _kind(value) != "number":
-                raise ModelFileError(f"{path}.state[{index}].{key} is a {_kind(value)}")
 
 
 # -- files -----------------------------------------------------------------------------------
@@ -300,11 +157,11 @@ def write_checkpoint(
     state = trainer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     index: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION}
-    index["state"] = _encode(state, tensors, "state")
-    index["config"] = _encode(_config_json(trainer.config), {}, "config")
+    index["state"] = encode_state(state, tensors, "state")
+    index["config"] = encode_state(_config_json(trainer.config), {}, "config")
     if context is not None:
         index["fit"] = context.to_json()
-        index["preprocessing"] = _encode(context.preprocessing(), tensors, "preprocessing")
+        index["preprocessing"] = encode_state(context.preprocessing(), tensors, "preprocessing")
     weights_name = f"checkpoint-{trainer.epoch:06d}.safetensors"
     blob = safetensors.torch.save(tensors, metadata={"format": FORMAT})
     index["weights_file"] = weights_name
@@ -424,13 +281,13 @@ def read_checkpoint(directory: str | os.PathLike[str]) -> CheckpointData:
         tensors = safetensors.torch.load(blob)
     except Exception as exc:  # safetensors raises its own error type for any bad header
         raise ModelFileError(f"{weights_path} is not a valid safetensors file: {exc}") from exc
-    state = _decode(index.get("state"), tensors, "state")
-    config = _decode(index.get("config"), {}, "config")
+    state = decode_state(index.get("state"), tensors, "state")
+    config = decode_state(index.get("config"), {}, "config")
     if not isinstance(state, dict) or not isinstance(config, dict):
         raise ModelFileError(f"{index_path} lacks the training state")
-    fit = _decode(index["fit"], {}, "fit") if "fit" in index else None
+    fit = decode_state(index["fit"], {}, "fit") if "fit" in index else None
     preprocessing = (
-        _decode(index["preprocessing"], tensors, "preprocessing")
+        decode_state(index["preprocessing"], tensors, "preprocessing")
         if "preprocessing" in index
         else None
     )
@@ -661,7 +518,7 @@ def _check_same_fit(data: CheckpointData, context: FitContext) -> None:
             f"the checkpoint in {str(data.path)!r} was not written by an estimator's fit"
         )
     saved = data.fit["params"]
-    current = _decode(_encode(context.params, {}, "params"), {}, "params")
+    current = decode_state(encode_state(context.params, {}, "params"), {}, "params")
     for name in sorted(set(saved) | set(current)):
         if name in _FREE_PARAMS:
             continue
@@ -684,7 +541,7 @@ def _check_same_fit(data: CheckpointData, context: FitContext) -> None:
         )
     if data.preprocessing is not None:
         current_pre = context.preprocessing()
-        _check_like(data.preprocessing, current_pre, "preprocessing")
+        check_like(data.preprocessing, current_pre, "preprocessing")
         for key, value in current_pre.items():
             if not torch.equal(value.cpu(), data.preprocessing[key]):
                 raise DataError(
@@ -705,15 +562,15 @@ def _check_same_training(data: CheckpointData, trainer: Trainer) -> None:
     state = data.state
     reference = trainer.state_dict()
     where = str(data.path / INDEX_FILE)
-    _check_like(state["module"], reference["module"], f"{where}: module")
+    check_like(state["module"], reference["module"], f"{where}: module")
     if state["best_state"] is not None:
-        _check_like(state["best_state"], reference["module"], f"{where}: best_state")
-    _check_like(state["generator"], reference["generator"], f"{where}: generator")
-    _check_optimizer_state(state["optimizer"], trainer, f"{where}: optimizer")
+        check_like(state["best_state"], reference["module"], f"{where}: best_state")
+    check_like(state["generator"], reference["generator"], f"{where}: generator")
+    check_optimizer_state(state["optimizer"], trainer, f"{where}: optimizer")
     if (state["scheduler"] is None) != (reference["scheduler"] is None):
         raise ModelFileError(f"{where}: the learning-rate schedule does not match this run")
     if state["scheduler"] is not None:
-        _check_like(state["scheduler"], reference["scheduler"], f"{where}: scheduler")
+        check_like(state["scheduler"], reference["scheduler"], f"{where}: scheduler")
     if state["epoch"] > trainer.config.max_epochs:
         raise ModelFileError(
             f"{where}: the checkpoint is at epoch {state['epoch']}, past max_epochs "
