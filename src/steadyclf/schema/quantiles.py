@@ -11,7 +11,7 @@ process finds the same values, equal to ``np.nanquantile`` / ``np.nanmedian`` on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -140,10 +140,18 @@ def exact_quantiles(
                 if not any(t.column == j for t in refine)
                 and not any(g[0] == j and g[1] for g in groups)
             ]
-            # Columns whose every value is wanted (no prefix known yet): no sort keys.
-            for j, x in _training_values(frame, columns, whole, keep, start).items():
+            # Columns whose every value is wanted (no prefix known yet): no sort keys. Data
+            # in memory is one batch: each column is settled at once and not kept.
+            for j, x in _training_values(frame, columns, whole, keep, start):
                 for i, (column, _, _) in enumerate(groups):
-                    if column == j:
+                    if column != j:
+                        continue
+                    if rows is None:
+                        members = [t for t in collect if t.column == j]
+                        ranks = [t.rank for t in members]
+                        for t, value in zip(members, _select(x, ranks), strict=True):
+                            t.value = value
+                    else:
                         found[i].append(x)
             for j, (name, role) in enumerate(columns):
                 if j in whole:
@@ -168,11 +176,14 @@ def exact_quantiles(
             gathered = context.all_gather_object(collected)
             collected = [np.concatenate([g[i] for g in gathered]) for i in range(len(groups))]
         for (column, bits, prefix), v in zip(groups, collected, strict=True):
-            members = [t for t in collect if (t.column, t.bits, t.prefix) == (column, bits, prefix)]
-            ranks = sorted({t.rank for t in members})
-            v.partition(ranks)  # in place: ``v`` is this search's own copy
-            for t in members:
-                t.value = float(v[t.rank])
+            members = [
+                t
+                for t in collect
+                if (t.column, t.bits, t.prefix) == (column, bits, prefix) and t.value is None
+            ]
+            if members:
+                for t, value in zip(members, _select(v, [t.rank for t in members]), strict=True):
+                    t.value = value
         for t, hist in zip(refine, hists, strict=True):
             below = np.cumsum(hist)
             digit = int(np.searchsorted(below, t.rank, side="right"))
@@ -188,20 +199,40 @@ def exact_quantiles(
     return out
 
 
+def _select(values: NDArray[np.floating], ranks: Sequence[int]) -> list[float]:
+    """The values of the given 0-based ranks in sorted order, reordering ``values`` in place.
+
+    One partition per rank, largest first, each of the prefix the previous one left
+    (everything below a partitioned rank is smaller): much faster than numpy's
+    several-rank partition for close ranks, such as the two middle values of a median.
+    """
+    found: dict[int, float] = {}
+    bound = len(values)
+    for rank in sorted(set(ranks), reverse=True):
+        part = values[:bound]
+        part.partition(rank)
+        found[rank] = float(part[rank])
+        bound = rank
+    return [found[r] for r in ranks]
+
+
+#: Float columns gathered together (bounds the copy: rows x this many columns at a time).
+_GATHER_COLUMNS = 4
+
+
 def _training_values(
     frame: Any,
     columns: Sequence[tuple[str, str]],
     wanted: Sequence[int],
     keep: NDArray[np.bool_],
     start: int,
-) -> dict[int, NDArray[np.floating]]:
+) -> Iterator[tuple[int, NDArray[np.floating]]]:
     """Each wanted column's training values, without missing ones, as its own array.
 
-    Float columns of one dtype are taken as a block: the training rows gathered once,
+    Float columns of one dtype are taken a few at a time: the training rows gathered once,
     then laid out column by column (a frame built on a row-major array reads each column
     with a stride; two sequential passes beat a strided gather per column).
     """
-    out: dict[int, NDArray[np.floating]] = {}
     blocks: dict[Any, list[int]] = {}
     for j in wanted:
         name, role = columns[j]
@@ -210,14 +241,16 @@ def _training_values(
             blocks.setdefault(dtype, []).append(j)
         else:
             values = column_values_at(name, frame[name], role, start)
-            out[j] = values[keep & ~np.isnan(values)]
-    for index in blocks.values():
-        block = frame[[columns[j][0] for j in index]].to_numpy()
-        by_column = np.ascontiguousarray(block[keep].T)
-        for row, j in zip(by_column, index, strict=True):
-            gaps = np.isnan(row)
-            out[j] = row[~gaps] if gaps.any() else row
-    return out
+            yield j, values[keep & ~np.isnan(values)]
+    index = np.flatnonzero(keep)
+    for group in blocks.values():
+        for first in range(0, len(group), _GATHER_COLUMNS):
+            part = group[first : first + _GATHER_COLUMNS]
+            block = frame[[columns[j][0] for j in part]].to_numpy()
+            by_column = np.ascontiguousarray(block[index].T)
+            for row, j in zip(by_column, part, strict=True):
+                gaps = np.isnan(row)
+                yield j, (row[~gaps] if gaps.any() else row)
 
 
 def _values(name: str, series: Any, role: str, start: int) -> NDArray[np.floating]:
