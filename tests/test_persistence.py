@@ -237,3 +237,20 @@ def test_future_format_version(model_dir: Path) -> None:
     _edit_index(model_dir, format_version=FORMAT_VERSION + 1)
     with pytest.raises(ModelFileError, match=r"format version 2 .*upgrade steadyclf"):
         read_index(model_dir)
+
+
+def test_calibration_and_column_facts_are_saved(
+    tmp_path: Path, fitted: tuple[BinaryClassifier, pd.DataFrame]
+) -> None:
+    clf, data = fitted
+    clf.calibration_ = {"method": "temperature", "scale": 0.5, "bias": 0.25}
+    try:
+        again = steadyclf.load(clf.save(tmp_path / "m"))
+        assert again.calibration_ == clf.calibration_
+        np.testing.assert_array_equal(again.predict_proba(data), clf.predict_proba(data))
+        raw = again._logits(*again._raw_inputs(data, reset=False))
+        np.testing.assert_allclose(again.decision_function(data), 0.5 * raw + 0.25, rtol=1e-15)
+    finally:
+        clf.calibration_ = {"method": "none", "scale": 1.0, "bias": 0.0}
+    info = {c.name: c for c in again.encoder_.columns_}
+    assert all(c.n_rows == len(data) for c in info.values() if c.role != "dropped")

@@ -149,6 +149,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
     warnings_ : list of dict
         What the stall detector saw during training (``epoch``, ``kind``, ``message``,
         ``cause``, ``fix``); empty when training went well. Printed when ``verbose``.
+    calibration_ : dict
+        How probabilities follow from the network's logit ``z``:
+        ``sigmoid(scale * z + bias)`` (``method`` 'none': scale 1, bias 0).
     threshold_ : float
         Probability above which ``predict`` returns the positive class.
     validation_metrics_ : dict
@@ -475,6 +478,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         self.validation_fraction_ = plan.validation_fraction
         self.warnings_ = result.warnings
         self.threshold_ = result.threshold
+        self.calibration_ = dict(result.calibration)
         self.validation_metrics_ = result.validation_metrics
         self.data_ = result.data
 
@@ -497,6 +501,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             weights=weights,
             classes=self.classes_,
             threshold=float(self.threshold_),
+            calibration=dict(self.calibration_),
             params=self.get_params(deep=False),
             training={
                 "n_iter": int(self.n_iter_),
@@ -546,6 +551,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         clf.validation_metrics_ = dict(training.get("validation_metrics") or {})
         clf.warnings_ = []
         clf.threshold_ = float(state.threshold)
+        clf.calibration_ = dict(state.calibration)
         return clf
 
     # -- prediction --------------------------------------------------------------------------
@@ -557,10 +563,15 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             )
 
     def decision_function(self, X: Any) -> NDArray[np.float64]:
-        """Logits (log odds of ``classes_[1]``), shape ``(n,)``."""
+        """Log odds of ``classes_[1]``, shape ``(n,)``: the network's logit, calibrated
+        (``calibration_['scale'] * logit + calibration_['bias']``)."""
         self._check_fitted()
         x_num, x_cat = self._raw_inputs(X, reset=False)
-        return self._logits(x_num, x_cat)
+        logits = self._logits(x_num, x_cat)
+        scale, bias = float(self.calibration_["scale"]), float(self.calibration_["bias"])
+        if scale != 1.0 or bias != 0.0:
+            logits = scale * logits + bias
+        return logits
 
     @torch.inference_mode()
     def _logits(self, x_num: NDArray[np.float64], x_cat: NDArray[np.int64]) -> NDArray[np.float64]:

@@ -94,6 +94,10 @@ class ModelState:
     n_features_in: int = 0
     feature_names_in: list[str] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: Probabilities are ``sigmoid(scale * logit + bias)`` (identity: scale 1, bias 0).
+    calibration: dict[str, Any] = field(
+        default_factory=lambda: {"method": "none", "scale": 1.0, "bias": 0.0}
+    )
 
 
 # -- saving ----------------------------------------------------------------------------------
@@ -168,6 +172,7 @@ def _index(state: ModelState, sha256: str, metadata: Mapping[str, Any]) -> dict[
         "feature_names_in": state.feature_names_in,
         "classes": {"values": state.classes.tolist(), "dtype": state.classes.dtype.str},
         "threshold": float(state.threshold),
+        "calibration": state.calibration,
         "parameters": state.params,
         "training": {**state.training, "last_epoch": history[-1] if history else None},
         "history": history,
@@ -324,6 +329,7 @@ def _state(index: dict[str, Any], weights: dict[str, NDArray[Any]], root: Path) 
         names = [str(n) for n in names]
         if names != columns:
             raise ModelFileError(f"{where}: feature_names_in does not match the schema's columns")
+    calibration = _calibration(index.get("calibration"), where)
     training = dict(index["training"])
     for name in ("weight_decay", "validation_fraction", "lr"):  # some absent from old files
         if training.get(name) is not None:
@@ -341,7 +347,27 @@ def _state(index: dict[str, Any], weights: dict[str, NDArray[Any]], root: Path) 
         n_features_in=n_features_in,
         feature_names_in=names,
         metadata=dict(index.get("metadata") or {}),
+        calibration=calibration,
     )
+
+
+def _calibration(data: Any, where: str) -> dict[str, Any]:
+    """The calibration in model.json (identity when absent: models before it existed)."""
+    if data is None:
+        return {"method": "none", "scale": 1.0, "bias": 0.0}
+    if not isinstance(data, dict) or not isinstance(data.get("method"), str):
+        raise ModelFileError(f"{where}: calibration is not a mapping with a method")
+    for name in ("scale", "bias"):
+        value = data.get(name)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            raise ModelFileError(f"{where}: calibration {name} is {value!r}, not a finite number")
+    if data["scale"] <= 0:
+        raise ModelFileError(f"{where}: calibration scale must be positive, got {data['scale']}")
+    return dict(data)
 
 
 def _check_weights(arch: Architecture, weights: dict[str, NDArray[Any]], root: Path) -> None:

@@ -60,7 +60,10 @@ from .train.trainer import Callback, TrainConfig, Trainer
 if TYPE_CHECKING:
     from .train.distributed import DistributedContext
 
-__all__ = ["FitResult", "fit_source"]
+__all__ = ["IDENTITY_CALIBRATION", "FitResult", "fit_source"]
+
+#: No calibration: probabilities are the sigmoid of the network's logit.
+IDENTITY_CALIBRATION: dict[str, Any] = {"method": "none", "scale": 1.0, "bias": 0.0}
 
 #: Encoded training rows are held in memory when they take at most this share of the
 #: budget (always for a DataFrame, which is in memory already).
@@ -86,6 +89,8 @@ class FitResult:
     validation_metrics: dict[str, Any]
     lr_finder: LRFinderResult | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    #: Applied to the network's logit ``z`` as ``scale * z + bias`` before the sigmoid.
+    calibration: dict[str, Any] = field(default_factory=lambda: dict(IDENTITY_CALIBRATION))
 
 
 def fit_source(
@@ -464,7 +469,7 @@ def _finish(
     """The fitted model: float64 weights, unseen codes averaged, validation scored."""
     # Predictions run in float64: they then do not depend on how rows are batched.
     module = module.double().eval()
-    module.average_unseen_codes(_code_counts(encoder, summary))
+    module.average_unseen_codes(_code_counts(encoder))
     history = trainer.history
     if lr_finder is not None and history:
         history[0]["lr_finder"] = lr
@@ -495,15 +500,11 @@ def _finish(
     )
 
 
-def _code_counts(encoder: TabularEncoder, summary: TableSummary) -> list[list[int]]:
+def _code_counts(encoder: TabularEncoder) -> list[list[int]]:
     """Rows per code (missing, unseen, each kept level) of every categorical input."""
-    out = []
-    for info in encoder.categorical_columns:
-        col = summary.columns[info.name]
-        levels: dict[str, int] = dict(col.levels or {})
-        kept = [int(levels.get(level, 0)) for level in info.levels]
-        out.append([col.n_missing, max(0, col.n_present - sum(kept)), *kept])
-    return out
+    return [
+        [info.n_missing, info.n_other, *info.level_counts] for info in encoder.categorical_columns
+    ]
 
 
 @torch.no_grad()

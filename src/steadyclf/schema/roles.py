@@ -64,8 +64,10 @@ class ColumnInfo:
     """What was decided about one input column.
 
     ``low``/``high`` are the training range of numeric inputs, ``n_missing`` the
-    missing values seen in training, ``n_levels`` the distinct categories seen (of
-    which ``levels`` keeps the most frequent).
+    missing values seen in training out of ``n_rows``, ``n_levels`` the distinct
+    categories seen (of which ``levels`` keeps the most frequent, seen ``level_counts``
+    times; ``n_other`` rows held the other levels). What later checks of new data (drift)
+    compare against.
     """
 
     name: str
@@ -77,6 +79,9 @@ class ColumnInfo:
     high: float | None = None
     n_missing: int = 0
     n_levels: int = 0
+    n_rows: int = 0
+    level_counts: list[int] = field(default_factory=list)
+    n_other: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -86,10 +91,13 @@ class ColumnInfo:
         if self.role == "categorical":
             out["levels"] = list(self.levels)
             out["n_levels"] = self.n_levels
+            out["level_counts"] = list(self.level_counts)
+            out["n_other"] = self.n_other
         if self.low is not None and self.high is not None:
             out["low"], out["high"] = self.low, self.high
         if self.role != "dropped":
             out["n_missing"] = self.n_missing
+            out["n_rows"] = self.n_rows
         return out
 
     @classmethod
@@ -109,6 +117,9 @@ class ColumnInfo:
             high=None if high is None else float(high),
             n_missing=int(data.get("n_missing", 0)),
             n_levels=int(data.get("n_levels", len(data.get("levels", [])))),
+            n_rows=int(data.get("n_rows", 0)),
+            level_counts=[int(v) for v in data.get("level_counts", [])],
+            n_other=int(data.get("n_other", 0)),
         )
 
     def describe(self) -> str:
@@ -263,13 +274,17 @@ def column_info(plan: ColumnPlan, col: ColumnSummary, max_categories: int) -> Co
 def categorical_info(col: ColumnSummary, max_categories: int) -> ColumnInfo:
     """A categorical column: the ``max_categories`` most frequent levels, ties by name."""
     ordered = sorted((col.levels or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    kept = ordered[:max_categories]
     return ColumnInfo(
         col.name,
         "categorical",
         col.dtype,
-        levels=[str(k) for k, _ in ordered[:max_categories]],
+        levels=[str(k) for k, _ in kept],
         n_missing=col.n_missing,
         n_levels=len(ordered),
+        n_rows=col.n_rows,
+        level_counts=[int(v) for _, v in kept],
+        n_other=max(0, col.n_present - sum(int(v) for _, v in kept)),
     )
 
 
@@ -277,7 +292,9 @@ def numeric_info(col: ColumnSummary, role: str) -> ColumnInfo:
     """A column read as numbers, with its range."""
     low = None if col.low is None or not np.isfinite(col.low) else float(col.low)
     high = None if col.high is None or not np.isfinite(col.high) else float(col.high)
-    return ColumnInfo(col.name, role, col.dtype, low=low, high=high, n_missing=col.n_missing)
+    return ColumnInfo(
+        col.name, role, col.dtype, low=low, high=high, n_missing=col.n_missing, n_rows=col.n_rows
+    )
 
 
 def check_roles(columns: Sequence[ColumnInfo]) -> None:
