@@ -760,7 +760,9 @@ def main(argv: list[str] | None = None) -> None:
                 why = (
                     "spec or data changed"
                     if cached.get("spec") != spec or cached.get("sha256") != digest
-                    else "rerun asked"
+                    else "--rerun-peers"
+                    if model != "steadyclf"
+                    else "steadyclf variants rerun unless --reuse"
                 )
                 log(f"  {m}: cached folds not used ({why})")
             if not reusable:
