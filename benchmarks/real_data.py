@@ -1,0 +1,907 @@
+"""Development benchmark: steadyclf against its peers on 17 real binary tables.
+
+The tables are those of ``/work/shared/benchmarks`` (``data/NAME.csv``: original feature
+columns, categoricals as text, missing values as empty cells, label last in ``target``,
+0/1; see that folder's README.md and extract.py). They are not in this repository: a clean
+clone does not need them, and no test runs this script. Every table is read with
+``pd.read_csv`` and split by ``StratifiedKFold(n_splits=5, shuffle=True, random_state=0)``,
+the folds of the folder's ``reference.py``.
+
+Models (``--models``, comma list; default ``steadyclf,lr,lgbm``):
+
+- ``steadyclf``: ``BinaryClassifier(random_state=0, **params)`` fitted on the raw training
+  DataFrame (it encodes text columns and missing values itself); ``--params JSON`` adds
+  estimator parameters and ``--label NAME`` names that variant in the results, so variants
+  (ablations) run at different times can be shown side by side (``--compare``). Also kept
+  per fold: ``n_iter_`` and ``validation_metrics_`` (scores on the rows the model held
+  out for itself; empty when it held none out).
+- ``lr``: the pipeline of reference.py: median impute + ``StandardScaler`` (numeric),
+  mode impute + one-hot (other columns), ``LogisticRegression(max_iter=5000)``; one-hot
+  sparse above 100,000 rows, as there.
+- ``lgbm``: ``LGBMClassifier(random_state=0, verbose=-1, n_jobs=1)``, native NaN, text
+  columns as pandas ``category`` (converted on the whole table, as reference.py does).
+- ``realmlp`` and ``lgbm_td``: pytabkit's ``RealMLP_TD_Classifier`` and
+  ``LGBM_TD_Classifier`` at their defaults (``random_state=0, n_threads=1,
+  verbosity=0``), text columns as pandas ``category``. pytabkit refuses NaN in numeric
+  columns, so numeric columns with gaps in the training rows get the training median plus
+  a 0/1 missing indicator (what steadyclf does inside); this is timed as part of the fit.
+  They are slow on CPU: skipped on tables above ``--max-rows-slow`` rows (default 40,000).
+
+Per table and model: mean over the folds of the test ROC AUC, log loss (probabilities
+clipped to [1e-15, 1 - 1e-15]), accuracy (probability > 0.5), fit seconds (wall clock of
+``fit`` only) and ``predict_proba`` seconds; per table, the best of ``lr`` and ``lgbm`` and
+each steadyclf variant's difference to it.
+
+Everything runs in this one process, one model and fold at a time, on one thread
+(``OMP_NUM_THREADS=1`` is set below before numpy and torch are imported,
+``torch.set_num_threads(1)``, threadpoolctl's BLAS limit 1, ``n_jobs=1`` for LightGBM;
+``LogisticRegression``'s lbfgs is single-threaded apart from BLAS).
+
+Cache: the fold results of every model go to ``benchmarks/results/real_data_folds.json``
+(by table, model label and fold, with the model's specification, the data's SHA-256,
+package versions, git commit and date). Peers (``lr``, ``lgbm``, ``realmlp``,
+``lgbm_td``) are deterministic and expensive: their cached folds are reused when the
+specification (versions included) and the data match, unless ``--rerun-peers``.
+steadyclf variants are always rerun unless ``--reuse``. The report says which numbers
+came from the cache and when they were computed.
+
+Run (the bench extra: ``make .venv/.installed-bench``)::
+
+    python benchmarks/real_data.py                              # steadyclf, lr, lgbm
+    python benchmarks/real_data.py --tables titanic,biopsy --folds 0,1   # quick look
+    python benchmarks/real_data.py --params '{"weight_decay": 0}' --label wd0 \\
+        --out real_data_wd0 --compare steadyclf --reuse         # an ablation
+    python benchmarks/real_data.py --models realmlp,lgbm_td     # slow peers (<= 40,000 rows)
+
+Writes ``benchmarks/results/NAME.md`` and ``NAME.json`` (``--out``, default ``real_data``);
+progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+
+# One thread for every method: set before numpy, torch and lightgbm start their pools.
+os.environ["OMP_NUM_THREADS"] = "1"
+os.environ["MKL_NUM_THREADS"] = "1"
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
+import argparse
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import platform
+import shlex
+import subprocess
+import sys
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+CACHE = RESULTS / "real_data_folds.json"
+DEFAULT_DATA = ROOT.parent / "shared" / "benchmarks"
+N_SPLITS = 5
+EPS = 1e-15
+#: Within this much ROC AUC of the best of lr and lgbm counts as matching it.
+TOLERANCE = 0.005
+PEERS = ("lr", "lgbm", "realmlp", "lgbm_td")
+SLOW = ("realmlp", "lgbm_td")
+BASELINE = ("lr", "lgbm")
+LARGE_ROWS = 100_000  # reference.py: sparse one-hot for lr above this
+
+
+class Model(Protocol):
+    def fit(self, X: Any, y: Any) -> Any: ...
+
+    def predict_proba(self, X: Any) -> Any: ...
+
+
+# -- data -------------------------------------------------------------------------------------
+def table_paths(data_dir: Path) -> dict[str, Path]:
+    folder = data_dir / "data" if (data_dir / "data").is_dir() else data_dir
+    paths = {p.stem: p for p in sorted(folder.glob("*.csv"))}
+    if not paths:
+        raise SystemExit(f"no tables (*.csv) in {folder}; give the folder with --data-dir")
+    return paths
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def split_columns(X: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """reference.py's roles: numeric dtypes are numeric, every other column categorical."""
+    num = list(X.select_dtypes(include="number").columns)
+    return num, [c for c in X.columns if c not in num]
+
+
+def as_category(X: pd.DataFrame, cat: list[str]) -> pd.DataFrame:
+    """Text columns as pandas ``category`` on the whole table, as reference.py does."""
+    X = X.copy()
+    for c in cat:
+        X[c] = X[c].astype("category")
+    return X
+
+
+# -- models -----------------------------------------------------------------------------------
+def make_lr(num: list[str], cat: list[str], n_rows: int) -> Model:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    steps: list[tuple[str, Any, list[str]]] = [
+        ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), num)
+    ]
+    if cat:
+        one_hot = make_pipeline(
+            SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")
+        )
+        steps.append(("cat", one_hot, cat))
+    sparse = n_rows > LARGE_ROWS  # a dense one-hot of thousands of levels would not fit
+    prep = ColumnTransformer(steps, sparse_threshold=0.3 if sparse else 0)
+    return Pipeline([("prep", prep), ("clf", LogisticRegression(max_iter=5000))])
+
+
+def make_lgbm() -> Model:
+    from lightgbm import LGBMClassifier
+
+    return LGBMClassifier(random_state=0, verbose=-1, n_jobs=1)
+
+
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """Silence file descriptor 1: LightGBM's C++ code prints warnings there."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+class Pytabkit:
+    """A pytabkit model at its defaults, behind median imputation + missing indicators.
+
+    pytabkit refuses NaN in numeric columns. Columns with gaps in the training rows get the
+    training median and a 0/1 indicator ``<name>__missing``; gaps seen only at predict time
+    get the median alone. Categorical columns (pandas ``category``) keep their NaN.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.medians: dict[str, float] = {}
+        self.indicators: list[str] = []
+
+    def _transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        X = X.copy()
+        for c in self.indicators:
+            X[f"{c}__missing"] = X[c].isna().astype(np.float64)
+        for c, median in self.medians.items():
+            X[c] = X[c].fillna(median)
+        return X
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> Pytabkit:
+        from pytabkit import LGBM_TD_Classifier, RealMLP_TD_Classifier
+
+        num, _ = split_columns(X)
+        self.indicators = [c for c in num if X[c].isna().any()]
+        medians = X[num].median()
+        self.medians = {str(c): float(v) if np.isfinite(v) else 0.0 for c, v in medians.items()}
+        cls = {"realmlp": RealMLP_TD_Classifier, "lgbm_td": LGBM_TD_Classifier}[self.name]
+        self.model = cls(random_state=0, n_threads=1, verbosity=0)
+        with quiet_stdout():
+            self.model.fit(self._transform(X), y)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        with quiet_stdout():
+            return np.asarray(self.model.predict_proba(self._transform(X)))
+
+
+def peer_definition(name: str) -> str:
+    return {
+        "lr": "median impute + StandardScaler / mode impute + one-hot (sparse above 100,000 "
+        "rows), LogisticRegression(max_iter=5000)",
+        "lgbm": "LGBMClassifier(random_state=0, verbose=-1, n_jobs=1), native NaN, pandas category",
+        "realmlp": "pytabkit RealMLP_TD_Classifier(random_state=0, n_threads=1, verbosity=0), "
+        "pandas category, numeric NaN -> training median + missing indicator",
+        "lgbm_td": "pytabkit LGBM_TD_Classifier(random_state=0, n_threads=1, verbosity=0), "
+        "pandas category, numeric NaN -> training median + missing indicator",
+    }[name]
+
+
+def versions() -> dict[str, str]:
+    import sklearn
+    import torch
+
+    import steadyclf
+
+    out = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scikit-learn": sklearn.__version__,
+        "torch": torch.__version__,
+        "steadyclf": steadyclf.__version__,
+    }
+    for package in ("lightgbm", "pytabkit"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def spec_of(model: str, label: str, params: dict[str, Any], vers: dict[str, str]) -> dict:
+    """What a cached result must match to be reused (versions included for the peers)."""
+    if model == "steadyclf":
+        return {"model": "steadyclf", "params": params}
+    needs = {
+        "lr": ("scikit-learn",),
+        "lgbm": ("lightgbm", "scikit-learn"),
+        "realmlp": ("pytabkit", "torch"),
+        "lgbm_td": ("pytabkit", "lightgbm"),
+    }[model]
+    return {
+        "model": model,
+        "definition": peer_definition(model),
+        "versions": {k: vers[k] for k in needs},
+    }
+
+
+# -- one fold ---------------------------------------------------------------------------------
+def scores(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    p = np.clip(np.asarray(proba, dtype=np.float64), EPS, 1 - EPS)
+    loss = -np.mean(y * np.log(p) + (1 - y) * np.log1p(-p))
+    return {
+        "roc_auc": float(roc_auc_score(y, p)),
+        "log_loss": float(loss),
+        "accuracy": float(np.mean((p > 0.5) == (y == 1))),
+    }
+
+
+def json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def steadyclf_extra(model: Any) -> dict[str, Any]:
+    return json_safe(
+        {
+            "n_iter_": getattr(model, "n_iter_", None),
+            "best_epoch_": getattr(model, "best_epoch_", None),
+            "validation_metrics_": getattr(model, "validation_metrics_", None),
+            "validation_fraction_": getattr(model, "validation_fraction_", None),
+            "weight_decay_": getattr(model, "weight_decay_", None),
+            "batch_size_": getattr(model, "batch_size_", None),
+            "lr_": getattr(model, "lr_", None),
+            "stall_warnings": [w.get("kind") for w in getattr(model, "warnings_", [])],
+        }
+    )
+
+
+def run_fold(
+    model_name: str,
+    params: dict[str, Any],
+    X: pd.DataFrame,
+    X_cat: pd.DataFrame,
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+) -> dict[str, Any]:
+    """Fit one model on one fold; return its test scores, times and what else it reports."""
+    num, cat = split_columns(X)
+    model: Model
+    if model_name == "steadyclf":
+        from steadyclf import BinaryClassifier
+
+        model = BinaryClassifier(random_state=0, **params)
+        frame = X
+    elif model_name == "lr":
+        model, frame = make_lr(num, cat, len(X)), X
+    elif model_name == "lgbm":
+        model, frame = make_lgbm(), X_cat
+    else:
+        model, frame = Pytabkit(model_name), X_cat
+    X_train, X_test = frame.iloc[train], frame.iloc[test]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # pytorch-lightning noise
+        started = time.perf_counter()
+        model.fit(X_train, y[train])
+        fit_s = time.perf_counter() - started
+        started = time.perf_counter()
+        proba = np.asarray(model.predict_proba(X_test))[:, 1]
+        predict_s = time.perf_counter() - started
+    record: dict[str, Any] = {
+        "n_train": len(train),
+        "n_test": len(test),
+        **scores(y[test], proba),
+        "fit_s": fit_s,
+        "predict_s": predict_s,
+    }
+    counts = Counter(w.category.__name__ for w in caught)
+    extra: dict[str, Any] = {"python_warnings": dict(counts)} if counts else {}
+    if model_name == "steadyclf":
+        extra.update(steadyclf_extra(model))
+    elif model_name == "lr":
+        pipeline: Any = model
+        extra["n_iter_"] = int(np.max(pipeline.named_steps["clf"].n_iter_))
+    if extra:
+        record["extra"] = extra
+    return record
+
+
+# -- cache ------------------------------------------------------------------------------------
+def load_cache() -> dict[str, Any]:
+    if CACHE.exists():
+        return json.loads(CACHE.read_text())
+    return {}
+
+
+def save_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def git_commit() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "src"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty src" if dirty else "")
+
+
+# -- report -----------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as f:
+        cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "machine": platform.machine(),
+        "logical_cpus": os.cpu_count(),
+    }
+    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
+        info["memory_gb"] = round(int(f.readline().split()[1]) / 2**20, 1)
+    return info
+
+
+def mean_of(folds: list[dict[str, Any]], key: str) -> float:
+    return float(np.mean([f[key] for f in folds]))
+
+
+def summarise(entry: dict[str, Any]) -> dict[str, Any]:
+    folds = entry["folds"]
+    out: dict[str, Any] = {k: mean_of(folds, k) for k in ("roc_auc", "log_loss", "accuracy")}
+    out["fit_s"] = mean_of(folds, "fit_s")
+    out["predict_s"] = mean_of(folds, "predict_s")
+    out["roc_auc_sd"] = float(np.std([f["roc_auc"] for f in folds]))
+    if entry["model"] == "steadyclf":
+        extras = [f.get("extra", {}) for f in folds]
+        out["n_iter_"] = float(np.mean([e.get("n_iter_") or 0 for e in extras]))
+        valid = [(e.get("validation_metrics_") or {}).get("roc_auc") for e in extras]
+        valid_known = [v for v in valid if v is not None]
+        out["validation_roc_auc"] = float(np.mean(valid_known)) if valid_known else None
+        out["validation_folds"] = len(valid_known)
+    return out
+
+
+def fmt(value: float | None, digits: int = 4, sign: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def reference_check(
+    data_dir: Path, tables: list[dict[str, Any]], full_folds: bool
+) -> dict[str, Any] | None:
+    """Our lr / lgbm means against the folder's reference_scores.csv (same folds)."""
+    path = data_dir / "reference_scores.csv"
+    if not path.exists() or not full_folds:
+        return None
+    ref = pd.read_csv(path).set_index(["dataset", "model"])
+    rows = []
+    for t in tables:
+        for model in BASELINE:
+            entry = t["models"].get(model)
+            if not entry or entry["status"] != "ok" or (t["name"], model) not in ref.index:
+                continue
+            mean = entry["mean"]
+            r = ref.loc[(t["name"], model)]
+            rows.append(
+                {
+                    "table": t["name"],
+                    "model": model,
+                    "roc_auc": mean["roc_auc"],
+                    "reference_roc_auc": float(r["auc"]),
+                    "accuracy": mean["accuracy"],
+                    "reference_accuracy": float(r["acc"]),
+                }
+            )
+    if not rows:
+        return None
+    for r in rows:
+        r["d_roc_auc"] = r["roc_auc"] - r["reference_roc_auc"]
+        r["d_accuracy"] = r["accuracy"] - r["reference_accuracy"]
+    return {
+        "file": str(path),
+        "rows": rows,
+        "max_abs_d_roc_auc": max(abs(r["d_roc_auc"]) for r in rows),
+        "max_abs_d_accuracy": max(abs(r["d_accuracy"]) for r in rows),
+        "over_1e-3": [r for r in rows if abs(r["d_roc_auc"]) > 1e-3 or abs(r["d_accuracy"]) > 1e-3],
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    labels: list[str] = report["labels"]
+    variants: list[str] = report["variants"]
+    tables = report["tables"]
+    lines = [
+        "# Real tables: steadyclf against its peers",
+        "",
+        f"{len(tables)} of {report['n_tables_available']} tables of `{report['data_dir']}`, "
+        f"`StratifiedKFold(5, shuffle=True, random_state=0)`, folds "
+        f"{', '.join(map(str, report['folds']))}."
+        + (" **Partial run** (not every table or fold)." if report["partial"] else ""),
+        "Cells: mean test ROC AUC / log loss / fit seconds per fold. "
+        f"Best of lr and lgbm by ROC AUC; a variant matches it within {TOLERANCE}.",
+        "",
+    ]
+    head = ["table", "rows", "features", *labels]
+    head += [f"{v} - best(lr, lgbm)" for v in variants]
+    lines += ["| " + " | ".join(head) + " |", "|---|---:|---:|" + "---|" * (len(head) - 3)]
+    for t in tables:
+        cells = [t["name"], f"{t['rows']:,}", str(t["features"])]
+        best_auc = max(
+            (
+                t["models"][m]["mean"]["roc_auc"]
+                for m in labels
+                if m in t["models"] and t["models"][m]["status"] == "ok"
+            ),
+            default=None,
+        )
+        for m in labels:
+            entry = t["models"].get(m)
+            if entry is None:
+                cells.append("-")
+            elif entry["status"] != "ok":
+                cells.append(f"skipped ({entry['reason']})")
+            else:
+                mean = entry["mean"]
+                auc = fmt(mean["roc_auc"])
+                if best_auc is not None and mean["roc_auc"] == best_auc:
+                    auc = f"**{auc}**"
+                cells.append(f"{auc} / {mean['log_loss']:.4f} / {mean['fit_s']:.2f}")
+        for v in variants:
+            cells.append(fmt(t.get("diff", {}).get(v, {}).get("roc_auc"), sign=True))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for v in variants:
+        s = report["summary"].get(v)
+        if not s:
+            continue
+        lines.append(
+            f"- **{v}**: ROC AUC >= best(lr, lgbm) - {TOLERANCE} on {s['within_tolerance']} of "
+            f"{s['n_tables']} tables ({s['at_least_best']} at or above it); mean difference "
+            f"{s['mean_d_roc_auc']:+.4f} ROC AUC (median {s['median_d_roc_auc']:+.4f}), "
+            f"{s['mean_d_log_loss']:+.4f} log loss against the best log loss of the two."
+        )
+    lines += ["", "## Time per model", ""]
+    lines += [
+        "| model | tables | folds | fit s (total) | predict s (total) | computed |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for m in labels:
+        t_ = report["time"][m]
+        lines.append(
+            f"| {m} | {t_['tables']} | {t_['folds']} | {t_['fit_s']:.1f} | "
+            f"{t_['predict_s']:.1f} | {t_['source']} |"
+        )
+    skipped = [
+        f"{t['name']} ({m})"
+        for t in tables
+        for m in labels
+        if m in t["models"] and t["models"][m]["status"] != "ok"
+    ]
+    if skipped:
+        lines += [
+            "",
+            f"Skipped (above --max-rows-slow {report['max_rows_slow']:,} rows): "
+            + ", ".join(skipped)
+            + ".",
+        ]
+    details = [v for v in variants if any(v in t["models"] for t in tables)]
+    for v in details:
+        lines += [
+            "",
+            f"## {v}: epochs and the model's own validation score",
+            "",
+            "`n_iter_` and `validation_metrics_['roc_auc']` (on the rows the model held out "
+            "for itself; '-' when it held none out) against the test ROC AUC, fold means.",
+            "",
+            "| table | epochs | validation ROC AUC | test ROC AUC |",
+            "|---|---:|---:|---:|",
+        ]
+        for t in tables:
+            entry = t["models"].get(v)
+            if not entry or entry["status"] != "ok":
+                continue
+            mean = entry["mean"]
+            valid = mean.get("validation_roc_auc")
+            note = (
+                ""
+                if mean.get("validation_folds") in (0, len(entry["folds"]))
+                else (f" ({mean['validation_folds']} folds)")
+            )
+            lines.append(
+                f"| {t['name']} | {mean['n_iter_']:.0f} | {fmt(valid)}{note} | "
+                f"{fmt(mean['roc_auc'])} |"
+            )
+    check = report.get("reference_check")
+    lines += ["", "## Check against reference_scores.csv", ""]
+    if check is None:
+        lines.append("Not made (partial folds, or no reference_scores.csv, or no lr / lgbm).")
+    else:
+        lines.append(
+            f"lr and lgbm here against `{check['file']}` (same folds): largest difference "
+            f"{check['max_abs_d_roc_auc']:.2g} in mean ROC AUC, "
+            f"{check['max_abs_d_accuracy']:.2g} in mean accuracy."
+        )
+        if check["over_1e-3"]:
+            lines += ["", "Differences above 1e-3:", ""]
+            lines += [
+                "| table | model | ROC AUC (reference) | accuracy (reference) |",
+                "|---|---|---|---|",
+            ]
+            for r in check["over_1e-3"]:
+                lines.append(
+                    f"| {r['table']} | {r['model']} | {r['roc_auc']:.4f} "
+                    f"({r['reference_roc_auc']:.4f}) | {r['accuracy']:.4f} "
+                    f"({r['reference_accuracy']:.4f}) |"
+                )
+    lines += ["", "## Where the numbers come from", ""]
+    for m in labels:
+        lines.append(f"- {m}: {report['provenance'][m]}")
+    vers = report["versions"]
+    wall_s = report["wall_s"]
+    wall = f"{wall_s / 60:.1f} min" if wall_s >= 60 else f"{wall_s:.0f} s"
+    lines += [
+        "",
+        f"Machine: {report['machine']['cpu']}, {report['machine']['logical_cpus']} logical "
+        f"CPUs (shared), {report['machine'].get('memory_gb', '?')} GB; "
+        + ", ".join(f"{k} {v}" for k, v in vers.items())
+        + f"; git {report['git_commit']}.",
+        "Threads: one per method (OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=1, "
+        "torch.set_num_threads(1), BLAS limited to 1 by threadpoolctl, LightGBM n_jobs=1 / "
+        "pytabkit n_threads=1), models run one after the other in one process.",
+        f"Command: `{report['command']}` ({wall}, {report['date']}).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# -- the run ----------------------------------------------------------------------------------
+def parse_list(text: str | None) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else []
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="folder with data/NAME.csv (default: ../shared/benchmarks)",
+    )
+    parser.add_argument(
+        "--models",
+        default="steadyclf,lr,lgbm",
+        help="comma list of steadyclf, lr, lgbm, realmlp, lgbm_td",
+    )
+    parser.add_argument(
+        "--params", default="{}", help="JSON object of extra BinaryClassifier parameters"
+    )
+    parser.add_argument("--label", help="name of this steadyclf variant (default: steadyclf)")
+    parser.add_argument(
+        "--compare", default="", help="other steadyclf variants (labels) to show, from the cache"
+    )
+    parser.add_argument("--tables", help="comma list of tables (default: all)")
+    parser.add_argument("--folds", help="comma list of folds 0-4 (default: all)")
+    parser.add_argument(
+        "--max-rows-slow",
+        type=int,
+        default=40_000,
+        help="skip realmlp and lgbm_td on tables with more rows",
+    )
+    parser.add_argument(
+        "--rerun-peers",
+        action="store_true",
+        help="recompute lr, lgbm, realmlp, lgbm_td instead of using the cache",
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help="reuse cached steadyclf folds (same params, same data)"
+    )
+    parser.add_argument("--out", default="real_data", help="results name (NAME.md, NAME.json)")
+    args = parser.parse_args(argv)
+    command = "python benchmarks/real_data.py" + "".join(
+        " " + shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
+    )
+
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    threadpool_limits(1)
+
+    params = json.loads(args.params)
+    if not isinstance(params, dict):
+        raise SystemExit("--params must be a JSON object")
+    models = parse_list(args.models)
+    unknown = [m for m in models if m not in ("steadyclf", *PEERS)]
+    if unknown:
+        raise SystemExit(f"unknown model(s) {unknown}; choose from steadyclf, {', '.join(PEERS)}")
+    label = args.label or ("steadyclf" if not params else "steadyclf " + json.dumps(params))
+    if label in PEERS:
+        raise SystemExit(f"--label {label!r} is the name of a peer")
+    # The report always holds the baseline (lr, lgbm) for the difference column.
+    labels = [label if m == "steadyclf" else m for m in models]
+    compare = [c for c in parse_list(args.compare) if c not in labels]
+    labels = compare + labels
+    labels += [m for m in BASELINE if m not in labels]
+    order = {"lr": 1, "lgbm": 2, "lgbm_td": 3, "realmlp": 4}
+    labels.sort(key=lambda m: order.get(m, 5))  # peers first, then steadyclf variants
+    variants = [m for m in labels if m not in PEERS]
+    run_variant = "steadyclf" in models
+
+    paths = table_paths(args.data_dir)
+    names = parse_list(args.tables) or list(paths)
+    missing = [n for n in names if n not in paths]
+    if missing:
+        raise SystemExit(f"no table(s) {missing} in {args.data_dir}; have {', '.join(paths)}")
+    folds = [int(f) for f in parse_list(args.folds)] or list(range(N_SPLITS))
+    if any(f not in range(N_SPLITS) for f in folds):
+        raise SystemExit(f"--folds must be in 0..{N_SPLITS - 1}")
+
+    vers = versions()
+    commit = git_commit()
+    cache = load_cache()
+    started_run = time.perf_counter()
+    today = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    tables: list[dict[str, Any]] = []
+    for i, name in enumerate(names, 1):
+        path = paths[name]
+        df = pd.read_csv(path)
+        y = df.pop("target").to_numpy()
+        _, cat = split_columns(df)
+        X_cat = as_category(df, cat)
+        digest = sha256(path)
+        splits = list(StratifiedKFold(N_SPLITS, shuffle=True, random_state=0).split(df, y))
+        table: dict[str, Any] = {
+            "name": name,
+            "rows": len(df),
+            "features": df.shape[1],
+            "positive_rate": float(y.mean()),
+            "sha256": digest,
+            "models": {},
+        }
+        log(f"[{i}/{len(names)}] {name}: {len(df):,} rows x {df.shape[1]} features")
+        for m in labels:
+            model = "steadyclf" if m in variants else m
+            if m in SLOW and len(df) > args.max_rows_slow:
+                log(f"  {m}: skipped, {len(df):,} rows > --max-rows-slow {args.max_rows_slow:,}")
+                table["models"][m] = {
+                    "model": model,
+                    "status": "skipped",
+                    "reason": f"> {args.max_rows_slow:,} rows",
+                }
+                continue
+            cached = cache.get(name, {}).get(m)
+            is_compare = m in compare
+            if is_compare:
+                if not cached or cached.get("sha256") != digest:
+                    log(f"  {m}: not in the cache for this data, left out")
+                    continue
+                spec = cached["spec"]
+            else:
+                spec = spec_of(model, m, params if m == label else {}, vers)
+            reusable = (
+                cached is not None
+                and cached.get("spec") == spec
+                and cached.get("sha256") == digest
+                and (is_compare or (args.reuse if model == "steadyclf" else not args.rerun_peers))
+            )
+            if cached is not None and not reusable and not is_compare:
+                why = (
+                    "spec or data changed"
+                    if cached.get("spec") != spec or cached.get("sha256") != digest
+                    else "--rerun-peers"
+                    if model != "steadyclf"
+                    else "steadyclf variants rerun unless --reuse"
+                )
+                log(f"  {m}: cached folds not used ({why})")
+            if not reusable:
+                cached = {"model": model, "spec": spec, "sha256": digest, "folds": {}}
+            assert cached is not None
+            results = []
+            for k in folds:
+                record = cached["folds"].get(str(k)) if reusable else None
+                if record is not None:
+                    results.append({"fold": k, **record, "source": "cache"})
+                    continue
+                if is_compare or (model == "steadyclf" and not run_variant):
+                    continue
+                train, test = splits[k]
+                record = run_fold(model, spec.get("params", {}), df, X_cat, y, train, test)
+                record.update(computed_at=today, versions=vers, commit=commit)
+                cached["folds"][str(k)] = record
+                cache.setdefault(name, {})[m] = cached
+                save_json(CACHE, cache)  # an interrupted run keeps what it computed
+                log(
+                    f"  {m} fold {k}: AUC {record['roc_auc']:.4f}, log loss "
+                    f"{record['log_loss']:.4f}, fit {record['fit_s']:.2f} s, "
+                    f"predict {record['predict_s']:.2f} s"
+                )
+                results.append({"fold": k, **record, "source": "this run"})
+            if len(results) < len(folds):
+                if results:
+                    log(f"  {m}: only {len(results)} of the folds cached, left out")
+                continue
+            entry: dict[str, Any] = {"model": model, "status": "ok", "folds": results}
+            entry["mean"] = summarise(entry)
+            table["models"][m] = entry
+            srcs = Counter(r["source"] for r in results)
+            log(
+                f"  {m}: AUC {entry['mean']['roc_auc']:.4f} "
+                f"({', '.join(f'{s}: {n} folds' for s, n in srcs.items())})"
+            )
+        ok = {m: e for m, e in table["models"].items() if e["status"] == "ok"}
+        if all(b in ok for b in BASELINE):
+            best_auc = max(BASELINE, key=lambda b: ok[b]["mean"]["roc_auc"])
+            best_loss = min(BASELINE, key=lambda b: ok[b]["mean"]["log_loss"])
+            table["best"] = {
+                "roc_auc": ok[best_auc]["mean"]["roc_auc"],
+                "roc_auc_model": best_auc,
+                "log_loss": ok[best_loss]["mean"]["log_loss"],
+                "log_loss_model": best_loss,
+            }
+            table["diff"] = {
+                v: {
+                    "roc_auc": ok[v]["mean"]["roc_auc"] - table["best"]["roc_auc"],
+                    "log_loss": ok[v]["mean"]["log_loss"] - table["best"]["log_loss"],
+                }
+                for v in variants
+                if v in ok
+            }
+        tables.append(table)
+
+    summary = {}
+    for v in variants:
+        d = [t["diff"][v] for t in tables if v in t.get("diff", {})]
+        if not d:
+            continue
+        auc = [x["roc_auc"] for x in d]
+        summary[v] = {
+            "n_tables": len(d),
+            "within_tolerance": sum(a >= -TOLERANCE for a in auc),
+            "at_least_best": sum(a >= 0 for a in auc),
+            "mean_d_roc_auc": float(np.mean(auc)),
+            "median_d_roc_auc": float(np.median(auc)),
+            "mean_d_log_loss": float(np.mean([x["log_loss"] for x in d])),
+        }
+    timing: dict[str, Any] = {}
+    provenance: dict[str, str] = {}
+    for m in labels:
+        recs = [r for t in tables for r in t["models"].get(m, {}).get("folds", [])]
+        sources = Counter(r["source"] for r in recs)
+        timing[m] = {
+            "tables": sum(m in t["models"] and t["models"][m]["status"] == "ok" for t in tables),
+            "folds": len(recs),
+            "fit_s": float(sum(r["fit_s"] for r in recs)),
+            "predict_s": float(sum(r["predict_s"] for r in recs)),
+            "source": ", ".join(f"{s}: {n} folds" for s, n in sorted(sources.items())) or "-",
+        }
+        cached_recs = [r for r in recs if r["source"] == "cache"]
+        if not recs:
+            provenance[m] = "no results"
+        elif not cached_recs:
+            provenance[m] = f"computed in this run ({len(recs)} folds)"
+        else:
+            dates = sorted(r["computed_at"][:10] for r in cached_recs)
+            commits = sorted({r["commit"] for r in cached_recs})
+            vs = {json.dumps(r["versions"], sort_keys=True) for r in cached_recs}
+            same = (
+                "the versions of this run"
+                if vs == {json.dumps(vers, sort_keys=True)}
+                else (
+                    "versions: "
+                    + "; ".join(
+                        ", ".join(f"{k} {v}" for k, v in json.loads(s).items()) for s in sorted(vs)
+                    )
+                )
+            )
+            when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+            provenance[m] = (
+                f"{len(cached_recs)} of {len(recs)} folds from the cache "
+                f"({CACHE.relative_to(ROOT)}), computed {when} at git {', '.join(commits)} "
+                f"with {same}"
+            )
+    full_folds = folds == list(range(N_SPLITS))
+    report: dict[str, Any] = {
+        "command": command,
+        "date": today,
+        "wall_s": time.perf_counter() - started_run,
+        "data_dir": str(args.data_dir),
+        "n_tables_available": len(paths),
+        "folds": folds,
+        "partial": not full_folds or len(names) < len(paths),
+        "labels": labels,
+        "variants": variants,
+        "params": {label: params} if run_variant else {},
+        "max_rows_slow": args.max_rows_slow,
+        "tolerance": TOLERANCE,
+        "machine": machine(),
+        "versions": vers,
+        "git_commit": commit,
+        "threads": {"torch": torch.get_num_threads(), "OMP_NUM_THREADS": "1"},
+        "definitions": {m: peer_definition(m) for m in labels if m in PEERS},
+        "summary": summary,
+        "time": timing,
+        "provenance": provenance,
+        "tables": tables,
+    }
+    report["reference_check"] = reference_check(args.data_dir, tables, full_folds)
+    RESULTS.mkdir(exist_ok=True)
+    text = markdown(report)
+    (RESULTS / f"{args.out}.md").write_text(text)
+    save_json(RESULTS / f"{args.out}.json", report)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
