@@ -883,6 +883,11 @@ def main(argv: list[str] | None = None) -> None:
                 f"({CACHE.relative_to(ROOT)}), computed {when} at git {', '.join(commits)} "
                 f"with {same}"
             )
+    for t in tables:  # versions per fold stay in the cache; here only where they differ
+        for e in t["models"].values():
+            for r in e.get("folds", []):
+                if r.get("versions") == vers:
+                    del r["versions"]
     full_folds = folds == list(range(N_SPLITS))
     report: dict[str, Any] = {
         "command": command,
