@@ -232,6 +232,13 @@ def peer_definition(name: str) -> str:
     }[name]
 
 
+def steadyclf_definition(params: dict[str, Any] | None) -> str:
+    if params is None:
+        return "no results"
+    args = "".join(f", {k}={v!r}" for k, v in params.items())
+    return f"steadyclf BinaryClassifier(random_state=0{args}) on the raw DataFrame"
+
+
 def versions() -> dict[str, str]:
     import sklearn
     import torch
@@ -528,6 +535,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{s['mean_d_roc_auc']:+.4f} ROC AUC (median {s['median_d_roc_auc']:+.4f}), "
             f"{s['mean_d_log_loss']:+.4f} log loss against the best log loss of the two."
         )
+    lines += ["", "## Models", ""]
+    lines += [f"- {m}: {report['definitions'][m]}" for m in labels]
     lines += ["", "## Time per model", ""]
     lines += [
         "| model | tables | folds | fit s (total) | predict s (total) | computed |",
@@ -714,6 +723,7 @@ def main(argv: list[str] | None = None) -> None:
     started_run = time.perf_counter()
     today = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     tables: list[dict[str, Any]] = []
+    variant_params: dict[str, dict[str, Any]] = {}
     for i, name in enumerate(names, 1):
         path = paths[name]
         df = pd.read_csv(path)
@@ -750,6 +760,8 @@ def main(argv: list[str] | None = None) -> None:
                 spec = cached["spec"]
             else:
                 spec = spec_of(model, m, params if m == label else {}, vers)
+            if model == "steadyclf":
+                variant_params[m] = spec.get("params", {})
             reusable = (
                 cached is not None
                 and cached.get("spec") == spec
@@ -871,6 +883,11 @@ def main(argv: list[str] | None = None) -> None:
                 f"({CACHE.relative_to(ROOT)}), computed {when} at git {', '.join(commits)} "
                 f"with {same}"
             )
+    for t in tables:  # versions per fold stay in the cache; here only where they differ
+        for e in t["models"].values():
+            for r in e.get("folds", []):
+                if r.get("versions") == vers:
+                    del r["versions"]
     full_folds = folds == list(range(N_SPLITS))
     report: dict[str, Any] = {
         "command": command,
@@ -882,14 +899,17 @@ def main(argv: list[str] | None = None) -> None:
         "partial": not full_folds or len(names) < len(paths),
         "labels": labels,
         "variants": variants,
-        "params": {label: params} if run_variant else {},
+        "params": variant_params,
         "max_rows_slow": args.max_rows_slow,
         "tolerance": TOLERANCE,
         "machine": machine(),
         "versions": vers,
         "git_commit": commit,
         "threads": {"torch": torch.get_num_threads(), "OMP_NUM_THREADS": "1"},
-        "definitions": {m: peer_definition(m) for m in labels if m in PEERS},
+        "definitions": {
+            m: peer_definition(m) if m in PEERS else steadyclf_definition(variant_params.get(m))
+            for m in labels
+        },
         "summary": summary,
         "time": timing,
         "provenance": provenance,
