@@ -89,7 +89,9 @@ def test_resume_depends_on_the_restored_generator(tmp_path: Path) -> None:
     resumed = BinaryClassifier(**kw).fit(
         X, y, callbacks=[Checkpoint(tmp_path, resume=True), ForgetGenerator()]
     )
-    assert not torch.equal(_weights(reference)["body.0.weight"], _weights(resumed)["body.0.weight"])
+    assert not torch.equal(
+        _weights(reference)["bodies.0.0.weight"], _weights(resumed)["bodies.0.0.weight"]
+    )
 
 
 def test_resume_after_early_stop_trains_no_further(tmp_path: Path) -> None:
@@ -253,8 +255,8 @@ def test_checkpoint_holds_the_fitted_preprocessing(tmp_path: Path) -> None:
     assert data.fit is not None and data.preprocessing is not None
     assert data.fit["encoder"] == clf.encoder_.to_dict()
     assert data.fit["classes"] == clf.classes_.tolist()
-    mean = data.preprocessing["encoder.normalize.mean"]
-    assert torch.equal(mean, clf.module_.encoder.normalize.mean)
+    mean = data.preprocessing["encoder.normalize.center"]
+    assert torch.equal(mean, clf.module_.encoder.normalize.center)
 
 
 # -- the command line: steadyclf train --checkpoint-every / --resume -------------------------

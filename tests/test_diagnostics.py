@@ -34,7 +34,7 @@ def test_doctor_on_heart_rate_shows_the_offset_and_the_saturation_contrast() -> 
     assert offset.evidence["mean"] == pytest.approx(92, abs=2)
     assert offset.evidence["std"] == pytest.approx(10, abs=1)
     assert offset.evidence["offset_ratio"] > 5
-    assert "normalize='standardize'" in offset.fix and offset.why
+    assert "normalize='robust'" in offset.fix and offset.why
     sat = report.saturation
     assert sat is not None and sat.activation == "sigmoid" and sat.region == "|z| > 4"
     # Each unit saturates unless its initial weight is below 4 / |HR| (about 6 % of the
@@ -189,7 +189,7 @@ def test_stall_warning_fires_on_the_original_setup() -> None:
     stall = kinds["prior_stall"]
     assert "base rate" in stall["message"]
     assert stall["cause"] == "inputs not normalised: feature HR has mean 91.6 and std 9.95"
-    assert stall["fix"] == "use normalize='standardize'"
+    assert stall["fix"] == "use normalize='robust' (the default) or 'standardize'"
     assert stall["cause"] in stall["message"] and stall["fix"] in stall["message"]
     # The same warnings are in the history, on the epoch they were raised.
     flagged = {k for row in clf.history_ for k in row.get("warnings", [])}
@@ -212,7 +212,7 @@ def test_verbose_prints_the_warning(capsys: pytest.CaptureFixture[str]) -> None:
     X, y = heart_rate(n=200, random_state=0)
     BinaryClassifier(random_state=0, max_epochs=5, verbose=1, **ORIGINAL).fit(X, y)  # type: ignore[arg-type]
     err = capsys.readouterr().err
-    assert "warning at epoch 1" in err and "use normalize='standardize'" in err
+    assert "warning at epoch 1" in err and "use normalize='robust'" in err
 
 
 def _trainer(body: nn.Module, detector: StallDetector, **config: object) -> Trainer:

@@ -114,7 +114,7 @@ def test_two_processes_with_torchrun_match_one_process(tmp_path: Path) -> None:
     one = steadyclf.load(tmp_path / "one")
     buffers, single = model.module_.encoder, one.module_.encoder
     assert model.encoder_.to_dict() == one.encoder_.to_dict()
-    for name in ("normalize.mean", "normalize.scale"):
+    for name in ("normalize.center", "normalize.scale"):
         np.testing.assert_allclose(
             buffers.get_buffer(name).numpy(), single.get_buffer(name).numpy(), rtol=1e-9
         )

@@ -320,3 +320,22 @@ def test_thread_count_is_restored_when_a_fit_fails(blobs: tuple[np.ndarray, np.n
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
+
+
+def test_one_extreme_value_does_not_blind_the_default_scaling() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    def table(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=(n, 3))
+        y = (x[:, 0] + 0.5 * rng.normal(size=n) > 0).astype(int)
+        return pd.DataFrame(x, columns=["signal", "a", "b"]), y
+
+    X, y = table(600, 0)
+    X.loc[17, "signal"] = 1e308  # a sentinel, or a unit error
+    X_test, y_test = table(2000, 1)
+    robust = BinaryClassifier(random_state=0).fit(X, y)
+    assert roc_auc_score(y_test, robust.predict_proba(X_test)[:, 1]) > 0.9
+    # The mean and standard deviation are the outlier's: every other value scales to ~0.
+    standard = BinaryClassifier(random_state=0, normalize="standardize").fit(X, y)
+    assert roc_auc_score(y_test, standard.predict_proba(X_test)[:, 1]) < 0.6

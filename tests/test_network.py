@@ -10,7 +10,7 @@ def test_encoder_imputes_standardises_and_one_hots() -> None:
     enc = net.encoder
     enc.impute.median.copy_(torch.tensor([10.0, 0.0], dtype=torch.float64))
     enc.impute.missing_columns.copy_(torch.tensor([0]))
-    enc.normalize.mean.copy_(torch.tensor([10.0, 1e6], dtype=torch.float64))
+    enc.normalize.center.copy_(torch.tensor([10.0, 1e6], dtype=torch.float64))
     enc.normalize.scale.copy_(torch.tensor([2.0, 1e-6], dtype=torch.float64))
     x = torch.tensor([[float("nan"), 1e6 + 1e-6], [12.0, 1e6 - 1e-6]], dtype=torch.float64)
     codes = torch.tensor([[0], [3]])
@@ -35,7 +35,7 @@ def test_batchnorm_option_adds_input_layer() -> None:
 
 def test_state_dict_names_are_recognisable() -> None:
     keys = SteadyNet(Architecture(2, 1, (3,), (4,), "relu")).state_dict().keys()
-    assert {"encoder.normalize.mean", "encoder.normalize.scale", "encoder.impute.median"} <= set(
+    assert {"encoder.normalize.center", "encoder.normalize.scale", "encoder.impute.median"} <= set(
         keys
     )
 

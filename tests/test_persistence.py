@@ -197,13 +197,13 @@ def _rewrite_sha(model_dir: Path) -> None:
 
 def test_tampered_shapes_and_fields(model_dir: Path) -> None:
     state = safetensors.torch.load((model_dir / WEIGHTS_FILE).read_bytes())
-    state["body.0.weight"] = torch.zeros(8, 3, dtype=torch.float64)
+    state["bodies.0.0.weight"] = torch.zeros(8, 3, dtype=torch.float64)
     _rewrite_weights(model_dir, state)
-    with pytest.raises(ModelFileError, match=r"tensor 'body.0.weight' .* expected float64"):
+    with pytest.raises(ModelFileError, match=r"tensor 'bodies.0.0.weight' .* expected float64"):
         steadyclf.load(model_dir)
-    del state["body.0.weight"]
+    del state["bodies.0.0.weight"]
     _rewrite_weights(model_dir, state)
-    with pytest.raises(ModelFileError, match=r"lacks tensor 'body\.0\.weight'"):
+    with pytest.raises(ModelFileError, match=r"lacks tensor 'bodies\.0\.0\.weight'"):
         steadyclf.load(model_dir)
 
 
@@ -235,8 +235,33 @@ def test_tampered_training_number(model_dir: Path) -> None:
 
 def test_future_format_version(model_dir: Path) -> None:
     _edit_index(model_dir, format_version=FORMAT_VERSION + 1)
-    with pytest.raises(ModelFileError, match=r"format version 2 .*upgrade steadyclf"):
+    with pytest.raises(ModelFileError, match=rf"format version {FORMAT_VERSION + 1} .*upgrade"):
         read_index(model_dir)
+
+
+def test_version_1_model_files_still_load(
+    tmp_path: Path, fitted: tuple[BinaryClassifier, pd.DataFrame]
+) -> None:
+    X, y = _mixed()
+    clf = BinaryClassifier(normalize="standardize", max_epochs=5, random_state=0).fit(X, y)
+    model_dir = clf.save(tmp_path / "model")
+    # What version 1 wrote: one body, the scaling's centre named mean, no clip, no members.
+    state = safetensors.torch.load((model_dir / WEIGHTS_FILE).read_bytes())
+    old = {
+        k.replace("encoder.normalize.center", "encoder.normalize.mean").replace(
+            "bodies.0.", "body."
+        ): v
+        for k, v in state.items()
+    }
+    _rewrite_weights(model_dir, old)
+    index = json.loads((model_dir / INDEX_FILE).read_text())
+    for key in ("clip", "n_members"):
+        del index["architecture"][key]
+    del index["calibration"]
+    index["format_version"] = 1
+    (model_dir / INDEX_FILE).write_text(json.dumps(index))
+    again = steadyclf.load(model_dir)
+    np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
 
 
 def test_calibration_and_column_facts_are_saved(

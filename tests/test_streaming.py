@@ -89,7 +89,7 @@ def _assert_same_statistics(streamed: BinaryClassifier, clf: BinaryClassifier) -
         buffers.impute.missing_columns.numpy(), expected.impute.missing_columns.numpy()
     )
     np.testing.assert_array_equal(buffers.impute.median.numpy(), expected.impute.median.numpy())
-    for name in ("mean", "scale"):
+    for name in ("center", "scale"):
         np.testing.assert_allclose(
             getattr(buffers.normalize, name).numpy(),
             getattr(expected.normalize, name).numpy(),

@@ -308,8 +308,8 @@ def _offset_findings(summaries: list[FeatureSummary]) -> list[Finding]:
                         "of sigmoid/tanh (or dead ReLU), and the gradient vanishes"
                     ),
                     fix=(
-                        "keep normalize='standardize' (the default); it subtracts the training "
-                        "mean inside the model, so predictions still take raw values"
+                        "keep normalize='robust' (the default); it subtracts the training "
+                        "median inside the model, so predictions still take raw values"
                     ),
                 )
             )
@@ -339,7 +339,7 @@ def _scale_findings(summaries: list[FeatureSummary]) -> list[Finding]:
                 "one learning rate cannot suit both: steps that move the weights of the "
                 "small feature are far too large for the big one (or the reverse)"
             ),
-            fix="keep normalize='standardize' (the default), which puts every feature on std 1",
+            fix="keep normalize='robust' (the default), which puts every feature on a spread of about 1",
         )
     ]
 
@@ -666,7 +666,7 @@ def _initial_state(
     net.encoder.impute.missing_columns.copy_(torch.from_numpy(np.flatnonzero(had_missing)))
     if standardize:
         stats = RunningStats.from_array(np.where(np.isnan(x_num), median, x_num))
-        net.encoder.normalize.mean.copy_(torch.from_numpy(stats.mean))
+        net.encoder.normalize.center.copy_(torch.from_numpy(stats.mean))
         net.encoder.normalize.scale.copy_(torch.from_numpy(stats.scale))
     with torch.no_grad():
         features = net.encoder(torch.from_numpy(x_num), torch.from_numpy(x_cat))

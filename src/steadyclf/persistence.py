@@ -46,7 +46,7 @@ from numpy.typing import NDArray
 
 from .exceptions import ModelFileError, SteadyclfError
 from .io.atomic import staged_directory
-from .nn.spec import Architecture, tensor_layout
+from .nn.spec import Architecture, tensor_layout, upgrade_weights
 from .policy import validate_params
 from .schema.encoder import TabularEncoder
 
@@ -65,7 +65,9 @@ __all__ = [
 
 FORMAT = "steadyclf-model"
 #: Bumped whenever a reader of the previous version could misread a new model.
-FORMAT_VERSION = 1
+#: 2: robust scaling (the scaling's centre is ``center``), several members (``bodies.*``),
+#: calibration. Version 1 files still load (see :func:`steadyclf.nn.spec.upgrade_weights`).
+FORMAT_VERSION = 2
 WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "model.json"
 _CLASS_DTYPE_KINDS = "OUSbifu"
@@ -249,7 +251,7 @@ def read_model(path: str | os.PathLike[str]) -> ModelState:
     """
     index = read_index(path)
     root = Path(path)
-    weights = _read_weights(root, index)
+    weights = upgrade_weights(_read_weights(root, index), int(index["format_version"]))
     try:
         return _state(index, weights, root)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:

@@ -155,11 +155,18 @@ def fit_source(
     counts = _counts(summary, label_values)
     split = SplitRule(plan.validation_fraction, seed)
     encoder = TabularEncoder.from_summary(summary)
-    medians, stats, raw = _numeric_statistics(
-        shard, summary, encoder, split, None if in_memory else budget, context, target
+    stats = numeric_statistics(
+        shard,
+        summary,
+        encoder,
+        split,
+        params["normalize"],
+        budget=None if in_memory else budget,
+        context=context,
+        target=target,
     )
     device = device or (context.device if context is not None else torch.device("cpu"))
-    module = _build_module(params, encoder, medians, stats, plan, counts, seed).to(device)
+    module = _build_module(params, encoder, stats, plan, counts, seed).to(device)
     encoding = BatchEncoder(encoder, module.encoder, target, label_values, split, device)
     world = context.world_size if context is not None else 1
     batches, valid, info = _batch_source(
@@ -175,7 +182,7 @@ def fit_source(
         context,
     )
     sample = _sample(batches, SATURATION_ROWS)
-    stall = _stall_detector(params, encoder, raw, plan, counts, module, sample)
+    stall = _stall_detector(params, encoder, stats.raw, plan, counts, module, sample)
     lr_finder = None
     lr = plan.lr
     if lr is None:  # lr='auto': a range test on the training rows (the first buffer if streamed)
@@ -281,50 +288,87 @@ def _counts(summary: TableSummary, label_values: Sequence[Any]) -> dict[int, tup
     return out
 
 
-def _numeric_statistics(
+#: Robust scaling: the spread between these quantiles, divided by ROBUST_DIVISOR (the
+#: spread of a standard normal distribution between them), so a normal column gets its
+#: standard deviation, and a few extreme values (up to 5 %: sentinels, unit errors) move
+#: neither the centre nor the scale. Chosen on the development tables against the
+#: interquartile range (RealMLP's choice; worse there: mean ROC AUC -0.002) and the
+#: 1-99 % spread (-0.0005), with 5-95 % level with plain standardisation on them.
+ROBUST_QUANTILES = (0.05, 0.95)
+ROBUST_DIVISOR = 3.2897072539029435  # 2 * Phi^-1(0.95)
+
+
+@dataclass
+class NumericStatistics:
+    """What the network's input scaling is built from, per numeric input."""
+
+    median: NDArray[np.float64]  # fills missing values
+    center: NDArray[np.float64]  # subtracted ...
+    scale: NDArray[np.float64]  # ... then divided by (always > 0)
+    raw: RunningStats  # mean and variance of the values present (for the stall detector)
+
+
+def numeric_statistics(
     source: Source,
     summary: TableSummary,
     encoder: TabularEncoder,
     split: SplitRule,
+    normalize: str,
+    *,
     budget: int | None,
     context: DistributedContext | None,
     target: str,
-) -> tuple[NDArray[np.float64], RunningStats, RunningStats]:
-    """Training medians of every numeric input, their mean and variance after imputation,
-    and the raw statistics (missing values ignored)."""
+) -> NumericStatistics:
+    """Exact training quantiles of every numeric input and the scaling they give.
+
+    ``robust``: centre the median, scale the 5-95 % spread in standard deviations of a
+    normal distribution (half the range where that is 0, 1 for a constant);
+    ``standardize``: the mean and standard deviation of the values after imputation;
+    otherwise no scaling.
+    """
     infos = encoder.numeric_infos
     names = [c.name for c in infos]
     raw = summary.numeric.training_stats(names)
-    counts = [int(c) for c in raw.count]
-    medians = exact_quantiles(
+    low_q, high_q = ROBUST_QUANTILES
+    probabilities = [low_q, 0.5, high_q] if normalize == "robust" else [0.5]
+    found = exact_quantiles(
         source,
         [(c.name, c.role) for c in infos],
-        counts,
-        [0.5],
+        [int(c) for c in raw.count],
+        probabilities,
         split,
         budget=budget,
         target=target if summary.n_dropped else None,
         context=context,
-    )[:, 0]
-    # Missing training values count as the median, as after imputation; the merge
-    # happens relative to the raw mean, where the numbers are small.
-    missing = np.array(
-        [float(summary.numeric.train_missing[summary.numeric.names.index(n)]) for n in names]
     )
-    imputed = RunningStats(raw.count.copy(), np.zeros(len(names)), raw.m2.copy(), raw.exponent)
-    imputed.merge(RunningStats(missing, medians - raw.mean, np.zeros(len(names))))
-    imputed.mean = imputed.mean + raw.mean
-    return medians, imputed, raw
+    median = found[:, probabilities.index(0.5)]
+    n = len(names)
+    center, scale = np.zeros(n), np.ones(n)
+    if normalize == "robust" and n:
+        span = np.array([(c.high or 0.0) - (c.low or 0.0) for c in infos]) / 2
+        spread = (found[:, 2] - found[:, 0]) / ROBUST_DIVISOR
+        center = median
+        scale = np.where(spread > 0, spread, np.where(span > 0, span, 1.0))
+    elif normalize == "standardize" and n:
+        # Missing training values count as the median, as after imputation; the merge
+        # happens relative to the raw mean, where the numbers are small.
+        missing = np.array(
+            [float(summary.numeric.train_missing[summary.numeric.names.index(c)]) for c in names]
+        )
+        imputed = RunningStats(raw.count.copy(), np.zeros(n), raw.m2.copy(), raw.exponent)
+        imputed.merge(RunningStats(missing, median - raw.mean, np.zeros(n)))
+        center, scale = imputed.mean + raw.mean, imputed.scale
+    return NumericStatistics(median, center, scale, raw)
 
 
 def _build_module(
     params: Mapping[str, Any],
     encoder: TabularEncoder,
-    medians: NDArray[np.float64],
-    stats: RunningStats,
+    stats: NumericStatistics,
     plan: Plan,
     counts: Mapping[int, tuple[int, int]],
     seed: int,
+    n_members: int = 1,
 ) -> SteadyNet:
     """The network, its fitted buffers set from the statistics."""
     had_missing = np.array([c.n_missing > 0 for c in encoder.numeric_infos], dtype=bool)
@@ -335,6 +379,8 @@ def _build_module(
         hidden=tuple(int(h) for h in params["hidden"]),
         activation=params["activation"],
         batchnorm=params["normalize"] == "batchnorm",
+        clip=params["normalize"] == "robust",
+        n_members=n_members,
     )
     check_model_size(arch)
     n_pos = counts[1][0]
@@ -343,12 +389,12 @@ def _build_module(
     generator = torch.Generator().manual_seed(seed)
     module = SteadyNet(arch, prior_logit=prior, generator=generator)
     inputs = module.encoder
+    median = np.where(np.isnan(stats.median), 0.0, stats.median)
     with torch.no_grad():
-        inputs.impute.median.copy_(torch.from_numpy(np.where(np.isnan(medians), 0.0, medians)))
+        inputs.impute.median.copy_(torch.from_numpy(median))
         inputs.impute.missing_columns.copy_(torch.from_numpy(np.flatnonzero(had_missing)))
-        if params["normalize"] == "standardize" and arch.n_numeric:
-            inputs.normalize.mean.copy_(torch.from_numpy(stats.mean))
-            inputs.normalize.scale.copy_(torch.from_numpy(stats.scale))
+        inputs.normalize.center.copy_(torch.from_numpy(np.asarray(stats.center, np.float64)))
+        inputs.normalize.scale.copy_(torch.from_numpy(np.asarray(stats.scale, np.float64)))
     return module
 
 

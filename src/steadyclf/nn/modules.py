@@ -6,11 +6,15 @@ buffers, so a saved module reproduces predictions on raw inputs:
 
 ``impute``     the training median of every numeric column fills its missing values, and
                a 0/1 indicator is added for columns that had missing values in training;
-``normalize``  ``(x - mean) / scale`` in float64, *before* the cast to float32, so that a
-               feature such as ``1e6 + 1e-6 * HR`` keeps its signal;
+``normalize``  ``(x - center) / scale`` in float64, *before* the cast to float32, so that a
+               feature such as ``1e6 + 1e-6 * HR`` keeps its signal (centre and scale are
+               the median and a quantile spread, or the mean and standard deviation),
+               then optionally the smooth clipping ``z / sqrt(1 + (z / 3)**2)``, which
+               keeps an extreme value (a sentinel, a unit error) from dominating;
 ``categorical`` one-hot encoding of the codes (vocabularies are capped, see ``schema``);
-``body``       optional ``BatchNorm1d`` on the inputs, then Linear/activation blocks and a
-               final Linear layer with one output: a logit for ``BCEWithLogitsLoss``.
+``bodies``     one or more members, each an optional ``BatchNorm1d`` on the inputs, then
+               Linear/activation blocks and a final Linear layer with one output: a logit
+               for ``BCEWithLogitsLoss``. Several members are averaged in probability.
 
 Training runs ``body`` on the encoded float32 features, computed once per fit: the
 encoding is fixed, so repeating it every step would only cost time. Weights are drawn
@@ -35,11 +39,13 @@ __all__ = [
     "Impute",
     "InputEncoder",
     "OneHot",
-    "Standardize",
+    "Scale",
     "SteadyNet",
     "activation_module",
     "first_linear",
     "make_body",
+    "mean_probability_logit",
+    "soft_clip_",
 ]
 
 #: Rows encoded at a time (float64 temporaries of this many rows).
@@ -95,9 +101,9 @@ def make_body(
     return nn.Sequential(*layers)
 
 
-def first_linear(body: nn.Sequential) -> nn.Linear:
+def first_linear(body: nn.Module) -> nn.Linear:
     """The first Linear layer of a body (after an optional BatchNorm)."""
-    return next(m for m in body if isinstance(m, nn.Linear))
+    return next(m for m in body.children() if isinstance(m, nn.Linear))
 
 
 class Impute(nn.Module):
@@ -128,20 +134,30 @@ class Impute(nn.Module):
         return filled, missing.index_select(1, self.missing_columns).to(x.dtype)
 
 
-class Standardize(nn.Module):
-    """``(x - mean) / scale`` in float64; identity when mean 0 and scale 1."""
+class Scale(nn.Module):
+    """``(x - center) / scale`` in float64, then the smooth clipping when ``clip``.
 
-    mean: torch.Tensor
+    Identity when centre 0, scale 1 and no clipping.
+    """
+
+    center: torch.Tensor
     scale: torch.Tensor
 
-    def __init__(self, n_numeric: int) -> None:
+    def __init__(self, n_numeric: int, *, clip: bool = False) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.zeros(n_numeric, dtype=torch.float64))
+        self.clip = clip
+        self.register_buffer("center", torch.zeros(n_numeric, dtype=torch.float64))
         self.register_buffer("scale", torch.ones(n_numeric, dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Standardised columns, still float64."""
-        return (x - self.mean) / self.scale
+        """Scaled (and clipped) columns, still float64."""
+        z = (x - self.center) / self.scale
+        return soft_clip_(z) if self.clip else z
+
+
+def soft_clip_(z: torch.Tensor) -> torch.Tensor:
+    """``z / sqrt(1 + (z / 3)**2)`` in place: about ``z`` near 0, tending to +-3."""
+    return z.div_(torch.sqrt(torch.square(z / 3.0).add_(1.0)))
 
 
 class OneHot(nn.Module):
@@ -165,11 +181,13 @@ class OneHot(nn.Module):
 class InputEncoder(nn.Module):
     """Raw columns -> float32 features, with every fitted statistic held in buffers."""
 
-    def __init__(self, n_numeric: int, n_missing: int, vocab_sizes: Sequence[int]) -> None:
+    def __init__(
+        self, n_numeric: int, n_missing: int, vocab_sizes: Sequence[int], *, clip: bool = False
+    ) -> None:
         super().__init__()
         self.n_numeric = n_numeric
         self.impute = Impute(n_numeric, n_missing)
-        self.normalize = Standardize(n_numeric)
+        self.normalize = Scale(n_numeric, clip=clip)
         self.categorical = OneHot(vocab_sizes)
 
     @property
@@ -234,7 +252,8 @@ class InputEncoder(nn.Module):
                     else:
                         block.copy_(torch.from_numpy(np.array(x_num[chunk], dtype=np.float64)))
                     if nan_free or not bool(torch.isnan(block).any()):
-                        target.copy_(block.sub_(self.normalize.mean).div_(self.normalize.scale))
+                        block.sub_(self.normalize.center).div_(self.normalize.scale)
+                        target.copy_(soft_clip_(block) if self.normalize.clip else block)
                         continue
                 num = torch.tensor(np.asarray(x_num[chunk], dtype=np.float64), device=device)
                 cat = torch.tensor(np.asarray(x_cat[chunk], dtype=np.int64), device=device)
@@ -243,7 +262,7 @@ class InputEncoder(nn.Module):
 
 
 class SteadyNet(nn.Module):
-    """Encoder + MLP returning one logit per row.
+    """Encoder + one or more MLP members returning one logit per row.
 
     Parameters
     ----------
@@ -253,7 +272,7 @@ class SteadyNet(nn.Module):
     prior_logit : float
         Initial output bias (log odds of the base rate).
     generator : torch.Generator, optional
-        Where the initial weights are drawn from.
+        Where the initial weights are drawn from (members one after the other).
     """
 
     def __init__(
@@ -265,27 +284,49 @@ class SteadyNet(nn.Module):
     ) -> None:
         super().__init__()
         self.arch = arch
-        self.encoder = InputEncoder(arch.n_numeric, arch.n_missing, arch.vocab_sizes)
-        self.body = make_body(
-            self.encoder.n_features_out,
-            arch.hidden,
-            arch.activation,
-            batchnorm=arch.batchnorm,
-            prior_logit=prior_logit,
-            generator=generator,
+        self.encoder = InputEncoder(
+            arch.n_numeric, arch.n_missing, arch.vocab_sizes, clip=arch.clip
+        )
+        self.bodies = nn.ModuleList(
+            [
+                make_body(
+                    self.encoder.n_features_out,
+                    arch.hidden,
+                    arch.activation,
+                    batchnorm=arch.batchnorm,
+                    prior_logit=prior_logit,
+                    generator=generator,
+                )
+                for _ in range(arch.n_members)
+            ]
         )
         with torch.no_grad():
             # The 'missing' and 'unseen' codes start at zero: a code training never shows
             # keeps a zero weight (no gradient reaches it) instead of a random one.
-            weight = first_linear(self.body).weight
-            for start in self.encoder.category_offsets:
-                weight[:, start : start + 2] = 0.0
+            for body in self.bodies:
+                weight = first_linear(body).weight
+                for start in self.encoder.category_offsets:
+                    weight[:, start : start + 2] = 0.0
+
+    @property
+    def body(self) -> nn.Sequential:
+        """The first (with one member, the only) body."""
+        body = self.bodies[0]
+        assert isinstance(body, nn.Sequential)
+        return body
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits, shape ``(n,)``, in the dtype of the body's weights."""
+        """Logits, shape ``(n,)``, in the dtype of the bodies' weights: with several
+        members, the log odds of their mean probability."""
         features = self.encoder(x_num, x_cat)
-        dtype = self.body[-1].weight.dtype
-        return self.body(features.to(dtype)).squeeze(-1)
+        return self.logits(features.to(self.body[-1].weight.dtype))
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """The bodies' combined logit for encoded ``features``."""
+        if len(self.bodies) == 1:
+            return self.body(features).squeeze(-1)
+        member = torch.stack([body(features).squeeze(-1) for body in self.bodies])
+        return mean_probability_logit(member)
 
     @torch.no_grad()
     def average_unseen_codes(self, code_counts: Sequence[Sequence[int]]) -> None:
@@ -299,11 +340,24 @@ class SteadyNet(nn.Module):
         """
         if isinstance(self.body[0], nn.BatchNorm1d):
             return
-        weight = first_linear(self.body).weight
-        for start, counts in zip(self.encoder.category_offsets, code_counts, strict=True):
-            count = torch.tensor(list(counts), dtype=weight.dtype, device=weight.device)
-            block = weight[:, start : start + len(counts)]
-            if count.sum() <= 0 or bool((count > 0).all()):
-                continue
-            mean = (block * count).sum(dim=1, keepdim=True) / count.sum()
-            block[:, count == 0] = mean
+        for body in self.bodies:
+            weight = first_linear(body).weight
+            for start, counts in zip(self.encoder.category_offsets, code_counts, strict=True):
+                count = torch.tensor(list(counts), dtype=weight.dtype, device=weight.device)
+                block = weight[:, start : start + len(counts)]
+                if count.sum() <= 0 or bool((count > 0).all()):
+                    continue
+                mean = (block * count).sum(dim=1, keepdim=True) / count.sum()
+                block[:, count == 0] = mean
+
+
+def mean_probability_logit(logits: torch.Tensor) -> torch.Tensor:
+    """The log odds of the mean of ``sigmoid(logits)`` over the first dimension (members).
+
+    Computed in log space (log-sum-exp of log-sigmoids), so that members certain of the
+    answer (logits of +-40) still give a finite, exact result.
+    """
+    n = math.log(logits.shape[0])
+    log_p = torch.logsumexp(nn.functional.logsigmoid(logits), dim=0) - n
+    log_q = torch.logsumexp(nn.functional.logsigmoid(-logits), dim=0) - n
+    return log_p - log_q

@@ -38,7 +38,10 @@ ACTIVATIONS: dict[str, Activation] = {
     "tanh": Activation("tanh", "Tanh", False, 2.0),
     "gelu": Activation("gelu", "GELU", True, None),
 }
-NORMALIZATIONS = ("standardize", "batchnorm", "none")
+#: How numeric inputs are scaled: ``robust`` (median and interquartile range, then smooth
+#: clipping), ``standardize`` (mean and standard deviation), ``batchnorm`` (a BatchNorm1d
+#: layer), ``none``.
+NORMALIZATIONS = ("robust", "standardize", "batchnorm", "none")
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,9 @@ class Architecture:
 
     ``n_numeric`` numeric inputs, of which ``n_missing`` get a missing-value indicator;
     ``vocab_sizes`` one-hot widths (levels + 'missing' + 'unseen') of the categoricals;
-    ``hidden`` the hidden layer sizes; ``batchnorm`` a ``BatchNorm1d`` on the inputs.
+    ``hidden`` the hidden layer sizes; ``batchnorm`` a ``BatchNorm1d`` on the inputs;
+    ``clip`` the smooth clipping ``z / sqrt(1 + (z / 3)**2)`` of the scaled numeric inputs;
+    ``n_members`` the bodies (same layout) whose probabilities are averaged.
     """
 
     n_numeric: int
@@ -56,6 +61,8 @@ class Architecture:
     hidden: tuple[int, ...]
     activation: str
     batchnorm: bool = False
+    clip: bool = False
+    n_members: int = 1
 
     @property
     def n_features(self) -> int:
@@ -67,7 +74,7 @@ class Architecture:
         """Trainable parameters."""
         sizes = [self.n_features, *self.hidden, 1]
         total = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
-        return total + (2 * self.n_features if self.batchnorm else 0)
+        return self.n_members * (total + (2 * self.n_features if self.batchnorm else 0))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (the ``architecture`` entry of ``model.json``)."""
@@ -78,6 +85,8 @@ class Architecture:
             "hidden": list(self.hidden),
             "activation": self.activation,
             "batchnorm": self.batchnorm,
+            "clip": self.clip,
+            "n_members": self.n_members,
         }
 
     @classmethod
@@ -99,16 +108,20 @@ class Architecture:
         activation = data.get("activation")
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r} (one of {', '.join(ACTIVATIONS)})")
-        batchnorm = data.get("batchnorm")
-        if not isinstance(batchnorm, bool):
-            raise ValueError(f"architecture batchnorm is {batchnorm!r}")
+        flags = {}
+        for name, default in (("batchnorm", None), ("clip", False)):
+            flags[name] = data.get(name, default)
+            if not isinstance(flags[name], bool):
+                raise ValueError(f"architecture {name} is {flags[name]!r}")
         return cls(
             count(data.get("n_numeric"), "n_numeric", 0),
             count(data.get("n_missing"), "n_missing", 0),
             counts(data.get("vocab_sizes"), "vocab_sizes", 2),
             counts(data.get("hidden"), "hidden", 1),
             str(activation),
-            batchnorm,
+            bool(flags["batchnorm"]),
+            bool(flags["clip"]),
+            count(data.get("n_members", 1), "n_members", 1),
         )
 
 
@@ -117,20 +130,40 @@ def tensor_layout(arch: Architecture) -> dict[str, tuple[tuple[int, ...], str]]:
     layout: dict[str, tuple[tuple[int, ...], str]] = {
         "encoder.impute.median": ((arch.n_numeric,), "float64"),
         "encoder.impute.missing_columns": ((arch.n_missing,), "int64"),
-        "encoder.normalize.mean": ((arch.n_numeric,), "float64"),
+        "encoder.normalize.center": ((arch.n_numeric,), "float64"),
         "encoder.normalize.scale": ((arch.n_numeric,), "float64"),
         "encoder.categorical.vocab_sizes": ((len(arch.vocab_sizes),), "int64"),
     }
-    index = 0
-    width = arch.n_features
-    if arch.batchnorm:
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            layout[f"body.0.{name}"] = ((width,), "float64")
-        layout["body.0.num_batches_tracked"] = ((), "int64")
-        index = 1
-    for size in (*arch.hidden, 1):
-        layout[f"body.{index}.weight"] = ((size, width), "float64")
-        layout[f"body.{index}.bias"] = ((size,), "float64")
-        index += 2  # a Linear layer, then its activation (none after the last)
-        width = size
+    for member in range(arch.n_members):
+        prefix = f"bodies.{member}"
+        index = 0
+        width = arch.n_features
+        if arch.batchnorm:
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                layout[f"{prefix}.0.{name}"] = ((width,), "float64")
+            layout[f"{prefix}.0.num_batches_tracked"] = ((), "int64")
+            index = 1
+        for size in (*arch.hidden, 1):
+            layout[f"{prefix}.{index}.weight"] = ((size, width), "float64")
+            layout[f"{prefix}.{index}.bias"] = ((size,), "float64")
+            index += 2  # a Linear layer, then its activation (none after the last)
+            width = size
     return layout
+
+
+def upgrade_weights(weights: dict[str, Any], format_version: int) -> dict[str, Any]:
+    """Tensor names of an older model file, as this version names them.
+
+    Version 1 had one body (``body.*``, now ``bodies.0.*``) and called the scaling's
+    centre ``mean`` (it was always the mean then).
+    """
+    if format_version >= 2:
+        return weights
+    renamed = {}
+    for name, value in weights.items():
+        if name == "encoder.normalize.mean":
+            name = "encoder.normalize.center"
+        elif name.startswith("body."):
+            name = "bodies.0." + name[len("body.") :]
+        renamed[name] = value
+    return renamed

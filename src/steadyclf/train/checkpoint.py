@@ -116,14 +116,13 @@ class FitContext:
     n_rows: int = 0
 
     def preprocessing(self) -> dict[str, torch.Tensor]:
-        """Fitted buffers of the model (imputation, standardisation, vocabularies)."""
+        """Fitted buffers of the model's input encoding (imputation, scaling, vocabularies);
+        the trained bodies are the trainer's state."""
         trainable = {name for name, _ in self.model.named_parameters()}
-        body = getattr(self.model, "body", None)
-        body_names = {f"body.{k}" for k in body.state_dict()} if body is not None else set()
         return {
             k: v.detach().clone()
             for k, v in self.model.state_dict().items()
-            if k not in trainable and k not in body_names
+            if k not in trainable and not k.startswith(("bodies.", "body."))
         }
 
     def to_json(self) -> dict[str, Any]:

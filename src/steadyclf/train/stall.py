@@ -343,7 +343,7 @@ class StallDetector:
         name, mean, std = self.feature_names[j], self.feature_mean[j], self.feature_std[j]
         return (
             f"inputs not normalised: feature {name} has mean {_num(mean)} and std {_num(std)}",
-            "use normalize='standardize'",
+            "use normalize='robust' (the default) or 'standardize'",
         )
 
 

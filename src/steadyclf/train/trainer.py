@@ -269,7 +269,7 @@ class Trainer:
             raise TrainingDivergedError(
                 f"training diverged (loss {loss}) at epoch {self.epoch} even after lowering "
                 f"the learning rate {self.config.max_recoveries} times ({kept}); try a smaller "
-                "lr, normalize='standardize', or check the inputs for extreme values"
+                "lr, normalize='robust' (the default), or check the inputs for extreme values"
             )
         self.module.load_state_dict(snapshot)
         # Fresh optimizer state: Adam's moments may hold the non-finite values too.
