@@ -19,7 +19,7 @@ from steadyclf import BinaryClassifier, DataError, ModelFileError, ParameterErro
 from steadyclf.cli import main
 from steadyclf.datasets import heart_rate
 from steadyclf.exceptions import TrainingInterrupted
-from steadyclf.train.checkpoint import INDEX_FILE, Checkpoint, read_checkpoint
+from steadyclf.train.checkpoint import INDEX_FILE, Checkpoint, read_checkpoint, remove_checkpoint
 from steadyclf.train.trainer import StopTraining, Trainer
 
 
@@ -57,7 +57,8 @@ def _assert_same_model(a: BinaryClassifier, b: BinaryClassifier) -> None:
 PARAMS = [
     dict(batch_size=32, schedule="plateau", optimizer="adam"),
     dict(batch_size=16, schedule="onecycle", optimizer="sgd"),
-    dict(batch_size=None, schedule="cosine", optimizer="adamw"),
+    # Full batch with a hold-out: one network (small data otherwise cross-fits members).
+    dict(batch_size=None, schedule="cosine", optimizer="adamw", validation_fraction=0.1),
 ]
 
 
@@ -72,6 +73,32 @@ def test_resumed_run_is_bit_identical(tmp_path: Path, params: dict[str, Any]) ->
     resumed = BinaryClassifier(**kw).fit(X, y, callbacks=[resume])
     assert resume.resumed_epoch == 4
     _assert_same_model(reference, resumed)
+
+
+def test_cross_fitted_members_resume_from_their_parts(tmp_path: Path) -> None:
+    X, y = _data()
+    kw: dict[str, Any] = dict(random_state=3, max_epochs=12)  # small data: members
+    reference = BinaryClassifier(**kw).fit(X, y)
+    assert reference.plan_["folds"] > 1
+
+    class Crash:
+        """Dies in the middle of the seventh run (of 5 members x 3 weight decays)."""
+
+        epochs = 0
+
+        def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
+            Crash.epochs += 1
+            if Crash.epochs == 12 * 6 + 5:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        BinaryClassifier(**kw).fit(X, y, callbacks=[Checkpoint(tmp_path, every=2), Crash()])
+    parts = sorted(p.name for p in tmp_path.iterdir())
+    assert len(parts) == 7 and parts[0] == "part-0-0"
+    resume = Checkpoint(tmp_path, every=2, resume=True)
+    resumed = BinaryClassifier(**kw).fit(X, y, callbacks=[resume])
+    _assert_same_model(reference, resumed)
+    assert remove_checkpoint(tmp_path) and not tmp_path.exists()
 
 
 def test_resume_depends_on_the_restored_generator(tmp_path: Path) -> None:

@@ -93,9 +93,14 @@ def test_train_writes_the_model_directory_and_a_json_summary(
     assert by_name["x"]["summary"] == "x: numeric (29 missing -> median + indicator)"
     assert summary["classes"] == ["healthy", "sick"] and summary["positive"] == "sick"
     assert summary["epochs"] == len(pd.read_csv(out / "history.csv"))
-    # Small data: every row trains, weight decay regularises, no rows held out.
-    assert summary["validation"] == {} and summary["validation_fraction"] == 0
-    assert summary["weight_decay"] == pytest.approx(1e-2) and summary["batch_size"] == "full"
+    # Small data: no rows held out; cross-fitted members score every row out of fold and
+    # choose the weight decay among the candidates.
+    assert summary["validation_fraction"] == 0 and summary["batch_size"] == "full"
+    assert summary["validation"]["n"] == summary["rows"]
+    assert summary["validation"]["estimate"].startswith("out of fold")
+    losses = summary["cross_fit"]["out_of_fold_log_loss"]
+    assert min(losses, key=losses.get) == f"{summary['weight_decay']:g}"
+    assert summary["epochs"] == len(pd.read_csv(out / "history.csv"))
     assert summary["threshold"] == 0.5
 
 
@@ -106,8 +111,9 @@ def test_train_text_summary_says_what_preprocessing_did(
         capsys, "train", files["train.csv"], "--target", "y", "--out", tmp_path / "m", *FAST
     )
     assert code == 0 and stderr == ""  # not a terminal: no progress bar
-    assert "epochs" in stdout and "weight decay 0.01" in stdout
-    assert "validation: none (small data: every row trained" in stdout
+    assert "5 cross-fitted networks" in stdout and "epochs in all" in stdout
+    assert "chosen from 0.001, 0.01, 0.1 by out-of-fold log loss" in stdout
+    assert "\nout of fold (200 rows, threshold 0.500): accuracy" in stdout
     assert "id: dropped (ID-like" in stdout
     assert "city: categorical (3 levels, 19 missing -> own level)" in stdout
 

@@ -30,7 +30,7 @@ def test_numbers_come_from_the_runs(result, key: str) -> None:  # type: ignore[n
     X_test, y_test = heart_rate(n=200, random_state=1)
     params = {"max_epochs": 40, **setup.params}
     clf = BinaryClassifier(random_state=0, **params).fit(X, y)
-    losses = np.array([r["train_loss"] for r in clf.history_])
+    losses = np.array([r["train_loss"] for r in clf.history_ if r.get("member", 0) == 0])
     row = next(r for r in result.rows if (r.dataset, r.setup) == ("heart-rate", key))
     assert row.iterations_run == losses.size
     below = np.flatnonzero(losses < TARGET_LOSS)

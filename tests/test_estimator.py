@@ -42,30 +42,40 @@ def test_scale_invariance(a: float, b: float) -> None:
     )
 
 
-def test_small_data_trains_on_every_row_with_weight_decay() -> None:
+def test_small_data_cross_fits_members_and_chooses_the_weight_decay() -> None:
     X, y = heart_rate(n=500, random_state=1)
     clf = BinaryClassifier(random_state=0).fit(X, y)
-    assert clf.validation_fraction_ == 0 and clf.weight_decay_ == pytest.approx(1e-2)
-    assert clf.batch_size_ is None and "valid_loss" not in clf.history_[0]
-    assert clf.n_iter_ < clf.max_epochs  # stops when the training loss has converged
-    assert clf.validation_metrics_ == {}
+    assert clf.validation_fraction_ == 0 and clf.batch_size_ is None
+    assert len(clf.module_.bodies) == 5 and clf.n_iter_ < 5 * clf.max_epochs
+    # Each member stops on the fold it does not train on ...
+    assert {r["member"] for r in clf.history_} == set(range(5))
+    assert all("valid_loss" in r for r in clf.history_)
+    # ... so every row is scored out of fold, and that chooses the weight decay.
+    assert clf.validation_metrics_["n"] == 500 and clf.validation_metrics_["roc_auc"] > 0.95
+    losses = clf.data_["cross_fit"]["out_of_fold_log_loss"]
+    assert sorted(float(d) for d in losses) == [1e-3, 1e-2, 1e-1]
+    assert f"{clf.weight_decay_:g}" == min(losses, key=losses.get)
+    assert clf.validation_metrics_["log_loss"] == pytest.approx(min(losses.values()), rel=1e-4)
 
 
 @pytest.mark.parametrize(
-    ("params", "fraction", "decay"),
+    ("params", "fraction", "decay", "members"),
     [
-        ({"threshold_metric": "f1"}, 0.1, 0.0),  # the threshold is tuned on held-out rows
-        ({"validation_fraction": 0.2}, 0.2, 0.0),
-        ({"weight_decay": 1e-3}, 0.0, 1e-3),
-        ({"early_stopping": False}, 0.0, 0.0),  # plain training: nothing added
-        ({"batch_size": 64}, 0.1, 0.0),  # mini-batches
+        ({"threshold_metric": "f1"}, 0.1, 0.0, 1),  # the threshold is tuned on held-out rows
+        ({"validation_fraction": 0.2}, 0.2, 0.0, 1),
+        ({"weight_decay": 1e-3}, 0.0, 1e-3, 5),  # cross-fitted, the decay given
+        ({"early_stopping": False}, 0.0, 0.0, 1),  # plain training: nothing added
+        ({"batch_size": 64}, 0.1, 0.0, 1),  # mini-batches
     ],
 )
-def test_auto_holdout_and_weight_decay(params: dict, fraction: float, decay: float) -> None:
+def test_auto_holdout_and_weight_decay(
+    params: dict, fraction: float, decay: float, members: int
+) -> None:
     X, y = heart_rate(n=300, random_state=1)
     clf = BinaryClassifier(random_state=0, max_epochs=3, **params).fit(X, y)
     assert clf.validation_fraction_ == fraction and clf.weight_decay_ == pytest.approx(decay)
-    assert ("valid_loss" in clf.history_[0]) == (fraction > 0)
+    assert len(clf.module_.bodies) == members
+    assert ("valid_loss" in clf.history_[0]) == (fraction > 0 or members > 1)
 
 
 def test_larger_data_holds_rows_out_without_weight_decay() -> None:

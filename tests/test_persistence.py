@@ -243,7 +243,9 @@ def test_version_1_model_files_still_load(
     tmp_path: Path, fitted: tuple[BinaryClassifier, pd.DataFrame]
 ) -> None:
     X, y = _mixed()
-    clf = BinaryClassifier(normalize="standardize", max_epochs=5, random_state=0).fit(X, y)
+    one_body = {"validation_fraction": 0.1}  # version 1 knew no cross-fitted members
+    clf = BinaryClassifier(normalize="standardize", max_epochs=5, random_state=0, **one_body)
+    clf.fit(X, y)
     model_dir = clf.save(tmp_path / "model")
     # What version 1 wrote: one body, the scaling's centre named mean, no clip, no members.
     state = safetensors.torch.load((model_dir / WEIGHTS_FILE).read_bytes())

@@ -41,6 +41,11 @@ def _frame(n: int = 160, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"x": x, "city": city, "y": np.where(x > 50, "yes", "no")})
 
 
+#: One model with a hold-out: its checkpoint is a single top-level directory (small data
+#: otherwise cross-fits members, each checkpointed in its own part-* subdirectory).
+SINGLE_MODEL: dict[str, Any] = {"random_state": 0, "max_epochs": 5, "validation_fraction": 0.1}
+
+
 @pytest.fixture(scope="module")
 def data_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "data.csv"
@@ -67,7 +72,7 @@ def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             if trainer.epoch == 2:
                 raise StopTraining
 
-    BinaryClassifier(random_state=0, max_epochs=5).fit(
+    BinaryClassifier(**SINGLE_MODEL).fit(
         frame[["x", "city"]], frame["y"], callbacks=[Checkpoint(root), StopAt2()]
     )
     return root
@@ -143,7 +148,7 @@ def test_pickle_planted_in_a_checkpoint_never_runs(
         with pytest.raises(ModelFileError, match="checkpoint"):
             read_checkpoint(planted)
         with pytest.raises(ModelFileError):
-            BinaryClassifier(random_state=0, max_epochs=5).fit(
+            BinaryClassifier(**SINGLE_MODEL).fit(
                 frame[["x", "city"]], frame["y"], callbacks=[Checkpoint(planted, resume=True)]
             )
         assert not marker.exists(), f"unpickled {name}"
@@ -167,7 +172,7 @@ def test_nothing_is_unpickled_on_the_way(
     assert steadyclf.load(model_dir).n_iter_ > 0
     assert read_checkpoint(checkpoint_dir).epoch == 2
     frame = _frame()
-    BinaryClassifier(random_state=0, max_epochs=5).fit(
+    BinaryClassifier(**SINGLE_MODEL).fit(
         frame[["x", "city"]], frame["y"], callbacks=[Checkpoint(checkpoint_dir, resume=True)]
     )
     assert main(["predict", str(model_dir), str(data_csv), "--out", str(tmp_path / "p.csv")]) == 0
@@ -460,6 +465,6 @@ def test_tampered_checkpoints_are_a_clear_error(
     tampered = _tampered_checkpoint(checkpoint_dir, tmp_path, index=index, tensors=tensors)
     frame = _frame()
     with pytest.raises((ModelFileError, steadyclf.ParameterError), match=match):
-        BinaryClassifier(random_state=0, max_epochs=5).fit(
+        BinaryClassifier(**SINGLE_MODEL).fit(
             frame[["x", "city"]], frame["y"], callbacks=[Checkpoint(tampered, resume=True)]
         )

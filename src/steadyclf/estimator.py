@@ -35,7 +35,7 @@ from .exceptions import (
 )
 from .io.sources import FrameSource, default_memory_budget, open_data, parse_memory_size
 from .io.tables import check_unique_columns
-from .nn.modules import SteadyNet, soft_clip_
+from .nn.modules import SteadyNet, mean_probability_logit, soft_clip_
 from .nn.spec import Architecture
 from .nn.step import FusedMLP
 from .nn.threads import intra_op_threads, threads_for
@@ -610,7 +610,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         self, x_num: NDArray[np.float64], x_cat: NDArray[np.int64], out: NDArray[np.float64]
     ) -> bool:
         """The module's forward by hand, for the common model: numeric inputs only, none
-        missing, a plain MLP body on the CPU. Same operations (so the same numbers), but
+        missing, plain MLP bodies on the CPU. Same operations (so the same numbers), but
         into buffers reused from chunk to chunk. Returns False when it does not apply.
         """
         module = self.module_
@@ -620,12 +620,13 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             or encoder.categorical.sizes
             or encoder.impute.missing_columns.numel()
             or encoder.normalize.center.device.type != "cpu"
-            or len(module.bodies) != 1
         ):
             return False
-        body = FusedMLP.from_module(module.body)
-        if body is None or not (_all_finite(x_num) or not np.isnan(x_num).any()):
+        bodies = [FusedMLP.from_module(b) for b in module.bodies]
+        if None in bodies or not (_all_finite(x_num) or not np.isnan(x_num).any()):
             return False
+        body = bodies[0]
+        assert body is not None
         center, scale, clip = (
             encoder.normalize.center,
             encoder.normalize.scale,
@@ -638,6 +639,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         features = torch.empty(values.shape, dtype=torch.float32)
         inputs = torch.empty(values.shape, dtype=dtype)
         out_tensor = torch.from_numpy(out)
+        members = torch.empty((len(bodies), rows), dtype=out_tensor.dtype)
         for start in range(0, x_num.shape[0], PREDICT_BATCH_ROWS):
             n = min(PREDICT_BATCH_ROWS, x_num.shape[0] - start)
             np.copyto(chunk[:n], x_num[start : start + n])
@@ -648,7 +650,13 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
                 soft_clip_(values[:n])
             features[:n].copy_(values[:n])
             inputs[:n].copy_(features[:n])
-            body.forward_into(inputs[:n], out_tensor[start : start + n])
+            if len(bodies) == 1:
+                body.forward_into(inputs[:n], out_tensor[start : start + n])
+                continue
+            for k, member in enumerate(bodies):  # as SteadyNet.logits
+                assert member is not None
+                member.forward_into(inputs[:n], members[k, :n])
+            out_tensor[start : start + n] = mean_probability_logit(members[:, :n])
         return True
 
     def predict_proba(self, X: Any) -> NDArray[np.float64]:

@@ -20,10 +20,11 @@ It returns a :class:`FitResult`, which the estimator turns into its fitted attri
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -52,6 +53,7 @@ from .train.batches import (
     encode_rows,
 )
 from .train.checkpoint import FitContext
+from .train.crossfit import CrossFit, cross_fit, describe, stratified_folds
 from .train.distributed import share_of
 from .train.lr_finder import LRFinderResult, find_lr
 from .train.stall import SATURATION_ROWS, StallDetector
@@ -166,7 +168,7 @@ def fit_source(
         target=target,
     )
     device = device or (context.device if context is not None else torch.device("cpu"))
-    module = _build_module(params, encoder, stats, plan, counts, seed).to(device)
+    module = _build_module(params, encoder, stats, plan, counts, seed, plan.folds).to(device)
     encoding = BatchEncoder(encoder, module.encoder, target, label_values, split, device)
     world = context.world_size if context is not None else 1
     batches, valid, info = _batch_source(
@@ -178,7 +180,7 @@ def fit_source(
         budget,
         seed,
         world,
-        in_memory,
+        in_memory or plan.folds > 1,  # cross-fitting is for small data: always in memory
         context,
     )
     sample = _sample(batches, SATURATION_ROWS)
@@ -226,36 +228,119 @@ def fit_source(
     )
     for cb in callbacks:  # e.g. a Checkpoint checks it resumes the same run
         getattr(cb, "on_fit_begin", lambda c: None)(fit_context)
-    trainer = Trainer(module.body, config, context)
     info |= {"statistics_seconds": round(time.perf_counter() - started, 3)}
-
-    def result() -> FitResult:
-        return _finish(
-            params,
-            module,
-            trainer,
-            plan,
-            lr,
-            encoder,
-            classes,
-            summary,
-            stall,
-            lr_finder,
-            batches,
-            valid,
-            context,
-            info,
-        )
-
+    common = (params, module, lr, encoder, classes, summary, lr_finder, batches, context, info)
+    if plan.folds > 1:
+        assert isinstance(batches, InMemoryBatches)
+        return _fit_members(
+            params, module, lr, encoder, classes, summary, lr_finder, batches, context, info,
+            plan, config, stall, callbacks, seed,
+        )  # fmt: skip
+    trainer = Trainer(module.body, config, context)
     try:
         trainer.fit(batches, valid)
     except TrainingDivergedError as exc:
         # The trainer kept the best finite weights: the error carries that model, so a
         # caller can still save it; the estimator itself is left as it was.
         if trainer.history:
-            exc.result = result()  # type: ignore[attr-defined]
+            trained = Trained(trainer.history, trainer.best_epoch, stall.warnings)
+            exc.result = _finish(*common, plan, trained)  # type: ignore[attr-defined]
         raise
-    return result()
+    threshold, metrics = _score(params, module.double(), batches, valid, context)
+    trained = Trained(trainer.history, trainer.best_epoch, stall.warnings, threshold, metrics)
+    return _finish(*common, plan, trained)
+
+
+@dataclass
+class Trained:
+    """What training produced, besides the weights: history, stopping, warnings, scores."""
+
+    history: list[dict[str, Any]]
+    best_epoch: int | None
+    warnings: list[Any]
+    threshold: float = 0.5
+    metrics: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def _fit_members(
+    params: Mapping[str, Any],
+    module: SteadyNet,
+    lr: float,
+    encoder: TabularEncoder,
+    classes: NDArray[Any],
+    summary: TableSummary,
+    lr_finder: LRFinderResult | None,
+    batches: InMemoryBatches,
+    context: DistributedContext | None,
+    info: dict[str, Any],
+    plan: Plan,
+    config: TrainConfig,
+    stall: StallDetector,
+    callbacks: Sequence[Callback],
+    seed: int,
+) -> FitResult:
+    """Small data: cross-fit the members, choose the weight decay, score out of fold."""
+    assert batches.positions is not None
+    y = batches.y.cpu().numpy()
+    folds = stratified_folds(y, batches.positions, plan.folds, seed)
+    stalls: dict[int, StallDetector] = {}
+
+    def member_callbacks(member: int, candidate: int) -> Sequence[Callback]:
+        # A checkpoint keeps each member in its own part; other callbacks see every run.
+        own = [cb.part(candidate, member) if hasattr(cb, "part") else cb for cb in callbacks]
+        if member != 0:
+            return tuple(own)
+        stalls[candidate] = copy.copy(stall)  # each candidate's first member is watched
+        return (stalls[candidate], *own)
+
+    common = (params, module, lr, encoder, classes, summary, lr_finder, batches, context, info)
+
+    def finish(fitted: CrossFit) -> FitResult:
+        trained = _cross_fitted(plan, fitted, y, stalls)
+        return _finish(*common, replace(plan, weight_decay=fitted.weight_decay), trained)
+
+    try:
+        fitted = cross_fit(
+            list(module.bodies),
+            batches.x,
+            batches.y,
+            folds,
+            replace(config, callbacks=()),
+            plan.weight_decays,
+            member_callbacks,
+        )
+    except TrainingDivergedError as exc:
+        # As for one network: the error carries the model of the least bad candidate.
+        exc.result = finish(exc.cross_fit)  # type: ignore[attr-defined]
+        raise
+    return finish(fitted)
+
+
+def _cross_fitted(
+    plan: Plan,
+    fitted: CrossFit,
+    y: NDArray[np.floating],
+    stalls: Mapping[int, StallDetector],
+) -> Trained:
+    """History, stopping, warnings and out-of-fold scores of a cross-fit."""
+    chosen = plan.weight_decays.index(fitted.weight_decay)
+    metrics: dict[str, Any] = {}
+    if np.isfinite(fitted.oof_logits).all():  # not so after a divergence
+        metrics = binary_metrics(y, expit(fitted.oof_logits), 0.5) | {
+            "estimate": f"out of fold ({plan.folds} folds: each row scored by the member "
+            "that did not train on it)"
+        }
+    history = [record for member in fitted.histories for record in member]
+    epochs = [e for e in fitted.best_epochs if e is not None]
+    return Trained(
+        history,
+        int(np.median(epochs)) if epochs else None,
+        stalls[chosen].warnings,
+        0.5,  # no threshold tuning on small data (Plan.small_data)
+        metrics,
+        facts={"cross_fit": describe(fitted)},
+    )
 
 
 def _run_seed(params: Mapping[str, Any], context: DistributedContext | None) -> int:
@@ -429,7 +514,11 @@ def _batch_source(
             # it): the fewest any process has rows for.
             size = local_batch or max(1, train.n_rows)
             steps = context.all_reduce_min(-(-train.n_rows // size))
-        return InMemoryBatches(train.x, train.y, local_batch, max_steps=steps), valid, info
+        positions = np.concatenate(train.positions) if train.positions else np.zeros(0, np.int64)
+        kept_in_memory = InMemoryBatches(
+            train.x, train.y, local_batch, max_steps=steps, positions=positions
+        )
+        return kept_in_memory, valid, info
     batch = local_batch or max(1, n_train)
     steps = -(-n_train // batch)
     if context is not None:
@@ -499,36 +588,37 @@ def _stall_detector(
 def _finish(
     params: Mapping[str, Any],
     module: SteadyNet,
-    trainer: Trainer,
-    plan: Plan,
     lr: float,
     encoder: TabularEncoder,
     classes: NDArray[Any],
     summary: TableSummary,
-    stall: StallDetector,
     lr_finder: LRFinderResult | None,
     batches: InMemoryBatches | StreamedBatches,
-    valid: EncodedRows | None,
     context: DistributedContext | None,
     info: dict[str, Any],
+    plan: Plan,
+    trained: Trained,
 ) -> FitResult:
-    """The fitted model: float64 weights, unseen codes averaged, validation scored."""
+    """The fitted model: float64 weights, unseen codes averaged, with its facts."""
     # Predictions run in float64: they then do not depend on how rows are batched.
     module = module.double().eval()
     module.average_unseen_codes(_code_counts(encoder))
-    history = trainer.history
+    history = trained.history
     if lr_finder is not None and history:
         history[0]["lr_finder"] = lr
-    threshold, metrics = _score(params, module, batches, valid, context)
-    data = info | {
-        "n_rows": summary.n_rows,
-        "n_train": plan.n_train,
-        "n_valid": plan.n_valid,
-        "dropped_target_rows": summary.n_dropped,
-        "first_dropped_target_rows": list(summary.first_dropped),
-        "processes": context.world_size if context is not None else 1,
-        "steps_per_epoch": batches.steps,
-    }
+    data = (
+        info
+        | trained.facts
+        | {
+            "n_rows": summary.n_rows,
+            "n_train": plan.n_train,
+            "n_valid": plan.n_valid,
+            "dropped_target_rows": summary.n_dropped,
+            "first_dropped_target_rows": list(summary.first_dropped),
+            "processes": context.world_size if context is not None else 1,
+            "steps_per_epoch": batches.steps,
+        }
+    )
     return FitResult(
         encoder=encoder,
         classes=classes,
@@ -536,11 +626,11 @@ def _finish(
         module=module,
         plan=plan,
         history=history,
-        best_epoch=trainer.best_epoch,
+        best_epoch=trained.best_epoch,
         lr=lr,
-        warnings=[w.to_dict() for w in stall.warnings],
-        threshold=threshold,
-        validation_metrics=metrics,
+        warnings=[w.to_dict() for w in trained.warnings],
+        threshold=trained.threshold,
+        validation_metrics=trained.metrics,
         lr_finder=lr_finder,
         data=data,
     )

@@ -166,6 +166,8 @@ def train_summary(
         "weight_decay": getattr(clf, "weight_decay_", None),
         "validation_fraction": getattr(clf, "validation_fraction_", None),
         "validation": clf.validation_metrics_,
+        "cross_fit": info.get("cross_fit"),
+        "normalize": clf.normalize,
         "columns": [c.to_dict() | {"summary": c.describe()} for c in columns],
         "files": files,
     }
@@ -175,11 +177,23 @@ def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) 
     """The training summary for people."""
     used = [c for c in columns if c.role != "dropped"]
     batch = summary["batch_size"]
+    crossed = summary.get("cross_fit")
+    how = f"{'full batch' if batch == 'full' else f'batch {batch}'}, lr {summary['lr']:.3g}"
+    if crossed:
+        candidates = ", ".join(crossed["out_of_fold_log_loss"])
+        what = (
+            f"{len(crossed['best_epochs'])} cross-fitted networks, {summary['epochs']} epochs "
+            f"in all, {summary['seconds']:.1f} s ({how}, median best epoch "
+            f"{summary['best_epoch']}, weight decay {summary['weight_decay']:.3g} chosen "
+            f"from {candidates} by out-of-fold log loss)"
+        )
+    else:
+        what = (
+            f"{summary['epochs']} epochs, {summary['seconds']:.1f} s ({how}, best epoch "
+            f"{summary['best_epoch']}, weight decay {summary['weight_decay']:.3g})"
+        )
     lines = [
-        f"trained {summary['model']!r} on {summary['rows']} rows and {len(used)} columns in "
-        f"{summary['epochs']} epochs, {summary['seconds']:.1f} s (best epoch {summary['best_epoch']}, "
-        f"lr {summary['lr']:.3g}, {'full batch' if batch == 'full' else f'batch {batch}'}, "
-        f"weight decay {summary['weight_decay']:.3g})",
+        f"trained {summary['model']!r} on {summary['rows']} rows and {len(used)} columns: {what}",
         f"classes: {summary['classes'][0]!r} (0), {summary['classes'][1]!r} (1, positive)",
     ]
     reading = summary["reading"]
@@ -190,8 +204,9 @@ def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) 
         )
     valid = summary["validation"]
     if valid:
+        name = "out of fold" if crossed else "validation"
         lines.append(
-            f"validation ({valid['n']} rows, threshold {summary['threshold']:.3f}): "
+            f"{name} ({valid['n']} rows, threshold {summary['threshold']:.3f}): "
             f"accuracy {fmt(valid['accuracy'])}, balanced accuracy {fmt(valid['balanced_accuracy'])}, "
             f"ROC AUC {fmt(valid['roc_auc'])}, log loss {fmt(valid['log_loss'])}"
         )
@@ -203,8 +218,9 @@ def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) 
         )
     lines.append("preprocessing:")
     plain = [c.name for c in columns if c.role == "numeric" and not c.n_missing]
+    scaling = {"robust": "robust-scaled", "standardize": "standardised"}
     if plain:
-        lines.append(f"  numeric, standardised: {names(plain)}")
+        lines.append(f"  numeric, {scaling.get(summary['normalize'], 'as is')}: {names(plain)}")
     lines += [f"  {c.describe()}" for c in columns if not (c.role == "numeric" and not c.n_missing)]
     lines.append(f"wrote {', '.join(summary['files'])}")
     return "\n".join(lines)

@@ -87,6 +87,8 @@ class EncodedRows:
         self._y = torch.empty(max(capacity, 1), dtype=torch.float32, device=device)
         self.n_rows = 0
         self.complete = False
+        #: The global position of each row, when kept (rows encoded once, in memory).
+        self.positions: list[NDArray[np.int64]] = []
 
     def reserve(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Room for ``n`` more rows, as views to write into (counted as added)."""
@@ -216,7 +218,7 @@ def encode_rows(
     train = EncodedRows(encoder.width, n_train, device)
     valid = EncodedRows(encoder.width, n_valid, device) if n_valid else None
     for start, frame in source.batches(encoder.columns, batch_rows=read_rows):
-        kept, in_valid, _ = encoder.rows(start, frame)
+        kept, in_valid, positions = encoder.rows(start, frame)
         x_num, x_cat = encoder.raw(start, kept)
         y = encoder.labels(kept[encoder.target])
         for block, rows in ((train, ~in_valid), (valid, in_valid)):
@@ -224,6 +226,7 @@ def encode_rows(
             if block is None or not index.size:
                 continue
             xs, ys = block.reserve(index.size)
+            block.positions.append(positions[index])
             every = index.size == len(kept)
             encoder.inputs.encode(
                 x_num, x_cat, xs, None if every else index, nan_free=encoder.nan_free
@@ -250,9 +253,12 @@ class InMemoryBatches:
         batch_size: int | None,
         *,
         max_steps: int | None = None,
+        positions: NDArray[np.int64] | None = None,
     ) -> None:
         self.x = x
         self.y = y
+        #: The global position of each row (for folds fixed by the rows, not their order).
+        self.positions = positions
         n = int(x.shape[0])
         self._batch = n if batch_size is None or batch_size >= n else int(batch_size)
         self._max_steps = max_steps

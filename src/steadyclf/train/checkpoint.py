@@ -62,6 +62,8 @@ FORMAT = "steadyclf-checkpoint"
 FORMAT_VERSION = 2
 
 _WEIGHTS_PATTERN = re.compile(r"checkpoint-\d{1,12}\.safetensors")
+#: Subdirectories of the parts of a fit that trains several networks in turn.
+_PART_PATTERN = re.compile(r"part-\d{1,3}-\d{1,3}")
 #: The index holds the history (a few numbers per epoch): far below this in practice.
 _MAX_INDEX_BYTES = 256 << 20
 #: Settings that must match to continue a run (TrainConfig fields, callbacks excluded).
@@ -183,26 +185,48 @@ def checkpoint_dir_for(model_dir: str | os.PathLike[str]) -> Path:
     return model.with_name(model.name + ".checkpoint")
 
 
+def _parts(root: Path) -> list[Path]:
+    """The checkpoints of a fit's parts (cross-fitted members), in the order they train."""
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if _PART_PATTERN.fullmatch(p.name)]
+    return sorted((p for p in found if (p / INDEX_FILE).is_file()), key=_part_order)
+
+
+def _part_order(path: Path) -> tuple[int, ...]:
+    return tuple(int(n) for n in path.name.split("-")[1:])
+
+
+def _latest(root: Path) -> Path | None:
+    """The checkpoint a run would continue: the directory's own, or its last part's."""
+    if (root / INDEX_FILE).is_file():
+        return root
+    parts = _parts(root)
+    return parts[-1] if parts else None
+
+
 def check_checkpoint_dir(directory: str | os.PathLike[str], *, resume: bool) -> int | None:
     """Refuse a checkpoint directory that would mix with other files or lose a run.
 
-    Returns the epoch to resume from (``resume``) or ``None``. Without ``resume`` an
-    existing checkpoint is an error: starting afresh would overwrite the earlier run.
+    Returns the epoch to resume from (``resume``; for a fit of several parts, the epoch
+    of the part in progress) or ``None``. Without ``resume`` an existing checkpoint is an
+    error: starting afresh would overwrite the earlier run.
     """
     root = Path(directory)
+    latest = _latest(root)
     if resume:
-        if not (root / INDEX_FILE).is_file():
+        if latest is None:
             raise ModelFileError(
                 f"no checkpoint to resume from in {str(root)!r}; run without --resume to "
                 "start training"
             )
-        return read_checkpoint(root).epoch
+        return read_checkpoint(latest).epoch
     if not root.exists():
         return None
     if not root.is_dir():
         raise ModelFileError(f"{str(root)!r} exists and is not a checkpoint directory")
-    if (root / INDEX_FILE).is_file():
-        epoch = read_checkpoint(root).epoch
+    if latest is not None:
+        epoch = read_checkpoint(latest).epoch
         raise ModelFileError(
             f"{str(root)!r} holds the checkpoint of an earlier run (epoch {epoch}); add "
             "--resume to continue it, or remove the directory to start afresh"
@@ -219,6 +243,8 @@ def remove_checkpoint(directory: str | os.PathLike[str]) -> bool:
     root = Path(directory)
     if not root.is_dir():
         return False
+    for part in _parts(root):
+        remove_checkpoint(part)
     for path in [root / INDEX_FILE, *root.glob("checkpoint-*.safetensors")]:
         path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # someone else's files are in there: leave them
@@ -249,12 +275,16 @@ class CheckpointData:
 def read_checkpoint(directory: str | os.PathLike[str]) -> CheckpointData:
     """Read and check a checkpoint directory; never unpickles.
 
+    For the directory of a fit that trains several networks in turn (the cross-fitted
+    members of small data, each in a ``part-i-j`` subdirectory) this reads the last part
+    written: the one a resumed run continues.
+
     Raises
     ------
     ModelFileError
         If the directory holds no checkpoint, or a damaged, tampered or foreign one.
     """
-    root = Path(directory)
+    root = _latest(Path(directory)) or Path(directory)
     index_path = root / INDEX_FILE
     if not index_path.is_file():
         raise ModelFileError(f"no checkpoint in {str(root)!r} (missing {INDEX_FILE})")
@@ -466,8 +496,28 @@ class Checkpoint:
         """Estimator hook: remember the run; when resuming, check it is the same run."""
         self._context = context
         if self.resume:
-            self._pending = read_checkpoint(self.directory)
-            _check_same_fit(self._pending, context)
+            latest = _latest(self.directory)
+            data = read_checkpoint(latest or self.directory)
+            _check_same_fit(data, context)
+            if latest == self.directory:
+                self._pending = data
+            else:  # a fit of several parts: each part resumes itself
+                self.resumed_epoch = data.epoch
+
+    def part(self, *index: int) -> Checkpoint:
+        """The checkpoint of one part of a fit that trains several networks in turn (the
+        cross-fitted members of small data), in a subdirectory ``part-i-j``.
+
+        When resuming, a part with a checkpoint continues from it (a finished part stops
+        at once with its final weights) and a part without one starts afresh.
+        """
+        directory = self.directory / ("part-" + "-".join(str(i) for i in index))
+        resume = self.resume and (directory / INDEX_FILE).is_file()
+        part = Checkpoint(
+            directory, self.every, resume=resume, catch_interrupt=self.catch_interrupt
+        )
+        part._context = self._context
+        return part
 
     def on_train_setup(self, trainer: Trainer) -> None:
         """Restore the checkpointed state when resuming."""
