@@ -13,7 +13,8 @@ one batch) as for files read in passes, on one process or under ``torchrun``:
 4. **train** one :class:`~steadyclf.train.trainer.Trainer` over a batch source: the
    encoded rows in memory when they fit the budget (always for a DataFrame), else
    streamed through a shuffle buffer; the same callbacks either way;
-5. **score** the held-out rows with the final weights and tune the threshold.
+5. **score** the held-out rows with the final weights: calibrate the probabilities on
+   them (:func:`~steadyclf.calibration.calibrate`), then tune the threshold.
 
 It returns a :class:`FitResult`, which the estimator turns into its fitted attributes.
 """
@@ -31,6 +32,12 @@ import torch
 from numpy.typing import NDArray
 from scipy.special import expit
 
+from .calibration import (
+    IDENTITY_CALIBRATION,
+    apply_calibration,
+    calibrate,
+    without_held_out_rows,
+)
 from .evaluation import binary_metrics, tune_threshold
 from .exceptions import DataError, ParameterError, TrainingDivergedError
 from .io.sources import FrameSource, Source, read_rows_for_budget
@@ -61,9 +68,6 @@ if TYPE_CHECKING:
     from .train.distributed import DistributedContext
 
 __all__ = ["IDENTITY_CALIBRATION", "FitResult", "fit_source"]
-
-#: No calibration: probabilities are the sigmoid of the network's logit.
-IDENTITY_CALIBRATION: dict[str, Any] = {"method": "none", "scale": 1.0, "bias": 0.0}
 
 #: Encoded training rows are held in memory when they take at most this share of the
 #: budget (always for a DataFrame, which is in memory already).
@@ -473,7 +477,7 @@ def _finish(
     history = trainer.history
     if lr_finder is not None and history:
         history[0]["lr_finder"] = lr
-    threshold, metrics = _score(params, module, batches, valid, context)
+    threshold, metrics, calibration = _score(params, module, batches, valid, context)
     data = info | {
         "n_rows": summary.n_rows,
         "n_train": plan.n_train,
@@ -497,6 +501,7 @@ def _finish(
         validation_metrics=metrics,
         lr_finder=lr_finder,
         data=data,
+        calibration=calibration,
     )
 
 
@@ -514,19 +519,21 @@ def _score(
     batches: InMemoryBatches | StreamedBatches,
     valid: EncodedRows | None,
     context: DistributedContext | None,
-) -> tuple[float, dict[str, Any]]:
-    """The decision threshold, and metrics on the held-out rows with the final weights.
+) -> tuple[float, dict[str, Any], dict[str, Any]]:
+    """The decision threshold, metrics on the held-out rows and the calibration.
 
-    The threshold is tuned on the held-out rows, or on the training rows when there are
-    none (and they are in memory).
+    The calibration is fitted on the held-out rows' logits (identity without held-out
+    rows); the threshold is tuned on the calibrated probabilities of the held-out rows,
+    or of the training rows when there are none (and they are in memory).
     """
+    method = str(params.get("calibration", "auto"))
     rows: tuple[torch.Tensor, torch.Tensor] | None = None
     if valid is not None:
         rows = (valid.x, valid.y)
     elif params["threshold_metric"] is not None and isinstance(batches, InMemoryBatches):
         rows = (batches.x, batches.y)
     if rows is None:
-        return 0.5, {}
+        return 0.5, {}, without_held_out_rows(method)
     logits = module.body(rows[0].double()).reshape(-1).cpu().numpy()
     y = rows[1].cpu().numpy()
     if context is not None:
@@ -534,12 +541,24 @@ def _score(
         logits = np.concatenate([g[0] for g in gathered])
         y = np.concatenate([g[1] for g in gathered])
     if logits.size == 0:
-        return 0.5, {}
-    proba = expit(logits)
+        return 0.5, {}, without_held_out_rows(method)
+    if valid is not None:
+        seed = params["random_state"] if params["random_state"] is not None else 0
+        calibration = calibrate(logits, y, method, seed=int(seed))
+    else:
+        calibration = without_held_out_rows(method)
+    proba = expit(apply_calibration(calibration, logits))
     threshold = 0.5
     if params["threshold_metric"] is not None:
         threshold = tune_threshold(y, proba, params["threshold_metric"])
-    return threshold, (binary_metrics(y, proba, threshold) if valid is not None else {})
+    if valid is None:
+        return threshold, {}, calibration
+    metrics = binary_metrics(y, proba, threshold)
+    if "before" in calibration:
+        metrics["calibration"] = {
+            k: calibration[k] for k in ("method", "before", "after") if k in calibration
+        }
+    return threshold, metrics, calibration
 
 
 def check_device(name: str) -> torch.device:
