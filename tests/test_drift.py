@@ -54,7 +54,9 @@ def test_each_kind_of_drift_is_counted_and_flagged() -> None:
     assert city["unseen_examples"][0][0] == "Quito" and city["flagged"]
     assert not member["flagged"] and "outside_share" not in member  # booleans have no range
     assert [c["column"] for c in report.flagged()] == ["age", "income", "city"]
-    assert report.summary().startswith("3 column(s) differ from the training data: age (")
+    assert report.summary().startswith(
+        "3 of 4 columns differ from the training data (1,000 rows checked): age ("
+    )
 
 
 def test_rows_like_the_training_rows_raise_no_flag() -> None:
@@ -104,7 +106,7 @@ def test_reports_are_written_as_json_or_markdown(tmp_path: Path) -> None:
     assert data["rows"] == 1_000 and data["flagged"] == ["age", "income", "city"]
     assert data["thresholds"]["missing_change"] == 0.05
     text = report.write(tmp_path / "drift.md").read_text()
-    assert text.startswith("# Drift against the training data")
+    assert text.startswith("# Drift against the training data\n\n3 of 4 columns differ")
     assert "| city | categorical | 0.0% -> 0.0% | 0.0% -> 2" in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["drift.json", "drift.md"]
     with pytest.raises(ParameterError, match=r"\.json or \.md"):
@@ -124,7 +126,7 @@ def test_predict_writes_a_drift_report(tmp_path: Path, capsys: pytest.CaptureFix
                  str(tmp_path / "p.csv"), "--drift-report", str(out)])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 0, err
-    assert "warning: 3 column(s) differ from the training data" in err and str(out) in err
+    assert "warning: 3 of 4 columns differ from the training data" in err and str(out) in err
     assert json.loads(out.read_text())["flagged"] == ["age", "income", "city"]
     code = main(["predict", str(model), str(tmp_path / "new.csv"), "--drift-report",
                  str(tmp_path / "drift.html")])  # fmt: skip

@@ -224,7 +224,10 @@ class DriftReport:
         if not flagged:
             return f"no column drifted from the training data ({self.n_rows:,} rows checked)"
         parts = [f"{c['column']} ({'; '.join(c['reasons'])})" for c in flagged]
-        return f"{len(flagged)} column(s) differ from the training data: " + "; ".join(parts)
+        return (
+            f"{len(flagged)} of {len(self._counts)} columns differ from the training data "
+            f"({self.n_rows:,} rows checked): " + "; ".join(parts)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form: the rows checked, the thresholds and every column."""
@@ -244,7 +247,7 @@ class DriftReport:
         lines = [
             "# Drift against the training data",
             "",
-            f"{self.n_rows:,} rows checked. {self.summary()}.",
+            _sentence(self.summary()),
             "",
             "| column | role | missing (training -> now) | outside range / vocabulary (training -> now) | flag |",
             "|---|---|---|---|---|",
@@ -264,6 +267,10 @@ class DriftReport:
         else:
             text = json.dumps(_jsonable(self.to_dict()), indent=2, allow_nan=False) + "\n"
         return atomic_write(path, text)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
 
 
 def _share(part: int, whole: int) -> float | None:
