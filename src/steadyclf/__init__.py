@@ -17,6 +17,7 @@ _EXPORTS = {
     "BinaryClassifier": "estimator",
     "load": "estimator",
     "diagnose": "doctor",
+    "explain": "importance",
     "DataError": "exceptions",
     "ModelFileError": "exceptions",
     "NotFittedError": "exceptions",
@@ -39,6 +40,7 @@ __all__ = [
     "__version__",
     "datasets",
     "diagnose",
+    "explain",
     "load",
     "persistence",
 ]
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
         SteadyclfError,
         TrainingDivergedError,
     )
+    from .importance import explain
 
 
 def __getattr__(name: str) -> Any:

@@ -118,6 +118,14 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
     threshold_metric : {None, 'f1', 'balanced_accuracy'}, default=None
         Tune the decision threshold ``threshold_`` to maximise this metric on the
         validation split (on the training rows when there is none); ``None`` keeps 0.5.
+    calibration : {'auto', 'none', 'temperature', 'platt'}, default='auto'
+        How probabilities are calibrated on the held-out rows (see
+        :mod:`steadyclf.calibration`): ``sigmoid(scale * logit)`` (temperature) or
+        ``sigmoid(scale * logit + bias)`` (Platt), fitted by minimising their log loss.
+        ``'auto'`` keeps the better of the two only when, fitted on one half of the
+        held-out rows and scored on the other (both ways), it lowers the log loss by
+        more than the noise of that comparison; else no map. Without held-out rows
+        (small data trains on every row) probabilities are not calibrated.
     verbose : int, default=0
 
     Attributes
@@ -155,12 +163,16 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         ``cause``, ``fix``); empty when training went well. Printed when ``verbose``.
     calibration_ : dict
         How probabilities follow from the network's logit ``z``:
-        ``sigmoid(scale * z + bias)`` (``method`` 'none': scale 1, bias 0).
+        ``sigmoid(scale * z + bias)`` (``method`` 'none': scale 1, bias 0), with why
+        (``reason``), on how many held-out rows (``n_rows``) and, when a map was
+        considered, log loss, Brier score and expected calibration error on those rows
+        ``before`` and ``after`` it.
     threshold_ : float
         Probability above which ``predict`` returns the positive class.
     validation_metrics_ : dict
-        :func:`~steadyclf.evaluation.binary_metrics` on the validation split at
-        ``threshold_`` (empty without a validation split).
+        :func:`~steadyclf.evaluation.binary_metrics` of the calibrated probabilities on
+        the validation split at ``threshold_`` (empty without a validation split), with
+        ``'calibration'``: the method and the metrics before and after it.
     validation_fraction_ : float
         The share of rows held out (``validation_fraction`` with ``'auto'`` resolved; 0
         when none were: early stopping off, or too few rows to hold some out).
@@ -199,6 +211,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         drop: Sequence[str] | None = None,
         positive: Any = None,
         threshold_metric: str | None = None,
+        calibration: str = "auto",
         verbose: int = 0,
     ) -> None:
         self.hidden = hidden
@@ -221,6 +234,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         self.drop = drop
         self.positive = positive
         self.threshold_metric = threshold_metric
+        self.calibration = calibration
         self.verbose = verbose
 
     # -- scikit-learn plumbing -------------------------------------------------------------

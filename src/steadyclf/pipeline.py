@@ -12,8 +12,11 @@ one batch) as for files read in passes, on one process or under ``torchrun``:
 3. **build** the network with its fitted buffers (:class:`~steadyclf.nn.modules.SteadyNet`);
 4. **train** one :class:`~steadyclf.train.trainer.Trainer` over a batch source: the
    encoded rows in memory when they fit the budget (always for a DataFrame), else
-   streamed through a shuffle buffer; the same callbacks either way;
-5. **score** the held-out rows with the final weights and tune the threshold.
+   streamed through a shuffle buffer; the same callbacks either way. Small data
+   instead cross-fits several members (:mod:`~steadyclf.train.crossfit`);
+5. **score** the held-out rows with the final weights (small data: every row, out of
+   fold): calibrate the probabilities on them (:func:`~steadyclf.calibration.calibrate`),
+   then tune the threshold.
 
 It returns a :class:`FitResult`, which the estimator turns into its fitted attributes.
 """
@@ -32,6 +35,13 @@ import torch
 from numpy.typing import NDArray
 from scipy.special import expit
 
+from .calibration import (
+    IDENTITY_CALIBRATION,
+    OUT_OF_FOLD_MARGIN_SE,
+    apply_calibration,
+    calibrate,
+    without_held_out_rows,
+)
 from .evaluation import binary_metrics, tune_threshold
 from .exceptions import DataError, ParameterError, TrainingDivergedError
 from .io.sources import FrameSource, Source, read_rows_for_budget
@@ -63,9 +73,6 @@ if TYPE_CHECKING:
     from .train.distributed import DistributedContext
 
 __all__ = ["IDENTITY_CALIBRATION", "FitResult", "fit_source"]
-
-#: No calibration: probabilities are the sigmoid of the network's logit.
-IDENTITY_CALIBRATION: dict[str, Any] = {"method": "none", "scale": 1.0, "bias": 0.0}
 
 #: Encoded training rows are held in memory when they take at most this share of the
 #: budget (always for a DataFrame, which is in memory already).
@@ -246,8 +253,12 @@ def fit_source(
             trained = Trained(trainer.history, trainer.best_epoch, stall.warnings)
             exc.result = _finish(*common, plan, trained)  # type: ignore[attr-defined]
         raise
-    threshold, metrics = _score(params, module.double(), batches, valid, context)
-    trained = Trained(trainer.history, trainer.best_epoch, stall.warnings, threshold, metrics)
+    threshold, metrics, calibration = _score(
+        params, plan.pos_weight, module.double(), batches, valid, context
+    )
+    trained = Trained(
+        trainer.history, trainer.best_epoch, stall.warnings, threshold, metrics, calibration
+    )
     return _finish(*common, plan, trained)
 
 
@@ -260,6 +271,7 @@ class Trained:
     warnings: list[Any]
     threshold: float = 0.5
     metrics: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=lambda: dict(IDENTITY_CALIBRATION))
     facts: dict[str, Any] = field(default_factory=dict)
 
 
@@ -297,7 +309,7 @@ def _fit_members(
     common = (params, module, lr, encoder, classes, summary, lr_finder, batches, context, info)
 
     def finish(fitted: CrossFit) -> FitResult:
-        trained = _cross_fitted(plan, fitted, y, stalls)
+        trained = _cross_fitted(params, plan, seed, fitted, y, stalls)
         return _finish(*common, replace(plan, weight_decay=fitted.weight_decay), trained)
 
     try:
@@ -318,27 +330,44 @@ def _fit_members(
 
 
 def _cross_fitted(
+    params: Mapping[str, Any],
     plan: Plan,
+    seed: int,
     fitted: CrossFit,
     y: NDArray[np.floating],
     stalls: Mapping[int, StallDetector],
 ) -> Trained:
     """History, stopping, warnings and out-of-fold scores of a cross-fit."""
     chosen = plan.weight_decays.index(fitted.weight_decay)
+    method = str(params.get("calibration", "auto"))
     metrics: dict[str, Any] = {}
+    calibration = without_held_out_rows(method)
+    threshold = 0.5
     if np.isfinite(fitted.oof_logits).all():  # not so after a divergence
-        metrics = binary_metrics(y, expit(fitted.oof_logits), 0.5) | {
+        # The map is fitted on single members' out-of-fold logits and applied to their
+        # average (as CalibratedClassifierCV(ensemble=False) fits on cross_val_predict).
+        calibration = calibrate(
+            fitted.oof_logits, y, method, seed=seed, margin=OUT_OF_FOLD_MARGIN_SE
+        ) | {"rows": "out-of-fold"}
+        proba = expit(apply_calibration(calibration, fitted.oof_logits))
+        threshold = default_threshold(plan.pos_weight, calibration)
+        metrics = binary_metrics(y, proba, threshold) | {
             "estimate": f"out of fold ({plan.folds} folds: each row scored by the member "
             "that did not train on it)"
         }
+        if "before" in calibration:
+            metrics["calibration"] = {
+                k: calibration[k] for k in ("method", "before", "after") if k in calibration
+            }
     history = [record for member in fitted.histories for record in member]
     epochs = [e for e in fitted.best_epochs if e is not None]
     return Trained(
         history,
         int(np.median(epochs)) if epochs else None,
         stalls[chosen].warnings,
-        0.5,  # no threshold tuning on small data (Plan.small_data)
+        threshold,  # not tuned on small data (Plan.small_data)
         metrics,
+        calibration,
         facts={"cross_fit": describe(fitted)},
     )
 
@@ -633,6 +662,7 @@ def _finish(
         validation_metrics=trained.metrics,
         lr_finder=lr_finder,
         data=data,
+        calibration=trained.calibration,
     )
 
 
@@ -643,39 +673,67 @@ def _code_counts(encoder: TabularEncoder) -> list[list[int]]:
     ]
 
 
+def default_threshold(pos_weight: float | None, calibration: Mapping[str, Any]) -> float:
+    """The decision threshold when none is tuned: 0.5, or where ``pos_weight`` put it.
+
+    A loss weighting positives by ``w`` moves the network's 0.5 to the true probability
+    ``1 / (1 + w)`` (the Bayes decision for an error on a positive costing ``w`` times
+    one on a negative). A calibration map gives back true probabilities, so the threshold
+    moves there: the decisions the weighting asked for, with calibrated probabilities.
+    """
+    if pos_weight is None or calibration.get("method", "none") == "none":
+        return 0.5
+    return 1.0 / (1.0 + float(pos_weight))
+
+
 @torch.no_grad()
 def _score(
     params: Mapping[str, Any],
+    pos_weight: float | None,
     module: SteadyNet,
     batches: InMemoryBatches | StreamedBatches,
     valid: EncodedRows | None,
     context: DistributedContext | None,
-) -> tuple[float, dict[str, Any]]:
-    """The decision threshold, and metrics on the held-out rows with the final weights.
+) -> tuple[float, dict[str, Any], dict[str, Any]]:
+    """The decision threshold, metrics on the held-out rows and the calibration.
 
-    The threshold is tuned on the held-out rows, or on the training rows when there are
-    none (and they are in memory).
+    The calibration is fitted on the held-out rows' logits (identity without held-out
+    rows); the threshold is tuned on the calibrated probabilities of the held-out rows,
+    or of the training rows when there are none (and they are in memory).
     """
+    method = str(params.get("calibration", "auto"))
     rows: tuple[torch.Tensor, torch.Tensor] | None = None
     if valid is not None:
         rows = (valid.x, valid.y)
     elif params["threshold_metric"] is not None and isinstance(batches, InMemoryBatches):
         rows = (batches.x, batches.y)
     if rows is None:
-        return 0.5, {}
-    logits = module.body(rows[0].double()).reshape(-1).cpu().numpy()
+        return 0.5, {}, without_held_out_rows(method)
+    logits = module.logits(rows[0].double()).reshape(-1).cpu().numpy()
     y = rows[1].cpu().numpy()
     if context is not None:
         gathered = context.all_gather_object((logits, y))
         logits = np.concatenate([g[0] for g in gathered])
         y = np.concatenate([g[1] for g in gathered])
     if logits.size == 0:
-        return 0.5, {}
-    proba = expit(logits)
-    threshold = 0.5
+        return 0.5, {}, without_held_out_rows(method)
+    if valid is not None:
+        seed = params["random_state"] if params["random_state"] is not None else 0
+        calibration = calibrate(logits, y, method, seed=int(seed))
+    else:
+        calibration = without_held_out_rows(method)
+    proba = expit(apply_calibration(calibration, logits))
+    threshold = default_threshold(pos_weight, calibration)
     if params["threshold_metric"] is not None:
         threshold = tune_threshold(y, proba, params["threshold_metric"])
-    return threshold, (binary_metrics(y, proba, threshold) if valid is not None else {})
+    if valid is None:
+        return threshold, {}, calibration
+    metrics = binary_metrics(y, proba, threshold)
+    if "before" in calibration:
+        metrics["calibration"] = {
+            k: calibration[k] for k in ("method", "before", "after") if k in calibration
+        }
+    return threshold, metrics, calibration
 
 
 def check_device(name: str) -> torch.device:

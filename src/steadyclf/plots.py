@@ -1,12 +1,14 @@
 """Figures users would rather look at than read (matplotlib, imported lazily).
 
 matplotlib is an optional dependency (``pip install 'steadyclf[plot]'``); every function
-here imports it through :func:`pyplot`, which raises a clear error when it is missing.
-Figures are written atomically (temporary file, then rename).
+here imports it through :func:`figure`, which raises a clear error when it is missing.
+Each ``*_figure`` function builds a figure; ``plot_*`` saves one (atomically: temporary
+file, then rename) and :func:`figure_svg` returns one as SVG text, for the HTML report.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,14 +19,21 @@ from .exceptions import SteadyclfError
 from .io.atomic import atomic_path
 
 __all__ = [
+    "calibration_figure",
+    "confusion_figure",
     "figure",
+    "figure_svg",
+    "importance_figure",
     "plot_calibration",
     "plot_demo",
     "plot_lr_finder",
     "plot_precision_recall",
     "plot_roc",
     "plot_training",
+    "precision_recall_figure",
+    "roc_figure",
     "save_figure",
+    "training_figure",
 ]
 
 
@@ -56,10 +65,23 @@ def save_figure(fig: Any, path: str | os.PathLike[str], *, format: str = "png") 
     return target
 
 
+def figure_svg(fig: Any) -> str:
+    """``fig`` as a standalone SVG document (text drawn as paths: it needs no font).
+
+    The date is left out, so the same figure gives the same text.
+    """
+    from matplotlib import rc_context
+
+    buffer = io.StringIO()
+    with rc_context({"svg.fonttype": "path", "svg.hashsalt": "steadyclf"}):
+        fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    return buffer.getvalue()
+
+
 # -- training and evaluation figures (CLI: training.png, roc.png, precision_recall.png,
 # calibration.png). Curves come from scikit-learn's display classes.
-def plot_training(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
-    """Loss, accuracy and learning rate per epoch (train and validation) as one PNG."""
+def training_figure(history: Sequence[Mapping[str, Any]]) -> Any:
+    """Loss, accuracy and learning rate per epoch (train and validation), three panels."""
     epochs = [int(r["epoch"]) for r in history]
     fig, axes = _subplots(1, 3, figsize=(13, 3.6))
     for ax, key, title in ((axes[0], "loss", "log loss"), (axes[1], "accuracy", "accuracy")):
@@ -75,39 +97,56 @@ def plot_training(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[
     axes[2].plot(epochs, _floats(r.get("lr") for r in history))
     axes[2].set(title="learning rate", xlabel="epoch", yscale="log")
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig
+
+
+def plot_training(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """Loss, accuracy and learning rate per epoch (train and validation) as one PNG."""
+    return save_figure(training_figure(history), path)
 
 
 def _floats(values: Iterable[Any]) -> list[float]:
     return [math.nan if v is None else float(v) for v in values]
 
 
-def plot_roc(y_true: Any, proba: Any, path: str | os.PathLike[str]) -> Path:
+def roc_figure(y_true: Any, proba: Any) -> Any:
     """ROC curve of probabilities ``proba`` against 0/1 labels, with the chance line."""
     from sklearn.metrics import RocCurveDisplay
 
     fig, ax = _subplots(figsize=(4.5, 4.5))
     RocCurveDisplay.from_predictions(y_true, proba, ax=ax, name="model", plot_chance_level=True)
     ax.set_title("ROC curve")
-    return save_figure(fig, path)
+    return fig
 
 
-def plot_precision_recall(y_true: Any, proba: Any, path: str | os.PathLike[str]) -> Path:
-    """Precision-recall curve, with the positive rate as the chance level."""
+def plot_roc(y_true: Any, proba: Any, path: str | os.PathLike[str]) -> Path:
+    """ROC curve of probabilities ``proba`` against 0/1 labels, with the chance line."""
+    return save_figure(roc_figure(y_true, proba), path)
+
+
+def precision_recall_figure(y_true: Any, proba: Any) -> Any:
+    """Precision-recall curve, with the positive rate as the chance level.
+
+    Points where only precision changes are dropped (scikit-learn's
+    ``drop_intermediate``): the curve looks the same with far fewer of them.
+    """
     from sklearn.metrics import PrecisionRecallDisplay
 
     fig, ax = _subplots(figsize=(4.5, 4.5))
     PrecisionRecallDisplay.from_predictions(
-        y_true, proba, ax=ax, name="model", plot_chance_level=True
+        y_true, proba, ax=ax, name="model", plot_chance_level=True, drop_intermediate=True
     )
     ax.set_title("Precision-recall curve")
-    return save_figure(fig, path)
+    return fig
 
 
-def plot_calibration(
-    y_true: Any, proba: Any, path: str | os.PathLike[str], n_bins: int = 10
-) -> Path:
-    """Reliability diagram: observed positive rate per bin of predicted probability."""
+def plot_precision_recall(y_true: Any, proba: Any, path: str | os.PathLike[str]) -> Path:
+    """Precision-recall curve, with the positive rate as the chance level."""
+    return save_figure(precision_recall_figure(y_true, proba), path)
+
+
+def calibration_figure(y_true: Any, proba: Any, n_bins: int = 10) -> Any:
+    """Reliability diagram: observed positive rate per bin (equal mass) of probability."""
     from sklearn.calibration import CalibrationDisplay
 
     fig, ax = _subplots(figsize=(4.5, 4.5))
@@ -115,7 +154,50 @@ def plot_calibration(
         y_true, proba, n_bins=n_bins, strategy="quantile", ax=ax, name="model"
     )
     ax.set_title("Calibration")
-    return save_figure(fig, path)
+    return fig
+
+
+def plot_calibration(
+    y_true: Any, proba: Any, path: str | os.PathLike[str], n_bins: int = 10
+) -> Path:
+    """Reliability diagram: observed positive rate per bin of predicted probability."""
+    return save_figure(calibration_figure(y_true, proba, n_bins), path)
+
+
+def confusion_figure(matrix: Any, labels: Sequence[str]) -> Any:
+    """The 2 x 2 confusion matrix (rows: true class, columns: predicted class)."""
+    import numpy as np
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    fig, ax = _subplots(figsize=(4.2, 3.8))
+    display = ConfusionMatrixDisplay(np.asarray(matrix), display_labels=list(labels))
+    display.plot(ax=ax, colorbar=False, values_format="d", cmap="Blues")
+    ax.set_title("Confusion matrix")
+    return fig
+
+
+def importance_figure(
+    names: Sequence[str],
+    means: Sequence[float],
+    lows: Sequence[float],
+    highs: Sequence[float],
+    *,
+    xlabel: str,
+) -> Any:
+    """Horizontal bars of importance, most important on top, with their intervals."""
+    n = len(names)
+    fig, ax = _subplots(figsize=(6.5, max(1.6, 0.32 * n + 1.0)))
+    positions = list(range(n))[::-1]
+    errors = [
+        [m - lo for m, lo in zip(means, lows, strict=True)],
+        [hi - m for m, hi in zip(means, highs, strict=True)],
+    ]
+    ax.barh(positions, means, xerr=errors, color="#4c72b0", ecolor="#333333", capsize=3)
+    ax.set_yticks(positions, labels=list(names))
+    ax.axvline(0.0, color="grey", linewidth=0.8)
+    ax.set(xlabel=xlabel, title="Column importance")
+    fig.tight_layout()
+    return fig
 
 
 # -- diagnosis figures (CLI: lr-find's curve, the demo's loss curves) ----------------------

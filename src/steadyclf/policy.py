@@ -23,6 +23,7 @@ from .exceptions import ParameterError
 from .nn.spec import ACTIVATIONS, NORMALIZATIONS, Architecture
 
 __all__ = [
+    "CALIBRATIONS",
     "DEFAULT_VALIDATION_FRACTION",
     "FULL_BATCH_MAX_ROWS",
     "MAX_PARAMETERS",
@@ -42,6 +43,8 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "step", "cosine", "onecycle", "plateau")
 THRESHOLD_METRICS = ("f1", "balanced_accuracy")
 DEVICES = ("auto", "cpu", "cuda")
+#: How probabilities are calibrated on held-out rows (:mod:`steadyclf.calibration`).
+CALIBRATIONS = ("auto", "none", "temperature", "platt")
 
 #: Up to this many training rows, the default is full-batch training: each epoch is a
 #: single step, which is both the fastest and the most stable choice on small tables.
@@ -111,6 +114,11 @@ def validate_params(params: Mapping[str, Any]) -> None:
         if params[name] not in allowed:
             options = ", ".join(map(repr, allowed))
             raise ParameterError(f"{name} must be one of {options}; got {params[name]!r}")
+    # Absent from models saved before the parameter existed: they keep the default.
+    calibration = params.get("calibration", "auto")
+    if calibration not in CALIBRATIONS:
+        options = ", ".join(map(repr, CALIBRATIONS))
+        raise ParameterError(f"calibration must be one of {options}; got {calibration!r}")
     hidden = params["hidden"]
     rules: list[tuple[str, bool, str]] = [
         (

@@ -3,8 +3,8 @@
 ``main(argv)`` is the entry point (also used by tests). Every error steadyclf raises on
 purpose (:class:`~steadyclf.exceptions.SteadyclfError`) becomes one line on stderr and
 exit code 2; ``--debug`` shows the traceback instead. Commands live in sub-modules:
-``cli.train``, ``cli.predict`` (predict, evaluate) and ``cli.diagnose`` (doctor,
-lr-find, demo); ``cli.common`` holds what they share.
+``cli.train``, ``cli.predict`` (predict, evaluate), ``cli.diagnose`` (doctor,
+lr-find, demo) and ``cli.explain`` (explain, report); ``cli.common`` holds what they share.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register_commands() -> None:
     # Imported here so that each command module can import `cli` from this package.
-    from . import diagnose, predict, train  # noqa: F401
+    from . import diagnose, explain, predict, train  # noqa: F401
 
 
 def main(argv: Sequence[str] | None = None) -> int:

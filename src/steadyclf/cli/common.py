@@ -24,7 +24,7 @@ import click
 
 from ..exceptions import DataError, ParameterError, SteadyclfError
 from ..nn.spec import ACTIVATIONS, NORMALIZATIONS
-from ..policy import OPTIMIZERS, SCHEDULES, THRESHOLD_METRICS
+from ..policy import CALIBRATIONS, OPTIMIZERS, SCHEDULES, THRESHOLD_METRICS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -231,6 +231,11 @@ ESTIMATOR_OPTIONS: list[Callable[[Any], Any]] = [
         "--threshold-metric",
         type=click.Choice(THRESHOLD_METRICS),
         help="Tune the decision threshold on the validation split.",
+    ),
+    click.option(
+        "--calibration",
+        type=click.Choice(CALIBRATIONS),
+        help="Calibrate probabilities on the held-out rows [auto: when it helps].",
     ),
     click.option("--positive", help="The positive class (a value of the target)."),
     click.option(

@@ -18,7 +18,7 @@ import click
 import pandas as pd
 
 from ..exceptions import DataError, SteadyclfError
-from ..nn.spec import ACTIVATIONS
+from ..nn.spec import ACTIVATIONS, NORMALIZATIONS
 from . import cli
 from .common import (
     Output,
@@ -77,6 +77,11 @@ def load_data(
     help="Hidden layer sizes of that network.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of its initialisation.")
+@click.option(
+    "--normalize",
+    type=click.Choice(NORMALIZATIONS),
+    help="Input scaling of the model you will train (the advice follows it) [the default].",
+)
 @click.option("--drop-missing-target", is_flag=True, help="Drop rows whose target is missing.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the report as JSON on stdout.")
 def doctor(
@@ -85,6 +90,7 @@ def doctor(
     activation: str,
     hidden: tuple[int, ...],
     seed: int,
+    normalize: str | None,
     drop_missing_target: bool,
     as_json: bool,
 ) -> None:
@@ -96,7 +102,7 @@ def doctor(
     X, y, name = load_data(data, target, drop_missing_target=drop_missing_target, output=output)
     from ..doctor import diagnose
 
-    report = diagnose(X, y, activation=activation, hidden=hidden, seed=seed)
+    report = diagnose(X, y, activation=activation, hidden=hidden, seed=seed, normalize=normalize)
     summary = {"data": data, "target": name, **report.to_dict()}
     output.result(summary, lambda: str(report))
 

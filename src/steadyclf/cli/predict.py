@@ -86,6 +86,11 @@ def _model_metadata(model_dir: str) -> dict[str, Any]:
 @click.option("--out", help="File for the predictions (.csv, .csv.gz, .tsv, .parquet).")
 @click.option("--threshold", type=float, help="Decision threshold (default: the model's).")
 @click.option("--id", "id_column", help="Column to copy into the output to identify rows.")
+@click.option(
+    "--drift-report",
+    metavar="FILE",
+    help="Write how DATA differs from the training data, per column (.json or .md).",
+)
 @click.option("--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print only JSON on stdout.")
 def predict(
@@ -94,6 +99,7 @@ def predict(
     out: str | None,
     threshold: float | None,
     id_column: str | None,
+    drift_report: str | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -103,12 +109,15 @@ def predict(
     """
     import pandas as pd
 
+    from ..drift import DriftReport, drift_format
     from ..estimator import load
     from ..io.tables import read_table, table_format, write_table
 
     output = Output(as_json=as_json, quiet=quiet)
     if out is not None:
         table_format(out)  # an unknown suffix fails before any work
+    if drift_report is not None:
+        drift_format(drift_report)  # .json or .md, checked before any work
     clf = load(model_dir)
     cut = _threshold(clf, threshold)
     frame = read_table(data)
@@ -120,6 +129,9 @@ def predict(
     known = {c for c in (id_column, target) if c}
     check_inputs(clf, frame, known=known, output=output)
     proba = predict_probabilities(clf, frame)
+    drift = None if drift_report is None else DriftReport(clf.encoder_)
+    if drift is not None:
+        drift.update(frame)  # per batch when predicting in chunks: the counts add up
     result = pd.DataFrame({"probability": proba, "label": clf.classes_[(proba > cut).astype(int)]})
     if id_column is not None:
         result.insert(0, id_column, frame[id_column].to_numpy())
@@ -127,6 +139,13 @@ def predict(
         with writing(out):
             write_table(result, out)
     summary = {"model": model_dir, "data": data, "rows": len(result), "threshold": cut}
+    if drift is not None and drift_report is not None:
+        with writing(drift_report):
+            drift.write(drift_report)
+        (output.warn if drift.flagged() else output.note)(
+            f"{drift.summary()}; wrote {drift_report}"
+        )
+        summary["drift_report"] = drift_report
     if out is not None:
         output.result(summary | {"out": out}, lambda: f"wrote {len(result)} predictions to {out}")
     elif as_json:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..calibration import describe_calibration
 from ..exceptions import ParameterError, SteadyclfError, TrainingDivergedError, TrainingInterrupted
 from . import cli
 from .common import (
@@ -168,6 +169,7 @@ def train_summary(
         "validation": clf.validation_metrics_,
         "cross_fit": info.get("cross_fit"),
         "normalize": clf.normalize,
+        "calibration": clf.calibration_,
         "columns": [c.to_dict() | {"summary": c.describe()} for c in columns],
         "files": files,
     }
@@ -216,6 +218,7 @@ def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) 
             if summary["validation_fraction"] == 0 and summary["batch_size"] == "full"
             else "validation: none (too few rows or early stopping off)"
         )
+    lines.append(f"calibration: {describe_calibration(summary['calibration'])}")
     lines.append("preprocessing:")
     plain = [c.name for c in columns if c.role == "numeric" and not c.n_missing]
     scaling = {"robust": "robust-scaled", "standardize": "standardised"}

@@ -1,0 +1,256 @@
+"""The diagnosis of a table: its columns, the findings by kind, saturation, the verdict."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from ..exceptions import DataError, ParameterError
+from ..nn.spec import ACTIVATIONS, NORMALIZATIONS
+from ..schema.encoder import TabularEncoder
+from ..schema.labels import encode_labels
+from .findings import (
+    FeatureSummary,
+    Finding,
+    constant_findings,
+    duplicate_findings,
+    imbalance_findings,
+    missing_findings,
+    numeric_summaries,
+    offset_findings,
+    plain,
+    scale_findings,
+    separation_findings,
+    short_number,
+    skew_findings,
+    summarise_column,
+)
+from .render import render_diagnosis
+from .saturation import SaturationCheck, check_saturation
+
+__all__ = ["Diagnosis", "default_normalize", "diagnose"]
+
+
+@dataclass
+class Diagnosis:
+    """The report of :func:`diagnose`; ``str()`` renders it as text, ``to_dict`` as data."""
+
+    n_rows: int
+    classes: list[Any]
+    positive_rate: float
+    features: list[FeatureSummary]
+    findings: list[Finding]
+    saturation: SaturationCheck | None
+    verdict: str
+    headline: str = ""
+    notes: list[str] = field(default_factory=list)
+    normalize: str = "standardize"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything in the report as JSON-compatible data (NaN becomes ``None``)."""
+        return _json_safe(
+            {
+                "n_rows": self.n_rows,
+                "classes": [plain(c) for c in self.classes],
+                "positive_rate": self.positive_rate,
+                "normalize": self.normalize,
+                "features": [asdict(f) for f in self.features],
+                "findings": [f.to_dict() for f in self.findings],
+                "saturation": None if self.saturation is None else self.saturation.to_dict(),
+                "headline": self.headline,
+                "verdict": self.verdict,
+                "notes": list(self.notes),
+            }
+        )
+
+    def __str__(self) -> str:
+        return render_diagnosis(self)
+
+
+def default_normalize() -> str:
+    """The input scaling :class:`~steadyclf.BinaryClassifier` uses by default."""
+    from ..estimator import BinaryClassifier
+
+    return str(BinaryClassifier().normalize)
+
+
+def diagnose(
+    X: Any,
+    y: Any,
+    *,
+    activation: str = "sigmoid",
+    hidden: Sequence[int] = (10,),
+    seed: int = 0,
+    normalize: str | None = None,
+) -> Diagnosis:
+    """Diagnose a table for training a neural binary classifier.
+
+    Parameters
+    ----------
+    X : DataFrame or array of shape (n_rows, n_features)
+        Raw features, as they would be given to :class:`~steadyclf.BinaryClassifier`.
+    y : array-like of shape (n_rows,)
+        Binary target.
+    activation : str, default='sigmoid'
+        Activation for the saturation check. The default, with ``hidden=(10,)``, is the
+        network of the original question (Linear -> sigmoid -> Linear).
+    hidden : tuple of int, default=(10,)
+        Hidden layer sizes for the saturation check.
+    seed : int, default=0
+        Seed of the initialisation used by the saturation check.
+    normalize : str, optional
+        The input scaling of the model you will train (``BinaryClassifier``'s
+        ``normalize``; default: its default): the advice on offsets, scales and heavy
+        tails follows it (no transform by hand for what the model does itself).
+
+    Returns
+    -------
+    Diagnosis
+
+    Examples
+    --------
+    >>> from steadyclf.datasets import heart_rate
+    >>> report = diagnose(*heart_rate(n=300, random_state=0))
+    >>> [f.kind for f in report.findings][:1]
+    ['offset']
+    """
+    if activation not in ACTIVATIONS:
+        raise ParameterError(f"activation must be one of {tuple(ACTIVATIONS)}; got {activation!r}")
+    default = default_normalize()
+    normalize = default if normalize is None else normalize
+    if normalize not in NORMALIZATIONS:
+        raise ParameterError(f"normalize must be one of {NORMALIZATIONS}; got {normalize!r}")
+    frame = _as_frame(X)
+    labels = encode_labels(_as_target(y, len(frame)))
+    target = labels.encoded
+    encoder = TabularEncoder.fit(frame)
+    summaries = [summarise_column(frame[c.name], c.role) for c in encoder.columns_]
+    findings = [
+        *offset_findings(summaries, normalize, default),
+        *scale_findings(summaries, normalize, default),
+        *constant_findings(frame, encoder),
+        *skew_findings(frame, summaries, normalize),
+        *missing_findings(summaries),
+        *imbalance_findings(target),
+        *separation_findings(frame, encoder, target),
+        *duplicate_findings(frame[encoder.input_columns], target),
+    ]
+    findings.sort(key=lambda f: f.severity != "warning")
+    x_num, x_cat = encoder.transform(frame)
+    saturation = None
+    if x_num.shape[1]:
+        saturation = check_saturation(
+            x_num, x_cat, target, encoder, activation=activation, hidden=hidden, seed=seed
+        )
+    report = Diagnosis(
+        n_rows=len(frame),
+        classes=list(labels.classes.tolist()),
+        positive_rate=float(target.mean()),
+        features=summaries,
+        findings=findings,
+        saturation=saturation,
+        verdict="",
+        normalize=normalize,
+    )
+    report.headline = _headline(report)
+    report.verdict = _verdict(report, default)
+    return report
+
+
+def _as_frame(X: Any) -> pd.DataFrame:
+    if isinstance(X, pd.DataFrame):
+        frame = X
+    else:
+        array = np.asarray(X)
+        if array.ndim != 2:
+            raise DataError(f"X must be a 2-D table; got shape {array.shape}")
+        frame = pd.DataFrame(array, columns=[f"x{j}" for j in range(array.shape[1])])
+    if len(frame) == 0:
+        raise DataError("the data has no rows")
+    return frame.set_axis([str(c) for c in frame.columns], axis=1)
+
+
+def _as_target(y: Any, n_rows: int) -> NDArray[Any]:
+    values = np.asarray(y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else y)
+    values = values.ravel() if values.ndim == 2 and values.shape[1] == 1 else values
+    if values.ndim != 1 or len(values) != n_rows:
+        raise DataError(f"the target must be one column of {n_rows} values; got {values.shape}")
+    if pd.isna(values).any():
+        rows = np.flatnonzero(pd.isna(values))
+        raise DataError(
+            f"the target has {rows.size} missing values (first rows: {rows[:5].tolist()})"
+        )
+    return values
+
+
+def _headline(report: Diagnosis) -> str:
+    warnings = [f for f in report.findings if f.severity == "warning"]
+    parts = [warnings[0].summary] if warnings else []
+    sat = report.saturation
+    if sat is not None and sat.raw_share - sat.standardized_share >= 0.25:
+        parts.append(
+            f"raw inputs saturate {sat.raw_share:.0%} of {sat.activation} pre-activations "
+            f"at initialisation, standardised {sat.standardized_share:.0%}"
+        )
+    if not parts:
+        numeric = numeric_summaries(report.features)
+        worst = max((s.offset_ratio or 0.0 for s in numeric), default=0.0)
+        parts.append(f"no scale problem (largest |mean|/std {short_number(worst)})")
+    return "; ".join(parts)
+
+
+#: Kinds of findings the model's own processing takes care of, in words for the verdict.
+_HANDLED = {
+    "offset": "offset from zero",
+    "scales": "differing scales",
+    "heavy_tail": "heavy tails",
+    "missing": "missing values",
+}
+
+
+def _verdict(report: Diagnosis, default: str) -> str:
+    kinds = {f.kind: f for f in report.findings}
+    scaled = report.normalize != "none"
+    handled = [
+        words
+        for kind, words in _HANDLED.items()
+        if kind in kinds and (kind == "missing" or (scaled and not kinds[kind].action))
+    ]
+    who = (
+        "steadyclf's defaults"
+        if report.normalize == default
+        else f"steadyclf with normalize={report.normalize!r}"
+    )
+    parts = ["inputs scaled with statistics of the training data, kept in the model"] * scaled
+    parts += [
+        "missing values imputed with an indicator",
+        "BCEWithLogitsLoss on logits",
+        "early stopping",
+    ]
+    model = f"{who} ({', '.join(parts)})"
+    plural = report.normalize == default  # "defaults"
+    first = (
+        f"{model} {'handle' if plural else 'handles'} the {', '.join(handled)} found here"
+        if handled
+        else f"{model} {'suit' if plural else 'suits'} this data"
+    )
+    todo = [f.action for f in report.findings if f.action]
+    if not todo:
+        return f"{first}; nothing to change."
+    return f"{first}. You should: " + "; ".join(dict.fromkeys(todo)) + "."
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return plain(value)
