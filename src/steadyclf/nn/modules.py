@@ -21,7 +21,7 @@ disturb each other and a fit does not move the caller's random state.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -40,6 +40,8 @@ __all__ = [
     "activation_module",
     "first_linear",
     "make_body",
+    "module_from_weights",
+    "numpy_weights",
 ]
 
 #: Rows encoded at a time (float64 temporaries of this many rows).
@@ -307,3 +309,26 @@ class SteadyNet(nn.Module):
                 continue
             mean = (block * count).sum(dim=1, keepdim=True) / count.sum()
             block[:, count == 0] = mean
+
+
+def numpy_weights(module: nn.Module) -> dict[str, NDArray[np.generic]]:
+    """The module's tensors as NumPy arrays, by ``state_dict`` name.
+
+    On the CPU they share the tensors' memory (no copy; changes to the module show in
+    them); tensors on another device are copied.
+    """
+    return {
+        name: (tensor if tensor.device.type == "cpu" else tensor.cpu()).numpy()
+        for name, tensor in module.state_dict().items()
+    }
+
+
+def module_from_weights(
+    arch: Architecture, weights: Mapping[str, NDArray[np.generic]]
+) -> SteadyNet:
+    """A float64 :class:`SteadyNet` in eval mode holding a copy of ``weights``."""
+    # The initial weights are overwritten: draw them from a throwaway generator, not
+    # from torch's global one (building a module must not move the caller's seed).
+    module = SteadyNet(arch, generator=torch.Generator().manual_seed(0)).double()
+    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
+    return module.eval()
