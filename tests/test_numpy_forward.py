@@ -160,6 +160,10 @@ def test_loading_and_predicting_import_neither_torch_nor_matplotlib(
 import sys
 import numpy as np, pandas as pd
 import steadyclf
+predictor = steadyclf.Predictor.load({str(tmp_path / "model")!r})
+proba = predictor.probability(pd.read_parquet({str(tmp_path / "rows.parquet")!r}))
+np.testing.assert_array_equal(proba, np.load({str(tmp_path / "expected.npy")!r})[:, 1])
+assert "sklearn" not in sys.modules  # the Predictor needs no estimator
 clf = steadyclf.load({str(tmp_path / "model")!r})
 proba = clf.predict_proba(pd.read_parquet({str(tmp_path / "rows.parquet")!r}))
 np.testing.assert_array_equal(proba, np.load({str(tmp_path / "expected.npy")!r}))

@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "BinaryClassifier": "estimator",
     "load": "estimator",
+    "Predictor": "predictor",
     "diagnose": "doctor",
     "DataError": "exceptions",
     "ModelFileError": "exceptions",
@@ -33,6 +34,7 @@ __all__ = [
     "ModelFileError",
     "NotFittedError",
     "ParameterError",
+    "Predictor",
     "SchemaError",
     "SteadyclfError",
     "TrainingDivergedError",
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from . import datasets, persistence
     from .doctor import diagnose
     from .estimator import BinaryClassifier, load
+    from .predictor import Predictor
     from .exceptions import (
         DataError,
         ModelFileError,

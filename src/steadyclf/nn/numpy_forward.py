@@ -309,7 +309,9 @@ class NumpyNetwork:
         # Buffers reused from chunk to chunk: no fresh pages to fault in per chunk.
         features = np.empty((rows, self.arch.n_features), dtype=np.float64)
         buffers = [np.empty((rows, size)) for size in (*self.arch.hidden, 1)]
-        with blas_threads(rows * self.n_weights):
+        # IEEE semantics without warnings, as torch computes: values far beyond the
+        # training range may overflow to inf (the caller is warned about them apart).
+        with blas_threads(rows * self.n_weights), np.errstate(over="ignore", invalid="ignore"):
             for start in range(0, n, PREDICT_BATCH_ROWS):
                 stop = min(start + PREDICT_BATCH_ROWS, n)
                 m = stop - start
