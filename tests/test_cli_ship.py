@@ -18,6 +18,7 @@ import pytest
 
 import steadyclf
 from steadyclf.cli import COMMANDS, main
+from steadyclf.io import tables
 from steadyclf.persistence import WEIGHTS_FILE
 
 HEAVY = ("torch", "sklearn", "pandas", "matplotlib", "scipy")
@@ -109,8 +110,13 @@ def test_predict_in_batches_equals_predict_proba(
 
 
 def test_predict_reads_parquet_row_groups_and_writes_parquet(
-    model: Path, new_rows: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    model: Path,
+    new_rows: pd.DataFrame,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(tables, "PARQUET_ROW_GROUP", 1000)
     data = tmp_path / "new.parquet"
     pq.write_table(pa.Table.from_pandas(new_rows, preserve_index=False), data, row_group_size=700)
     out = tmp_path / "pred.parquet"

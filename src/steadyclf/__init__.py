@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     from . import datasets, persistence
     from .doctor import diagnose
     from .estimator import BinaryClassifier, load
-    from .predictor import Predictor
     from .exceptions import (
         DataError,
         ModelFileError,
@@ -59,6 +58,7 @@ if TYPE_CHECKING:
         SteadyclfError,
         TrainingDivergedError,
     )
+    from .predictor import Predictor
 
 
 def __getattr__(name: str) -> Any:

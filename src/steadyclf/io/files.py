@@ -276,6 +276,8 @@ class DataSource:
         For readers that know what a column must hold (prediction reads a model's text
         columns as text whatever the first block looks like).
         """
+        if self.format != "csv":
+            return self
         fields = [pa.field(f.name, types.get(f.name, f.type)) for f in self.schema]
         source = self._with_pieces(self.pieces)
         source.schema = pa.schema(fields)

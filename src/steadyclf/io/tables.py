@@ -46,6 +46,8 @@ FORMATS = {
     ".pq": "parquet",
 }
 _SEPARATORS = {"csv": ",", "tsv": "\t"}
+#: Rows per row group of Parquet files written batch by batch (predictions: a few MB).
+PARQUET_ROW_GROUP = 1 << 16
 
 
 def table_format(path: str | os.PathLike[str]) -> str:
@@ -225,6 +227,8 @@ class TableWriter:
         self._handle: Any = None
         self._parquet: Any = None
         self._header = False
+        self._pending: list[pd.DataFrame] = []
+        self._pending_rows = 0
 
     def __enter__(self) -> TableWriter:
         if self.path is not None:
@@ -244,26 +248,44 @@ class TableWriter:
     def write(self, frame: pd.DataFrame) -> None:
         """Append the rows of ``frame`` (the first frame's columns set the header)."""
         if self.kind == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            if self._parquet is None:
-                table = pa.Table.from_pandas(frame, preserve_index=False)
-                self._schema = table.schema
-                self._parquet = pq.ParquetWriter(self._tmp, table.schema)
-                self._stack.callback(self._parquet.close)
-            else:
-                # The first batch's types for every batch (an ID column of None...).
-                table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False)
-            self._parquet.write_table(table)
+            # Row groups of at least PARQUET_ROW_GROUP rows, whatever the batches' size.
+            self._pending.append(frame)
+            self._pending_rows += len(frame)
+            if self._pending_rows >= PARQUET_ROW_GROUP:
+                self._flush()
         else:
             sep = _SEPARATORS[self.kind]
             frame.to_csv(self._handle, sep=sep, index=False, header=not self._header)
             self._header = True
         self.rows += len(frame)
 
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self._pending:
+            return
+        frame = self._pending[0] if len(self._pending) == 1 else pd.concat(self._pending)
+        self._pending, self._pending_rows = [], 0
+        if self._parquet is None:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            self._schema = table.schema
+            self._parquet = pq.ParquetWriter(self._tmp, table.schema)
+            self._stack.callback(self._parquet.close)
+        else:
+            # The first batch's types for every batch (an ID column of None...).
+            table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False)
+        self._parquet.write_table(table)
+
     def __exit__(self, *exc_info: Any) -> None:
-        # Closing (the Parquet footer, the gzip trailer) comes before the rename.
+        # The last rows, then closing (the Parquet footer, the gzip trailer), then the
+        # rename; a failure on the way removes the temporary file instead.
+        try:
+            if exc_info[0] is None and self.kind == "parquet":
+                self._flush()
+        except BaseException as exc:
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         self._stack.__exit__(*exc_info)
 
 
