@@ -69,3 +69,12 @@ def test_a_lazy_frame_is_refused_with_what_to_do() -> None:
     _, polars, y = _frames()
     with pytest.raises(DataError, match=r"LazyFrame holds no rows yet: pass frame.collect\(\)"):
         BinaryClassifier().fit(polars.lazy(), y)
+
+
+def test_diagnose_takes_polars() -> None:
+    import steadyclf
+
+    pandas, polars, y = _frames()
+    from_pandas = steadyclf.diagnose(pandas, y)
+    from_polars_ = steadyclf.diagnose(polars, pl.Series(y))
+    assert [f.kind for f in from_polars_.findings] == [f.kind for f in from_pandas.findings]
