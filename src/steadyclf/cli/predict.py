@@ -175,7 +175,9 @@ def predict(
                 writer.write(result)
             n_rows += len(result)
         if n_rows == 0:
-            raise DataError(f"{rows.name} has a header but no data rows")
+            where = "standard input" if data == "-" else f"file {rows.name}"
+            what = "a header but no data rows" if rows.format == "csv" else "no data rows"
+            raise DataError(f"{where} has {what}")
     for message in checks.messages():
         output.warn(message)
     summary = {"model": model_dir, "data": data, "rows": n_rows, "threshold": cut}

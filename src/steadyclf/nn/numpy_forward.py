@@ -75,8 +75,8 @@ def blas_threads(work: int) -> Iterator[None]:
     The rule of :mod:`steadyclf.nn.threads` for torch, for NumPy's BLAS: on small matrix
     products a second thread costs more in synchronisation than it saves, and far more
     when the other cores are busy (measured on a shared 2-core machine, 20 -> 64 -> 1
-    ReLU: 0.4 to 0.7 million rows/s on two threads, 4 million on one). Products too small for the BLAS to thread are left alone (a
-    one-row prediction pays nothing).
+    ReLU: 0.4 to 0.7 million rows/s on two threads, 2 to 4 million on one). Products
+    too small for the BLAS to thread are left alone (a one-row prediction pays nothing).
     """
     if work >= SINGLE_THREAD_WORK or work < MIN_THREADED_WORK:
         yield
