@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -176,6 +177,7 @@ def main() -> None:
     _, baseline = streamed(tiny)
     seconds, peak = streamed(next(large.glob("*.parquet")))
     written = pd.read_parquet(work / "large.parquet", columns=["probability"])
+    shutil.rmtree(work, ignore_errors=True)  # models and predictions: only their facts count
     result = {
         "command": f"python benchmarks/cli_start.py --repeats {args.repeats} --budget {args.budget}",
         "machine": (

@@ -40,9 +40,21 @@ def _imported_after(*args: str) -> list[str]:
     return list(json.loads(done.stderr.strip().splitlines()[-1].replace("'", '"')))
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["predict", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["--version"]])
 def test_help_and_version_import_no_heavy_library(args: list[str]) -> None:
     assert _imported_after(*args) == []
+
+
+def test_the_help_of_every_command_imports_no_heavy_library() -> None:
+    code = (
+        "import sys\n"
+        "from steadyclf.cli import COMMANDS, main\n"
+        "for name in COMMANDS:\n"
+        "    assert main([name, '--help']) == 0\n"
+        f"loaded = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, capture_output=True)
 
 
 def test_every_command_is_listed_without_importing_it(capsys: pytest.CaptureFixture[str]) -> None:

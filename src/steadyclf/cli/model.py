@@ -176,11 +176,12 @@ def format_inspection(report: Mapping[str, Any]) -> str:
 
 @cli.command()
 @click.argument("model_dir")
+@click.option("--quiet", is_flag=True, help="Only errors (the exit code says if it is a model).")
 @click.option("--json", "as_json", is_flag=True, help="Print only JSON on stdout.")
-def inspect(model_dir: str, as_json: bool) -> None:
+def inspect(model_dir: str, quiet: bool, as_json: bool) -> None:
     """Describe the model in MODEL_DIR: format and library versions, columns, parameters,
     training and validation metrics (from model.json; the weights are not loaded)."""
     from ..persistence import read_index
 
     report = inspection(read_index(model_dir), model_dir)
-    Output(as_json=as_json).result(report, lambda: format_inspection(report))
+    Output(as_json=as_json, quiet=quiet).result(report, lambda: format_inspection(report))
