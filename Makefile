@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,plot]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,plot,export]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,7 +29,7 @@ convergence: $(STAMP)
 
 # Speed against the peers (skorch, LightGBM: the bench extra, installed on first use).
 $(VENV)/.installed-bench: $(STAMP)
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,plot,bench]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,plot,export,bench]'
 	touch $@
 
 bench: $(VENV)/.installed-bench

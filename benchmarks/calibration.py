@@ -189,8 +189,7 @@ def markdown(results: list[dict[str, Any]], command: str, seconds: float, mode: 
         "oof": "the defaults (every row trains), calibrated on the out-of-fold logits of "
         "5 fits of the same defaults on the training folds (what k-fold predictions will "
         f"give), 'auto' margin {OUT_OF_FOLD_MARGIN_SE:g} se",
-        "defaults": "the defaults: 5 cross-fitted members, calibrated on their out-of-fold "
-        "logits",
+        "defaults": "the defaults: 5 cross-fitted members, calibrated on their out-of-fold logits",
     }[mode]
     lines = [
         "# Calibration on the development benchmark",

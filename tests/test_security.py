@@ -343,7 +343,10 @@ def _fail_midway(monkeypatch: pytest.MonkeyPatch, cls: Any, method: str) -> None
     original = getattr(cls, method)
 
     def half(self: Any, path: Any, *args: Any, **kwargs: Any) -> Any:
-        Path(path).write_text("half a file")
+        if hasattr(path, "write"):  # an open file (predictions are written batch by batch)
+            path.write("half a file")
+        else:
+            Path(path).write_text("half a file")
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(cls, method, half)

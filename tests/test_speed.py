@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from steadyclf import BinaryClassifier, DataError, policy
-from steadyclf import estimator as estimator_module
 from steadyclf.nn import modules as nn_modules
+from steadyclf.nn import numpy_forward
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_predictions_do_not_depend_on_the_chunk_size(wide, monkeypatch) -> None:
     X, y = wide
     clf = _fit(X, y)
     whole, logits = clf.predict_proba(X), clf.decision_function(X)
-    monkeypatch.setattr(estimator_module, "PREDICT_BATCH_ROWS", 7)
+    monkeypatch.setattr(numpy_forward, "PREDICT_BATCH_ROWS", 7)
     # Not bit for bit: the BLAS may pick other kernels (another summation order) for other
     # shapes, on some CPUs (seen on AMD EPYC: 1 ulp on 46 of 600 rows). float64 sums of a
     # few hundred terms of order 1 to 10 reorder to well under 1e-12.
@@ -138,39 +138,6 @@ def test_infinite_dataframe_cell_is_named(wide) -> None:
     frame.loc[5, "c"] = -np.inf
     with pytest.raises(DataError, match=r"column 'c' has an infinite value at row 5"):
         clf.predict_proba(frame)
-
-
-def _general_logits(clf: BinaryClassifier, X: np.ndarray) -> np.ndarray:
-    x_num, x_cat = clf._raw_inputs(X, reset=False)
-    out = np.empty(len(X))
-    clf._logits_general(x_num, x_cat, out)
-    return out
-
-
-@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "gelu"])
-def test_fast_prediction_path_gives_the_module_s_numbers(wide, activation) -> None:
-    X, y = wide
-    clf = _fit(X.astype(np.float32), y, activation=activation, hidden=(8, 5))
-    x_num, x_cat = clf._raw_inputs(X, reset=False)
-    out = np.empty(len(X))
-    assert clf._logits_fast(x_num, x_cat, out)
-    np.testing.assert_allclose(out, _general_logits(clf, X), rtol=1e-12, atol=1e-12)
-
-
-def test_fast_prediction_path_steps_aside_when_it_does_not_apply(wide) -> None:
-    X, y = wide
-    gappy = X.copy()
-    gappy[::5, 1] = np.nan
-    clf = _fit(X, y)
-    x_num, x_cat = clf._raw_inputs(gappy, reset=False)
-    assert not clf._logits_fast(x_num, x_cat, np.empty(len(X)))  # NaN: imputation needed
-    np.testing.assert_array_equal(clf.decision_function(gappy), _general_logits(clf, gappy))
-    bn = _fit(X, y, normalize="batchnorm")
-    x_num, x_cat = bn._raw_inputs(X, reset=False)
-    assert not bn._logits_fast(x_num, x_cat, np.empty(len(X)))
-    frame = pd.DataFrame(X, columns=list("abcd")).assign(city=["x", "y", "z"] * 100)
-    cat = _fit(frame, y)
-    assert not cat._logits_fast(*cat._raw_inputs(frame, reset=False), np.empty(len(X)))
 
 
 def test_features_in_place_equal_the_encoder(wide, monkeypatch) -> None:

@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "BinaryClassifier": "estimator",
     "load": "estimator",
+    "Predictor": "predictor",
     "diagnose": "doctor",
     "explain": "importance",
     "DataError": "exceptions",
@@ -34,6 +35,7 @@ __all__ = [
     "ModelFileError",
     "NotFittedError",
     "ParameterError",
+    "Predictor",
     "SchemaError",
     "SteadyclfError",
     "TrainingDivergedError",
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
         TrainingDivergedError,
     )
     from .importance import explain
+    from .predictor import Predictor
 
 
 def __getattr__(name: str) -> Any:

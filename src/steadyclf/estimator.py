@@ -4,27 +4,24 @@ The estimator validates its inputs and parameters, hands the rows to the one tra
 pipeline (:func:`steadyclf.pipeline.fit_source`: a DataFrame is a source with one batch,
 files are read in passes) and keeps what it returns as fitted attributes, all at once when
 the fit succeeded. Prediction encodes new rows with the fitted schema and runs the network
-in float64. :meth:`BinaryClassifier.to_state` and :meth:`BinaryClassifier.from_state`
-convert to and from the plain model state that :mod:`steadyclf.persistence` reads and
-writes.
+in float64 NumPy (:mod:`steadyclf.nn.numpy_forward`, the functions ``steadyclf predict``
+uses), so a loaded model predicts without importing torch: torch is imported to train, or
+when ``module_`` is asked for. :meth:`BinaryClassifier.to_state` and
+:meth:`BinaryClassifier.from_state` convert to and from the plain model state that
+:mod:`steadyclf.persistence` reads and writes.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
 from numpy.typing import NDArray
-from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.exceptions import DataConversionWarning
-from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_array, validate_data
 
 from .exceptions import (
@@ -34,22 +31,22 @@ from .exceptions import (
     TrainingDivergedError,
 )
 from .io.sources import FrameSource, default_memory_budget, open_data, parse_memory_size
-from .io.tables import check_unique_columns
-from .nn.modules import SteadyNet, mean_probability_logit, soft_clip_
+from .io.tables import check_unique_columns, from_polars
+from .nn.numpy_forward import NumpyNetwork
 from .nn.spec import Architecture
-from .nn.step import FusedMLP
-from .nn.threads import intra_op_threads, threads_for
 from .persistence import ModelState
-from .pipeline import FitResult, check_device, fit_source
 from .policy import validate_params
+from .predictor import calibrate, sigmoid
 from .schema.encoder import TabularEncoder
-from .schema.labels import LabelEncoding, encode_labels, two_integer_classes
-from .train.trainer import Callback
+from .schema.labels import LabelEncoding, encode_target
 
-__all__ = ["BinaryClassifier"]
+if TYPE_CHECKING:
+    from .nn.modules import SteadyNet
+    from .pipeline import FitResult
+    from .train.trainer import Callback
 
-#: Rows per forward pass in prediction: the activations of a chunk fit in the CPU cache.
-PREDICT_BATCH_ROWS = 1 << 11
+__all__ = ["BinaryClassifier", "load"]
+
 #: Bytes of data held at once when fitting on data in memory (the data is there already).
 IN_MEMORY_BUDGET = 1 << 40
 
@@ -146,7 +143,10 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         target), whether the encoded rows were held in memory or streamed, processes,
         steps per epoch.
     module_ : torch.nn.Module
-        The fitted network (raw columns in, logits out).
+        The fitted network (raw columns in, logits out). Predictions run in NumPy on the
+        same float64 tensors (shared memory on the CPU, so changes to the module's
+        weights change the predictions); a loaded model builds it (and imports torch) on
+        first access only.
     n_iter_ : int
         Epochs run.
     history_ : list of dict
@@ -238,6 +238,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     # -- scikit-learn plumbing -------------------------------------------------------------
+    def __sklearn_is_fitted__(self) -> bool:
+        return "_network" in self.__dict__
+
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
@@ -263,6 +266,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         self, X: Any, *, reset: bool
     ) -> pd.DataFrame | tuple[NDArray[np.float64], list[str]]:
         """A DataFrame as is, or any other input as a float array and column names."""
+        X = from_polars(X)
         try:
             if isinstance(X, pd.DataFrame):
                 check_unique_columns(X)  # before scikit-learn's multi-line message
@@ -322,6 +326,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         self
         """
         self.check_params()
+        X = from_polars(X)
         frame = self._as_frame(X, reset=True)
         labels = self._encode_target(y, len(frame))
         target = _free_name("target", frame.columns)
@@ -405,6 +410,8 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         drop_missing_target: bool = False,
     ) -> FitResult:
         """The pipeline; on divergence the error carries an estimator with the best model."""
+        from .pipeline import check_device, fit_source
+
         device = context.device if context is not None else check_device(self.device)
         try:
             return fit_source(
@@ -427,62 +434,23 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             raise
 
     def _encode_target(self, y: Any, n_rows: int) -> LabelEncoding:
-        if y is None:
-            raise DataError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None"
-            )
-        values = np.asarray(y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else y)
-        if values.ndim == 2 and values.shape[1] == 1:
-            warnings.warn(
-                "A column-vector y was passed when a 1d array was expected; it was raveled.",
-                DataConversionWarning,
-                stacklevel=3,
-            )
-            values = values.ravel()
-        if values.ndim != 1:
-            raise DataError(f"y must be one column; got shape {values.shape}")
-        if len(values) != n_rows:
-            raise DataError(f"X has {n_rows} rows but y has {len(values)}")
-        missing = pd.isna(values)
-        if missing.any():
-            rows = np.flatnonzero(missing)
-            raise DataError(
-                f"the target has {rows.size} missing values (first rows: {rows[:5].tolist()})"
-            )
-        if values.dtype.kind in "fc" and np.isinf(values).any():
-            row = int(np.flatnonzero(np.isinf(values))[0])
-            raise DataError(f"Input y contains infinity (first at row {row})")
-        if two_integer_classes(values):  # binary for sure: skip type_of_target's sort
-            return encode_labels(values, positive=self.positive)
-        try:
-            # Huge floats such as 1e300 make the integer test inside warn about the cast.
-            with np.errstate(invalid="ignore", over="ignore"):
-                kind = type_of_target(values, input_name="y", raise_unknown=True)
-        except (ValueError, TypeError) as exc:
-            raise (DataTypeError if isinstance(exc, TypeError) else DataError)(str(exc)) from None
-        if kind in ("continuous", "continuous-multioutput"):
-            raise DataError(
-                f"Unknown label type: the target looks {kind}; steadyclf needs two classes"
-            )
-        if kind not in ("binary",):
-            seen = np.unique(values)
-            raise DataError(
-                f"Only binary classification is supported. The type of the target is {kind}: "
-                f"values seen {seen[:10].tolist()!r}{' ...' if seen.size > 10 else ''}"
-            )
-        return encode_labels(values, positive=self.positive)
+        owner = type(self).__name__
+        return encode_target(from_polars(y), n_rows, positive=self.positive, owner=owner)
 
     def _apply(self, result: FitResult, *, feature_names: Sequence[str] | None) -> None:
         """Set every fitted attribute from ``result`` (only ever a complete fit)."""
+        from .nn.modules import numpy_weights
+
         for name in list(vars(self)):
-            if name.endswith("_") and not name.startswith("_"):
+            if (name.endswith("_") and not name.startswith("_")) or name in _NETWORK:
                 delattr(self, name)  # what an earlier fit left (e.g. lr_finder_)
         self.classes_ = result.classes
         self.encoder_ = result.encoder
         self.n_features_in_ = len(result.feature_names)
         if feature_names is not None:
             self.feature_names_in_ = np.asarray(list(feature_names), dtype=object)
-        self.module_ = result.module
+        self._module = result.module
+        self._network = NumpyNetwork(result.module.arch, numpy_weights(result.module))
         self.history_ = result.history
         self.n_iter_ = len(result.history)
         self.best_epoch_ = result.best_epoch
@@ -507,15 +475,32 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         names = getattr(probe, "feature_names_in_", None)
         return None if names is None else [str(n) for n in names]
 
+    # -- the network -------------------------------------------------------------------------
+    @property
+    def module_(self) -> SteadyNet:
+        """The fitted network as a torch module (built on first access for a loaded model)."""
+        module = self.__dict__.get("_module")
+        if module is None:
+            if "_network" not in self.__dict__:
+                raise AttributeError(f"'{type(self).__name__}' object has no attribute 'module_'")
+            from .nn.modules import module_from_weights, numpy_weights
+
+            module = module_from_weights(self._network.arch, self._network.weights)
+            self._module = module
+            # From now on predictions read the module's tensors, as after a fit.
+            self._network = NumpyNetwork(module.arch, numpy_weights(module))
+        return module
+
     # -- model state -------------------------------------------------------------------------
     def to_state(self) -> ModelState:
         """The fitted model as a plain :class:`~steadyclf.persistence.ModelState`."""
         self._check_fitted()
-        weights = {k: v.detach().cpu().numpy().copy() for k, v in self.module_.state_dict().items()}
+        network = self._network
+        weights = {k: np.array(v) for k, v in network.weights.items()}
         names = getattr(self, "feature_names_in_", None)
         return ModelState(
             schema=self.encoder_.to_dict(),
-            architecture=self.module_.arch.to_dict(),
+            architecture=network.arch.to_dict(),
             weights=weights,
             classes=self.classes_,
             threshold=float(self.threshold_),
@@ -547,9 +532,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             params["hidden"] = tuple(params["hidden"])
         clf = cls(**params)
         arch = Architecture.from_dict(state.architecture)
-        module = SteadyNet(arch).double()
-        module.load_state_dict({k: torch.from_numpy(v) for k, v in state.weights.items()})
-        clf.module_ = module.eval()
+        clf._network = NumpyNetwork(arch, state.weights)
         clf.encoder_ = TabularEncoder.from_dict(state.schema)
         clf.classes_ = state.classes
         clf.n_features_in_ = state.n_features_in
@@ -574,7 +557,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
 
     # -- prediction --------------------------------------------------------------------------
     def _check_fitted(self) -> None:
-        if not hasattr(self, "module_"):
+        if "_network" not in self.__dict__:
             raise NotFittedError(
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
                 "appropriate arguments before using this estimator."
@@ -585,97 +568,16 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         (``calibration_['scale'] * logit + calibration_['bias']``)."""
         self._check_fitted()
         x_num, x_cat = self._raw_inputs(X, reset=False)
-        logits = self._logits(x_num, x_cat)
-        scale, bias = float(self.calibration_["scale"]), float(self.calibration_["bias"])
-        if scale != 1.0 or bias != 0.0:
-            logits = scale * logits + bias
-        return logits
+        return calibrate(self._logits(x_num, x_cat), self.calibration_)
 
-    @torch.inference_mode()
     def _logits(self, x_num: NDArray[np.float64], x_cat: NDArray[np.int64]) -> NDArray[np.float64]:
-        """Logits in chunks of :data:`PREDICT_BATCH_ROWS` rows, written into one array.
-
-        Each chunk is copied once (``x_num`` may be a read-only view of the caller's data)
-        and its intermediate activations stay in the CPU cache.
-        """
-        module = self.module_
-        if module.training:  # eval() walks every submodule: ~0.1 ms per call
-            module.eval()
-        out = np.empty(x_num.shape[0], dtype=np.float64)
-        rows = min(x_num.shape[0], PREDICT_BATCH_ROWS)
-        with intra_op_threads(threads_for(rows, module)):
-            if not self._logits_fast(x_num, x_cat, out):
-                self._logits_general(x_num, x_cat, out)
-        return out
-
-    def _logits_general(
-        self, x_num: NDArray[np.float64], x_cat: NDArray[np.int64], out: NDArray[np.float64]
-    ) -> None:
-        module = self.module_
-        device = next(module.parameters()).device
-        out_tensor = torch.from_numpy(out)
-        for start in range(0, x_num.shape[0], PREDICT_BATCH_ROWS):
-            stop = start + PREDICT_BATCH_ROWS
-            num = torch.tensor(x_num[start:stop], dtype=torch.float64, device=device)
-            cat = torch.tensor(x_cat[start:stop], dtype=torch.int64, device=device)
-            out_tensor[start:stop] = module(num, cat)
-
-    def _logits_fast(
-        self, x_num: NDArray[np.float64], x_cat: NDArray[np.int64], out: NDArray[np.float64]
-    ) -> bool:
-        """The module's forward by hand, for the common model: numeric inputs only, none
-        missing, plain MLP bodies on the CPU. Same operations (so the same numbers), but
-        into buffers reused from chunk to chunk. Returns False when it does not apply.
-        """
-        module = self.module_
-        encoder = module.encoder
-        if (
-            x_cat.shape[1]
-            or encoder.categorical.sizes
-            or encoder.impute.missing_columns.numel()
-            or encoder.normalize.center.device.type != "cpu"
-        ):
-            return False
-        bodies = [FusedMLP.from_module(b) for b in module.bodies]
-        if None in bodies or not (_all_finite(x_num) or not np.isnan(x_num).any()):
-            return False
-        body = bodies[0]
-        assert body is not None
-        center, scale, clip = (
-            encoder.normalize.center,
-            encoder.normalize.scale,
-            encoder.normalize.clip,
-        )
-        dtype = body._weights[0].dtype
-        rows = min(x_num.shape[0], PREDICT_BATCH_ROWS)
-        chunk = np.empty((rows, x_num.shape[1]), dtype=np.float64)
-        values = torch.from_numpy(chunk)
-        features = torch.empty(values.shape, dtype=torch.float32)
-        inputs = torch.empty(values.shape, dtype=dtype)
-        out_tensor = torch.from_numpy(out)
-        members = torch.empty((len(bodies), rows), dtype=out_tensor.dtype)
-        for start in range(0, x_num.shape[0], PREDICT_BATCH_ROWS):
-            n = min(PREDICT_BATCH_ROWS, x_num.shape[0] - start)
-            np.copyto(chunk[:n], x_num[start : start + n])
-            # As InputEncoder: (x - mean) / scale in float64, float32 features, and the
-            # body's dtype from there (SteadyNet.forward).
-            values[:n].sub_(center).div_(scale)
-            if clip:
-                soft_clip_(values[:n])
-            features[:n].copy_(values[:n])
-            inputs[:n].copy_(features[:n])
-            if len(bodies) == 1:
-                body.forward_into(inputs[:n], out_tensor[start : start + n])
-                continue
-            for k, member in enumerate(bodies):  # as SteadyNet.logits
-                assert member is not None
-                member.forward_into(inputs[:n], members[k, :n])
-            out_tensor[start : start + n] = mean_probability_logit(members[:, :n])
-        return True
+        """The network's logits, computed in NumPy (see :mod:`steadyclf.nn.numpy_forward`)."""
+        network: NumpyNetwork = self._network
+        return network.logits(x_num, x_cat)
 
     def predict_proba(self, X: Any) -> NDArray[np.float64]:
         """Probabilities of ``classes_[0]`` and ``classes_[1]``, shape ``(n, 2)``."""
-        p = expit(self.decision_function(X))
+        p = sigmoid(self.decision_function(X))
         proba = np.empty((p.shape[0], 2), dtype=np.float64)
         np.subtract(1.0, p, out=proba[:, 0])
         proba[:, 1] = p
@@ -695,6 +597,24 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         from .persistence import save
 
         return save(self.to_state(), path)
+
+    def to_onnx(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model as one ONNX graph, preprocessing and threshold included.
+
+        The graph takes one ``[N, 1]`` input per column the model reads (``double``
+        with NaN for missing; ``string`` with ``''`` for missing for categorical columns)
+        and returns ``probability`` (of ``classes_[1]``) and ``label``; see
+        :mod:`steadyclf.export.onnx_graph` for the opset and the details. Needs the
+        ``export`` extra (``pip install 'steadyclf[export]'``).
+        """
+        import warnings
+
+        from .export.onnx_graph import save_onnx
+
+        exported = save_onnx(self.to_state(), path)
+        for note in exported.notes:
+            warnings.warn(note, UserWarning, stacklevel=2)
+        return Path(path)
 
 
 def load(path: str | os.PathLike[str]) -> BinaryClassifier:
@@ -725,6 +645,8 @@ def load(path: str | os.PathLike[str]) -> BinaryClassifier:
     return BinaryClassifier.from_state(read_model(path))
 
 
+#: Private attributes that hold the fitted network (cleared before a new fit is applied).
+_NETWORK = ("_network", "_module")
 #: Input dtypes kept as they are (float32 data is not doubled in memory: the encoder
 #: converts it to float64 a chunk at a time); anything else becomes float64.
 _FLOATS = (np.float64, np.float32)

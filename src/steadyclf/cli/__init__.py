@@ -3,28 +3,66 @@
 ``main(argv)`` is the entry point (also used by tests). Every error steadyclf raises on
 purpose (:class:`~steadyclf.exceptions.SteadyclfError`) becomes one line on stderr and
 exit code 2; ``--debug`` shows the traceback instead. Commands live in sub-modules:
-``cli.train``, ``cli.predict`` (predict, evaluate), ``cli.diagnose`` (doctor,
-lr-find, demo) and ``cli.explain`` (explain, report); ``cli.common`` holds what they share.
+``cli.train``, ``cli.predict`` (predict, evaluate), ``cli.model`` (export, inspect),
+``cli.diagnose`` (doctor, lr-find, demo) and ``cli.explain`` (explain, report);
+``cli.common`` holds what they share.
+
+Starting is cheap: a command's module is imported only when that command runs (or for
+``--help``), and each module imports torch, scikit-learn, pandas or matplotlib inside the
+functions that need them, so ``steadyclf --help`` and ``--version`` import none of them
+and ``steadyclf predict`` imports neither torch nor matplotlib nor scikit-learn.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from importlib import import_module
 
 import click
 
+from .. import __version__
 from ..exceptions import SteadyclfError
 
-__all__ = ["cli", "main"]
+__all__ = ["COMMANDS", "cli", "main"]
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
+#: Command -> the module of this package that defines it (imported on first use).
+COMMANDS = {
+    "demo": "diagnose",
+    "doctor": "diagnose",
+    "evaluate": "predict",
+    "explain": "explain",
+    "export": "model",
+    "inspect": "model",
+    "lr-find": "diagnose",
+    "predict": "predict",
+    "report": "explain",
+    "train": "train",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class LazyGroup(click.Group):
+    """A command group that imports a command's module only when the command is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            # The module registers its commands on this group (``@cli.command()``).
+            import_module(f".{COMMANDS[cmd_name]}", __name__)
+        return self.commands.get(cmd_name)
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
-@click.version_option(package_name="steadyclf")
+@click.version_option(__version__, prog_name="steadyclf")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """Train binary classifiers on tabular data that converge, and say why when they don't."""
@@ -32,14 +70,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
-def _register_commands() -> None:
-    # Imported here so that each command module can import `cli` from this package.
-    from . import diagnose, explain, predict, train  # noqa: F401
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
-    _register_commands()
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:

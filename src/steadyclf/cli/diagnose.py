@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import pandas as pd
 
 from ..exceptions import DataError, SteadyclfError
 from ..nn.spec import ACTIVATIONS, NORMALIZATIONS
@@ -28,6 +27,9 @@ from .common import (
     parse_hidden,
     writing,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["demo", "doctor", "load_data", "lr_find"]
 

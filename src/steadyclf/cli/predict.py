@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
     from ..estimator import BinaryClassifier
 
-__all__ = ["check_inputs", "evaluate", "predict", "predict_probabilities"]
+__all__ = ["check_inputs", "evaluate", "open_rows", "predict", "predict_probabilities"]
 
 EVALUATION_FILES = ("metrics.json", "roc.png", "precision_recall.png", "calibration.png")
 
@@ -31,23 +32,18 @@ def check_inputs(
     clf: BinaryClassifier, frame: pd.DataFrame, *, known: set[str], output: Output
 ) -> None:
     """Schema check, a note on extra columns and warnings on far out-of-range values."""
+    from ..predictor import InputChecks
+
     encoder = clf.encoder_
     encoder.check_columns(frame)
     expected = {c.name for c in encoder.columns_} | known
     extra = [c for c in frame.columns if c not in expected]
     if extra:
         output.note(f"ignoring {len(extra)} column(s) the model does not know: {names(extra)}")
-    x_num, _ = encoder.transform(frame)
-    for name, count in encoder.unexpected_missing(x_num).items():
-        output.warn(
-            f"{count} missing value{'s' if count > 1 else ''} in {name!r}, which had none in training; filled with the training median"
-        )
-    ranges = {c.name: c for c in encoder.columns_}
-    for name, count in encoder.out_of_range(x_num).items():
-        info = ranges[name]
-        output.warn(
-            f"{count} value{'s' if count > 1 else ''} of {name!r} far outside the training range [{info.low:.6g}, {info.high:.6g}]; predictions there are extrapolations"
-        )
+    checks = InputChecks(encoder)
+    checks.add(encoder.transform(frame)[0])
+    for message in checks.messages():
+        output.warn(message)
 
 
 def predict_probabilities(clf: BinaryClassifier, frame: pd.DataFrame) -> NDArray[np.float64]:
@@ -65,9 +61,9 @@ def predict_probabilities(clf: BinaryClassifier, frame: pd.DataFrame) -> NDArray
     return clf.predict_proba(frame.reindex(columns=columns).to_numpy(dtype=np.float64))[:, 1]
 
 
-def _threshold(clf: BinaryClassifier, threshold: float | None) -> float:
+def _threshold(default: float, threshold: float | None) -> float:
     if threshold is None:
-        return float(clf.threshold_)
+        return float(default)
     if not 0.0 <= threshold <= 1.0:
         raise ParameterError(f"--threshold must be between 0 and 1; got {threshold}")
     return float(threshold)
@@ -80,12 +76,34 @@ def _model_metadata(model_dir: str) -> dict[str, Any]:
     return metadata if isinstance(metadata, dict) else {}
 
 
+def open_rows(data: str, budget: int) -> Any:
+    """The rows of DATA to read in batches: a :class:`~steadyclf.io.files.DataSource`, or
+    a :class:`~steadyclf.io.files.CsvStream` of standard input for ``-``."""
+    from pathlib import Path
+
+    from ..io.files import CsvStream, DataSource
+    from ..io.tables import check_data_file
+
+    # CSV blocks of about 1/64 of the budget: the reader holds a few while parsing.
+    block = int(min(1 << 22, max(1 << 16, budget // 64)))
+    if data == "-":
+        return CsvStream(sys.stdin.buffer, block_size=block)
+    if Path(data).is_file():
+        check_data_file(data)  # unknown type, empty file: the messages of read_table
+    return DataSource.open(data, csv_block_size=block)
+
+
 @cli.command()
 @click.argument("model_dir")
 @click.argument("data")
 @click.option("--out", help="File for the predictions (.csv, .csv.gz, .tsv, .parquet).")
 @click.option("--threshold", type=float, help="Decision threshold (default: the model's).")
 @click.option("--id", "id_column", help="Column to copy into the output to identify rows.")
+@click.option(
+    "--memory-budget",
+    metavar="SIZE",
+    help="Memory for rows held at once, e.g. 200MB (default: half of the free memory).",
+)
 @click.option(
     "--drift-report",
     metavar="FILE",
@@ -99,46 +117,82 @@ def predict(
     out: str | None,
     threshold: float | None,
     id_column: str | None,
+    memory_budget: str | None,
     drift_report: str | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
     """Write the probability and predicted label of each row of DATA.
 
-    Columns: [ID], probability (of the positive class), label. To --out, or CSV on stdout.
+    DATA: a CSV/TSV/Parquet file, a directory or glob of Parquet files, or - for CSV on
+    standard input. Rows are read in batches and written as they are predicted, so
+    memory stays bounded whatever the size of DATA. Columns: [ID], probability (of the
+    positive class), label. To --out (written under a temporary name, renamed when
+    complete), or CSV on stdout.
     """
     import pandas as pd
+    import pyarrow as pa
 
     from ..drift import DriftReport, drift_format
-    from ..estimator import load
-    from ..io.tables import read_table, table_format, write_table
+    from ..io.sources import default_memory_budget, parse_memory_size, read_rows_for_budget
+    from ..io.tables import TableWriter, check_unique_columns, table_format
+    from ..predictor import InputChecks, Predictor, predict_batch
 
     output = Output(as_json=as_json, quiet=quiet)
     if out is not None:
         table_format(out)  # an unknown suffix fails before any work
     if drift_report is not None:
         drift_format(drift_report)  # .json or .md, checked before any work
-    clf = load(model_dir)
-    cut = _threshold(clf, threshold)
-    frame = read_table(data)
-    if id_column is not None and id_column not in frame.columns:
+    budget = default_memory_budget() if memory_budget is None else parse_memory_size(memory_budget)
+    predictor = Predictor.load(model_dir)
+    cut = _threshold(predictor.threshold, threshold)
+    rows = open_rows(data, budget)
+    header = pd.DataFrame(columns=pd.Index(rows.columns))
+    check_unique_columns(header, where=str(data))
+    if id_column is not None and id_column not in rows.columns:
         raise DataError(
-            f"--id column {id_column!r} is not in the data; columns: {names(frame.columns, 20)}"
+            f"--id column {id_column!r} is not in the data; columns: {names(rows.columns, 20)}"
         )
-    target = _model_metadata(model_dir).get("target")
-    known = {c for c in (id_column, target) if c}
-    check_inputs(clf, frame, known=known, output=output)
-    proba = predict_probabilities(clf, frame)
-    drift = None if drift_report is None else DriftReport(clf.encoder_)
-    if drift is not None:
-        drift.update(frame)  # per batch when predicting in chunks: the counts add up
-    result = pd.DataFrame({"probability": proba, "label": clf.classes_[(proba > cut).astype(int)]})
-    if id_column is not None:
-        result.insert(0, id_column, frame[id_column].to_numpy())
-    if out is not None:
-        with writing(out):
-            write_table(result, out)
-    summary = {"model": model_dir, "data": data, "rows": len(result), "threshold": cut}
+    encoder = predictor.encoder
+    encoder.check_columns(header)
+    target = (predictor.metadata or {}).get("target")
+    known = {c.name for c in encoder.columns_} | {c for c in (id_column, target) if c}
+    extra = [c for c in rows.columns if c not in known]
+    if extra:
+        output.note(f"ignoring {len(extra)} column(s) the model does not know: {names(extra)}")
+    needed = list(dict.fromkeys([*encoder.input_columns, *([id_column] if id_column else [])]))
+    types = encoder.csv_types()
+    if id_column is not None and id_column not in types:
+        types[id_column] = pa.string()  # identifiers as written (leading zeros kept)
+    rows = rows.with_types(types)
+    batch_rows = read_rows_for_budget(rows.row_bytes(needed), budget)
+    checks = InputChecks(encoder)
+    drift = None if drift_report is None else DriftReport(encoder)
+    records: list[pd.DataFrame] = []
+    to_stdout = out is None and not as_json
+    n_rows = 0
+    with (
+        writing(out or "standard output"),
+        TableWriter(out, stream=sys.stdout if to_stdout else None) as writer,
+    ):
+        for start, frame in rows.batches(needed, batch_rows=batch_rows):
+            if drift is not None:
+                drift.update(frame)  # counts per batch: they add up
+            result = predict_batch(
+                predictor, start, frame, threshold=cut, id_column=id_column, checks=checks
+            )
+            if out is None and as_json:
+                records.append(result)
+            else:
+                writer.write(result)
+            n_rows += len(result)
+        if n_rows == 0:
+            where = "standard input" if data == "-" else f"file {rows.name}"
+            what = "a header but no data rows" if rows.format == "csv" else "no data rows"
+            raise DataError(f"{where} has {what}")
+    for message in checks.messages():
+        output.warn(message)
+    summary = {"model": model_dir, "data": data, "rows": n_rows, "threshold": cut}
     if drift is not None and drift_report is not None:
         with writing(drift_report):
             drift.write(drift_report)
@@ -147,11 +201,10 @@ def predict(
         )
         summary["drift_report"] = drift_report
     if out is not None:
-        output.result(summary | {"out": out}, lambda: f"wrote {len(result)} predictions to {out}")
+        output.result(summary | {"out": out}, lambda: f"wrote {n_rows} predictions to {out}")
     elif as_json:
-        output.result(summary | {"predictions": result.to_dict(orient="records")}, str)
-    else:
-        click.echo(result.to_csv(index=False), nl=False)
+        predictions = pd.concat(records, ignore_index=True).to_dict(orient="records")
+        output.result(summary | {"predictions": predictions}, str)
 
 
 # -- evaluating ------------------------------------------------------------------------------
@@ -237,7 +290,7 @@ def evaluate(
 
     output = Output(as_json=as_json, quiet=quiet)
     clf = load(model_dir)
-    cut = _threshold(clf, threshold)
+    cut = _threshold(clf.threshold_, threshold)
     target = target or _model_metadata(model_dir).get("target")
     if not target:
         raise ParameterError("give the column with the true labels: --target COL")

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..calibration import describe_calibration
 from ..exceptions import ParameterError, SteadyclfError, TrainingDivergedError, TrainingInterrupted
 from . import cli
 from .common import (
@@ -218,6 +217,8 @@ def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) 
             if summary["validation_fraction"] == 0 and summary["batch_size"] == "full"
             else "validation: none (too few rows or early stopping off)"
         )
+    from ..calibration import describe_calibration  # scipy: not for `steadyclf --help`
+
     lines.append(f"calibration: {describe_calibration(summary['calibration'])}")
     lines.append("preprocessing:")
     plain = [c.name for c in columns if c.role == "numeric" and not c.n_missing]

@@ -12,6 +12,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from ..exceptions import DataError, ParameterError
+from ..io.tables import from_polars
 from ..nn.spec import ACTIVATIONS, NORMALIZATIONS
 from ..schema.encoder import TabularEncoder
 from ..schema.labels import encode_labels
@@ -164,6 +165,7 @@ def diagnose(
 
 
 def _as_frame(X: Any) -> pd.DataFrame:
+    X = from_polars(X)
     if isinstance(X, pd.DataFrame):
         frame = X
     else:
@@ -177,6 +179,7 @@ def _as_frame(X: Any) -> pd.DataFrame:
 
 
 def _as_target(y: Any, n_rows: int) -> NDArray[Any]:
+    y = from_polars(y)
     values = np.asarray(y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else y)
     values = values.ravel() if values.ndim == 2 and values.shape[1] == 1 else values
     if values.ndim != 1 or len(values) != n_rows:

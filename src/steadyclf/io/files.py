@@ -8,9 +8,11 @@ in sorted order), whatever order the pieces are read in and whichever process re
 
 from __future__ import annotations
 
+import csv
 import glob
+import io
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ __all__ = [
     "MAX_READ_ROWS",
     "MIN_READ_ROWS",
     "PARQUET_SUFFIXES",
+    "CsvStream",
     "DataSource",
     "Piece",
     "arrow_kind",
@@ -267,6 +270,19 @@ class DataSource:
         source.untyped = self.untyped
         return source
 
+    def with_types(self, types: Mapping[str, pa.DataType]) -> DataSource:
+        """This source with CSV columns read as ``types`` (Parquet files keep their own).
+
+        For readers that know what a column must hold (prediction reads a model's text
+        columns as text whatever the first block looks like).
+        """
+        if self.format != "csv":
+            return self
+        fields = [pa.field(f.name, types.get(f.name, f.type)) for f in self.schema]
+        source = self._with_pieces(self.pieces)
+        source.schema = pa.schema(fields)
+        return source
+
     def shard(self, rank: int, world_size: int) -> DataSource:
         """The share of process ``rank`` out of ``world_size``: about 1/N of the rows.
 
@@ -400,6 +416,71 @@ class DataSource:
         for piece in self.pieces:
             counts.append(sum(b.num_rows for b in self._csv_batches(piece, first, 0)))
         return counts
+
+
+class CsvStream:
+    """CSV rows from a stream read once (standard input), in record batches.
+
+    The interface of :class:`DataSource` that a single pass needs: :attr:`columns`,
+    :meth:`with_types` and :meth:`batches`. The header is read when the stream is
+    opened; columns without a given type are typed by Arrow from the first block.
+
+    Parameters
+    ----------
+    stream : binary file object
+    name : str
+        How messages name the data (``'standard input'``).
+    block_size : int
+        Bytes parsed at a time.
+    """
+
+    format = "csv"
+
+    def __init__(self, stream: Any, name: str = "standard input", block_size: int = 1 << 22):
+        self.stream = stream
+        self.name = name
+        self.block_size = block_size
+        self.types: dict[str, pa.DataType] = {}
+        header = stream.readline().decode("utf-8-sig")
+        if not header.strip():
+            raise DataError(f"{name} is empty")
+        self.columns: list[str] = next(csv.reader(io.StringIO(header)))
+
+    def with_types(self, types: Mapping[str, pa.DataType]) -> CsvStream:
+        """Read the named columns as ``types`` (the same stream: use one of the two)."""
+        self.types = dict(types)
+        return self
+
+    def row_bytes(self, columns: Sequence[str]) -> int:
+        """Approximate bytes per decoded row (32 per column: the types are not known yet)."""
+        return 32 * len(columns) + 8
+
+    def batches(
+        self, columns: Sequence[str], *, batch_rows: int | None = None
+    ) -> Iterator[tuple[int, pd.DataFrame]]:
+        """Yield ``(position of the first row, frame)`` per block, in one pass."""
+        missing = [c for c in columns if c not in self.columns]
+        if missing:
+            raise DataError(f"column(s) {missing} not in the data; columns: {self.columns}")
+        position = 0
+        try:
+            with pacsv.open_csv(
+                self.stream,
+                read_options=pacsv.ReadOptions(
+                    block_size=self.block_size, column_names=self.columns
+                ),
+                convert_options=_csv_convert_options(
+                    column_types={c: t for c, t in self.types.items() if c in columns},
+                    include_columns=list(columns),
+                ),
+            ) as reader:
+                for batch in reader:
+                    yield position, batch.to_pandas()
+                    position += batch.num_rows
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise DataError(
+                f"cannot read {self.name} near row {position}: {_first_line(exc)}"
+            ) from None
 
 
 #: What pandas' CSV reader (the in-memory path) takes for a missing value.

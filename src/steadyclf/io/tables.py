@@ -15,8 +15,9 @@ import gzip
 import os
 import warnings
 import zlib
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
@@ -25,7 +26,10 @@ from .atomic import atomic_path
 
 __all__ = [
     "FORMATS",
+    "TableWriter",
+    "check_data_file",
     "check_unique_columns",
+    "from_polars",
     "name_list",
     "read_table",
     "table_format",
@@ -42,6 +46,8 @@ FORMATS = {
     ".pq": "parquet",
 }
 _SEPARATORS = {"csv": ",", "tsv": "\t"}
+#: Rows per row group of Parquet files written batch by batch (predictions: a few MB).
+PARQUET_ROW_GROUP = 1 << 16
 
 
 def table_format(path: str | os.PathLike[str]) -> str:
@@ -87,6 +93,13 @@ def read_table(source: str | os.PathLike[str] | pd.DataFrame) -> pd.DataFrame:
     _check_file(path)
     frame = _read_parquet(path) if kind == "parquet" else _read_text(path, _SEPARATORS[kind])
     return _checked(frame, f"file {str(path)!r}")
+
+
+def check_data_file(path: str | os.PathLike[str]) -> str:
+    """The format of an existing, non-empty data file (errors as :func:`read_table`'s)."""
+    kind = table_format(path)
+    _check_file(Path(path))
+    return kind
 
 
 def _check_file(path: Path) -> None:
@@ -183,6 +196,99 @@ def _write(frame: pd.DataFrame, path: Path, kind: str, *, compress: bool) -> Non
     frame.to_csv(path, **options)
 
 
+class TableWriter:
+    """Write a table a batch at a time: CSV/TSV (gzipped by suffix) or Parquet, atomically.
+
+    A context manager: the rows go to a temporary file beside ``path``, renamed into
+    place when the block ends without an error (and removed otherwise), so a failure
+    half-way leaves no partial output. Without ``path``, CSV is written to ``stream``
+    (standard output) as it comes.
+
+    Examples
+    --------
+    >>> import pandas as pd, tempfile, os
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     with TableWriter(os.path.join(tmp, "out.csv")) as writer:
+    ...         writer.write(pd.DataFrame({"a": [1]}))
+    ...         writer.write(pd.DataFrame({"a": [2]}))
+    ...     print(open(os.path.join(tmp, "out.csv")).read())
+    a
+    1
+    2
+    <BLANKLINE>
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None, stream: IO[str] | None = None):
+        self.path = None if path is None else Path(path)
+        self.kind = "csv" if self.path is None else table_format(self.path)
+        self.stream = stream
+        self.rows = 0
+        self._stack = ExitStack()
+        self._handle: Any = None
+        self._parquet: Any = None
+        self._header = False
+        self._pending: list[pd.DataFrame] = []
+        self._pending_rows = 0
+
+    def __enter__(self) -> TableWriter:
+        if self.path is not None:
+            tmp = self._stack.enter_context(atomic_path(self.path))
+            if self.kind != "parquet":
+                compress = self.path.name.lower().endswith(".gz")
+                opener = gzip.open if compress else open
+                self._handle = self._stack.enter_context(
+                    opener(tmp, "wt", encoding="utf-8", newline="")
+                )
+            else:
+                self._tmp = tmp
+        else:
+            self._handle = self.stream
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append the rows of ``frame`` (the first frame's columns set the header)."""
+        if self.kind == "parquet":
+            # Row groups of at least PARQUET_ROW_GROUP rows, whatever the batches' size.
+            self._pending.append(frame)
+            self._pending_rows += len(frame)
+            if self._pending_rows >= PARQUET_ROW_GROUP:
+                self._flush()
+        else:
+            sep = _SEPARATORS[self.kind]
+            frame.to_csv(self._handle, sep=sep, index=False, header=not self._header)
+            self._header = True
+        self.rows += len(frame)
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self._pending:
+            return
+        frame = self._pending[0] if len(self._pending) == 1 else pd.concat(self._pending)
+        self._pending, self._pending_rows = [], 0
+        if self._parquet is None:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            self._schema = table.schema
+            self._parquet = pq.ParquetWriter(self._tmp, table.schema)
+            self._stack.callback(self._parquet.close)
+        else:
+            # The first batch's types for every batch (an ID column of None...).
+            table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False)
+        self._parquet.write_table(table)
+
+    def __exit__(self, *exc_info: Any) -> None:
+        # The last rows, then closing (the Parquet footer, the gzip trailer), then the
+        # rename; a failure on the way removes the temporary file instead.
+        try:
+            if exc_info[0] is None and self.kind == "parquet":
+                self._flush()
+        except BaseException as exc:
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._stack.__exit__(*exc_info)
+
+
 def check_unique_columns(frame: pd.DataFrame, *, where: str | None = None) -> None:
     """Refuse tables with duplicate column names (which column would we read?)."""
     dup = frame.columns[frame.columns.duplicated()]
@@ -198,3 +304,21 @@ def name_list(names: Any, limit: int = 20) -> str:
     names = [str(n) for n in names]
     shown = ", ".join(repr(n) for n in names[:limit])
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def from_polars(data: Any) -> Any:
+    """A polars DataFrame or Series as a pandas one, through Arrow; anything else as is.
+
+    ``to_arrow()`` shares polars' buffers, and pandas takes numeric columns without
+    missing values from Arrow without a copy (one block per column); strings become
+    Arrow-backed strings, categoricals and enums pandas categoricals. polars is never
+    imported here: an object from it is recognised by its module.
+    """
+    kind = type(data)
+    if not kind.__module__.startswith("polars."):
+        return data
+    if kind.__name__ == "LazyFrame":
+        raise DataError("a polars LazyFrame holds no rows yet: pass frame.collect()")
+    if kind.__name__ not in ("DataFrame", "Series"):
+        return data
+    return data.to_arrow().to_pandas(split_blocks=True)

@@ -25,7 +25,7 @@ disturb each other and a fit does not move the caller's random state.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -45,6 +45,8 @@ __all__ = [
     "first_linear",
     "make_body",
     "mean_probability_logit",
+    "module_from_weights",
+    "numpy_weights",
     "soft_clip_",
 ]
 
@@ -361,3 +363,26 @@ def mean_probability_logit(logits: torch.Tensor) -> torch.Tensor:
     log_p = torch.logsumexp(nn.functional.logsigmoid(logits), dim=0) - n
     log_q = torch.logsumexp(nn.functional.logsigmoid(-logits), dim=0) - n
     return log_p - log_q
+
+
+def numpy_weights(module: nn.Module) -> dict[str, NDArray[np.generic]]:
+    """The module's tensors as NumPy arrays, by ``state_dict`` name.
+
+    On the CPU they share the tensors' memory (no copy; changes to the module show in
+    them); tensors on another device are copied.
+    """
+    return {
+        name: (tensor if tensor.device.type == "cpu" else tensor.cpu()).numpy()
+        for name, tensor in module.state_dict().items()
+    }
+
+
+def module_from_weights(
+    arch: Architecture, weights: Mapping[str, NDArray[np.generic]]
+) -> SteadyNet:
+    """A float64 :class:`SteadyNet` in eval mode holding a copy of ``weights``."""
+    # The initial weights are overwritten: draw them from a throwaway generator, not
+    # from torch's global one (building a module must not move the caller's seed).
+    module = SteadyNet(arch, generator=torch.Generator().manual_seed(0)).double()
+    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
+    return module.eval()

@@ -12,7 +12,18 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ACTIVATIONS", "NORMALIZATIONS", "Activation", "Architecture", "tensor_layout"]
+__all__ = [
+    "ACTIVATIONS",
+    "NORMALIZATIONS",
+    "SINGLE_THREAD_WORK",
+    "Activation",
+    "Architecture",
+    "tensor_layout",
+]
+
+#: Multiply-adds per operation (rows x weights) below which one thread computes it: more
+#: threads cost more in synchronisation than they save (see :mod:`steadyclf.nn.threads`).
+SINGLE_THREAD_WORK = 1 << 26
 
 
 @dataclass(frozen=True)

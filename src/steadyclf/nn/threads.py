@@ -19,10 +19,9 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-__all__ = ["SINGLE_THREAD_WORK", "intra_op_threads", "threads_for"]
+from .spec import SINGLE_THREAD_WORK
 
-#: Multiply-adds per operation (rows x weights) below which one thread is used.
-SINGLE_THREAD_WORK = 1 << 26
+__all__ = ["SINGLE_THREAD_WORK", "intra_op_threads", "threads_for"]
 
 
 def threads_for(rows: int, module: nn.Module) -> int:

@@ -212,6 +212,24 @@ class TabularEncoder:
         refuse_infinite(block, [c.name for c in numeric])
         return block, np.empty((x.shape[0], 0), dtype=np.int64)
 
+    def csv_types(self) -> dict[str, pa.DataType]:
+        """Arrow types to read this model's columns from CSV text, block after block.
+
+        Numeric, boolean and datetime inputs and text categoricals are read as text and
+        converted as a DataFrame's would be (with the same messages), so a value that
+        would change a block's inferred type cannot break a later block. Categoricals
+        whose training values were numbers keep Arrow's inference: ``3`` then reads as
+        the number 3, whose level is ``'3'`` as in training.
+        """
+        types: dict[str, pa.DataType] = {}
+        for info in self.columns_:
+            if info.role == "dropped":
+                continue
+            if info.role == "categorical" and _is_number_dtype(info.dtype):
+                continue
+            types[info.name] = pa.string()
+        return types
+
     def check_columns(self, frame: pd.DataFrame) -> None:
         """Raise :class:`SchemaError` naming the input columns ``frame`` lacks."""
         missing = [c for c in self.input_columns if c not in frame.columns]
@@ -264,3 +282,11 @@ class TabularEncoder:
         """Rebuild a fitted encoder from :meth:`to_dict` output."""
         columns = [ColumnInfo.from_dict(c) for c in data["columns"]]
         return cls(columns, max_categories=int(data.get("max_categories", MAX_CATEGORIES)))
+
+
+def _is_number_dtype(name: str) -> bool:
+    try:
+        dtype = pd.api.types.pandas_dtype(name)
+    except TypeError:
+        return False
+    return bool(pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype))

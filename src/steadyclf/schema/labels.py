@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,10 +10,16 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from ..exceptions import DataError
+from ..exceptions import DataError, DataTypeError
 from ..io.tables import name_list
 
-__all__ = ["LabelEncoding", "encode_labels", "split_target", "two_integer_classes"]
+__all__ = [
+    "LabelEncoding",
+    "encode_labels",
+    "encode_target",
+    "split_target",
+    "two_integer_classes",
+]
 
 
 def split_target(
@@ -113,3 +120,57 @@ def encode_labels(y: Any, positive: Any = None) -> LabelEncoding:
             classes = classes[::-1].copy()
             encoded = 1 - encoded
     return LabelEncoding(classes=classes, encoded=encoded.astype(np.float32))
+
+
+def encode_target(
+    y: Any, n_rows: int, *, positive: Any = None, owner: str = "BinaryClassifier"
+) -> LabelEncoding:
+    """The labels ``y`` of ``n_rows`` rows passed to ``fit``, checked as scikit-learn does.
+
+    A column vector is raveled with scikit-learn's ``DataConversionWarning``; missing or
+    infinite labels, continuous or multiclass targets are errors with their values.
+    """
+    if y is None:
+        raise DataError(f"{owner} requires y to be passed, but the target y is None")
+    values = np.asarray(y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else y)
+    if values.ndim == 2 and values.shape[1] == 1:
+        from sklearn.exceptions import DataConversionWarning
+
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected; it was raveled.",
+            DataConversionWarning,
+            stacklevel=4,
+        )
+        values = values.ravel()
+    if values.ndim != 1:
+        raise DataError(f"y must be one column; got shape {values.shape}")
+    if len(values) != n_rows:
+        raise DataError(f"X has {n_rows} rows but y has {len(values)}")
+    missing = pd.isna(values)
+    if missing.any():
+        rows = np.flatnonzero(missing)
+        raise DataError(
+            f"the target has {rows.size} missing values (first rows: {rows[:5].tolist()})"
+        )
+    if values.dtype.kind in "fc" and np.isinf(values).any():
+        row = int(np.flatnonzero(np.isinf(values))[0])
+        raise DataError(f"Input y contains infinity (first at row {row})")
+    if two_integer_classes(values):  # binary for sure: skip type_of_target's sort
+        return encode_labels(values, positive=positive)
+    from sklearn.utils.multiclass import type_of_target
+
+    try:
+        # Huge floats such as 1e300 make the integer test inside warn about the cast.
+        with np.errstate(invalid="ignore", over="ignore"):
+            kind = type_of_target(values, input_name="y", raise_unknown=True)
+    except (ValueError, TypeError) as exc:
+        raise (DataTypeError if isinstance(exc, TypeError) else DataError)(str(exc)) from None
+    if kind in ("continuous", "continuous-multioutput"):
+        raise DataError(f"Unknown label type: the target looks {kind}; steadyclf needs two classes")
+    if kind not in ("binary",):
+        seen = np.unique(values)
+        raise DataError(
+            f"Only binary classification is supported. The type of the target is {kind}: "
+            f"values seen {seen[:10].tolist()!r}{' ...' if seen.size > 10 else ''}"
+        )
+    return encode_labels(values, positive=positive)

@@ -1,0 +1,367 @@
+"""The network's forward pass in NumPy: the torch module's float64 arithmetic, without torch.
+
+Prediction (``predict_proba`` of a fitted or loaded estimator, ``steadyclf predict``)
+runs here, so loading a model and predicting import neither torch nor matplotlib. The
+input is what :class:`~steadyclf.schema.encoder.TabularEncoder` produces (``x_num``
+float64 with NaN for missing, ``x_cat`` int64 codes), the output the network's logit.
+
+Each stage of :class:`~steadyclf.nn.modules.SteadyNet` is one function below, reading its
+tensors by the names of :func:`~steadyclf.nn.spec.tensor_layout` from the weights dict of
+a saved model (:class:`~steadyclf.persistence.ModelState`):
+
+``impute``       the training median fills missing values; 0/1 indicators of what was
+                 missing for the columns listed in ``encoder.impute.missing_columns``;
+``standardize``  ``(x - center) / scale`` in float64, then (``arch.clip``) the smooth
+                 clipping ``z / sqrt(1 + (z / 3)**2)``, then rounded to float32 (the
+                 torch encoder hands float32 features to the body);
+``one_hot``      one block per categorical (codes 0 = missing, 1 = unseen, 2.. levels);
+``batchnorm``    the eval-mode ``BatchNorm1d`` (running statistics);
+``linear``, ``activate`` the body's layers, ending in one logit;
+``mean_probability_logit`` the members' logits combined (the log odds of their mean
+                 probability), for a model of several bodies (``arch.n_members``).
+
+A new stage means one function here, one module in :mod:`steadyclf.nn.modules` and one
+builder in :mod:`steadyclf.export.onnx_graph`; ``tests/test_numpy_forward.py`` checks
+the three agree on a list of architectures. The numbers equal the module's to a few ulps:
+the same operations in the same order, with other BLAS kernels (summation orders).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .spec import ACTIVATIONS, SINGLE_THREAD_WORK, Architecture
+
+__all__ = [
+    "ACTIVATION_FUNCTIONS",
+    "BATCHNORM_EPS",
+    "PREDICT_BATCH_ROWS",
+    "NumpyNetwork",
+    "activate",
+    "batchnorm",
+    "batchnorm_terms",
+    "blas_threads",
+    "body",
+    "body_layers",
+    "encode",
+    "impute",
+    "linear",
+    "mean_probability_logit",
+    "one_hot",
+    "soft_clip",
+    "standardize",
+]
+
+#: Rows per forward pass: a chunk's activations stay in the CPU cache.
+PREDICT_BATCH_ROWS = 1 << 11
+#: Multiply-adds per chunk below which OpenBLAS computes on one thread anyway.
+MIN_THREADED_WORK = 1 << 18
+#: ``torch.nn.BatchNorm1d``'s default ``eps``, which the module uses.
+BATCHNORM_EPS = 1e-5
+
+Weights = Mapping[str, NDArray[Any]]
+
+
+# -- threads ---------------------------------------------------------------------------------
+_BLAS: list[Any] = []  # the threadpoolctl controller, made on first use
+
+
+@contextmanager
+def blas_threads(work: int) -> Iterator[None]:
+    """One BLAS thread for a chunk of ``work`` multiply-adds below ``SINGLE_THREAD_WORK``.
+
+    The rule of :mod:`steadyclf.nn.threads` for torch, for NumPy's BLAS: on small matrix
+    products a second thread costs more in synchronisation than it saves, and far more
+    when the other cores are busy (measured on a shared 2-core machine, 20 -> 64 -> 1
+    ReLU: 0.4 to 0.7 million rows/s on two threads, 2 to 4 million on one). Products
+    too small for the BLAS to thread are left alone (a one-row prediction pays nothing).
+    """
+    if work >= SINGLE_THREAD_WORK or work < MIN_THREADED_WORK:
+        yield
+        return
+    if not _BLAS:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS.append(ThreadpoolController())
+    with _BLAS[0].limit(limits=1, user_api="blas"):
+        yield
+
+
+# -- activations (keyed by the torch module of nn.spec.ACTIVATIONS) ------------------------------
+def _relu(h: NDArray[np.float64]) -> NDArray[np.float64]:
+    return np.maximum(h, 0.0, out=h)
+
+
+def _sigmoid(h: NDArray[np.float64]) -> NDArray[np.float64]:
+    # 1 / (1 + exp(-h)) as torch computes it; exp overflows to inf for h < -709: 1/inf = 0.
+    with np.errstate(over="ignore"):
+        np.negative(h, out=h)
+        np.exp(h, out=h)
+    h += 1.0
+    return np.reciprocal(h, out=h)
+
+
+def _tanh(h: NDArray[np.float64]) -> NDArray[np.float64]:
+    return np.tanh(h, out=h)
+
+
+def _gelu(h: NDArray[np.float64]) -> NDArray[np.float64]:
+    # The exact GELU (nn.GELU(approximate='none')): x * 0.5 * (1 + erf(x / sqrt(2))).
+    # scipy only for models that use it: importing scipy.special costs about 0.5 s.
+    from scipy.special import erf
+
+    return h * 0.5 * (1.0 + erf(h * np.sqrt(0.5)))
+
+
+#: NumPy activations by the ``torch.nn`` class name in :data:`~steadyclf.nn.spec.ACTIVATIONS`
+#: (in place where they can be).
+ACTIVATION_FUNCTIONS: dict[str, Callable[[NDArray[np.float64]], NDArray[np.float64]]] = {
+    "ReLU": _relu,
+    "Sigmoid": _sigmoid,
+    "Tanh": _tanh,
+    "GELU": _gelu,
+}
+
+
+# -- the stages ------------------------------------------------------------------------------
+def impute(
+    weights: Weights, values: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
+    """Missing values set to the training median (in place), and the missing indicators.
+
+    Returns ``values`` and the 0/1 indicators of the columns that have one (``None``
+    when no column has one).
+    """
+    median, columns = weights["encoder.impute.median"], weights["encoder.impute.missing_columns"]
+    # A sum is NaN when a term is: one pass, no temporary, for the usual gap-free chunk.
+    missing = np.isnan(values) if np.isnan(values.sum()) else None
+    if missing is not None:
+        np.copyto(values, np.broadcast_to(median, values.shape), where=missing)
+    if columns.size == 0:
+        return values, None
+    if missing is None:
+        return values, np.zeros((values.shape[0], columns.size), dtype=np.float64)
+    return values, missing[:, columns].astype(np.float64)
+
+
+def standardize(
+    weights: Weights, values: NDArray[np.float64], clip: bool = False
+) -> NDArray[np.float64]:
+    """``(values - center) / scale`` in float64, then :func:`soft_clip` when ``clip``; in
+    place."""
+    values -= weights["encoder.normalize.center"]
+    values /= weights["encoder.normalize.scale"]
+    return soft_clip(values) if clip else values
+
+
+def soft_clip(z: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``z / sqrt(1 + (z / 3)**2)`` in place, as :func:`steadyclf.nn.modules.soft_clip_`."""
+    z /= np.sqrt(np.square(z / 3.0) + 1.0)
+    return z
+
+
+def one_hot(vocab_sizes: tuple[int, ...], x_cat: NDArray[np.int64]) -> NDArray[np.float64]:
+    """One block of ``vocab_sizes[j]`` columns per categorical, side by side."""
+    out = np.zeros((x_cat.shape[0], sum(vocab_sizes)), dtype=np.float64)
+    rows = np.arange(x_cat.shape[0])
+    offset = 0
+    for j, size in enumerate(vocab_sizes):
+        codes = x_cat[:, j]
+        if codes.size and (int(codes.min()) < 0 or int(codes.max()) >= size):
+            # torch's one_hot refuses such codes too: they cannot come from the encoder.
+            raise ValueError(f"category code outside [0, {size}) in categorical input {j}")
+        out[rows, offset + codes] = 1.0
+        offset += size
+    return out
+
+
+def encode(
+    arch: Architecture,
+    weights: Weights,
+    x_num: NDArray[np.floating],
+    x_cat: NDArray[np.int64],
+    out: NDArray[np.float64] | None = None,
+) -> NDArray[np.float64]:
+    """The body's input: imputed, standardised values (through float32), indicators, one-hot.
+
+    Written into ``out`` (shape ``(n, arch.n_features)``) when given; ``x_num`` and
+    ``x_cat`` are only read (they may be the caller's data).
+    """
+    n, k = x_num.shape[0], arch.n_numeric
+    features = np.empty((n, arch.n_features)) if out is None else out
+    values = features[:, :k]
+    np.copyto(values, x_num)
+    values, indicators = impute(weights, values)
+    # The torch encoder hands float32 features to the body, which casts them to float64.
+    np.copyto(values, standardize(weights, values, arch.clip).astype(np.float32))
+    width = k
+    if indicators is not None:
+        features[:, width : width + indicators.shape[1]] = indicators
+        width += indicators.shape[1]
+    if arch.vocab_sizes:
+        features[:, width:] = one_hot(arch.vocab_sizes, x_cat)
+    return features
+
+
+def batchnorm_terms(
+    weights: Weights, prefix: str
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``alpha, beta`` of an eval-mode ``BatchNorm1d``: ``h * alpha + beta``.
+
+    Computed as torch's CPU kernel does (``alpha = weight / sqrt(var + eps)``, via the
+    inverse standard deviation), so the rounding is the same.
+    """
+    invstd = 1.0 / np.sqrt(weights[f"{prefix}.running_var"] + BATCHNORM_EPS)
+    alpha = invstd * weights[f"{prefix}.weight"]
+    beta = weights[f"{prefix}.bias"] - weights[f"{prefix}.running_mean"] * alpha
+    return alpha, beta
+
+
+def batchnorm(weights: Weights, prefix: str, h: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Eval-mode ``BatchNorm1d`` (running statistics), in place."""
+    alpha, beta = batchnorm_terms(weights, prefix)
+    h *= alpha
+    h += beta
+    return h
+
+
+def linear(
+    weights: Weights, prefix: str, h: NDArray[np.float64], out: NDArray[np.float64] | None = None
+) -> NDArray[np.float64]:
+    """``h @ W.T + b``, into ``out`` when given."""
+    out = np.matmul(h, weights[f"{prefix}.weight"].T, out=out)
+    out += weights[f"{prefix}.bias"]
+    return out
+
+
+def activate(name: str, h: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The hidden activation ``name`` (a key of :data:`ACTIVATIONS`), in place if it can."""
+    return ACTIVATION_FUNCTIONS[ACTIVATIONS[name].module](h)
+
+
+def body_layers(arch: Architecture, member: int = 0) -> list[tuple[str, str]]:
+    """``(kind, tensor prefix)`` of each layer of body ``member``, in order.
+
+    Kinds: ``batchnorm``, ``linear``, ``activation`` (prefix: the activation's name).
+    The prefixes follow the module's ``nn.Sequential`` numbering (``bodies.0.0``...).
+    """
+    layers: list[tuple[str, str]] = []
+    index = 0
+    if arch.batchnorm:
+        layers.append(("batchnorm", f"bodies.{member}.0"))
+        index = 1
+    for _ in arch.hidden:
+        layers += [("linear", f"bodies.{member}.{index}"), ("activation", arch.activation)]
+        index += 2
+    layers.append(("linear", f"bodies.{member}.{index}"))
+    return layers
+
+
+def body(
+    arch: Architecture,
+    weights: Weights,
+    features: NDArray[np.float64],
+    buffers: list[NDArray[np.float64]] | None = None,
+    member: int = 0,
+) -> NDArray[np.float64]:
+    """Logits of body ``member`` for the encoded features (which a batchnorm layer
+    overwrites), shape ``(n,)``.
+
+    ``buffers``: one array per linear layer to write its output into (reused across
+    chunks, so a loop over chunks allocates little).
+    """
+    h = features
+    n_linear = 0
+    for kind, prefix in body_layers(arch, member):
+        if kind == "batchnorm":
+            h = batchnorm(weights, prefix, h)
+        elif kind == "linear":
+            out = None if buffers is None else buffers[n_linear][: h.shape[0]]
+            h = linear(weights, prefix, h, out)
+            n_linear += 1
+        else:
+            h = activate(prefix, h)
+    return h[:, 0]
+
+
+def mean_probability_logit(logits: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The log odds of the mean of ``sigmoid(logits)`` over the first axis (members).
+
+    In log space, as :func:`steadyclf.nn.modules.mean_probability_logit`: members certain
+    of the answer (logits of +-40) still give a finite, exact result.
+    """
+    n = np.log(logits.shape[0])
+    log_p = np.logaddexp.reduce(-np.logaddexp(0.0, -logits), axis=0) - n
+    log_q = np.logaddexp.reduce(-np.logaddexp(0.0, logits), axis=0) - n
+    return log_p - log_q
+
+
+# -- the network -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NumpyNetwork:
+    """A fitted network for prediction: its layout and its float64 tensors.
+
+    Parameters
+    ----------
+    arch : Architecture
+    weights : mapping of str to ndarray
+        Every tensor of :func:`~steadyclf.nn.spec.tensor_layout` (a saved model's weights,
+        or views of a fitted torch module's tensors: then changes to the module show here).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from steadyclf.nn.spec import Architecture, tensor_layout
+    >>> arch = Architecture(2, 0, (), (3,), "relu")
+    >>> weights = {k: np.zeros(s, dtype=d) for k, (s, d) in tensor_layout(arch).items()}
+    >>> weights["encoder.normalize.scale"][:] = 1.0
+    >>> NumpyNetwork(arch, weights).logits(np.ones((4, 2)), np.empty((4, 0), np.int64))
+    array([0., 0., 0., 0.])
+    """
+
+    arch: Architecture
+    weights: Mapping[str, NDArray[Any]]
+
+    def logits(self, x_num: NDArray[np.floating], x_cat: NDArray[np.int64]) -> NDArray[np.float64]:
+        """The logit of every row, in chunks of :data:`PREDICT_BATCH_ROWS` rows."""
+        n = x_num.shape[0]
+        out = np.empty(n, dtype=np.float64)
+        rows = min(n, PREDICT_BATCH_ROWS)
+        # Buffers reused from chunk to chunk: no fresh pages to fault in per chunk.
+        features = np.empty((rows, self.arch.n_features), dtype=np.float64)
+        buffers = [np.empty((rows, size)) for size in (*self.arch.hidden, 1)]
+        members = self.arch.n_members
+        logits = np.empty((members, rows), dtype=np.float64)
+        # A batchnorm layer works in place: each member then gets its own copy.
+        scratch = np.empty_like(features) if members > 1 and self.arch.batchnorm else None
+        # IEEE semantics without warnings, as torch computes: values far beyond the
+        # training range may overflow to inf (the caller is warned about them apart).
+        with blas_threads(rows * self.n_weights), np.errstate(over="ignore", invalid="ignore"):
+            for start in range(0, n, PREDICT_BATCH_ROWS):
+                stop = min(start + PREDICT_BATCH_ROWS, n)
+                m = stop - start
+                encode(self.arch, self.weights, x_num[start:stop], x_cat[start:stop], features[:m])
+                if members == 1:
+                    out[start:stop] = body(self.arch, self.weights, features[:m], buffers)
+                    continue
+                for k in range(members):
+                    h = features[:m]
+                    if scratch is not None:
+                        h = scratch[:m]
+                        np.copyto(h, features[:m])
+                    logits[k, :m] = body(self.arch, self.weights, h, buffers, member=k)
+                out[start:stop] = mean_probability_logit(logits[:, :m])
+        return out
+
+    @property
+    def n_weights(self) -> int:
+        """Weights of the linear layers (multiply-adds per row), over all members."""
+        sizes = [self.arch.n_features, *self.arch.hidden, 1]
+        return self.arch.n_members * sum(a * b for a, b in itertools.pairwise(sizes))

@@ -1,0 +1,180 @@
+"""Prediction from a model's plain state: no torch, no scikit-learn, no estimator.
+
+:class:`Predictor` is what ``steadyclf predict`` runs: the schema
+(:class:`~steadyclf.schema.encoder.TabularEncoder`), the network's forward pass in NumPy
+(:class:`~steadyclf.nn.numpy_forward.NumpyNetwork`), the calibration, the decision
+threshold and the classes, read from a model directory. ``BinaryClassifier`` predicts
+through the same functions (:func:`calibrate`, :func:`sigmoid`, the NumPy network), so a
+saved model gives the same numbers from Python and from the command line.
+
+Probabilities are ``sigmoid(scale * logit + bias)`` with the model's calibration
+(identity by default), labels ``classes[1]`` where the probability exceeds the threshold.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from .exceptions import DataError
+from .nn.numpy_forward import NumpyNetwork
+from .nn.spec import Architecture
+from .persistence import ModelState, read_model
+from .schema.encoder import TabularEncoder
+from .schema.values import shift_rows
+
+__all__ = ["InputChecks", "Predictor", "calibrate", "predict_batch", "sigmoid"]
+
+
+def calibrate(logits: NDArray[np.float64], calibration: Mapping[str, Any]) -> NDArray[np.float64]:
+    """``scale * logits + bias`` (``logits`` itself for the identity)."""
+    scale, bias = float(calibration["scale"]), float(calibration["bias"])
+    if scale == 1.0 and bias == 0.0:
+        return logits
+    return scale * logits + bias
+
+
+def sigmoid(z: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``1 / (1 + exp(-z))`` without overflow: ``exp(z) / (1 + exp(z))`` for ``z < 0``.
+
+    Either form is within an ulp of the exact value; this one never overflows (``z``
+    of -800 gives 0, not a warning).
+    """
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+@dataclass
+class Predictor:
+    """A fitted model ready to predict: schema, NumPy network, calibration, threshold.
+
+    Parameters
+    ----------
+    encoder : TabularEncoder
+        The columns the model reads and how (roles, levels, training ranges).
+    network : NumpyNetwork
+    classes : ndarray of shape (2,)
+        ``classes[1]`` is the positive class.
+    threshold : float
+        Probability above which the label is ``classes[1]``.
+    calibration : dict
+        ``scale`` and ``bias`` applied to the logit before the sigmoid.
+
+    Examples
+    --------
+    >>> predictor = Predictor.load("model")  # doctest: +SKIP
+    >>> proba = predictor.probability(frame)  # doctest: +SKIP
+    >>> labels = predictor.labels(proba)  # doctest: +SKIP
+    """
+
+    encoder: TabularEncoder
+    network: NumpyNetwork
+    classes: NDArray[Any]
+    threshold: float
+    calibration: dict[str, Any]
+    #: What the model directory says about how it was made (the CLI's target column...).
+    metadata: dict[str, Any] | None = None
+
+    @classmethod
+    def from_state(cls, state: ModelState) -> Predictor:
+        """The predictor of a model state (as read by :func:`~steadyclf.persistence.read_model`)."""
+        arch = Architecture.from_dict(state.architecture)
+        return cls(
+            encoder=TabularEncoder.from_dict(state.schema),
+            network=NumpyNetwork(arch, state.weights),
+            classes=state.classes,
+            threshold=float(state.threshold),
+            calibration=dict(state.calibration),
+            metadata=dict(state.metadata),
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Predictor:
+        """Read a model directory (checked as :func:`~steadyclf.persistence.read_model` does)."""
+        return cls.from_state(read_model(path))
+
+    def decision_function(self, table: Any) -> NDArray[np.float64]:
+        """Calibrated log odds of ``classes[1]`` per row of a DataFrame or Arrow batch."""
+        x_num, x_cat = self.encoder.transform(table, copy=False)
+        return calibrate(self.network.logits(x_num, x_cat), self.calibration)
+
+    def probability(self, table: Any) -> NDArray[np.float64]:
+        """Probability of ``classes[1]`` per row."""
+        return sigmoid(self.decision_function(table))
+
+    def labels(self, proba: NDArray[np.float64], threshold: float | None = None) -> NDArray[Any]:
+        """``classes[1]`` where ``proba`` exceeds the threshold (the model's by default)."""
+        cut = self.threshold if threshold is None else threshold
+        return self.classes[(proba > cut).astype(np.int64)]
+
+
+# -- prediction over batches of rows ---------------------------------------------------------
+class InputChecks:
+    """What prediction has to say about its input, counted over every batch.
+
+    Missing values in a column that had none in training (filled with the training
+    median, a guess the model never trained on) and values far outside the training range
+    (see :meth:`~steadyclf.schema.encoder.TabularEncoder.out_of_range`).
+    """
+
+    def __init__(self, encoder: TabularEncoder) -> None:
+        self.encoder = encoder
+        self.unexpected_missing: Counter[str] = Counter()
+        self.out_of_range: Counter[str] = Counter()
+
+    def add(self, x_num: NDArray[np.float64]) -> None:
+        """Count what the encoded numeric inputs of one batch show."""
+        self.unexpected_missing.update(self.encoder.unexpected_missing(x_num))
+        self.out_of_range.update(self.encoder.out_of_range(x_num))
+
+    def messages(self) -> list[str]:
+        """One warning per column with something to say, in column order."""
+        found = []
+        infos = {c.name: c for c in self.encoder.columns_}
+        for name in self.encoder.numeric_columns:
+            count = self.unexpected_missing.get(name, 0)
+            if count:
+                found.append(
+                    f"{count} missing value{'s' if count > 1 else ''} in {name!r}, which had none in training; filled with the training median"
+                )
+        for name in self.encoder.numeric_columns:
+            count, info = self.out_of_range.get(name, 0), infos[name]
+            if count:
+                found.append(
+                    f"{count} value{'s' if count > 1 else ''} of {name!r} far outside the training range [{info.low:.6g}, {info.high:.6g}]; predictions there are extrapolations"
+                )
+        return found
+
+
+def predict_batch(
+    predictor: Predictor,
+    start: int,
+    frame: pd.DataFrame,
+    *,
+    threshold: float | None = None,
+    id_column: str | None = None,
+    checks: InputChecks | None = None,
+) -> pd.DataFrame:
+    """``[id,] probability, label`` for the rows of one batch that starts at row ``start``.
+
+    Errors in the data name rows counted from the start of the data, not of the batch.
+    """
+    try:
+        x_num, x_cat = predictor.encoder.transform(frame, copy=False)
+    except DataError as exc:
+        raise shift_rows(exc, start) from None
+    if checks is not None:
+        checks.add(x_num)
+    logits = predictor.network.logits(x_num, x_cat)
+    proba = sigmoid(calibrate(logits, predictor.calibration))
+    result = pd.DataFrame({"probability": proba, "label": predictor.labels(proba, threshold)})
+    if id_column is not None:
+        result.insert(0, id_column, frame[id_column].to_numpy())
+    return result

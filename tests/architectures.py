@@ -1,0 +1,133 @@
+"""Networks of every shape the estimator builds, with random weights, for the parity tests.
+
+A new kind of network (another stage, members, embeddings) goes into ARCHITECTURES: the
+NumPy forward pass (tests/test_numpy_forward.py) and the ONNX graph
+(tests/test_onnx_export.py) are then checked on it against the torch module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from steadyclf.nn.spec import ACTIVATIONS, Architecture, tensor_layout
+from steadyclf.persistence import ModelState
+from steadyclf.schema.roles import ColumnInfo
+
+ARCHITECTURES = [
+    pytest.param(Architecture(3, 1, (4, 5), (8,), "relu"), id="relu-categoricals-indicator"),
+    pytest.param(Architecture(4, 0, (), (16,), "sigmoid"), id="sigmoid-numeric"),
+    pytest.param(Architecture(2, 2, (3,), (8, 6), "tanh"), id="tanh-two-layers"),
+    pytest.param(Architecture(3, 0, (5,), (8,), "gelu"), id="gelu-categorical"),
+    pytest.param(Architecture(3, 1, (4,), (8,), "relu", batchnorm=True), id="batchnorm"),
+    pytest.param(Architecture(2, 0, (), (), "relu"), id="no-hidden-layer"),
+    pytest.param(Architecture(0, 0, (3, 4), (8,), "relu"), id="categoricals-only"),
+    pytest.param(Architecture(4, 4, (), (32, 16, 8), "gelu"), id="three-layers-all-indicators"),
+    pytest.param(
+        Architecture(2, 1, (3, 66), (6,), "tanh", batchnorm=True), id="batchnorm-wide-categorical"
+    ),
+    # What the defaults build: robust scaling's smooth clip, cross-fitted members.
+    pytest.param(Architecture(3, 1, (4,), (8,), "relu", clip=True), id="clip"),
+    pytest.param(
+        Architecture(3, 1, (4, 5), (8,), "relu", clip=True, n_members=5), id="clip-members"
+    ),
+    pytest.param(
+        Architecture(2, 0, (3,), (6, 4), "gelu", batchnorm=True, n_members=3),
+        id="batchnorm-members",
+    ),
+]
+assert {p.values[0].activation for p in ARCHITECTURES} == set(ACTIVATIONS)
+
+
+def random_weights(arch: Architecture, seed: int = 0) -> dict[str, np.ndarray]:
+    """Every tensor of the layout, with values a fitted model could hold.
+
+    Offsets up to 1e6 and scales from 1e-3 to 1e3 (standardisation matters), weights of
+    the size that keeps logits of order 1 (so that the probabilities are not all 0 or 1
+    and a difference shows), positive BatchNorm variances.
+    """
+    rng = np.random.default_rng(seed)
+    weights: dict[str, np.ndarray] = {}
+    for name, (shape, dtype) in tensor_layout(arch).items():
+        if dtype == "int64":
+            weights[name] = np.zeros(shape, dtype=np.int64)
+        elif name.endswith(".weight") and len(shape) == 2:
+            weights[name] = rng.normal(size=shape) * 1.5 / np.sqrt(shape[1])
+        else:
+            weights[name] = rng.normal(size=shape)
+    for member in range(arch.n_members):
+        last = f"bodies.{member}.{2 * len(arch.hidden) + int(arch.batchnorm)}"
+        weights[f"{last}.weight"] *= 3.0  # logits spread over a few units
+        weights[f"{last}.bias"][:] = 0.0
+    k = arch.n_numeric
+    weights["encoder.impute.median"] = rng.normal(size=k) * 10.0 ** rng.integers(-3, 4, size=k)
+    weights["encoder.normalize.center"] = rng.choice([0.0, 1e3, -1e6], size=k) + rng.normal(size=k)
+    weights["encoder.normalize.scale"] = 10.0 ** rng.uniform(-3, 3, size=k)
+    weights["encoder.impute.missing_columns"] = np.sort(
+        rng.choice(k, size=arch.n_missing, replace=False)
+    ).astype(np.int64)
+    weights["encoder.categorical.vocab_sizes"] = np.array(arch.vocab_sizes, dtype=np.int64)
+    for member in range(arch.n_members if arch.batchnorm else 0):
+        weights[f"bodies.{member}.0.running_var"] = rng.uniform(0.2, 3.0, size=arch.n_features)
+        weights[f"bodies.{member}.0.weight"] = rng.uniform(0.5, 1.5, size=arch.n_features)
+    return weights
+
+
+def raw_inputs(
+    arch: Architecture, weights: dict[str, np.ndarray], n: int = 300, seed: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """``x_num`` around each column's training mean with NaN and far values; every code."""
+    rng = np.random.default_rng(seed)
+    mean, scale = weights["encoder.normalize.center"], weights["encoder.normalize.scale"]
+    x_num = mean + scale * rng.normal(size=(n, arch.n_numeric))
+    if arch.n_numeric:
+        x_num[rng.random(size=x_num.shape) < 0.1] = np.nan
+        x_num[:5] = mean + scale * np.array([[1e3], [-1e3], [1e6], [-1e6], [0.0]])  # far out
+    x_cat = np.column_stack(
+        [rng.integers(0, size, size=n) for size in arch.vocab_sizes] or [np.empty((n, 0))]
+    ).astype(np.int64)
+    x_cat[:2] = [[0] * len(arch.vocab_sizes), [1] * len(arch.vocab_sizes)]  # missing, unseen
+    return x_num, x_cat
+
+
+def schema_for(arch: Architecture) -> list[ColumnInfo]:
+    """Columns that encode to ``arch``'s inputs: numeric ``n0...``, categorical ``c0...``."""
+    columns = []
+    for j in range(arch.n_numeric):
+        columns.append(ColumnInfo(f"n{j}", "numeric", "float64", low=-1.0, high=1.0, n_rows=100))
+    for j, size in enumerate(arch.vocab_sizes):
+        levels = [f"level {j}.{i}" for i in range(size - 2)]
+        columns.append(
+            ColumnInfo(
+                f"c{j}", "categorical", "str", levels=levels, n_levels=len(levels), n_rows=100
+            )
+        )
+    return columns
+
+
+def model_state(arch: Architecture, seed: int = 0, **extra: Any) -> ModelState:
+    """A complete model state for ``arch`` (string classes, a tuned threshold, calibration)."""
+    from steadyclf.schema.encoder import TabularEncoder
+
+    return ModelState(
+        schema=TabularEncoder(schema_for(arch)).to_dict(),
+        architecture=arch.to_dict(),
+        weights=random_weights(arch, seed),
+        classes=np.array(["no", "yes"], dtype=object),
+        threshold=extra.get("threshold", 0.4),
+        params={},
+        training={"n_iter": 1},
+        calibration=extra.get("calibration", {"method": "platt", "scale": 0.8, "bias": -0.1}),
+    )
+
+
+def as_table(arch: Architecture, x_num: np.ndarray, x_cat: np.ndarray) -> pd.DataFrame:
+    """The rows as a user has them: numbers, and text levels (None: missing; unseen text)."""
+    table = pd.DataFrame({f"n{j}": x_num[:, j] for j in range(arch.n_numeric)})
+    for j, size in enumerate(arch.vocab_sizes):
+        levels = np.array([None, "never seen", *(f"level {j}.{i}" for i in range(size - 2))])
+        table[f"c{j}"] = pd.Series(levels[x_cat[:, j]], dtype=object)
+    return table

@@ -1,0 +1,196 @@
+"""Prediction without torch: the NumPy forward pass gives the torch module's numbers, the
+estimator predicts through it, and loading a model and predicting import no torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from architectures import ARCHITECTURES, random_weights, raw_inputs
+
+import steadyclf
+from steadyclf import BinaryClassifier
+from steadyclf.nn import numpy_forward
+from steadyclf.nn.modules import module_from_weights, numpy_weights
+from steadyclf.nn.numpy_forward import ACTIVATION_FUNCTIONS, NumpyNetwork
+from steadyclf.nn.spec import ACTIVATIONS, Architecture, tensor_layout
+
+#: Both paths run the same float64 operations in the same order; only the matrix
+#: products may sum in another order (other BLAS kernels): a relative error of a few
+#: ulps per product, far below 1e-12 for logits of order 1 to 10.
+TOLERANCE = {"rtol": 1e-12, "atol": 1e-12}
+
+
+#: Tensors that describe the layout and enter no arithmetic.
+def bookkeeping(arch: Architecture) -> set[str]:
+    return {"encoder.categorical.vocab_sizes"} | {
+        f"bodies.{m}.0.num_batches_tracked" for m in range(arch.n_members)
+    }
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_numpy_forward_gives_the_torch_module_s_logits(arch: Architecture) -> None:
+    weights = random_weights(arch)
+    module = module_from_weights(arch, weights)
+    x_num, x_cat = raw_inputs(arch, weights)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x_num), torch.from_numpy(x_cat)).numpy()
+    got = NumpyNetwork(arch, weights).logits(x_num, x_cat)
+    assert np.isfinite(got).all() and got.std() > 0.1  # a test that could fail
+    np.testing.assert_allclose(got, expected, **TOLERANCE)
+
+
+class _Recording(dict):  # type: ignore[type-arg]
+    """A weights dict that remembers which tensors were read."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        super().__init__(data)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_numpy_forward_reads_every_tensor_of_the_layout(arch: Architecture) -> None:
+    # A stage added to the module (and its layout) but not here would be skipped silently.
+    weights = _Recording(random_weights(arch))
+    NumpyNetwork(arch, weights).logits(*raw_inputs(arch, random_weights(arch), n=10))
+    assert set(tensor_layout(arch)) - bookkeeping(arch) - weights.read == set()
+
+
+def test_every_activation_has_a_numpy_function() -> None:
+    assert set(ACTIVATION_FUNCTIONS) == {a.module for a in ACTIVATIONS.values()}
+
+
+def test_chunks_do_not_change_the_logits(monkeypatch: pytest.MonkeyPatch) -> None:
+    arch = Architecture(3, 1, (4,), (8,), "relu", batchnorm=True)
+    weights = random_weights(arch)
+    x_num, x_cat = raw_inputs(arch, weights, n=500)
+    whole = NumpyNetwork(arch, weights).logits(x_num, x_cat)
+    monkeypatch.setattr(numpy_forward, "PREDICT_BATCH_ROWS", 7)
+    np.testing.assert_allclose(NumpyNetwork(arch, weights).logits(x_num, x_cat), whole, **TOLERANCE)
+
+
+def test_inputs_are_never_written() -> None:
+    arch = Architecture(3, 1, (4,), (8,), "relu")
+    weights = random_weights(arch)
+    x_num, x_cat = raw_inputs(arch, weights)
+    x_num.flags.writeable = x_cat.flags.writeable = False  # a view of the caller's data
+    before = x_num.copy()
+    NumpyNetwork(arch, weights).logits(x_num, x_cat)
+    np.testing.assert_array_equal(x_num, before)
+
+
+def _frame(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(100.0, 20.0, size=n),
+            "city": rng.choice(["Oslo", "Rome", "Lima"], size=n),
+            "z": rng.normal(size=n) * 1e-3,
+            "flag": rng.random(n) > 0.5,
+        }
+    )
+    frame.loc[::7, "x"] = np.nan
+    frame.loc[::11, "city"] = None
+    y = np.where((frame["x"] > 100) | (frame["city"] == "Rome"), "sick", "healthy")
+    return frame, y
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[BinaryClassifier, pd.DataFrame]:
+    frame, y = _frame(300, 0)
+    clf = BinaryClassifier(random_state=0, max_epochs=20, hidden=(8, 4)).fit(frame, y)
+    return clf, frame
+
+
+def test_a_fitted_estimator_predicts_the_module_s_numbers(
+    fitted: tuple[BinaryClassifier, pd.DataFrame],
+) -> None:
+    clf, frame = fitted
+    x_num, x_cat = clf.encoder_.transform(frame)
+    with torch.no_grad():
+        expected = clf.module_(torch.from_numpy(x_num), torch.from_numpy(x_cat)).numpy()
+    # decision_function is the calibrated logit (small data: fitted out of fold).
+    scale, bias = clf.calibration_["scale"], clf.calibration_["bias"]
+    np.testing.assert_allclose(clf.decision_function(frame), scale * expected + bias, **TOLERANCE)
+
+
+def test_predictions_follow_changes_to_the_module(
+    fitted: tuple[BinaryClassifier, pd.DataFrame],
+) -> None:
+    clf, frame = fitted
+    before = clf.decision_function(frame)
+    biases = [body[-1].bias for body in clf.module_.bodies]
+    x_num, x_cat = clf.encoder_.transform(frame)
+    with torch.no_grad():
+        for bias in biases:
+            bias += 1.0
+    try:
+        with torch.no_grad():
+            expected = clf.module_(torch.from_numpy(x_num), torch.from_numpy(x_cat)).numpy()
+        expected = clf.calibration_["scale"] * expected + clf.calibration_["bias"]
+        after = clf.decision_function(frame)
+        assert np.all(after > before)
+        np.testing.assert_allclose(after, expected, **TOLERANCE)
+    finally:
+        with torch.no_grad():
+            for bias in biases:
+                bias -= 1.0
+
+
+def test_a_loaded_model_builds_its_module_only_when_asked(
+    fitted: tuple[BinaryClassifier, pd.DataFrame], tmp_path: Path
+) -> None:
+    clf, frame = fitted
+    loaded = steadyclf.load(clf.save(tmp_path / "model"))
+    assert "_module" not in vars(loaded)
+    np.testing.assert_array_equal(loaded.predict_proba(frame), clf.predict_proba(frame))
+    module = loaded.module_  # built now, from the weights
+    assert loaded.module_ is module
+    for name, tensor in module.state_dict().items():
+        np.testing.assert_array_equal(tensor.numpy(), numpy_weights(clf.module_)[name])
+    np.testing.assert_array_equal(loaded.predict_proba(frame), clf.predict_proba(frame))
+    with pytest.raises(AttributeError):
+        _ = BinaryClassifier().module_
+
+
+def test_loading_and_predicting_import_neither_torch_nor_matplotlib(
+    fitted: tuple[BinaryClassifier, pd.DataFrame], tmp_path: Path
+) -> None:
+    clf, frame = fitted
+    clf.save(tmp_path / "model")
+    frame.to_parquet(tmp_path / "rows.parquet")
+    np.save(tmp_path / "expected.npy", clf.predict_proba(frame))
+    code = f"""
+import sys
+import numpy as np, pandas as pd
+import steadyclf
+predictor = steadyclf.Predictor.load({str(tmp_path / "model")!r})
+proba = predictor.probability(pd.read_parquet({str(tmp_path / "rows.parquet")!r}))
+np.testing.assert_array_equal(proba, np.load({str(tmp_path / "expected.npy")!r})[:, 1])
+assert "sklearn" not in sys.modules  # the Predictor needs no estimator
+clf = steadyclf.load({str(tmp_path / "model")!r})
+proba = clf.predict_proba(pd.read_parquet({str(tmp_path / "rows.parquet")!r}))
+np.testing.assert_array_equal(proba, np.load({str(tmp_path / "expected.npy")!r}))
+loaded = [m for m in ("torch", "matplotlib") if m in sys.modules]
+assert not loaded, loaded
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_the_numpy_forward_pass_imports_no_torch() -> None:
+    code = (
+        "import sys, steadyclf.nn.numpy_forward, steadyclf.predictor\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
