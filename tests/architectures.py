@@ -38,6 +38,16 @@ ARCHITECTURES = [
         Architecture(2, 0, (3,), (6, 4), "gelu", batchnorm=True, n_members=3),
         id="batchnorm-members",
     ),
+    # Target statistics of many-level categoricals: the first categoricals have them,
+    # one-hot keeping their first levels (as the most frequent are both).
+    pytest.param(
+        Architecture(2, 1, (4, 5), (8,), "relu", clip=True, n_members=2, target_sizes=(9,)),
+        id="target-statistics",
+    ),
+    pytest.param(
+        Architecture(0, 0, (3, 4), (8,), "tanh", target_sizes=(12, 7)),
+        id="target-statistics-only-categoricals",
+    ),
 ]
 assert {p.values[0].activation for p in ARCHITECTURES} == set(ACTIVATIONS)
 
@@ -86,11 +96,25 @@ def raw_inputs(
     if arch.n_numeric:
         x_num[rng.random(size=x_num.shape) < 0.1] = np.nan
         x_num[:5] = mean + scale * np.array([[1e3], [-1e3], [1e6], [-1e6], [0.0]])  # far out
+    sizes = _code_sizes(arch)
     x_cat = np.column_stack(
-        [rng.integers(0, size, size=n) for size in arch.vocab_sizes] or [np.empty((n, 0))]
+        [rng.integers(0, size, size=n) for size in sizes] or [np.empty((n, 0))]
     ).astype(np.int64)
-    x_cat[:2] = [[0] * len(arch.vocab_sizes), [1] * len(arch.vocab_sizes)]  # missing, unseen
+    x_cat[:2] = [[0] * len(sizes), [1] * len(sizes)]  # missing, unseen
+    # A column with target statistics is coded twice from one level: its one-hot code is
+    # the target code where one-hot keeps the level, 'unseen' beyond.
+    n_cat = len(arch.vocab_sizes)
+    for j, size in enumerate(arch.vocab_sizes[: len(arch.target_sizes)]):
+        target = x_cat[:, n_cat + j]
+        x_cat[:, j] = np.where(target < size, target, 1)
     return x_num, x_cat
+
+
+def _code_sizes(arch: Architecture) -> list[int]:
+    """The vocabulary of each code column: one-hot sizes, except where the level comes
+    from the target-statistics vocabulary, then those."""
+    n_target = len(arch.target_sizes)
+    return [*arch.target_sizes, *arch.vocab_sizes[n_target:], *arch.target_sizes]
 
 
 def schema_for(arch: Architecture) -> list[ColumnInfo]:
@@ -100,9 +124,19 @@ def schema_for(arch: Architecture) -> list[ColumnInfo]:
         columns.append(ColumnInfo(f"n{j}", "numeric", "float64", low=-1.0, high=1.0, n_rows=100))
     for j, size in enumerate(arch.vocab_sizes):
         levels = [f"level {j}.{i}" for i in range(size - 2)]
+        target: list[str] = []
+        if j < len(arch.target_sizes):
+            target = [f"level {j}.{i}" for i in range(arch.target_sizes[j] - 2)]
         columns.append(
             ColumnInfo(
-                f"c{j}", "categorical", "str", levels=levels, n_levels=len(levels), n_rows=100
+                f"c{j}",
+                "categorical",
+                "str",
+                levels=levels,
+                n_levels=max(len(levels), len(target)),
+                n_rows=100,
+                target_levels=target,
+                target_counts=[1] * len(target),
             )
         )
     return columns
@@ -127,7 +161,10 @@ def model_state(arch: Architecture, seed: int = 0, **extra: Any) -> ModelState:
 def as_table(arch: Architecture, x_num: np.ndarray, x_cat: np.ndarray) -> pd.DataFrame:
     """The rows as a user has them: numbers, and text levels (None: missing; unseen text)."""
     table = pd.DataFrame({f"n{j}": x_num[:, j] for j in range(arch.n_numeric)})
+    n_cat = len(arch.vocab_sizes)
     for j, size in enumerate(arch.vocab_sizes):
+        column = n_cat + j if j < len(arch.target_sizes) else j  # the finer code
+        size = arch.target_sizes[j] if j < len(arch.target_sizes) else size
         levels = np.array([None, "never seen", *(f"level {j}.{i}" for i in range(size - 2))])
-        table[f"c{j}"] = pd.Series(levels[x_cat[:, j]], dtype=object)
+        table[f"c{j}"] = pd.Series(levels[x_cat[:, column]], dtype=object)
     return table

@@ -403,6 +403,10 @@ def _check_consistent(
         raise ModelFileError(
             f"model {where!r}: category vocabularies in {WEIGHTS_FILE} and {INDEX_FILE} disagree"
         )
+    if encoder.target_sizes != list(arch.target_sizes):
+        raise ModelFileError(
+            f"model {where!r}: the levels with target statistics in {INDEX_FILE} do not match the tables of {WEIGHTS_FILE}"
+        )
     if len(encoder.numeric_columns) != arch.n_numeric:
         raise ModelFileError(
             f"model {where!r}: {INDEX_FILE} lists {len(encoder.numeric_columns)} numeric columns, the network reads {arch.n_numeric}"

@@ -55,6 +55,7 @@ from .schema.roles import ColumnPlan
 from .schema.split import SplitRule
 from .schema.stats import RunningStats
 from .schema.summary import TableSummary, summarise
+from .schema.target_stats import TargetCounts, target_folds
 from .train.batches import (
     BatchEncoder,
     EncodedRows,
@@ -177,6 +178,11 @@ def fit_source(
     device = device or (context.device if context is not None else torch.device("cpu"))
     module = _build_module(params, encoder, stats, plan, counts, seed, plan.folds).to(device)
     encoding = BatchEncoder(encoder, module.encoder, target, label_values, split, device)
+    if encoder.target_columns:
+        read = (
+            None if in_memory else read_rows_for_budget(shard.row_bytes(encoding.columns), budget)
+        )
+        _target_statistics(shard, encoding, module, seed, read, context)
     world = context.world_size if context is not None else 1
     batches, valid, info = _batch_source(
         shard,
@@ -490,6 +496,7 @@ def _build_module(
         n_numeric=len(encoder.numeric_columns),
         n_missing=int(had_missing.sum()),
         vocab_sizes=tuple(encoder.vocab_sizes),
+        target_sizes=tuple(encoder.target_sizes),
         hidden=tuple(int(h) for h in params["hidden"]),
         activation=params["activation"],
         batchnorm=params["normalize"] == "batchnorm",
@@ -510,6 +517,37 @@ def _build_module(
         inputs.normalize.center.copy_(torch.from_numpy(np.asarray(stats.center, np.float64)))
         inputs.normalize.scale.copy_(torch.from_numpy(np.asarray(stats.scale, np.float64)))
     return module
+
+
+def _target_statistics(
+    source: Source,
+    encoding: BatchEncoder,
+    module: SteadyNet,
+    seed: int,
+    read_rows: int | None,
+    context: DistributedContext | None,
+) -> None:
+    """Count the training rows of each level of the many-level categoricals (one pass),
+    set the network's tables and give the encoding the out-of-fold ones."""
+    n_cat = len(encoding.encoder.categorical_columns)
+    counts = TargetCounts.empty(encoding.encoder.target_sizes)
+    for start, frame in source.batches(encoding.columns, batch_rows=read_rows):
+        kept, in_valid, positions = encoding.rows(start, frame)
+        _, x_cat = encoding.raw(start, kept)
+        train = ~in_valid
+        y = encoding.labels(kept[encoding.target])
+        folds = target_folds(positions[train], seed)
+        counts.add(x_cat[train, n_cat:], y[train], folds)
+    if context is not None:  # every process gets the counts of all
+        everyone = context.all_gather_object(counts)
+        counts = TargetCounts.empty(encoding.encoder.target_sizes)
+        for part in everyone:
+            counts.merge(part)
+    tables = counts.tables()
+    with torch.no_grad():
+        for buffer, table in zip(module.encoder.target.tables(), tables.final, strict=True):
+            buffer.copy_(torch.from_numpy(table))
+    encoding.target_tables, encoding.target_seed = tables, seed
 
 
 def _batch_source(

@@ -175,14 +175,18 @@ def soft_clip(g: _Graph, z: str) -> str:
     return g.op("Div", [z, root])
 
 
-def category_codes(g: _Graph, name: str, info: ColumnInfo, notes: list[str]) -> str:
-    """Codes of a string input: 0 for '' (missing), 1 for an unseen level, 2.. the levels."""
-    levels = list(info.levels)
-    keys, codes = list(levels), [i + 2 for i in range(len(levels))]
-    if "" in levels:
-        notes.append(
-            f"column {info.name!r} had the empty string as a level in training: in the ONNX graph '' is that level, and a missing value of this column cannot be given"
-        )
+def category_codes(
+    g: _Graph, name: str, info: ColumnInfo, notes: list[str], levels: Sequence[str] | None = None
+) -> str:
+    """Codes of a string input: 0 for '' (missing), 1 for an unseen level, 2.. the levels
+    (``info.levels``, or the ``levels`` given)."""
+    keys = list(info.levels if levels is None else levels)
+    codes = [i + 2 for i in range(len(keys))]
+    if "" in keys:
+        if levels is None:  # said once per column
+            notes.append(
+                f"column {info.name!r} had the empty string as a level in training: in the ONNX graph '' is that level, and a missing value of this column cannot be given"
+            )
     else:
         keys.insert(0, "")
         codes.insert(0, MISSING_CODE)
@@ -202,8 +206,24 @@ def one_hot(g: _Graph, codes: str, size: int) -> str:
     return g.op("Cast", [hot], to=g.double_type)
 
 
-def encode(g: _Graph, arch: Architecture, numeric: Sequence[str], codes: Sequence[str]) -> str:
-    """The body's input: imputed, standardised values (through float32), indicators, one-hot."""
+def target_statistics(g: _Graph, j: int, codes: str) -> str:
+    """The rows of table ``j`` picked by ``[N, 1]`` codes, ``[N, TARGET_FEATURES]``."""
+    table = g.const("target_table", g.tensor(f"encoder.target.values.{j}"))
+    picked = g.op("Gather", [table, codes], axis=0)  # [N, 1, TARGET_FEATURES]
+    rows = g.op("Squeeze", [picked, g.const("axis", np.array([1], np.int64))])
+    # Rounded to float32 as the torch encoder hands them to the body.
+    return g.op("Cast", [g.op("Cast", [rows], to=g.float_type)], to=g.double_type)
+
+
+def encode(
+    g: _Graph,
+    arch: Architecture,
+    numeric: Sequence[str],
+    codes: Sequence[str],
+    target_codes: Sequence[str] = (),
+) -> str:
+    """The body's input: imputed, standardised values (through float32), indicators,
+    one-hot, target statistics."""
     parts: list[str] = []
     if numeric:
         x = numeric[0] if len(numeric) == 1 else g.op("Concat", list(numeric), axis=1)
@@ -218,6 +238,7 @@ def encode(g: _Graph, arch: Architecture, numeric: Sequence[str], codes: Sequenc
         for name in ("center", "scale"):
             g.tensor(f"encoder.normalize.{name}")
     parts += [one_hot(g, c, size) for c, size in zip(codes, arch.vocab_sizes, strict=True)]
+    parts += [target_statistics(g, j, c) for j, c in enumerate(target_codes)]
     return parts[0] if len(parts) == 1 else g.op("Concat", parts, axis=1)
 
 
@@ -375,7 +396,7 @@ def build_onnx(state: ModelState) -> OnnxExport:
         raise ParameterError(
             f"column {clash[0]!r} would be both an input and an output of the ONNX graph (outputs: {', '.join(OUTPUTS)}); rename the column and train again"
         )
-    inputs, numeric, codes = [], [], []
+    inputs, numeric, codes, target_codes = [], [], [], []
     string, double = onnx.TensorProto.STRING, onnx.TensorProto.DOUBLE
     for info in columns:
         is_text = info.role == "categorical"
@@ -386,7 +407,9 @@ def build_onnx(state: ModelState) -> OnnxExport:
             codes.append(category_codes(g, info.name, info, notes))
         else:
             numeric.append(info.name)
-    features = encode(g, arch, numeric, codes)
+    for info in encoder.target_columns:
+        target_codes.append(category_codes(g, info.name, info, notes, info.target_levels))
+    features = encode(g, arch, numeric, codes, target_codes)
     logit = g.op("Squeeze", [network(g, arch, features), g.const("axis", np.array([1], np.int64))])
     # After the Squeeze: right after the MatMul, onnxruntime would fold the scale into
     # the product as a float32 factor (FusedMatMul's alpha), off by 1e-8.

@@ -32,7 +32,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from .spec import ACTIVATIONS, Architecture
+from .spec import ACTIVATIONS, TARGET_FEATURES, Architecture
 from .threads import intra_op_threads
 
 __all__ = [
@@ -180,23 +180,62 @@ class OneHot(nn.Module):
         ]
 
 
+class TargetStatistics(nn.Module):
+    """Per-level inputs of many-level categoricals, looked up by code: for each column a
+    table ``values.{j}`` of shape ``(vocabulary, TARGET_FEATURES)`` (the level's target
+    rate and frequency in training, already scaled; see
+    :mod:`steadyclf.schema.target_stats`)."""
+
+    def __init__(self, sizes: Sequence[int]) -> None:
+        super().__init__()
+        self.sizes = [int(v) for v in sizes]
+        self.values = nn.Module()
+        for j, size in enumerate(self.sizes):
+            table = torch.zeros((size, TARGET_FEATURES), dtype=torch.float64)
+            self.values.register_buffer(str(j), table)
+
+    def tables(self) -> list[torch.Tensor]:
+        """The table of each column, in order."""
+        return [getattr(self.values, str(j)) for j in range(len(self.sizes))]
+
+    def forward(self, codes: torch.Tensor) -> list[torch.Tensor]:
+        """One float32 block of ``TARGET_FEATURES`` columns per column of ``codes``."""
+        return [
+            table.index_select(0, codes[:, j]).to(torch.float32)
+            for j, table in enumerate(self.tables())
+        ]
+
+
 class InputEncoder(nn.Module):
     """Raw columns -> float32 features, with every fitted statistic held in buffers."""
 
     def __init__(
-        self, n_numeric: int, n_missing: int, vocab_sizes: Sequence[int], *, clip: bool = False
+        self,
+        n_numeric: int,
+        n_missing: int,
+        vocab_sizes: Sequence[int],
+        *,
+        clip: bool = False,
+        target_sizes: Sequence[int] = (),
     ) -> None:
         super().__init__()
         self.n_numeric = n_numeric
         self.impute = Impute(n_numeric, n_missing)
         self.normalize = Scale(n_numeric, clip=clip)
         self.categorical = OneHot(vocab_sizes)
+        self.target = TargetStatistics(target_sizes)
 
     @property
     def n_features_out(self) -> int:
         """Width of the encoded feature matrix."""
         n_missing = int(self.impute.missing_columns.numel())
-        return self.n_numeric + n_missing + sum(self.categorical.sizes)
+        n_target = TARGET_FEATURES * len(self.target.sizes)
+        return self.n_numeric + n_missing + sum(self.categorical.sizes) + n_target
+
+    @property
+    def target_offset(self) -> int:
+        """Column of the encoded features where the target statistics start (the last)."""
+        return self.n_features_out - TARGET_FEATURES * len(self.target.sizes)
 
     @property
     def category_offsets(self) -> list[int]:
@@ -217,7 +256,10 @@ class InputEncoder(nn.Module):
         if self.categorical.sizes:
             if x_cat is None:
                 raise ValueError("this model needs categorical codes")
-            parts.extend(self.categorical(x_cat))
+            n_cat = len(self.categorical.sizes)
+            parts.extend(self.categorical(x_cat[:, :n_cat]))
+            if self.target.sizes:
+                parts.extend(self.target(x_cat[:, n_cat:]))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     @torch.no_grad()
@@ -287,7 +329,11 @@ class SteadyNet(nn.Module):
         super().__init__()
         self.arch = arch
         self.encoder = InputEncoder(
-            arch.n_numeric, arch.n_missing, arch.vocab_sizes, clip=arch.clip
+            arch.n_numeric,
+            arch.n_missing,
+            arch.vocab_sizes,
+            clip=arch.clip,
+            target_sizes=arch.target_sizes,
         )
         self.bodies = nn.ModuleList(
             [

@@ -15,6 +15,8 @@ a saved model (:class:`~steadyclf.persistence.ModelState`):
                  clipping ``z / sqrt(1 + (z / 3)**2)``, then rounded to float32 (the
                  torch encoder hands float32 features to the body);
 ``one_hot``      one block per categorical (codes 0 = missing, 1 = unseen, 2.. levels);
+``target_statistics`` per categorical with many levels, the rows of its table (target
+                 rate and frequency of the level) picked by a second code column;
 ``batchnorm``    the eval-mode ``BatchNorm1d`` (running statistics);
 ``linear``, ``activate`` the body's layers, ending in one logit;
 ``mean_probability_logit`` the members' logits combined (the log odds of their mean
@@ -57,6 +59,7 @@ __all__ = [
     "one_hot",
     "soft_clip",
     "standardize",
+    "target_statistics",
 ]
 
 #: Rows per forward pass: a chunk's activations stay in the CPU cache.
@@ -182,6 +185,20 @@ def one_hot(vocab_sizes: tuple[int, ...], x_cat: NDArray[np.int64]) -> NDArray[n
     return out
 
 
+def target_statistics(
+    weights: Weights, codes: NDArray[np.int64], out: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """The table rows of each code column side by side (``TARGET_FEATURES`` each), in
+    ``out``, rounded to float32 as the torch encoder hands them to the body."""
+    width = 0
+    for j in range(codes.shape[1]):
+        table = weights[f"encoder.target.values.{j}"]
+        picked = np.take(table, codes[:, j], axis=0).astype(np.float32)
+        out[:, width : width + table.shape[1]] = picked
+        width += table.shape[1]
+    return out
+
+
 def encode(
     arch: Architecture,
     weights: Weights,
@@ -206,7 +223,12 @@ def encode(
         features[:, width : width + indicators.shape[1]] = indicators
         width += indicators.shape[1]
     if arch.vocab_sizes:
-        features[:, width:] = one_hot(arch.vocab_sizes, x_cat)
+        n_cat = len(arch.vocab_sizes)
+        hot = one_hot(arch.vocab_sizes, x_cat[:, :n_cat])
+        features[:, width : width + hot.shape[1]] = hot
+        width += hot.shape[1]
+        if arch.target_sizes:
+            target_statistics(weights, x_cat[:, n_cat:], features[:, width:])
     return features
 
 

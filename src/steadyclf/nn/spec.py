@@ -16,6 +16,7 @@ __all__ = [
     "ACTIVATIONS",
     "NORMALIZATIONS",
     "SINGLE_THREAD_WORK",
+    "TARGET_FEATURES",
     "Activation",
     "Architecture",
     "tensor_layout",
@@ -53,6 +54,8 @@ ACTIVATIONS: dict[str, Activation] = {
 #: clipping), ``standardize`` (mean and standard deviation), ``batchnorm`` (a BatchNorm1d
 #: layer), ``none``.
 NORMALIZATIONS = ("robust", "standardize", "batchnorm", "none")
+#: Inputs per categorical with target statistics: its target rate and its frequency.
+TARGET_FEATURES = 2
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,11 @@ class Architecture:
     ``vocab_sizes`` one-hot widths (levels + 'missing' + 'unseen') of the categoricals;
     ``hidden`` the hidden layer sizes; ``batchnorm`` a ``BatchNorm1d`` on the inputs;
     ``clip`` the smooth clipping ``z / sqrt(1 + (z / 3)**2)`` of the scaled numeric inputs;
-    ``n_members`` the bodies (same layout) whose probabilities are averaged.
+    ``n_members`` the bodies (same layout) whose probabilities are averaged;
+    ``target_sizes`` the vocabulary sizes (levels + 'missing' + 'unseen') of the
+    categoricals with more levels than one-hot keeps, each of which adds two inputs looked
+    up per level: its target rate and its frequency in training
+    (:mod:`steadyclf.schema.target_stats`).
     """
 
     n_numeric: int
@@ -74,11 +81,17 @@ class Architecture:
     batchnorm: bool = False
     clip: bool = False
     n_members: int = 1
+    target_sizes: tuple[int, ...] = ()
 
     @property
     def n_features(self) -> int:
         """Width of the encoded inputs of the first layer."""
-        return self.n_numeric + self.n_missing + sum(self.vocab_sizes)
+        return (
+            self.n_numeric
+            + self.n_missing
+            + sum(self.vocab_sizes)
+            + TARGET_FEATURES * len(self.target_sizes)
+        )
 
     @property
     def n_parameters(self) -> int:
@@ -98,6 +111,7 @@ class Architecture:
             "batchnorm": self.batchnorm,
             "clip": self.clip,
             "n_members": self.n_members,
+            "target_sizes": list(self.target_sizes),
         }
 
     @classmethod
@@ -133,6 +147,7 @@ class Architecture:
             bool(flags["batchnorm"]),
             bool(flags["clip"]),
             count(data.get("n_members", 1), "n_members", 1),
+            counts(data.get("target_sizes", []), "target_sizes", 2),
         )
 
 
@@ -145,6 +160,8 @@ def tensor_layout(arch: Architecture) -> dict[str, tuple[tuple[int, ...], str]]:
         "encoder.normalize.scale": ((arch.n_numeric,), "float64"),
         "encoder.categorical.vocab_sizes": ((len(arch.vocab_sizes),), "int64"),
     }
+    for j, size in enumerate(arch.target_sizes):
+        layout[f"encoder.target.values.{j}"] = ((size, TARGET_FEATURES), "float64")
     for member in range(arch.n_members):
         prefix = f"bodies.{member}"
         index = 0

@@ -7,7 +7,9 @@ inputs of the network:
 - ``x_num``: float64, one column per numeric, boolean (0/1) or datetime (seconds since
   1970, UTC) feature, NaN where missing;
 - ``x_cat``: int64 codes, one column per categorical feature, with code 0 for a missing
-  value and code 1 for a level unseen in training (or too rare to keep).
+  value and code 1 for a level unseen in training (or too rare to keep); then one more
+  column per categorical with more levels than one-hot keeps, coding every level counted
+  in training (``target_levels``), whose target rate and frequency the network reads.
 
 Imputation, scaling and one-hot encoding happen inside the network
 (:mod:`steadyclf.nn.modules`), so that everything fitted is saved with the weights.
@@ -124,6 +126,16 @@ class TabularEncoder:
         return [len(c.levels) + 2 for c in self.categorical_columns]
 
     @property
+    def target_columns(self) -> list[ColumnInfo]:
+        """Categoricals with target statistics (more levels than one-hot keeps), in order."""
+        return [c for c in self.categorical_columns if c.target_levels]
+
+    @property
+    def target_sizes(self) -> list[int]:
+        """Vocabulary size per column of :attr:`target_columns` (levels + missing + unseen)."""
+        return [len(c.target_levels) + 2 for c in self.target_columns]
+
+    @property
     def input_columns(self) -> list[str]:
         """Every column the model reads (dropped ones excluded)."""
         return [c.name for c in self.columns_ if c.role != "dropped"]
@@ -168,9 +180,12 @@ class TabularEncoder:
             if j not in floats:
                 x_num[:, j] = column_values(info.name, frame[info.name], info.role)
         cats = self.categorical_columns
-        x_cat = np.empty((n, len(cats)), dtype=np.int64)
+        targets = self.target_columns
+        x_cat = np.empty((n, len(cats) + len(targets)), dtype=np.int64)
         for j, info in enumerate(cats):
             x_cat[:, j] = encode_categories(frame[info.name], info.levels)
+        for j, info in enumerate(targets, start=len(cats)):
+            x_cat[:, j] = encode_categories(frame[info.name], info.target_levels)
         return x_num, x_cat
 
     def _float_block(

@@ -67,7 +67,10 @@ class ColumnInfo:
     missing values seen in training out of ``n_rows``, ``n_levels`` the distinct
     categories seen (of which ``levels`` keeps the most frequent, seen ``level_counts``
     times; ``n_other`` rows held the other levels). What later checks of new data (drift)
-    compare against.
+    compare against. A categorical with more levels than one-hot keeps also lists every
+    level counted (``target_levels``, most frequent first, seen ``target_counts`` times):
+    the network reads each one's target rate and frequency
+    (:mod:`steadyclf.schema.target_stats`).
     """
 
     name: str
@@ -82,6 +85,8 @@ class ColumnInfo:
     n_rows: int = 0
     level_counts: list[int] = field(default_factory=list)
     n_other: int = 0
+    target_levels: list[str] = field(default_factory=list)
+    target_counts: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -93,6 +98,9 @@ class ColumnInfo:
             out["n_levels"] = self.n_levels
             out["level_counts"] = list(self.level_counts)
             out["n_other"] = self.n_other
+            if self.target_levels:
+                out["target_levels"] = list(self.target_levels)
+                out["target_counts"] = list(self.target_counts)
         if self.low is not None and self.high is not None:
             out["low"], out["high"] = self.low, self.high
         if self.role != "dropped":
@@ -120,6 +128,8 @@ class ColumnInfo:
             n_rows=int(data.get("n_rows", 0)),
             level_counts=[int(v) for v in data.get("level_counts", [])],
             n_other=int(data.get("n_other", 0)),
+            target_levels=[str(v) for v in data.get("target_levels", [])],
+            target_counts=[int(v) for v in data.get("target_counts", [])],
         )
 
     def describe(self) -> str:
@@ -132,6 +142,8 @@ class ColumnInfo:
             details.append(
                 f"{kept} levels" if kept == self.n_levels else f"{kept} of {self.n_levels} levels"
             )
+            if self.target_levels:
+                details.append(f"target rate and frequency of {len(self.target_levels)}")
         if self.n_missing:
             fill = "own level" if self.role == "categorical" else "median + indicator"
             details.append(f"{self.n_missing} missing -> {fill}")
@@ -275,6 +287,9 @@ def categorical_info(col: ColumnSummary, max_categories: int) -> ColumnInfo:
     """A categorical column: the ``max_categories`` most frequent levels, ties by name."""
     ordered = sorted((col.levels or {}).items(), key=lambda kv: (-kv[1], kv[0]))
     kept = ordered[:max_categories]
+    # Beyond the one-hot cap, every level counted (the summary keeps up to 65,536 exactly)
+    # is learned through its target rate and frequency instead.
+    many = ordered if len(ordered) > max_categories else []
     return ColumnInfo(
         col.name,
         "categorical",
@@ -285,6 +300,8 @@ def categorical_info(col: ColumnSummary, max_categories: int) -> ColumnInfo:
         n_rows=col.n_rows,
         level_counts=[int(v) for _, v in kept],
         n_other=max(0, col.n_present - sum(int(v) for _, v in kept)),
+        target_levels=[str(k) for k, _ in many],
+        target_counts=[int(v) for _, v in many],
     )
 
 

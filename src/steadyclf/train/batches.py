@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 
 from ..exceptions import DataError
 from ..schema.split import SplitRule, row_uniform
+from ..schema.target_stats import TargetTables
 from ..schema.values import shift_rows
 
 if TYPE_CHECKING:
@@ -154,6 +155,10 @@ class BatchEncoder:
         self.device = device
         self.columns = [*encoder.input_columns, target]
         self.nan_free = not encoder.has_missing
+        #: Out-of-fold target statistics of training rows (set once counted), and the
+        #: seed of their folds: see :mod:`steadyclf.schema.target_stats`.
+        self.target_tables: TargetTables | None = None
+        self.target_seed = 0
 
     @property
     def width(self) -> int:
@@ -201,8 +206,29 @@ class BatchEncoder:
         x_num, x_cat = self.raw(start, frame)
         out = torch.empty((len(frame), self.width), dtype=torch.float32, device=self.device)
         self.inputs.encode(x_num, x_cat, out, nan_free=self.nan_free)
+        self.out_of_fold(out, x_cat, positions, np.flatnonzero(~in_valid))
         y = torch.from_numpy(self.labels(frame[self.target])).to(self.device)
         return out, y, in_valid, positions
+
+    def out_of_fold(
+        self,
+        out: torch.Tensor,
+        x_cat: NDArray[np.int64],
+        positions: NDArray[np.int64],
+        rows: NDArray[np.intp],
+        written: NDArray[np.intp] | None = None,
+    ) -> None:
+        """Give training ``rows`` their out-of-fold target statistics (the network's
+        tables are for held-out and new rows), in ``out[written]`` (default: ``rows``)."""
+        tables = self.target_tables
+        if tables is None or not rows.size:
+            return
+        n_cat = len(self.inputs.categorical.sizes)
+        values = tables.training_values(x_cat[rows, n_cat:], positions[rows], self.target_seed)
+        index = torch.from_numpy(rows if written is None else written).to(out.device)
+        block = torch.from_numpy(values.astype(np.float32)).to(out.device)
+        offset = self.inputs.target_offset
+        out[:, offset:].index_copy_(0, index, block)
 
 
 def encode_rows(
@@ -231,6 +257,9 @@ def encode_rows(
             encoder.inputs.encode(
                 x_num, x_cat, xs, None if every else index, nan_free=encoder.nan_free
             )
+            if block is train:
+                written = np.arange(index.size, dtype=np.intp)
+                encoder.out_of_fold(xs, x_cat, positions, index, written)
             ys.copy_(torch.from_numpy(np.array(y if every else y[index], dtype=np.float32)))
     train.complete = True
     if valid is not None:

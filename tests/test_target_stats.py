@@ -1,0 +1,126 @@
+"""Categoricals with more levels than one-hot keeps: target rate and frequency per level."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import log_loss, roc_auc_score
+
+import steadyclf
+from steadyclf import BinaryClassifier
+from steadyclf.schema.target_stats import FOLDS, SMOOTHING, TargetCounts, target_folds
+from steadyclf.train import batches
+
+
+def _levels_table(
+    n: int, n_levels: int, seed: int, effect: float = 1.0
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """A numeric column and a text column of ``n_levels`` equally frequent levels, each
+    with its own effect on the label."""
+    rng = np.random.default_rng(seed)
+    level = rng.integers(0, n_levels, n)
+    effects = effect * np.random.default_rng(99).normal(size=n_levels)
+    x = rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(effects[level] + 0.5 * x)))).astype(int)
+    return pd.DataFrame({"x": x, "user": [f"u{v}" for v in level]}), y
+
+
+def test_out_of_fold_rates_leave_out_the_rows_own_fold() -> None:
+    codes = np.array([[2], [2], [2], [3], [2], [3]], dtype=np.int64)
+    labels = np.array([1, 0, 1, 1, 1, 0], dtype=np.float64)
+    positions = np.arange(6)
+    folds = target_folds(positions, seed=5)
+    counts = TargetCounts.empty([4])
+    counts.add(codes, labels, folds)
+    tables = counts.tables()
+    prior = 4 / 6
+    # Undo the standardisation with two known points: the final rates of levels 2 and 3.
+    final = tables.final[0][:, 0]
+    rate = lambda pos, rows: (pos + SMOOTHING * prior) / (rows + SMOOTHING)  # noqa: E731
+    slope = (final[2] - final[3]) / (rate(3, 4) - rate(1, 2))
+    for row in range(6):
+        others = folds != folds[row]
+        same = others & (codes[:, 0] == codes[row, 0])
+        expected = rate(labels[same].sum(), same.sum())
+        got = tables.training_values(codes[row : row + 1], positions[row : row + 1], seed=5)
+        assert got[0, 0] == pytest.approx(final[2] + slope * (expected - rate(3, 4)), abs=1e-9)
+    # Unseen levels get the overall rate; the frequency is log(1 + rows), standardised.
+    assert final[1] == pytest.approx(final[2] + slope * (prior - rate(3, 4)), abs=1e-9)
+    frequency = tables.final[0][:, 1]
+    assert frequency[2] > frequency[3] > frequency[1] == frequency[0]
+    assert set(np.unique(folds)) <= set(range(FOLDS))
+
+
+def test_levels_beyond_the_one_hot_cap_are_learned() -> None:
+    X, y = _levels_table(12_000, 400, seed=0)
+    clf = BinaryClassifier(random_state=0).fit(X[:8000], y[:8000])
+    info = next(c for c in clf.encoder_.columns_ if c.name == "user")
+    assert len(info.levels) == 64 and len(info.target_levels) == 400
+    assert "target rate and frequency of 400" in info.describe()
+    auc = roc_auc_score(y[8000:], clf.predict_proba(X[8000:])[:, 1])
+    # One-hot of the 64 most frequent levels covers 16 % of the rows; x alone reaches
+    # about 0.62. The level effects (sd 1) learned per level take it well past that.
+    x_only = roc_auc_score(y[8000:], X["x"][8000:])
+    assert x_only < 0.65 and auc > 0.72
+
+
+def _noise_pairs() -> tuple[pd.DataFrame, np.ndarray]:
+    """Levels of three rows each and labels of pure noise."""
+    rng = np.random.default_rng(1)
+    n = 6000
+    level = np.repeat(np.arange(n // 3), 3)
+    return pd.DataFrame({"x": rng.normal(size=n), "trio": [f"t{v}" for v in level]}), rng.integers(
+        0, 2, n
+    )
+
+
+def _estimate_and_test(X: pd.DataFrame, y: np.ndarray) -> tuple[float, float, float]:
+    clf = BinaryClassifier(random_state=0).fit(X[:4000], y[:4000])
+    p = clf.predict_proba(X[4000:])[:, 1]
+    prior = log_loss(y[4000:], np.full(2000, y[:4000].mean()))
+    return clf.validation_metrics_["log_loss"], log_loss(y[4000:], p), prior
+
+
+def test_a_row_s_own_label_does_not_leak_into_its_statistics() -> None:
+    """With labels of pure noise, a rate holding the row's own label looks informative
+    in training: the out-of-fold estimate would promise what new rows do not give."""
+    estimate, test, prior = _estimate_and_test(*_noise_pairs())
+    assert test < prior + 0.01  # nothing to learn, nothing wrongly learned
+    assert abs(estimate - test) < 0.02  # and the estimate says so
+
+
+def test_leaking_statistics_would_be_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test above can fail: with in-fold statistics (the out-of-fold step skipped)."""
+    monkeypatch.setattr(batches.BatchEncoder, "out_of_fold", lambda *args, **kwargs: None)
+    estimate, test, _ = _estimate_and_test(*_noise_pairs())
+    assert estimate < test - 0.1
+
+
+def test_files_read_in_passes_get_the_same_tables(tmp_path: Path) -> None:
+    X, y = _levels_table(3000, 150, seed=2)
+    path = tmp_path / "data.parquet"
+    X.assign(label=y).to_parquet(path, row_group_size=500)
+    params = {"random_state": 0, "max_epochs": 3, "validation_fraction": 0.2}
+    memory = BinaryClassifier(**params).fit(X, y)
+    streamed = BinaryClassifier(**params).fit_files(
+        str(path), "label", stream=True, memory_budget="2MB"
+    )
+    assert streamed.data_["streamed"]
+    for a, b in zip(
+        memory.module_.encoder.target.tables(),
+        streamed.module_.encoder.target.tables(),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_saved_models_keep_their_tables(tmp_path: Path) -> None:
+    X, y = _levels_table(3000, 120, seed=3)
+    clf = BinaryClassifier(random_state=0, max_epochs=5).fit(X, y)
+    again = steadyclf.load(clf.save(tmp_path / "model"))
+    new = X.iloc[:50].assign(user=["u1", "never seen", None, *X["user"][3:50]])
+    np.testing.assert_array_equal(again.predict_proba(new), clf.predict_proba(new))
+    assert again.encoder_.columns_[1].target_levels == clf.encoder_.columns_[1].target_levels
