@@ -52,6 +52,12 @@ Run (the bench extra: ``make .venv/.installed-bench``)::
     python benchmarks/real_data.py --params '{"weight_decay": 0}' --label wd0 \\
         --out real_data_wd0 --compare steadyclf --reuse         # an ablation
     python benchmarks/real_data.py --models realmlp,lgbm_td     # slow peers (<= 40,000 rows)
+    python benchmarks/real_data.py --ablate target-statistics --label no-ts \
+        --out real_data_no-ts                                   # an ingredient turned off
+
+``--ablate`` turns off ingredients of the defaults that no estimator parameter turns off
+(:data:`ABLATIONS`: cross-fitting, target statistics) by setting a module constant in
+this process; robust scaling is ``--params '{"normalize": "standardize"}'``.
 
 Writes ``benchmarks/results/NAME.md`` and ``NAME.json`` (``--out``, default ``real_data``);
 progress goes to stderr.
@@ -232,11 +238,14 @@ def peer_definition(name: str) -> str:
     }[name]
 
 
-def steadyclf_definition(params: dict[str, Any] | None) -> str:
+def steadyclf_definition(params: dict[str, Any] | None, ablate: list[str] | None = None) -> str:
     if params is None:
         return "no results"
     args = "".join(f", {k}={v!r}" for k, v in params.items())
-    return f"steadyclf BinaryClassifier(random_state=0{args}) on the raw DataFrame"
+    text = f"steadyclf BinaryClassifier(random_state=0{args}) on the raw DataFrame"
+    for name in ablate or []:
+        text += f"; without {name}: {ABLATIONS[name][3]}"
+    return text
 
 
 def versions() -> dict[str, str]:
@@ -259,6 +268,36 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[package] = "not installed"
     return out
+
+
+#: Ingredients of the defaults that no estimator parameter turns off, for ablations
+#: (``--ablate``): the module constant set, its value, and what the defaults then do.
+ABLATIONS = {
+    "cross-fitting": (
+        "steadyclf.policy",
+        "SMALL_DATA_FOLDS",
+        1,
+        "small data trains one network on every row, weight decay 1e-2, no estimate "
+        "(the defaults before cross-fitting)",
+    ),
+    "target-statistics": (
+        "steadyclf.schema.roles",
+        "MAX_TARGET_LEVELS",
+        0,
+        "categoricals keep the one-hot of their 64 most frequent levels only",
+    ),
+}
+
+
+def apply_ablations(names: list[str]) -> None:
+    """Turn the named ingredients off in this process."""
+    import importlib
+
+    for name in names:
+        if name not in ABLATIONS:
+            raise SystemExit(f"unknown ablation {name!r}; choose from {', '.join(ABLATIONS)}")
+        module, constant, value, _ = ABLATIONS[name]
+        setattr(importlib.import_module(module), constant, value)
 
 
 def spec_of(model: str, label: str, params: dict[str, Any], vers: dict[str, str]) -> dict:
@@ -658,6 +697,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--label", help="name of this steadyclf variant (default: steadyclf)")
     parser.add_argument(
+        "--ablate",
+        default="",
+        help=f"comma list of default ingredients to turn off: {', '.join(ABLATIONS)}",
+    )
+    parser.add_argument(
         "--compare", default="", help="other steadyclf variants (labels) to show, from the cache"
     )
     parser.add_argument("--tables", help="comma list of tables (default: all)")
@@ -691,6 +735,10 @@ def main(argv: list[str] | None = None) -> None:
     params = json.loads(args.params)
     if not isinstance(params, dict):
         raise SystemExit("--params must be a JSON object")
+    ablate = parse_list(args.ablate)
+    apply_ablations(ablate)
+    if ablate and not args.label:
+        raise SystemExit("--ablate needs a --label for the variant")
     models = parse_list(args.models)
     unknown = [m for m in models if m not in ("steadyclf", *PEERS)]
     if unknown:
@@ -724,6 +772,7 @@ def main(argv: list[str] | None = None) -> None:
     today = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     tables: list[dict[str, Any]] = []
     variant_params: dict[str, dict[str, Any]] = {}
+    variant_ablations: dict[str, list[str]] = {}
     for i, name in enumerate(names, 1):
         path = paths[name]
         df = pd.read_csv(path)
@@ -760,8 +809,11 @@ def main(argv: list[str] | None = None) -> None:
                 spec = cached["spec"]
             else:
                 spec = spec_of(model, m, params if m == label else {}, vers)
+                if model == "steadyclf" and m == label and ablate:
+                    spec["ablate"] = ablate
             if model == "steadyclf":
                 variant_params[m] = spec.get("params", {})
+                variant_ablations[m] = spec.get("ablate", [])
             reusable = (
                 cached is not None
                 and cached.get("spec") == spec
@@ -907,7 +959,9 @@ def main(argv: list[str] | None = None) -> None:
         "git_commit": commit,
         "threads": {"torch": torch.get_num_threads(), "OMP_NUM_THREADS": "1"},
         "definitions": {
-            m: peer_definition(m) if m in PEERS else steadyclf_definition(variant_params.get(m))
+            m: peer_definition(m)
+            if m in PEERS
+            else steadyclf_definition(variant_params.get(m), variant_ablations.get(m))
             for m in labels
         },
         "summary": summary,

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ID_LIKE_MIN_ROWS",
     "MAX_CATEGORIES",
+    "MAX_TARGET_LEVELS",
     "MOSTLY_NUMERIC",
     "NUMERIC_ROLES",
     "ROLES",
@@ -48,6 +49,9 @@ __all__ = [
 #: Levels kept per categorical column (most frequent first); the rest share the
 #: 'unseen' code. One-hot of up to this many levels stays small next to a hidden layer.
 MAX_CATEGORIES = 64
+#: Levels per categorical given target statistics beyond one-hot (the most frequent; the
+#: summary counts up to 65,536 exactly). 0 turns target statistics off (an ablation).
+MAX_TARGET_LEVELS = 1 << 16
 #: Columns of at least this many rows with a distinct value on every row are IDs.
 ID_LIKE_MIN_ROWS = 10
 #: A text column whose non-missing values are numbers at least this often is a numeric
@@ -289,7 +293,7 @@ def categorical_info(col: ColumnSummary, max_categories: int) -> ColumnInfo:
     kept = ordered[:max_categories]
     # Beyond the one-hot cap, every level counted (the summary keeps up to 65,536 exactly)
     # is learned through its target rate and frequency instead.
-    many = ordered if len(ordered) > max_categories else []
+    many = ordered[:MAX_TARGET_LEVELS] if len(ordered) > max_categories else []
     return ColumnInfo(
         col.name,
         "categorical",
