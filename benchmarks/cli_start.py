@@ -64,23 +64,14 @@ def wall_times(command: list[str], repeats: int, env: dict[str, str]) -> list[fl
     return times
 
 
-#: Runs the command line in-process, then reports the process's peak RSS on stderr.
-PEAK_WRAPPER = """
-import sys
-from steadyclf.cli import main
-code = main(sys.argv[1:])
-with open("/proc/self/status") as status:
-    peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
-print(f"peak_rss_kb={peak}", file=sys.stderr)
-sys.exit(code)
-"""
-
-
 def peak_rss_run(args: list[str], env: dict[str, str]) -> tuple[float, int]:
     """Wall seconds and peak RSS (bytes) of ``steadyclf ARGS`` in a fresh process."""
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", PEAK_WRAPPER, *args], capture_output=True, env=env, check=False
+        [sys.executable, "-c", streaming.PEAK_WRAPPER, *args],
+        capture_output=True,
+        env=env,
+        check=False,
     )
     seconds = time.perf_counter() - started
     stderr = done.stderr.decode()

@@ -126,10 +126,13 @@ def exact_quantiles(
             break
         collect = [t for t in open_ if limit is None or t.count <= limit]
         refine = [t for t in open_ if not (limit is None or t.count <= limit)]
-        # Targets that share a column and a prefix share the values collected.
+        # Targets that share a column and a prefix share the values collected, and the
+        # histogram of their next digit (all of a column's in the first pass): one
+        # histogram per prefix, not per target, bounds the memory and the counting.
         groups = sorted({(t.column, t.bits, t.prefix) for t in collect})
         found: list[list[NDArray[np.floating]]] = [[] for _ in groups]
-        hists = np.zeros((len(refine), 1 << _RADIX_BITS), dtype=np.int64)
+        prefixes = sorted({(t.column, t.bits, t.prefix) for t in refine})
+        hists = np.zeros((len(prefixes), 1 << _RADIX_BITS), dtype=np.int64)
         for start, frame in source.batches(read, batch_rows=rows):
             keep = ~split.mask(start, len(frame))
             if target is not None:
@@ -162,10 +165,10 @@ def exact_quantiles(
                 for i, (column, bits, prefix) in enumerate(groups):
                     if column == j:
                         found[i].append(x[_Target(j, 0, 0, 0, prefix, bits).matches(keys)])
-                for i, t in enumerate(refine):
-                    if t.column == j:
-                        sel = keys[t.matches(keys)]
-                        shift = np.uint64(64 - t.bits - _RADIX_BITS)
+                for i, (column, bits, prefix) in enumerate(prefixes):
+                    if column == j:
+                        sel = keys[_Target(j, 0, 0, 0, prefix, bits).matches(keys)]
+                        shift = np.uint64(64 - bits - _RADIX_BITS)
                         digits = (sel >> shift) & np.uint64((1 << _RADIX_BITS) - 1)
                         hists[i] += np.bincount(digits.astype(np.int64), minlength=1 << _RADIX_BITS)
         collected = [
@@ -184,7 +187,8 @@ def exact_quantiles(
             if members:
                 for t, value in zip(members, _select(v, [t.rank for t in members]), strict=True):
                     t.value = value
-        for t, hist in zip(refine, hists, strict=True):
+        for t in refine:
+            hist = hists[prefixes.index((t.column, t.bits, t.prefix))]
             below = np.cumsum(hist)
             digit = int(np.searchsorted(below, t.rank, side="right"))
             t.rank -= int(below[digit - 1]) if digit else 0
