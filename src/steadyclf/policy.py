@@ -82,11 +82,11 @@ SMALL_DATA_WEIGHT_DECAYS = (1e-3, 1e-2, 1e-1)
 #: Early stopping and the ``'plateau'`` schedule judge the validation loss at the end of
 #: each epoch and, on more training rows than this, also inside it, about every this many
 #: rows: ``patience`` counts these checks. An epoch of 720,000 rows is 352 steps of 2048;
-#: waiting 10 such epochs to stop (and 4 for each rate cut) ran 78 epochs to the test AUC
-#: the fit had after 8; checked every 2**18 rows it stops after 22, at the same test AUC
-#: (benchmarks/large_data.py: log loss +0.003 there and on noisy data, 2**17 rows cost
-#: more). Tables up to this many training rows (the 17 of benchmarks/real_data.py, up to
-#: 204,000 rows) keep the epoch rule they were developed with.
+#: waiting 10 such epochs to stop (and 4 for each rate cut) ran 78 epochs; checked every
+#: 2**18 rows it stops after 22, at the same test AUC (benchmarks/large_data.py: log loss
+#: +0.003 there and on noisy data; every 2**17 rows costs about twice that). Tables up to
+#: this many training rows (the 17 of benchmarks/real_data.py, up to 204,000 rows) keep
+#: the epoch rule they were developed with.
 CHECK_ROWS = 1 << 18
 #: Largest model we agree to build: a typo such as hidden=(10**9,) fails fast, not in malloc.
 MAX_PARAMETERS = 200_000_000
