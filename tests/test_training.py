@@ -259,3 +259,23 @@ def test_checks_inside_long_epochs_stop_sooner_on_the_best_weights() -> None:
     assert kept == pytest.approx(checked.best_loss, rel=1e-6)
     assert checked.best_loss <= min(r["valid_loss"] for r in checked.history)
     assert checked.best_loss < checked.history[-1]["valid_loss"]
+
+
+@pytest.mark.parametrize("schedule", ["step", "cosine"])
+def test_checks_inside_epochs_leave_epoch_schedules_by_the_epoch(schedule: str) -> None:
+    x, y = _logistic_rows(1_200, 0)
+
+    def rates(check_every: int | None) -> list[float]:
+        config = TrainConfig(
+            lr=0.01,
+            max_epochs=8,
+            batch_size=100,
+            schedule=schedule,
+            early_stopping=False,
+            check_every=check_every,
+        )
+        trainer = Trainer(_net(), config).fit((x[:1_000], y[:1_000]), (x[1_000:], y[1_000:]))
+        return [r["lr"] for r in trainer.history]
+
+    checked = rates(3)  # 10 steps an epoch: checks after 3, 6 and 9 steps
+    assert checked == rates(None) and len(set(checked)) > 1

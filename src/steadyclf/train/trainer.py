@@ -460,13 +460,15 @@ class Trainer:
         for cb in cfg.callbacks:
             getattr(cb, "on_train_end", lambda t: None)(self)
 
-    def _judge(self, monitored: float) -> bool:
+    def _judge(self, monitored: float, *, epoch_end: bool = True) -> bool:
         """One check of the monitored loss for the plateau schedule and early stopping.
 
         True when it improved on the best by more than ``tol`` (relative): the caller
-        then keeps the current weights as the best.
+        then keeps the current weights as the best. Schedules by epoch (``'step'``,
+        ``'cosine'``) step at the end of an epoch only.
         """
-        self._step_epoch_schedule(monitored)
+        if epoch_end or self.config.schedule == "plateau":
+            self._step_epoch_schedule(monitored)
         improved = (
             monitored < self.best_loss - self.config.tol * max(abs(self.best_loss), 1e-12)
             if math.isfinite(self.best_loss)
@@ -493,7 +495,7 @@ class Trainer:
         if not math.isfinite(valid_loss):
             return False
         checked.append((valid_loss, valid_acc))
-        if self._judge(valid_loss):
+        if self._judge(valid_loss, epoch_end=False):
             self.best_state = self._snapshot()
         return self.config.early_stopping and self.bad_epochs >= self.config.patience
 
