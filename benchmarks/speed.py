@@ -8,21 +8,27 @@ split 80/20 (``train_test_split(random_state=0)``); and scikit-learn's breast-ca
 
 Methods (one thread each, ``OMP_NUM_THREADS=1``): steadyclf with default settings and
 with ``batch_size=256``; plain PyTorch with a ``DataLoader`` over a ``TensorDataset``
-(the same 20 -> 64 -> 1 ReLU network, Adam 1e-3, batch 256, inputs standardised);
-skorch ``NeuralNetBinaryClassifier`` (same network and settings) in a ``Pipeline`` with
-``StandardScaler``; scikit-learn ``MLPClassifier(hidden_layer_sizes=(64,),
-batch_size=256)`` with ``StandardScaler``; ``LogisticRegression`` with ``StandardScaler``;
-LightGBM ``LGBMClassifier()``.
+(the same 20 -> 64 -> 1 ReLU network, Adam 1e-3, batch 256, inputs standardised), and
+the same loop with batches sliced from a shuffled tensor instead (``perm =
+torch.randperm(n)``, ``x[perm[i:i + 256]]``); skorch ``NeuralNetBinaryClassifier``
+(same network and settings) in a ``Pipeline`` with ``StandardScaler``; scikit-learn
+``MLPClassifier(hidden_layer_sizes=(64,), batch_size=256)`` with ``StandardScaler``;
+``LogisticRegression`` with ``StandardScaler``; LightGBM ``LGBMClassifier()``.
 
-Measured per method and data set, each method in its own process: fit time; time to a test
-ROC AUC of 0.99 (iterative neural methods: weights saved at the end of every epoch, scored
-after the fit, the time spent saving them excluded; then two more fits stopped at that
-epoch, and the best of the three times is reported); rows per second of an epoch; final
-test accuracy and ROC AUC; ``predict_proba`` rows/s on a large array (the test set, tiled
-to 200,000 rows for breast cancer); median latency of ``predict_proba`` on one row; peak
-RSS while fitting, above the process's RSS after imports and a warm-up fit on 256 rows
-(the "interpreter and PyTorch baseline"; the training data is loaded after it, so it
-counts in the peak).
+Measured per method and data set, each method in its own process: the default fit, end
+to end (raw float32 arrays in, fitted model out: steadyclf with its own early stopping,
+the PyTorch loops and skorch for a fixed number of epochs, as they have no stopping of
+their own, MLPClassifier for a fixed number of ``partial_fit`` epochs, LightGBM and
+logistic regression as they fit), the best of up to three fits (fewer when they take more
+than 40 s in all); time to a test ROC AUC of 0.99 (iterative neural methods: weights
+saved at the end of every epoch, scored after the fit, the time spent saving them
+excluded, here and in the fit time; then two more fits stopped at that epoch, and the
+best of the three times is reported); rows per second of an epoch; final test accuracy
+and ROC AUC of the default fit; ``predict_proba`` rows/s on a large array (the test set,
+tiled to 200,000 rows for breast cancer); median latency of ``predict_proba`` on one row;
+peak RSS while fitting (the first fit), above the process's RSS after imports and a
+warm-up fit on 256 rows (the "interpreter and PyTorch baseline"; the training data is
+loaded after it, so it counts in the peak).
 
 Run: ``make bench`` (full, under 15 minutes) or ``make bench-quick`` (50,000 rows and
 fewer epochs, under 2 minutes), i.e. ``python benchmarks/speed.py [--quick]``. Needs the peers:
@@ -51,7 +57,9 @@ import numpy as np
 RESULTS = Path(__file__).parent / "results"
 TARGET_AUC = 0.99
 #: Fits up to the epoch that reaches TARGET_AUC; the time reported is the best of them.
+#: The default fit too is timed REPEATS times, unless the fits take FIT_BUDGET s in all.
 REPEATS = 3
+FIT_BUDGET = 40.0
 SINGLE_THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
@@ -61,6 +69,7 @@ METHODS = (
     "steadyclf",
     "steadyclf-b256",
     "pytorch-dataloader",
+    "pytorch-slicing",
     "skorch",
     "sklearn-mlp",
     "logistic-regression",
@@ -70,6 +79,7 @@ LABELS = {
     "steadyclf": "steadyclf (defaults)",
     "steadyclf-b256": "steadyclf (batch 256)",
     "pytorch-dataloader": "PyTorch + DataLoader (batch 256)",
+    "pytorch-slicing": "PyTorch, tensor slicing (batch 256)",
     "skorch": "skorch + StandardScaler (batch 256)",
     "sklearn-mlp": "MLPClassifier + StandardScaler (batch 256)",
     "logistic-regression": "LogisticRegression + StandardScaler",
@@ -232,13 +242,18 @@ def _mlp_module(n_features: int) -> Any:
     return MLP()
 
 
-class TorchDataLoader(Method):
-    """The usual tutorial loop: DataLoader over a TensorDataset, Adam, BCEWithLogitsLoss."""
+class TorchLoop(Method):
+    """The usual tutorial loop: Adam, BCEWithLogitsLoss, standardised inputs, batch 256."""
+
+    batch_size = 256
+
+    def batches(self, xs: Any, ys: Any) -> Any:
+        """One epoch of shuffled ``(x, y)`` batches."""
+        raise NotImplementedError
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> None:
         import torch
         from sklearn.preprocessing import StandardScaler
-        from torch.utils.data import DataLoader, TensorDataset
 
         self.snapshots.restart()
         torch.manual_seed(0)
@@ -248,10 +263,9 @@ class TorchDataLoader(Method):
         self.model = _mlp_module(X.shape[1])
         optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         loss_fn = torch.nn.BCEWithLogitsLoss()
-        loader = DataLoader(TensorDataset(xs, ys), batch_size=256, shuffle=True)
         for _ in range(self.epochs):
             started = time.perf_counter()
-            for xb, yb in loader:
+            for xb, yb in self.batches(xs, ys):
                 optimizer.zero_grad()
                 loss_fn(self.model(xb), yb).backward()
                 optimizer.step()
@@ -268,6 +282,28 @@ class TorchDataLoader(Method):
 
     def restore(self, state: Any) -> None:
         self.model.load_state_dict(state)
+
+
+class TorchDataLoader(TorchLoop):
+    """Batches from a ``DataLoader`` over a ``TensorDataset`` (shuffled)."""
+
+    def batches(self, xs: Any, ys: Any) -> Any:
+        from torch.utils.data import DataLoader, TensorDataset
+
+        return DataLoader(TensorDataset(xs, ys), batch_size=self.batch_size, shuffle=True)
+
+
+class TorchSlicing(TorchLoop):
+    """Batches sliced from a shuffled tensor: no ``DataLoader``, no per-row Python work."""
+
+    def batches(self, xs: Any, ys: Any) -> Any:
+        import torch
+
+        n = len(ys)
+        perm = torch.randperm(n)
+        for i in range(0, n, self.batch_size):
+            idx = perm[i : i + self.batch_size]
+            yield xs[idx], ys[idx]
 
 
 class Skorch(Method):
@@ -385,6 +421,8 @@ def make_method(name: str, dataset: str, quick: bool) -> Method:
     epochs = (50 if quick else 200) if small else 1 if quick else 3
     if name == "pytorch-dataloader":
         return TorchDataLoader(epochs)
+    if name == "pytorch-slicing":
+        return TorchSlicing(epochs)
     if name == "skorch":
         return Skorch(epochs)
     if name == "sklearn-mlp":
@@ -434,9 +472,7 @@ def measure(name: str, dataset: str, folder: Path, quick: bool) -> dict[str, Any
     y_train = np.load(folder / "y_train.npy")
     peak_reset = _reset_peak_rss()
     method = make_method(name, dataset, quick)
-    started = time.perf_counter()
-    method.fit(X_train, y_train)
-    fit_seconds = time.perf_counter() - started
+    fit_times = [_fit_seconds(method, X_train, y_train)]
     peak = _status_mb("VmHWM:")
     n_train, n_features = X_train.shape
     del X_train, y_train
@@ -453,6 +489,11 @@ def measure(name: str, dataset: str, folder: Path, quick: bool) -> dict[str, Any
         _timed(lambda i=i: method.predict_proba(X_test[i : i + 1]))
         for i in np.arange(100 if quick else 300) % len(X_test)
     ]
+    # The default fit again, as the machine is shared: the best time counts.
+    X_train, y_train = np.load(folder / "X_train.npy"), np.load(folder / "y_train.npy")
+    while len(fit_times) < REPEATS and sum(fit_times) < FIT_BUDGET:
+        fit_times.append(_fit_seconds(make_method(name, dataset, quick), X_train, y_train))
+    fit_seconds = min(fit_times)
     # Then the epochs: the first whose weights reach the target test AUC.
     time_to_target = epoch_to_target = None
     if method.iterative:
@@ -463,7 +504,6 @@ def measure(name: str, dataset: str, folder: Path, quick: bool) -> dict[str, Any
                 break
         if epoch_to_target is not None:
             # Noise on a shared machine: two more fits up to that epoch, keep the best.
-            X_train, y_train = np.load(folder / "X_train.npy"), np.load(folder / "y_train.npy")
             for _ in range(REPEATS - 1):
                 again = make_method(name, dataset, quick)
                 again.epochs = epoch_to_target
@@ -478,6 +518,7 @@ def measure(name: str, dataset: str, folder: Path, quick: bool) -> dict[str, Any
         "n_train": int(n_train),
         "n_features": int(n_features),
         "fit_seconds": fit_seconds,
+        "fit_seconds_each": fit_times,
         "time_to_auc": time_to_target,
         "epoch_to_auc": epoch_to_target,
         "epochs_run": len(method.epoch_seconds) if method.iterative else None,
@@ -493,6 +534,13 @@ def measure(name: str, dataset: str, folder: Path, quick: bool) -> dict[str, Any
         "train_float32_mb": n_train * n_features * 4 / 2**20,
         **method.extra(),
     }
+
+
+def _fit_seconds(method: Method, X: np.ndarray, y: np.ndarray) -> float:
+    """Seconds ``method.fit`` takes, end to end, less the time spent saving snapshots."""
+    started = time.perf_counter()
+    method.fit(X, y)
+    return time.perf_counter() - started - method.snapshots.paused
 
 
 def _timed(fn: Callable[[], Any]) -> float:
@@ -603,8 +651,8 @@ def report(result: dict[str, Any]) -> str:
         lines += [
             f"**{title}** (test: {'20 %' if dataset == 'synthetic' else '114 rows'})",
             "",
-            "| method | fit s | s to AUC 0.99 (epoch) | train rows/s per epoch | test acc | "
-            "test AUC | predict rows/s | 1-row ms | peak RSS MB over baseline |",
+            "| method | default fit s (epochs) | s to AUC 0.99 (epoch) | train rows/s per epoch "
+            "| test acc | test AUC | predict rows/s | 1-row ms | peak RSS MB over baseline |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
@@ -625,19 +673,60 @@ def report(result: dict[str, Any]) -> str:
                 f"{r['single_row_ms']:.2f} | {_fmt(r['peak_rss_over_baseline_mb'], '.0f')} |"
             )
         lines.append("")
+    lines += converged_target(result)
     lines += targets(result)
     return "\n".join(lines)
 
 
-def targets(result: dict[str, Any]) -> list[str]:
-    """The issue's targets, checked on the synthetic data of this run."""
-    by = {
+VERDICT = {True: "met", False: "MISSED", None: "n/a", "info": "no target"}
+
+
+def _synthetic_rows(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
         r["method"]: r for r in result["rows"] if r["dataset"] == "synthetic" and "error" not in r
     }
+
+
+def _fits(row: dict[str, Any]) -> str:
+    n = len(row.get("fit_seconds_each", [row["fit_seconds"]]))
+    return "one fit" if n == 1 else f"best of {n} fits"
+
+
+def converged_target(result: dict[str, Any]) -> list[str]:
+    """'Large data stops when it has converged': the default fit against LightGBM's."""
+    by = _synthetic_rows(result)
+    ours, lgb = by.get("steadyclf"), by.get("lightgbm")
+    if ours is None or lgb is None:
+        return []
+    met: bool | None = ours["fit_seconds"] <= lgb["fit_seconds"] and ours["test_auc"] >= TARGET_AUC
+    full = result["n_rows_synthetic"] >= 1_000_000
+    if not full:
+        met = None  # the target is for the 800,000 training rows of the full run
+    text = (
+        f"steadyclf default fit, end to end with its own early stopping: "
+        f"{ours['fit_seconds']:.2f} s ({ours['epochs_run']} epochs, {_fits(ours)}), test AUC "
+        f"{ours['test_auc']:.4f}; LightGBM default fit {lgb['fit_seconds']:.2f} s "
+        f"({_fits(lgb)}), test AUC {lgb['test_auc']:.4f} (target: steadyclf no longer than "
+        f"LightGBM, at test AUC >= {TARGET_AUC}"
+        + ("" if full else "; judged on the 800,000 rows of the full run")
+        + ")"
+    )
+    return [
+        "Target (large data stops when it has converged), from this run:",
+        "",
+        f"- {VERDICT[met]}: {text}",
+        "",
+    ]
+
+
+def targets(result: dict[str, Any]) -> list[str]:
+    """The issue's targets, checked on the synthetic data of this run."""
+    by = _synthetic_rows(result)
     if "steadyclf" not in by:
         return []
     ours, b256 = by["steadyclf"], by.get("steadyclf-b256")
-    checks: list[tuple[str, bool | None]] = []  # None: cannot be judged from this run
+    # None: cannot be judged from this run; "info": a comparison without a target.
+    checks: list[tuple[str, bool | str | None]] = []
 
     def ratio(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None or b == 0 else a / b
@@ -647,6 +736,10 @@ def targets(result: dict[str, Any]) -> list[str]:
             x = ratio(b256["rows_per_second_epoch"], by[peer]["rows_per_second_epoch"])
             text = f"training rows/s at batch 256, same network: {_fmt(x, '.1f')}x {LABELS[peer]} (target >= 5x)"
             checks.append((text, None if x is None else x >= 5))
+    if b256 and "pytorch-slicing" in by:
+        x = ratio(b256["rows_per_second_epoch"], by["pytorch-slicing"]["rows_per_second_epoch"])
+        text = f"training rows/s at batch 256, same network: {_fmt(x, '.1f')}x {LABELS['pytorch-slicing']}"
+        checks.append((text, "info"))
     if "sklearn-mlp" in by:
         mlp = by["sklearn-mlp"]
         x = ratio(ours["time_to_auc"], mlp["time_to_auc"])
@@ -675,9 +768,8 @@ def targets(result: dict[str, Any]) -> list[str]:
         f"(target: + less than 3 x {data:.0f} MB, the training data as float32)"
     )
     checks.append((text, None if peak is None else peak < 3 * data))
-    verdict = {True: "met", False: "MISSED", None: "n/a"}
     return ["Targets (issue 5), from this run:", ""] + [
-        f"- {verdict[ok]}: {text}" for text, ok in checks
+        f"- {VERDICT[ok]}: {text}" for text, ok in checks
     ]
 
 

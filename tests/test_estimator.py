@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from steadyclf import BinaryClassifier, DataError, NotFittedError, ParameterError
+from steadyclf import BinaryClassifier, DataError, NotFittedError, ParameterError, policy
 from steadyclf.datasets import heart_rate
 
 
@@ -179,6 +179,24 @@ def test_early_stopping_restores_best_weights() -> None:
     assert clf.n_iter_ < 300
     assert clf.best_epoch_ == min(clf.history_, key=lambda r: r["valid_loss"])["epoch"]
     assert clf.history_[-1]["valid_loss"] > best
+
+
+def test_large_data_stops_once_converged_on_the_best_weights() -> None:
+    # More training rows than policy.CHECK_ROWS: the validation loss is also checked
+    # inside each epoch, and patience counts checks. Labels from a logistic model: the
+    # network reaches their floor in a few epochs.
+    rng = np.random.default_rng(0)
+    n = policy.CHECK_ROWS * 5 // 4
+    X = rng.normal(size=(n, 4)).astype(np.float32)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(2 * X[:, 0] - X[:, 1])))).astype(int)
+    clf = BinaryClassifier(random_state=0, max_epochs=40, calibration="none").fit(X, y)
+    assert clf.plan_["check_every"] is not None
+    assert clf.history_[0]["checks"] == 2
+    assert clf.n_iter_ <= 20
+    # The weights kept are the best checked ones, not the last.
+    valid_losses = [r["valid_loss"] for r in clf.history_]
+    assert clf.validation_metrics_["log_loss"] <= min(valid_losses) + 1e-6
+    assert clf.validation_metrics_["log_loss"] < valid_losses[-1]
 
 
 def test_pos_weight_balanced_moves_threshold() -> None:

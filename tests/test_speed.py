@@ -131,6 +131,21 @@ def test_default_batch_and_rate_grow_with_the_data(
     assert policy.default_lr(batch) == pytest.approx(expected_lr)
 
 
+@pytest.mark.parametrize(
+    ("n_train", "batch_size", "expected"),
+    [
+        (policy.CHECK_ROWS, 2048, None),  # once an epoch, as on every smaller table
+        (policy.CHECK_ROWS + 1, 2048, 65),  # 129 steps: a check after 65, one at the end
+        (720_000, 2048, 118),  # 352 steps, 3 checks: every 118 steps (241,664 rows)
+        (10**7, 2048, 126),  # 4883 steps, 39 checks: every 258,048 rows
+        (10**6, 256, 977),  # 3907 steps, 4 checks
+        (10**6, None, None),  # full batch: one step an epoch
+    ],
+)
+def test_large_data_is_checked_inside_its_epochs(n_train, batch_size, expected) -> None:
+    assert policy.check_interval(n_train, batch_size) == expected
+
+
 def test_infinite_dataframe_cell_is_named(wide) -> None:
     X, y = wide
     frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from steadyclf.exceptions import TrainingDivergedError
-from steadyclf.train.batches import InMemoryBatches
+from steadyclf.train.batches import EncodedRows, InMemoryBatches
 from steadyclf.train.trainer import StopTraining, TrainConfig, Trainer
 
 
@@ -106,7 +106,12 @@ def test_giving_up_on_divergence_keeps_the_best_weights() -> None:
         assert torch.equal(kept, best)
 
 
-def test_state_dict_round_trip_continues_identically() -> None:
+@pytest.mark.parametrize("check_every", [None, 3])
+def test_state_dict_round_trip_continues_identically(check_every: int | None) -> None:
+    x, y = _data(320)
+    # With checks inside the epochs (8 steps each), on validation rows.
+    valid = None if check_every is None else (x[256:], y[256:])
+
     def run(stop_at: int | None, state: dict | None = None) -> Trainer:
         class Hooks:
             def on_train_setup(self, trainer: Trainer) -> None:
@@ -118,9 +123,14 @@ def test_state_dict_round_trip_continues_identically() -> None:
                     raise StopTraining
 
         config = TrainConfig(
-            lr=0.01, max_epochs=8, batch_size=32, schedule="plateau", callbacks=(Hooks(),)
+            lr=0.01,
+            max_epochs=8,
+            batch_size=32,
+            schedule="plateau",
+            check_every=check_every,
+            callbacks=(Hooks(),),
         )
-        return Trainer(_net(), config).fit(_data())
+        return Trainer(_net(), config).fit((x[:256], y[:256]), valid)
 
     whole = run(None)
     half = run(3).state_dict()
@@ -215,3 +225,57 @@ def test_without_validation_the_penalised_objective_is_watched(
 def test_adamw_decay_is_not_an_objective_term() -> None:
     cfg = TrainConfig(lr=0.01, max_epochs=2, batch_size=None, optimizer="adamw", weight_decay=0.1)
     assert Trainer(_net(), cfg).fit(_data())._penalty() == 0.0
+
+
+def _logistic_rows(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels drawn from a logistic model of the features: a floor the network soon reaches."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=g)
+    p = torch.sigmoid(2 * x[:, 0] - x[:, 1])
+    return x, (torch.rand(n, generator=g) < p).float()
+
+
+def test_checks_inside_long_epochs_stop_sooner_on_the_best_weights() -> None:
+    train, valid = _logistic_rows(20_000, 0), _logistic_rows(5_000, 1)
+
+    def run(check_every: int | None) -> Trainer:
+        config = TrainConfig(
+            lr=0.02, max_epochs=60, batch_size=256, schedule="plateau", check_every=check_every
+        )
+        return Trainer(_net(), config).fit(train, valid)
+
+    # 79 steps an epoch: checks after steps 20, 40 and 60, and at the end of the epoch.
+    checked, per_epoch = run(20), run(None)
+    assert checked.stopped_early and per_epoch.stopped_early
+    assert len(checked.history) <= 12 and len(checked.history) < len(per_epoch.history)
+    assert all(r["checks"] == 4 for r in checked.history[:-1])
+    assert "checks" not in per_epoch.history[0]
+    # Converged all the same: the best validation loss of the run that checked each epoch.
+    assert checked.best_loss == pytest.approx(per_epoch.best_loss, rel=5e-3)
+    # The weights kept are those of the best check, which may fall inside an epoch.
+    rows = EncodedRows(3, len(valid[1]), torch.device("cpu"))
+    rows.add(*valid)
+    kept, _ = checked.evaluate(rows, nn.BCEWithLogitsLoss())
+    assert kept == pytest.approx(checked.best_loss, rel=1e-6)
+    assert checked.best_loss <= min(r["valid_loss"] for r in checked.history)
+    assert checked.best_loss < checked.history[-1]["valid_loss"]
+
+
+@pytest.mark.parametrize("schedule", ["step", "cosine"])
+def test_checks_inside_epochs_leave_epoch_schedules_by_the_epoch(schedule: str) -> None:
+    x, y = _logistic_rows(1_200, 0)
+
+    def rates(check_every: int | None) -> list[float]:
+        config = TrainConfig(
+            lr=0.01,
+            max_epochs=8,
+            batch_size=100,
+            schedule=schedule,
+            early_stopping=False,
+            check_every=check_every,
+        )
+        trainer = Trainer(_net(), config).fit((x[:1_000], y[:1_000]), (x[1_000:], y[1_000:]))
+        return [r["lr"] for r in trainer.history]
+
+    checked = rates(3)  # 10 steps an epoch: checks after 3, 6 and 9 steps
+    assert checked == rates(None) and len(set(checked)) > 1

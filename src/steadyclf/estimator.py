@@ -86,10 +86,12 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         1024 rows per batch above and 2048 from 131072 rows.
     early_stopping : bool, default=True
         Stop when the validation loss (training loss without a validation split) has not
-        improved for ``patience`` epochs, and restore the best weights (those of the best
+        improved for ``patience`` checks, and restore the best weights (those of the best
         validation loss; without a validation split, training stops once the training
         loss, plus the L2 penalty of Adam's or SGD's ``weight_decay``, has converged and
-        keeps the last weights).
+        keeps the last weights). The loss is checked at the end of each epoch and, on more
+        than 262,144 training rows, also inside it, about every 262,144 rows
+        (``plan_['check_every']`` steps), so a long epoch need not be waited out.
     validation_fraction : float or 'auto', default='auto'
         Share of rows held out for early stopping. Each row's side is decided by a hash of
         its position and ``random_state``, so the split is the same in every mode (in
@@ -100,6 +102,10 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         plus the L2 penalty has converged. On a few hundred rows this beats picking the epoch on a noisy
         validation loss (see the README, "Small data").
     patience : int, default=10
+        Checks of the monitored loss without improvement (by more than 1e-4, relative)
+        before stopping: epochs, or runs of about 262,144 rows on larger data (see
+        ``early_stopping``). ``schedule='plateau'`` multiplies the rate by 0.3 once more
+        than ``max(1, patience // 3)`` checks in a row have not improved.
     pos_weight : None, 'balanced' or float, default=None
         Weight of positive examples in the loss; ``'balanced'`` uses n_negative / n_positive.
     weight_decay : float or 'auto', default='auto'

@@ -228,6 +228,7 @@ def fit_source(
         patience=plan.patience,
         pos_weight=plan.pos_weight,
         seed=seed,
+        check_every=plan.check_every,
         callbacks=(stall, *callbacks),
     )
     fit_context = FitContext(

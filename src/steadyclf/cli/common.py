@@ -215,7 +215,11 @@ ESTIMATOR_OPTIONS: list[Callable[[Any], Any]] = [
         metavar="FRACTION|auto",
         help="Rows held out for early stopping, or 'auto' (none on small data).",
     ),
-    click.option("--patience", type=int, help="Epochs without improvement before stopping."),
+    click.option(
+        "--patience",
+        type=int,
+        help="Checks without improvement before stopping (epochs; on large data also inside them).",
+    ),
     click.option("--pos-weight", callback=_parse_pos_weight, help="'balanced' or a number."),
     click.option(
         "--weight-decay",

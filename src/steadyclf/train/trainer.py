@@ -9,14 +9,18 @@ work), or rows streamed from files through a shuffle buffer; in a distributed ru
 process steps through its shard and the network is wrapped in
 ``DistributedDataParallel``. Each batch's logits are kept in a buffer; loss and accuracy
 are computed once per epoch from it (summed over processes in a distributed run).
+Early stopping and the plateau schedule judge the validation loss at the end of each
+epoch and, when ``TrainConfig.check_every`` is set (very large data), also between steps
+inside it; ``patience`` counts these checks.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -77,6 +81,11 @@ class TrainConfig:
     max_recoveries: int = 3
     seed: int = 0
     callbacks: Sequence[Callback] = field(default_factory=tuple)
+    #: Optimizer steps between validation checks inside an epoch (``None``: a check at the
+    #: end of each epoch only). Every check evaluates the validation rows, steps the
+    #: ``'plateau'`` schedule and counts towards ``patience``; early stopping may end an
+    #: epoch at one. Derived from the data's size and the batch (``steadyclf.policy``).
+    check_every: int | None = None
     #: Hand-written gradients for plain MLPs (:class:`~steadyclf.fused.FusedMLP`) and
     #: lean fused Adam steps (:class:`~steadyclf.fused.LeanAdamStep`); other modules and
     #: optimizers, or ``False`` here, use autograd and ``optimizer.step()``.
@@ -143,7 +152,7 @@ class Trainer:
         self.generator: torch.Generator | None = None
         # Early-stopping state lives on the trainer (not in ``fit``) so checkpoints hold it.
         self.best_loss = math.inf
-        self.bad_epochs = 0
+        self.bad_epochs = 0  # checks without improvement: epochs, or parts of epochs
         self.best_state: dict[str, torch.Tensor] | None = None
         self._step_module: nn.Module = module
         self._fused: FusedMLP | None = None
@@ -186,12 +195,18 @@ class Trainer:
         return logits
 
     def train_epoch(
-        self, source: BatchSource, generator: torch.Generator, loss_fn: nn.Module
+        self,
+        source: BatchSource,
+        generator: torch.Generator,
+        loss_fn: nn.Module,
+        check: Callable[[], bool] | None = None,
     ) -> tuple[float, float]:
         """One pass over the training batches; returns mean loss and accuracy.
 
         Each batch's logits, computed for the step, are kept in one buffer, from which
-        loss and accuracy are computed once at the end (over every process).
+        loss and accuracy are computed once at the end (over every process). ``check``
+        is called every ``config.check_every`` steps before the last; when it returns
+        True the epoch ends there (loss and accuracy then cover the rows stepped through).
         """
         self.module.train()
         if self._fused is not None:
@@ -204,8 +219,9 @@ class Trainer:
         if labels is None:
             labels = self._buffer("y", n, weight.dtype, weight.device)
         per_batch_schedule = self.config.schedule == "onecycle" and self.scheduler is not None
+        every = self.config.check_every if check is not None else None
         done = 0
-        for xb, yb in epoch.batches:
+        for steps, (xb, yb) in enumerate(epoch.batches, start=1):
             stop = done + int(yb.shape[0])
             logits[done:stop] = self._train_step(xb, yb, loss_fn)
             if epoch.labels is None:
@@ -213,6 +229,10 @@ class Trainer:
             done = stop
             if per_batch_schedule:
                 self._step_onecycle()
+            if every and steps % every == 0 and steps < source.steps:
+                assert check is not None
+                if check():
+                    break
         with torch.no_grad():
             return self._means(*_loss_and_accuracy(logits[:done], labels[:done], loss_fn), done)
 
@@ -395,7 +415,11 @@ class Trainer:
             # Watched only without a validation split; taken at the weights the
             # (full-batch) loss is taken at.
             penalty = self._penalty() if valid_data is None else 0.0
-            train_loss, train_acc = self.train_epoch(train_data, generator, loss_fn)
+            checked: list[tuple[float, float]] = []  # the checks inside this epoch
+            check = None
+            if cfg.check_every and valid_data is not None:
+                check = partial(self._check_within_epoch, valid_data, loss_fn, checked)
+            train_loss, train_acc = self.train_epoch(train_data, generator, loss_fn, check)
             if not math.isfinite(train_loss) or not _finite_params(self.module):
                 self._recover(last_good, train_loss)
                 self.epoch -= 1
@@ -405,25 +429,22 @@ class Trainer:
                 "train_loss": train_loss,
                 "train_accuracy": train_acc,
             }
+            # An epoch that a check ended has been judged at its last weights already.
+            cut_short = cfg.early_stopping and self.bad_epochs >= cfg.patience
             monitored = train_loss + penalty
             if valid_data is not None:
-                valid_loss, valid_acc = self.evaluate(valid_data, loss_fn)
+                valid_loss, valid_acc = (
+                    checked[-1] if cut_short else self.evaluate(valid_data, loss_fn)
+                )
                 record["valid_loss"], record["valid_accuracy"] = valid_loss, valid_acc
                 monitored = valid_loss
+            if checked:
+                record["checks"] = len(checked) + (not cut_short)
             record["lr"] = lr
             record["seconds"] = time.perf_counter() - started
-            self._step_epoch_schedule(monitored)
             last_good = self._snapshot()
-            improved = (
-                monitored < self.best_loss - cfg.tol * max(abs(self.best_loss), 1e-12)
-                if math.isfinite(self.best_loss)
-                else True
-            )
-            if improved:
-                self.best_loss, self.bad_epochs, self.best_epoch = monitored, 0, self.epoch
+            if not cut_short and self._judge(monitored):
                 self.best_state = last_good  # a reference, not a copy
-            else:
-                self.bad_epochs += 1
             self.history.append(record)
             stop = False
             for cb in cfg.callbacks:
@@ -438,6 +459,45 @@ class Trainer:
             self.module.load_state_dict(self.best_state)
         for cb in cfg.callbacks:
             getattr(cb, "on_train_end", lambda t: None)(self)
+
+    def _judge(self, monitored: float, *, epoch_end: bool = True) -> bool:
+        """One check of the monitored loss for the plateau schedule and early stopping.
+
+        True when it improved on the best by more than ``tol`` (relative): the caller
+        then keeps the current weights as the best. Schedules by epoch (``'step'``,
+        ``'cosine'``) step at the end of an epoch only.
+        """
+        if epoch_end or self.config.schedule == "plateau":
+            self._step_epoch_schedule(monitored)
+        improved = (
+            monitored < self.best_loss - self.config.tol * max(abs(self.best_loss), 1e-12)
+            if math.isfinite(self.best_loss)
+            else True
+        )
+        if improved:
+            self.best_loss, self.bad_epochs, self.best_epoch = monitored, 0, self.epoch
+        else:
+            self.bad_epochs += 1
+        return improved
+
+    def _check_within_epoch(
+        self, valid_data: EncodedRows, loss_fn: nn.Module, checked: list[tuple[float, float]]
+    ) -> bool:
+        """A validation check between two steps of an epoch; True to end the epoch here.
+
+        Skipped while the validation rows are still being collected (streamed data, first
+        epoch) and when the loss is not finite (the end of the epoch then rolls back).
+        """
+        if not valid_data.complete:
+            return False
+        valid_loss, valid_acc = self.evaluate(valid_data, loss_fn)
+        self.module.train()
+        if not math.isfinite(valid_loss):
+            return False
+        checked.append((valid_loss, valid_acc))
+        if self._judge(valid_loss, epoch_end=False):
+            self.best_state = self._snapshot()
+        return self.config.early_stopping and self.bad_epochs >= self.config.patience
 
     def _penalty(self) -> float:
         """The L2 term Adam's or SGD's ``weight_decay`` minimises with the loss, at the
