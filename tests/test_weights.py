@@ -292,6 +292,72 @@ def test_weighted_exact_quantiles_are_those_of_the_repeated_values(tmp_path: Pat
     np.testing.assert_array_equal(again, found)
 
 
+def test_weighted_statistics_of_shards_equal_one_process(tmp_path: Path) -> None:
+    # Under torchrun each process summarises its shard: the weight tallies, the weighted
+    # means and the weighted quantiles merge to those of one process reading every row.
+    from test_streaming import _ThreadGroup
+
+    from steadyclf.schema.encoder import TabularEncoder
+    from steadyclf.schema.roles import ColumnPlan
+    from steadyclf.schema.summary import summarise
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    frame = pd.DataFrame({"a": rng.normal(50, 9, n), "b": rng.exponential(3.0, n)})
+    frame.loc[rng.random(n) < 0.1, "b"] = np.nan
+    frame["y"] = (frame["a"] > 50).astype(int)
+    frame["w"] = rng.integers(0, 4, n).astype(float)
+    for i, part in enumerate(np.array_split(np.arange(n), 3)):
+        frame.iloc[part].to_parquet(tmp_path / f"part-{i}.parquet", row_group_size=250)
+    source = DataSource.open(sorted(tmp_path.glob("*.parquet")))
+    plan = ColumnPlan.create(source.columns, source.kinds, "y", weight="w")
+    split = SplitRule(0.1, 3)
+
+    def statistics(shard: Any, ctx: Any) -> Any:
+        summary = summarise(shard, plan, split, budget=10**7, context=ctx)
+        names = [c.name for c in TabularEncoder.from_summary(summary).numeric_infos]
+        stats = summary.numeric.training_stats(names, weighted=True)
+        rows = [int(c) for c in summary.numeric.training_stats(names).count]
+        found = exact_quantiles(
+            shard, [(c, "numeric") for c in names], list(stats.count), [0.05, 0.5, 0.95],
+            split, budget=10**7, context=ctx, weight=Weighting("w", 1.0, rows),
+        )  # fmt: skip
+        return summary, stats, found
+
+    results = _ThreadGroup(2).run(lambda ctx: statistics(source.shard(ctx.rank, 2), ctx))
+    single, stats, found = statistics(source, None)
+    train = ~split.mask(0, n) & (frame["w"] > 0).to_numpy()
+    for summary, shard_stats, shard_found in results:
+        assert summary.weights.labels == single.weights.labels
+        assert summary.weights.n_zero == int((frame["w"] == 0).sum())
+        np.testing.assert_allclose(shard_stats.mean, stats.mean, rtol=1e-12)
+        np.testing.assert_allclose(shard_stats.std, stats.std, rtol=1e-9)
+        np.testing.assert_array_equal(shard_found, found)
+    for j, name in enumerate(["a", "b"]):
+        values = frame.loc[train, name].to_numpy().repeat(frame.loc[train, "w"].astype(int))
+        np.testing.assert_allclose(stats.mean[j], np.nanmean(values), rtol=1e-12)
+        np.testing.assert_array_equal(found[j], np.nanquantile(values, [0.05, 0.5, 0.95]))
+
+
+def test_autograd_step_weights_rows_as_the_fused_one() -> None:
+    # torchrun and layers the fused step does not know train through autograd.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 4, generator=g)
+    y = (x[:, 0] + 0.5 * torch.randn(256, generator=g) > 0).float()
+    w = torch.rand(256, generator=g) * 2
+
+    def fit(fused: bool) -> Trainer:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+        config = TrainConfig(lr=0.01, max_epochs=5, batch_size=64, fused=fused, pos_weight=2.0)
+        return Trainer(net, config).fit((x, y, w), (x[:64], y[:64], w[:64]))
+
+    fused, autograd = fit(True), fit(False)
+    for a, b in zip(fused.history, autograd.history, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["valid_loss"] == pytest.approx(b["valid_loss"], rel=1e-5)
+
+
 def test_weights_are_recorded_in_the_model(tmp_path: Path) -> None:
     X, y = _data(200)
     w = np.where(np.arange(len(y)) % 4 == 0, 0.0, 2.0)

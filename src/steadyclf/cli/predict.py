@@ -249,11 +249,14 @@ def format_evaluation(summary: Mapping[str, Any]) -> str:
         ("log loss", r["log_loss"]),
         ("Brier score", r["brier"]),
     ]
-    cm = r["confusion_matrix"]
-    width = max(len(neg), len(pos), 6) + 2
+    cm = {  # counts, or sums of weights
+        k: str(v) if isinstance(v, int) else f"{v:.10g}" for k, v in r["confusion_matrix"].items()
+    }
+    width = max(len(neg), len(pos), *(len(v) for v in cm.values()), 6) + 2
+    weighted = f", weighted (sum {r['sum_of_weights']:.6g})" if "sum_of_weights" in r else ""
     lines = [
         f"evaluated {summary['model']!r} on {r['n']} rows of {summary['data']!r} "
-        f"({r['n_positive']} positive, {pos}); threshold {r['threshold']:.3f}",
+        f"({r['n_positive']} positive, {pos}){weighted}; threshold {r['threshold']:.3f}",
         *(f"  {name:<28}{fmt(value)}" for name, value in rows),
         "confusion matrix (rows: true class, columns: predicted class)",
         f"  {'':<{width}}{neg:>{width}}{pos:>{width}}",
