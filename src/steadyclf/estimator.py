@@ -167,7 +167,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
     data_ : dict
         How the data was read: rows (in all, training, held out, dropped for a missing
         target), whether the encoded rows were held in memory or streamed, processes,
-        steps per epoch.
+        steps per epoch; with row weights, ``weights``: where they came from, their sum
+        and range, the rows of weight 0 left out (not counted in ``n_rows``) and whether
+        they were used (weights all equal are not).
     module_ : torch.nn.Module
         The fitted network (raw columns in, logits out). Predictions run in NumPy on the
         same float64 tensors (shared memory on the CPU, so changes to the module's
@@ -198,7 +200,8 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
     validation_metrics_ : dict
         :func:`~steadyclf.evaluation.binary_metrics` of the calibrated probabilities on
         the validation split at ``threshold_`` (empty without a validation split), with
-        ``'calibration'``: the method and the metrics before and after it.
+        ``'calibration'``: the method and the metrics before and after it. Weighted by
+        the rows' weights, if any (``sum_of_weights``: their total).
     validation_fraction_ : float
         The share of rows held out (``validation_fraction`` with ``'auto'`` resolved; 0
         when none were: early stopping off, or too few rows to hold some out).

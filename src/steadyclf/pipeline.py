@@ -474,9 +474,11 @@ def _loss_totals(
 
 def _weight_label(source: Source, weight: str | None) -> str:
     """How messages name the weights: ``sample_weight``, or the file's column."""
-    if weight is not None and weight in getattr(source, "extra", {}):
-        return "sample_weight"
-    return f"weight column {weight!r}"
+    if weight is None:
+        return "the weights"
+    return (
+        "sample_weight" if weight in getattr(source, "extra", {}) else f"weight column {weight!r}"
+    )
 
 
 def _row_weighting(
@@ -645,7 +647,8 @@ def _batch_source(
     context: DistributedContext | None,
 ) -> tuple[InMemoryBatches | StreamedBatches, EncodedRows | None, dict[str, Any]]:
     """The training batches and validation rows: in memory when they fit, else streamed."""
-    row_bytes = 4 * (encoding.width + 1)
+    weighted = encoding.weighting is not None and encoding.weighting.active
+    row_bytes = 4 * (encoding.width + 1 + weighted)  # float32 features, label, loss weight
     read_rows = (
         None if in_memory else read_rows_for_budget(source.row_bytes(encoding.columns), budget)
     )
@@ -684,7 +687,7 @@ def _batch_source(
             encoding.width,
             int(n_valid * keep * 1.05) + 256,
             encoding.device,
-            weighted=encoding.weighting is not None and encoding.weighting.active,
+            weighted=weighted,
         )
     assert read_rows is not None
     # The buffer's two blocks (rows held plus one chunk, and their permutation) take about
