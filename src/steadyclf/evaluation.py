@@ -5,7 +5,8 @@ report holds, makes them JSON-friendly (``None`` where a metric is undefined, e.
 AUC when the data hold one class), and picks a decision threshold on a validation split.
 
 Thresholds follow :meth:`BinaryClassifier.predict`: a row is positive when its
-probability is strictly above the threshold.
+probability is strictly above the threshold. Row weights (``sample_weight``) weigh every
+metric and the threshold search, as scikit-learn's ``sample_weight`` does.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 The estimator's parameters say what the user fixed; ``'auto'`` (and ``None``) leave a
 choice to the data. :func:`resolve` makes those choices from the row and label counts
-of the summary (:mod:`steadyclf.schema.summary`), whether the rows were in memory or read
-in passes from files, on one process or several, so the same data always trains with
+of the summary (:mod:`steadyclf.schema.summary`; with row weights, the sums of weights
+decide how the classes weigh, the rows how they are cut), whether the rows were in memory
+or read in passes from files, on one process or several, so the same data always trains with
 the same batch size, learning rate, hold-out, weight decay and stopping rule. The
 resolved :class:`Plan` is kept as fitted attributes and in ``model.json``.
 

@@ -3,7 +3,8 @@
 The statistics are accumulated in float64 with the pairwise update of Chan, Golub and
 LeVeque, so they can come from one array, from chunks of a file read one after the other,
 or from several processes whose partial results are merged. Merging is exact up to
-floating-point rounding, whatever the order.
+floating-point rounding, whatever the order. With row weights, a block's ``count`` is the
+sum of the weights and its mean and ``m2`` are weighted; merging is the same.
 """
 
 from __future__ import annotations

@@ -10,6 +10,11 @@ missing counts, and the range. Summaries of different batches or processes merge
 order, into the summary of all the rows, so files read in passes, shards of a distributed
 run and a DataFrame in memory all give the same summary of the same rows.
 
+A weight column (``ColumnPlan.weight``) is read with the rows: its values are checked
+(:mod:`steadyclf.schema.weights`), rows of weight 0 are left out like rows without a
+label, the weights are summed per label and side, and the numeric tally keeps weighted
+statistics beside the plain ones.
+
 Later statistics that need another look at the values (exact quantiles) are computed by
 :mod:`steadyclf.schema.quantiles` from the same source.
 """
