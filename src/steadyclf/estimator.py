@@ -273,6 +273,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         return "_network" in self.__dict__
 
     def __sklearn_tags__(self) -> Any:
+        # scikit-learn >= 1.6 has no tag for checks expected to fail: the one that cannot
+        # pass, and why, is SKLEARN_EXPECTED_FAILED_CHECKS (for check_estimator's
+        # expected_failed_checks).
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
         tags.classifier_tags.multi_class = False
