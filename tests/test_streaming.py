@@ -322,12 +322,14 @@ def test_shuffle_buffer_emits_every_row_once_in_a_new_order() -> None:
     seen, sizes = [], []
     for start in range(0, 1000, 70):
         rows = torch.arange(start, min(start + 70, 1000))
-        for xb, yb in buffer.push(rows[:, None].float(), rows.float()):
-            assert torch.equal(xb[:, 0], yb)
+        # Loss weights travel with their rows.
+        for xb, yb, wb in buffer.push(rows[:, None].float(), rows.float(), 2 * rows.float()):
+            assert torch.equal(xb[:, 0], yb) and torch.equal(wb, 2 * yb)
             seen.append(yb.clone())  # a batch is a view into the buffer
             sizes.append(len(yb))
         assert buffer.size < 100  # bounded: what is held between chunks
-    for _, yb in buffer.drain():
+    for _, yb, wb in buffer.drain():
+        assert torch.equal(wb, 2 * yb)
         seen.append(yb.clone())
         sizes.append(len(yb))
     order = torch.cat(seen).long()

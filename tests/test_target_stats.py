@@ -124,3 +124,16 @@ def test_saved_models_keep_their_tables(tmp_path: Path) -> None:
     new = X.iloc[:50].assign(user=["u1", "never seen", None, *X["user"][3:50]])
     np.testing.assert_array_equal(again.predict_proba(new), clf.predict_proba(new))
     assert again.encoder_.columns_[1].target_levels == clf.encoder_.columns_[1].target_levels
+
+
+def test_rows_of_weight_zero_are_not_counted() -> None:
+    X, y = _levels_table(3000, 120, seed=4)
+    weight = np.where(X["user"] == "u7", 0.0, 1.0)
+    clf = BinaryClassifier(random_state=0, max_epochs=3).fit(X, y, sample_weight=weight)
+    info = clf.encoder_.columns_[1]
+    # Rows of weight 0 are left out as rows without a label are: u7 is a level never seen.
+    assert "u7" not in info.target_levels and "u8" in info.target_levels
+    assert len(info.target_levels) == 119
+    rows = X[X["user"] == "u7"].head(3)
+    unseen = rows.assign(user="never seen")
+    np.testing.assert_array_equal(clf.predict_proba(rows), clf.predict_proba(unseen))

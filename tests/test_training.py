@@ -164,10 +164,19 @@ def test_loss_and_accuracy_in_chunks_equal_the_whole() -> None:
     logits = torch.randn(1000, generator=g, dtype=torch.float64)
     y = (torch.rand(1000, generator=g) > 0.4).double()
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(2.0, dtype=torch.float64))
-    loss, correct = _loss_and_accuracy(logits, y, loss_fn, chunk_rows=64)
-    loss, accuracy = loss / len(y), correct / len(y)
+    loss, correct, n = _loss_and_accuracy(logits, y, loss_fn, chunk_rows=64)
+    loss, accuracy = loss / n, correct / n
+    assert n == len(y)
     assert loss == pytest.approx(float(loss_fn(logits, y)), rel=1e-12)
     assert accuracy == float(((logits > 0) == (y > 0.5)).double().mean())
+    # Row weights: sums weighted in every chunk, and the total weight in place of n.
+    w = torch.rand(1000, generator=g, dtype=torch.float64) * 3
+    loss, correct, total = _loss_and_accuracy(logits, y, loss_fn, chunk_rows=64, w=w)
+    weighted = nn.BCEWithLogitsLoss(weight=w, pos_weight=loss_fn.pos_weight)
+    assert total == pytest.approx(float(w.sum()), rel=1e-12)
+    assert loss / total == pytest.approx(float(weighted(logits, y)) / float(w.mean()), rel=1e-12)
+    right = ((logits > 0) == (y > 0.5)).double()
+    assert correct / total == pytest.approx(float((right * w).sum() / w.sum()), rel=1e-12)
 
 
 class _RecordPenalty:

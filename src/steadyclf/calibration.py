@@ -94,11 +94,18 @@ def _log_loss_of_logits(z: NDArray[np.float64], y: NDArray[np.float64]) -> NDArr
     return np.logaddexp(0.0, z) - y * z
 
 
-def expected_calibration_error(y: ArrayLike, proba: ArrayLike, n_bins: int = ECE_BINS) -> float:
+def expected_calibration_error(
+    y: ArrayLike,
+    proba: ArrayLike,
+    n_bins: int = ECE_BINS,
+    sample_weight: ArrayLike | None = None,
+) -> float:
     """Mean |predicted - observed| rate over ``n_bins`` bins of equal mass, weighted by rows.
 
     Rows are sorted by probability and cut into bins holding the same number of rows
-    (within one); each bin adds ``|mean(proba) - mean(y)| * rows / n``.
+    (within one); each bin adds ``|mean(proba) - mean(y)| * rows / n``. With
+    ``sample_weight``, bins hold the same weight (a row goes to the bin where its share of
+    the cumulative weight starts) and means and shares are weighted.
 
     Examples
     --------
@@ -110,23 +117,32 @@ def expected_calibration_error(y: ArrayLike, proba: ArrayLike, n_bins: int = ECE
     if labels.size == 0:
         return math.nan
     order = np.argsort(p, kind="stable")
+    if sample_weight is not None:
+        w = np.asarray(sample_weight, dtype=np.float64).ravel()[order]
+        before = np.cumsum(w) - w
+        bins = np.minimum((n_bins * before / w.sum()).astype(np.int64), n_bins - 1)
+        gap = np.bincount(bins, weights=w * (p[order] - labels[order]), minlength=n_bins)
+        return float(np.abs(gap).sum() / w.sum())
     total = 0.0
     for part in np.array_split(order, min(n_bins, labels.size)):
         total += abs(float(p[part].mean() - labels[part].mean())) * part.size
     return total / labels.size
 
 
-def calibration_metrics(y: ArrayLike, proba: ArrayLike) -> dict[str, float]:
-    """``log_loss``, ``brier`` and ``ece`` (equal-mass bins) of probabilities of class 1."""
+def calibration_metrics(
+    y: ArrayLike, proba: ArrayLike, sample_weight: NDArray[np.float64] | None = None
+) -> dict[str, float]:
+    """``log_loss``, ``brier`` and ``ece`` (equal-mass bins) of probabilities of class 1,
+    means weighted by ``sample_weight`` if given."""
     labels = np.asarray(y, dtype=np.float64).ravel()
     p = np.asarray(proba, dtype=np.float64).ravel()
     eps = np.finfo(np.float64).eps
     clipped = np.clip(p, eps, 1 - eps)
-    log_loss = -np.mean(labels * np.log(clipped) + (1 - labels) * np.log1p(-clipped))
+    losses = labels * np.log(clipped) + (1 - labels) * np.log1p(-clipped)
     return {
-        "log_loss": float(log_loss),
-        "brier": float(np.mean((p - labels) ** 2)),
-        "ece": expected_calibration_error(labels, p),
+        "log_loss": float(-np.average(losses, weights=sample_weight)),
+        "brier": float(np.average((p - labels) ** 2, weights=sample_weight)),
+        "ece": expected_calibration_error(labels, p, sample_weight=sample_weight),
     }
 
 
@@ -137,15 +153,29 @@ def apply_calibration(calibration: dict[str, Any], logits: ArrayLike) -> NDArray
     return float(calibration["scale"]) * z + float(calibration["bias"])
 
 
-def _platt_targets(y: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Platt's smoothed targets: a finite optimum even when the logit separates the rows."""
-    n_pos = float(y.sum())
-    n_neg = float(y.size - n_pos)
+def _platt_targets(
+    y: NDArray[np.float64], w: NDArray[np.float64] | None = None
+) -> NDArray[np.float64]:
+    """Platt's smoothed targets: a finite optimum even when the logit separates the rows
+    (class sizes are sums of ``w``, weights of mean 1, when rows are weighted)."""
+    n_pos = float(y.sum() if w is None else w[y > 0.5].sum())
+    n_neg = float(y.size - n_pos if w is None else w[y <= 0.5].sum())
     return np.where(y > 0.5, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
 
 
-def fit_scaling(logits: ArrayLike, y: ArrayLike, method: str) -> tuple[float, float] | None:
-    """``(scale, bias)`` minimising the log loss of ``sigmoid(scale * logits + bias)``.
+def _unit_mean(sample_weight: ArrayLike | None) -> NDArray[np.float64] | None:
+    """Weights rescaled to mean 1 (the map and its tests do not depend on their scale)."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64).ravel()
+    return w / w.mean()
+
+
+def fit_scaling(
+    logits: ArrayLike, y: ArrayLike, method: str, sample_weight: ArrayLike | None = None
+) -> tuple[float, float] | None:
+    """``(scale, bias)`` minimising the log loss of ``sigmoid(scale * logits + bias)``
+    (its mean weighted by ``sample_weight``, if given).
 
     ``method`` is ``'temperature'`` (bias fixed at 0) or ``'platt'``. Returns ``None``
     when the optimum scale is not positive (or the optimiser failed): such a map would
@@ -155,17 +185,18 @@ def fit_scaling(logits: ArrayLike, y: ArrayLike, method: str) -> tuple[float, fl
         raise ParameterError(f"fit_scaling fits 'temperature' or 'platt'; got {method!r}")
     z = np.clip(np.asarray(logits, dtype=np.float64).ravel(), -LOGIT_LIMIT, LOGIT_LIMIT)
     labels = np.asarray(y, dtype=np.float64).ravel()
-    target = _platt_targets(labels)
+    w = _unit_mean(sample_weight)
+    target = _platt_targets(labels, w)
     with_bias = method == "platt"
 
     def loss_and_grad(theta: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
         scale, bias = theta[0], theta[1] if with_bias else 0.0
         a = scale * z + bias
         residual = expit(a) - target
-        value = float(np.mean(_log_loss_of_logits(a, target)))
-        grad = [float(np.mean(residual * z))]
+        value = float(np.average(_log_loss_of_logits(a, target), weights=w))
+        grad = [float(np.average(residual * z, weights=w))]
         if with_bias:
-            grad.append(float(np.mean(residual)))
+            grad.append(float(np.average(residual, weights=w)))
         return value, np.array(grad)
 
     start = np.array([1.0, 0.0] if with_bias else [1.0])
@@ -190,13 +221,17 @@ def _halves(y: NDArray[np.float64], seed: int) -> tuple[NDArray[np.intp], NDArra
 
 
 def _cross_fitted_losses(
-    z: NDArray[np.float64], y: NDArray[np.float64], method: str, seed: int
+    z: NDArray[np.float64],
+    y: NDArray[np.float64],
+    method: str,
+    seed: int,
+    w: NDArray[np.float64] | None = None,
 ) -> NDArray[np.float64] | None:
     """Per-row log loss of ``method`` fitted on the other half of the rows."""
     a, b = _halves(y, seed)
     out = np.empty(z.size)
     for fit_on, score_on in ((a, b), (b, a)):
-        found = fit_scaling(z[fit_on], y[fit_on], method)
+        found = fit_scaling(z[fit_on], y[fit_on], method, None if w is None else w[fit_on])
         if found is None:
             return None
         scale, bias = found
@@ -204,27 +239,39 @@ def _cross_fitted_losses(
     return out
 
 
+def _mean_and_se(diff: NDArray[np.float64], w: NDArray[np.float64] | None) -> tuple[float, float]:
+    """Mean of per-row values and its standard error (weighted: the ratio estimator's)."""
+    if w is None:
+        return float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(diff.size))
+    mean = float(np.average(diff, weights=w))
+    n = diff.size
+    spread = np.sum((w * (diff - mean)) ** 2) * n / max(n - 1, 1)
+    return mean, float(math.sqrt(spread) / w.sum())
+
+
 def _choose(
-    z: NDArray[np.float64], y: NDArray[np.float64], seed: int, margin: float
+    z: NDArray[np.float64],
+    y: NDArray[np.float64],
+    seed: int,
+    margin: float,
+    w: NDArray[np.float64] | None = None,
 ) -> tuple[str, str, dict[str, float]]:
     """``'auto'``: the simplest map whose cross-fitted log loss beats the simpler ones'.
 
     Candidates in order of parameters (none, temperature, Platt); each replaces the
     current choice only when its per-row cross-fitted losses are lower by more than
     ``margin`` standard errors of the mean difference. Returns the choice, why, and the
-    cross-fitted log loss of every candidate.
+    cross-fitted log loss of every candidate (means weighted by ``w``, if given).
     """
     current, current_losses = "none", _log_loss_of_logits(z, y)
-    crossed = {"none": float(current_losses.mean())}
+    crossed = {"none": float(np.average(current_losses, weights=w))}
     near: tuple[str, float, float] | None = None  # the best gain that was within the noise
     for candidate in ("temperature", "platt"):
-        losses = _cross_fitted_losses(z, y, candidate, seed)
+        losses = _cross_fitted_losses(z, y, candidate, seed, w)
         if losses is None:
             continue
-        crossed[candidate] = float(losses.mean())
-        diff = current_losses - losses
-        gain = float(diff.mean())
-        se = float(diff.std(ddof=1) / math.sqrt(diff.size))
+        crossed[candidate] = float(np.average(losses, weights=w))
+        gain, se = _mean_and_se(current_losses - losses, w)
         if gain > 0 and gain > margin * se:
             current, current_losses = candidate, losses
         elif gain > 0 and (near is None or gain > near[1]):
@@ -250,6 +297,7 @@ def calibrate(
     *,
     seed: int = 0,
     margin: float = AUTO_MARGIN_SE,
+    sample_weight: ArrayLike | None = None,
 ) -> dict[str, Any]:
     """The calibration of a model from its logits on held-out rows and their 0/1 labels.
 
@@ -267,6 +315,9 @@ def calibrate(
     margin : float
         :data:`AUTO_MARGIN_SE` for validation rows (early stopping looked at them),
         :data:`OUT_OF_FOLD_MARGIN_SE` for out-of-fold predictions.
+    sample_weight : array of float, optional
+        Row weights: the log losses that fit and choose the map are weighted means (the
+        minimum row counts still count rows).
 
     Returns
     -------
@@ -301,23 +352,24 @@ def calibrate(
             "reason": f"too few held-out rows to fit a map on ({z.size}, {n_pos} positive; "
             f"{MIN_CALIBRATION_ROWS} needed, {MIN_CALIBRATION_CLASS_ROWS} of each class)"
         }
-    before = calibration_metrics(labels, expit(z))
+    w = _unit_mean(sample_weight)
+    before = calibration_metrics(labels, expit(z), w)
     base["before"] = before
     chosen = method
     crossed: dict[str, float] = {}
     reason = f"calibration={method!r}"
     if method == "auto":
-        chosen, reason, crossed = _choose(z, labels, seed, margin)
+        chosen, reason, crossed = _choose(z, labels, seed, margin, w)
     result = base | {"reason": reason, "after": before}
     if crossed:
         result["cross_fitted_log_loss"] = crossed
     if chosen == "none":
         return result
-    found = fit_scaling(z, labels, chosen)
+    found = fit_scaling(z, labels, chosen, w)
     if found is None:
         return result | {"reason": f"{chosen} scaling would reverse the ranking (scale <= 0)"}
     scale, bias = found
-    after = calibration_metrics(labels, expit(scale * z + bias))
+    after = calibration_metrics(labels, expit(scale * z + bias), w)
     return result | {"method": chosen, "scale": scale, "bias": bias, "after": after}
 
 

@@ -5,7 +5,8 @@ report holds, makes them JSON-friendly (``None`` where a metric is undefined, e.
 AUC when the data hold one class), and picks a decision threshold on a validation split.
 
 Thresholds follow :meth:`BinaryClassifier.predict`: a row is positive when its
-probability is strictly above the threshold.
+probability is strictly above the threshold. Row weights (``sample_weight``) weigh every
+metric and the threshold search, as scikit-learn's ``sample_weight`` does.
 """
 
 from __future__ import annotations
@@ -30,7 +31,12 @@ __all__ = [
 THRESHOLD_METRICS = ("f1", "balanced_accuracy")
 
 
-def binary_metrics(y_true: ArrayLike, proba: ArrayLike, threshold: float = 0.5) -> dict[str, Any]:
+def binary_metrics(
+    y_true: ArrayLike,
+    proba: ArrayLike,
+    threshold: float = 0.5,
+    sample_weight: ArrayLike | None = None,
+) -> dict[str, Any]:
     """Classification report for 0/1 labels and probabilities of class 1.
 
     Parameters
@@ -40,13 +46,17 @@ def binary_metrics(y_true: ArrayLike, proba: ArrayLike, threshold: float = 0.5) 
         Probability of the positive class.
     threshold : float
         Rows with ``proba > threshold`` are predicted positive.
+    sample_weight : array of float, optional
+        Row weights: every metric weighs each row by them, as scikit-learn's metrics do
+        with ``sample_weight`` (the confusion matrix then holds sums of weights).
 
     Returns
     -------
     dict
         ``n``, ``n_positive``, ``threshold``, ``accuracy``, ``balanced_accuracy``,
         ``precision``, ``recall``, ``f1``, ``roc_auc``, ``pr_auc`` (average precision),
-        ``log_loss``, ``brier`` and ``confusion_matrix`` (``tn``, ``fp``, ``fn``, ``tp``).
+        ``log_loss``, ``brier`` and ``confusion_matrix`` (``tn``, ``fp``, ``fn``, ``tp``);
+        with weights also ``sum_of_weights``. ``n`` and ``n_positive`` count rows.
         Ranking metrics are ``None`` when ``y_true`` holds one class.
 
     Examples
@@ -61,42 +71,71 @@ def binary_metrics(y_true: ArrayLike, proba: ArrayLike, threshold: float = 0.5) 
         raise DataError(f"{y.size} labels but {p.size} probabilities")
     if y.size == 0:
         raise DataError("cannot evaluate on zero rows")
+    w = _weights(sample_weight, y.size)
     predicted = (p > threshold).astype(np.int64)
     n_positive = int(y.sum())
     both_classes = 0 < n_positive < y.size
-    tn, fp, fn, tp = metrics.confusion_matrix(y, predicted, labels=[0, 1]).ravel().tolist()
+    matrix = metrics.confusion_matrix(y, predicted, labels=[0, 1], sample_weight=w)
+    tn, fp, fn, tp = matrix.ravel().tolist()
+    total = tn + fp + fn + tp
+    if w is not None:  # rows of weight 0 do not make a class present
+        both_classes = tp + fn > 0 and tn + fp > 0
     # The rates follow from the confusion matrix, as scikit-learn's functions compute them
     # (zero_division=0), without their checks of the labels once per metric.
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
-    return {
+    report = {
         "n": int(y.size),
         "n_positive": n_positive,
         "threshold": float(threshold),
-        "accuracy": (tp + tn) / y.size,
+        "accuracy": (tp + tn) / total,
         "balanced_accuracy": (recall + tn / (tn + fp)) / 2 if both_classes else None,
         "precision": precision,
         "recall": recall,
         "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
-        "roc_auc": float(metrics.roc_auc_score(y, p)) if both_classes else None,
-        "pr_auc": float(metrics.average_precision_score(y, p)) if both_classes else None,
-        "log_loss": log_loss(y, p),
-        "brier": float(np.mean((p - y) ** 2)),
+        "roc_auc": float(metrics.roc_auc_score(y, p, sample_weight=w)) if both_classes else None,
+        "pr_auc": (
+            float(metrics.average_precision_score(y, p, sample_weight=w)) if both_classes else None
+        ),
+        "log_loss": log_loss(y, p, w),
+        "brier": float(np.average((p - y) ** 2, weights=w)),
         "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
     }
+    if w is not None:
+        report["sum_of_weights"] = float(total)
+    return report
 
 
-def log_loss(y: ArrayLike, proba: ArrayLike) -> float:
+def _weights(sample_weight: ArrayLike | None, n: int) -> NDArray[np.float64] | None:
+    """Row weights as float64, checked: one per row, finite, >= 0, not all 0."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64).ravel()
+    if w.shape != (n,):
+        raise DataError(f"{n} rows but {w.size} sample weights")
+    if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
+        raise DataError("sample weights must be finite numbers >= 0, not all zero")
+    return w
+
+
+def log_loss(
+    y: ArrayLike, proba: ArrayLike, sample_weight: NDArray[np.float64] | None = None
+) -> float:
     """Mean binary cross-entropy of probabilities of class 1, clipped to [eps, 1 - eps] as
-    scikit-learn's ``log_loss`` does (its checks of the labels left out: 0/1 here)."""
+    scikit-learn's ``log_loss`` does (its checks of the labels left out: 0/1 here); a mean
+    weighted by ``sample_weight`` if given."""
     labels = np.asarray(y, dtype=np.float64)
     eps = np.finfo(np.float64).eps
     p = np.clip(np.asarray(proba, dtype=np.float64), eps, 1 - eps)
-    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log1p(-p)))
+    losses = -(labels * np.log(p) + (1 - labels) * np.log1p(-p))
+    return float(np.average(losses, weights=sample_weight))
 
 
-def tune_threshold(y_true: ArrayLike, proba: ArrayLike, metric: str) -> float:
-    """The decision threshold that maximises ``metric`` on ``(y_true, proba)``.
+def tune_threshold(
+    y_true: ArrayLike, proba: ArrayLike, metric: str, sample_weight: ArrayLike | None = None
+) -> float:
+    """The decision threshold that maximises ``metric`` on ``(y_true, proba)`` (each row
+    weighted by ``sample_weight``, if given).
 
     Candidates are the midpoints between consecutive distinct probabilities (every
     distinct way to split the rows), scored from scikit-learn's precision-recall curve
@@ -108,6 +147,7 @@ def tune_threshold(y_true: ArrayLike, proba: ArrayLike, metric: str) -> float:
     y_true : array of 0/1
     proba : array of float
     metric : {'f1', 'balanced_accuracy'}
+    sample_weight : array of float, optional
 
     Returns
     -------
@@ -124,15 +164,18 @@ def tune_threshold(y_true: ArrayLike, proba: ArrayLike, metric: str) -> float:
         )
     y = np.asarray(y_true, dtype=np.int64).ravel()
     p = np.asarray(proba, dtype=np.float64).ravel()
-    if np.unique(y).size < 2:
+    w = _weights(sample_weight, y.size)
+    if np.unique(y if w is None else y[w > 0]).size < 2:
         return 0.5
     if metric == "f1":
         # Scores positive when p >= thresholds[i]; the last point (recall 0) has none.
-        precision, recall, cut = metrics.precision_recall_curve(y, p, drop_intermediate=False)
+        precision, recall, cut = metrics.precision_recall_curve(
+            y, p, sample_weight=w, drop_intermediate=False
+        )
         with np.errstate(invalid="ignore", divide="ignore"):
             score = np.nan_to_num(2 * precision[:-1] * recall[:-1] / (precision[:-1] + recall[:-1]))
     else:
-        fpr, tpr, cut = metrics.roc_curve(y, p, drop_intermediate=False)
+        fpr, tpr, cut = metrics.roc_curve(y, p, sample_weight=w, drop_intermediate=False)
         score, cut = ((tpr + 1.0 - fpr) / 2.0)[1:], cut[1:]  # cut[0] = inf: nothing positive
     return _best_cut(score, cut, p)
 

@@ -18,6 +18,14 @@ one batch) as for files read in passes, on one process or under ``torchrun``:
    fold): calibrate the probabilities on them (:func:`~steadyclf.calibration.calibrate`),
    then tune the threshold.
 
+Row weights (``sample_weight``, a weight column of files) are one more column of the
+source, read with the rows like the target: the summary checks and tallies them and
+leaves out rows of weight 0; the label totals that set the class prior and the
+``'balanced'`` weights are sums of weights; the batches carry each row's loss weight
+(:class:`~steadyclf.train.batches.RowWeighting`, which also applies ``class_weight``);
+early stopping, the metrics, the calibration and the threshold weigh rows the same way.
+Weights that are equal on every kept row change nothing and are dropped.
+
 It returns a :class:`FitResult`, which the estimator turns into its fitted attributes.
 """
 
@@ -50,6 +58,7 @@ from .nn.spec import Architecture
 from .policy import Plan, check_model_size, holdout_candidate, resolve
 from .schema.encoder import TabularEncoder
 from .schema.labels import encode_labels
+from .schema.quantiles import Weighting as QuantileWeights
 from .schema.quantiles import exact_quantiles
 from .schema.roles import ColumnPlan
 from .schema.split import SplitRule
@@ -57,9 +66,11 @@ from .schema.stats import RunningStats
 from .schema.summary import TableSummary, summarise
 from .schema.target_stats import TargetCounts, target_folds
 from .train.batches import (
+    Batch,
     BatchEncoder,
     EncodedRows,
     InMemoryBatches,
+    RowWeighting,
     StreamedBatches,
     encode_rows,
 )
@@ -114,6 +125,7 @@ def fit_source(
     drop_missing_target: bool = False,
     context: DistributedContext | None = None,
     device: torch.device | None = None,
+    weight: str | None = None,
 ) -> FitResult:
     """Fit a network with the estimator ``params`` on the rows of ``source``.
 
@@ -134,6 +146,8 @@ def fit_source(
         Under torchrun: this process's place; every process runs this same call.
     device : torch.device, optional
         Where to train (default: the context's device, else CPU).
+    weight : str, optional
+        The column of row weights (finite, >= 0; a row of weight 0 is left out).
     """
     started = time.perf_counter()
     seed = _run_seed(params, context)
@@ -145,6 +159,7 @@ def fit_source(
         numeric=params.get("numeric") or (),
         drop=params.get("drop") or (),
         untyped=source.untyped,
+        weight=weight,
     )
     shard = share_of(source, context)
     wants_fingerprint = any(hasattr(cb, "on_fit_begin") for cb in callbacks)
@@ -156,13 +171,22 @@ def fit_source(
         drop_missing_target=drop_missing_target,
         fingerprint=wants_fingerprint,
         context=context,
+        weight_label=_weight_label(source, weight),
     )
     in_memory = isinstance(source, FrameSource)
     label_values, classes = _classes(summary, classes, params.get("positive"))
-    plan = resolve(params, _counts(summary, label_values))
+    plan = resolve(
+        params,
+        _counts(summary, label_values),
+        _weight_totals(summary, label_values),
+        classes.tolist(),
+    )
     if plan.validation_fraction == 0:
         summary.fold_validation_into_training()
-    counts = _counts(summary, label_values)
+    weighting = _row_weighting(summary, plan, label_values)
+    counts = _loss_totals(
+        _counts(summary, label_values), _weight_totals(summary, label_values), plan
+    )
     split = SplitRule(plan.validation_fraction, seed)
     encoder = TabularEncoder.from_summary(summary)
     stats = numeric_statistics(
@@ -174,10 +198,11 @@ def fit_source(
         budget=None if in_memory else budget,
         context=context,
         target=target,
+        weighting=weighting,
     )
     device = device or (context.device if context is not None else torch.device("cpu"))
     module = _build_module(params, encoder, stats, plan, counts, seed, plan.folds).to(device)
-    encoding = BatchEncoder(encoder, module.encoder, target, label_values, split, device)
+    encoding = BatchEncoder(encoder, module.encoder, target, label_values, split, device, weighting)
     if encoder.target_columns:
         read = (
             None if in_memory else read_rows_for_budget(shard.row_bytes(encoding.columns), budget)
@@ -201,10 +226,10 @@ def fit_source(
     lr_finder = None
     lr = plan.lr
     if lr is None:  # lr='auto': a range test on the training rows (the first buffer if streamed)
-        x, y = (
+        x, y, w = (
             _sample(batches, LR_FINDER_ROWS)
             if isinstance(batches, StreamedBatches)
-            else (batches.x, batches.y)
+            else (batches.x, batches.y, batches.w)
         )
         lr_finder = find_lr(
             module.body,
@@ -213,6 +238,7 @@ def fit_source(
             optimizer=params["optimizer"],
             batch_size=batches.batch_size if batches.batch_size < batches.n_rows else None,
             pos_weight=plan.pos_weight,
+            w=w,
             seed=seed,
         )
         lr = lr_finder.lr
@@ -243,12 +269,15 @@ def fit_source(
     for cb in callbacks:  # e.g. a Checkpoint checks it resumes the same run
         getattr(cb, "on_fit_begin", lambda c: None)(fit_context)
     info |= {"statistics_seconds": round(time.perf_counter() - started, 3)}
+    if summary.weights is not None:
+        used = weighting is not None and weighting.by_row
+        info |= {"weights": summary.weights.to_dict() | {"used": used}}
     common = (params, module, lr, encoder, classes, summary, lr_finder, batches, context, info)
     if plan.folds > 1:
         assert isinstance(batches, InMemoryBatches)
         return _fit_members(
             params, module, lr, encoder, classes, summary, lr_finder, batches, context, info,
-            plan, config, stall, callbacks, seed,
+            plan, config, stall, callbacks, seed, weighting,
         )  # fmt: skip
     trainer = Trainer(module.body, config, context)
     try:
@@ -261,7 +290,7 @@ def fit_source(
             exc.result = _finish(*common, plan, trained)  # type: ignore[attr-defined]
         raise
     threshold, metrics, calibration = _score(
-        params, plan.pos_weight, module.double(), batches, valid, context
+        params, decision_weight(plan), module.double(), batches, valid, context, weighting
     )
     trained = Trained(
         trainer.history, trainer.best_epoch, stall.warnings, threshold, metrics, calibration
@@ -298,10 +327,16 @@ def _fit_members(
     stall: StallDetector,
     callbacks: Sequence[Callback],
     seed: int,
+    weighting: RowWeighting | None = None,
 ) -> FitResult:
     """Small data: cross-fit the members, choose the weight decay, score out of fold."""
     assert batches.positions is not None
     y = batches.y.cpu().numpy()
+    given = (
+        None
+        if batches.w is None or weighting is None or not weighting.by_row
+        else weighting.given(batches.w.cpu().numpy(), y)
+    )
     folds = stratified_folds(y, batches.positions, plan.folds, seed)
     stalls: dict[int, StallDetector] = {}
 
@@ -316,7 +351,7 @@ def _fit_members(
     common = (params, module, lr, encoder, classes, summary, lr_finder, batches, context, info)
 
     def finish(fitted: CrossFit) -> FitResult:
-        trained = _cross_fitted(params, plan, seed, fitted, y, stalls)
+        trained = _cross_fitted(params, plan, seed, fitted, y, stalls, given)
         return _finish(*common, replace(plan, weight_decay=fitted.weight_decay), trained)
 
     try:
@@ -328,6 +363,7 @@ def _fit_members(
             replace(config, callbacks=()),
             plan.weight_decays,
             member_callbacks,
+            batches.w,
         )
     except TrainingDivergedError as exc:
         # As for one network: the error carries the model of the least bad candidate.
@@ -343,8 +379,10 @@ def _cross_fitted(
     fitted: CrossFit,
     y: NDArray[np.floating],
     stalls: Mapping[int, StallDetector],
+    sample_weight: NDArray[np.float64] | None = None,
 ) -> Trained:
-    """History, stopping, warnings and out-of-fold scores of a cross-fit."""
+    """History, stopping, warnings and out-of-fold scores of a cross-fit (rows weighted
+    by ``sample_weight``, if given)."""
     chosen = plan.weight_decays.index(fitted.weight_decay)
     method = str(params.get("calibration", "auto"))
     metrics: dict[str, Any] = {}
@@ -354,11 +392,16 @@ def _cross_fitted(
         # The map is fitted on single members' out-of-fold logits and applied to their
         # average (as CalibratedClassifierCV(ensemble=False) fits on cross_val_predict).
         calibration = calibrate(
-            fitted.oof_logits, y, method, seed=seed, margin=OUT_OF_FOLD_MARGIN_SE
+            fitted.oof_logits,
+            y,
+            method,
+            seed=seed,
+            margin=OUT_OF_FOLD_MARGIN_SE,
+            sample_weight=sample_weight,
         ) | {"rows": "out-of-fold"}
         proba = expit(apply_calibration(calibration, fitted.oof_logits))
-        threshold = default_threshold(plan.pos_weight, calibration)
-        metrics = binary_metrics(y, proba, threshold) | {
+        threshold = default_threshold(decision_weight(plan), calibration)
+        metrics = binary_metrics(y, proba, threshold, sample_weight) | {
             "estimate": f"out of fold ({plan.folds} folds: each row scored by the member "
             "that did not train on it)"
         }
@@ -409,6 +452,72 @@ def _counts(summary: TableSummary, label_values: Sequence[Any]) -> dict[int, tup
     return out
 
 
+def _weight_totals(
+    summary: TableSummary, label_values: Sequence[Any]
+) -> dict[int, tuple[float, float]] | None:
+    """``(training, held-out)`` sums of the row weights of each class, if rows are weighted
+    (by weights that are not all equal)."""
+    weights = summary.weights
+    if weights is None or weights.constant:
+        return None
+    out = {}
+    for k, value in enumerate(label_values):
+        train, held = weights.labels.get(value, [0.0, 0.0])
+        out[k] = (float(train), float(held))
+    return out
+
+
+def _loss_totals(
+    counts: Mapping[int, tuple[int, int]],
+    totals: Mapping[int, tuple[float, float]] | None,
+    plan: Plan,
+) -> dict[int, tuple[float, float]]:
+    """How much each class weighs in the loss, ``(training, held-out)``: its rows, or the
+    sum of their weights, times the class weight. What the class prior is taken from."""
+    factors = plan.class_weight or (1.0, 1.0)
+    source = counts if totals is None else totals
+    return {k: (factors[k] * source[k][0], factors[k] * source[k][1]) for k in (0, 1)}
+
+
+def _weight_label(source: Source, weight: str | None) -> str:
+    """How messages name the weights: ``sample_weight``, or the file's column."""
+    if weight is None:
+        return "the weights"
+    return (
+        "sample_weight" if weight in getattr(source, "extra", {}) else f"weight column {weight!r}"
+    )
+
+
+def _row_weighting(
+    summary: TableSummary, plan: Plan, label_values: Sequence[Any]
+) -> RowWeighting | None:
+    """The rows' loss weights (and the weight column, which leaves rows of weight 0 out),
+    or ``None`` without a weight column or class weights.
+
+    The loss weight of a row is its weight times its class's weight, scaled so that
+    their mean over the training rows is 1.
+    """
+    column = summary.plan.weight
+    if column is None and plan.class_weight is None:
+        return None
+    totals = _weight_totals(summary, label_values)
+    loss = _loss_totals(_counts(summary, label_values), totals, plan)
+    mass = loss[0][0] + loss[1][0]
+    label = summary.weights.label if summary.weights is not None else ""
+    scale = plan.n_train / mass if mass > 0 else 1.0
+    return RowWeighting(column, label, plan.class_weight, scale, use_column=totals is not None)
+
+
+def decision_weight(plan: Plan) -> float | None:
+    """How much more the loss weighs a positive than a negative: ``pos_weight``, or the
+    ratio of the class weights (``None``: equally)."""
+    if plan.pos_weight is not None:
+        return plan.pos_weight
+    if plan.class_weight is not None and plan.class_weight[0] != plan.class_weight[1]:
+        return plan.class_weight[1] / plan.class_weight[0]
+    return None
+
+
 #: Robust scaling: the spread between these quantiles, divided by ROBUST_DIVISOR (the
 #: spread of a standard normal distribution between them), so a normal column gets its
 #: standard deviation, and a few extreme values (up to 5 %: sentinels, unit errors) move
@@ -439,28 +548,42 @@ def numeric_statistics(
     budget: int | None,
     context: DistributedContext | None,
     target: str,
+    weighting: RowWeighting | None = None,
 ) -> NumericStatistics:
     """Exact training quantiles of every numeric input and the scaling they give.
 
     ``robust``: centre the median, scale the 5-95 % spread in standard deviations of a
     normal distribution (half the range where that is 0, 1 for a constant);
     ``standardize``: the mean and standard deviation of the values after imputation;
-    otherwise no scaling.
+    otherwise no scaling. With ``weighting`` by a column, rows of weight 0 are left out
+    and, unless the others are all equal, every statistic weights the rows (a row of
+    weight ``k`` counts as ``k`` rows, the smallest weight as one).
     """
+    weighted = weighting is not None and weighting.by_row
     infos = encoder.numeric_infos
     names = [c.name for c in infos]
-    raw = summary.numeric.training_stats(names)
+    tally = summary.numeric
+    raw = tally.training_stats(names, weighted=weighted)
     low_q, high_q = ROBUST_QUANTILES
     probabilities = [low_q, 0.5, high_q] if normalize == "robust" else [0.5]
+    counts: list[float] = [int(c) for c in raw.count]
+    by_weight = None
+    if weighting is not None and weighting.column is not None and summary.weights is not None:
+        unit = summary.weights.low
+        rows = [int(c) for c in tally.training_stats(names).count]
+        by_weight = QuantileWeights(weighting.column, unit, rows, weighted=weighted)
+        if weighted:
+            counts = [float(c) / unit for c in raw.count]
     found = exact_quantiles(
         source,
         [(c.name, c.role) for c in infos],
-        [int(c) for c in raw.count],
+        counts,
         probabilities,
         split,
         budget=budget,
         target=target if summary.n_dropped else None,
         context=context,
+        weight=by_weight,
     )
     median = found[:, probabilities.index(0.5)]
     n = len(names)
@@ -473,9 +596,8 @@ def numeric_statistics(
     elif normalize == "standardize" and n:
         # Missing training values count as the median, as after imputation; the merge
         # happens relative to the raw mean, where the numbers are small.
-        missing = np.array(
-            [float(summary.numeric.train_missing[summary.numeric.names.index(c)]) for c in names]
-        )
+        missing_by_column = tally.train_missing_w if weighted else tally.train_missing
+        missing = np.array([float(missing_by_column[tally.names.index(c)]) for c in names])
         imputed = RunningStats(raw.count.copy(), np.zeros(n), raw.m2.copy(), raw.exponent)
         imputed.merge(RunningStats(missing, median - raw.mean, np.zeros(n)))
         center, scale = imputed.mean + raw.mean, imputed.scale
@@ -487,11 +609,12 @@ def _build_module(
     encoder: TabularEncoder,
     stats: NumericStatistics,
     plan: Plan,
-    counts: Mapping[int, tuple[int, int]],
+    counts: Mapping[int, tuple[float, float]],
     seed: int,
     n_members: int = 1,
 ) -> SteadyNet:
-    """The network, its fitted buffers set from the statistics."""
+    """The network, its fitted buffers set from the statistics (``counts``: how much each
+    class weighs in the training loss, which sets the initial bias at the prior)."""
     had_missing = np.array([c.n_missing > 0 for c in encoder.numeric_infos], dtype=bool)
     arch = Architecture(
         n_numeric=len(encoder.numeric_columns),
@@ -505,8 +628,7 @@ def _build_module(
         n_members=n_members,
     )
     check_model_size(arch)
-    n_pos = counts[1][0]
-    rate = float(np.clip(n_pos / max(plan.n_train, 1), 1e-6, 1 - 1e-6))
+    rate = float(np.clip(positive_share(counts), 1e-6, 1 - 1e-6))
     prior = math.log(rate / (1 - rate)) + math.log(plan.pos_weight or 1.0)
     generator = torch.Generator().manual_seed(seed)
     module = SteadyNet(arch, prior_logit=prior, generator=generator)
@@ -529,7 +651,11 @@ def _target_statistics(
     context: DistributedContext | None,
 ) -> None:
     """Count the training rows of each level of the many-level categoricals (one pass),
-    set the network's tables and give the encoding the out-of-fold ones."""
+    set the network's tables and give the encoding the out-of-fold ones.
+
+    Rows of weight 0 are left out (:meth:`BatchEncoder.rows`); other weights do not enter
+    the counts: a level's rate and frequency count rows, as the folds and the batch size do.
+    """
     n_cat = len(encoding.encoder.categorical_columns)
     counts = TargetCounts.empty(encoding.encoder.target_sizes)
     for start, frame in source.batches(encoding.columns, batch_rows=read_rows):
@@ -564,7 +690,8 @@ def _batch_source(
     context: DistributedContext | None,
 ) -> tuple[InMemoryBatches | StreamedBatches, EncodedRows | None, dict[str, Any]]:
     """The training batches and validation rows: in memory when they fit, else streamed."""
-    row_bytes = 4 * (encoding.width + 1)
+    weighted = encoding.weighting is not None and encoding.weighting.active
+    row_bytes = 4 * (encoding.width + 1 + weighted)  # float32 features, label, loss weight
     read_rows = (
         None if in_memory else read_rows_for_budget(source.row_bytes(encoding.columns), budget)
     )
@@ -584,7 +711,7 @@ def _batch_source(
             steps = context.all_reduce_min(-(-train.n_rows // size))
         positions = np.concatenate(train.positions) if train.positions else np.zeros(0, np.int64)
         kept_in_memory = InMemoryBatches(
-            train.x, train.y, local_batch, max_steps=steps, positions=positions
+            train.x, train.y, local_batch, max_steps=steps, positions=positions, w=train.w
         )
         return kept_in_memory, valid, info
     batch = local_batch or max(1, n_train)
@@ -599,7 +726,12 @@ def _batch_source(
     keep = min(1.0, budget / 8 / max(1, n_valid * row_bytes))
     valid = None
     if n_valid:
-        valid = EncodedRows(encoding.width, int(n_valid * keep * 1.05) + 256, encoding.device)
+        valid = EncodedRows(
+            encoding.width,
+            int(n_valid * keep * 1.05) + 256,
+            encoding.device,
+            weighted=weighted,
+        )
     assert read_rows is not None
     # The buffer's two blocks (rows held plus one chunk, and their permutation) take about
     # 1/4 of the budget: several record batches are mixed at a time.
@@ -619,14 +751,19 @@ def _batch_source(
     return batches, valid, info
 
 
-def _sample(
-    batches: InMemoryBatches | StreamedBatches, n_rows: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def positive_share(counts: Mapping[int, tuple[float, float]]) -> float:
+    """The positive class's share of the training rows (or of their weight)."""
+    total = counts[0][0] + counts[1][0]
+    return counts[1][0] / total if total > 0 else 0.0
+
+
+def _sample(batches: InMemoryBatches | StreamedBatches, n_rows: int) -> Batch:
     """Some training rows: spread over the block in memory, the first ones when streamed."""
     if isinstance(batches, StreamedBatches):
         return batches.sample(n_rows)
     every = max(1, batches.n_rows // n_rows)
-    return batches.x[::every][:n_rows], batches.y[::every][:n_rows]
+    w = None if batches.w is None else batches.w[::every][:n_rows]
+    return batches.x[::every][:n_rows], batches.y[::every][:n_rows], w
 
 
 def _stall_detector(
@@ -634,14 +771,13 @@ def _stall_detector(
     encoder: TabularEncoder,
     raw: RunningStats,
     plan: Plan,
-    counts: Mapping[int, tuple[int, int]],
+    counts: Mapping[int, tuple[float, float]],
     module: SteadyNet,
-    sample: tuple[torch.Tensor, torch.Tensor],
+    sample: Batch,
 ) -> StallDetector:
     """The default training monitor, told the raw feature scales so it can name a cause."""
-    n_pos = counts[1][0]
     return StallDetector(
-        n_pos / max(plan.n_train, 1),
+        positive_share(counts),
         pos_weight=plan.pos_weight,
         feature_names=encoder.numeric_columns,
         feature_mean=raw.mean.tolist(),
@@ -733,41 +869,49 @@ def _score(
     batches: InMemoryBatches | StreamedBatches,
     valid: EncodedRows | None,
     context: DistributedContext | None,
+    weighting: RowWeighting | None = None,
 ) -> tuple[float, dict[str, Any], dict[str, Any]]:
     """The decision threshold, metrics on the held-out rows and the calibration.
 
     The calibration is fitted on the held-out rows' logits (identity without held-out
     rows); the threshold is tuned on the calibrated probabilities of the held-out rows,
-    or of the training rows when there are none (and they are in memory).
+    or of the training rows when there are none (and they are in memory). Rows weigh
+    what they were given to weigh (not the class weights, which are for the loss).
     """
     method = str(params.get("calibration", "auto"))
-    rows: tuple[torch.Tensor, torch.Tensor] | None = None
+    rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
     if valid is not None:
-        rows = (valid.x, valid.y)
+        rows = (valid.x, valid.y, valid.w)
     elif params["threshold_metric"] is not None and isinstance(batches, InMemoryBatches):
-        rows = (batches.x, batches.y)
+        rows = (batches.x, batches.y, batches.w)
     if rows is None:
         return 0.5, {}, without_held_out_rows(method)
     logits = module.logits(rows[0].double()).reshape(-1).cpu().numpy()
     y = rows[1].cpu().numpy()
+    w = (
+        weighting.given(rows[2].cpu().numpy(), y)
+        if rows[2] is not None and weighting is not None and weighting.by_row
+        else None
+    )
     if context is not None:
-        gathered = context.all_gather_object((logits, y))
+        gathered = context.all_gather_object((logits, y, w))
         logits = np.concatenate([g[0] for g in gathered])
         y = np.concatenate([g[1] for g in gathered])
+        w = None if w is None else np.concatenate([g[2] for g in gathered])
     if logits.size == 0:
         return 0.5, {}, without_held_out_rows(method)
     if valid is not None:
         seed = params["random_state"] if params["random_state"] is not None else 0
-        calibration = calibrate(logits, y, method, seed=int(seed))
+        calibration = calibrate(logits, y, method, seed=int(seed), sample_weight=w)
     else:
         calibration = without_held_out_rows(method)
     proba = expit(apply_calibration(calibration, logits))
     threshold = default_threshold(pos_weight, calibration)
     if params["threshold_metric"] is not None:
-        threshold = tune_threshold(y, proba, params["threshold_metric"])
+        threshold = tune_threshold(y, proba, params["threshold_metric"], w)
     if valid is None:
         return threshold, {}, calibration
-    metrics = binary_metrics(y, proba, threshold)
+    metrics = binary_metrics(y, proba, threshold, w)
     if "before" in calibration:
         metrics["calibration"] = {
             k: calibration[k] for k in ("method", "before", "after") if k in calibration

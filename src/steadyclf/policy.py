@@ -2,8 +2,9 @@
 
 The estimator's parameters say what the user fixed; ``'auto'`` (and ``None``) leave a
 choice to the data. :func:`resolve` makes those choices from the row and label counts
-of the summary (:mod:`steadyclf.schema.summary`), whether the rows were in memory or read
-in passes from files, on one process or several, so the same data always trains with
+of the summary (:mod:`steadyclf.schema.summary`; with row weights, the sums of weights
+decide how the classes weigh, the rows how they are cut), whether the rows were in memory
+or read in passes from files, on one process or several, so the same data always trains with
 the same batch size, learning rate, hold-out, weight decay and stopping rule. The
 resolved :class:`Plan` is kept as fitted attributes and in ``model.json``.
 
@@ -15,9 +16,11 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
 
 from .exceptions import ParameterError
 from .nn.spec import ACTIVATIONS, NORMALIZATIONS, Architecture
@@ -34,6 +37,7 @@ __all__ = [
     "batch_size_for",
     "check_interval",
     "check_model_size",
+    "class_weights",
     "default_lr",
     "holdout_candidate",
     "resolve",
@@ -173,6 +177,65 @@ def validate_params(params: Mapping[str, Any]) -> None:
     for name, ok, expected in rules:
         if not ok:
             raise ParameterError(f"{name} must be {expected}; got {params[name]!r}")
+    _check_class_weight(params.get("class_weight"), params["pos_weight"])
+
+
+def _check_class_weight(class_weight: Any, pos_weight: Any) -> None:
+    """``None``, ``'balanced'`` or ``{class: positive weight}`` (at most two classes), and
+    not with ``pos_weight``: both would weight the classes, and which one wins would be a
+    guess."""
+    if class_weight is None:
+        return
+    ok = class_weight == "balanced" or (
+        isinstance(class_weight, Mapping)
+        and 0 < len(class_weight) <= 2
+        and all(_positive_real(v) and math.isfinite(float(v)) for v in class_weight.values())
+    )
+    if not ok:
+        raise ParameterError(
+            "class_weight must be None, 'balanced' or a dict {class: positive weight} for at "
+            f"most the two classes; got {class_weight!r}"
+        )
+    if pos_weight is not None:
+        raise ParameterError(
+            f"pos_weight={pos_weight!r} and class_weight={class_weight!r} both weight the "
+            "classes; give one of them (class_weight {0: 1, 1: w} is pos_weight=w)"
+        )
+
+
+def class_weights(
+    class_weight: Any, classes: Sequence[Any], totals: tuple[float, float]
+) -> tuple[float, float] | None:
+    """The loss weight of class 0 and of class 1 (``classes[1]`` positive), or ``None``.
+
+    ``'balanced'`` is scikit-learn's ``n / (2 * n_c)``, with ``n_c`` the (weighted) total
+    of class ``c`` in the training rows (``totals``). A dict may name one class (the other
+    weighs 1); its keys match a class by equality or by their text (``'1'`` and ``1``: a
+    model read from JSON, or the command line).
+    """
+    if class_weight is None:
+        return None
+    if class_weight == "balanced":
+        total = totals[0] + totals[1]
+        return (total / (2 * max(totals[0], 1e-300)), total / (2 * max(totals[1], 1e-300)))
+    keys = {_class_key(k): float(v) for k, v in class_weight.items()}
+    names = [_class_key(c) for c in classes]
+    unknown = sorted(set(keys) - set(names))
+    if unknown:
+        raise ParameterError(
+            f"class_weight names {', '.join(map(repr, unknown))}, which is not a class "
+            f"(classes: {', '.join(map(repr, names))})"
+        )
+    return keys.get(names[0], 1.0), keys.get(names[1], 1.0)
+
+
+def _class_key(value: Any) -> str:
+    """A class as text: ``1``, ``1.0``, ``np.int64(1)`` and ``'1'`` are one class."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (numbers.Real, np.integer, np.floating)) and float(value).is_integer():
+        return str(int(float(value)))
+    return str(value.item() if isinstance(value, np.generic) else value)
 
 
 def check_model_size(arch: Architecture) -> None:
@@ -241,6 +304,7 @@ class Plan:
     ``weight_decays`` by out-of-fold log loss (``weight_decay`` then says which).
     ``check_every`` is the number of steps between validation checks inside an epoch
     (``None``: at the end of each epoch only; see :func:`check_interval`).
+    ``class_weight`` is the loss weight of class 0 and of class 1 (``None``: none).
     """
 
     batch_size: int | None
@@ -256,19 +320,29 @@ class Plan:
     n_train: int
     n_valid: int
     check_every: int | None = None
+    class_weight: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return asdict(self)
 
 
-def resolve(params: Mapping[str, Any], counts: Mapping[int, tuple[int, int]]) -> Plan:
+def resolve(
+    params: Mapping[str, Any],
+    counts: Mapping[int, tuple[int, int]],
+    weights: Mapping[int, tuple[float, float]] | None = None,
+    classes: Sequence[Any] = (0, 1),
+) -> Plan:
     """The settings of a fit, from the parameters and the label counts of the summary.
 
     ``counts[c]`` is ``(training rows, rows kept apart)`` of class ``c`` (0 or 1) for the
-    candidate hold-out of :func:`holdout_candidate`.
+    candidate hold-out of :func:`holdout_candidate`; ``weights[c]`` the same sums of the
+    row weights, when rows are weighted. Rows decide how the data is cut (batches,
+    hold-out, folds); the weights decide what weights classes (``'balanced'``).
     """
     (neg_train, neg_valid), (pos_train, pos_valid) = counts[0], counts[1]
+    sums: Mapping[int, tuple[float, float]] = counts if weights is None else weights
+    (neg_w, neg_w_valid), (pos_w, pos_w_valid) = sums[0], sums[1]
     n_rows = neg_train + neg_valid + pos_train + pos_valid
     small = (
         bool(params["early_stopping"])
@@ -291,6 +365,7 @@ def resolve(params: Mapping[str, Any], counts: Mapping[int, tuple[int, int]]) ->
             0,
             0,
         )
+        pos_w, neg_w = pos_w + pos_w_valid, neg_w + neg_w_valid
     n_train = pos_train + neg_train
     batch = batch_size_for(n_train, params["batch_size"])
     lr = params["lr"]
@@ -303,7 +378,7 @@ def resolve(params: Mapping[str, Any], counts: Mapping[int, tuple[int, int]]) ->
         decays = (float(params["weight_decay"]),)
     pos_weight = params["pos_weight"]
     if pos_weight == "balanced":
-        pos_weight = neg_train / max(pos_train, 1)
+        pos_weight = neg_w / pos_w if pos_w > 0 else neg_train / max(pos_train, 1)
     return Plan(
         batch_size=batch,
         lr=None if lr == "auto" else (default_lr(batch) if lr is None else float(lr)),
@@ -318,4 +393,5 @@ def resolve(params: Mapping[str, Any], counts: Mapping[int, tuple[int, int]]) ->
         n_train=n_train,
         n_valid=pos_valid + neg_valid,
         check_every=check_interval(n_train, batch) if pos_valid + neg_valid else None,
+        class_weight=class_weights(params.get("class_weight"), classes, (neg_w, pos_w)),
     )

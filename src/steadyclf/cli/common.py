@@ -178,6 +178,20 @@ def _parse_pos_weight(ctx: click.Context, param: click.Parameter, value: str | N
     return _positive_float("--pos-weight", value, "'balanced' or a positive number")
 
 
+def _parse_class_weight(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """``balanced``, or ``CLASS=WEIGHT[,CLASS=WEIGHT]`` (classes as written in the data)."""
+    if value is None or value == "balanced":
+        return value
+    expected = "'balanced' or CLASS=WEIGHT[,CLASS=WEIGHT] with positive weights"
+    weights: dict[str, float] = {}
+    for part in value.split(","):
+        name, sep, number = part.rpartition("=")
+        if not sep or not name.strip():
+            raise ParameterError(f"--class-weight must be {expected}; got {value!r}")
+        weights[name.strip()] = _positive_float("--class-weight", number.strip(), expected)
+    return weights
+
+
 def _positive_float(option: str, value: str, expected: str) -> float:
     return _float_option(option, value, expected, lambda x: 0 < x < math.inf)
 
@@ -221,6 +235,12 @@ ESTIMATOR_OPTIONS: list[Callable[[Any], Any]] = [
         help="Checks without improvement before stopping (epochs; on large data also inside them).",
     ),
     click.option("--pos-weight", callback=_parse_pos_weight, help="'balanced' or a number."),
+    click.option(
+        "--class-weight",
+        callback=_parse_class_weight,
+        metavar="balanced|CLASS=W,...",
+        help="Weight of each class in the loss (times the rows' --weight); not with --pos-weight.",
+    ),
     click.option(
         "--weight-decay",
         callback=_parse_weight_decay,

@@ -249,11 +249,14 @@ def format_evaluation(summary: Mapping[str, Any]) -> str:
         ("log loss", r["log_loss"]),
         ("Brier score", r["brier"]),
     ]
-    cm = r["confusion_matrix"]
-    width = max(len(neg), len(pos), 6) + 2
+    cm = {  # counts, or sums of weights
+        k: str(v) if isinstance(v, int) else f"{v:.10g}" for k, v in r["confusion_matrix"].items()
+    }
+    width = max(len(neg), len(pos), *(len(v) for v in cm.values()), 6) + 2
+    weighted = f", weighted (sum {r['sum_of_weights']:.6g})" if "sum_of_weights" in r else ""
     lines = [
         f"evaluated {summary['model']!r} on {r['n']} rows of {summary['data']!r} "
-        f"({r['n_positive']} positive, {pos}); threshold {r['threshold']:.3f}",
+        f"({r['n_positive']} positive, {pos}){weighted}; threshold {r['threshold']:.3f}",
         *(f"  {name:<28}{fmt(value)}" for name, value in rows),
         "confusion matrix (rows: true class, columns: predicted class)",
         f"  {'':<{width}}{neg:>{width}}{pos:>{width}}",
@@ -265,12 +268,34 @@ def format_evaluation(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _split_weight(X: Any, weight: str | None) -> tuple[Any, Any]:
+    """The features without the weight column, and the weights (checked), if any."""
+    if weight is None:
+        return X, None
+    import numpy as np
+
+    from ..io.tables import name_list
+    from ..schema.weights import weight_values
+
+    if weight not in X.columns:
+        raise DataError(
+            f"weight column {weight!r} is not in the data; columns: {name_list(X.columns)}"
+        )
+    index = X.index.to_numpy()
+    rows = index if index.dtype.kind in "iu" else np.arange(len(X))
+    weights = weight_values(weight, X[weight], rows, f"weight column {weight!r}")
+    return X.drop(columns=[weight]), weights
+
+
 @cli.command()
 @click.argument("model_dir")
 @click.argument("data")
 @click.option("--target", help="Column with the true labels (default: the training target).")
 @click.option("--threshold", type=float, help="Decision threshold (default: the model's).")
 @click.option("--drop-missing-target", is_flag=True, help="Drop rows whose target is missing.")
+@click.option(
+    "--weight", metavar="COLUMN", help="Column of row weights: weighted metrics (numbers >= 0)."
+)
 @click.option("--out", "out_dir", help="Directory for metrics.json and the plots.")
 @click.option("--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print only JSON on stdout.")
@@ -280,11 +305,13 @@ def evaluate(
     target: str | None,
     threshold: float | None,
     drop_missing_target: bool,
+    weight: str | None,
     out_dir: str | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
-    """Score the model on labelled DATA: metrics, confusion matrix and plots."""
+    """Score the model on labelled DATA: metrics, confusion matrix and plots (weighted by
+    the rows' --weight, if given)."""
     from ..estimator import load
     from ..evaluation import binary_metrics, labels_to_binary
 
@@ -298,9 +325,12 @@ def evaluate(
         data, str(target), drop_missing_target=drop_missing_target, output=output
     )
     y = labels_to_binary(table.y.to_numpy(), clf.classes_)
-    check_inputs(clf, table.X, known=set(), output=output)
-    proba = predict_probabilities(clf, table.X)
-    report = binary_metrics(y, proba, cut)
+    X, sample_weight = _split_weight(table.X, weight)
+    check_inputs(clf, X, known=set(), output=output)
+    proba = predict_probabilities(clf, X)
+    if sample_weight is not None and not sample_weight.any():
+        raise DataError(f"weight column {weight!r} is zero on every row: nothing to evaluate")
+    report = binary_metrics(y, proba, cut, sample_weight)
     summary: dict[str, Any] = {
         "model": model_dir,
         "data": data,

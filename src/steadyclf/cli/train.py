@@ -166,6 +166,7 @@ def train_summary(
         "weight_decay": getattr(clf, "weight_decay_", None),
         "validation_fraction": getattr(clf, "validation_fraction_", None),
         "validation": clf.validation_metrics_,
+        "weights": info.get("weights"),
         "cross_fit": info.get("cross_fit"),
         "normalize": clf.normalize,
         "calibration": clf.calibration_,
@@ -203,11 +204,15 @@ def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) 
             f"data read in passes ({reading['why']}); training rows "
             + ("held in memory once encoded" if reading["rows_in_memory"] else "streamed")
         )
+    weights, class_weight = summary.get("weights"), summary["plan"].get("class_weight")
+    if weights or class_weight:
+        lines.append(describe_weights(weights, class_weight))
     valid = summary["validation"]
     if valid:
         name = "out of fold" if crossed else "validation"
         lines.append(
-            f"{name} ({valid['n']} rows, threshold {summary['threshold']:.3f}): "
+            f"{name} ({valid['n']} rows{', weighted' if 'sum_of_weights' in valid else ''}, "
+            f"threshold {summary['threshold']:.3f}): "
             f"accuracy {fmt(valid['accuracy'])}, balanced accuracy {fmt(valid['balanced_accuracy'])}, "
             f"ROC AUC {fmt(valid['roc_auc'])}, log loss {fmt(valid['log_loss'])}"
         )
@@ -236,6 +241,11 @@ def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) 
 @click.option("--out", required=True, help="Model directory to write.")
 @click.option("--drop-missing-target", is_flag=True, help="Drop rows whose target is missing.")
 @click.option(
+    "--weight",
+    metavar="COLUMN",
+    help="Column of row weights (numbers >= 0; 0 leaves a row out), never a feature.",
+)
+@click.option(
     "--stream",
     is_flag=True,
     help="Read DATA in passes, in bounded memory (automatic for a directory or glob, "
@@ -259,6 +269,7 @@ def train(
     target: str,
     out: str,
     drop_missing_target: bool,
+    weight: str | None,
     stream: bool,
     memory_budget: str | None,
     checkpoint_every: int | None,
@@ -286,7 +297,7 @@ def train(
             resume=resume,
             output=output if main else Output(quiet=True),
         )
-        metadata: dict[str, Any] = {"target": target, "data": str(data)}
+        metadata: dict[str, Any] = {"target": target, "data": str(data), "weight": weight}
         started = time.perf_counter()
         fit_keeping_work(
             clf,
@@ -297,6 +308,7 @@ def train(
                 "memory_budget": memory_budget,
                 "drop_missing_target": drop_missing_target,
                 "context": context,
+                "weight": weight,
             },
             checkpoint=checkpoint,
             out=out,
@@ -317,6 +329,24 @@ def train(
         output.result(summary, lambda: format_train_summary(summary, clf.encoder_.columns_))
     finally:
         shutdown()
+
+
+def describe_weights(weights: Mapping[str, Any] | None, class_weight: Any) -> str:
+    """One line on the row and class weights, e.g. ``weights: weight column 'w', sum 954
+    (from 1 to 3), 136 rows of weight 0 left out``."""
+    parts = []
+    if weights:
+        text = f"{weights['weights']}, sum {weights['sum']:.6g}"
+        if weights["min"] is not None:
+            text += f" (from {weights['min']:.3g} to {weights['max']:.3g})"
+        if weights["zero_weight_rows"]:
+            text += f", {weights['zero_weight_rows']} rows of weight 0 left out"
+        if not weights["used"]:
+            text += " (all equal: they change nothing)"
+        parts.append(text)
+    if class_weight:
+        parts.append(f"class weights {class_weight[0]:.3g} (0) and {class_weight[1]:.3g} (1)")
+    return "weights: " + "; ".join(parts)
 
 
 def report_reading(clf: BinaryClassifier, output: Output) -> None:

@@ -134,6 +134,11 @@ class FrameSource:
         The name under which :meth:`batches` returns ``target``.
     name : str
         How messages name the data.
+    weight : array-like, optional
+        Row weights (``fit(X, y, sample_weight=...)``), read like ``target`` as the extra
+        column ``weight_name``: one more column of the source, never a feature.
+    weight_name : str
+        The name under which :meth:`batches` returns ``weight``.
 
     Examples
     --------
@@ -152,10 +157,18 @@ class FrameSource:
         target_name: str = "target",
         *,
         name: str = "the data",
+        weight: Any = None,
+        weight_name: str = "weight",
     ) -> None:
         self.frame = frame
         self.target = None if target is None else pd.Series(np.asarray(target), name=target_name)
         self.target_name = target_name if target is not None else None
+        #: Columns given beside the frame (target, weight), by name, in that order.
+        self.extra: dict[str, pd.Series] = {}
+        if self.target is not None:
+            self.extra[target_name] = self.target
+        if weight is not None:
+            self.extra[weight_name] = pd.Series(np.asarray(weight), name=weight_name)
         self.name = name
         self.untyped: frozenset[str] = frozenset()
         self.pieces = [Piece("<memory>", None, 0, len(frame))]
@@ -163,17 +176,14 @@ class FrameSource:
 
     @property
     def columns(self) -> list[str]:
-        """Column names (the target's last, when given separately)."""
-        names = [str(c) for c in self.frame.columns]
-        return names + ([self.target_name] if self.target_name is not None else [])
+        """Column names (the target's and the weights' last, when given separately)."""
+        return [str(c) for c in self.frame.columns] + list(self.extra)
 
     @property
     def kinds(self) -> dict[str, str]:
         """What each column holds, from its pandas dtype (see :func:`pandas_kind`)."""
         kinds = {str(c): pandas_kind(d) for c, d in self.frame.dtypes.items()}
-        if self.target is not None and self.target_name is not None:
-            kinds[self.target_name] = pandas_kind(self.target.dtype)
-        return kinds
+        return kinds | {name: pandas_kind(series.dtype) for name, series in self.extra.items()}
 
     @property
     def counted(self) -> bool:
@@ -194,8 +204,7 @@ class FrameSource:
         """Bytes per row of ``columns`` (strings count 32 bytes)."""
         total = 8
         for name in columns:
-            series = self.target if name == self.target_name else self.frame[name]
-            assert series is not None
+            series = self.extra[name] if name in self.extra else self.frame[name]
             dtype = series.dtype
             total += dtype.itemsize if isinstance(dtype, np.dtype) and dtype.kind != "O" else 32
         return total
@@ -221,15 +230,18 @@ class FrameSource:
         missing = [c for c in columns if c not in self.columns]
         if missing:
             raise DataError(f"column(s) {missing} not in the data; columns: {self.columns}")
-        features = [c for c in columns if c != self.target_name]
+        features = [c for c in columns if c not in self.extra]
+        extra = [c for c in columns if c in self.extra]
         n = len(self.frame)
         step = n if batch_rows is None else max(1, batch_rows)
         for start in range(0, max(n, 1), step):
             part = self.frame if step >= n else self.frame.iloc[start : start + step]
             frame = part if features == list(part.columns) else part[features]
-            if self.target is not None and self.target_name in columns:
-                labels = self.target.iloc[start : start + step].set_axis(frame.index)
-                frame = frame.assign(**{str(self.target_name): labels})[list(columns)]
+            if extra:
+                added = {
+                    c: self.extra[c].iloc[start : start + step].set_axis(frame.index) for c in extra
+                }
+                frame = frame.assign(**added)[list(columns)]
             yield start, frame
 
 

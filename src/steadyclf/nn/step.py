@@ -1,4 +1,5 @@
-"""Hand-written forward and backward pass for plain MLPs with ``BCEWithLogitsLoss``.
+"""Hand-written forward and backward pass for plain MLPs with ``BCEWithLogitsLoss``
+(with ``pos_weight`` and per-row weights as torch defines them).
 
 On small tabular batches a training step costs dispatch overhead, not arithmetic: autograd
 records a graph, allocates a gradient per node and replays it, at 10-20 µs per operation.
@@ -149,18 +150,29 @@ class FusedMLP:
             assert layer.weight.grad is not None and layer.bias.grad is not None
             self._grads.append((layer.weight.grad, layer.bias.grad))
 
-    def _output_gradient(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """d(mean loss)/d(logits): ``sigmoid(z) - y``, or its weighted form, over ``n``."""
+    def _output_gradient(
+        self, logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None
+    ) -> torch.Tensor:
+        """d(mean loss)/d(logits): ``sigmoid(z) - y``, or its weighted form, over ``n``.
+
+        Row weights ``w`` scale each row's term: ``mean(w * loss)``, as
+        ``BCEWithLogitsLoss(weight=w)`` computes it.
+        """
         grad = torch.sigmoid(logits)
         if self.pos_weight is None:
             grad.sub_(y)
         else:
             # d/dz of -[w y log s(z) + (1 - y) log(1 - s(z))] = s(z) (1 + (w - 1) y) - w y
             grad.mul_(y * (self.pos_weight - 1.0) + 1.0).sub_(y * self.pos_weight)
+        if w is not None:
+            grad.mul_(w)
         return grad.mul_(1.0 / logits.shape[0])
 
-    def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Set every parameter's ``.grad`` to the gradient of the mean loss on ``(x, y)``.
+    def forward_backward(
+        self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Set every parameter's ``.grad`` to the gradient of the mean loss on ``(x, y)``
+        (``mean(w * loss)`` with row weights ``w``).
 
         Returns the logits, shape ``(n,)``, computed before any update. No autograd graph
         is recorded: the weights are used through detached views.
@@ -176,7 +188,9 @@ class FusedMLP:
             pre_activations.append(pre)
             inputs.append(activation.forward(pre))
         logits = torch.addmm(biases[-1], inputs[-1], weights[-1].t())
-        grad = self._output_gradient(logits, y.reshape(-1, 1))
+        grad = self._output_gradient(
+            logits, y.reshape(-1, 1), None if w is None else w.reshape(-1, 1)
+        )
         for k in range(len(weights) - 1, -1, -1):
             weight_grad, bias_grad = grads[k]
             torch.mm(grad.t(), inputs[k], out=weight_grad)

@@ -160,7 +160,8 @@ class ColumnPlan:
 
     ``kinds`` says what a column holds before any value is read ('bool', 'datetime',
     'int', 'float', 'category', 'text' or 'complex'), from the file schema or the pandas
-    dtypes; ``untyped`` lists CSV columns without a value in the first block.
+    dtypes; ``untyped`` lists CSV columns without a value in the first block. ``weight``
+    is the column of row weights, if any: like the target, never a feature.
     """
 
     features: list[str]
@@ -170,6 +171,7 @@ class ColumnPlan:
     numeric: tuple[str, ...] = ()
     drop: tuple[str, ...] = ()
     untyped: frozenset[str] = frozenset()
+    weight: str | None = None
 
     @classmethod
     def create(
@@ -182,14 +184,18 @@ class ColumnPlan:
         numeric: Sequence[str] = (),
         drop: Sequence[str] = (),
         untyped: frozenset[str] = frozenset(),
+        weight: str | None = None,
     ) -> ColumnPlan:
-        """Check the target and the overrides against ``columns``."""
+        """Check the target, the weight column and the overrides against ``columns``."""
         names = list(columns)
         if target is not None and target not in names:
             raise DataError(
                 f"target column {target!r} is not in the data; columns: {name_list(names)}"
             )
-        features = [n for n in names if n != target]
+        if weight is not None and (weight not in names or weight == target):
+            why = "is the target" if weight == target else "is not in the data"
+            raise DataError(f"weight column {weight!r} {why}; columns: {name_list(names)}")
+        features = [n for n in names if n not in (target, weight)]
         for name in (*categorical, *numeric, *drop):
             if name not in features:
                 raise DataError(
@@ -208,6 +214,7 @@ class ColumnPlan:
             tuple(numeric),
             tuple(drop),
             untyped,
+            weight,
         )
 
     @property

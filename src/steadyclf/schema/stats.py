@@ -3,7 +3,8 @@
 The statistics are accumulated in float64 with the pairwise update of Chan, Golub and
 LeVeque, so they can come from one array, from chunks of a file read one after the other,
 or from several processes whose partial results are merged. Merging is exact up to
-floating-point rounding, whatever the order.
+floating-point rounding, whatever the order. With row weights, a block's ``count`` is the
+sum of the weights and its mean and ``m2`` are weighted; merging is the same.
 """
 
 from __future__ import annotations
@@ -97,13 +98,45 @@ class RunningStats:
         return stats
 
     @classmethod
-    def of_block(cls, x: NDArray[np.float64], *, extreme: bool = True) -> RunningStats:
+    def of_block(
+        cls,
+        x: NDArray[np.float64],
+        *,
+        extreme: bool = True,
+        weights: NDArray[np.float64] | None = None,
+    ) -> RunningStats:
         """Statistics of one small block (a cache-sized chunk), in one two-pass step.
 
         ``extreme=False`` skips the search for magnitudes beyond 2**±500 (values that
-        came from float32 or integers cannot reach them).
+        came from float32 or integers cannot reach them). With row ``weights`` (> 0),
+        ``count`` is the sum of the weights of the values present and ``mean`` and
+        ``m2`` are weighted: a row of weight ``k`` counts as ``k`` rows.
         """
+        if weights is not None:
+            return cls._weighted(np.asarray(x, dtype=np.float64), weights, extreme)
         return cls._from_block(np.asarray(x, dtype=np.float64), extreme)
+
+    @classmethod
+    def _weighted(
+        cls, x: NDArray[np.float64], weights: NDArray[np.float64], extreme: bool
+    ) -> RunningStats:
+        exponent = _exponent(x) if extreme else np.zeros(x.shape[1], dtype=np.int64)
+        if exponent.any():
+            x = np.ldexp(x, -exponent)
+        w = np.asarray(weights, dtype=np.float64)[:, None]
+        finite = ~np.isnan(x)
+        present = np.where(finite, w, 0.0)
+        count = present.sum(axis=0)
+        safe = np.maximum(count, 1e-300)
+        with np.errstate(invalid="ignore", over="ignore"):
+            mean = np.where(count > 0, np.where(finite, x * w, 0.0).sum(axis=0) / safe, 0.0)
+            centred = np.where(finite, x - mean, 0.0)
+            # The correction step of the unweighted case: the weighted mean of residuals.
+            correction = np.where(count > 0, (centred * present).sum(axis=0) / safe, 0.0)
+            mean = mean + correction
+            centred = np.where(finite, centred - correction, 0.0)
+        m2 = np.einsum("ij,ij->j", centred * present, centred)
+        return cls(count, np.ldexp(mean, exponent), m2, exponent.astype(np.float64))
 
     @classmethod
     def _from_block(cls, x: NDArray[np.float64], extreme: bool = True) -> RunningStats:

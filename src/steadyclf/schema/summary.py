@@ -10,6 +10,11 @@ missing counts, and the range. Summaries of different batches or processes merge
 order, into the summary of all the rows, so files read in passes, shards of a distributed
 run and a DataFrame in memory all give the same summary of the same rows.
 
+A weight column (``ColumnPlan.weight``) is read with the rows: its values are checked
+(:mod:`steadyclf.schema.weights`), rows of weight 0 are left out like rows without a
+label, the weights are summed per label and side, and the numeric tally keeps weighted
+statistics beside the plain ones.
+
 Later statistics that need another look at the values (exact quantiles) are computed by
 :mod:`steadyclf.schema.quantiles` from the same source.
 """
@@ -17,6 +22,7 @@ Later statistics that need another look at the values (exact quantiles) are comp
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -37,6 +43,7 @@ from .values import (
     overflow_error,
     shift_rows,
 )
+from .weights import weight_values
 
 if TYPE_CHECKING:
     from ..io.sources import Source
@@ -149,7 +156,9 @@ class NumericTally:
     Values are tallied as ``x - shift`` (a value of the column): the chunk means then stay
     small, so merging thousands of chunks of ``1e6 + 1e-6 * x`` loses no precision.
     Training and validation rows are kept apart (the split is only known to be used at
-    the end).
+    the end). When rows are weighted, the same statistics weighted by the rows' weights
+    are kept beside the plain ones (``train_w``..., counts being sums of weights): which
+    the scaling uses is only known at the end too (weights all equal are no weights).
     """
 
     names: list[str]
@@ -161,6 +170,10 @@ class NumericTally:
     low: NDArray[np.float64] = field(init=False)
     high: NDArray[np.float64] = field(init=False)
     seen: NDArray[np.bool_] = field(init=False)
+    train_w: RunningStats = field(init=False)
+    valid_w: RunningStats = field(init=False)
+    train_missing_w: NDArray[np.float64] = field(init=False)
+    valid_missing_w: NDArray[np.float64] = field(init=False)
 
     def __post_init__(self) -> None:
         n = len(self.names)
@@ -170,21 +183,54 @@ class NumericTally:
         self.valid_missing = np.zeros(n, dtype=np.int64)
         self.low, self.high = np.full(n, np.inf), np.full(n, -np.inf)
         self.seen = np.zeros(n, dtype=bool)
+        self.train_w, self.valid_w = RunningStats.empty(n), RunningStats.empty(n)
+        self.train_missing_w, self.valid_missing_w = np.zeros(n), np.zeros(n)
 
     def add(
-        self, columns: NDArray[np.intp], block: NDArray[Any], in_valid: NDArray[np.bool_] | None
+        self,
+        columns: NDArray[np.intp],
+        block: NDArray[Any],
+        in_valid: NDArray[np.bool_] | None,
+        weights: NDArray[np.float64] | None = None,
     ) -> NDArray[np.int64]:
         """Tally ``block`` (rows x ``columns``, any real dtype) a chunk at a time.
 
-        ``in_valid`` flags validation rows (``None``: none). Returns the missing count
-        of each column of the block.
+        ``in_valid`` flags validation rows (``None``: none); ``weights`` are the rows'
+        weights, if any. Returns the missing count of each column of the block.
         """
         missing = np.zeros(len(columns), dtype=np.int64)
         for start in range(0, block.shape[0], CHUNK_ROWS):
             chunk = block[start : start + CHUNK_ROWS]
-            valid = None if in_valid is None else in_valid[start : start + CHUNK_ROWS]
+            part = slice(start, start + CHUNK_ROWS)
+            valid = None if in_valid is None else in_valid[part]
             missing += self._add_chunk(columns, chunk, valid)
+            if weights is not None:
+                self._add_weighted(columns, chunk, valid, weights[part])
         return missing
+
+    def _add_weighted(
+        self,
+        columns: NDArray[np.intp],
+        chunk: NDArray[Any],
+        in_valid: NDArray[np.bool_] | None,
+        w: NDArray[np.float64],
+    ) -> None:
+        """The weighted statistics of a chunk (after :meth:`_add_chunk` set the shift)."""
+        x = np.subtract(chunk, self.shift[columns], dtype=np.float64)
+        extreme = chunk.dtype == np.float64
+        gaps = np.isnan(x)
+        every = RunningStats.of_block(x, extreme=extreme, weights=w)
+        missing = (gaps * w[:, None]).sum(axis=0)
+        if in_valid is None or not in_valid.any():
+            self._merge(self.train_w, columns, every)
+            self.train_missing_w[columns] += missing
+            return
+        held = RunningStats.of_block(x[in_valid], extreme=extreme, weights=w[in_valid])
+        self._merge(self.valid_w, columns, held)
+        self._merge(self.train_w, columns, every.without(held))
+        held_missing = (gaps[in_valid] * w[in_valid, None]).sum(axis=0)
+        self.valid_missing_w[columns] += held_missing
+        self.train_missing_w[columns] += missing - held_missing
 
     def _add_chunk(
         self, columns: NDArray[np.intp], chunk: NDArray[Any], in_valid: NDArray[np.bool_] | None
@@ -241,11 +287,18 @@ class NumericTally:
         # nearby values) and adopt the other's shift where this one has seen nothing.
         self.shift = np.where(self.seen, self.shift, other.shift)
         offset = other.shift - self.shift
-        for mine, theirs in ((self.train, other.train), (self.valid, other.valid)):
+        for mine, theirs in (
+            (self.train, other.train),
+            (self.valid, other.valid),
+            (self.train_w, other.train_w),
+            (self.valid_w, other.valid_w),
+        ):
             mine.merge(replace(theirs, mean=theirs.mean + offset))
         self.seen |= other.seen
         self.train_missing += other.train_missing
         self.valid_missing += other.valid_missing
+        self.train_missing_w += other.train_missing_w
+        self.valid_missing_w += other.valid_missing_w
         self.low, self.high = np.fmin(self.low, other.low), np.fmax(self.high, other.high)
         return self
 
@@ -255,14 +308,20 @@ class NumericTally:
         self.train_missing += self.valid_missing
         self.valid = RunningStats.empty(len(self.names))
         self.valid_missing[:] = 0
+        self.train_w.merge(self.valid_w)
+        self.train_missing_w += self.valid_missing_w
+        self.valid_w = RunningStats.empty(len(self.names))
+        self.valid_missing_w[:] = 0
 
-    def training_stats(self, names: Sequence[str]) -> RunningStats:
-        """The training statistics of ``names``, in the units of the values (no shift)."""
+    def training_stats(self, names: Sequence[str], *, weighted: bool = False) -> RunningStats:
+        """The training statistics of ``names``, in the units of the values (no shift);
+        ``weighted``: the statistics weighted by the rows' weights."""
         index = [self.names.index(n) for n in names]
+        train = self.train_w if weighted else self.train
         per_column = {
-            f.name: np.asarray(getattr(self.train, f.name))[index].copy()
-            for f in fields(self.train)
-            if f.init and isinstance(getattr(self.train, f.name), np.ndarray)
+            f.name: np.asarray(getattr(train, f.name))[index].copy()
+            for f in fields(train)
+            if f.init and isinstance(getattr(train, f.name), np.ndarray)
         }
         stats = RunningStats(**per_column)
         stats.mean = stats.mean + self.shift[index]
@@ -277,12 +336,54 @@ def _first_present(x: NDArray[Any]) -> NDArray[np.float64]:
 
 
 @dataclass
+class WeightTally:
+    """Row weights seen: their sum per label and side, the rows of weight 0 left out, and
+    the range of the positive weights (equal ends: the weights change nothing)."""
+
+    label: str  # how messages name the weights
+    labels: dict[Any, list[float]] = field(default_factory=dict)
+    n_zero: int = 0
+    zero_labels: set[Any] = field(default_factory=set)
+    low: float = math.inf
+    high: float = 0.0
+
+    def merge(self, other: WeightTally) -> WeightTally:
+        """Add ``other`` in place; return ``self``."""
+        for value, (t, v) in other.labels.items():
+            sums = self.labels.setdefault(value, [0.0, 0.0])
+            sums[0] += t
+            sums[1] += v
+        self.n_zero += other.n_zero
+        self.zero_labels |= other.zero_labels
+        self.low, self.high = min(self.low, other.low), max(self.high, other.high)
+        return self
+
+    @property
+    def constant(self) -> bool:
+        """Every kept row has the same weight: a weighted fit is then an unweighted one."""
+        return self.low == self.high
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON facts."""
+        total = sum(t + v for t, v in self.labels.values())
+        return {
+            "weights": self.label,
+            "sum": total,
+            "min": self.low if math.isfinite(self.low) else None,
+            "max": self.high,
+            "zero_weight_rows": self.n_zero,
+        }
+
+
+@dataclass
 class TableSummary:
     """The summary of every row read: columns, numeric tallies, label counts.
 
     ``labels`` maps each target value to its ``[training, validation]`` row counts;
     ``n_dropped`` counts rows skipped for a missing target; ``digest`` (when asked for)
     is a SHA-256 of the rows' values in order, to tell whether two runs saw the same data.
+    ``weights`` tallies the row weights, when a weight column is read (rows of weight 0
+    are skipped like rows without a label: they count nowhere else).
     """
 
     plan: ColumnPlan
@@ -297,11 +398,14 @@ class TableSummary:
     #: summary cover every process).
     local_train: int = 0
     local_valid: int = 0
+    weights: WeightTally | None = None
 
     def merge(self, other: TableSummary) -> TableSummary:
         """Add ``other`` (rows after these) in place; return ``self``."""
         for name, column in other.columns.items():
             self.columns[name].merge(column)
+        if self.weights is not None and other.weights is not None:
+            self.weights.merge(other.weights)
         for value, (t, v) in other.labels.items():
             counts = self.labels.setdefault(value, [0, 0])
             counts[0] += t
@@ -331,6 +435,9 @@ class TableSummary:
         self.numeric.fold_validation_into_training()
         for counts in self.labels.values():
             counts[0], counts[1] = counts[0] + counts[1], 0
+        if self.weights is not None:
+            for sums in self.weights.labels.values():
+                sums[0], sums[1] = sums[0] + sums[1], 0.0
         self.local_train, self.local_valid = self.local_train + self.local_valid, 0
 
     @property
@@ -361,6 +468,7 @@ class Accumulator:
         max_levels: int = MAX_COUNTED_LEVELS,
         max_hashes: int = 1 << 20,
         fingerprint: bool = False,
+        weight_label: str = "the weights",
     ) -> None:
         self.plan = plan
         self.split = split
@@ -369,6 +477,8 @@ class Accumulator:
         self.max_hashes = max_hashes
         columns = {n: ColumnSummary(n, plan.kinds[n]) for n in plan.features}
         self.summary = TableSummary(plan, columns, NumericTally(plan.numeric_candidates))
+        if plan.weight is not None:
+            self.summary.weights = WeightTally(weight_label)
         self._digest = hashlib.sha256() if fingerprint else None
         # Number columns: missing values and 'constant' follow from the numeric tally
         # (NaN count, min == max), with no per-column pandas work.
@@ -378,8 +488,9 @@ class Accumulator:
         """Tally the rows of ``frame``, whose first row is at global position ``start``."""
         plan, summary = self.plan, self.summary
         in_valid = self.split.mask(start, len(frame))
+        weights = None
         if plan.target is not None:
-            frame, in_valid = self._labels(frame, start, in_valid)
+            frame, in_valid, weights = self._labels(frame, start, in_valid)
         if self._digest is not None:
             self._digest.update(str((start, len(frame))).encode())
             self._digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
@@ -389,15 +500,17 @@ class Accumulator:
                 self._add_number_column(col, frame[name])
             else:
                 self._add_column(col, frame[name], start)
-        self._add_numeric(frame, start, in_valid if in_valid.any() else None)
+        self._add_numeric(frame, start, in_valid if in_valid.any() else None, weights)
         summary.n_rows += len(frame)
 
     def _labels(
         self, frame: pd.DataFrame, start: int, in_valid: NDArray[np.bool_]
-    ) -> tuple[pd.DataFrame, NDArray[np.bool_]]:
+    ) -> tuple[pd.DataFrame, NDArray[np.bool_], NDArray[np.float64] | None]:
+        """The rows kept (a label, a weight > 0), their validation flags and weights."""
         target = self.plan.target
         y = frame[target]
         missing = y.isna().to_numpy()
+        positions = np.arange(start, start + len(frame), dtype=np.int64)
         if missing.any():
             # Counted (and, unless they are dropped, refused at the end with the count).
             dropped = start + np.flatnonzero(missing)
@@ -405,6 +518,10 @@ class Accumulator:
             self.summary.first_dropped = [*self.summary.first_dropped, *dropped[:5].tolist()][:5]
             keep = ~missing
             frame, in_valid, y = frame.loc[keep], in_valid[keep], y.loc[keep]
+            positions = positions[keep]
+        weights = None
+        if self.summary.weights is not None:
+            frame, in_valid, y, weights = self._weights(frame, positions, in_valid, y)
         labels = self.summary.labels
         for side, rows in ((0, ~in_valid), (1, in_valid)):
             for value, count in y[rows].value_counts(sort=False).items():
@@ -413,7 +530,34 @@ class Accumulator:
             raise DataError(
                 f"Only binary classification is supported: the target {target!r} has more than {MAX_LABELS} values ({_values_seen(labels)})"
             )
-        return frame, in_valid
+        return frame, in_valid, weights
+
+    def _weights(
+        self,
+        frame: pd.DataFrame,
+        rows: NDArray[np.int64],
+        in_valid: NDArray[np.bool_],
+        y: pd.Series,
+    ) -> tuple[pd.DataFrame, NDArray[np.bool_], pd.Series, NDArray[np.float64]]:
+        """Check the weights of the labelled rows (global positions ``rows``), tally them,
+        and leave out the rows of weight 0."""
+        tally = self.summary.weights
+        assert tally is not None and self.plan.weight is not None
+        w = weight_values(self.plan.weight, frame[self.plan.weight], rows, tally.label)
+        zero = w == 0
+        if zero.any():
+            tally.n_zero += int(zero.sum())
+            tally.zero_labels |= set(y[zero].unique().tolist())
+            keep = ~zero
+            frame, in_valid, y, w = frame.loc[keep], in_valid[keep], y.loc[keep], w[keep]
+        if w.size:
+            tally.low, tally.high = min(tally.low, float(w.min())), max(tally.high, float(w.max()))
+        codes, values = pd.factorize(y, sort=False)
+        for side, mask in ((0, ~in_valid), (1, in_valid)):
+            sums = np.bincount(codes[mask], weights=w[mask], minlength=len(values))
+            for value, total in zip(values, sums, strict=True):
+                tally.labels.setdefault(value, [0.0, 0.0])[side] += float(total)
+        return frame, in_valid, y, w
 
     def _add_number_column(self, col: ColumnSummary, series: pd.Series) -> None:
         """The per-column facts of a number column that the numeric tally does not give."""
@@ -522,7 +666,11 @@ class Accumulator:
         col.levels = counts
 
     def _add_numeric(
-        self, frame: pd.DataFrame, start: int, in_valid: NDArray[np.bool_] | None
+        self,
+        frame: pd.DataFrame,
+        start: int,
+        in_valid: NDArray[np.bool_] | None,
+        weights: NDArray[np.float64] | None = None,
     ) -> None:
         """Tally the numeric candidates: numpy number columns as blocks, others one by one."""
         tally = self.summary.numeric
@@ -541,13 +689,13 @@ class Accumulator:
             block = frame[names].to_numpy(copy=False)
             columns = np.asarray(index, dtype=np.intp)
             self._refuse_infinite(block, names, start)
-            missing = tally.add(columns, block, in_valid)
+            missing = tally.add(columns, block, in_valid, weights)
             self._count_missing(names, missing)
         if others:
             values = np.column_stack(
                 [self._values(self.summary.columns[tally.names[j]], frame, start) for j in others]
             )
-            missing = tally.add(np.asarray(others, dtype=np.intp), values, in_valid)
+            missing = tally.add(np.asarray(others, dtype=np.intp), values, in_valid, weights)
             self._count_missing([tally.names[j] for j in others], missing)
 
     def _count_missing(self, names: Sequence[str], missing: NDArray[np.int64]) -> None:
@@ -596,12 +744,14 @@ def summarise(
     drop_missing_target: bool = False,
     fingerprint: bool = False,
     context: DistributedContext | None = None,
+    weight_label: str = "the weights",
 ) -> TableSummary:
     """Read ``source`` once and summarise every row (merged over processes, in rank order).
 
     With ``context`` (a distributed run) ``source`` is this process's shard; the partial
     summaries of all processes are gathered and merged in rank order, so every process
-    gets the summary of all the rows.
+    gets the summary of all the rows. ``weight_label`` names the weight column of
+    ``plan`` (if any) in messages.
     """
     # Value hashes kept per column to tell ID columns: 1/16 of the budget in all.
     max_hashes = max(1 << 16, budget // 16 // 8 // max(1, len(plan.features)))
@@ -611,8 +761,10 @@ def summarise(
         drop_missing_target=drop_missing_target,
         max_hashes=max_hashes,
         fingerprint=fingerprint,
+        weight_label=weight_label,
     )
-    columns = [c for c in source.columns if c == plan.target or c in plan.features]
+    read = {plan.target, plan.weight}
+    columns = [c for c in source.columns if c in read or c in plan.features]
     # Larger batches than for training: nothing else of size is held during this pass.
     rows = _read_rows(source, columns, budget, share=16)
     for start, frame in source.batches(columns, batch_rows=rows):
@@ -624,7 +776,8 @@ def summarise(
         summary = parts[0]
         for part in parts[1:]:
             summary.merge(part)
-    if summary.n_rows == 0 and not summary.n_dropped:
+    weights = summary.weights
+    if summary.n_rows == 0 and not summary.n_dropped and not (weights and weights.n_zero):
         raise DataError(f"the data in {source.name} has no rows")
     _check_target(summary, drop_missing_target)
     return summary.finish()
@@ -640,8 +793,22 @@ def _check_target(summary: TableSummary, drop_missing: bool) -> None:
         raise DataError(
             f"the target {target!r} is missing on {dropped} row{'s' if dropped > 1 else ''} (first: {first}); fill them in or drop them (--drop-missing-target)"
         )
+    weights = summary.weights
+    if summary.n_rows == 0 and weights is not None and weights.n_zero:
+        raise DataError(
+            f"{weights.label} is zero on every row with a label ({weights.n_zero}); a fit "
+            "needs rows of positive weight"
+        )
     if summary.n_rows == 0:
         raise DataError(f"the target {target!r} is missing on every row")
+    absent = [] if weights is None else sorted(weights.zero_labels - set(summary.labels), key=str)
+    if len(summary.labels) == 1 and absent:
+        # A class whose every row weighs 0 is absent, as if it had no rows.
+        raise DataError(
+            f"Only binary classification is supported: the target {target!r} has one class "
+            f"of positive weight ({_values_seen(summary.labels)}); {weights.label if weights else ''} "
+            f"is zero on every row of class {_values_seen({v: [] for v in absent})[1:-1]}"
+        )
     if len(summary.labels) != 2:
         what = "one class" if len(summary.labels) == 1 else f"{len(summary.labels)} classes"
         raise DataError(
@@ -649,7 +816,7 @@ def _check_target(summary: TableSummary, drop_missing: bool) -> None:
         )
 
 
-def _values_seen(labels: dict[Any, list[int]], limit: int = 10) -> str:
+def _values_seen(labels: dict[Any, Any], limit: int = 10) -> str:
     values = sorted(labels, key=str)
     shown = repr([v.item() if isinstance(v, np.generic) else v for v in values[:limit]])
     return shown[:-1] + ", ...]" if len(values) > limit else shown

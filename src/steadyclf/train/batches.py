@@ -13,6 +13,11 @@ network's :class:`~steadyclf.nn.modules.InputEncoder` (:class:`BatchEncoder`). T
   validation rows are collected during the first epoch. For files larger than the budget.
 
 Both offer :meth:`epoch`, so one trainer (:mod:`steadyclf.train.trainer`) runs either.
+
+A batch is ``(features, labels, weights)``: ``weights`` is ``None`` unless rows are
+weighted (:class:`RowWeighting`: a weight column read with the rows, class weights, or
+both), then a float32 loss weight per row that travels with it through every block,
+permutation and buffer.
 """
 
 from __future__ import annotations
@@ -37,23 +42,30 @@ if TYPE_CHECKING:
     from ..schema.encoder import TabularEncoder
 
 __all__ = [
+    "Batch",
     "BatchEncoder",
     "BatchSource",
     "EncodedRows",
     "Epoch",
     "InMemoryBatches",
+    "RowWeighting",
     "ShuffleBuffer",
     "StreamedBatches",
     "encode_rows",
 ]
 
+#: Features, 0/1 labels and loss weights (``None``: every row weighs 1).
+Batch = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]
+
 
 @dataclass
 class Epoch:
-    """One pass of a batch source: the batches, and their labels in order if known."""
+    """One pass of a batch source: the batches, and their labels (and loss weights) in
+    order if known."""
 
-    batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
+    batches: Iterator[Batch]
     labels: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
 
 
 class BatchSource(Protocol):
@@ -76,22 +88,26 @@ class BatchSource(Protocol):
 
 
 class EncodedRows:
-    """Encoded rows (float32 features and 0/1 labels) in one growing block on the device.
+    """Encoded rows (float32 features, 0/1 labels and, if ``weighted``, loss weights) in
+    one growing block on the device.
 
     One block rather than a list of small chunks: small tensors kept alive while large
     temporaries come and go fragment the C heap, which showed as the process's memory
     growing through the first epoch.
     """
 
-    def __init__(self, width: int, capacity: int, device: torch.device) -> None:
+    def __init__(
+        self, width: int, capacity: int, device: torch.device, *, weighted: bool = False
+    ) -> None:
         self._x = torch.empty((max(capacity, 1), width), dtype=torch.float32, device=device)
         self._y = torch.empty(max(capacity, 1), dtype=torch.float32, device=device)
+        self._w = torch.empty_like(self._y) if weighted else None
         self.n_rows = 0
         self.complete = False
         #: The global position of each row, when kept (rows encoded once, in memory).
         self.positions: list[NDArray[np.int64]] = []
 
-    def reserve(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def reserve(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Room for ``n`` more rows, as views to write into (counted as added)."""
         end = self.n_rows + n
         if end > self._x.shape[0]:  # grows by half when full, which the estimate avoids
@@ -99,16 +115,24 @@ class EncodedRows:
             x = self._x.new_empty((size, self._x.shape[1]))
             y = self._y.new_empty(size)
             x[: self.n_rows], y[: self.n_rows] = self._x[: self.n_rows], self._y[: self.n_rows]
+            if self._w is not None:
+                w = self._w.new_empty(size)
+                w[: self.n_rows] = self._w[: self.n_rows]
+                self._w = w
             self._x, self._y = x, y
-        views = self._x[self.n_rows : end], self._y[self.n_rows : end]
+        w_view = None if self._w is None else self._w[self.n_rows : end]
+        views = self._x[self.n_rows : end], self._y[self.n_rows : end], w_view
         self.n_rows = end
         return views
 
-    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Append rows."""
-        xs, ys = self.reserve(int(x.shape[0]))
+    def add(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None) -> None:
+        """Append rows (with their loss weights when the block is weighted)."""
+        xs, ys, ws = self.reserve(int(x.shape[0]))
         xs.copy_(x)
         ys.copy_(y)
+        if ws is not None:
+            assert w is not None, "weighted rows need their weights"
+            ws.copy_(w)
 
     @property
     def x(self) -> torch.Tensor:
@@ -119,6 +143,66 @@ class EncodedRows:
     def y(self) -> torch.Tensor:
         """The labels."""
         return self._y[: self.n_rows]
+
+    @property
+    def w(self) -> torch.Tensor | None:
+        """The loss weights (``None``: unweighted)."""
+        return None if self._w is None else self._w[: self.n_rows]
+
+
+@dataclass(frozen=True)
+class RowWeighting:
+    """How much each row weighs in the loss: its weight (column ``column``, if any) times
+    the weight of its class (``class_weight``), times ``scale``.
+
+    ``scale`` is one over the mean of those products on the training rows, so that the
+    loss keeps the size of a mean over rows: the learning rate and the weight decay mean
+    what they mean without weights, and a full-batch step on rows weighted ``k`` is the
+    step on the rows repeated ``k`` times. Rows of weight 0 are always left out; with
+    ``use_column`` false (the other weights are all equal) the column does nothing else.
+    """
+
+    column: str | None
+    label: str
+    class_weight: tuple[float, float] | None
+    scale: float
+    use_column: bool = True
+
+    @property
+    def by_row(self) -> bool:
+        """Whether the rows' own weights count (beyond leaving rows of weight 0 out)."""
+        return self.column is not None and self.use_column
+
+    @property
+    def active(self) -> bool:
+        """Whether rows get loss weights at all (else they only leave rows out)."""
+        return self.by_row or self.class_weight is not None
+
+    def weights(
+        self, frame: pd.DataFrame, y: NDArray[np.float32], rows: NDArray[np.int64]
+    ) -> NDArray[np.float32]:
+        """Loss weights of the rows of ``frame`` (labels ``y``, global positions ``rows``)."""
+        from ..schema.weights import weight_values
+
+        w = (
+            weight_values(self.column, frame[self.column], rows, self.label)
+            if self.by_row and self.column is not None
+            else np.ones(len(y))
+        )
+        if self.class_weight is not None:
+            w = w * np.where(y > 0.5, self.class_weight[1], self.class_weight[0])
+        return np.asarray(w * self.scale, dtype=np.float32)
+
+    def given(self, w: NDArray[np.floating], y: NDArray[np.floating]) -> NDArray[np.float64]:
+        """The weights as given (the column's), from loss weights: what metrics weigh by.
+
+        Loss weights are float32, so these are too (rounded back to float32: an integer
+        weight comes back as that integer, not 2.99999994).
+        """
+        out = np.asarray(w, dtype=np.float64) / self.scale
+        if self.class_weight is not None:
+            out = out / np.where(y > 0.5, self.class_weight[1], self.class_weight[0])
+        return out.astype(np.float32).astype(np.float64)
 
 
 class BatchEncoder:
@@ -136,6 +220,8 @@ class BatchEncoder:
         The target values that mean 0 and 1.
     split : SplitRule
         Which rows are held out for validation.
+    weighting : RowWeighting, optional
+        The rows' loss weights; rows of weight 0 are left out, as rows without a label.
     """
 
     def __init__(
@@ -146,6 +232,7 @@ class BatchEncoder:
         label_values: Sequence[Any],
         split: SplitRule,
         device: torch.device,
+        weighting: RowWeighting | None = None,
     ) -> None:
         self.encoder = encoder
         self.inputs = inputs
@@ -153,7 +240,9 @@ class BatchEncoder:
         self.label_values = list(label_values)
         self.split = split
         self.device = device
-        self.columns = [*encoder.input_columns, target]
+        self.weighting = weighting
+        weight = None if weighting is None else weighting.column
+        self.columns = [*encoder.input_columns, target, *([weight] if weight else [])]
         self.nan_free = not encoder.has_missing
         #: Out-of-fold target statistics of training rows (set once counted), and the
         #: seed of their folds: see :mod:`steadyclf.schema.target_stats`.
@@ -168,11 +257,14 @@ class BatchEncoder:
     def rows(
         self, start: int, frame: pd.DataFrame
     ) -> tuple[pd.DataFrame, NDArray[np.bool_], NDArray[np.int64]]:
-        """``frame`` without rows whose target is missing (dropped), their validation
-        flags and their global positions."""
+        """``frame`` without rows whose target is missing or whose weight is 0 (dropped),
+        their validation flags and their global positions."""
         positions = np.arange(start, start + len(frame), dtype=np.int64)
         in_valid = self.split.mask(start, len(frame))
         present = frame[self.target].notna().to_numpy()
+        column = None if self.weighting is None else self.weighting.column
+        if column is not None:  # the weights were checked when the rows were summarised
+            present = present & (pd.to_numeric(frame[column], errors="coerce").to_numpy() > 0)
         if not present.all():
             frame, in_valid, positions = frame.loc[present], in_valid[present], positions[present]
         return frame, in_valid, positions
@@ -197,18 +289,37 @@ class BatchEncoder:
             )
         return np.asarray(codes.to_numpy(dtype=np.float32), dtype=np.float32)
 
+    def weights(
+        self, frame: pd.DataFrame, y: NDArray[np.float32], positions: NDArray[np.int64]
+    ) -> NDArray[np.float32] | None:
+        """Loss weights of kept rows (``None`` when rows are not weighted)."""
+        if self.weighting is None or not self.weighting.active:
+            return None
+        return self.weighting.weights(frame, y, positions)
+
     @torch.no_grad()
     def encode(
         self, start: int, frame: pd.DataFrame
-    ) -> tuple[torch.Tensor, torch.Tensor, NDArray[np.bool_], NDArray[np.int64]]:
-        """Features, labels, validation flags and positions of the kept rows of ``frame``."""
+    ) -> tuple[
+        torch.Tensor, torch.Tensor, torch.Tensor | None, NDArray[np.bool_], NDArray[np.int64]
+    ]:
+        """Features, labels, loss weights (or ``None``), validation flags and positions of
+        the kept rows of ``frame``."""
         frame, in_valid, positions = self.rows(start, frame)
         x_num, x_cat = self.raw(start, frame)
         out = torch.empty((len(frame), self.width), dtype=torch.float32, device=self.device)
         self.inputs.encode(x_num, x_cat, out, nan_free=self.nan_free)
         self.out_of_fold(out, x_cat, positions, np.flatnonzero(~in_valid))
-        y = torch.from_numpy(self.labels(frame[self.target])).to(self.device)
-        return out, y, in_valid, positions
+        labels = self.labels(frame[self.target])
+        y = torch.from_numpy(labels).to(self.device)
+        w = self.weights(frame, labels, positions)
+        return (
+            out,
+            y,
+            None if w is None else torch.from_numpy(w).to(self.device),
+            in_valid,
+            positions,
+        )
 
     def out_of_fold(
         self,
@@ -241,17 +352,19 @@ def encode_rows(
     copy (a table in memory is one batch; its raw numbers may be a view of the caller's).
     """
     device = encoder.device
-    train = EncodedRows(encoder.width, n_train, device)
-    valid = EncodedRows(encoder.width, n_valid, device) if n_valid else None
+    weighted = encoder.weighting is not None and encoder.weighting.active
+    train = EncodedRows(encoder.width, n_train, device, weighted=weighted)
+    valid = EncodedRows(encoder.width, n_valid, device, weighted=weighted) if n_valid else None
     for start, frame in source.batches(encoder.columns, batch_rows=read_rows):
         kept, in_valid, positions = encoder.rows(start, frame)
         x_num, x_cat = encoder.raw(start, kept)
         y = encoder.labels(kept[encoder.target])
+        w = encoder.weights(kept, y, positions)
         for block, rows in ((train, ~in_valid), (valid, in_valid)):
             index = np.flatnonzero(rows)
             if block is None or not index.size:
                 continue
-            xs, ys = block.reserve(index.size)
+            xs, ys, ws = block.reserve(index.size)
             block.positions.append(positions[index])
             every = index.size == len(kept)
             encoder.inputs.encode(
@@ -261,6 +374,8 @@ def encode_rows(
                 written = np.arange(index.size, dtype=np.intp)
                 encoder.out_of_fold(xs, x_cat, positions, index, written)
             ys.copy_(torch.from_numpy(np.array(y if every else y[index], dtype=np.float32)))
+            if ws is not None and w is not None:
+                ws.copy_(torch.from_numpy(np.array(w if every else w[index], dtype=np.float32)))
     train.complete = True
     if valid is not None:
         valid.complete = True
@@ -283,9 +398,12 @@ class InMemoryBatches:
         *,
         max_steps: int | None = None,
         positions: NDArray[np.int64] | None = None,
+        w: torch.Tensor | None = None,
     ) -> None:
         self.x = x
         self.y = y
+        #: Loss weights (``None``: unweighted), gathered with the labels each epoch.
+        self.w = w
         #: The global position of each row (for folds fixed by the rows, not their order).
         self.positions = positions
         n = int(x.shape[0])
@@ -293,6 +411,7 @@ class InMemoryBatches:
         self._max_steps = max_steps
         self._order: torch.Tensor | None = None
         self._labels: torch.Tensor | None = None
+        self._weights: torch.Tensor | None = None
 
     @property
     def n_rows(self) -> int:
@@ -319,7 +438,7 @@ class InMemoryBatches:
     def epoch(self, generator: torch.Generator) -> Epoch:
         """The batches of one epoch, in a fresh random order."""
         if self.full_batch:
-            return Epoch(iter([(self.x, self.y)]), self.y)
+            return Epoch(iter([(self.x, self.y, self.w)]), self.y, self.w)
         n = self.n_rows
         # int32 indices (half the memory of int64) while the rows fit in them; the buffers
         # are kept from epoch to epoch (row-sized temporaries fragment the heap).
@@ -327,17 +446,22 @@ class InMemoryBatches:
         if self._order is None or self._order.dtype != index_dtype:
             self._order = torch.empty(n, dtype=index_dtype)
             self._labels = torch.empty_like(self.y)
+            self._weights = None if self.w is None else torch.empty_like(self.w)
         assert self._labels is not None
         order = torch.randperm(n, generator=generator, out=self._order).to(self.x.device)
         labels = torch.index_select(self.y, 0, order, out=self._labels)
+        weights = None
+        if self.w is not None and self._weights is not None:
+            weights = torch.index_select(self.w, 0, order, out=self._weights)
         bs = self._batch
 
-        def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        def batches() -> Iterator[Batch]:
             for start in range(0, min(n, self.steps * bs), bs):
                 stop = min(start + bs, n)
-                yield self.x.index_select(0, order[start:stop]), labels[start:stop]
+                wb = None if weights is None else weights[start:stop]
+                yield self.x.index_select(0, order[start:stop]), labels[start:stop], wb
 
-        return Epoch(batches(), labels)
+        return Epoch(batches(), labels, weights)
 
 
 class ShuffleBuffer:
@@ -360,39 +484,49 @@ class ShuffleBuffer:
         self.size = 0
         self._x: torch.Tensor | None = None  # rows held, then room for one more chunk
         self._y: torch.Tensor | None = None
+        self._w: torch.Tensor | None = None  # loss weights, when rows are weighted
         self._px: torch.Tensor | None = None  # the permuted rows being emitted
         self._py: torch.Tensor | None = None
+        self._pw: torch.Tensor | None = None
 
-    def push(self, x: torch.Tensor, y: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Add rows; yield the batches that leave the buffer."""
+    def push(
+        self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None
+    ) -> Iterator[Batch]:
+        """Add rows (with their loss weights, if any); yield the batches that leave."""
         n = int(x.shape[0])
         if n:
-            self._reserve(x, y, self.size + n)
+            self._reserve(x, y, w, self.size + n)
             assert self._x is not None and self._y is not None
             self._x[self.size : self.size + n] = x
             self._y[self.size : self.size + n] = y
+            if self._w is not None and w is not None:
+                self._w[self.size : self.size + n] = w
             self.size += n
         if self.size >= self.capacity:
             yield from self._emit(keep=self.capacity // 2)
 
-    def drain(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def drain(self) -> Iterator[Batch]:
         """Yield every row left, the last batch possibly smaller."""
         yield from self._emit(keep=0)
 
-    def _reserve(self, x: torch.Tensor, y: torch.Tensor, rows: int) -> None:
+    def _reserve(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, rows: int) -> None:
         if self._x is not None and self._y is not None and rows <= self._x.shape[0]:
             return
         # Room for the buffer plus a chunk as large as the one that did not fit.
         size = max(rows, self.capacity + int(x.shape[0]))
-        old_x, old_y = self._x, self._y
+        old_x, old_y, old_w = self._x, self._y, self._w
         self._x = x.new_empty((size, *x.shape[1:]))
         self._y = y.new_empty((size, *y.shape[1:]))
         self._px, self._py = torch.empty_like(self._x), torch.empty_like(self._y)
+        if w is not None:
+            self._w, self._pw = w.new_empty(size), w.new_empty(size)
         if old_x is not None and old_y is not None and self.size:
             self._x[: self.size] = old_x[: self.size]
             self._y[: self.size] = old_y[: self.size]
+            if old_w is not None and self._w is not None:
+                self._w[: self.size] = old_w[: self.size]
 
-    def _emit(self, keep: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _emit(self, keep: int) -> Iterator[Batch]:
         if not self.size:
             return
         assert self._x is not None and self._y is not None
@@ -402,15 +536,20 @@ class ShuffleBuffer:
         px, py = self._px[:size], self._py[:size]
         torch.index_select(self._x[:size], 0, order, out=px)
         torch.index_select(self._y[:size], 0, order, out=py)
+        pw = None
+        if self._w is not None and self._pw is not None:
+            pw = torch.index_select(self._w[:size], 0, order, out=self._pw[:size])
         n_out = size if keep == 0 else (size - keep) // bs * bs
         # The rows that stay move to the front of the held block; the batches are views
         # of the permuted block, which is only rewritten at the next emission.
         self._x[: size - n_out] = px[n_out:]
         self._y[: size - n_out] = py[n_out:]
+        if pw is not None and self._w is not None:
+            self._w[: size - n_out] = pw[n_out:]
         self.size = size - n_out
         for start in range(0, n_out, bs):
             stop = min(start + bs, n_out)
-            yield px[start:stop], py[start:stop]
+            yield px[start:stop], py[start:stop], None if pw is None else pw[start:stop]
 
 
 class StreamedBatches:
@@ -460,25 +599,27 @@ class StreamedBatches:
         """Steps per epoch."""
         return self._steps
 
-    def sample(self, n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(self, n_rows: int) -> Batch:
         """The first ``n_rows`` training rows in file order (for the learning-rate range
         test and the stall detector's saturation check), read from the first pieces only."""
-        xs, ys, held = [], [], 0
+        xs, ys, ws, held = [], [], [], 0
         for start, frame in self.source.batches(self.encoder.columns, batch_rows=self.read_rows):
-            x, y, in_valid, _ = self.encoder.encode(start, frame)
+            x, y, w, in_valid, _ = self.encoder.encode(start, frame)
             index = torch.from_numpy(np.flatnonzero(~in_valid)[: n_rows - held]).to(x.device)
             xs.append(x.index_select(0, index))
             ys.append(y.index_select(0, index))
+            if w is not None:
+                ws.append(w.index_select(0, index))
             held += int(index.numel())
             if held >= n_rows:
                 break
-        return torch.cat(xs), torch.cat(ys)
+        return torch.cat(xs), torch.cat(ys), torch.cat(ws) if ws else None
 
     def epoch(self, generator: torch.Generator) -> Epoch:
         """This epoch's ``steps`` mini-batches (reading on for validation rows if needed)."""
         return Epoch(self._batches(generator))
 
-    def _batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _batches(self, generator: torch.Generator) -> Iterator[Batch]:
         order = torch.randperm(len(self.source.pieces), generator=generator).tolist()
         buffer = ShuffleBuffer(self.buffer_rows, self._batch, generator)
         valid = self.validation
@@ -488,13 +629,13 @@ class StreamedBatches:
         for start, frame in batches:
             if emitted >= self._steps and not collect:
                 break
-            x, y, in_valid, positions = self.encoder.encode(start, frame)
+            x, y, w, in_valid, positions = self.encoder.encode(start, frame)
             if collect and valid is not None:
                 keep = in_valid & (row_uniform(positions, ~self.seed) < self.validation_keep)
-                valid.add(*_rows(x, y, keep))
+                valid.add(*_rows(x, y, w, keep))
             if emitted >= self._steps:
                 continue
-            for batch in buffer.push(*_rows(x, y, ~in_valid)):
+            for batch in buffer.push(*_rows(x, y, w, ~in_valid)):
                 if emitted < self._steps:
                     emitted += 1
                     yield batch
@@ -508,7 +649,8 @@ class StreamedBatches:
 
 
 def _rows(
-    x: torch.Tensor, y: torch.Tensor, mask: NDArray[np.bool_]
-) -> tuple[torch.Tensor, torch.Tensor]:
+    x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, mask: NDArray[np.bool_]
+) -> Batch:
     index = torch.from_numpy(np.flatnonzero(mask)).to(x.device)
-    return x.index_select(0, index), y.index_select(0, index)
+    kept_w = None if w is None else w.index_select(0, index)
+    return x.index_select(0, index), y.index_select(0, index), kept_w

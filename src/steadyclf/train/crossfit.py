@@ -27,7 +27,7 @@ from torch import nn
 from ..exceptions import TrainingDivergedError
 from ..schema.split import row_uniform
 from .batches import InMemoryBatches
-from .trainer import Callback, EpochRecord, TrainConfig, Trainer
+from .trainer import Callback, EpochRecord, TrainConfig, Trainer, weighted_loss
 
 __all__ = ["CrossFit", "cross_fit", "stratified_folds"]
 
@@ -73,9 +73,13 @@ def cross_fit(
     config: TrainConfig,
     weight_decays: Sequence[float],
     callbacks: Callable[[int, int], Sequence[Callback]] = lambda member, candidate: (),
+    w: torch.Tensor | None = None,
 ) -> CrossFit:
     """Train ``bodies[j]`` on the rows outside fold ``j``, for each weight decay candidate,
     and keep the members of the candidate with the lowest out-of-fold log loss.
+
+    ``w`` are the rows' loss weights, if any: in the members' training and stopping, and
+    in the out-of-fold log loss that chooses the weight decay.
 
     ``callbacks(member, candidate)`` gives the callbacks of one run. Every candidate starts
     from the same initial weights, so the choice compares the penalties, not the draws.
@@ -111,9 +115,10 @@ def cross_fit(
                 callbacks=tuple(callbacks(member, candidate)),
             )
             trainer = Trainer(body, cfg)
-            train = InMemoryBatches(x[kept], y[kept], cfg.batch_size)
+            w_kept, w_held = (None, None) if w is None else (w[kept], w[held])
+            train = InMemoryBatches(x[kept], y[kept], cfg.batch_size, w=w_kept)
             try:
-                trainer.fit(train, (x[held], y[held]))
+                trainer.fit(train, (x[held], y[held], w_held))
             except TrainingDivergedError as exc:
                 error, diverged = error or exc, True
             with torch.no_grad():
@@ -124,7 +129,9 @@ def cross_fit(
             states.append(copy.deepcopy(body.state_dict()))
         with torch.no_grad():
             logits = torch.from_numpy(oof).to(device=x.device, dtype=y.dtype)
-            loss = float(loss_fn(logits, y))
+            loss = float(weighted_loss(logits, y, w, loss_fn))
+            if w is not None:  # mean(w * loss) -> the weighted mean
+                loss /= float(w.double().mean())
         loss = loss if math.isfinite(loss) else math.inf
         result = CrossFit(decay, oof, histories, epochs)
         if diverged:

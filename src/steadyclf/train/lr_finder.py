@@ -26,6 +26,7 @@ from torch import nn
 
 from ..exceptions import ParameterError, TrainingDivergedError
 from ..nn.optim import make_optimizer
+from .trainer import weighted_loss
 
 __all__ = ["LRFinderResult", "find_lr"]
 
@@ -92,6 +93,7 @@ def find_lr(
     optimizer: str = "adam",
     batch_size: int | None = None,
     pos_weight: float | None = None,
+    w: torch.Tensor | None = None,
     min_lr: float = 1e-6,
     max_lr: float = 1.0,
     steps: int = 100,
@@ -112,6 +114,8 @@ def find_lr(
         Rows per step; ``None`` for full-batch steps.
     pos_weight : float or None
         Positive-class weight of the loss, as in training.
+    w : Tensor or None
+        Loss weights of the rows, as in training.
     min_lr, max_lr : float
         Range of the test; the rate grows geometrically between them.
     steps : int
@@ -150,8 +154,8 @@ def find_lr(
         lr = min_lr * ratio**step
         for group in opt.param_groups:
             group["lr"] = lr
-        xb, yb = _batch(x, y, batch_size, generator)
-        loss = loss_fn(model(xb).reshape(-1), yb)
+        xb, yb, wb = _batch(x, y, w, batch_size, generator)
+        loss = weighted_loss(model(xb).reshape(-1), yb, wb, loss_fn)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -199,13 +203,18 @@ def _check_range(min_lr: float, max_lr: float, steps: int, beta: float) -> None:
 
 
 def _batch(
-    x: torch.Tensor, y: torch.Tensor, batch_size: int | None, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
+    x: torch.Tensor,
+    y: torch.Tensor,
+    w: torch.Tensor | None,
+    batch_size: int | None,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     n = x.shape[0]
     if batch_size is None or batch_size >= n:
-        return x, y
+        return x, y, w
     rows = torch.randint(0, n, (batch_size,), generator=generator).to(x.device)
-    return x.index_select(0, rows), y.index_select(0, rows)
+    wb = None if w is None else w.index_select(0, rows)
+    return x.index_select(0, rows), y.index_select(0, rows), wb
 
 
 def _suggest(

@@ -12,6 +12,10 @@ are computed once per epoch from it (summed over processes in a distributed run)
 Early stopping and the plateau schedule judge the validation loss at the end of each
 epoch and, when ``TrainConfig.check_every`` is set (very large data), also between steps
 inside it; ``patience`` counts these checks.
+
+Rows may carry loss weights (:mod:`steadyclf.train.batches`): a step then minimises
+``mean(w * loss)`` over the batch, and the epoch's loss and accuracy (training and
+validation, hence early stopping) are means weighted by ``w``.
 """
 
 from __future__ import annotations
@@ -26,17 +30,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional
 
 from ..exceptions import TrainingDivergedError
 from ..nn.optim import LeanAdamStep, make_optimizer, make_scheduler
 from ..nn.step import FusedMLP
 from ..nn.threads import intra_op_threads, threads_for
-from .batches import BatchSource, EncodedRows, InMemoryBatches
+from .batches import Batch, BatchSource, EncodedRows, InMemoryBatches
 
 if TYPE_CHECKING:
     from .distributed import DistributedContext
 
-__all__ = ["Callback", "EpochRecord", "StopTraining", "TrainConfig", "Trainer"]
+__all__ = ["Callback", "EpochRecord", "StopTraining", "TrainConfig", "Trainer", "weighted_loss"]
 
 EpochRecord = dict[str, Any]
 
@@ -93,18 +98,55 @@ class TrainConfig:
 
 
 def _loss_and_accuracy(
-    logits: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module, chunk_rows: int = 1 << 16
-) -> tuple[float, float]:
-    """Summed loss and number of correct predictions, chunk by chunk (no row-sized
-    temporaries)."""
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: nn.BCEWithLogitsLoss,
+    chunk_rows: int = 1 << 16,
+    w: torch.Tensor | None = None,
+) -> tuple[float, float, float]:
+    """Summed loss, correct predictions and rows, chunk by chunk (no row-sized
+    temporaries); with row weights ``w``, each row counts ``w`` times in all three."""
     n = logits.shape[0]
+    if w is not None:
+        return _weighted_loss_and_accuracy(logits, y, w, loss_fn, chunk_rows)
     total = torch.zeros((), dtype=torch.float64, device=logits.device)
     correct = torch.zeros((), dtype=torch.int64, device=logits.device)
     for start in range(0, n, chunk_rows):
         lb, yb = logits[start : start + chunk_rows], y[start : start + chunk_rows]
         total += loss_fn(lb, yb).double() * lb.shape[0]
         correct += ((lb > 0) == (yb > 0.5)).sum()
-    return float(total), float(correct)
+    return float(total), float(correct), float(n)
+
+
+def _weighted_loss_and_accuracy(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    w: torch.Tensor,
+    loss_fn: nn.BCEWithLogitsLoss,
+    chunk_rows: int,
+) -> tuple[float, float, float]:
+    total = torch.zeros((), dtype=torch.float64, device=logits.device)
+    correct = torch.zeros((), dtype=torch.float64, device=logits.device)
+    for start in range(0, logits.shape[0], chunk_rows):
+        part = slice(start, start + chunk_rows)
+        lb, yb, wb = logits[part], y[part], w[part]
+        losses = functional.binary_cross_entropy_with_logits(
+            lb, yb, pos_weight=loss_fn.pos_weight, reduction="none"
+        )
+        total += torch.dot(losses.double(), wb.double())
+        correct += wb.double()[(lb > 0) == (yb > 0.5)].sum()
+    return float(total), float(correct), float(w.double().sum())
+
+
+def weighted_loss(
+    logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, loss_fn: nn.BCEWithLogitsLoss
+) -> torch.Tensor:
+    """The mean loss of a batch, ``mean(w * loss)`` with row weights ``w``."""
+    if w is None:
+        return loss_fn(logits, y)
+    return functional.binary_cross_entropy_with_logits(
+        logits, y, weight=w, pos_weight=loss_fn.pos_weight
+    )
 
 
 def _finite_params(module: nn.Module) -> bool:
@@ -112,12 +154,13 @@ def _finite_params(module: nn.Module) -> bool:
 
 
 def _as_rows(data: Any) -> EncodedRows:
-    """Validation rows: :class:`EncodedRows`, or a tuple of feature and label tensors."""
+    """Validation rows: :class:`EncodedRows`, or a tuple of feature and label tensors
+    (and loss weights)."""
     if isinstance(data, EncodedRows):
         return data
-    x, y = data
-    rows = EncodedRows(int(x.shape[1]), int(x.shape[0]), x.device)
-    rows.add(x, y)
+    x, y, w = (*data, None) if len(data) == 2 else data
+    rows = EncodedRows(int(x.shape[1]), int(x.shape[0]), x.device, weighted=w is not None)
+    rows.add(x, y, w)
     rows.complete = True
     return rows
 
@@ -178,15 +221,22 @@ class Trainer:
             buffer = self._buffers[name] = torch.empty(n, dtype=dtype, device=device)
         return buffer[:n]
 
-    def _train_step(self, xb: torch.Tensor, yb: torch.Tensor, loss_fn: nn.Module) -> torch.Tensor:
-        """One optimizer step on a batch; returns the batch's logits before the step."""
+    def _train_step(
+        self,
+        xb: torch.Tensor,
+        yb: torch.Tensor,
+        wb: torch.Tensor | None,
+        loss_fn: nn.BCEWithLogitsLoss,
+    ) -> torch.Tensor:
+        """One optimizer step on a batch (row weights ``wb``, if any); returns the batch's
+        logits before the step."""
         assert self.optimizer is not None
         if self._fused is not None:
-            logits = self._fused.forward_backward(xb, yb)
+            logits = self._fused.forward_backward(xb, yb, wb)
         else:
             self.optimizer.zero_grad(set_to_none=True)
             logits = self._step_module(xb).reshape(-1)
-            loss_fn(logits, yb).backward()
+            weighted_loss(logits, yb, wb, loss_fn).backward()
             logits = logits.detach()
         if self._lean_step is not None:
             self._lean_step()
@@ -198,10 +248,11 @@ class Trainer:
         self,
         source: BatchSource,
         generator: torch.Generator,
-        loss_fn: nn.Module,
+        loss_fn: nn.BCEWithLogitsLoss,
         check: Callable[[], bool] | None = None,
     ) -> tuple[float, float]:
-        """One pass over the training batches; returns mean loss and accuracy.
+        """One pass over the training batches; returns mean loss and accuracy (weighted
+        by the rows' loss weights, if any).
 
         Each batch's logits, computed for the step, are kept in one buffer, from which
         loss and accuracy are computed once at the end (over every process). ``check``
@@ -218,14 +269,19 @@ class Trainer:
         labels = epoch.labels
         if labels is None:
             labels = self._buffer("y", n, weight.dtype, weight.device)
+        weights = epoch.weights
         per_batch_schedule = self.config.schedule == "onecycle" and self.scheduler is not None
         every = self.config.check_every if check is not None else None
         done = 0
-        for steps, (xb, yb) in enumerate(epoch.batches, start=1):
+        for steps, (xb, yb, wb) in enumerate(epoch.batches, start=1):
             stop = done + int(yb.shape[0])
-            logits[done:stop] = self._train_step(xb, yb, loss_fn)
+            logits[done:stop] = self._train_step(xb, yb, wb, loss_fn)
             if epoch.labels is None:
                 labels[done:stop] = yb
+            if wb is not None and epoch.weights is None:  # streamed: kept as they come
+                if weights is None:
+                    weights = self._buffer("w", n, weight.dtype, weight.device)
+                weights[done:stop] = wb
             done = stop
             if per_batch_schedule:
                 self._step_onecycle()
@@ -234,14 +290,16 @@ class Trainer:
                 if check():
                     break
         with torch.no_grad():
-            return self._means(*_loss_and_accuracy(logits[:done], labels[:done], loss_fn), done)
+            rows = weights[:done] if weights is not None else None
+            return self._means(*_loss_and_accuracy(logits[:done], labels[:done], loss_fn, w=rows))
 
-    def _means(self, loss_sum: float, correct: float, n: int) -> tuple[float, float]:
-        """Mean loss and accuracy, over every process in a distributed run."""
+    def _means(self, loss_sum: float, correct: float, n: float) -> tuple[float, float]:
+        """Mean loss and accuracy, over every process in a distributed run (``n``: the
+        rows, or the sum of their weights)."""
         totals = np.array([loss_sum, correct, float(n)])
         if self.context is not None:
             totals = self.context.all_reduce_sum(totals)
-        rows = max(float(totals[2]), 1.0)
+        rows = float(totals[2]) if totals[2] > 0 else 1.0
         return float(totals[0]) / rows, float(totals[1]) / rows
 
     def _step_onecycle(self) -> None:
@@ -251,9 +309,10 @@ class Trainer:
 
     @torch.inference_mode()
     def evaluate(
-        self, data: EncodedRows, loss_fn: nn.Module, batch_rows: int = 1 << 13
+        self, data: EncodedRows, loss_fn: nn.BCEWithLogitsLoss, batch_rows: int = 1 << 13
     ) -> tuple[float, float]:
-        """Mean loss and accuracy on ``data`` in eval mode (over every process)."""
+        """Mean loss and accuracy on ``data`` in eval mode (over every process), weighted
+        by the rows' loss weights if any."""
         self.module.eval()
         x = data.x
         n = int(x.shape[0])
@@ -264,7 +323,7 @@ class Trainer:
                 self._fused.forward_into(xb, logits[start : start + batch_rows])
             else:
                 logits[start : start + batch_rows] = self.module(xb).reshape(-1)
-        return self._means(*_loss_and_accuracy(logits, data.y, loss_fn), n)
+        return self._means(*_loss_and_accuracy(logits, data.y, loss_fn, w=data.w))
 
     # -- the run ---------------------------------------------------------------------------
     def _lr(self) -> float:
@@ -347,18 +406,20 @@ class Trainer:
 
     def fit(
         self,
-        train: BatchSource | tuple[torch.Tensor, torch.Tensor],
-        valid: EncodedRows | tuple[torch.Tensor, torch.Tensor] | None = None,
+        train: BatchSource | tuple[torch.Tensor, ...],
+        valid: EncodedRows | tuple[torch.Tensor, ...] | Batch | None = None,
     ) -> Trainer:
         """Run the training loop; returns ``self``. ``history`` holds one row per epoch.
 
-        ``train`` is a batch source (or feature and label tensors, trained with
-        ``config.batch_size``); ``valid`` the validation rows, if any (streamed data fills
-        them during the first epoch).
+        ``train`` is a batch source (or feature and label tensors, and optionally loss
+        weights, trained with ``config.batch_size``); ``valid`` the validation rows, if
+        any (streamed data fills them during the first epoch).
         """
         cfg = self.config
         source: BatchSource = (
-            InMemoryBatches(*train, cfg.batch_size) if isinstance(train, tuple) else train
+            InMemoryBatches(train[0], train[1], cfg.batch_size, w=(train[2:] or (None,))[0])
+            if isinstance(train, tuple)
+            else train
         )
         valid_rows = None if valid is None else _as_rows(valid)
         device = next(self.module.parameters()).device
@@ -401,7 +462,7 @@ class Trainer:
         train_data: BatchSource,
         valid_data: EncodedRows | None,
         generator: torch.Generator,
-        loss_fn: nn.Module,
+        loss_fn: nn.BCEWithLogitsLoss,
     ) -> None:
         cfg = self.config
         last_good = self._snapshot()
@@ -481,7 +542,7 @@ class Trainer:
         return improved
 
     def _check_within_epoch(
-        self, valid_data: EncodedRows, loss_fn: nn.Module, checked: list[tuple[float, float]]
+        self, valid_data: EncodedRows, loss_fn: nn.BCEWithLogitsLoss, checked: list[tuple[float, float]]
     ) -> bool:
         """A validation check between two steps of an epoch; True to end the epoch here.
 

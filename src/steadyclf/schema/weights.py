@@ -1,0 +1,76 @@
+"""Row weights: one more column of the source, read with the rows, never a feature.
+
+A weight scales a row's share of everything a fit computes from its rows: the training
+loss, the validation loss that stops training, the label totals behind the class prior
+and ``'balanced'`` weights, the metrics, the calibration. Weighting a row by ``k`` is
+meant as repeating it ``k`` times (scikit-learn's convention); a weight of 0 leaves the
+row out altogether (as if it were not in the data: it is skipped when the rows are
+summarised, encoded and scored, like a row without a label).
+
+The values must be finite numbers ``>= 0`` on every row that has a label: a missing
+weight is refused (0 would silently drop the row, 1 would silently count it), as are
+negative, infinite and non-numeric values, with a one-line message naming the row and
+the value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from ..exceptions import DataError
+from .values import column_values, plain
+
+__all__ = ["weight_values"]
+
+
+def weight_values(
+    name: str, series: pd.Series, rows: NDArray[np.int64], label: str
+) -> NDArray[np.float64]:
+    """The weights in column ``name``, checked; ``rows`` are the rows' global positions.
+
+    ``label`` names the weights in messages (``"sample_weight"``, ``"weight column 'w'"``).
+
+    Examples
+    --------
+    >>> weight_values("w", pd.Series([1, 0, 2.5]), np.arange(3), "sample_weight")
+    array([1. , 0. , 2.5])
+    >>> weight_values("w", pd.Series([1.0, -2.0]), np.arange(10, 12), "sample_weight")
+    Traceback (most recent call last):
+    ...
+    steadyclf.exceptions.DataError: sample_weight is negative at row 11 (-2.0); weights must be finite numbers >= 0
+    """
+    try:
+        values = column_values(name, series, "numeric")
+    except DataError as exc:
+        if "infinite" not in str(exc):  # text, complex numbers, lists in cells
+            raise _bad(series, rows, label, "not a number", _not_number(series)) from None
+        values = np.asarray(pd.to_numeric(series, errors="coerce"), dtype=np.float64)
+    bad = np.isnan(values) | ~(values >= 0) | np.isinf(values)
+    if not bad.any():
+        return values
+    row = int(np.flatnonzero(bad)[0])
+    value = float(values[row])
+    if np.isnan(value):
+        missing = int(np.isnan(values).sum())
+        raise DataError(
+            f"{label} is missing at row {rows[row]} ({missing} row{'s' if missing > 1 else ''} "
+            "in all); give every row a weight (0 leaves a row out)"
+        )
+    what = "infinite" if np.isinf(value) else "negative"
+    raise _bad(series, rows, label, what, row)
+
+
+def _not_number(series: pd.Series) -> int:
+    """The first row whose value is present but not a number."""
+    coerced = pd.to_numeric(series, errors="coerce")
+    bad = np.flatnonzero(coerced.isna().to_numpy() & series.notna().to_numpy())
+    return int(bad[0]) if bad.size else 0
+
+
+def _bad(series: pd.Series, rows: NDArray[np.int64], label: str, what: str, row: int) -> DataError:
+    value = plain(series.iloc[row])
+    return DataError(
+        f"{label} is {what} at row {rows[row]} ({value}); weights must be finite numbers >= 0"
+    )
