@@ -7,8 +7,10 @@ Without CUDA it says so and exits 0 (nothing to check). What it checks, each a l
 ``ok``/``FAILED``:
 
 1. a fit on ``device='cuda'`` (and ``'auto'``) of a table with NaN in numeric columns (so
-   the model has missing-value indicators), text categoricals and offsets/scales far from
-   N(0, 1), reaching a sensible test ROC AUC;
+   the model has missing-value indicators), text categoricals (one of 300 levels: target
+   statistics, out of fold on the GPU) and offsets/scales far from N(0, 1), reaching a
+   sensible test ROC AUC; a small-data fit (5 cross-fitted members) and a weighted fit on
+   the GPU, their predictions equal to the NumPy ones;
 2. the fitted module's forward pass on the GPU, on chunks with and without NaN (the
    indicator path that once built a CPU tensor), equal to ``predict_proba`` (which runs
    the NumPy forward pass on the CPU; float64, 1e-9), and equal again after a save and
@@ -42,7 +44,9 @@ def table(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     a, b, c = rng.normal(size=(3, n))
     group = rng.choice(["n", "s", "e", "w", None], n)
     shift = pd.Series(group).map({"n": 0.7, "s": -0.7, "e": 0.2}).fillna(0).to_numpy()
-    y = (1.5 * a - b + np.sin(2 * c) + shift + rng.logistic(size=n) > 0).astype(int)
+    users = rng.integers(0, 300, n)
+    effect = np.random.default_rng(7).normal(size=300)[users]
+    y = (1.5 * a - b + np.sin(2 * c) + shift + effect + rng.logistic(size=n) > 0).astype(int)
     frame = pd.DataFrame(
         {
             "a": 1e6 + 1e-3 * a,
@@ -50,6 +54,7 @@ def table(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
             "c": 250 * c - 40,
             "group": group,
             "level": rng.choice([f"l{i}" for i in range(40)], n),
+            "user": [f"u{i}" for i in users],
         }
     )
     return frame, y
@@ -65,7 +70,8 @@ def module_proba(clf: BinaryClassifier, data: pd.DataFrame) -> np.ndarray:
             num = torch.from_numpy(x_num[start : start + 8192]).to(device)
             cat = torch.from_numpy(x_cat[start : start + 8192]).to(device)
             logits.append(clf.module_(num, cat).cpu().numpy())
-    p = 1.0 / (1.0 + np.exp(-np.concatenate(logits)))
+    z = clf.calibration_["scale"] * np.concatenate(logits) + clf.calibration_["bias"]
+    p = 1.0 / (1.0 + np.exp(-z))
     return np.column_stack([1.0 - p, p])
 
 
@@ -104,6 +110,7 @@ def main() -> int:
         results[f"{device}_test_auc"] = roc_auc_score(y_test, clf.predict_proba(X_test)[:, 1])
     gpu = models["cuda"]
     checks.append(("the model has missing-value indicators", gpu.module_.arch.n_missing > 0))
+    checks.append(("the model has target statistics", bool(gpu.module_.arch.target_sizes)))
     on_device = next(gpu.module_.parameters()).device.type == gpu_name
     checks.append(("the fit ran on the GPU", on_device))
     checks.append(("GPU test ROC AUC > 0.8", results["cuda_test_auc"] > 0.8))
@@ -143,6 +150,22 @@ def main() -> int:
         checks.append(
             ("streamed fit on the GPU: AUC within 0.01", abs(auc - results["cuda_test_auc"]) < 0.01)
         )
+        small = BinaryClassifier(device=gpu_name, random_state=0).fit(X.iloc[:3000], y[:3000])
+        checks.append(
+            ("small data on the GPU: 5 members = NumPy predictions (1e-9)",
+             len(small.module_.bodies) == 5
+             and bool(np.allclose(module_proba(small, no_gap), small.predict_proba(no_gap),
+                                  rtol=0, atol=1e-9)))
+        )  # fmt: skip
+        weight = np.where(y[:20_000] == 1, 3.0, 1.0)
+        weighted = BinaryClassifier(device=gpu_name, **params).fit(
+            X.iloc[:20_000], y[:20_000], sample_weight=weight
+        )
+        checks.append(
+            ("weighted fit on the GPU = NumPy predictions (1e-9)",
+             bool(np.allclose(module_proba(weighted, no_gap), weighted.predict_proba(no_gap),
+                              rtol=0, atol=1e-9)))
+        )  # fmt: skip
         auto = BinaryClassifier(device="auto", **params).fit(X.iloc[:20_000], y[:20_000])
         picked = next(auto.module_.parameters()).device.type
         checks.append(("device='auto' picks CUDA and predicts", picked == gpu_name
