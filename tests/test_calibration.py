@@ -232,3 +232,15 @@ def test_the_margin_sets_how_clear_a_gain_must_be() -> None:
     assert honest["method"] in ("temperature", "platt")
     crossed = honest["cross_fitted_log_loss"]
     assert crossed[honest["method"]] < crossed["none"]
+
+
+def test_auto_fits_platt_on_the_out_of_fold_logits_of_small_data() -> None:
+    X, y = _imbalanced(3_000, 5)
+    clf = BinaryClassifier(random_state=0).fit(X, y)
+    assert len(clf.module_.bodies) == 5
+    chosen = clf.calibration_
+    assert chosen["method"] == "platt" and chosen["requested"] == "auto"
+    assert "out-of-fold" in chosen["reason"] and chosen["n_rows"] == len(y)
+    # The map is the one Platt scaling gives those logits: fitted, not the identity.
+    assert (chosen["scale"], chosen["bias"]) != (1.0, 0.0)
+    assert chosen["after"]["log_loss"] <= chosen["before"]["log_loss"]

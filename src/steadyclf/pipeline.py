@@ -45,6 +45,7 @@ from scipy.special import expit
 
 from .calibration import (
     IDENTITY_CALIBRATION,
+    OUT_OF_FOLD_AUTO,
     OUT_OF_FOLD_MARGIN_SE,
     apply_calibration,
     calibrate,
@@ -398,6 +399,7 @@ def _cross_fitted(
             seed=seed,
             margin=OUT_OF_FOLD_MARGIN_SE,
             sample_weight=sample_weight,
+            auto_method=OUT_OF_FOLD_AUTO,
         ) | {"rows": "out-of-fold"}
         proba = expit(apply_calibration(calibration, fitted.oof_logits))
         threshold = default_threshold(decision_weight(plan), calibration)
