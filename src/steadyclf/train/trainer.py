@@ -542,7 +542,10 @@ class Trainer:
         return improved
 
     def _check_within_epoch(
-        self, valid_data: EncodedRows, loss_fn: nn.BCEWithLogitsLoss, checked: list[tuple[float, float]]
+        self,
+        valid_data: EncodedRows,
+        loss_fn: nn.BCEWithLogitsLoss,
+        checked: list[tuple[float, float]],
     ) -> bool:
         """A validation check between two steps of an epoch; True to end the epoch here.
 
