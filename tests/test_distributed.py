@@ -129,3 +129,26 @@ def test_two_processes_with_torchrun_match_one_process(tmp_path: Path) -> None:
     proba = model.predict_proba(frame.drop(columns="y"))
     assert proba.shape == (len(frame), 2) and np.isfinite(proba).all()
     assert model.score(frame.drop(columns="y"), frame["y"]) > 0.9
+
+
+@pytest.mark.slow
+def test_small_data_under_torchrun_trains_one_network_on_every_row(tmp_path: Path) -> None:
+    """Cross-fitting needs every row in one process; under torchrun the processes hold
+    shards, so the defaults train one network together, with the range test's rate of
+    rank 0 on every process (``--lr auto``)."""
+    data = tmp_path / "hr.parquet"
+    frame = _dataset(data)
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+        "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
+        "-m", "steadyclf", "train", str(data), "--out", str(tmp_path / "ddp"), "--json",
+        "--target", "y", "--max-epochs", "6", "--lr", "auto", "--quiet",
+    ]  # fmt: skip
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout)
+    assert summary["reading"]["processes"] == 2 and summary["cross_fit"] is None
+    model = steadyclf.load(tmp_path / "ddp")
+    assert len(model.module_.bodies) == 1 and model.weight_decay_ == pytest.approx(1e-2)
+    assert model.score(frame.drop(columns="y"), frame["y"]) > 0.9

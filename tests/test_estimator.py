@@ -64,7 +64,8 @@ def test_small_data_cross_fits_members_and_chooses_the_weight_decay() -> None:
     losses = clf.data_["cross_fit"]["out_of_fold_log_loss"]
     assert sorted(float(d) for d in losses) == [1e-3, 1e-2, 1e-1]
     assert f"{clf.weight_decay_:g}" == min(losses, key=losses.get)
-    assert clf.validation_metrics_["log_loss"] == pytest.approx(min(losses.values()), rel=1e-4)
+    before = clf.validation_metrics_["calibration"]["before"]["log_loss"]  # out of fold, no map
+    assert before == pytest.approx(min(losses.values()), rel=1e-4)  # float32 vs float64 sums
 
 
 @pytest.mark.parametrize(

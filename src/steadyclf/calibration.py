@@ -16,11 +16,12 @@ positive (the logit ranks the held-out rows backwards) is refused: the map would
 every prediction.
 
 :func:`calibrate` is what a fit calls with the held-out logits and labels (the
-validation rows, or out-of-fold predictions): with ``'auto'`` it decides between no
-map, temperature and Platt by **cross-fitting** on those rows (fit on one half, score
+validation rows, or out-of-fold predictions): with ``'auto'`` on validation rows it
+decides between no map, temperature and Platt by **cross-fitting** on those rows (fit on one half, score
 on the other, both ways), so that the choice is judged on rows its parameters were not
 fitted on, keeps a map only when it beats the simpler ones (no map, then temperature) by
-more than the noise of that comparison, and then fits the chosen map on all the rows. The result is a plain dict,
+more than the noise of that comparison, and then fits the chosen map on all the rows; on
+the out-of-fold logits of small data it fits Platt scaling (:data:`OUT_OF_FOLD_AUTO`). The result is a plain dict,
 stored as the estimator's ``calibration_`` and in ``model.json``; predictions are
 ``sigmoid(scale * logit + bias)``.
 
@@ -76,9 +77,9 @@ MIN_CALIBRATION_CLASS_ROWS = 10
 #: fits their noise is easily found (benchmarks/calibration.py: with no margin, maps kept
 #: on such rows raised the test log loss by up to 0.0026).
 AUTO_MARGIN_SE = 1.0
-#: The margin for out-of-fold predictions, which nothing was fitted or chosen on: the
-#: cross-fitted log loss is then an honest estimate and the lowest one wins
-#: (benchmarks/calibration.py --mode oof).
+#: A margin of 0 (the lowest cross-fitted log loss wins), for ``'auto'`` choosing on
+#: out-of-fold logits: what ``benchmarks/calibration.py --mode oof`` measured before the
+#: fit settled on :data:`OUT_OF_FOLD_AUTO` (no choice) for them.
 OUT_OF_FOLD_MARGIN_SE = 0.0
 #: What ``'auto'`` fits on the out-of-fold logits of small data's cross-fitted members
 #: (with enough rows; see MIN_CALIBRATION_ROWS): Platt scaling, without a choice. On the

@@ -113,10 +113,10 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         its position and ``random_state``, so the split is the same in every mode (in
         memory, streaming, distributed); both classes are sampled at the same rate.
         ``'auto'`` holds out 0.1, except on small data trained full batch (with
-        ``early_stopping`` on and no ``threshold_metric`` to tune): every row then trains,
-        ``weight_decay='auto'`` regularises, and training stops when the training loss
-        plus the L2 penalty has converged. On a few hundred rows this beats picking the epoch on a noisy
-        validation loss (see the README, "Small data").
+        ``early_stopping`` on and no ``threshold_metric`` to tune): no rows are held out
+        and 5 cross-fitted members are trained, each on 4 folds, stopping on the fifth;
+        every row is then scored out of fold (``validation_metrics_``). See the README,
+        "Small data", and :mod:`steadyclf.train.crossfit`.
     patience : int, default=10
         Checks of the monitored loss without improvement (by more than 1e-4, relative)
         before stopping: epochs, or runs of about 262,144 rows on larger data (see
@@ -127,7 +127,8 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         (sums of the row weights when rows are weighted).
     weight_decay : float or 'auto', default='auto'
         L2 penalty added to the gradient (decoupled with ``optimizer='adamw'``). ``'auto'``
-        is 1e-2 when ``validation_fraction='auto'`` holds no rows out (small data), else 0.
+        is chosen among 1e-3, 1e-2 and 1e-1 by out-of-fold log loss on small data (1e-2
+        where there are too few rows of a class to cross-fit, or under torchrun), else 0.
     random_state : int or None, default=None
     device : {'auto', 'cpu', 'cuda'}, default='auto'
     categorical, numeric, drop : sequence of str or None
@@ -151,10 +152,11 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         How probabilities are calibrated on the held-out rows (see
         :mod:`steadyclf.calibration`): ``sigmoid(scale * logit)`` (temperature) or
         ``sigmoid(scale * logit + bias)`` (Platt), fitted by minimising their log loss.
-        ``'auto'`` keeps the better of the two only when, fitted on one half of the
-        held-out rows and scored on the other (both ways), it lowers the log loss by
-        more than the noise of that comparison; else no map. Without held-out rows
-        (small data trains on every row) probabilities are not calibrated.
+        ``'auto'``: on held-out rows, keeps the better of the two only when, fitted on one
+        half of them and scored on the other (both ways), it lowers the log loss by more
+        than the noise of that comparison, else no map; on small data, Platt scaling
+        fitted on the cross-fitted members' out-of-fold logits. Without rows to fit on
+        (fewer than 250), probabilities are not calibrated.
     verbose : int, default=0
 
     Attributes
@@ -182,10 +184,11 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         weights change the predictions); a loaded model builds it (and imports torch) on
         first access only.
     n_iter_ : int
-        Epochs run.
+        Epochs run (of all cross-fitted members together, on small data).
     history_ : list of dict
-        One row per epoch: ``epoch``, ``train_loss``, ``train_accuracy``, ``valid_loss``,
-        ``valid_accuracy`` (with a validation split), ``lr``, ``seconds``, ``grad_norm``
+        One row per epoch (per member, with its ``member`` number, on small data):
+        ``epoch``, ``train_loss``, ``train_accuracy``, ``valid_loss``,
+        ``valid_accuracy`` (with a validation split or fold), ``lr``, ``seconds``, ``grad_norm``
         (of the epoch's last step); ``warnings`` (kinds) on the epoch a stall warning was
         raised; ``lr_finder`` (the picked rate) on the first row with ``lr='auto'``.
     lr_ : float
@@ -205,7 +208,8 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         Probability above which ``predict`` returns the positive class.
     validation_metrics_ : dict
         :func:`~steadyclf.evaluation.binary_metrics` of the calibrated probabilities on
-        the validation split at ``threshold_`` (empty without a validation split), with
+        the validation split at ``threshold_``, or on every row out of fold on small data
+        (``'estimate'`` says which; empty when there is neither), with
         ``'calibration'``: the method and the metrics before and after it. Weighted by
         the rows' weights, if any (``sum_of_weights``: their total).
     validation_fraction_ : float

@@ -46,7 +46,6 @@ from scipy.special import expit
 from .calibration import (
     IDENTITY_CALIBRATION,
     OUT_OF_FOLD_AUTO,
-    OUT_OF_FOLD_MARGIN_SE,
     apply_calibration,
     calibrate,
     without_held_out_rows,
@@ -56,7 +55,7 @@ from .exceptions import DataError, ParameterError, TrainingDivergedError
 from .io.sources import FrameSource, Source, read_rows_for_budget
 from .nn.modules import SteadyNet
 from .nn.spec import Architecture
-from .policy import Plan, check_model_size, holdout_candidate, resolve
+from .policy import Plan, check_model_size, holdout_candidate, resolve, without_cross_fitting
 from .schema.encoder import TabularEncoder
 from .schema.labels import encode_labels
 from .schema.quantiles import Weighting as QuantileWeights
@@ -182,6 +181,10 @@ def fit_source(
         _weight_totals(summary, label_values),
         classes.tolist(),
     )
+    if context is not None and context.world_size > 1:
+        # Cross-fitting trains in one process on rows it holds; under torchrun each
+        # process holds a shard, so they train one network together on every row.
+        plan = without_cross_fitting(plan, params)
     if plan.validation_fraction == 0:
         summary.fold_validation_into_training()
     weighting = _row_weighting(summary, plan, label_values)
@@ -243,6 +246,8 @@ def fit_source(
             seed=seed,
         )
         lr = lr_finder.lr
+        if context is not None:  # each process tested its own rows: every one takes rank 0's
+            lr = float(context.broadcast_object(lr))
     # The stall detector runs first, so user callbacks (e.g. a Checkpoint) see whole rows.
     config = TrainConfig(
         lr=lr,
@@ -397,7 +402,6 @@ def _cross_fitted(
             y,
             method,
             seed=seed,
-            margin=OUT_OF_FOLD_MARGIN_SE,
             sample_weight=sample_weight,
             auto_method=OUT_OF_FOLD_AUTO,
         ) | {"rows": "out-of-fold"}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,7 @@ __all__ = [
     "holdout_candidate",
     "resolve",
     "validate_params",
+    "without_cross_fitting",
 ]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -69,13 +70,12 @@ LARGE_BATCH_SIZE = 2048
 DEFAULT_LR_FULL_BATCH = 3e-2
 DEFAULT_LR_MINI_BATCH = 6e-3
 #: ``validation_fraction='auto'``: rows held out for early stopping, except on small data
-#: (trained full batch), which holds none out: on a few hundred rows the validation loss
-#: is too noisy a signal to pick the epoch from, so every row trains, the weight decay
-#: below regularises and training stops when loss + penalty has converged
-#: (benchmarks/small_data.py; the README, "Small data").
+#: (trained full batch), which holds none out: on a few hundred rows one hold-out is too
+#: noisy a signal to pick the epoch from and wastes rows, so members are cross-fitted
+#: (SMALL_DATA_FOLDS below; benchmarks/small_data.py; the README, "Small data").
 DEFAULT_VALIDATION_FRACTION = 0.1
-#: ``weight_decay='auto'`` (an L2 penalty in Adam's gradient) in that small-data mode; 0
-#: otherwise (mini-batch gradient noise and early stopping regularise larger data, where
+#: ``weight_decay='auto'`` (an L2 penalty in Adam's gradient) in that small-data mode when
+#: it cannot cross-fit (too few rows of a class, or torchrun); 0 otherwise (mini-batch gradient noise and early stopping regularise larger data, where
 #: 1e-2 cost up to 0.03 test AUC on 20,000-row sets in our runs).
 SMALL_DATA_WEIGHT_DECAY = 1e-2
 #: Small data trains this many members by cross-fitting (steadyclf.train.crossfit): each
@@ -395,3 +395,17 @@ def resolve(
         check_every=check_interval(n_train, batch) if pos_valid + neg_valid else None,
         class_weight=class_weights(params.get("class_weight"), classes, (neg_w, pos_w)),
     )
+
+
+def without_cross_fitting(plan: Plan, params: Mapping[str, Any]) -> Plan:
+    """``plan`` training one network on every row instead of cross-fitted members (weight
+    decay 1e-2 unless given): small data under ``torchrun``, whose processes each hold a
+    shard of the rows and train one network together."""
+    if plan.folds == 1:
+        return plan
+    decay = (
+        SMALL_DATA_WEIGHT_DECAY
+        if params["weight_decay"] == "auto"
+        else float(params["weight_decay"])
+    )
+    return replace(plan, folds=1, weight_decays=(decay,), weight_decay=decay)

@@ -245,7 +245,7 @@ ESTIMATOR_OPTIONS: list[Callable[[Any], Any]] = [
         "--weight-decay",
         callback=_parse_weight_decay,
         metavar="DECAY|auto",
-        help="L2 penalty, or 'auto' (1e-2 on small data, else 0).",
+        help="L2 penalty, or 'auto' (chosen among 1e-3, 1e-2, 1e-1 out of fold on small data, else 0).",
     ),
     click.option(
         "--random-state", type=int, default=0, show_default=True, help="Seed (reproducible)."

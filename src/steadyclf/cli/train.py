@@ -218,7 +218,7 @@ def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) 
         )
     else:
         lines.append(
-            "validation: none (small data: every row trained; --validation-fraction holds rows out)"
+            "validation: none (small data, too few rows of a class to cross-fit; --validation-fraction holds rows out)"
             if summary["validation_fraction"] == 0 and summary["batch_size"] == "full"
             else "validation: none (too few rows or early stopping off)"
         )

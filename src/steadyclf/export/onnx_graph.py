@@ -183,7 +183,7 @@ def category_codes(
     keys = list(info.levels if levels is None else levels)
     codes = [i + 2 for i in range(len(keys))]
     if "" in keys:
-        if levels is None:  # said once per column
+        if levels is None or "" not in info.levels:  # said once per column
             notes.append(
                 f"column {info.name!r} had the empty string as a level in training: in the ONNX graph '' is that level, and a missing value of this column cannot be given"
             )

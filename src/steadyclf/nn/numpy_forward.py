@@ -193,6 +193,10 @@ def target_statistics(
     width = 0
     for j in range(codes.shape[1]):
         table = weights[f"encoder.target.values.{j}"]
+        column = codes[:, j]
+        if column.size and (int(column.min()) < 0 or int(column.max()) >= table.shape[0]):
+            # torch's index_select refuses such codes too (np.take would wrap negative ones).
+            raise ValueError(f"category code outside [0, {table.shape[0]}) in target input {j}")
         picked = np.take(table, codes[:, j], axis=0).astype(np.float32)
         out[:, width : width + table.shape[1]] = picked
         width += table.shape[1]

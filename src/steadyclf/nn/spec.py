@@ -50,7 +50,7 @@ ACTIVATIONS: dict[str, Activation] = {
     "tanh": Activation("tanh", "Tanh", False, 2.0),
     "gelu": Activation("gelu", "GELU", True, None),
 }
-#: How numeric inputs are scaled: ``robust`` (median and interquartile range, then smooth
+#: How numeric inputs are scaled: ``robust`` (median and 5-95 % spread, then smooth
 #: clipping), ``standardize`` (mean and standard deviation), ``batchnorm`` (a BatchNorm1d
 #: layer), ``none``.
 NORMALIZATIONS = ("robust", "standardize", "batchnorm", "none")

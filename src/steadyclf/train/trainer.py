@@ -369,7 +369,7 @@ class Trainer:
         Weights, optimizer and scheduler state, the shuffling generator, the history, the
         epoch count and the early-stopping state (nothing draws from torch's global
         generator). Tensors are
-        copies; :mod:`steadyclf.checkpoint` writes this to disk without pickle.
+        copies; :mod:`steadyclf.train.checkpoint` writes this to disk without pickle.
         """
         if self.optimizer is None or self.generator is None:
             raise RuntimeError("state_dict() is only available once fit() has started")
