@@ -150,7 +150,8 @@ def test_cli_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
                  "--repeats", "2"])  # fmt: skip
     summary = json.loads(capsys.readouterr().out)
     assert code == 0 and summary["out"] == str(out) and out.stat().st_size == summary["bytes"]
-    assert summary["highlights"]["calibration"] == "none"  # small data: no held-out rows
+    # Small data: cross-fitted members, Platt scaling on their out-of-fold logits.
+    assert summary["highlights"]["calibration"] == "platt"
     assert "heart_rate" in out.read_text()
     code = main(
         ["report", str(model), str(tmp_path / "test.csv"), "--out", str(tmp_path / "r.pdf")]

@@ -8,6 +8,7 @@ import torch
 from steadyclf import BinaryClassifier, DataError, policy
 from steadyclf.nn import modules as nn_modules
 from steadyclf.nn import numpy_forward
+from steadyclf.predictor import calibrate
 
 
 @pytest.fixture
@@ -27,7 +28,8 @@ def test_array_and_dataframe_inputs_predict_the_same(wide) -> None:
     clf = _fit(X, y)
     frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(4)])
     # The array skips pandas; the frame goes through the per-column encoder.
-    through_pandas = clf._logits(*clf.encoder_.transform(frame))
+    # decision_function is the calibrated logit (small data: Platt on out-of-fold logits).
+    through_pandas = calibrate(clf._logits(*clf.encoder_.transform(frame)), clf.calibration_)
     np.testing.assert_array_equal(clf.decision_function(X), through_pandas)
     named = _fit(frame, y)
     np.testing.assert_array_equal(named.predict_proba(frame), clf.predict_proba(X))

@@ -317,16 +317,20 @@ def train(
             main=main,
         )
         seconds = time.perf_counter() - started
-        if not main:
-            return  # rank 0 writes the model and reports
-        report_reading(clf, output)
-        report_stalls(clf, output)
-        metadata |= {"rows": clf.data_["n_rows"], "reading": clf.data_}
-        files = write_model(clf, out, metadata=metadata, output=output)
-        if remove_checkpoint(checkpoint.directory):  # the model holds the work now
-            output.note(f"removed checkpoint {str(checkpoint.directory)!r}")
-        summary = train_summary(clf, data, target, out, seconds, files)
-        output.result(summary, lambda: format_train_summary(summary, clf.encoder_.columns_))
+        if main:  # rank 0 writes the model and reports
+            report_reading(clf, output)
+            report_stalls(clf, output)
+            metadata |= {"rows": clf.data_["n_rows"], "reading": clf.data_}
+            files = write_model(clf, out, metadata=metadata, output=output)
+            if remove_checkpoint(checkpoint.directory):  # the model holds the work now
+                output.note(f"removed checkpoint {str(checkpoint.directory)!r}")
+            summary = train_summary(clf, data, target, out, seconds, files)
+            output.result(summary, lambda: format_train_summary(summary, clf.encoder_.columns_))
+        if context is not None:
+            # Every process leaves the group together: a process that tears down gloo while
+            # another is still connected was seen to abort ("terminate called without an
+            # active exception", SIGABRT) on a CI machine.
+            context.barrier()
     finally:
         shutdown()
 
