@@ -78,7 +78,8 @@ def _in_memory(frame: pd.DataFrame, **params: Any) -> BinaryClassifier:
 
 def _streamed(data: Any, budget: str = "20MB", **params: Any) -> BinaryClassifier:
     params.setdefault("validation_fraction", 0.1)
-    clf = BinaryClassifier(random_state=3, max_epochs=1, **params)
+    params.setdefault("max_epochs", 1)
+    clf = BinaryClassifier(random_state=3, **params)
     return clf.fit_files(data, "y", stream=True, memory_budget=budget, context=None)
 
 
@@ -362,6 +363,38 @@ def test_validation_rows_are_subsampled_to_fit_the_budget(tmp_path: Path) -> Non
     assert full.validation_metrics_["n"] == full.data_["n_valid"]
     assert 0 < small.validation_metrics_["n"] < small.data_["n_valid"]
     assert small.data_["validation_keep"] < 1
+
+
+def test_streamed_epochs_keep_a_bounded_buffer_of_logits(tmp_path: Path, monkeypatch) -> None:
+    """A streamed epoch adds up its loss and accuracy every STREAMED_METRIC_ROWS rows
+    instead of keeping the logits and labels of every row of the file."""
+    from steadyclf.train import trainer as trainer_module
+
+    frame = _mixed_frame(n=4000, seed=7)
+    folder = _write_parquet(frame, tmp_path / "data")
+    params = {"budget": "300kB", "batch_size": 64, "max_epochs": 3}
+    whole = _streamed(folder, **params)
+    assert not whole.data_["rows_in_memory"]  # streamed every epoch
+    sizes: list[int] = []
+    allocate = trainer_module.Trainer._buffer
+
+    def recorded(self, name, n, dtype, device):  # type: ignore[no-untyped-def]
+        if name in ("logits", "y"):  # the epoch's buffers (not the validation rows')
+            sizes.append(n)
+        return allocate(self, name, n, dtype, device)
+
+    monkeypatch.setattr(trainer_module, "STREAMED_METRIC_ROWS", 100)
+    monkeypatch.setattr(trainer_module.Trainer, "_buffer", recorded)
+    bounded = _streamed(folder, **params)
+    assert sizes and max(sizes) == 100  # not the ~3,600 training rows
+    # The same steps; only the grouping of the sums differs (each group's mean loss is a
+    # float32 mean: groups of 100 rows against one of all rows round differently, ~1e-7).
+    for a, b in zip(whole.history_, bounded.history_, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-6)
+        assert b["train_accuracy"] == pytest.approx(a["train_accuracy"], rel=1e-12)
+    np.testing.assert_array_equal(
+        bounded.predict_proba(frame.drop(columns="y")), whole.predict_proba(frame.drop(columns="y"))
+    )
 
 
 def test_memory_sizes() -> None:

@@ -97,6 +97,12 @@ class TrainConfig:
     fused: bool = True
 
 
+#: Rows of logits (and labels, weights) a streamed epoch keeps before adding up their loss
+#: and accuracy: the buffer of a source in memory holds every row of the epoch, which a
+#: file larger than memory must not (9.4 million rows: 75 MB).
+STREAMED_METRIC_ROWS = 1 << 16
+
+
 def _loss_and_accuracy(
     logits: torch.Tensor,
     y: torch.Tensor,
@@ -255,7 +261,10 @@ class Trainer:
         by the rows' loss weights, if any).
 
         Each batch's logits, computed for the step, are kept in one buffer, from which
-        loss and accuracy are computed once at the end (over every process). ``check``
+        loss and accuracy are computed once at the end (over every process). A streamed
+        source, whose labels come batch by batch, keeps at most
+        :data:`STREAMED_METRIC_ROWS` rows (or one batch) in that buffer and adds up its sums
+        whenever it is full, so that memory does not grow with the rows of the file. ``check``
         is called every ``config.check_every`` steps before the last; when it returns
         True the epoch ends there (loss and accuracy then cover the rows stepped through).
         """
@@ -264,23 +273,39 @@ class Trainer:
             self._fused.prepare()
         weight = next(self.module.parameters())
         epoch = source.epoch(generator)
-        n = source.n_rows
-        logits = self._buffer("logits", n, weight.dtype, weight.device)
+        streamed = epoch.labels is None
+        size = source.n_rows
+        if streamed:
+            size = min(size, max(STREAMED_METRIC_ROWS, source.batch_size))
+        logits = self._buffer("logits", size, weight.dtype, weight.device)
         labels = epoch.labels
         if labels is None:
-            labels = self._buffer("y", n, weight.dtype, weight.device)
+            labels = self._buffer("y", size, weight.dtype, weight.device)
         weights = epoch.weights
+        totals = [0.0, 0.0, 0.0]  # loss, correct, rows (or their weights) of the rows added
+
+        def add_up(rows: int) -> None:
+            assert labels is not None
+            w = weights[:rows] if weights is not None else None
+            sums = _loss_and_accuracy(logits[:rows], labels[:rows], loss_fn, w=w)
+            for i, value in enumerate(sums):
+                totals[i] += value
+
         per_batch_schedule = self.config.schedule == "onecycle" and self.scheduler is not None
         every = self.config.check_every if check is not None else None
         done = 0
         for steps, (xb, yb, wb) in enumerate(epoch.batches, start=1):
+            if streamed and done + int(yb.shape[0]) > size:
+                with torch.no_grad():
+                    add_up(done)
+                done = 0
             stop = done + int(yb.shape[0])
             logits[done:stop] = self._train_step(xb, yb, wb, loss_fn)
-            if epoch.labels is None:
+            if streamed:
                 labels[done:stop] = yb
             if wb is not None and epoch.weights is None:  # streamed: kept as they come
                 if weights is None:
-                    weights = self._buffer("w", n, weight.dtype, weight.device)
+                    weights = self._buffer("w", size, weight.dtype, weight.device)
                 weights[done:stop] = wb
             done = stop
             if per_batch_schedule:
@@ -290,8 +315,8 @@ class Trainer:
                 if check():
                     break
         with torch.no_grad():
-            rows = weights[:done] if weights is not None else None
-            return self._means(*_loss_and_accuracy(logits[:done], labels[:done], loss_fn, w=rows))
+            add_up(done)
+        return self._means(*totals)
 
     def _means(self, loss_sum: float, correct: float, n: float) -> tuple[float, float]:
         """Mean loss and accuracy, over every process in a distributed run (``n``: the
