@@ -111,3 +111,32 @@ def test_the_original_setup_streamed_raises_the_stall_warning(
     assert json.loads(captured.out)["reading"]["streamed"]
     kinds = {kind for row in steadyclf.load(out).history_ for kind in row.get("warnings", [])}
     assert {"prior_stall", "saturated_units"} <= kinds
+
+
+def test_held_out_rows_are_scored_chunk_by_chunk(monkeypatch) -> None:
+    """The held-out logits (calibration, threshold, validation metrics) are computed in
+    chunks of SCORE_CHUNK_ROWS rows, not in one float64 pass over every held-out row, and
+    give the same calibration and metrics."""
+    from steadyclf import pipeline
+
+    frame = _table(3000, 8)
+    X, y = frame.drop(columns="y"), frame["y"]
+    params = {"random_state": 0, "max_epochs": 4, "validation_fraction": 0.2}
+    whole = steadyclf.BinaryClassifier(**params).fit(X, y)
+    seen: list[int] = []
+    forward = pipeline.SteadyNet.logits
+
+    def logits(self, x):  # type: ignore[no-untyped-def]
+        seen.append(int(x.shape[0]))
+        return forward(self, x)
+
+    monkeypatch.setattr(pipeline, "SCORE_CHUNK_ROWS", 7)
+    monkeypatch.setattr(pipeline.SteadyNet, "logits", logits)
+    chunked = steadyclf.BinaryClassifier(**params).fit(X, y)
+    assert seen and max(seen) == 7 and sum(seen) == whole.validation_metrics_["n"]
+    # float64 logits of the same rows; BLAS kernels may differ by chunk shape (1 ulp).
+    for key in ("roc_auc", "log_loss", "accuracy", "brier"):
+        assert chunked.validation_metrics_[key] == pytest.approx(
+            whole.validation_metrics_[key], rel=1e-12, abs=1e-12
+        )
+    assert chunked.calibration_["method"] == whole.calibration_["method"]
