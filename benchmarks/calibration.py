@@ -55,11 +55,11 @@ import steadyclf.pipeline as pipeline
 from steadyclf import BinaryClassifier
 from steadyclf.calibration import (
     OUT_OF_FOLD_MARGIN_SE,
-    apply_calibration,
     calibrate,
     calibration_metrics,
 )
 from steadyclf.policy import FULL_BATCH_MAX_ROWS
+from steadyclf.predictor import calibrate as calibrate_logits
 
 HERE = Path(__file__).parent
 DATA = HERE.parents[1] / "shared" / "benchmarks" / "data"
@@ -145,12 +145,12 @@ def run_table(
             for method in ("temperature", "platt"):
                 fitted = calibrate(logits, labels, method, seed=seed)
                 variants[method] = calibration_metrics(
-                    y_test, expit(apply_calibration(fitted, raw))
+                    y_test, expit(calibrate_logits(raw, fitted))
                 ) | {"method": fitted["method"], "scale": fitted["scale"], "bias": fitted["bias"]}
             for margin in margins:
                 fitted = calibrate(logits, labels, "auto", seed=seed, margin=margin)
                 variants[f"auto, margin {margin:g} se"] = calibration_metrics(
-                    y_test, expit(apply_calibration(fitted, raw))
+                    y_test, expit(calibrate_logits(raw, fitted))
                 ) | {"method": fitted["method"]}
         record["variants"] = variants
         rows.append(record)

@@ -39,6 +39,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
 from scipy.special import expit
 
+from .evaluation import log_loss
 from .exceptions import ParameterError
 from .policy import CALIBRATIONS
 
@@ -49,7 +50,6 @@ __all__ = [
     "MIN_CALIBRATION_ROWS",
     "OUT_OF_FOLD_AUTO",
     "OUT_OF_FOLD_MARGIN_SE",
-    "apply_calibration",
     "calibrate",
     "calibration_metrics",
     "describe_calibration",
@@ -145,23 +145,14 @@ def calibration_metrics(
     means weighted by ``sample_weight`` if given."""
     labels = np.asarray(y, dtype=np.float64).ravel()
     p = np.asarray(proba, dtype=np.float64).ravel()
-    eps = np.finfo(np.float64).eps
-    clipped = np.clip(p, eps, 1 - eps)
-    losses = labels * np.log(clipped) + (1 - labels) * np.log1p(-clipped)
     return {
-        "log_loss": float(-np.average(losses, weights=sample_weight)),
+        "log_loss": log_loss(labels, p, sample_weight),
         "brier": float(np.average((p - labels) ** 2, weights=sample_weight)),
         "ece": expected_calibration_error(labels, p, sample_weight=sample_weight),
     }
 
 
 # -- fitting ---------------------------------------------------------------------------------
-def apply_calibration(calibration: dict[str, Any], logits: ArrayLike) -> NDArray[np.float64]:
-    """The calibrated logits ``scale * logits + bias``."""
-    z = np.asarray(logits, dtype=np.float64)
-    return float(calibration["scale"]) * z + float(calibration["bias"])
-
-
 def _platt_targets(
     y: NDArray[np.float64], w: NDArray[np.float64] | None = None
 ) -> NDArray[np.float64]:

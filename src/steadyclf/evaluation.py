@@ -18,6 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn import metrics
 
 from .exceptions import DataError, ParameterError
+from .policy import THRESHOLD_METRICS
 
 __all__ = [
     "THRESHOLD_METRICS",
@@ -26,9 +27,6 @@ __all__ = [
     "log_loss",
     "tune_threshold",
 ]
-
-#: Metrics a decision threshold can be tuned for.
-THRESHOLD_METRICS = ("f1", "balanced_accuracy")
 
 
 def binary_metrics(

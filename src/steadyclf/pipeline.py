@@ -46,7 +46,6 @@ from scipy.special import expit
 from .calibration import (
     IDENTITY_CALIBRATION,
     OUT_OF_FOLD_AUTO,
-    apply_calibration,
     calibrate,
     without_held_out_rows,
 )
@@ -56,6 +55,7 @@ from .io.sources import FrameSource, Source, read_rows_for_budget
 from .nn.modules import SteadyNet
 from .nn.spec import Architecture
 from .policy import Plan, check_model_size, holdout_candidate, resolve, without_cross_fitting
+from .predictor import calibrate as calibrate_logits
 from .schema.encoder import TabularEncoder
 from .schema.labels import encode_labels
 from .schema.quantiles import Weighting as QuantileWeights
@@ -405,7 +405,7 @@ def _cross_fitted(
             sample_weight=sample_weight,
             auto_method=OUT_OF_FOLD_AUTO,
         ) | {"rows": "out-of-fold"}
-        proba = expit(apply_calibration(calibration, fitted.oof_logits))
+        proba = expit(calibrate_logits(fitted.oof_logits, calibration))
         threshold = default_threshold(decision_weight(plan), calibration)
         metrics = binary_metrics(y, proba, threshold, sample_weight) | {
             "estimate": f"out of fold ({plan.folds} folds: each row scored by the member "
@@ -911,7 +911,7 @@ def _score(
         calibration = calibrate(logits, y, method, seed=int(seed), sample_weight=w)
     else:
         calibration = without_held_out_rows(method)
-    proba = expit(apply_calibration(calibration, logits))
+    proba = expit(calibrate_logits(logits, calibration))
     threshold = default_threshold(pos_weight, calibration)
     if params["threshold_metric"] is not None:
         threshold = tune_threshold(y, proba, params["threshold_metric"], w)
