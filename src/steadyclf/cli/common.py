@@ -140,20 +140,6 @@ def _parse_batch_size(ctx: click.Context, param: click.Parameter, value: str | N
     return size
 
 
-def _parse_checkpoint_every(
-    ctx: click.Context, param: click.Parameter, value: str | None
-) -> int | None:
-    if value is None:
-        return None
-    try:
-        every = int(value)
-    except ValueError:
-        every = 0
-    if every <= 0:
-        raise ParameterError(f"--checkpoint-every must be a positive integer; got {value!r}")
-    return every
-
-
 def _parse_validation_fraction(
     ctx: click.Context, param: click.Parameter, value: str | None
 ) -> Any:
