@@ -398,3 +398,21 @@ def test_every_activation_has_hand_written_kernels() -> None:
     from steadyclf.nn.step import KERNELS
 
     assert {getattr(nn, a.module) for a in ACTIVATIONS.values()} == set(KERNELS)
+
+
+def test_lean_adam_step_with_a_parameter_no_gradient_reached_yet() -> None:
+    """An unused parameter has no optimizer state: the lean step falls back to
+    ``optimizer.step()`` (it raised KeyError 'step' before) until every one has some."""
+    a, b, opt_a, opt_b = _twins("adam")
+    lean = fused.LeanAdamStep.for_optimizer(opt_a)
+    assert lean is not None
+    for step in range(5):
+        _grads(a, step)
+        _grads(b, step)
+        if step < 2:  # the last parameter gets no gradient in the first two steps
+            list(a.parameters())[-1].grad = None
+            list(b.parameters())[-1].grad = None
+        lean()
+        opt_b.step()
+        for p, q in zip(a.parameters(), b.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)

@@ -218,7 +218,12 @@ class LeanAdamStep:
         return self._state
 
     def _read_state(self) -> None:
-        states = [self.optimizer.state[p] for p in self.params]
+        states = [self.optimizer.state.get(p, {}) for p in self.params]
+        if not all("step" in s for s in states):
+            # A parameter no gradient reached has no state yet: optimizer.step() keeps
+            # doing the work (and creates it when a gradient arrives).
+            self._state = None
+            return
         self._state = (
             [s["step"] for s in states],
             [s["exp_avg"] for s in states],
