@@ -126,3 +126,90 @@ def test_train_prints_stall_warnings(
     warnings = json.loads(out)["warnings"]
     assert any("inputs not normalised: feature HR" in w for w in warnings)
     assert "steadyclf: warning: epoch 1:" in err
+
+
+@pytest.fixture(scope="module")
+def weighted_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Half the rows positive, but the positives weigh 0.05 and ten rows weigh 0 (with a
+    value far off the others': a row training leaves out must not move the report)."""
+    X, y = heart_rate(n=400, random_state=1)
+    w = pd.Series(1.0, index=X.index).where(y == 0, 0.05)
+    frame = X.assign(sick=y, w=w)
+    off = frame.sample(10, random_state=0).index
+    frame.loc[off, "w"] = 0.0
+    frame.loc[off, "HR"] = 1e9
+    path = tmp_path_factory.mktemp("weighted") / "w.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_doctor_weight_leaves_the_column_out_and_weighs_the_classes(
+    capsys: pytest.CaptureFixture[str], weighted_csv: Path
+) -> None:
+    frame = pd.read_csv(weighted_csv)
+    kept = frame[frame["w"] > 0]
+    code, out, err = _run(capsys, "doctor", weighted_csv, "--target", "sick", "--json")
+    assert code == 0, err
+    plain = json.loads(out)
+    assert "w" in [f["name"] for f in plain["features"]]  # without --weight: a feature
+    code, out, err = _run(
+        capsys, "doctor", weighted_csv, "--target", "sick", "--weight", "w", "--json"
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    features = {f["name"]: f for f in report["features"]}
+    assert report["weight"] == "w" and report["weighted"] and list(features) == ["HR"]
+    assert report["n_rows"] == len(kept) == len(frame) - 10
+    expected = (kept["w"] * kept["sick"]).sum() / kept["w"].sum()
+    assert report["positive_rate"] == pytest.approx(expected) and expected < 0.1
+    kinds = {f["kind"] for f in report["findings"]}
+    assert "imbalance" in kinds and "imbalance" not in {f["kind"] for f in plain["findings"]}
+    assert all("w" not in f["features"] for f in report["findings"])
+    code, out, _ = _run(capsys, "doctor", weighted_csv, "--target", "sick", "--weight", "w")
+    assert code == 0 and f"({expected:.1%} positive by weight)" in out
+    # The zero-weight rows' 1e9 heart rates are out of the report, as out of training.
+    assert (
+        features["HR"]["mean"]
+        < 200
+        < next(f for f in plain["features"] if f["name"] == "HR")["mean"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("-1", "weight column 'w' is negative at row 3"), ("", "weight column 'w' is missing")],
+)
+def test_doctor_and_lr_find_refuse_bad_weights_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, value: str, message: str
+) -> None:
+    X, y = heart_rate(n=60, random_state=0)
+    frame = X.assign(sick=y, w=1.0).astype({"w": object})
+    frame.loc[3, "w"] = value
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    for command in (["doctor"], ["lr-find", "--out", ""]):
+        code, out, err = _run(capsys, *command, path, "--target", "sick", "--weight", "w")
+        assert code == 2 and out == "", (command, err)
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    code, _, err = _run(capsys, "doctor", path, "--target", "sick", "--weight", "nope")
+    assert code == 2 and "weight column 'nope' is not in the data" in err
+
+
+def test_lr_find_weight_runs_the_range_test_of_weighted_training(
+    capsys: pytest.CaptureFixture[str], weighted_csv: Path
+) -> None:
+    code, out, err = _run(
+        capsys, "lr-find", weighted_csv, "--target", "sick", "--weight", "w", "--out", "", "--json"
+    )
+    assert code == 0, err
+    found = json.loads(out)
+    frame = pd.read_csv(weighted_csv)
+    weighted = BinaryClassifier(lr="auto", random_state=0, max_epochs=1).fit(
+        frame[["HR"]], frame["sick"], sample_weight=frame["w"]
+    )
+    plain = BinaryClassifier(lr="auto", random_state=0, max_epochs=1).fit(
+        frame[["HR"]], frame["sick"]
+    )
+    assert found["lr"] == pytest.approx(weighted.lr_)
+    assert found["losses"] == pytest.approx(weighted.lr_finder_.losses)
+    assert found["losses"] != pytest.approx(plain.lr_finder_.losses)

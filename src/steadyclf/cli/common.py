@@ -44,6 +44,7 @@ __all__ = [
     "load_training_data",
     "names",
     "parse_hidden",
+    "split_weight",
     "to_jsonable",
     "training_callbacks",
     "writing",
@@ -297,6 +298,25 @@ class TrainingData:
     def rows(self) -> int:
         """Rows used for training."""
         return len(self.X)
+
+
+def split_weight(X: Any, weight: str | None) -> tuple[Any, Any]:
+    """The features without the weight column, and the weights (checked), if any."""
+    if weight is None:
+        return X, None
+    import numpy as np
+
+    from ..io.tables import name_list
+    from ..schema.weights import weight_values
+
+    if weight not in X.columns:
+        raise DataError(
+            f"weight column {weight!r} is not in the data; columns: {name_list(X.columns)}"
+        )
+    index = X.index.to_numpy()
+    rows = index if index.dtype.kind in "iu" else np.arange(len(X))
+    weights = weight_values(weight, X[weight], rows, f"weight column {weight!r}")
+    return X.drop(columns=[weight]), weights
 
 
 def load_training_data(

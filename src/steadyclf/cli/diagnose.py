@@ -25,6 +25,7 @@ from .common import (
     estimator_options,
     load_training_data,
     parse_hidden,
+    split_weight,
     writing,
 )
 
@@ -85,6 +86,12 @@ def load_data(
     help="Input scaling of the model you will train (the advice follows it) [the default].",
 )
 @click.option("--drop-missing-target", is_flag=True, help="Drop rows whose target is missing.")
+@click.option(
+    "--weight",
+    metavar="COLUMN",
+    help="Column of row weights, as train takes it: never a feature; rows of weight 0 are left "
+    "out and the class balance is weighed.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print only the report as JSON on stdout.")
 def doctor(
     data: str,
@@ -94,6 +101,7 @@ def doctor(
     seed: int,
     normalize: str | None,
     drop_missing_target: bool,
+    weight: str | None,
     as_json: bool,
 ) -> None:
     """Diagnose DATA for training a neural network: scales, offsets, leakage, saturation.
@@ -102,10 +110,19 @@ def doctor(
     """
     output = Output(as_json=as_json)
     X, y, name = load_data(data, target, drop_missing_target=drop_missing_target, output=output)
+    X, sample_weight = split_weight(X, weight)
     from ..doctor import diagnose
 
-    report = diagnose(X, y, activation=activation, hidden=hidden, seed=seed, normalize=normalize)
-    summary = {"data": data, "target": name, **report.to_dict()}
+    report = diagnose(
+        X,
+        y,
+        activation=activation,
+        hidden=hidden,
+        seed=seed,
+        normalize=normalize,
+        sample_weight=sample_weight,
+    )
+    summary = {"data": data, "target": name, "weight": weight, **report.to_dict()}
     output.result(summary, lambda: str(report))
 
 
@@ -120,6 +137,12 @@ def doctor(
     help="Where to save the curve (PNG); '' for no figure.",
 )
 @click.option("--drop-missing-target", is_flag=True, help="Drop rows whose target is missing.")
+@click.option(
+    "--weight",
+    metavar="COLUMN",
+    help="Column of row weights, as train takes it: never a feature; the range test weighs "
+    "the loss by it, as training does.",
+)
 @estimator_options
 @click.option("--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print only a JSON summary on stdout.")
@@ -128,6 +151,7 @@ def lr_find(
     target: str | None,
     out: str,
     drop_missing_target: bool,
+    weight: str | None,
     quiet: bool,
     as_json: bool,
     **options: Any,
@@ -142,7 +166,8 @@ def lr_find(
     # would run: the same validation split, encoding and initialisation.
     clf = build_estimator({**options, "lr": "auto", "max_epochs": 1})
     X, y, name = load_data(data, target, drop_missing_target=drop_missing_target, output=output)
-    result = clf.fit(X, y).lr_finder_
+    X, sample_weight = split_weight(X, weight)
+    result = clf.fit(X, y, sample_weight=sample_weight).lr_finder_
     plot = None
     if out:
         try:

@@ -13,7 +13,15 @@ import click
 from ..exceptions import DataError, ParameterError
 from ..io.atomic import staged_files
 from . import cli
-from .common import Output, fmt, load_training_data, names, to_jsonable, writing
+from .common import (
+    Output,
+    fmt,
+    load_training_data,
+    names,
+    split_weight,
+    to_jsonable,
+    writing,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -268,25 +276,6 @@ def format_evaluation(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _split_weight(X: Any, weight: str | None) -> tuple[Any, Any]:
-    """The features without the weight column, and the weights (checked), if any."""
-    if weight is None:
-        return X, None
-    import numpy as np
-
-    from ..io.tables import name_list
-    from ..schema.weights import weight_values
-
-    if weight not in X.columns:
-        raise DataError(
-            f"weight column {weight!r} is not in the data; columns: {name_list(X.columns)}"
-        )
-    index = X.index.to_numpy()
-    rows = index if index.dtype.kind in "iu" else np.arange(len(X))
-    weights = weight_values(weight, X[weight], rows, f"weight column {weight!r}")
-    return X.drop(columns=[weight]), weights
-
-
 @cli.command()
 @click.argument("model_dir")
 @click.argument("data")
@@ -325,7 +314,7 @@ def evaluate(
         data, str(target), drop_missing_target=drop_missing_target, output=output
     )
     y = labels_to_binary(table.y.to_numpy(), clf.classes_)
-    X, sample_weight = _split_weight(table.X, weight)
+    X, sample_weight = split_weight(table.X, weight)
     check_inputs(clf, X, known=set(), output=output)
     proba = predict_probabilities(clf, X)
     if sample_weight is not None and not sample_weight.any():

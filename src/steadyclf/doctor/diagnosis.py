@@ -16,6 +16,7 @@ from ..io.tables import from_polars
 from ..nn.spec import ACTIVATIONS, NORMALIZATIONS
 from ..schema.encoder import TabularEncoder
 from ..schema.labels import encode_labels
+from ..schema.weights import weight_values
 from .findings import (
     FeatureSummary,
     Finding,
@@ -52,6 +53,8 @@ class Diagnosis:
     headline: str = ""
     notes: list[str] = field(default_factory=list)
     normalize: str = "standardize"
+    #: Rows were weighted: ``positive_rate`` is the positives' share of the weight.
+    weighted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Everything in the report as JSON-compatible data (NaN becomes ``None``)."""
@@ -60,6 +63,7 @@ class Diagnosis:
                 "n_rows": self.n_rows,
                 "classes": [plain(c) for c in self.classes],
                 "positive_rate": self.positive_rate,
+                "weighted": self.weighted,
                 "normalize": self.normalize,
                 "features": [asdict(f) for f in self.features],
                 "findings": [f.to_dict() for f in self.findings],
@@ -89,6 +93,7 @@ def diagnose(
     hidden: Sequence[int] = (10,),
     seed: int = 0,
     normalize: str | None = None,
+    sample_weight: Any = None,
 ) -> Diagnosis:
     """Diagnose a table for training a neural binary classifier.
 
@@ -109,6 +114,10 @@ def diagnose(
         The input scaling of the model you will train (``BinaryClassifier``'s
         ``normalize``; default: its default): the advice on offsets, scales and heavy
         tails follows it (no transform by hand for what the model does itself).
+    sample_weight : array-like of shape (n_rows,), optional
+        Row weights, as ``fit`` takes them: rows of weight 0 are left out (as training
+        leaves them out) and the class balance is the weighted one; the other checks look
+        at the values of the rows kept, whatever their weight.
 
     Returns
     -------
@@ -128,7 +137,20 @@ def diagnose(
     if normalize not in NORMALIZATIONS:
         raise ParameterError(f"normalize must be one of {NORMALIZATIONS}; got {normalize!r}")
     frame = _as_frame(X)
-    labels = encode_labels(_as_target(y, len(frame)))
+    values = _as_target(y, len(frame))
+    weights = None
+    if sample_weight is not None:
+        given = np.asarray(sample_weight).ravel()
+        if len(given) != len(frame):
+            raise DataError(f"sample_weight has {len(given)} values for {len(frame)} rows")
+        weights = weight_values(
+            "sample_weight", pd.Series(given), np.arange(len(frame)), "sample_weight"
+        )
+        kept = weights > 0  # as in training: a row of weight 0 is not in the data
+        frame, values, weights = frame[kept], values[kept], weights[kept]
+        if not len(frame):
+            raise DataError("every row has weight 0: nothing to diagnose")
+    labels = encode_labels(values)
     target = labels.encoded
     encoder = TabularEncoder.fit(frame)
     summaries = [summarise_column(frame[c.name], c.role) for c in encoder.columns_]
@@ -138,7 +160,7 @@ def diagnose(
         *constant_findings(frame, encoder),
         *skew_findings(frame, summaries, normalize),
         *missing_findings(summaries),
-        *imbalance_findings(target),
+        *imbalance_findings(target, weights),
         *separation_findings(frame, encoder, target),
         *duplicate_findings(frame[encoder.input_columns], target),
     ]
@@ -152,10 +174,13 @@ def diagnose(
     report = Diagnosis(
         n_rows=len(frame),
         classes=list(labels.classes.tolist()),
-        positive_rate=float(target.mean()),
+        positive_rate=float(
+            target.mean() if weights is None else np.average(target, weights=weights)
+        ),
         features=summaries,
         findings=findings,
         saturation=saturation,
+        weighted=weights is not None,
         verdict="",
         normalize=normalize,
     )

@@ -490,14 +490,17 @@ def missing_findings(summaries: list[FeatureSummary]) -> list[Finding]:
     )
 
 
-def imbalance_findings(target: NDArray[np.float32]) -> list[Finding]:
-    """The rarer class below :data:`IMBALANCE_SHARE`."""
-    rate = float(target.mean())
+def imbalance_findings(
+    target: NDArray[np.float32], sample_weight: NDArray[np.float64] | None = None
+) -> list[Finding]:
+    """The rarer class below :data:`IMBALANCE_SHARE` (of the weight, with row weights)."""
+    w = np.ones(len(target)) if sample_weight is None else sample_weight
+    n_pos, total = float(np.dot(w, target)), float(w.sum())
+    rate = n_pos / total
     minority = min(rate, 1 - rate)
     if minority >= IMBALANCE_SHARE:
         return []
-    n_pos = float(target.sum())
-    weight = (len(target) - n_pos) / max(n_pos, 1.0)
+    weight = (total - n_pos) / n_pos if n_pos > 0 else math.inf
     return [
         Finding(
             kind="imbalance",

@@ -21,7 +21,8 @@ def render_diagnosis(report: Diagnosis) -> str:
     lines = [
         f"steadyclf doctor: {report.n_rows} rows, {len(report.features)} "
         f"feature{'s' if len(report.features) != 1 else ''}, "
-        f"target classes {report.classes!r} ({report.positive_rate:.1%} positive)",
+        f"target classes {report.classes!r} ({report.positive_rate:.1%} positive"
+        f"{' by weight' if report.weighted else ''})",
         "",
         _feature_table(report.features),
         "",
