@@ -11,7 +11,8 @@ Models (``--models``, comma list; default ``steadyclf,lr,lgbm``):
 
 - ``steadyclf``: ``BinaryClassifier(random_state=0, **params)`` fitted on the raw training
   DataFrame (it encodes text columns and missing values itself); ``--params JSON`` adds
-  estimator parameters and ``--label NAME`` names that variant in the results, so variants
+  estimator parameters (``'{"random_state": 1}'``: another draw of the initial weights
+  and of the internal folds, to see how much the scores move between seeds) and ``--label NAME`` names that variant in the results, so variants
   (ablations) run at different times can be shown side by side (``--compare``). Also kept
   per fold: ``n_iter_`` and ``validation_metrics_`` (scores on the rows the model held
   out for itself; empty when it held none out).
@@ -241,8 +242,8 @@ def peer_definition(name: str) -> str:
 def steadyclf_definition(params: dict[str, Any] | None, ablate: list[str] | None = None) -> str:
     if params is None:
         return "no results"
-    args = "".join(f", {k}={v!r}" for k, v in params.items())
-    text = f"steadyclf BinaryClassifier(random_state=0{args}) on the raw DataFrame"
+    args = ", ".join(f"{k}={v!r}" for k, v in {"random_state": 0, **params}.items())
+    text = f"steadyclf BinaryClassifier({args}) on the raw DataFrame"
     for name in ablate or []:
         text += f"; without {name}: {ABLATIONS[name][3]}"
     return text
@@ -370,7 +371,7 @@ def run_fold(
     if model_name == "steadyclf":
         from steadyclf import BinaryClassifier
 
-        model = BinaryClassifier(random_state=0, **params)
+        model = BinaryClassifier(**{"random_state": 0, **params})  # --params may set the seed
         frame = X
     elif model_name == "lr":
         model, frame = make_lr(num, cat, len(X)), X
