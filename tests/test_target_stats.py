@@ -137,3 +137,47 @@ def test_rows_of_weight_zero_are_not_counted() -> None:
     rows = X[X["user"] == "u7"].head(3)
     unseen = rows.assign(user="never seen")
     np.testing.assert_array_equal(clf.predict_proba(rows), clf.predict_proba(unseen))
+
+
+def test_a_row_of_weight_k_counts_as_k_rows() -> None:
+    rng = np.random.default_rng(5)
+    n = 400
+    codes = rng.integers(0, 30, (n, 2))
+    labels = (rng.random(n) < 0.3).astype(np.float32)
+    folds = target_folds(np.arange(n), seed=0)
+    k = rng.integers(1, 4, n)
+    weighted = TargetCounts.empty([30, 30])
+    weighted.add(codes, labels, folds, k.astype(np.float64))
+    repeated = TargetCounts.empty([30, 30])
+    repeated.add(np.repeat(codes, k, axis=0), np.repeat(labels, k), np.repeat(folds, k))
+    a, b = weighted.tables(), repeated.tables()
+    for x, z in zip(a.final + a.oof, b.final + b.oof, strict=True):
+        np.testing.assert_allclose(x, z, rtol=1e-12, atol=1e-12)
+    plain = TargetCounts.empty([30, 30])
+    plain.add(codes, labels, folds)
+    assert not np.allclose(plain.tables().final[0], a.final[0])
+
+
+def test_weighted_fits_count_weights_in_every_path(tmp_path: Path) -> None:
+    """The fitted tables weigh rows by ``weight / smallest weight``: scaling every weight
+    changes nothing, files read in passes get the same tables, and the weights matter."""
+    X, y = _levels_table(3000, 150, seed=6)
+    w = np.random.default_rng(0).choice([1.0, 2.0, 5.0], len(y))
+    params = {"random_state": 0, "max_epochs": 2, "validation_fraction": 0.2}
+
+    def tables(clf: BinaryClassifier) -> list[np.ndarray]:
+        return [t.numpy().copy() for t in clf.module_.encoder.target.tables()]
+
+    weighted = tables(BinaryClassifier(**params).fit(X, y, sample_weight=w))
+    scaled = tables(BinaryClassifier(**params).fit(X, y, sample_weight=0.1 * w))
+    plain = tables(BinaryClassifier(**params).fit(X, y))
+    path = tmp_path / "data.parquet"
+    X.assign(label=y, w=w).to_parquet(path, row_group_size=500)
+    streamed = BinaryClassifier(**params).fit_files(
+        str(path), "label", weight="w", stream=True, memory_budget="2MB"
+    )
+    assert streamed.data_["streamed"]
+    for a, b, c in zip(weighted, scaled, tables(streamed), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(a, c, rtol=1e-9, atol=1e-12)
+    assert not np.allclose(weighted[0], plain[0], atol=1e-3)

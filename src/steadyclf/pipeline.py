@@ -211,7 +211,10 @@ def fit_source(
         read = (
             None if in_memory else read_rows_for_budget(shard.row_bytes(encoding.columns), budget)
         )
-        _target_statistics(shard, encoding, module, seed, read, context)
+        unit = None
+        if weighting is not None and weighting.by_row and summary.weights is not None:
+            unit = summary.weights.low  # the smallest weight counts one row
+        _target_statistics(shard, encoding, module, seed, read, context, unit)
     world = context.world_size if context is not None else 1
     batches, valid, info = _batch_source(
         shard,
@@ -655,13 +658,19 @@ def _target_statistics(
     seed: int,
     read_rows: int | None,
     context: DistributedContext | None,
+    unit: float | None = None,
 ) -> None:
     """Count the training rows of each level of the many-level categoricals (one pass),
     set the network's tables and give the encoding the out-of-fold ones.
 
-    Rows of weight 0 are left out (:meth:`BatchEncoder.rows`); other weights do not enter
-    the counts: a level's rate and frequency count rows, as the folds and the batch size do.
+    Rows of weight 0 are left out (:meth:`BatchEncoder.rows`). With ``unit`` (rows weighted
+    by a column whose weights are not all equal), a row counts ``weight / unit`` rows in its
+    level's rate and frequency, as in the quantiles of the scaling (``unit`` the smallest
+    weight: integer weights from 1 count as repeated rows, and scaling every weight changes
+    nothing); class weights do not enter: the rates describe the data, not the loss.
     """
+    from .schema.weights import weight_values
+
     n_cat = len(encoding.encoder.categorical_columns)
     counts = TargetCounts.empty(encoding.encoder.target_sizes)
     for start, frame in source.batches(encoding.columns, batch_rows=read_rows):
@@ -670,7 +679,12 @@ def _target_statistics(
         train = ~in_valid
         y = encoding.labels(kept[encoding.target])
         folds = target_folds(positions[train], seed)
-        counts.add(x_cat[train, n_cat:], y[train], folds)
+        w = None
+        if unit is not None and encoding.weighting is not None and encoding.weighting.column:
+            name = encoding.weighting.column
+            label = encoding.weighting.label
+            w = weight_values(name, kept[name][train], positions[train], label) / unit
+        counts.add(x_cat[train, n_cat:], y[train], folds, w)
     if context is not None:  # every process gets the counts of all
         everyone = context.all_gather_object(counts)
         counts = TargetCounts.empty(encoding.encoder.target_sizes)

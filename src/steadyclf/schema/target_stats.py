@@ -20,6 +20,9 @@ looks to new data (the overall rate, frequency 0), instead of a value training n
 showed. Held-out rows and new data get the rate of every
 training row. The counts are mergeable (:class:`TargetCounts`: one pass over the rows,
 per batch, per process), so files read in passes get the same tables as a DataFrame.
+With row weights, a row counts as many rows as its weight is times the smallest weight
+(as the quantiles of the input scaling count them): integer weights from 1 give the
+counts of repeated rows, and multiplying every weight by a constant changes nothing.
 
 With cross-fitted members (small data, :mod:`steadyclf.train.crossfit`) these folds are
 not the members' folds: the rates of the rows member j trains on also count the rows of
@@ -67,22 +70,29 @@ def target_folds(positions: NDArray[np.integer], seed: int) -> NDArray[np.int64]
 
 @dataclass
 class TargetCounts:
-    """Rows per level, fold and label of each column: ``counts[j][code, fold, label]``."""
+    """Rows per level, fold and label of each column: ``counts[j][code, fold, label]``
+    (weighted rows: sums of the rows' weights in units of the smallest)."""
 
-    counts: list[NDArray[np.int64]]
+    counts: list[NDArray[np.float64]]
 
     @classmethod
     def empty(cls, sizes: Sequence[int]) -> TargetCounts:
         """No rows yet, for columns of these vocabulary sizes."""
-        return cls([np.zeros((size, FOLDS, 2), dtype=np.int64) for size in sizes])
+        return cls([np.zeros((size, FOLDS, 2), dtype=np.float64) for size in sizes])
 
     def add(
-        self, codes: NDArray[np.int64], labels: NDArray[np.floating], folds: NDArray[np.int64]
+        self,
+        codes: NDArray[np.int64],
+        labels: NDArray[np.floating],
+        folds: NDArray[np.int64],
+        weights: NDArray[np.float64] | None = None,
     ) -> None:
-        """Count training rows: their codes (one column per table), 0/1 labels and folds."""
+        """Count training rows: their codes (one column per table), 0/1 labels and folds;
+        with ``weights``, a row counts that many rows (weight ``k``: ``k`` copies of it)."""
         y = (np.asarray(labels) > 0.5).astype(np.int64)
+        amount = 1.0 if weights is None else np.asarray(weights, dtype=np.float64)
         for j, table in enumerate(self.counts):
-            np.add.at(table, (codes[:, j], folds, y), 1)
+            np.add.at(table, (codes[:, j], folds, y), amount)
 
     def merge(self, other: TargetCounts) -> None:
         """Add the counts of other rows (another batch or process)."""
@@ -94,20 +104,21 @@ class TargetCounts:
         fold), standardised over the training rows."""
         final, oof = [], []
         for table in self.counts:
-            totals = table.sum(axis=(0, 1)).astype(np.float64)  # negatives, positives
+            totals = table.sum(axis=(0, 1))  # negatives, positives
             prior = totals[1] / max(totals.sum(), 1.0)
-            level = table.sum(axis=1).astype(np.float64)  # (codes, 2)
+            level = table.sum(axis=1)  # (codes, 2)
             rows = level.sum(axis=1)
             frequency = np.log1p(rows)
             rate = _rate(level[:, 1], rows, prior)
             # Each fold's rows see the other folds' counts only.
-            other = (level[:, None, :] - table).astype(np.float64)  # (codes, folds, 2)
+            # (codes, folds, 2); >= 0 also where fractional weights round
+            other = np.maximum(level[:, None, :] - table, 0.0)
             fold_rate = _rate(other[..., 1], other.sum(axis=2), prior)
             # The other folds' rows, as many as all folds would hold: a level seen only in
             # a row's own fold has frequency 0 there, as a level unseen in training has.
             fold_frequency = np.log1p(other.sum(axis=2) * (FOLDS / (FOLDS - 1)))
             # Mean and spread of what training rows see: weight each (code, fold) by rows.
-            weight = table.sum(axis=2).astype(np.float64)
+            weight = table.sum(axis=2)
             rate_center, rate_scale = _moments(fold_rate, weight)
             freq_center, freq_scale = _moments(fold_frequency, weight)
             final.append(
