@@ -18,7 +18,8 @@ Variants:
   16 frequencies, a linear map to 3 outputs, learning rate x 0.1 on these weights.
 - ``seed-bag``: the probabilities of 3 fits (seeds s, s+100, s+200) averaged.
 
-``--sigma`` sets the frequencies' spread for ``plr`` and ``pbld`` (default 1.0; RealMLP
+``--min-values N`` embeds only the numeric columns with at least N distinct values in
+training (the continuous ones; others go in as they are). ``--sigma`` sets the frequencies' spread for ``plr`` and ``pbld`` (default 1.0; RealMLP
 uses 0.1 on inputs scaled by the interquartile range, about 3x wider than our 5-95 %
 spread). The embeddings run through autograd and the torch forward pass (the fused
 training step, the NumPy and ONNX paths know no such stage).
@@ -47,6 +48,9 @@ import real_data
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = ("plateau-10", "plr", "pbld", "seed-bag")
+#: The numeric inputs the embeddings take (``None``: all), set per fit from --min-values.
+EMBEDDED: dict[str, list[int] | None] = {"columns": None}
+MIN_VALUES = [0]
 
 
 def patch_plateau(wait: int) -> None:
@@ -78,10 +82,11 @@ def patch_embeddings(kind: str, sigma: float) -> None:
     frequencies, outputs, scale = (8, 4, 1.0) if kind == "plr" else (16, 3, 0.1)
 
     class Periodic(nn.Module):
-        def __init__(self, m: int, generator: torch.Generator | None) -> None:
+        def __init__(self, columns: list[int], generator: torch.Generator | None) -> None:
             super().__init__()
             g = generator
-            self.m = m
+            self.columns = columns
+            m = len(columns)
             width = 2 * frequencies if kind == "plr" else frequencies
             self.frequency = nn.Parameter(torch.randn(m, frequencies, generator=g) * sigma / scale)
             if kind == "pbld":
@@ -97,7 +102,7 @@ def patch_embeddings(kind: str, sigma: float) -> None:
             )
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            z = 2 * math.pi * x[:, : self.m].unsqueeze(-1) * (scale * self.frequency)
+            z = 2 * math.pi * x[:, self.columns].unsqueeze(-1) * (scale * self.frequency)
             if kind == "plr":
                 p = torch.cat([torch.cos(z), torch.sin(z)], dim=-1)
             else:
@@ -115,11 +120,12 @@ def patch_embeddings(kind: str, sigma: float) -> None:
         original_init(self, arch, **kwargs)
 
     def make_body(n_inputs: int, hidden: Any, activation: str, **kwargs: Any) -> nn.Sequential:
-        m = n_numeric["m"]
-        if not m:
+        chosen = EMBEDDED["columns"]
+        columns = list(range(n_numeric["m"])) if chosen is None else chosen
+        if not columns:
             return original_body(n_inputs, hidden, activation, **kwargs)
-        inner = original_body(n_inputs + m * outputs, hidden, activation, **kwargs)
-        return nn.Sequential(Periodic(m, kwargs.get("generator")), *inner)
+        inner = original_body(n_inputs + len(columns) * outputs, hidden, activation, **kwargs)
+        return nn.Sequential(Periodic(columns, kwargs.get("generator")), *inner)
 
     class TorchNetwork:
         """Predictions through the torch module (the NumPy forward has no such stage)."""
@@ -141,6 +147,14 @@ def patch_embeddings(kind: str, sigma: float) -> None:
 
 def fit_predict(variant: str | None, seed: int, X_train: Any, y_train: Any, X_test: Any) -> Any:
     from steadyclf import BinaryClassifier
+
+    if MIN_VALUES[0]:  # embed only the numeric inputs with this many distinct values
+        from steadyclf.schema.encoder import TabularEncoder
+
+        names = [c.name for c in TabularEncoder.fit(X_train).numeric_infos]
+        EMBEDDED["columns"] = [
+            i for i, name in enumerate(names) if X_train[name].nunique() >= MIN_VALUES[0]
+        ]
 
     seeds = [seed, seed + 100, seed + 200] if variant == "seed-bag" else [seed]
     probas = [
@@ -176,6 +190,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", default="0", help="comma list of random_state values")
     parser.add_argument("--sigma", type=float, default=1.0, help="frequency spread (plr, pbld)")
     parser.add_argument("--max-rows", type=int, default=10_240, help="largest table to run")
+    parser.add_argument(
+        "--min-values",
+        type=int,
+        default=0,
+        help="plr/pbld: embed only numeric columns with at least this many distinct values",
+    )
+    parser.add_argument("--out", help="results name (default: variants-VARIANT)")
     parser.add_argument("--data-dir", type=Path, default=real_data.DEFAULT_DATA)
     args = parser.parse_args(argv)
 
@@ -190,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.variant == "plateau-10":
         patch_plateau(10)
     elif args.variant in ("plr", "pbld"):
+        MIN_VALUES[0] = args.min_values
         patch_embeddings(args.variant, args.sigma)
     variant = {s: run(args.variant, s, tables, args.max_rows) for s in seeds}
 
@@ -197,7 +219,8 @@ def main(argv: list[str] | None = None) -> None:
     head = " | ".join(f"seed {s}: defaults / variant" for s in seeds)
     lines = [
         f"# Variant {args.variant}"
-        + (f" (sigma {args.sigma:g})" if args.variant in ("plr", "pbld") else ""),
+        + (f" (sigma {args.sigma:g})" if args.variant in ("plr", "pbld") else "")
+        + (f", columns of >= {args.min_values} values" if args.min_values else ""),
         "",
         f"`python benchmarks/variants.py {' '.join(sys.argv[1:] if argv is None else argv)}`: "
         f"mean test ROC AUC over the 5 folds of `real_data.py`, tables up to {args.max_rows:,} "
@@ -223,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     text = "\n".join(lines) + "\n"
     print(text)
-    stem = f"variants-{args.variant}"
+    stem = args.out or f"variants-{args.variant}"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{stem}.md").write_text(text)
     data = {
