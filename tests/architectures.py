@@ -48,6 +48,12 @@ ARCHITECTURES = [
         Architecture(0, 0, (3, 4), (8,), "tanh", target_sizes=(12, 7)),
         id="target-statistics-only-categoricals",
     ),
+    # Periodic embeddings of some numeric inputs (numeric_embedding='periodic').
+    pytest.param(Architecture(3, 1, (4,), (8,), "relu", clip=True, periodic=(0, 2)), id="periodic"),
+    pytest.param(
+        Architecture(2, 1, (4, 5), (8, 4), "gelu", n_members=3, target_sizes=(9,), periodic=(0, 1)),
+        id="periodic-members-target-statistics",
+    ),
 ]
 assert {p.values[0].activation for p in ARCHITECTURES} == set(ACTIVATIONS)
 
@@ -69,7 +75,8 @@ def random_weights(arch: Architecture, seed: int = 0) -> dict[str, np.ndarray]:
         else:
             weights[name] = rng.normal(size=shape)
     for member in range(arch.n_members):
-        last = f"bodies.{member}.{2 * len(arch.hidden) + int(arch.batchnorm)}"
+        first = int(arch.batchnorm) + int(bool(arch.periodic))
+        last = f"bodies.{member}.{2 * len(arch.hidden) + first}"
         weights[f"{last}.weight"] *= 3.0  # logits spread over a few units
         weights[f"{last}.bias"][:] = 0.0
     k = arch.n_numeric

@@ -635,6 +635,11 @@ def _build_module(
         batchnorm=params["normalize"] == "batchnorm",
         clip=params["normalize"] == "robust",
         n_members=n_members,
+        periodic=tuple(
+            i
+            for i, info in enumerate(encoder.numeric_infos)
+            if params.get("numeric_embedding", "none") == "periodic" and info.role != "boolean"
+        ),
     )
     check_model_size(arch)
     rate = float(np.clip(positive_share(counts), 1e-6, 1 - 1e-6))

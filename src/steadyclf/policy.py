@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_VALIDATION_FRACTION",
     "FULL_BATCH_MAX_ROWS",
     "MAX_PARAMETERS",
+    "NUMERIC_EMBEDDINGS",
     "OPTIMIZERS",
     "SCHEDULES",
     "THRESHOLD_METRICS",
@@ -51,6 +52,8 @@ THRESHOLD_METRICS = ("f1", "balanced_accuracy")
 DEVICES = ("auto", "cpu", "cuda")
 #: How probabilities are calibrated on held-out rows (:mod:`steadyclf.calibration`).
 CALIBRATIONS = ("auto", "none", "temperature", "platt")
+#: How numeric inputs enter the network (``steadyclf.nn.modules.PeriodicEmbedding``).
+NUMERIC_EMBEDDINGS = ("none", "periodic")
 
 #: Up to this many training rows, the default is full-batch training: each epoch is a
 #: single step, which is both the fastest and the most stable choice on small tables.
@@ -129,6 +132,15 @@ def validate_params(params: Mapping[str, Any]) -> None:
             options = ", ".join(map(repr, allowed))
             raise ParameterError(f"{name} must be one of {options}; got {params[name]!r}")
     # Absent from models saved before the parameter existed: they keep the default.
+    embedding = params.get("numeric_embedding", "none")
+    if embedding not in NUMERIC_EMBEDDINGS:
+        options = ", ".join(map(repr, NUMERIC_EMBEDDINGS))
+        raise ParameterError(f"numeric_embedding must be one of {options}; got {embedding!r}")
+    if embedding != "none" and params["normalize"] not in ("robust", "standardize"):
+        raise ParameterError(
+            f"numeric_embedding={embedding!r} embeds scaled inputs: it needs normalize "
+            f"'robust' or 'standardize', got {params['normalize']!r}"
+        )
     calibration = params.get("calibration", "auto")
     if calibration not in CALIBRATIONS:
         options = ", ".join(map(repr, CALIBRATIONS))

@@ -24,7 +24,13 @@ import click
 
 from ..exceptions import DataError, ParameterError, SteadyclfError
 from ..nn.spec import ACTIVATIONS, NORMALIZATIONS
-from ..policy import CALIBRATIONS, OPTIMIZERS, SCHEDULES, THRESHOLD_METRICS
+from ..policy import (
+    CALIBRATIONS,
+    NUMERIC_EMBEDDINGS,
+    OPTIMIZERS,
+    SCHEDULES,
+    THRESHOLD_METRICS,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -204,6 +210,11 @@ ESTIMATOR_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--hidden", callback=parse_hidden, help="Hidden layer sizes, e.g. 64,32."),
     click.option("--activation", type=click.Choice(list(ACTIVATIONS))),
     click.option("--normalize", type=click.Choice(NORMALIZATIONS), help="Input scaling."),
+    click.option(
+        "--numeric-embedding",
+        type=click.Choice(NUMERIC_EMBEDDINGS),
+        help="'periodic': PLR embeddings of the numeric inputs.",
+    ),
     click.option("--optimizer", type=click.Choice(OPTIMIZERS)),
     click.option("--lr", callback=_parse_lr, help="Learning rate, or 'auto'."),
     click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning-rate schedule."),

@@ -251,6 +251,29 @@ def batchnorm(g: _Graph, prefix: str, h: str) -> str:
     return g.op("Add", [scaled, g.const("bn_beta", beta)])
 
 
+def periodic(g: _Graph, arch: Architecture, prefix: str, h: str) -> str:
+    """The periodic embeddings of ``arch.periodic`` appended to ``h`` (``[N, F]``)."""
+    columns = g.const("periodic_columns", np.asarray(arch.periodic, dtype=np.int64))
+    x = g.op("Gather", [h, columns], axis=1)  # [N, m]
+    x = g.op("Unsqueeze", [x, g.const("axis", np.asarray([2], dtype=np.int64))])  # [N, m, 1]
+    z = g.op(
+        "Mul",
+        [
+            g.op("Mul", [g.const("two_pi", np.float64(2 * np.pi)), x]),
+            g.const("frequency", g.tensor(f"{prefix}.frequency")),
+        ],
+    )  # [N, m, k]
+    p = g.op("Concat", [g.op("Cos", [z]), g.op("Sin", [z])], axis=2)  # [N, m, 2k]
+    p = g.op("Transpose", [p], perm=[1, 0, 2])  # [m, N, 2k]
+    e = g.op("MatMul", [p, g.const("weight", g.tensor(f"{prefix}.weight"))])  # [m, N, e]
+    bias = g.tensor(f"{prefix}.bias")[:, None, :]
+    e = g.op("Relu", [g.op("Add", [e, g.const("bias", np.ascontiguousarray(bias))])])
+    e = g.op("Transpose", [e], perm=[1, 0, 2])  # [N, m, e]
+    width = np.asarray([0, len(arch.periodic) * bias.shape[2]], dtype=np.int64)
+    e = g.op("Reshape", [e, g.const("shape", width)])  # [N, m * e]
+    return g.op("Concat", [h, e], axis=1)
+
+
 def linear(g: _Graph, prefix: str, h: str) -> str:
     """``h @ W.T + b``."""
     weight = np.ascontiguousarray(g.tensor(f"{prefix}.weight").T)
@@ -297,7 +320,9 @@ def body(g: _Graph, arch: Architecture, features: str, member: int = 0) -> str:
     """The logit of body ``member``, ``[N, 1]``."""
     h = features
     for kind, prefix in body_layers(arch, member):
-        if kind == "batchnorm":
+        if kind == "periodic":
+            h = periodic(g, arch, prefix, h)
+        elif kind == "batchnorm":
             h = batchnorm(g, prefix, h)
         elif kind == "linear":
             h = linear(g, prefix, h)

@@ -32,13 +32,21 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from .spec import ACTIVATIONS, TARGET_FEATURES, Architecture
+from .spec import (
+    ACTIVATIONS,
+    PERIODIC_FREQUENCIES,
+    PERIODIC_OUTPUTS,
+    PERIODIC_SIGMA,
+    TARGET_FEATURES,
+    Architecture,
+)
 from .threads import intra_op_threads
 
 __all__ = [
     "Impute",
     "InputEncoder",
     "OneHot",
+    "PeriodicEmbedding",
     "Scale",
     "SteadyNet",
     "activation_module",
@@ -75,6 +83,41 @@ def _linear(n_in: int, n_out: int, *, he: bool, generator: torch.Generator | Non
     return layer
 
 
+class PeriodicEmbedding(nn.Module):
+    """Periodic embeddings of some numeric inputs, appended to the inputs (PLR).
+
+    For each embedded input ``x`` (the scaled value): ``relu(W [cos(2 pi f x), sin(2 pi f
+    x)] + b)`` with :data:`PERIODIC_FREQUENCIES` trainable frequencies ``f`` (drawn from
+    N(0, PERIODIC_SIGMA)) and a per-input ``W`` to :data:`PERIODIC_OUTPUTS` outputs, so
+    the first layer can respond to many thresholds of one column at once (Gorishniy et
+    al. 2022, "On Embeddings for Numerical Features in Tabular Deep Learning"). The inputs
+    pass through unchanged, the embeddings follow them.
+    """
+
+    columns: torch.Tensor
+
+    def __init__(
+        self, n_numeric: int, columns: Sequence[int], generator: torch.Generator | None
+    ) -> None:
+        super().__init__()
+        m, k, e = len(columns), PERIODIC_FREQUENCIES, PERIODIC_OUTPUTS
+        # Not saved: the architecture lists the columns.
+        self.register_buffer(
+            "columns", torch.tensor(list(columns), dtype=torch.int64), persistent=False
+        )
+        self.n_numeric = n_numeric
+        self.frequency = nn.Parameter(torch.randn(m, k, generator=generator) * PERIODIC_SIGMA)
+        bound = 1.0 / math.sqrt(2 * k)
+        self.weight = nn.Parameter((torch.rand(m, 2 * k, e, generator=generator) * 2 - 1) * bound)
+        self.bias = nn.Parameter(torch.zeros(m, e))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (2 * math.pi) * x[:, self.columns].unsqueeze(-1) * self.frequency  # (n, m, k)
+        p = torch.cat([torch.cos(z), torch.sin(z)], dim=-1)  # (n, m, 2k)
+        e = torch.relu(torch.matmul(p.transpose(0, 1), self.weight) + self.bias.unsqueeze(1))
+        return torch.cat([x, e.transpose(0, 1).reshape(x.shape[0], -1)], dim=1)
+
+
 def make_body(
     n_inputs: int,
     hidden: Sequence[int],
@@ -83,12 +126,18 @@ def make_body(
     batchnorm: bool,
     prior_logit: float = 0.0,
     generator: torch.Generator | None = None,
+    periodic: Sequence[int] = (),
 ) -> nn.Sequential:
-    """Build the trainable part: ``[BatchNorm1d] -> (Linear -> act) * k -> Linear(1)``."""
+    """Build the trainable part: ``[PeriodicEmbedding | BatchNorm1d] -> (Linear -> act) * k
+    -> Linear(1)``; ``periodic`` the numeric inputs (the first ``n_inputs`` columns start
+    with them) to embed."""
     layers: list[nn.Module] = []
+    width = n_inputs
+    if periodic:
+        layers.append(PeriodicEmbedding(n_inputs, periodic, generator))
+        width = n_inputs + PERIODIC_OUTPUTS * len(periodic)
     if batchnorm:
         layers.append(nn.BatchNorm1d(n_inputs))
-    width = n_inputs
     he = ACTIVATIONS[activation].he_init
     for size in hidden:
         layers += [_linear(width, size, he=he, generator=generator), activation_module(activation)]
@@ -344,6 +393,7 @@ class SteadyNet(nn.Module):
                     batchnorm=arch.batchnorm,
                     prior_logit=prior_logit,
                     generator=generator,
+                    periodic=arch.periodic,
                 )
                 for _ in range(arch.n_members)
             ]

@@ -17,6 +17,7 @@ a saved model (:class:`~steadyclf.persistence.ModelState`):
 ``one_hot``      one block per categorical (codes 0 = missing, 1 = unseen, 2.. levels);
 ``target_statistics`` per categorical with many levels, the rows of its table (target
                  rate and frequency of the level) picked by a second code column;
+``periodic``     the periodic embeddings of some numeric inputs, appended (PLR);
 ``batchnorm``    the eval-mode ``BatchNorm1d`` (running statistics);
 ``linear``, ``activate`` the body's layers, ending in one logit;
 ``mean_probability_logit`` the members' logits combined (the log odds of their mean
@@ -57,6 +58,7 @@ __all__ = [
     "linear",
     "mean_probability_logit",
     "one_hot",
+    "periodic",
     "soft_clip",
     "standardize",
     "target_statistics",
@@ -267,6 +269,19 @@ def linear(
     return out
 
 
+def periodic(
+    weights: Weights, prefix: str, arch: Architecture, h: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """The periodic embeddings of ``arch.periodic`` appended to ``h`` (a new array):
+    :class:`~steadyclf.nn.modules.PeriodicEmbedding`."""
+    z = (2 * np.pi) * h[:, list(arch.periodic), None] * weights[f"{prefix}.frequency"]
+    p = np.concatenate([np.cos(z), np.sin(z)], axis=2)  # (n, m, 2k)
+    e = np.matmul(p.transpose(1, 0, 2), weights[f"{prefix}.weight"])  # (m, n, e)
+    e += weights[f"{prefix}.bias"][:, None, :]
+    np.maximum(e, 0.0, out=e)
+    return np.concatenate([h, e.transpose(1, 0, 2).reshape(h.shape[0], -1)], axis=1)
+
+
 def activate(name: str, h: NDArray[np.float64]) -> NDArray[np.float64]:
     """The hidden activation ``name`` (a key of :data:`ACTIVATIONS`), in place if it can."""
     return ACTIVATION_FUNCTIONS[ACTIVATIONS[name].module](h)
@@ -275,11 +290,15 @@ def activate(name: str, h: NDArray[np.float64]) -> NDArray[np.float64]:
 def body_layers(arch: Architecture, member: int = 0) -> list[tuple[str, str]]:
     """``(kind, tensor prefix)`` of each layer of body ``member``, in order.
 
-    Kinds: ``batchnorm``, ``linear``, ``activation`` (prefix: the activation's name).
-    The prefixes follow the module's ``nn.Sequential`` numbering (``bodies.0.0``...).
+    Kinds: ``periodic``, ``batchnorm``, ``linear``, ``activation`` (prefix: the
+    activation's name). The prefixes follow the module's ``nn.Sequential`` numbering
+    (``bodies.0.0``...).
     """
     layers: list[tuple[str, str]] = []
     index = 0
+    if arch.periodic:
+        layers.append(("periodic", f"bodies.{member}.0"))
+        index = 1
     if arch.batchnorm:
         layers.append(("batchnorm", f"bodies.{member}.0"))
         index = 1
@@ -306,7 +325,9 @@ def body(
     h = features
     n_linear = 0
     for kind, prefix in body_layers(arch, member):
-        if kind == "batchnorm":
+        if kind == "periodic":
+            h = periodic(weights, prefix, arch, h)
+        elif kind == "batchnorm":
             h = batchnorm(weights, prefix, h)
         elif kind == "linear":
             out = None if buffers is None else buffers[n_linear][: h.shape[0]]
@@ -389,5 +410,5 @@ class NumpyNetwork:
     @property
     def n_weights(self) -> int:
         """Weights of the linear layers (multiply-adds per row), over all members."""
-        sizes = [self.arch.n_features, *self.arch.hidden, 1]
+        sizes = [self.arch.n_body_inputs, *self.arch.hidden, 1]
         return self.arch.n_members * sum(a * b for a, b in itertools.pairwise(sizes))

@@ -15,6 +15,9 @@ from typing import Any
 __all__ = [
     "ACTIVATIONS",
     "NORMALIZATIONS",
+    "PERIODIC_FREQUENCIES",
+    "PERIODIC_OUTPUTS",
+    "PERIODIC_SIGMA",
     "SINGLE_THREAD_WORK",
     "TARGET_FEATURES",
     "Activation",
@@ -56,6 +59,13 @@ ACTIVATIONS: dict[str, Activation] = {
 NORMALIZATIONS = ("robust", "standardize", "batchnorm", "none")
 #: Inputs per categorical with target statistics: its target rate and its frequency.
 TARGET_FEATURES = 2
+#: Periodic embedding of a numeric input (PLR, Gorishniy et al. 2022): this many trainable
+#: frequencies ``f``, whose ``cos(2 pi f x)`` and ``sin(2 pi f x)`` a per-input linear map
+#: and a ReLU turn into PERIODIC_OUTPUTS more inputs of the first layer; the frequencies
+#: start from N(0, PERIODIC_SIGMA) (benchmarks/variants.py).
+PERIODIC_FREQUENCIES = 8
+PERIODIC_OUTPUTS = 4
+PERIODIC_SIGMA = 1.0
 
 
 @dataclass(frozen=True)
@@ -70,7 +80,9 @@ class Architecture:
     ``target_sizes`` the vocabulary sizes (levels + 'missing' + 'unseen') of the
     categoricals with more levels than one-hot keeps, each of which adds two inputs looked
     up per level: its target rate and its frequency in training
-    (:mod:`steadyclf.schema.target_stats`).
+    (:mod:`steadyclf.schema.target_stats`); ``periodic`` the positions, among the numeric
+    inputs, of those each body embeds periodically (:data:`PERIODIC_FREQUENCIES`), whose
+    :data:`PERIODIC_OUTPUTS` outputs each follow the encoded inputs into the first layer.
     """
 
     n_numeric: int
@@ -82,6 +94,13 @@ class Architecture:
     clip: bool = False
     n_members: int = 1
     target_sizes: tuple[int, ...] = ()
+    periodic: tuple[int, ...] = ()
+
+    @property
+    def n_body_inputs(self) -> int:
+        """Width of the first linear layer's input: the encoded inputs, then the periodic
+        embeddings."""
+        return self.n_features + PERIODIC_OUTPUTS * len(self.periodic)
 
     @property
     def n_features(self) -> int:
@@ -96,9 +115,11 @@ class Architecture:
     @property
     def n_parameters(self) -> int:
         """Trainable parameters."""
-        sizes = [self.n_features, *self.hidden, 1]
+        sizes = [self.n_body_inputs, *self.hidden, 1]
         total = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
-        return self.n_members * (total + (2 * self.n_features if self.batchnorm else 0))
+        m, k, e = len(self.periodic), PERIODIC_FREQUENCIES, PERIODIC_OUTPUTS
+        periodic = m * k + m * 2 * k * e + m * e
+        return self.n_members * (total + periodic + (2 * self.n_features if self.batchnorm else 0))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (the ``architecture`` entry of ``model.json``)."""
@@ -112,6 +133,7 @@ class Architecture:
             "clip": self.clip,
             "n_members": self.n_members,
             "target_sizes": list(self.target_sizes),
+            "periodic": list(self.periodic),
         }
 
     @classmethod
@@ -138,6 +160,8 @@ class Architecture:
             flags[name] = data.get(name, default)
             if not isinstance(flags[name], bool):
                 raise ValueError(f"architecture {name} is {flags[name]!r}")
+        if flags["batchnorm"] and data.get("periodic"):
+            raise ValueError("architecture has both batchnorm and periodic embeddings")
         return cls(
             count(data.get("n_numeric"), "n_numeric", 0),
             count(data.get("n_missing"), "n_missing", 0),
@@ -148,7 +172,19 @@ class Architecture:
             bool(flags["clip"]),
             count(data.get("n_members", 1), "n_members", 1),
             counts(data.get("target_sizes", []), "target_sizes", 2),
+            _positions(counts(data.get("periodic", []), "periodic", 0), data.get("n_numeric")),
         )
+
+
+def _positions(values: tuple[int, ...], n_numeric: Any) -> tuple[int, ...]:
+    """Increasing positions among the numeric inputs (``ValueError`` otherwise)."""
+    if any(b <= a for a, b in itertools.pairwise(values)) or (
+        values and isinstance(n_numeric, int) and values[-1] >= n_numeric
+    ):
+        raise ValueError(
+            f"architecture periodic is {list(values)!r}, not increasing numeric inputs"
+        )
+    return values
 
 
 def tensor_layout(arch: Architecture) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -165,8 +201,14 @@ def tensor_layout(arch: Architecture) -> dict[str, tuple[tuple[int, ...], str]]:
     for member in range(arch.n_members):
         prefix = f"bodies.{member}"
         index = 0
-        width = arch.n_features
-        if arch.batchnorm:
+        width = arch.n_body_inputs
+        if arch.periodic:
+            m, k, e = len(arch.periodic), PERIODIC_FREQUENCIES, PERIODIC_OUTPUTS
+            layout[f"{prefix}.0.frequency"] = ((m, k), "float64")
+            layout[f"{prefix}.0.weight"] = ((m, 2 * k, e), "float64")
+            layout[f"{prefix}.0.bias"] = ((m, e), "float64")
+            index = 1
+        if arch.batchnorm:  # never with periodic embeddings (from_dict refuses both)
             for name in ("weight", "bias", "running_mean", "running_var"):
                 layout[f"{prefix}.0.{name}"] = ((width,), "float64")
             layout[f"{prefix}.0.num_batches_tracked"] = ((), "int64")
