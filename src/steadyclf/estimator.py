@@ -165,7 +165,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         2022), so one column can act through many thresholds. On the development tables
         (``benchmarks/variants.py``) it gained most on columns of many thresholds
         (credit_card +0.011 ROC AUC, spam7 +0.007), lost on others (hmda -0.004 to -0.009),
-        about +0.001 on average, for 2-35x the small-data fit time: not a default.
+        about +0.001 on average, for 1.6-35x the small-data fit time: not a default.
     verbose : int, default=0
 
     Attributes

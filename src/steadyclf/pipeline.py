@@ -635,11 +635,9 @@ def _build_module(
         batchnorm=params["normalize"] == "batchnorm",
         clip=params["normalize"] == "robust",
         n_members=n_members,
-        periodic=tuple(
-            i
-            for i, info in enumerate(encoder.numeric_infos)
-            if params.get("numeric_embedding", "none") == "periodic" and info.role != "boolean"
-        ),
+        periodic=tuple(i for i, info in enumerate(encoder.numeric_infos) if info.role != "boolean")
+        if params.get("numeric_embedding", "none") == "periodic"
+        else (),
     )
     check_model_size(arch)
     rate = float(np.clip(positive_share(counts), 1e-6, 1 - 1e-6))

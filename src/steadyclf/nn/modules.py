@@ -96,16 +96,13 @@ class PeriodicEmbedding(nn.Module):
 
     columns: torch.Tensor
 
-    def __init__(
-        self, n_numeric: int, columns: Sequence[int], generator: torch.Generator | None
-    ) -> None:
+    def __init__(self, columns: Sequence[int], generator: torch.Generator | None) -> None:
         super().__init__()
         m, k, e = len(columns), PERIODIC_FREQUENCIES, PERIODIC_OUTPUTS
         # Not saved: the architecture lists the columns.
         self.register_buffer(
             "columns", torch.tensor(list(columns), dtype=torch.int64), persistent=False
         )
-        self.n_numeric = n_numeric
         self.frequency = nn.Parameter(torch.randn(m, k, generator=generator) * PERIODIC_SIGMA)
         bound = 1.0 / math.sqrt(2 * k)
         self.weight = nn.Parameter((torch.rand(m, 2 * k, e, generator=generator) * 2 - 1) * bound)
@@ -129,12 +126,12 @@ def make_body(
     periodic: Sequence[int] = (),
 ) -> nn.Sequential:
     """Build the trainable part: ``[PeriodicEmbedding | BatchNorm1d] -> (Linear -> act) * k
-    -> Linear(1)``; ``periodic`` the numeric inputs (the first ``n_inputs`` columns start
-    with them) to embed."""
+    -> Linear(1)``; ``periodic``: the positions of the numeric inputs to embed (the
+    inputs start with the numeric ones)."""
     layers: list[nn.Module] = []
     width = n_inputs
     if periodic:
-        layers.append(PeriodicEmbedding(n_inputs, periodic, generator))
+        layers.append(PeriodicEmbedding(periodic, generator))
         width = n_inputs + PERIODIC_OUTPUTS * len(periodic)
     if batchnorm:
         layers.append(nn.BatchNorm1d(n_inputs))
