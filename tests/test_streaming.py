@@ -300,10 +300,14 @@ def test_shards_merged_in_rank_order_equal_one_process(tmp_path: Path, world_siz
         )
         np.testing.assert_allclose(tally.train.std, expected.train.std, rtol=1e-9)
         np.testing.assert_array_equal(tally.low, expected.low)
+        np.testing.assert_array_equal(tally.n_values, expected.n_values)
         assert {n: c.levels for n, c in summary.columns.items()} == {
             n: c.levels for n, c in single.columns.items()
         }
     assert sum(s.local_train + s.local_valid for s, _ in results) == N_ROWS
+    # Distinct values are counted up to 16, whichever process saw which: 'count' has 10.
+    values = dict(zip(single.numeric.names, single.numeric.n_values.tolist(), strict=True))
+    assert values["count"] == 10 and values["offset"] == values["huge"] == 16
 
 
 def test_csv_files_are_shared_whole_with_global_positions(tmp_path: Path) -> None:

@@ -91,6 +91,7 @@ class ColumnInfo:
     n_other: int = 0
     target_levels: list[str] = field(default_factory=list)
     target_counts: list[int] = field(default_factory=list)
+    n_values: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -110,6 +111,8 @@ class ColumnInfo:
         if self.role != "dropped":
             out["n_missing"] = self.n_missing
             out["n_rows"] = self.n_rows
+        if self.role in NUMERIC_ROLES:
+            out["n_values"] = self.n_values
         return out
 
     @classmethod
@@ -134,6 +137,7 @@ class ColumnInfo:
             n_other=int(data.get("n_other", 0)),
             target_levels=[str(v) for v in data.get("target_levels", [])],
             target_counts=[int(v) for v in data.get("target_counts", [])],
+            n_values=int(data.get("n_values", 0)),
         )
 
     def describe(self) -> str:
@@ -321,7 +325,14 @@ def numeric_info(col: ColumnSummary, role: str) -> ColumnInfo:
     low = None if col.low is None or not np.isfinite(col.low) else float(col.low)
     high = None if col.high is None or not np.isfinite(col.high) else float(col.high)
     return ColumnInfo(
-        col.name, role, col.dtype, low=low, high=high, n_missing=col.n_missing, n_rows=col.n_rows
+        col.name,
+        role,
+        col.dtype,
+        low=low,
+        high=high,
+        n_missing=col.n_missing,
+        n_rows=col.n_rows,
+        n_values=col.n_values,
     )
 
 

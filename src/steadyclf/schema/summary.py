@@ -49,10 +49,13 @@ if TYPE_CHECKING:
     from ..io.sources import Source
     from ..train.distributed import DistributedContext
 
-__all__ = ["ColumnSummary", "NumericTally", "TableSummary", "summarise"]
+__all__ = ["MAX_COUNTED_VALUES", "ColumnSummary", "NumericTally", "TableSummary", "summarise"]
 
 #: Distinct levels counted per categorical column before the rarest are pruned.
 MAX_COUNTED_LEVELS = 1 << 16
+#: Distinct values counted per numeric column (``n_values`` is capped here): enough to tell
+#: a continuous column from a coded one (the policy embeds columns that reach it).
+MAX_COUNTED_VALUES = 16
 #: Distinct values kept to decide whether a text column holds dates.
 DATE_SAMPLE = 200
 #: Distinct target values counted before the target is refused as not binary.
@@ -91,6 +94,7 @@ class ColumnSummary:
     forced_role: str | None = None  # numeric role of a column listed as numeric
     low: float | None = None
     high: float | None = None
+    n_values: int = 0  # distinct present numbers, up to MAX_COUNTED_VALUES
 
     def merge(self, other: ColumnSummary) -> ColumnSummary:
         """Add ``other`` (rows that come after this one's) in place; return ``self``."""
@@ -159,6 +163,9 @@ class NumericTally:
     the end). When rows are weighted, the same statistics weighted by the rows' weights
     are kept beside the plain ones (``train_w``..., counts being sums of weights): which
     the scaling uses is only known at the end too (weights all equal are no weights).
+    ``values`` holds each column's distinct present values, sorted, until there are
+    :data:`MAX_COUNTED_VALUES` of them (then ``None``: many): a union, so the count is the
+    same however the rows were cut into batches or processes.
     """
 
     names: list[str]
@@ -174,6 +181,7 @@ class NumericTally:
     valid_w: RunningStats = field(init=False)
     train_missing_w: NDArray[np.float64] = field(init=False)
     valid_missing_w: NDArray[np.float64] = field(init=False)
+    values: list[NDArray[np.float64] | None] = field(init=False)
 
     def __post_init__(self) -> None:
         n = len(self.names)
@@ -185,6 +193,22 @@ class NumericTally:
         self.seen = np.zeros(n, dtype=bool)
         self.train_w, self.valid_w = RunningStats.empty(n), RunningStats.empty(n)
         self.train_missing_w, self.valid_missing_w = np.zeros(n), np.zeros(n)
+        self.values = [np.empty(0) for _ in range(n)]
+
+    @property
+    def n_values(self) -> NDArray[np.int64]:
+        """Distinct present values of each column, capped at :data:`MAX_COUNTED_VALUES`."""
+        return np.array(
+            [MAX_COUNTED_VALUES if v is None else v.size for v in self.values], dtype=np.int64
+        )
+
+    def _add_values(self, j: int, values: NDArray[np.float64]) -> None:
+        """Add the distinct ``values`` (sorted, no NaN) to column ``j``'s."""
+        known = self.values[j]
+        if known is None:
+            return
+        union = np.union1d(known, values)
+        self.values[j] = None if union.size >= MAX_COUNTED_VALUES else union
 
     def add(
         self,
@@ -254,6 +278,12 @@ class NumericTally:
             high[gaps] = np.fmax.reduce(chunk[:, gaps], axis=0)
         self.low[columns] = np.fmin(self.low[columns], low)
         self.high[columns] = np.fmax(self.high[columns], high)
+        # Integers: hashing (pandas) is 4x faster than sorting; floats the other way round.
+        unique = pd.unique if chunk.dtype.kind in "iu" else np.unique
+        for k, j in enumerate(columns.tolist()):
+            if self.values[j] is not None:  # a continuous column is many after a chunk
+                distinct = np.asarray(unique(chunk[:, k]), dtype=np.float64)
+                self._add_values(j, distinct[~np.isnan(distinct)])
         x = np.subtract(chunk, self.shift[columns], dtype=np.float64)
         # Values from float32 or integers cannot reach magnitudes beyond 2**±500.
         extreme = chunk.dtype == np.float64
@@ -300,6 +330,11 @@ class NumericTally:
         self.train_missing_w += other.train_missing_w
         self.valid_missing_w += other.valid_missing_w
         self.low, self.high = np.fmin(self.low, other.low), np.fmax(self.high, other.high)
+        for j, values in enumerate(other.values):
+            if values is None:
+                self.values[j] = None
+            else:
+                self._add_values(j, values)
         return self
 
     def fold_validation_into_training(self) -> None:
@@ -421,11 +456,13 @@ class TableSummary:
     def finish(self) -> TableSummary:
         """Set what only the whole column tells: range, and whether values differ."""
         tally = self.numeric
+        n_values = tally.n_values
         for j, name in enumerate(tally.names):
             col = self.columns[name]
             low, high = float(tally.low[j]), float(tally.high[j])
             if np.isfinite(low) and np.isfinite(high):
                 col.low, col.high = low, high
+            col.n_values = int(n_values[j])
             if col.kind in NUMBER_KINDS:  # two different values <=> min < max
                 col.differs = bool(low < high)
         return self
