@@ -1,4 +1,5 @@
-"""numeric_embedding='periodic': PLR embeddings of the numeric inputs, opt-in."""
+"""numeric_embedding: PLR embeddings of the continuous numeric inputs, on small data by
+default ('auto'), everywhere with 'periodic', never with 'none'."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import steadyclf
 from steadyclf import BinaryClassifier
 from steadyclf.cli import main
 from steadyclf.exceptions import ParameterError
+from steadyclf.policy import EMBEDDED_MIN_VALUES
+from steadyclf.schema.summary import MAX_COUNTED_VALUES, NumericTally
 
 
 def _waves(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     """A label that flips eight times along one column (many thresholds), 10 % noise, a
-    0/1 column, a text column and missing values."""
+    0/1 column, a count of 6 values, a text column and missing values."""
     rng = np.random.default_rng(seed)
     x = rng.uniform(-2, 2, n)
     y = ((np.sin(4 * x) > 0) ^ (rng.random(n) < 0.1)).astype(int)
@@ -27,6 +30,7 @@ def _waves(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
             "x": x,
             "flag": rng.random(n) < 0.5,
             "z": rng.normal(size=n),
+            "count": rng.integers(0, 6, n),
             "c": rng.choice(["u", "v"], n),
         }
     )
@@ -34,25 +38,97 @@ def _waves(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     return frame, y
 
 
-def test_periodic_embeddings_learn_a_column_of_many_thresholds() -> None:
+def test_small_data_embeds_the_continuous_columns_by_default() -> None:
     X, y = _waves(3000, seed=0)
     train, test = slice(0, 2000), slice(2000, None)
-    plain = BinaryClassifier(random_state=0).fit(X[train], y[train])
-    embedded = BinaryClassifier(random_state=0, numeric_embedding="periodic").fit(
-        X[train], y[train]
+    plain = BinaryClassifier(random_state=0, numeric_embedding="none").fit(X[train], y[train])
+    default = BinaryClassifier(random_state=0).fit(X[train], y[train])
+    assert default.plan_["small_data"] and default.numeric_embedding_ == "periodic"
+    # Chosen by out-of-fold log loss over the network without embeddings.
+    losses = default.data_["cross_fit"]["numeric_embedding"]
+    assert set(losses) == {"periodic", "none"} and losses["periodic"] < losses["none"]
+    # x and z (continuous) are embedded; the boolean and the 6-valued count are not.
+    assert [c.name for c in default.encoder_.numeric_infos][:4] == ["x", "flag", "z", "count"]
+    assert default.module_.arch.periodic == (0, 2) and plain.module_.arch.periodic == ()
+    assert (
+        plain.numeric_embedding_ == "none" and "numeric_embedding" not in plain.data_["cross_fit"]
     )
-    # Every numeric input but the boolean one is embedded.
-    assert embedded.module_.arch.periodic == (0, 2) and plain.module_.arch.periodic == ()
     auc_plain = roc_auc_score(y[test], plain.predict_proba(X[test])[:, 1])
-    auc_embedded = roc_auc_score(y[test], embedded.predict_proba(X[test])[:, 1])
+    auc_default = roc_auc_score(y[test], default.predict_proba(X[test])[:, 1])
     # Measured 0.70 and 0.91: the plain 64-unit network cannot bend eight times in a
     # few hundred full-batch steps; the embeddings give it the waves directly.
-    assert auc_embedded > 0.85 and auc_embedded > auc_plain + 0.1
+    assert auc_default > 0.85 and auc_default > auc_plain + 0.1
+
+
+def test_the_folds_choose_no_embeddings_where_they_do_not_pay() -> None:
+    # A noisy linear label, ten continuous columns of which nine are noise.
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(300, 10)), columns=[f"x{i}" for i in range(10)])
+    y = (X["x0"] + rng.normal(scale=2, size=300) > 0).astype(int)
+    default = BinaryClassifier(random_state=0).fit(X, y)
+    losses = default.data_["cross_fit"]["numeric_embedding"]
+    # Measured 0.611 with embeddings, 0.604 without: more than float noise apart.
+    assert losses["none"] < losses["periodic"] - 0.002
+    assert default.numeric_embedding_ == "none" and default.module_.arch.periodic == ()
+    # The network kept is the one numeric_embedding='none' trains: same draws, same folds.
+    plain = BinaryClassifier(random_state=0, numeric_embedding="none").fit(X, y)
+    np.testing.assert_allclose(default.predict_proba(X), plain.predict_proba(X), atol=1e-12)
+    assert default.weight_decay_ == plain.weight_decay_
+    for metric in ("roc_auc", "log_loss"):
+        assert default.validation_metrics_[metric] == pytest.approx(
+            plain.validation_metrics_[metric], abs=1e-12
+        )
+
+
+def test_auto_leaves_larger_data_and_unscaled_inputs_alone() -> None:
+    X, y = _waves(600, seed=3)
+    # Mini-batches (not the small-data mode): the fused step, no embeddings.
+    batched = BinaryClassifier(random_state=0, batch_size=128, max_epochs=2).fit(X, y)
+    assert not batched.plan_["small_data"] and batched.numeric_embedding_ == "none"
+    assert batched.module_.arch.periodic == ()
+    # 'batchnorm' scales inside the network: 'auto' resolves to none, without an error.
+    bn = BinaryClassifier(random_state=0, normalize="batchnorm", max_epochs=2).fit(X, y)
+    assert bn.numeric_embedding_ == "none" and bn.module_.arch.periodic == ()
+    # 'periodic' asks for them on any data.
+    forced = BinaryClassifier(
+        random_state=0, numeric_embedding="periodic", batch_size=128, max_epochs=2
+    ).fit(X, y)
+    assert forced.numeric_embedding_ == "periodic" and forced.module_.arch.periodic == (0, 2)
+
+
+def test_distinct_values_are_counted_alike_however_the_rows_are_cut() -> None:
+    rng = np.random.default_rng(0)
+    n = 4000
+    block = np.column_stack(
+        [
+            rng.integers(0, MAX_COUNTED_VALUES - 1, n).astype(float),  # 15 values
+            np.repeat(np.arange(MAX_COUNTED_VALUES), n // MAX_COUNTED_VALUES),  # 16, in runs
+            rng.normal(size=n),
+            np.where(rng.random(n) < 0.5, np.nan, 3.0),  # one value and gaps
+        ]
+    )
+    assert MAX_COUNTED_VALUES >= EMBEDDED_MIN_VALUES  # the count reaches the threshold
+    columns = np.arange(4, dtype=np.intp)
+    whole = NumericTally(["a", "b", "c", "d"])
+    whole.add(columns, block, None)
+    expected = [MAX_COUNTED_VALUES - 1, MAX_COUNTED_VALUES, MAX_COUNTED_VALUES, 1]
+    assert whole.n_values.tolist() == expected
+    for cut in (1, 7, 250, 1000):
+        parts = []
+        for start in range(0, n, n // cut):
+            part = NumericTally(["a", "b", "c", "d"])
+            part.add(columns, block[start : start + n // cut], None)
+            parts.append(part)
+        merged = parts[0]
+        for part in parts[1:]:
+            merged.merge(part)
+        assert merged.n_values.tolist() == expected, cut
 
 
 def test_an_embedded_model_predicts_the_same_everywhere(tmp_path: Path) -> None:
     X, y = _waves(1200, seed=1)
-    clf = BinaryClassifier(random_state=0, numeric_embedding="periodic").fit(X, y)
+    clf = BinaryClassifier(random_state=0).fit(X, y)
+    assert clf.module_.arch.periodic
     x_num, x_cat = clf._raw_inputs(X, reset=False)
     with torch.no_grad():
         torch_logits = clf.module_(torch.from_numpy(x_num), torch.from_numpy(x_cat)).double()
@@ -63,7 +139,12 @@ def test_an_embedded_model_predicts_the_same_everywhere(tmp_path: Path) -> None:
     np.testing.assert_allclose(raw, torch_logits.numpy(), rtol=0, atol=1e-4)
     assert np.ptp(raw) > 1.0  # logits that differ, so the comparison means something
     loaded = steadyclf.load(clf.save(tmp_path / "model"))
-    assert loaded.get_params()["numeric_embedding"] == "periodic"
+    assert loaded.numeric_embedding_ == "periodic"
+    assert loaded.module_.arch.periodic == clf.module_.arch.periodic
+    assert [c.n_values for c in loaded.encoder_.numeric_infos] == [
+        c.n_values for c in clf.encoder_.numeric_infos
+    ]
+    # Both sides run the same NumPy code on the same float64 weights and shapes.
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
 
 
@@ -89,3 +170,15 @@ def test_embeddings_need_scaled_inputs(normalize: str, capsys: pytest.CaptureFix
     err = capsys.readouterr().err
     assert code == 2 and "needs normalize 'robust' or 'standardize'" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_says_which_columns_are_embedded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    X, y = _waves(300, seed=4)
+    X.assign(y=y).to_csv(tmp_path / "waves.csv", index=False)
+    args = ["train", str(tmp_path / "waves.csv"), "--target", "y", "--out"]
+    assert main([*args, str(tmp_path / "m")]) == 0
+    assert "periodic embeddings (continuous inputs): x, z\n" in capsys.readouterr().out
+    assert main([*args, str(tmp_path / "n"), "--numeric-embedding", "none"]) == 0
+    assert "periodic embeddings" not in capsys.readouterr().out

@@ -157,15 +157,20 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         than the noise of that comparison, else no map; on small data, Platt scaling
         fitted on the cross-fitted members' out-of-fold logits. Without rows to fit on
         (fewer than 250), probabilities are not calibrated.
-    numeric_embedding : {'none', 'periodic'}, default='none'
-        ``'periodic'``: each network first embeds every numeric input that is not boolean
-        (scaled as ``normalize`` says, so not with ``'batchnorm'`` or ``'none'``): 8
+    numeric_embedding : {'auto', 'none', 'periodic'}, default='auto'
+        ``'periodic'``: each network first embeds every continuous numeric input (16
+        distinct training values or more; flags, counts and codes go in as they are),
+        scaled as ``normalize`` says (so not with ``'batchnorm'`` or ``'none'``): 8
         trainable frequencies ``f`` per input, ``cos(2 pi f x)`` and ``sin(2 pi f x)``
         mapped to 4 more inputs of the first layer (PLR embeddings, Gorishniy et al.
-        2022), so one column can act through many thresholds. On the development tables
-        (``benchmarks/variants.py``) it gained most on columns of many thresholds
-        (credit_card +0.011 ROC AUC, spam7 +0.007), lost on others (hmda -0.004 to -0.009),
-        about +0.001 on average, for 1.6-35x the small-data fit time: not a default.
+        2022), so one column can act through many thresholds. ``'auto'``: where members
+        are cross-fitted (small data), the members are trained with and without the
+        embeddings and the network of lower out-of-fold log loss is kept, as the weight
+        decay is chosen (``data_['cross_fit']['numeric_embedding']`` has both losses);
+        elsewhere none (larger data keeps the fused training step). On the development
+        tables embeddings gained most where a column acts through many thresholds
+        (credit_card +0.011 ROC AUC, spam7 +0.007) and the choice avoided their losses
+        (hmda); small-data fits take up to about 5x as long (the README, "Real tables").
     verbose : int, default=0
 
     Attributes
@@ -226,6 +231,8 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         when none were: early stopping off, or too few rows to hold some out).
     weight_decay_ : float
         The weight decay used (``weight_decay`` with ``'auto'`` resolved).
+    numeric_embedding_ : str
+        ``numeric_embedding`` with ``'auto'`` resolved: ``'periodic'`` or ``'none'``.
 
     Examples
     --------
@@ -262,7 +269,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         calibration: str = "auto",
         verbose: int = 0,
         class_weight: str | dict[Any, float] | None = None,
-        numeric_embedding: str = "none",
+        numeric_embedding: str = "auto",
     ) -> None:
         self.hidden = hidden
         self.activation = activation
@@ -559,6 +566,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         self.batch_size_ = plan.batch_size
         self.weight_decay_ = plan.weight_decay
         self.validation_fraction_ = plan.validation_fraction
+        self.numeric_embedding_ = plan.numeric_embedding
         self.warnings_ = result.warnings
         self.threshold_ = result.threshold
         self.calibration_ = dict(result.calibration)
@@ -645,6 +653,10 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             if training.get(name) is not None:
                 setattr(clf, f"{name}_", float(training[name]))
         clf.plan_ = dict(training.get("plan") or {})
+        # Models saved before 'auto' existed: the architecture says what was embedded.
+        clf.numeric_embedding_ = str(
+            clf.plan_.get("numeric_embedding", "periodic" if arch.periodic else "none")
+        )
         clf.data_ = dict(training.get("data") or {})
         clf.validation_metrics_ = dict(training.get("validation_metrics") or {})
         clf.warnings_ = []

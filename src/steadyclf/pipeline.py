@@ -32,6 +32,7 @@ It returns a :class:`FitResult`, which the estimator turns into its fitted attri
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -54,7 +55,14 @@ from .exceptions import DataError, ParameterError, TrainingDivergedError
 from .io.sources import FrameSource, Source, read_rows_for_budget
 from .nn.modules import SteadyNet
 from .nn.spec import Architecture
-from .policy import Plan, check_model_size, holdout_candidate, resolve, without_cross_fitting
+from .policy import (
+    Plan,
+    check_model_size,
+    embedded_inputs,
+    holdout_candidate,
+    resolve,
+    without_cross_fitting,
+)
 from .predictor import calibrate as calibrate_logits
 from .schema.encoder import TabularEncoder
 from .schema.labels import encode_labels
@@ -206,6 +214,8 @@ def fit_source(
     )
     device = device or (context.device if context is not None else torch.device("cpu"))
     module = _build_module(params, encoder, stats, plan, counts, seed, plan.folds).to(device)
+    if not module.arch.periodic:  # no continuous input to embed
+        plan = replace(plan, numeric_embedding="none", numeric_embeddings=("none",))
     encoding = BatchEncoder(encoder, module.encoder, target, label_values, split, device, weighting)
     if encoder.target_columns:
         read = (
@@ -284,9 +294,18 @@ def fit_source(
     common = (params, module, lr, encoder, classes, summary, lr_finder, batches, context, info)
     if plan.folds > 1:
         assert isinstance(batches, InMemoryBatches)
+        # Without embeddings too, when 'auto' leaves the choice to the folds: the same
+        # encoder (its tables set above), plain bodies drawn as with numeric_embedding='none'.
+        plain = None
+        if "none" in plan.numeric_embeddings and module.arch.periodic:
+            plain = _build_module(
+                params, encoder, stats, replace(plan, numeric_embedding="none"), counts, seed,
+                plan.folds,
+            ).to(device)  # fmt: skip
+            plain.encoder.load_state_dict(module.encoder.state_dict())
         return _fit_members(
             params, module, lr, encoder, classes, summary, lr_finder, batches, context, info,
-            plan, config, stall, callbacks, seed, weighting,
+            plan, config, stall, callbacks, seed, weighting, plain,
         )  # fmt: skip
     trainer = Trainer(module.body, config, context)
     try:
@@ -337,8 +356,13 @@ def _fit_members(
     callbacks: Sequence[Callback],
     seed: int,
     weighting: RowWeighting | None = None,
+    plain: SteadyNet | None = None,
 ) -> FitResult:
-    """Small data: cross-fit the members, choose the weight decay, score out of fold."""
+    """Small data: cross-fit the members, choose the weight decay, score out of fold.
+
+    With ``plain`` (the same network without the periodic embeddings of ``module``), its
+    members are cross-fitted too, after ``module``'s, and the network of lower out-of-fold
+    log loss is kept (each with its own weight decay chosen)."""
     assert batches.positions is not None
     y = batches.y.cpu().numpy()
     given = (
@@ -357,28 +381,54 @@ def _fit_members(
         stalls[candidate] = copy.copy(stall)  # each candidate's first member is watched
         return (stalls[candidate], *own)
 
-    common = (params, module, lr, encoder, classes, summary, lr_finder, batches, context, info)
+    def numbered_callbacks(first: int, member: int, candidate: int) -> Sequence[Callback]:
+        return member_callbacks(member, first + candidate)
 
-    def finish(fitted: CrossFit) -> FitResult:
-        trained = _cross_fitted(params, plan, seed, fitted, y, stalls, given)
-        return _finish(*common, replace(plan, weight_decay=fitted.weight_decay), trained)
+    networks = [(module, plan.numeric_embedding)] + ([(plain, "none")] if plain else [])
+    n_decays = len(plan.weight_decays)
+    outcomes: list[tuple[CrossFit, TrainingDivergedError | None]] = []
+    for k, (network, _) in enumerate(networks):
+        try:
+            fitted = cross_fit(
+                list(network.bodies),
+                batches.x,
+                batches.y,
+                folds,
+                replace(config, callbacks=()),
+                plan.weight_decays,
+                functools.partial(numbered_callbacks, k * n_decays),
+                batches.w,
+            )
+            outcomes.append((fitted, None))
+        except TrainingDivergedError as exc:
+            outcomes.append((exc.cross_fit, exc))  # type: ignore[attr-defined]
 
-    try:
-        fitted = cross_fit(
-            list(module.bodies),
-            batches.x,
-            batches.y,
-            folds,
-            replace(config, callbacks=()),
-            plan.weight_decays,
-            member_callbacks,
-            batches.w,
-        )
-    except TrainingDivergedError as exc:
+    def best_loss(fitted: CrossFit) -> float:
+        loss = fitted.losses.get(fitted.weight_decay)
+        return math.inf if loss is None else loss
+
+    finite = [k for k, (_, error) in enumerate(outcomes) if error is None]
+    # The lowest out-of-fold loss; of equal ones (or when all diverged), the first.
+    chosen = min(finite or [0], key=lambda k: best_loss(outcomes[k][0]))
+    fitted, error = outcomes[chosen]
+    network, embedding = networks[chosen]
+    trained = _cross_fitted(params, plan, seed, fitted, y, stalls, given, chosen * n_decays)
+    if len(networks) > 1:
+        trained.facts["cross_fit"]["numeric_embedding"] = {
+            name: (None if outcome[1] is not None else best_loss(outcome[0]))
+            for (_, name), outcome in zip(networks, outcomes, strict=True)
+        }
+    common = (params, network, lr, encoder, classes, summary, lr_finder, batches, context, info)
+    result = _finish(
+        *common,
+        replace(plan, weight_decay=fitted.weight_decay, numeric_embedding=embedding),
+        trained,
+    )
+    if error is not None:
         # As for one network: the error carries the model of the least bad candidate.
-        exc.result = finish(exc.cross_fit)  # type: ignore[attr-defined]
-        raise
-    return finish(fitted)
+        error.result = result  # type: ignore[attr-defined]
+        raise error
+    return result
 
 
 def _cross_fitted(
@@ -389,10 +439,11 @@ def _cross_fitted(
     y: NDArray[np.floating],
     stalls: Mapping[int, StallDetector],
     sample_weight: NDArray[np.float64] | None = None,
+    first_candidate: int = 0,
 ) -> Trained:
     """History, stopping, warnings and out-of-fold scores of a cross-fit (rows weighted
-    by ``sample_weight``, if given)."""
-    chosen = plan.weight_decays.index(fitted.weight_decay)
+    by ``sample_weight``, if given; its candidates numbered from ``first_candidate``)."""
+    chosen = first_candidate + plan.weight_decays.index(fitted.weight_decay)
     method = str(params.get("calibration", "auto"))
     metrics: dict[str, Any] = {}
     calibration = without_held_out_rows(method)
@@ -635,9 +686,7 @@ def _build_module(
         batchnorm=params["normalize"] == "batchnorm",
         clip=params["normalize"] == "robust",
         n_members=n_members,
-        periodic=tuple(i for i, info in enumerate(encoder.numeric_infos) if info.role != "boolean")
-        if params.get("numeric_embedding", "none") == "periodic"
-        else (),
+        periodic=embedded_inputs(encoder.numeric_infos, plan.numeric_embedding),
     )
     check_model_size(arch)
     rate = float(np.clip(positive_share(counts), 1e-6, 1 - 1e-6))

@@ -18,16 +18,20 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .exceptions import ParameterError
 from .nn.spec import ACTIVATIONS, NORMALIZATIONS, Architecture
 
+if TYPE_CHECKING:  # the schema imports pandas: the command line's help must not
+    from .schema.roles import ColumnInfo
+
 __all__ = [
     "CALIBRATIONS",
     "DEFAULT_VALIDATION_FRACTION",
+    "EMBEDDED_MIN_VALUES",
     "FULL_BATCH_MAX_ROWS",
     "MAX_PARAMETERS",
     "NUMERIC_EMBEDDINGS",
@@ -40,7 +44,9 @@ __all__ = [
     "check_model_size",
     "class_weights",
     "default_lr",
+    "embedded_inputs",
     "holdout_candidate",
+    "numeric_embeddings_for",
     "resolve",
     "validate_params",
     "without_cross_fitting",
@@ -52,8 +58,15 @@ THRESHOLD_METRICS = ("f1", "balanced_accuracy")
 DEVICES = ("auto", "cpu", "cuda")
 #: How probabilities are calibrated on held-out rows (:mod:`steadyclf.calibration`).
 CALIBRATIONS = ("auto", "none", "temperature", "platt")
-#: How numeric inputs enter the network (``steadyclf.nn.modules.PeriodicEmbedding``).
-NUMERIC_EMBEDDINGS = ("none", "periodic")
+#: How numeric inputs enter the network (``steadyclf.nn.modules.PeriodicEmbedding``):
+#: ``'auto'`` is ``'periodic'`` in the small-data mode and ``'none'`` otherwise.
+NUMERIC_EMBEDDINGS = ("auto", "none", "periodic")
+#: Numeric inputs with at least this many distinct training values (continuous ones) get
+#: periodic embeddings; coded columns (flags, counts, ratings) go in as they are. Fixed
+#: before measuring: on the development tables, embedding every column cost on the small
+#: noisy ones (benchmarks/variants.py; results/variants-plr.md). The summary counts up to
+#: ``steadyclf.schema.summary.MAX_COUNTED_VALUES``, at least this many (tested).
+EMBEDDED_MIN_VALUES = 16
 
 #: Up to this many training rows, the default is full-batch training: each epoch is a
 #: single step, which is both the fastest and the most stable choice on small tables.
@@ -136,7 +149,7 @@ def validate_params(params: Mapping[str, Any]) -> None:
     if embedding not in NUMERIC_EMBEDDINGS:
         options = ", ".join(map(repr, NUMERIC_EMBEDDINGS))
         raise ParameterError(f"numeric_embedding must be one of {options}; got {embedding!r}")
-    if embedding != "none" and params["normalize"] not in ("robust", "standardize"):
+    if embedding == "periodic" and params["normalize"] not in ("robust", "standardize"):
         raise ParameterError(
             f"numeric_embedding={embedding!r} embeds scaled inputs: it needs normalize "
             f"'robust' or 'standardize', got {params['normalize']!r}"
@@ -317,6 +330,8 @@ class Plan:
     ``check_every`` is the number of steps between validation checks inside an epoch
     (``None``: at the end of each epoch only; see :func:`check_interval`).
     ``class_weight`` is the loss weight of class 0 and of class 1 (``None``: none).
+    ``numeric_embedding`` is ``'none'`` or ``'periodic'``, chosen among
+    ``numeric_embeddings`` by out-of-fold log loss when there are two (``'auto'``).
     """
 
     batch_size: int | None
@@ -333,6 +348,8 @@ class Plan:
     n_valid: int
     check_every: int | None = None
     class_weight: tuple[float, float] | None = None
+    numeric_embedding: str = "none"
+    numeric_embeddings: tuple[str, ...] = ("none",)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -388,6 +405,7 @@ def resolve(
         )
     else:
         decays = (float(params["weight_decay"]),)
+    embeddings = numeric_embeddings_for(params, folds)
     pos_weight = params["pos_weight"]
     if pos_weight == "balanced":
         pos_weight = neg_w / pos_w if pos_w > 0 else neg_train / max(pos_train, 1)
@@ -406,6 +424,34 @@ def resolve(
         n_valid=pos_valid + neg_valid,
         check_every=check_interval(n_train, batch) if pos_valid + neg_valid else None,
         class_weight=class_weights(params.get("class_weight"), classes, (neg_w, pos_w)),
+        numeric_embedding=embeddings[0],
+        numeric_embeddings=embeddings,
+    )
+
+
+def numeric_embeddings_for(params: Mapping[str, Any], folds: int) -> tuple[str, ...]:
+    """The ``numeric_embedding`` candidates of a fit. ``'auto'``: with cross-fitted members
+    (small data), with and without periodic embeddings, the one of lower out-of-fold log
+    loss kept, as the weight decay is (development tables: +0.0013 mean ROC AUC on the 14
+    small ones, against +0.0010 for embeddings always and a loss on hmda they avoid;
+    results/variants-plr-continuous.md and the README); none elsewhere: large data keeps
+    the fused training step and its speed, and without folds nothing can choose."""
+    embedding = str(params.get("numeric_embedding", "none"))
+    if embedding != "auto":
+        return (embedding,)
+    scaled = params["normalize"] in ("robust", "standardize")
+    return ("periodic", "none") if folds > 1 and scaled else ("none",)
+
+
+def embedded_inputs(infos: Sequence[ColumnInfo], embedding: str) -> tuple[int, ...]:
+    """Positions, among the numeric inputs ``infos``, of those embedded periodically: the
+    continuous ones (:data:`EMBEDDED_MIN_VALUES` distinct values or more)."""
+    if embedding != "periodic":
+        return ()
+    return tuple(
+        i
+        for i, info in enumerate(infos)
+        if info.role != "boolean" and info.n_values >= EMBEDDED_MIN_VALUES
     )
 
 
@@ -420,4 +466,12 @@ def without_cross_fitting(plan: Plan, params: Mapping[str, Any]) -> Plan:
         if params["weight_decay"] == "auto"
         else float(params["weight_decay"])
     )
-    return replace(plan, folds=1, weight_decays=(decay,), weight_decay=decay)
+    embedding = "none" if params.get("numeric_embedding") == "auto" else plan.numeric_embedding
+    return replace(
+        plan,
+        folds=1,
+        weight_decays=(decay,),
+        weight_decay=decay,
+        numeric_embedding=embedding,
+        numeric_embeddings=(embedding,),
+    )

@@ -246,6 +246,7 @@ def _training(clf: BinaryClassifier) -> dict[str, Any]:
         ("batch size", clf.batch_size_ or "full batch"),
         ("weight decay", getattr(clf, "weight_decay_", None)),
         ("input scaling", clf.normalize),
+        ("numeric embedding", getattr(clf, "numeric_embedding_", None)),
         ("hidden layers", ", ".join(str(h) for h in clf.hidden) or "none"),
     ]
     validation = dict(clf.validation_metrics_)

@@ -213,7 +213,8 @@ ESTIMATOR_OPTIONS: list[Callable[[Any], Any]] = [
     click.option(
         "--numeric-embedding",
         type=click.Choice(NUMERIC_EMBEDDINGS),
-        help="'periodic': PLR embeddings of the numeric inputs.",
+        help="'periodic': PLR embeddings of the continuous inputs; 'auto' (default): with "
+        "or without, chosen out of fold on small data.",
     ),
     click.option("--optimizer", type=click.Choice(OPTIMIZERS)),
     click.option("--lr", callback=_parse_lr, help="Learning rate, or 'auto'."),

@@ -169,6 +169,8 @@ def train_summary(
         "weights": info.get("weights"),
         "cross_fit": info.get("cross_fit"),
         "normalize": clf.normalize,
+        "numeric_embedding": clf.numeric_embedding_,
+        "embedded": [clf.encoder_.numeric_infos[i].name for i in clf.module_.arch.periodic],
         "calibration": clf.calibration_,
         "columns": [c.to_dict() | {"summary": c.describe()} for c in columns],
         "files": files,
@@ -231,6 +233,8 @@ def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) 
     if plain:
         lines.append(f"  numeric, {scaling.get(summary['normalize'], 'as is')}: {names(plain)}")
     lines += [f"  {c.describe()}" for c in columns if not (c.role == "numeric" and not c.n_missing)]
+    if summary.get("embedded"):
+        lines.append(f"  periodic embeddings (continuous inputs): {names(summary['embedded'])}")
     lines.append(f"wrote {', '.join(summary['files'])}")
     return "\n".join(lines)
 
