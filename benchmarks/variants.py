@@ -17,6 +17,13 @@ Variants:
 - ``pbld``: RealMLP's variant (Holzmueller et al. 2024): ``cos(2 pi f x + phase)`` with
   16 frequencies, a linear map to 3 outputs, learning rate x 0.1 on these weights.
 - ``seed-bag``: the probabilities of 3 fits (seeds s, s+100, s+200) averaged.
+- ``linear-path``: each network's logit plus a linear map of its inputs, starting at 0
+  (logistic regression inside the network); trained through autograd.
+
+Since ``numeric_embedding='auto'`` became the default (PLR on the continuous columns of
+small data, in the library), ``plr`` and ``pbld`` replace the library's embedding
+(``numeric_embedding='none'`` plus the patch); the results files of these variants from
+before that compare with the defaults of then, which had no embedding.
 
 ``--min-values N`` embeds only the numeric columns with at least N distinct values in
 training (the continuous ones; others go in as they are). ``--sigma`` sets the frequencies' spread for ``plr`` and ``pbld`` (default 1.0; RealMLP
@@ -47,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_data
 
 RESULTS = Path(__file__).resolve().parent / "results"
-VARIANTS = ("plateau-10", "plr", "pbld", "seed-bag")
+VARIANTS = ("plateau-10", "plr", "pbld", "seed-bag", "linear-path")
 #: The numeric inputs the embeddings take (``None``: all), set per fit from --min-values.
 EMBEDDED: dict[str, list[int] | None] = {"columns": None}
 MIN_VALUES = [0]
@@ -75,7 +82,6 @@ def patch_embeddings(kind: str, sigma: float) -> None:
     import torch
     from torch import nn
 
-    import steadyclf.estimator as estimator
     from steadyclf.nn import modules
 
     n_numeric = {"m": 0}
@@ -127,9 +133,19 @@ def patch_embeddings(kind: str, sigma: float) -> None:
         inner = original_body(n_inputs + len(columns) * outputs, hidden, activation, **kwargs)
         return nn.Sequential(Periodic(columns, kwargs.get("generator")), *inner)
 
-    class TorchNetwork:
-        """Predictions through the torch module (the NumPy forward has no such stage)."""
+    modules.SteadyNet.__init__ = init  # type: ignore[method-assign]
+    modules.make_body = make_body
+    predict_through_torch()
 
+
+def predict_through_torch() -> None:
+    """Predictions through the torch module (the NumPy forward knows no patched stage)."""
+    import torch
+
+    import steadyclf.estimator as estimator
+    from steadyclf.nn import modules
+
+    class TorchNetwork:
         def __init__(self, arch: Any, weights: Any) -> None:
             self.arch, self.weights = arch, weights
             self.module = modules.module_from_weights(arch, weights)
@@ -140,9 +156,35 @@ def patch_embeddings(kind: str, sigma: float) -> None:
                 xn = torch.from_numpy(np.asarray(x_num, dtype=np.float64))
                 return self.module(xn, codes).double().numpy()
 
-    modules.SteadyNet.__init__ = init  # type: ignore[method-assign]
-    modules.make_body = make_body
     estimator.NumpyNetwork = TorchNetwork  # type: ignore[misc, assignment]
+
+
+def patch_linear_path() -> None:
+    """Each body's logit plus a linear map of its inputs (zero at the start): the network
+    holds logistic regression as a special case it reaches without bending its units."""
+    import torch
+    from torch import nn
+
+    from steadyclf.nn import modules
+
+    class WithLinear(nn.Sequential):
+        """The body's layers (a subclass: no fused step, the layers where the library
+        looks for them) and the linear path."""
+
+        def __init__(self, body: nn.Sequential, n_inputs: int) -> None:
+            super().__init__(*body)
+            self.linear = nn.Parameter(torch.zeros(n_inputs, 1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) + x @ self.linear.to(x.dtype)
+
+    original_body = modules.make_body
+
+    def make_body(n_inputs: int, hidden: Any, activation: str, **kwargs: Any) -> nn.Module:
+        return WithLinear(original_body(n_inputs, hidden, activation, **kwargs), n_inputs)
+
+    modules.make_body = make_body
+    predict_through_torch()
 
 
 def fit_predict(variant: str | None, seed: int, X_train: Any, y_train: Any, X_test: Any) -> Any:
@@ -157,8 +199,10 @@ def fit_predict(variant: str | None, seed: int, X_train: Any, y_train: Any, X_te
         ]
 
     seeds = [seed, seed + 100, seed + 200] if variant == "seed-bag" else [seed]
+    # The patched embeddings replace the library's (the defaults embed on small data).
+    params = {"numeric_embedding": "none"} if variant in ("plr", "pbld") else {}
     probas = [
-        BinaryClassifier(random_state=s).fit(X_train, y_train).predict_proba(X_test)[:, 1]
+        BinaryClassifier(random_state=s, **params).fit(X_train, y_train).predict_proba(X_test)[:, 1]
         for s in seeds
     ]
     return np.mean(probas, axis=0)
@@ -213,6 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.variant in ("plr", "pbld"):
         MIN_VALUES[0] = args.min_values
         patch_embeddings(args.variant, args.sigma)
+    elif args.variant == "linear-path":
+        patch_linear_path()
     variant = {s: run(args.variant, s, tables, args.max_rows) for s in seeds}
 
     names = sorted(defaults[seeds[0]])
