@@ -81,9 +81,10 @@ def test_the_graph_gives_the_python_predictions(arch: Architecture, optimize: bo
     assert proba.std() > 0.02  # probabilities that differ: a test that could fail
     _assert_same_answers(probability, label, proba, predictor.labels(proba), state.threshold)
     # Closer than asked: the same float64 operations, summed in another order by
-    # onnxruntime's kernels (GELU: erf in float32).
+    # onnxruntime's kernels (GELU: erf in float32; periodic embeddings: Python's cosines
+    # and sines in float32, the graph's in float64, measured up to 3.4e-7).
     gap = np.abs(probability - proba).max()
-    assert gap < (1e-7 if arch.activation == "gelu" else 1e-12)
+    assert gap < (1e-6 if arch.periodic else 1e-7 if arch.activation == "gelu" else 1e-12)
 
 
 def test_inputs_outputs_and_operator_sets() -> None:

@@ -274,9 +274,22 @@ def periodic(
 ) -> NDArray[np.float64]:
     """The periodic embeddings of ``arch.periodic`` appended to ``h`` (a new array):
     :class:`~steadyclf.nn.modules.PeriodicEmbedding`."""
-    z = (2 * np.pi) * h[:, list(arch.periodic), None] * weights[f"{prefix}.frequency"]
-    p = np.concatenate([np.cos(z), np.sin(z)], axis=2)  # (n, m, 2k)
-    e = np.matmul(p.transpose(1, 0, 2), weights[f"{prefix}.weight"])  # (m, n, e)
+    frequency, weight = weights[f"{prefix}.frequency"], weights[f"{prefix}.weight"]
+    k = frequency.shape[1]
+    x = np.ascontiguousarray(h[:, list(arch.periodic)].T)  # (m, n)
+    turns = x[:, :, None] * frequency[:, None, :]  # (m, n, k): the angles over 2 pi
+    # The angles reduced to [-pi, pi] in float64, then cosines and sines in float32: NumPy's
+    # float64 ones are scalar libm calls (12 ns a value here), its float32 ones vectorised
+    # (0.3 ns): 28,000 -> 53,000 rows/s for a model of 5 members x 30 embedded columns. On
+    # reduced angles float32 is within 3e-7 of float64, finer than the float32 the network
+    # trained in, and each value is computed on its own, so batching still changes nothing.
+    # The cosines and the sines meet their halves of the weights apart (a concatenation
+    # along a short axis costs more than both products).
+    turns -= np.rint(turns)
+    turns *= 2 * np.pi
+    angle = turns.astype(np.float32)
+    e = np.matmul(np.cos(angle).astype(np.float64), weight[:, :k])  # (m, n, outputs)
+    e += np.matmul(np.sin(angle).astype(np.float64), weight[:, k:])
     e += weights[f"{prefix}.bias"][:, None, :]
     np.maximum(e, 0.0, out=e)
     return np.concatenate([h, e.transpose(1, 0, 2).reshape(h.shape[0], -1)], axis=1)
