@@ -181,7 +181,8 @@ class Method:
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def restore(self, state: Any) -> None:
+    def restore(self, state: Any) -> bool | None:
+        """Load a snapshot; ``False``: it does not belong to the model kept (skip it)."""
         raise NotImplementedError
 
     def extra(self) -> dict[str, Any]:
@@ -215,8 +216,13 @@ class Steadyclf(Method):
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return self.clf.predict_proba(X)[:, 1]
 
-    def restore(self, state: Any) -> None:
-        self.clf.module_.body.load_state_dict(state)
+    def restore(self, state: Any) -> bool:
+        body = self.clf.module_.body
+        shapes = {k: v.shape for k, v in body.state_dict().items()}
+        if {k: v.shape for k, v in state.items()} != shapes:
+            return False  # a snapshot of the network the folds did not keep (embeddings or not)
+        body.load_state_dict(state)
+        return True
 
     def extra(self) -> dict[str, Any]:
         return {
@@ -498,7 +504,8 @@ def measure(name: str, dataset: str, folder: Path, quick: bool) -> dict[str, Any
     time_to_target = epoch_to_target = None
     if method.iterative:
         for epoch, (elapsed, state) in enumerate(method.snapshots.items, start=1):
-            method.restore(state)
+            if method.restore(state) is False:
+                continue
             if roc_auc_score(y_test, method.predict_proba(X_test)) >= TARGET_AUC:
                 time_to_target, epoch_to_target = elapsed, epoch
                 break
