@@ -59,7 +59,8 @@ DEVICES = ("auto", "cpu", "cuda")
 #: How probabilities are calibrated on held-out rows (:mod:`steadyclf.calibration`).
 CALIBRATIONS = ("auto", "none", "temperature", "platt")
 #: How numeric inputs enter the network (``steadyclf.nn.modules.PeriodicEmbedding``):
-#: ``'auto'`` is ``'periodic'`` in the small-data mode and ``'none'`` otherwise.
+#: ``'auto'`` tries both where members are cross-fitted (small data) and keeps the one of
+#: lower out-of-fold log loss; elsewhere it is ``'none'`` (:func:`numeric_embeddings_for`).
 NUMERIC_EMBEDDINGS = ("auto", "none", "periodic")
 #: Numeric inputs with at least this many distinct training values (continuous ones) get
 #: periodic embeddings; coded columns (flags, counts, ratings) go in as they are. Fixed
