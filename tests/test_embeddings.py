@@ -182,3 +182,17 @@ def test_train_says_which_columns_are_embedded(
     assert "periodic embeddings (continuous inputs): x, z\n" in capsys.readouterr().out
     assert main([*args, str(tmp_path / "n"), "--numeric-embedding", "none"]) == 0
     assert "periodic embeddings" not in capsys.readouterr().out
+
+
+def test_only_cross_fitting_chooses_embeddings() -> None:
+    from steadyclf.policy import numeric_embeddings_for, resolve, without_cross_fitting
+
+    params = BinaryClassifier().get_params()
+    small = resolve(params, {0: (300, 0), 1: (200, 0)})
+    assert small.folds == 5 and small.numeric_embeddings == ("periodic", "none")
+    # Too few positives to cross-fit: nothing to choose with, so none.
+    assert resolve(params, {0: (300, 0), 1: (3, 0)}).numeric_embeddings == ("none",)
+    # torchrun's small-data mode trains one network on every row: none either.
+    assert without_cross_fitting(small, params).numeric_embeddings == ("none",)
+    assert numeric_embeddings_for({**params, "numeric_embedding": "periodic"}, 1) == ("periodic",)
+    assert numeric_embeddings_for({**params, "normalize": "batchnorm"}, 5) == ("none",)
