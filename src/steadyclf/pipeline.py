@@ -297,7 +297,7 @@ def fit_source(
         # Without embeddings too, when 'auto' leaves the choice to the folds: the same
         # encoder (its tables set above), plain bodies drawn as with numeric_embedding='none'.
         plain = None
-        if "none" in plan.numeric_embeddings and module.arch.periodic:
+        if len(plan.numeric_embeddings) > 1:  # set to none above when nothing is embedded
             plain = _build_module(
                 params, encoder, stats, replace(plan, numeric_embedding="none"), counts, seed,
                 plan.folds,

@@ -203,7 +203,7 @@ class NumericTally:
         )
 
     def _add_values(self, j: int, values: NDArray[np.float64]) -> None:
-        """Add the distinct ``values`` (sorted, no NaN) to column ``j``'s."""
+        """Add the distinct ``values`` (no NaN, any order) to column ``j``'s."""
         known = self.values[j]
         if known is None:
             return
