@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import io
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -33,6 +34,7 @@ __all__ = [
     "PARQUET_SUFFIXES",
     "CsvStream",
     "DataSource",
+    "FileIdentity",
     "Piece",
     "arrow_kind",
     "arrow_row_bytes",
@@ -66,6 +68,71 @@ class Piece:
     start: int
     n_rows: int
     skip: int = 0
+    #: Whole rows of the row group (Parquet) as the first pass saw them, and its bytes:
+    #: a later pass that finds other values is reading a changed file.
+    group_rows: int = -1
+    group_bytes: int = -1
+
+
+#: Bytes read at each end of a file for its fingerprint.
+_FINGERPRINT_BYTES = 1 << 16
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """What a data file looked like on the first pass: size, mtime and a fingerprint.
+
+    Inputs read more than once (the statistics pass, then every epoch of streamed
+    training) are compared with this identity before and after each piece is read; any
+    difference stops the run (:meth:`check`), so a file overwritten, replaced or truncated
+    under a run never trains a model on a mix of two files. The fingerprint (a hash of
+    the size and of the first and last 64 KiB) catches a same-size rewrite that kept the
+    modification time; the row counts of each piece catch the rest.
+    """
+
+    path: str
+    size: int
+    mtime_ns: int
+    fingerprint: str
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str]) -> FileIdentity:
+        """The identity of ``path`` now."""
+        try:
+            with open(path, "rb") as handle:
+                stat = os.fstat(handle.fileno())
+                digest = hashlib.blake2b(str(stat.st_size).encode(), digest_size=16)
+                digest.update(handle.read(_FINGERPRINT_BYTES))
+                if stat.st_size > _FINGERPRINT_BYTES:
+                    handle.seek(max(_FINGERPRINT_BYTES, stat.st_size - _FINGERPRINT_BYTES))
+                    digest.update(handle.read(_FINGERPRINT_BYTES))
+        except OSError as exc:
+            raise DataError(f"cannot read data file {str(path)!r}: {exc.strerror or exc}") from None
+        return cls(str(path), stat.st_size, stat.st_mtime_ns, digest.hexdigest())
+
+    def check(self, *, content: bool = True) -> None:
+        """Raise :class:`DataError` naming the file if it is no longer what it was.
+
+        ``content=False`` compares size and modification time only (a ``stat``).
+        """
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            raise changed_error(self.path, "it was removed") from None
+        if stat.st_size != self.size:
+            raise changed_error(self.path, f"{self.size:,} bytes, now {stat.st_size:,}")
+        if stat.st_mtime_ns != self.mtime_ns:
+            raise changed_error(self.path, "it was modified")
+        if content and FileIdentity.of(self.path).fingerprint != self.fingerprint:
+            raise changed_error(self.path, "its content differs")
+
+
+def changed_error(path: str, what: str) -> DataError:
+    """The one-line error for a data file that changed between two passes of a run."""
+    return DataError(
+        f"data file {path!r} changed while the run was reading it ({what}); stopped rather "
+        "than train on a mix of old and new rows: rerun once the file stays unchanged"
+    )
 
 
 def resolve_paths(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -145,6 +212,8 @@ class DataSource:
         #: CSV columns without a value in the first block (pandas reads an empty column
         #: as float64).
         self.untyped: frozenset[str] = frozenset()
+        #: Each file as it was when the source was opened (see :class:`FileIdentity`).
+        self.identities: dict[str, FileIdentity] = {}
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -161,9 +230,16 @@ class DataSource:
             raise DataError(
                 f"the data mixes Parquet and CSV files ({paths[0]}, ...); use one format"
             )
+        identities = {str(p): FileIdentity.of(p) for p in paths}
         if kinds == {"csv"}:
-            return cls._open_csv(paths, csv_block_size)
-        return cls._open_parquet(paths)
+            source = cls._open_csv(paths, csv_block_size)
+        else:
+            source = cls._open_parquet(paths)
+        source.identities = identities
+        # A file that changed while its layout was read would give pieces of two files.
+        for identity in identities.values():
+            identity.check(content=False)
+        return source
 
     @classmethod
     def _open_parquet(cls, paths: list[Path]) -> DataSource:
@@ -184,9 +260,10 @@ class DataSource:
                 )
             for rg in range(meta.num_row_groups):
                 n = meta.row_group(rg).num_rows
-                nbytes += meta.row_group(rg).total_byte_size
+                size = meta.row_group(rg).total_byte_size
+                nbytes += size
                 if n:
-                    pieces.append(Piece(str(path), rg, position, n))
+                    pieces.append(Piece(str(path), rg, position, n, group_rows=n, group_bytes=size))
                 position += n
         assert schema is not None
         return cls(paths, "parquet", schema, pieces, total_rows=position, nbytes=nbytes)
@@ -268,6 +345,7 @@ class DataSource:
             csv_block_size=self.csv_block_size,
         )
         source.untyped = self.untyped
+        source.identities = self.identities
         return source
 
     def with_types(self, types: Mapping[str, pa.DataType]) -> DataSource:
@@ -364,8 +442,16 @@ class DataSource:
     def _read_piece(
         self, piece: Piece, columns: list[str], batch_rows: int
     ) -> Iterator[tuple[int, pd.DataFrame]]:
-        """``(offset within the piece, frame)`` per record batch."""
+        """``(offset within the piece, frame)`` per record batch.
+
+        The file is compared with its identity from the first pass before the piece is
+        read and after it (see :class:`FileIdentity`); a CSV file must give the rows it
+        gave on the first pass.
+        """
         batches = self._parquet_batches if piece.row_group is not None else self._csv_batches
+        identity = self.identities.get(piece.path)
+        if identity is not None:
+            identity.check()
         offset = 0
         try:
             for batch in batches(piece, columns, batch_rows):
@@ -378,11 +464,19 @@ class DataSource:
                     yield offset + lo - piece.skip, batch.slice(lo, hi - lo).to_pandas()
                 offset += batch.num_rows
                 if piece.n_rows >= 0 and offset >= piece.skip + piece.n_rows:
-                    return
+                    break
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            if identity is not None:
+                identity.check(content=False)  # a file cut short reads as a parse error
             raise DataError(
                 f"cannot read {piece.path!r} near row {piece.start + offset}: {_first_line(exc)}"
             ) from None
+        if identity is not None:
+            identity.check(content=False)
+        if piece.row_group is None and piece.n_rows >= 0 and offset != piece.skip + piece.n_rows:
+            raise changed_error(
+                piece.path, f"{offset:,} rows, {piece.skip + piece.n_rows:,} on the first pass"
+            )
 
     def _parquet_batches(
         self, piece: Piece, columns: list[str], batch_rows: int
@@ -391,6 +485,14 @@ class DataSource:
         # Small read buffers (one per column) and no pre-buffering: memory follows the
         # batch, not the row group.
         with pq.ParquetFile(piece.path, buffer_size=1 << 16, pre_buffer=False) as f:
+            if piece.group_rows >= 0:
+                group = f.metadata.row_group(piece.row_group)
+                if (group.num_rows, group.total_byte_size) != (piece.group_rows, piece.group_bytes):
+                    raise changed_error(
+                        piece.path,
+                        f"row group {piece.row_group} holds {group.num_rows:,} rows, "
+                        f"{piece.group_rows:,} on the first pass",
+                    )
             yield from f.iter_batches(
                 batch_size=batch_rows, row_groups=[piece.row_group], columns=columns
             )
@@ -414,6 +516,9 @@ class DataSource:
         first = self.columns[:1]
         counts = []
         for piece in self.pieces:
+            identity = self.identities.get(piece.path)
+            if identity is not None:
+                identity.check()
             counts.append(sum(b.num_rows for b in self._csv_batches(piece, first, 0)))
         return counts
 
