@@ -16,7 +16,7 @@ from steadyclf import BinaryClassifier
 from steadyclf.cli import main
 from steadyclf.exceptions import ParameterError
 from steadyclf.policy import EMBEDDED_MIN_VALUES
-from steadyclf.schema.summary import MAX_COUNTED_VALUES, NumericTally
+from steadyclf.schema.summary import MAX_CODE_VALUES, MAX_COUNTED_VALUES, NumericTally
 
 
 def _waves(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
@@ -99,30 +99,60 @@ def test_auto_leaves_larger_data_and_unscaled_inputs_alone() -> None:
 def test_distinct_values_are_counted_alike_however_the_rows_are_cut() -> None:
     rng = np.random.default_rng(0)
     n = 4000
+    ids = rng.integers(0, 300, n).astype(float)
+    ids[ids == 7] = np.nan  # an id column with gaps
+    almost = rng.integers(0, 40, n).astype(float)
+    almost[-3] = 0.5  # integer-valued but for one late value: capped at 16 after all
     block = np.column_stack(
         [
             rng.integers(0, MAX_COUNTED_VALUES - 1, n).astype(float),  # 15 values
             np.repeat(np.arange(MAX_COUNTED_VALUES), n // MAX_COUNTED_VALUES),  # 16, in runs
             rng.normal(size=n),
             np.where(rng.random(n) < 0.5, np.nan, 3.0),  # one value and gaps
+            ids,  # about 300 integers: counted past 16, each with its rows
+            almost,
         ]
     )
     assert MAX_COUNTED_VALUES >= EMBEDDED_MIN_VALUES  # the count reaches the threshold
-    columns = np.arange(4, dtype=np.intp)
-    whole = NumericTally(["a", "b", "c", "d"])
+    names = ["a", "b", "c", "d", "ids", "almost"]
+    columns = np.arange(len(names), dtype=np.intp)
+    whole = NumericTally(names)
     whole.add(columns, block, None)
-    expected = [MAX_COUNTED_VALUES - 1, MAX_COUNTED_VALUES, MAX_COUNTED_VALUES, 1]
-    assert whole.n_values.tolist() == expected
+    n_ids = np.unique(ids[~np.isnan(ids)]).size
+    expected = [MAX_COUNTED_VALUES - 1, MAX_COUNTED_VALUES, MAX_COUNTED_VALUES, 1, n_ids, 16]
+    assert n_ids > 250 and whole.n_values.tolist() == expected
+    assert [v.integer for v in whole.values] == [True, True, False, True, True, False]
+    values, counts = np.unique(ids[~np.isnan(ids)], return_counts=True)
     for cut in (1, 7, 250, 1000):
         parts = []
         for start in range(0, n, n // cut):
-            part = NumericTally(["a", "b", "c", "d"])
+            part = NumericTally(names)
             part.add(columns, block[start : start + n // cut], None)
             parts.append(part)
         merged = parts[0]
         for part in parts[1:]:
             merged.merge(part)
         assert merged.n_values.tolist() == expected, cut
+        assert [v.integer for v in merged.values] == [v.integer for v in whole.values]
+        # The rows of every id, exactly: the levels of a reading as a category.
+        np.testing.assert_array_equal(merged.values[4].values, values)
+        np.testing.assert_array_equal(merged.values[4].counts, counts)
+
+
+def test_integer_values_are_counted_up_to_a_cap_then_only_more() -> None:
+    # An integer dtype (hashed) and integer-valued floats (sorted), past MAX_CODE_VALUES.
+    n = MAX_CODE_VALUES + 10
+    block = np.arange(n, dtype=np.int64)[::-1].reshape(-1, 1)
+    for data in (block, block.astype(float)):
+        tally = NumericTally(["id"])
+        tally.add(np.zeros(1, dtype=np.intp), data, None)
+        assert tally.n_values.tolist() == [MAX_CODE_VALUES + 1]  # "more"
+        assert tally.values[0].integer and tally.values[0].values is None
+        below = NumericTally(["id"])
+        below.add(np.zeros(1, dtype=np.intp), data[: MAX_CODE_VALUES // 2], None)
+        rest = NumericTally(["id"])
+        rest.add(np.zeros(1, dtype=np.intp), data[MAX_CODE_VALUES // 2 : MAX_CODE_VALUES], None)
+        assert below.merge(rest).n_values.tolist() == [MAX_CODE_VALUES]  # exact at the cap
 
 
 def test_an_embedded_model_predicts_the_same_everywhere(tmp_path: Path) -> None:

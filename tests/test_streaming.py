@@ -304,10 +304,23 @@ def test_shards_merged_in_rank_order_equal_one_process(tmp_path: Path, world_siz
         assert {n: c.levels for n, c in summary.columns.items()} == {
             n: c.levels for n, c in single.columns.items()
         }
+        for name, col in summary.columns.items():  # integer-valued, and each value's rows
+            alone = single.columns[name]
+            assert (col.integer, col.n_values) == (alone.integer, alone.n_values), name
+            if alone.value_counts is None:
+                assert col.value_counts is None, name
+            else:
+                assert col.value_counts is not None, name
+                for mine, theirs in zip(col.value_counts, alone.value_counts, strict=True):
+                    np.testing.assert_array_equal(mine, theirs)
     assert sum(s.local_train + s.local_valid for s, _ in results) == N_ROWS
     # Distinct values are counted up to 16, whichever process saw which: 'count' has 10.
     values = dict(zip(single.numeric.names, single.numeric.n_values.tolist(), strict=True))
     assert values["count"] == 10 and values["offset"] == values["huge"] == 16
+    # 'count' holds integers (as floats, with gaps): its values are kept with their rows.
+    count = single.columns["count"]
+    assert count.integer and not single.columns["huge"].integer
+    assert count.value_counts is not None and count.value_counts[1].sum() == count.n_present
 
 
 def test_csv_files_are_shared_whole_with_global_positions(tmp_path: Path) -> None:

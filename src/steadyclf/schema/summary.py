@@ -33,6 +33,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from ..exceptions import DataError
+from .distinct import MAX_CODE_VALUES, MAX_COUNTED_VALUES, ValueCounts
 from .roles import ColumnPlan
 from .split import SplitRule
 from .stats import RunningStats
@@ -49,13 +50,17 @@ if TYPE_CHECKING:
     from ..io.sources import Source
     from ..train.distributed import DistributedContext
 
-__all__ = ["MAX_COUNTED_VALUES", "ColumnSummary", "NumericTally", "TableSummary", "summarise"]
+__all__ = [
+    "MAX_CODE_VALUES",
+    "MAX_COUNTED_VALUES",
+    "ColumnSummary",
+    "NumericTally",
+    "TableSummary",
+    "summarise",
+]
 
 #: Distinct levels counted per categorical column before the rarest are pruned.
 MAX_COUNTED_LEVELS = 1 << 16
-#: Distinct values counted per numeric column (``n_values`` is capped here): enough to tell
-#: a continuous column from a coded one (the policy embeds columns that reach it).
-MAX_COUNTED_VALUES = 16
 #: Distinct values kept to decide whether a text column holds dates.
 DATE_SAMPLE = 200
 #: Distinct target values counted before the target is refused as not binary.
@@ -94,7 +99,10 @@ class ColumnSummary:
     forced_role: str | None = None  # numeric role of a column listed as numeric
     low: float | None = None
     high: float | None = None
-    n_values: int = 0  # distinct present numbers, up to MAX_COUNTED_VALUES
+    n_values: int = 0  # distinct present numbers (see ValueCounts.n_values)
+    integer: bool = False  # a number column whose every present value is an integer
+    # Its distinct values (sorted) and their rows, when there are at most MAX_CODE_VALUES.
+    value_counts: tuple[NDArray[np.float64], NDArray[np.int64]] | None = None
 
     def merge(self, other: ColumnSummary) -> ColumnSummary:
         """Add ``other`` (rows that come after this one's) in place; return ``self``."""
@@ -163,9 +171,9 @@ class NumericTally:
     the end). When rows are weighted, the same statistics weighted by the rows' weights
     are kept beside the plain ones (``train_w``..., counts being sums of weights): which
     the scaling uses is only known at the end too (weights all equal are no weights).
-    ``values`` holds each column's distinct present values, sorted, until there are
-    :data:`MAX_COUNTED_VALUES` of them (then ``None``: many): a union, so the count is the
-    same however the rows were cut into batches or processes.
+    ``values`` counts each column's distinct present values and tells whether they are
+    all integers (:class:`~steadyclf.schema.distinct.ValueCounts`): the same however the
+    rows were cut into batches or processes.
     """
 
     names: list[str]
@@ -181,7 +189,7 @@ class NumericTally:
     valid_w: RunningStats = field(init=False)
     train_missing_w: NDArray[np.float64] = field(init=False)
     valid_missing_w: NDArray[np.float64] = field(init=False)
-    values: list[NDArray[np.float64] | None] = field(init=False)
+    values: list[ValueCounts] = field(init=False)
 
     def __post_init__(self) -> None:
         n = len(self.names)
@@ -193,22 +201,12 @@ class NumericTally:
         self.seen = np.zeros(n, dtype=bool)
         self.train_w, self.valid_w = RunningStats.empty(n), RunningStats.empty(n)
         self.train_missing_w, self.valid_missing_w = np.zeros(n), np.zeros(n)
-        self.values = [np.empty(0) for _ in range(n)]
+        self.values = [ValueCounts() for _ in range(n)]
 
     @property
     def n_values(self) -> NDArray[np.int64]:
-        """Distinct present values of each column, capped at :data:`MAX_COUNTED_VALUES`."""
-        return np.array(
-            [MAX_COUNTED_VALUES if v is None else v.size for v in self.values], dtype=np.int64
-        )
-
-    def _add_values(self, j: int, values: NDArray[np.float64]) -> None:
-        """Add the distinct ``values`` (no NaN, any order) to column ``j``'s."""
-        known = self.values[j]
-        if known is None:
-            return
-        union = np.union1d(known, values)
-        self.values[j] = None if union.size >= MAX_COUNTED_VALUES else union
+        """Distinct present values of each column (:attr:`ValueCounts.n_values`)."""
+        return np.array([v.n_values for v in self.values], dtype=np.int64)
 
     def add(
         self,
@@ -278,12 +276,8 @@ class NumericTally:
             high[gaps] = np.fmax.reduce(chunk[:, gaps], axis=0)
         self.low[columns] = np.fmin(self.low[columns], low)
         self.high[columns] = np.fmax(self.high[columns], high)
-        # Integers: hashing (pandas) is 4x faster than sorting; floats the other way round.
-        unique = pd.unique if chunk.dtype.kind in "iu" else np.unique
         for k, j in enumerate(columns.tolist()):
-            if self.values[j] is not None:  # a continuous column is many after a chunk
-                distinct = np.asarray(unique(chunk[:, k]), dtype=np.float64)
-                self._add_values(j, distinct[~np.isnan(distinct)])
+            self.values[j].add(chunk[:, k])
         x = np.subtract(chunk, self.shift[columns], dtype=np.float64)
         # Values from float32 or integers cannot reach magnitudes beyond 2**±500.
         extreme = chunk.dtype == np.float64
@@ -330,11 +324,8 @@ class NumericTally:
         self.train_missing_w += other.train_missing_w
         self.valid_missing_w += other.valid_missing_w
         self.low, self.high = np.fmin(self.low, other.low), np.fmax(self.high, other.high)
-        for j, values in enumerate(other.values):
-            if values is None:
-                self.values[j] = None
-            else:
-                self._add_values(j, values)
+        for counted, more in zip(self.values, other.values, strict=True):
+            counted.merge(more)
         return self
 
     def fold_validation_into_training(self) -> None:
@@ -463,6 +454,10 @@ class TableSummary:
             if np.isfinite(low) and np.isfinite(high):
                 col.low, col.high = low, high
             col.n_values = int(n_values[j])
+            counted = tally.values[j]
+            col.integer = counted.integer and col.n_present > 0
+            if col.integer and counted.values is not None and counted.counts is not None:
+                col.value_counts = (counted.values, counted.counts)
             if col.kind in NUMBER_KINDS:  # two different values <=> min < max
                 col.differs = bool(low < high)
         return self
