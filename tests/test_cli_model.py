@@ -250,6 +250,13 @@ def test_threshold_metric_is_stored_and_used(
     assert summary["positive"] == "healthy" and summary["threshold_metric"] == "balanced_accuracy"
     code, stdout, _ = _run(capsys, "predict", out, files["test.csv"], "--json")
     assert json.loads(stdout)["threshold"] == summary["threshold"]
+    # The positive class sorts first: the evaluation is still about it, not the other.
+    code, stdout, _ = _run(capsys, "evaluate", out, files["test.csv"], "--json")
+    evaluation = json.loads(stdout)
+    truth = pd.read_csv(files["test.csv"])["y"]
+    assert evaluation["classes"] == ["healthy", "sick"] and evaluation["positive"] == "healthy"
+    assert evaluation["metrics"]["n_positive"] == int((truth == "healthy").sum())
+    assert evaluation["metrics"]["roc_auc"] > 0.8
 
 
 def test_drop_missing_target(

@@ -38,7 +38,7 @@ from .persistence import ModelState
 from .policy import validate_params
 from .predictor import calibrate, sigmoid
 from .schema.encoder import TabularEncoder
-from .schema.labels import LabelEncoding, encode_target
+from .schema.labels import LabelEncoding, encode_target, positive_column
 
 if TYPE_CHECKING:
     from .nn.modules import SteadyNet
@@ -134,8 +134,11 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
     categorical, numeric, drop : sequence of str or None
         Override the inferred role of DataFrame columns.
     positive : label or None, default=None
-        The positive class (``classes_[1]``); ``None`` takes the larger of the two sorted
-        labels, as scikit-learn does.
+        The positive class (``positive_class_``): the one ``threshold_``, ``pos_weight``,
+        the metrics and the reports are about. ``None`` takes the larger of the two sorted
+        labels, as scikit-learn does. ``classes_`` stays sorted either way, so
+        scikit-learn's scorers (``roc_auc``, ``neg_log_loss``...) read ``predict_proba``
+        and ``decision_function`` as they do for any classifier.
     threshold_metric : {None, 'f1', 'balanced_accuracy'}, default=None
         Tune the decision threshold ``threshold_`` to maximise this metric on the
         validation split (on the training rows when there is none); ``None`` keeps 0.5.
@@ -176,7 +179,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : ndarray of shape (2,)
-        Labels; ``classes_[1]`` is the positive class.
+        The labels, sorted (scikit-learn's convention): the columns of ``predict_proba``.
+    positive_class_ : label
+        The positive class, ``classes_[1]`` unless ``positive`` named ``classes_[0]``.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only when fitted on a DataFrame with string column names.
@@ -219,7 +224,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         considered, log loss, Brier score and expected calibration error on those rows
         ``before`` and ``after`` it.
     threshold_ : float
-        Probability above which ``predict`` returns the positive class.
+        Probability of ``positive_class_`` above which ``predict`` returns it.
     validation_metrics_ : dict
         :func:`~steadyclf.evaluation.binary_metrics` of the calibrated probabilities on
         the validation split at ``threshold_``, or on every row out of fold on small data
@@ -548,7 +553,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         for name in list(vars(self)):
             if (name.endswith("_") and not name.startswith("_")) or name in _NETWORK:
                 delattr(self, name)  # what an earlier fit left (e.g. lr_finder_)
-        self.classes_ = result.classes
+        self._set_classes(result.classes)
         self.encoder_ = result.encoder
         self.n_features_in_ = len(result.feature_names)
         if feature_names is not None:
@@ -607,7 +612,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             schema=self.encoder_.to_dict(),
             architecture=network.arch.to_dict(),
             weights=weights,
-            classes=self.classes_,
+            classes=self._coded_classes(),
             threshold=float(self.threshold_),
             calibration=dict(self.calibration_),
             params=self.get_params(deep=False),
@@ -639,7 +644,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         arch = Architecture.from_dict(state.architecture)
         clf._network = NumpyNetwork(arch, state.weights)
         clf.encoder_ = TabularEncoder.from_dict(state.schema)
-        clf.classes_ = state.classes
+        clf._set_classes(state.classes)
         clf.n_features_in_ = state.n_features_in
         if state.feature_names_in is not None:
             clf.feature_names_in_ = np.asarray(state.feature_names_in, dtype=object)
@@ -664,6 +669,25 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         clf.calibration_ = dict(state.calibration)
         return clf
 
+    # -- classes ---------------------------------------------------------------------------
+    def _set_classes(self, coded: NDArray[Any]) -> None:
+        """``classes_`` sorted from the network's ``[negative, positive]`` labels.
+
+        The network, the saved model (``model.json``'s classes) and the threshold keep the
+        code order (positive coded 1); scikit-learn's scorers assume sorted classes and
+        read ``predict_proba``'s columns and ``decision_function``'s sign in that order,
+        whatever ``positive`` says.
+        """
+        self.classes_ = np.sort(coded)
+        self.positive_class_ = coded[1]
+
+    def _positive_column(self) -> int:
+        return positive_column(self.classes_, self.positive_class_)
+
+    def _coded_classes(self) -> NDArray[Any]:
+        """``[negative, positive]``: the labels of the network's 0 and 1."""
+        return self.classes_ if self._positive_column() == 1 else self.classes_[::-1]
+
     # -- prediction --------------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if "_network" not in self.__dict__:
@@ -673,8 +697,14 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             )
 
     def decision_function(self, X: Any) -> NDArray[np.float64]:
-        """Log odds of ``classes_[1]``, shape ``(n,)``: the network's logit, calibrated
-        (``calibration_['scale'] * logit + calibration_['bias']``)."""
+        """Log odds of ``classes_[1]``, shape ``(n,)``, as scikit-learn reads it: the
+        network's logit calibrated (``calibration_['scale'] * logit +
+        calibration_['bias']``, the log odds of ``positive_class_``), negated when the
+        positive class is ``classes_[0]``."""
+        z = self._positive_log_odds(X)
+        return z if self._positive_column() == 1 else -z
+
+    def _positive_log_odds(self, X: Any) -> NDArray[np.float64]:
         self._check_fitted()
         x_num, x_cat = self._raw_inputs(X, reset=False)
         return calibrate(self._logits(x_num, x_cat), self.calibration_)
@@ -686,16 +716,17 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: Any) -> NDArray[np.float64]:
         """Probabilities of ``classes_[0]`` and ``classes_[1]``, shape ``(n, 2)``."""
-        p = sigmoid(self.decision_function(X))
+        p = sigmoid(self._positive_log_odds(X))
+        column = self._positive_column()
         proba = np.empty((p.shape[0], 2), dtype=np.float64)
-        np.subtract(1.0, p, out=proba[:, 0])
-        proba[:, 1] = p
+        np.subtract(1.0, p, out=proba[:, 1 - column])
+        proba[:, column] = p
         return proba
 
     def predict(self, X: Any) -> NDArray[Any]:
-        """Predicted labels from ``classes_``, using the decision threshold ``threshold_``."""
-        proba = self.predict_proba(X)[:, 1]
-        return self.classes_[(proba > self.threshold_).astype(np.int64)]
+        """``positive_class_`` where its probability exceeds ``threshold_``, else the other."""
+        p = sigmoid(self._positive_log_odds(X))
+        return self._coded_classes()[(p > self.threshold_).astype(np.int64)]
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Save the fitted model as a directory (see :func:`steadyclf.persistence.save`).
@@ -712,7 +743,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
 
         The graph takes one ``[N, 1]`` input per column the model reads (``double``
         with NaN for missing; ``string`` with ``''`` for missing for categorical columns)
-        and returns ``probability`` (of ``classes_[1]``) and ``label``; see
+        and returns ``probability`` (of ``positive_class_``) and ``label``; see
         :mod:`steadyclf.export.onnx_graph` for the opset and the details. Needs the
         ``export`` extra (``pip install 'steadyclf[export]'``).
         """

@@ -191,8 +191,11 @@ def _best_cut(
     return float(np.clip(thresholds[choice], 0.0, 1.0))
 
 
-def labels_to_binary(y: ArrayLike, classes: ArrayLike) -> NDArray[np.int64]:
-    """0/1 codes of labels ``y`` for a model with ``classes`` (``classes[1]`` positive).
+def labels_to_binary(y: ArrayLike, classes: ArrayLike, positive: Any = None) -> NDArray[np.int64]:
+    """0/1 codes of labels ``y`` (1 for ``positive``) for a model with two ``classes``.
+
+    ``positive`` defaults to ``classes[1]``: give it for an estimator, whose ``classes_``
+    are sorted (``labels_to_binary(y, clf.classes_, clf.positive_class_)``).
 
     A label matches a class when equal to it or when their text is equal (``1`` and
     ``'1'``, or ``1.0`` read from a column with missing values).
@@ -204,6 +207,8 @@ def labels_to_binary(y: ArrayLike, classes: ArrayLike) -> NDArray[np.int64]:
     """
     values = np.asarray(y, dtype=object).ravel()
     names = [_label_key(c) for c in np.asarray(classes, dtype=object).tolist()]
+    if positive is not None and _label_key(positive) == names[0]:
+        names = names[::-1]
     keys = np.array([_label_key(v) for v in values.tolist()], dtype=object)
     positive, negative = keys == names[1], keys == names[0]
     unknown = ~(positive | negative)

@@ -29,6 +29,7 @@ from sklearn.metrics import roc_auc_score
 
 from .evaluation import labels_to_binary, log_loss
 from .exceptions import DataError, NotFittedError, ParameterError
+from .schema.labels import positive_column
 
 if TYPE_CHECKING:
     from .estimator import BinaryClassifier
@@ -167,7 +168,7 @@ def explain(
     if not hasattr(clf, "module_"):
         raise NotFittedError("explain needs a fitted model: call fit, or load one, first")
     frame, fitted_columns = _as_frame(clf, X)
-    labels = labels_to_binary(np.asarray(y), clf.classes_)
+    labels = labels_to_binary(np.asarray(y), clf.classes_, clf.positive_class_)
     if len(labels) != len(frame):
         raise DataError(f"X has {len(frame)} rows but y has {len(labels)}")
     encoder = clf.encoder_
@@ -251,12 +252,13 @@ def _predictor(
     """Probabilities of the positive class for the model's input columns: the columns it
     ignores are added back as missing, in the order it was fitted with."""
     columns = fitted or [f"x{j}" for j in range(int(clf.n_features_in_))]
+    positive = positive_column(clf.classes_, clf.positive_class_)
 
     def predict(x: pd.DataFrame) -> NDArray[np.float64]:
         full = x.reindex(columns=columns)
         if fitted is None:  # fitted on an array: give it one
-            return clf.predict_proba(full.to_numpy(dtype=np.float64))[:, 1]
-        return clf.predict_proba(full)[:, 1]
+            return clf.predict_proba(full.to_numpy(dtype=np.float64))[:, positive]
+        return clf.predict_proba(full)[:, positive]
 
     return predict
 

@@ -82,7 +82,9 @@ class ModelState:
 
     ``weights`` maps the network's tensor names (see
     :func:`steadyclf.nn.spec.tensor_layout`) to NumPy arrays; ``training`` holds the
-    facts of the fit (epochs, resolved settings, validation metrics...).
+    facts of the fit (epochs, resolved settings, validation metrics...). ``classes`` is
+    in the network's code order, ``[negative, positive]`` (``model.json`` has always held
+    them so), not sorted as an estimator's ``classes_``.
     """
 
     schema: dict[str, Any]

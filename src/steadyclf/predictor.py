@@ -61,7 +61,8 @@ class Predictor:
         The columns the model reads and how (roles, levels, training ranges).
     network : NumpyNetwork
     classes : ndarray of shape (2,)
-        ``classes[1]`` is the positive class.
+        ``[negative, positive]``: ``classes[1]`` is the positive class (the code order
+        of the model state, not the sorted ``classes_`` of an estimator).
     threshold : float
         Probability above which the label is ``classes[1]``.
     calibration : dict

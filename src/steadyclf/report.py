@@ -34,6 +34,7 @@ from .drift import DriftReport
 from .evaluation import binary_metrics, labels_to_binary
 from .exceptions import DataError, SteadyclfError
 from .io.atomic import atomic_write
+from .schema.labels import positive_column
 
 if TYPE_CHECKING:
     from .estimator import BinaryClassifier
@@ -129,12 +130,14 @@ def build_report(
     if not isinstance(X, pd.DataFrame):
         raise DataError("the report needs the rows as a DataFrame (column names are shown)")
     clf.encoder_.check_columns(X)
-    labels = labels_to_binary(np.asarray(y), clf.classes_)
+    labels = labels_to_binary(np.asarray(y), clf.classes_, clf.positive_class_)
     if np.unique(labels).size < 2:
         raise DataError("the report needs rows of both classes (ROC and precision-recall curves)")
-    logits = clf.decision_function(_model_columns(clf, X))
+    # decision_function is in favour of classes_[1] (sorted): of the positive class here.
+    column = positive_column(clf.classes_, clf.positive_class_)
+    logits = clf.decision_function(_model_columns(clf, X)) * (1.0 if column == 1 else -1.0)
     proba = expit(logits)
-    classes = [str(c) for c in clf.classes_.tolist()]
+    classes = [str(clf.classes_[1 - column]), str(clf.positive_class_)]  # negative, positive
     threshold = float(clf.threshold_)
     scores = binary_metrics(labels, proba, threshold)
     importance = explain(
@@ -364,7 +367,7 @@ def _calibration(
     worst = max(bins, key=lambda b: abs(b["predicted"] - b["observed"]))
     alt = (
         f"Reliability diagram in {len(bins)} bins of equal size: the observed share of "
-        f"{clf.classes_[1]!s} against the mean predicted probability; the diagonal is "
+        f"{clf.positive_class_!s} against the mean predicted probability; the diagonal is "
         f"perfect calibration. The largest gap is {abs(worst['predicted'] - worst['observed']):.3f}"
         f" (predicted {worst['predicted']:.3f}, observed {worst['observed']:.3f}). The table "
         "below lists every bin."

@@ -49,6 +49,7 @@ __all__ = [
     "fmt",
     "load_training_data",
     "names",
+    "negative_positive",
     "parse_hidden",
     "split_weight",
     "to_jsonable",
@@ -106,6 +107,13 @@ def names(values: Any, limit: int = 8) -> str:
     values = [str(v) for v in values]
     shown = ", ".join(values[:limit])
     return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
+
+
+def negative_positive(summary: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The negative and the positive class of a summary with sorted ``classes`` (as
+    ``classes_``) and its ``positive`` class, which may be either of them."""
+    positive = summary["positive"]
+    return next(c for c in summary["classes"] if c != positive), positive
 
 
 # -- estimator options -----------------------------------------------------------------------

@@ -18,6 +18,7 @@ from .common import (
     fmt,
     load_training_data,
     names,
+    negative_positive,
     split_weight,
     to_jsonable,
     writing,
@@ -55,18 +56,22 @@ def check_inputs(
 
 
 def predict_probabilities(clf: BinaryClassifier, frame: pd.DataFrame) -> NDArray[np.float64]:
-    """Probability of the positive class ``classes_[1]`` per row, from ``predict_proba``.
+    """Probability of the positive class ``positive_class_`` per row, from ``predict_proba``.
 
     The estimator sees exactly the columns it was fitted on: extra ones are left out and
     the ones dropped in training (which it ignores) are filled with missing values.
     """
     import numpy as np
 
+    from ..schema.labels import positive_column
+
+    positive = positive_column(clf.classes_, clf.positive_class_)  # classes_ are sorted
     fitted = getattr(clf, "feature_names_in_", None)
     if fitted is not None:
-        return clf.predict_proba(frame.reindex(columns=list(fitted)))[:, 1]
+        return clf.predict_proba(frame.reindex(columns=list(fitted)))[:, positive]
     columns = [f"x{j}" for j in range(clf.n_features_in_)]  # fitted on an array
-    return clf.predict_proba(frame.reindex(columns=columns).to_numpy(dtype=np.float64))[:, 1]
+    array = frame.reindex(columns=columns).to_numpy(dtype=np.float64)
+    return clf.predict_proba(array)[:, positive]
 
 
 def _threshold(default: float, threshold: float | None) -> float:
@@ -245,7 +250,8 @@ def write_evaluation(
 def format_evaluation(summary: Mapping[str, Any]) -> str:
     """The evaluation report for people."""
     r = summary["metrics"]
-    neg, pos = (repr(c) for c in summary["classes"])
+    # "classes" are sorted (scikit-learn's order); either may be the positive one.
+    neg, pos = (repr(c) for c in negative_positive(summary))
     rows = [
         ("accuracy", r["accuracy"]),
         ("balanced accuracy", r["balanced_accuracy"]),
@@ -313,7 +319,7 @@ def evaluate(
     table = load_training_data(
         data, str(target), drop_missing_target=drop_missing_target, output=output
     )
-    y = labels_to_binary(table.y.to_numpy(), clf.classes_)
+    y = labels_to_binary(table.y.to_numpy(), clf.classes_, clf.positive_class_)
     X, sample_weight = split_weight(table.X, weight)
     check_inputs(clf, X, known=set(), output=output)
     proba = predict_probabilities(clf, X)
@@ -325,6 +331,7 @@ def evaluate(
         "data": data,
         "target": target,
         "classes": clf.classes_.tolist(),
+        "positive": clf.positive_class_,
         "metrics": report,
     }
     if out_dir is not None:

@@ -25,6 +25,7 @@ from .common import (
     estimator_options,
     fmt,
     names,
+    negative_positive,
     training_callbacks,
     writing,
 )
@@ -155,7 +156,7 @@ def train_summary(
         },
         "plan": clf.plan_,
         "classes": clf.classes_.tolist(),
-        "positive": clf.classes_[1],
+        "positive": clf.positive_class_,
         "epochs": clf.n_iter_,
         "best_epoch": clf.best_epoch_,
         "seconds": round(seconds, 3),
@@ -198,7 +199,7 @@ def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) 
         )
     lines = [
         f"trained {summary['model']!r} on {summary['rows']} rows and {len(used)} columns: {what}",
-        f"classes: {summary['classes'][0]!r} (0), {summary['classes'][1]!r} (1, positive)",
+        "classes: {!r} (0), {!r} (1, positive)".format(*negative_positive(summary)),
     ]
     reading = summary["reading"]
     if reading["streamed"]:

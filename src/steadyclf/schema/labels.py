@@ -17,6 +17,7 @@ __all__ = [
     "LabelEncoding",
     "encode_labels",
     "encode_target",
+    "positive_column",
     "split_target",
     "two_integer_classes",
 ]
@@ -56,10 +57,28 @@ def split_target(
 
 @dataclass
 class LabelEncoding:
-    """Labels mapped to 0/1; ``classes[1]`` is the positive class."""
+    """Labels mapped to 0/1: ``classes`` in code order, ``classes[1]`` the positive class.
+
+    This is the network's order, not scikit-learn's: an estimator shows ``classes_``
+    sorted, whichever class is positive (see :func:`positive_column`).
+    """
 
     classes: NDArray[Any]
     encoded: NDArray[np.float32]
+
+
+def positive_column(classes: NDArray[Any], positive: Any) -> int:
+    """Where ``positive`` is in the sorted ``classes``: its column of ``predict_proba``.
+
+    scikit-learn's scorers read the probability of ``classes_[1]`` (and the sign of
+    ``decision_function`` as in favour of ``classes_[1]``), with ``classes_`` sorted as
+    ``LabelEncoder`` sorts them; the positive class may be either of the two.
+    """
+    if classes[1] == positive:
+        return 1
+    if classes[0] == positive:
+        return 0
+    raise ValueError(f"positive class {positive!r} is not one of the classes {classes.tolist()!r}")
 
 
 def _two_integer_classes(
@@ -84,8 +103,8 @@ def two_integer_classes(values: NDArray[Any]) -> bool:
 def encode_labels(y: Any, positive: Any = None) -> LabelEncoding:
     """Map a binary target of any two distinct values to 0/1.
 
-    ``classes`` is sorted (as scikit-learn does), unless ``positive`` names the positive
-    class, which then becomes ``classes[1]``.
+    ``classes`` is in code order: sorted (as scikit-learn does), unless ``positive`` names
+    the positive class, which then becomes ``classes[1]`` (coded 1).
     """
     values = np.asarray(y)
     if values.ndim == 2 and values.shape[1] == 1:
