@@ -275,6 +275,7 @@ def fit_source(
         seed=seed,
         check_every=plan.check_every,
         callbacks=(stall, *callbacks),
+        advice=divergence_advice(params["normalize"], encoder),
     )
     fit_context = FitContext(
         dict(params),
@@ -662,6 +663,27 @@ def numeric_statistics(
         imputed.merge(RunningStats(missing, median - raw.mean, np.zeros(n)))
         center, scale = imputed.mean + raw.mean, imputed.scale
     return NumericStatistics(median, center, scale, raw)
+
+
+def divergence_advice(normalize: str, encoder: TabularEncoder) -> str:
+    """What to try when training diverges for good, given ``normalize`` (never itself).
+
+    Scaled inputs (``'robust'``, ``'standardize'``) are bounded whatever the data: a
+    standardised training value lies within ``sqrt(n - 1)`` standard deviations of the
+    mean, a robust one within 3. Unscaled ones (``'none'``, ``'batchnorm'``, whose float32
+    statistics square the raw values) are not: the advice names the largest.
+    """
+    if normalize in ("robust", "standardize"):
+        return "try a smaller lr, or check the inputs for extreme values"
+    sizes = {c.name: max(abs(c.low or 0.0), abs(c.high or 0.0)) for c in encoder.numeric_infos}
+    largest = max(sizes, key=lambda name: sizes[name], default=None)
+    where = (
+        f", which scales column {largest!r} (training values up to {sizes[largest]:.3g}) and "
+        "every other numeric column"
+        if largest is not None and sizes[largest] > 0
+        else ""
+    )
+    return f"try a smaller lr, or normalize='robust' (the default){where}"
 
 
 def _build_module(

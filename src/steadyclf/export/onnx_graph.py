@@ -52,7 +52,7 @@ from numpy.typing import NDArray
 from ..exceptions import ParameterError, SteadyclfError
 from ..io.atomic import atomic_write
 from ..nn.numpy_forward import batchnorm_terms, body_layers
-from ..nn.spec import ACTIVATIONS, Architecture, tensor_layout
+from ..nn.spec import ACTIVATIONS, INPUT_LIMIT, PERIODIC_LIMIT, Architecture, tensor_layout
 from ..persistence import ModelState
 from ..schema.encoder import TabularEncoder
 from ..schema.roles import ColumnInfo
@@ -161,10 +161,18 @@ def impute(g: _Graph, x: str) -> tuple[str, str | None]:
 
 
 def standardize(g: _Graph, values: str, clip: bool) -> str:
-    """``(values - center) / scale`` in float64, then :func:`soft_clip` when ``clip``."""
+    """``(values - center) / scale`` in float64, bounded to +-``INPUT_LIMIT`` (an overflow
+    to +-inf included), then :func:`soft_clip` when ``clip``."""
     centred = g.op("Sub", [values, g.const("center", g.tensor("encoder.normalize.center"))])
     z = g.op("Div", [centred, g.const("scale", g.tensor("encoder.normalize.scale"))])
+    z = bound(g, z, INPUT_LIMIT)
     return soft_clip(g, z) if clip else z
+
+
+def bound(g: _Graph, x: str, limit: float) -> str:
+    """``x`` clamped to ``[-limit, limit]`` (float64)."""
+    low, high = g.const("low", np.float64(-limit)), g.const("high", np.float64(limit))
+    return g.op("Clip", [x, low, high])
 
 
 def soft_clip(g: _Graph, z: str) -> str:
@@ -254,7 +262,7 @@ def batchnorm(g: _Graph, prefix: str, h: str) -> str:
 def periodic(g: _Graph, arch: Architecture, prefix: str, h: str) -> str:
     """The periodic embeddings of ``arch.periodic`` appended to ``h`` (``[N, F]``)."""
     columns = g.const("periodic_columns", np.asarray(arch.periodic, dtype=np.int64))
-    x = g.op("Gather", [h, columns], axis=1)  # [N, m]
+    x = bound(g, g.op("Gather", [h, columns], axis=1), PERIODIC_LIMIT)  # [N, m]
     x = g.op("Unsqueeze", [x, g.const("axis", np.asarray([2], dtype=np.int64))])  # [N, m, 1]
     z = g.op(
         "Mul",

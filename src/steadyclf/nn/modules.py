@@ -9,6 +9,7 @@ buffers, so a saved module reproduces predictions on raw inputs:
 ``normalize``  ``(x - center) / scale`` in float64, *before* the cast to float32, so that a
                feature such as ``1e6 + 1e-6 * HR`` keeps its signal (centre and scale are
                the median and a quantile spread, or the mean and standard deviation),
+               bounded to +-``INPUT_LIMIT`` (any finite input stays finite, on its side),
                then optionally the smooth clipping ``z / sqrt(1 + (z / 3)**2)``, which
                keeps an extreme value (a sentinel, a unit error) from dominating;
 ``categorical`` one-hot encoding of the codes (vocabularies are capped, see ``schema``);
@@ -34,7 +35,9 @@ from torch import nn
 
 from .spec import (
     ACTIVATIONS,
+    INPUT_LIMIT,
     PERIODIC_FREQUENCIES,
+    PERIODIC_LIMIT,
     PERIODIC_OUTPUTS,
     PERIODIC_SIGMA,
     TARGET_FEATURES,
@@ -55,6 +58,7 @@ __all__ = [
     "mean_probability_logit",
     "module_from_weights",
     "numpy_weights",
+    "scaled_",
     "soft_clip_",
 ]
 
@@ -109,7 +113,9 @@ class PeriodicEmbedding(nn.Module):
         self.bias = nn.Parameter(torch.zeros(m, e))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = (2 * math.pi) * x[:, self.columns].unsqueeze(-1) * self.frequency  # (n, m, k)
+        # Bounded: see PERIODIC_LIMIT (training values never reach it).
+        x_in = x[:, self.columns].clamp(-PERIODIC_LIMIT, PERIODIC_LIMIT)
+        z = (2 * math.pi) * x_in.unsqueeze(-1) * self.frequency  # (n, m, k)
         p = torch.cat([torch.cos(z), torch.sin(z)], dim=-1)  # (n, m, 2k)
         e = torch.relu(torch.matmul(p.transpose(0, 1), self.weight) + self.bias.unsqueeze(1))
         return torch.cat([x, e.transpose(0, 1).reshape(x.shape[0], -1)], dim=1)
@@ -183,9 +189,10 @@ class Impute(nn.Module):
 
 
 class Scale(nn.Module):
-    """``(x - center) / scale`` in float64, then the smooth clipping when ``clip``.
+    """``(x - center) / scale`` in float64, bounded to +-``INPUT_LIMIT``, then the smooth
+    clipping when ``clip``.
 
-    Identity when centre 0, scale 1 and no clipping.
+    Identity when centre 0, scale 1 and no clipping (for inputs within float32's range).
     """
 
     center: torch.Tensor
@@ -199,8 +206,14 @@ class Scale(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scaled (and clipped) columns, still float64."""
-        z = (x - self.center) / self.scale
-        return soft_clip_(z) if self.clip else z
+        return scaled_((x - self.center) / self.scale, clip=self.clip)
+
+
+def scaled_(z: torch.Tensor, *, clip: bool) -> torch.Tensor:
+    """``z`` (``(x - center) / scale``, maybe +-inf where it overflowed) bounded to
+    +-:data:`INPUT_LIMIT`, then smoothly clipped when ``clip``; in place."""
+    z.clamp_(-INPUT_LIMIT, INPUT_LIMIT)
+    return soft_clip_(z) if clip else z
 
 
 def soft_clip_(z: torch.Tensor) -> torch.Tensor:
@@ -343,7 +356,7 @@ class InputEncoder(nn.Module):
                         block.copy_(torch.from_numpy(np.array(x_num[chunk], dtype=np.float64)))
                     if nan_free or not bool(torch.isnan(block).any()):
                         block.sub_(self.normalize.center).div_(self.normalize.scale)
-                        target.copy_(soft_clip_(block) if self.normalize.clip else block)
+                        target.copy_(scaled_(block, clip=self.normalize.clip))
                         continue
                 num = torch.tensor(np.asarray(x_num[chunk], dtype=np.float64), device=device)
                 cat = torch.tensor(np.asarray(x_cat[chunk], dtype=np.int64), device=device)

@@ -11,7 +11,8 @@ a saved model (:class:`~steadyclf.persistence.ModelState`):
 
 ``impute``       the training median fills missing values; 0/1 indicators of what was
                  missing for the columns listed in ``encoder.impute.missing_columns``;
-``standardize``  ``(x - center) / scale`` in float64, then (``arch.clip``) the smooth
+``standardize``  ``(x - center) / scale`` in float64, bounded to +-``INPUT_LIMIT``
+                 (an overflow to +-inf included), then (``arch.clip``) the smooth
                  clipping ``z / sqrt(1 + (z / 3)**2)``, then rounded to float32 (the
                  torch encoder hands float32 features to the body);
 ``one_hot``      one block per categorical (codes 0 = missing, 1 = unseen, 2.. levels);
@@ -40,7 +41,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .spec import ACTIVATIONS, SINGLE_THREAD_WORK, Architecture
+from .spec import ACTIVATIONS, INPUT_LIMIT, PERIODIC_LIMIT, SINGLE_THREAD_WORK, Architecture
 
 __all__ = [
     "ACTIVATION_FUNCTIONS",
@@ -159,10 +160,16 @@ def impute(
 def standardize(
     weights: Weights, values: NDArray[np.float64], clip: bool = False
 ) -> NDArray[np.float64]:
-    """``(values - center) / scale`` in float64, then :func:`soft_clip` when ``clip``; in
-    place."""
-    values -= weights["encoder.normalize.center"]
-    values /= weights["encoder.normalize.scale"]
+    """``(values - center) / scale`` in float64, bounded to +-:data:`INPUT_LIMIT`, then
+    :func:`soft_clip` when ``clip``; in place.
+
+    The subtraction and the division may overflow to +-inf (IEEE arithmetic, no warning):
+    the bound turns that into +-INPUT_LIMIT, as the torch module does.
+    """
+    with np.errstate(over="ignore"):
+        values -= weights["encoder.normalize.center"]
+        values /= weights["encoder.normalize.scale"]
+    np.clip(values, -INPUT_LIMIT, INPUT_LIMIT, out=values)
     return soft_clip(values) if clip else values
 
 
@@ -277,6 +284,7 @@ def periodic(
     frequency, weight = weights[f"{prefix}.frequency"], weights[f"{prefix}.weight"]
     k = frequency.shape[1]
     x = np.ascontiguousarray(h[:, list(arch.periodic)].T)  # (m, n)
+    np.clip(x, -PERIODIC_LIMIT, PERIODIC_LIMIT, out=x)  # as the module: see PERIODIC_LIMIT
     turns = x[:, :, None] * frequency[:, None, :]  # (m, n, k): the angles over 2 pi
     # The angles reduced to [-pi, pi] in float64, then cosines and sines in float32: NumPy's
     # float64 ones are scalar libm calls (12 ns a value here), its float32 ones vectorised

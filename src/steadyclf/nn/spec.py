@@ -14,8 +14,10 @@ from typing import Any
 
 __all__ = [
     "ACTIVATIONS",
+    "INPUT_LIMIT",
     "NORMALIZATIONS",
     "PERIODIC_FREQUENCIES",
+    "PERIODIC_LIMIT",
     "PERIODIC_OUTPUTS",
     "PERIODIC_SIGMA",
     "SINGLE_THREAD_WORK",
@@ -57,6 +59,19 @@ ACTIVATIONS: dict[str, Activation] = {
 #: clipping), ``standardize`` (mean and standard deviation), ``batchnorm`` (a BatchNorm1d
 #: layer), ``none``.
 NORMALIZATIONS = ("robust", "standardize", "batchnorm", "none")
+#: Bound of every scaled numeric input ``(x - center) / scale``, before the smooth clipping:
+#: the largest float32 (``numpy.finfo(numpy.float32).max``, exact in float64), since the
+#: network's inputs are float32. Every path (torch, NumPy, ONNX) clamps the scaled value to
+#: +-INPUT_LIMIT, so any finite input stays finite and keeps its side: the division may
+#: overflow to +-inf in IEEE arithmetic, never to NaN (the centre is finite, the scale
+#: positive), and the clamp turns that into +-INPUT_LIMIT; the smooth clipping of it (whose
+#: square would overflow beyond 1.3e154) is 3. Nothing that was finite in float32 changes.
+INPUT_LIMIT = 3.4028234663852886e38
+#: Bound of a periodic embedding's input (a scaled value): the angles ``2 pi f x`` of larger
+#: ones would be computed differently by each path (NumPy reduces them in float64 first)
+#: and carry no information anyway. Training values never reach it: a standardised value
+#: lies within ``sqrt(n - 1)`` standard deviations of the mean, a robust one within 3.
+PERIODIC_LIMIT = 1e6
 #: Inputs per categorical with target statistics: its target rate and its frequency.
 TARGET_FEATURES = 2
 #: Periodic embedding of a numeric input (PLR, Gorishniy et al. 2022): this many trainable

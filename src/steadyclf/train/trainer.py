@@ -95,6 +95,9 @@ class TrainConfig:
     #: lean fused Adam steps (:class:`~steadyclf.fused.LeanAdamStep`); other modules and
     #: optimizers, or ``False`` here, use autograd and ``optimizer.step()``.
     fused: bool = True
+    #: What the error of a run that diverges for good suggests (the caller knows the
+    #: settings; it never suggests the one in use).
+    advice: str = "try a smaller lr, or check the inputs for extreme values"
 
 
 #: Rows of logits (and labels, weights) a streamed epoch keeps before adding up their loss
@@ -372,8 +375,8 @@ class Trainer:
             )
             raise TrainingDivergedError(
                 f"training diverged (loss {loss}) at epoch {self.epoch} even after lowering "
-                f"the learning rate {self.config.max_recoveries} times ({kept}); try a smaller "
-                "lr, normalize='robust' (the default), or check the inputs for extreme values"
+                f"the learning rate {self.config.max_recoveries} times ({kept}); "
+                f"{self.config.advice}"
             )
         self.module.load_state_dict(snapshot)
         # Fresh optimizer state: Adam's moments may hold the non-finite values too.
