@@ -13,6 +13,7 @@ when ``module_`` is asked for. :meth:`BinaryClassifier.to_state` and
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -426,7 +427,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             weight=weights,
             weight_name=weight,
         )
+        params = self._params_to_fit()
         result = self._run(
+            params,
             source,
             target,
             labels.classes,
@@ -435,7 +438,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             context=None,
             weight=None if weights is None else weight,
         )
-        self._apply(result, feature_names=self._input_names(X))
+        self._apply(result, params, feature_names=self._input_names(X))
         return self
 
     def fit_files(
@@ -491,7 +494,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         )
         ctx = init_from_env(self.device) if context == "auto" else context
         reading = open_data(data, stream=stream or ctx is not None, budget=budget)
+        params = self._params_to_fit()
         result = self._run(
+            params,
             reading.source,
             target,
             None,
@@ -502,11 +507,17 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             weight=weight,
         )
         result.data |= {"streamed": reading.streamed, "why": reading.why, "memory_budget": budget}
-        self._apply(result, feature_names=result.feature_names)
+        self._apply(result, params, feature_names=result.feature_names)
         return self
+
+    def _params_to_fit(self) -> dict[str, Any]:
+        """The parameters as they are now, copied: the ones the fit uses and the model
+        saves, whatever ``set_params`` (or a list changed in place) does later."""
+        return copy.deepcopy(self.get_params(deep=False))
 
     def _run(
         self,
+        params: dict[str, Any],
         source: Any,
         target: str,
         classes: NDArray[Any] | None,
@@ -523,7 +534,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         device = context.device if context is not None else check_device(self.device)
         try:
             return fit_source(
-                self.get_params(deep=False),
+                params,
                 source,
                 target,
                 classes=classes,
@@ -537,8 +548,8 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         except TrainingDivergedError as exc:
             partial = getattr(exc, "result", None)
             if partial is not None:
-                best = type(self)(**self.get_params(deep=False))
-                best._apply(partial, feature_names=partial.feature_names)
+                best = type(self)(**copy.deepcopy(params))
+                best._apply(partial, params, feature_names=partial.feature_names)
                 exc.estimator = best  # type: ignore[attr-defined]
             raise
 
@@ -546,13 +557,21 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         owner = type(self).__name__
         return encode_target(from_polars(y), n_rows, positive=self.positive, owner=owner)
 
-    def _apply(self, result: FitResult, *, feature_names: Sequence[str] | None) -> None:
-        """Set every fitted attribute from ``result`` (only ever a complete fit)."""
+    def _apply(
+        self,
+        result: FitResult,
+        params: dict[str, Any],
+        *,
+        feature_names: Sequence[str] | None,
+    ) -> None:
+        """Set every fitted attribute from ``result`` (only ever a complete fit) of the
+        parameters ``params``."""
         from .nn.modules import numpy_weights
 
         for name in list(vars(self)):
             if (name.endswith("_") and not name.startswith("_")) or name in _NETWORK:
                 delattr(self, name)  # what an earlier fit left (e.g. lr_finder_)
+        self._fitted_params = params
         self._set_classes(result.classes)
         self.encoder_ = result.encoder
         self.n_features_in_ = len(result.feature_names)
@@ -615,7 +634,8 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             classes=self._coded_classes(),
             threshold=float(self.threshold_),
             calibration=dict(self.calibration_),
-            params=self.get_params(deep=False),
+            # Those of the fit: set_params since changes the next fit, not this model.
+            params=copy.deepcopy(self._fitted_params),
             training={
                 "n_iter": int(self.n_iter_),
                 "best_epoch": self.best_epoch_,
@@ -641,6 +661,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(params.get("hidden"), list):
             params["hidden"] = tuple(params["hidden"])
         clf = cls(**params)
+        clf._fitted_params = copy.deepcopy(state.params)
         arch = Architecture.from_dict(state.architecture)
         clf._network = NumpyNetwork(arch, state.weights)
         clf.encoder_ = TabularEncoder.from_dict(state.schema)
@@ -786,7 +807,7 @@ def load(path: str | os.PathLike[str]) -> BinaryClassifier:
 
 
 #: Private attributes that hold the fitted network (cleared before a new fit is applied).
-_NETWORK = ("_network", "_module")
+_NETWORK = ("_network", "_module", "_fitted_params")
 #: Input dtypes kept as they are (float32 data is not doubled in memory: the encoder
 #: converts it to float64 a chunk at a time); anything else becomes float64.
 _FLOATS = (np.float64, np.float32)
