@@ -24,7 +24,7 @@ from steadyclf.calibration import (
 )
 from steadyclf.cli import main
 from steadyclf.evaluation import log_loss
-from steadyclf.persistence import INDEX_FILE
+from steadyclf.persistence import INDEX_FILE, refresh_checksum
 
 
 def _logits(n: int, seed: int, *, scale: float = 1.0, bias: float = 0.0):  # type: ignore[no-untyped-def]
@@ -170,6 +170,7 @@ def test_a_model_saved_before_the_parameter_existed_loads(
     index = json.loads((path / INDEX_FILE).read_text())
     del index["parameters"]["calibration"]
     (path / INDEX_FILE).write_text(json.dumps(index))
+    refresh_checksum(path)
     again = steadyclf.load(path)
     assert again.calibration == "auto"
     np.testing.assert_array_equal(again.predict_proba(X[:50]), clf.predict_proba(X[:50]))

@@ -14,7 +14,7 @@ from steadyclf import BinaryClassifier
 from steadyclf.cli import main
 from steadyclf.cli.common import Output as CliOutput
 from steadyclf.cli.common import ProgressBar, training_callbacks
-from steadyclf.persistence import FORMAT_VERSION, INDEX_FILE, WEIGHTS_FILE
+from steadyclf.persistence import FORMAT_VERSION, INDEX_FILE, WEIGHTS_FILE, refresh_checksum
 
 FAST = ["--max-epochs", "25", "--hidden", "8"]
 
@@ -448,6 +448,7 @@ def _damage(model: Path, copy: Path, how: str) -> Path:
         index = json.loads((copy / INDEX_FILE).read_text())
         index["format_version"] = FORMAT_VERSION + 1
         (copy / INDEX_FILE).write_text(json.dumps(index))
+        refresh_checksum(copy)
     return copy
 
 

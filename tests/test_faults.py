@@ -3,7 +3,10 @@ crashes and readers during a save, signals, concurrent writers, stalled ranks.""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,8 +17,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from steadyclf import BinaryClassifier, DataError
+import steadyclf
+from steadyclf import BinaryClassifier, DataError, ModelFileError
+from steadyclf.cli import main
 from steadyclf.io.sources import DataSource
+from steadyclf.persistence import refresh_checksum
+from steadyclf.train.checkpoint import Checkpoint, read_checkpoint
+from steadyclf.train.trainer import StopTraining
 
 
 def _table(n: int = 1200, seed: int = 0) -> pd.DataFrame:
@@ -127,3 +135,123 @@ def test_an_unchanged_input_reads_the_same_rows_every_pass(tmp_path: Path) -> No
     first = pd.concat(frame for _, frame in source.batches(["a", "y"]))
     second = pd.concat(frame for _, frame in source.batches(["a", "y"]))
     pd.testing.assert_frame_equal(first, second)
+
+
+# -- 2. one checksum over every file of a model or checkpoint directory -----------------------
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    frame = _table(300)
+    clf = BinaryClassifier(random_state=0, max_epochs=3, hidden=(8,))
+    clf.fit(frame[["a", "b", "c"]], frame["y"])
+    directory = tmp_path_factory.mktemp("saved") / "model"
+    clf.save(directory)
+    (directory / "notes.csv").write_text("saved,with\n1,2\n")  # another file, then re-signed
+    refresh_checksum(directory)
+    return directory
+
+
+def _edit_number(text: str, key: str) -> str:
+    """Change one digit of the first number after ``"key":`` (one byte of the file)."""
+    match = re.search(rf'"{key}":\s*\[?-?\d+\.(\d)', text)
+    assert match is not None, key
+    at = match.start(1)
+    digit = "1" if text[at] != "1" else "2"
+    return text[:at] + digit + text[at + 1 :]
+
+
+@pytest.mark.parametrize(
+    ("file", "edit"),
+    [
+        ("model.json", lambda t: _edit_number(t, "threshold")),
+        ("model.json", lambda t: _edit_number(t, "scale")),  # the calibration
+        ("notes.csv", lambda t: t.replace("1", "7")),
+    ],
+    ids=["threshold", "calibration", "other-file"],
+)
+def test_one_edited_byte_of_a_model_file_is_refused_naming_it(
+    tmp_path: Path, saved_model: Path, file: str, edit: Callable[[str], str]
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(saved_model, model)
+    text = (model / file).read_text()
+    (model / file).write_text(edit(text))
+    assert len((model / file).read_text()) == len(text)  # one byte changed, not the length
+    with pytest.raises(ModelFileError, match=re.escape(file)) as info:
+        steadyclf.load(model)
+    assert "\n" not in str(info.value)
+    data = tmp_path / "new.csv"
+    _table(20).drop(columns="y").to_csv(data, index=False)
+    code = main(["predict", str(model), str(data), "--out", str(tmp_path / "p.csv")])
+    assert code == 2 and not (tmp_path / "p.csv").exists()
+
+
+def test_a_model_saved_before_the_checksum_still_loads(tmp_path: Path, saved_model: Path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(saved_model, model)
+    index = json.loads((model / "model.json").read_text())
+    del index["checksum"], index["files"]  # what the previous version wrote
+    (model / "model.json").write_text(json.dumps(index, indent=2))
+    assert steadyclf.load(model).threshold_ == pytest.approx(index["threshold"])
+    # A model that claims a checksum must match it: the claim cannot be kept while editing.
+    index["checksum"] = "sha256:" + "0" * 64
+    (model / "model.json").write_text(json.dumps(index, indent=2))
+    with pytest.raises(ModelFileError, match=r"model\.json' does not match its checksum"):
+        steadyclf.load(model)
+
+
+def test_refresh_checksum_re_signs_a_deliberate_edit(tmp_path: Path, saved_model: Path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(saved_model, model)
+    index = json.loads((model / "model.json").read_text())
+    index["threshold"] = 0.25
+    (model / "model.json").write_text(json.dumps(index, indent=2))
+    with pytest.raises(ModelFileError):
+        steadyclf.load(model)
+    refresh_checksum(model)
+    assert steadyclf.load(model).threshold_ == 0.25
+
+
+@pytest.fixture(scope="module")
+def saved_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    frame = _table(300)
+    directory = tmp_path_factory.mktemp("checkpoint")
+    clf = BinaryClassifier(random_state=0, max_epochs=6, hidden=(8,), batch_size=64)
+    clf.fit(frame[["a", "b", "c"]], frame["y"], callbacks=[Checkpoint(directory), _StopAt(2)])
+    assert read_checkpoint(directory).epoch == 2
+    return directory
+
+
+class _StopAt:
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer: Any, record: dict[str, Any]) -> None:
+        if trainer.epoch == self.epoch:
+            raise StopTraining
+
+
+@pytest.mark.parametrize("key", ["lr", "betas"])
+def test_one_edited_byte_of_checkpoint_json_is_refused(
+    tmp_path: Path, saved_checkpoint: Path, key: str
+) -> None:
+    directory = tmp_path / "checkpoint"
+    shutil.copytree(saved_checkpoint, directory)
+    index = directory / "checkpoint.json"
+    text = index.read_text()
+    # The optimizer's learning rate, and the first decimal of beta2 (the second beta).
+    pattern = (
+        r'"lr":\d+\.(\d)\d*,"betas"' if key == "lr" else r'"betas":\{"\$tuple":\[[^,]+,\d\.(\d)'
+    )
+    match = re.search(pattern, text)
+    assert match is not None
+    at = match.start(1)
+    edited = text[:at] + ("1" if text[at] != "1" else "2") + text[at + 1 :]
+    index.write_text(edited)
+    with pytest.raises(ModelFileError, match=r"checkpoint\.json does not match its checksum"):
+        read_checkpoint(directory)
+    frame = _table(300)
+    resume = Checkpoint(directory, resume=True)
+    with pytest.raises(ModelFileError, match=r"checkpoint\.json"):
+        BinaryClassifier(random_state=0, max_epochs=6, hidden=(8,), batch_size=64).fit(
+            frame[["a", "b", "c"]], frame["y"], callbacks=[resume]
+        )

@@ -11,7 +11,14 @@ import torch
 
 import steadyclf
 from steadyclf import BinaryClassifier, ModelFileError, NotFittedError
-from steadyclf.persistence import FORMAT_VERSION, INDEX_FILE, WEIGHTS_FILE, read_index, save
+from steadyclf.persistence import (
+    FORMAT_VERSION,
+    INDEX_FILE,
+    WEIGHTS_FILE,
+    read_index,
+    refresh_checksum,
+    save,
+)
 
 
 def _mixed(n: int = 160, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
@@ -153,12 +160,14 @@ def _rewrite_weights(model_dir: Path, state: dict[str, torch.Tensor]) -> None:
     index = json.loads((model_dir / INDEX_FILE).read_text())
     index["weights"]["sha256"] = hashlib.sha256(blob).hexdigest()
     (model_dir / INDEX_FILE).write_text(json.dumps(index))
+    refresh_checksum(model_dir)
 
 
 def _edit_index(model_dir: Path, **changes: object) -> None:
     index = json.loads((model_dir / INDEX_FILE).read_text())
     index.update(changes)
     (model_dir / INDEX_FILE).write_text(json.dumps(index))
+    refresh_checksum(model_dir)
 
 
 def test_missing_pieces(tmp_path: Path, model_dir: Path) -> None:
@@ -193,6 +202,7 @@ def _rewrite_sha(model_dir: Path) -> None:
     index = json.loads((model_dir / INDEX_FILE).read_text())
     index["weights"]["sha256"] = digest
     (model_dir / INDEX_FILE).write_text(json.dumps(index))
+    refresh_checksum(model_dir)
 
 
 def test_tampered_shapes_and_fields(model_dir: Path) -> None:
@@ -261,6 +271,7 @@ def test_version_1_model_files_still_load(
         del index["architecture"][key]
     del index["calibration"]
     index["format_version"] = 1
+    del index["checksum"], index["files"]  # as version 1 wrote it
     (model_dir / INDEX_FILE).write_text(json.dumps(index))
     again = steadyclf.load(model_dir)
     np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))

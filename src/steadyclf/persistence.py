@@ -12,13 +12,17 @@ imports neither torch nor the estimator. A model is a directory with two files:
 ``model.json``
     format name and version, library versions, the schema (column names, roles, dtypes,
     categorical levels, training ranges), classes, estimator parameters, decision
-    threshold, training metrics and history, the network layout, and the SHA-256 of the
-    weights file.
+    threshold, training metrics and history, the network layout, the SHA-256 of the
+    weights file and of every other file saved with the model (``files``), and last its
+    own checksum (:mod:`steadyclf.io.checksum`).
 
 Loading parses JSON and safetensors only: nothing in a model directory can run code
-(no pickle, no ``torch.load``). The checksum turns any change to the weights into a
-clear :class:`~steadyclf.exceptions.ModelFileError`, and every tensor's shape and dtype
-is checked against the layout before use.
+(no pickle, no ``torch.load``). The checksums turn any change to a file of the
+directory, ``model.json`` included, into a clear
+:class:`~steadyclf.exceptions.ModelFileError` naming that file, and every tensor's shape
+and dtype is checked against the layout before use. Models saved before ``model.json``
+carried its own checksum load as before (their weights are still checked);
+:func:`refresh_checksum` re-signs a directory edited on purpose.
 
 Saving writes both files (and any extra files a caller adds, such as the CLI's
 ``history.csv``) into a staging directory next to the target and renames it into place
@@ -45,7 +49,8 @@ import safetensors.numpy
 from numpy.typing import NDArray
 
 from .exceptions import ModelFileError, SteadyclfError
-from .io.atomic import staged_directory
+from .io.atomic import atomic_write, staged_directory
+from .io.checksum import file_sha256, sign_json, verify_json
 from .nn.spec import Architecture, tensor_layout, upgrade_weights
 from .policy import validate_params
 from .schema.encoder import TabularEncoder
@@ -59,6 +64,7 @@ __all__ = [
     "check_model_target",
     "read_index",
     "read_model",
+    "refresh_checksum",
     "save",
     "to_jsonable",
 ]
@@ -73,6 +79,8 @@ INDEX_FILE = "model.json"
 _CLASS_DTYPE_KINDS = "OUSbifu"
 #: model.json holds the schema and the history: far below this for any real model.
 MAX_INDEX_BYTES = 256 << 20
+#: The index of a checkpoint directory (steadyclf.train.checkpoint, not imported: torch).
+_CHECKPOINT_INDEX = "checkpoint.json"
 _LIBRARIES = ("steadyclf", "torch", "numpy", "pandas", "scikit-learn", "safetensors")
 
 
@@ -137,13 +145,57 @@ def save(
     tensors = {k: np.require(v, requirements="C") for k, v in state.weights.items()}
     blob = safetensors.numpy.save(tensors, metadata={"format": FORMAT})
     index = _index(state, hashlib.sha256(blob).hexdigest(), {**state.metadata, **(metadata or {})})
-    text = json.dumps(to_jsonable(index), indent=2, allow_nan=False)
+    index = to_jsonable(index)
     with staged_directory(target) as staging:
         (staging / WEIGHTS_FILE).write_bytes(blob)
-        (staging / INDEX_FILE).write_text(text + "\n", encoding="utf-8")
         if extra_files is not None:
             extra_files(staging)
+        index["files"] = _other_files(staging)
+        (staging / INDEX_FILE).write_text(_signed(index), encoding="utf-8")
     return target
+
+
+def refresh_checksum(directory: str | os.PathLike[str], *, files: bool = True) -> Path:
+    """Re-sign a model or checkpoint directory edited on purpose; returns its index path.
+
+    For tests and tools that change saved files by hand (an edited field of
+    ``model.json`` or ``checkpoint.json``, a replaced weights file): the checksums of the
+    files (unless ``files=False``: the index alone, keeping the checksums it records) and
+    of the index are computed again, so the directory loads as if it had been written so,
+    and every other check of its fields and tensors still applies.
+    """
+    root = Path(directory)
+    is_model = (root / INDEX_FILE).is_file() or not (root / _CHECKPOINT_INDEX).is_file()
+    index_path = root / (INDEX_FILE if is_model else _CHECKPOINT_INDEX)
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"cannot re-sign {str(index_path)!r}: {exc}") from None
+    if not isinstance(index, dict):
+        raise ModelFileError(f"{str(index_path)!r} is not a steadyclf index")
+    if not is_model:
+        weights = root / str(index.get("weights_file"))
+        if files and weights.is_file():
+            index["weights_sha256"] = file_sha256(weights)
+        return atomic_write(index_path, sign_json(index, ensure_ascii=False, separators=(",", ":")))
+    if files:
+        if isinstance(index.get("weights"), dict) and (root / WEIGHTS_FILE).is_file():
+            index["weights"]["sha256"] = file_sha256(root / WEIGHTS_FILE)
+        index["files"] = _other_files(root)
+    return atomic_write(index_path, _signed(index))
+
+
+def _signed(index: dict[str, Any]) -> str:
+    return sign_json(index, indent=2, allow_nan=False)
+
+
+def _other_files(root: Path) -> dict[str, str]:
+    """The SHA-256 of each file saved with the model besides the index and the weights."""
+    return {
+        p.name: file_sha256(p)
+        for p in sorted(root.iterdir())
+        if p.is_file() and p.name not in (INDEX_FILE, WEIGHTS_FILE)
+    }
 
 
 def check_model_target(path: str | os.PathLike[str]) -> None:
@@ -221,11 +273,13 @@ def read_index(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise ModelFileError(
                 f"{str(index_path)!r} is larger than {MAX_INDEX_BYTES >> 20} MiB; it is not a model index"
             )
-        index = json.loads(index_path.read_text(encoding="utf-8"))
+        text = index_path.read_text(encoding="utf-8")
+        index = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{str(index_path)!r} is corrupted (not valid JSON: {exc})") from None
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise ModelFileError(f"{str(index_path)!r} is not a steadyclf model file")
+    verify_json(text, index, repr(str(index_path)))
     version = index.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ModelFileError(f"{str(index_path)!r} is corrupted (format_version {version!r})")
@@ -253,6 +307,7 @@ def read_model(path: str | os.PathLike[str]) -> ModelState:
     """
     index = read_index(path)
     root = Path(path)
+    _check_other_files(root, index.get("files"))
     weights = upgrade_weights(_read_weights(root, index), int(index["format_version"]))
     try:
         return _state(index, weights, root)
@@ -276,6 +331,26 @@ def _model_dir(path: str | os.PathLike[str]) -> Path:
                 f"model directory {str(root)!r} is missing {name}; it is incomplete, save the model again"
             )
     return root
+
+
+def _check_other_files(root: Path, files: Any) -> None:
+    """Every file ``model.json`` lists is there with the bytes it had when saved."""
+    if files is None:
+        return  # saved before the other files were listed
+    if not isinstance(files, dict):
+        raise ModelFileError(f"{str(root / INDEX_FILE)!r} is corrupted (files is not a mapping)")
+    for name, expected in files.items():
+        path = root / str(name)
+        if "/" in str(name) or name in ("", ".", "..") or not path.is_file():
+            raise ModelFileError(
+                f"model directory {str(root)!r} lacks {name!r}, which {INDEX_FILE} lists; "
+                "it is incomplete or was modified"
+            )
+        if file_sha256(path) != expected:
+            raise ModelFileError(
+                f"{str(path)!r} does not match the checksum in {INDEX_FILE}: the file was "
+                "modified or damaged after the model was saved"
+            )
 
 
 def _read_weights(root: Path, index: dict[str, Any]) -> dict[str, NDArray[Any]]:

@@ -13,8 +13,10 @@ A checkpoint is a directory holding two files:
 
 Nothing is pickled, so reading a checkpoint cannot run code. The safetensors file is
 written first under a new name, then the JSON index (the commit point) is replaced
-atomically; its SHA-256 pins the weights file it names. A crash or SIGKILL at any moment
-leaves either the previous checkpoint or the new one, never a mix.
+atomically; its SHA-256 pins the weights file it names, and its last field is the
+SHA-256 of the index itself (:mod:`steadyclf.io.checksum`), so an edited learning rate is
+refused like an edited weight. A crash or SIGKILL at any moment leaves either the previous
+checkpoint or the new one, never a mix.
 
 Resuming restores everything the run depends on, so on the same machine (CPU) the resumed
 run produces bit-for-bit the model an uninterrupted run would have.
@@ -41,6 +43,7 @@ from torch import nn
 
 from ..exceptions import DataError, ModelFileError, ParameterError, TrainingInterrupted
 from ..io.atomic import atomic_write
+from ..io.checksum import sign_json, verify_json
 from .state import INDEX_FILE, check_like, check_optimizer_state, decode_state, encode_state
 from .trainer import EpochRecord, TrainConfig, Trainer
 
@@ -167,7 +170,7 @@ def write_checkpoint(
     blob = safetensors.torch.save(tensors, metadata={"format": FORMAT})
     index["weights_file"] = weights_name
     index["weights_sha256"] = hashlib.sha256(blob).hexdigest()
-    text = json.dumps(index, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    text = sign_json(index, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     try:
         atomic_write(root / weights_name, blob, fsync=True)
         atomic_write(root / INDEX_FILE, text, fsync=True)
@@ -328,13 +331,15 @@ def _read_index(path: Path) -> dict[str, Any]:
     try:
         if path.stat().st_size > _MAX_INDEX_BYTES:
             raise ModelFileError(f"{path} is larger than {_MAX_INDEX_BYTES >> 20} MiB")
-        index = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        index = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{path} is not a steadyclf checkpoint index (not JSON)") from exc
     except (OSError, RecursionError) as exc:
         raise ModelFileError(f"cannot read {path}: {exc}") from exc
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a steadyclf checkpoint index")
+    verify_json(text, index, str(path))
     version = index.get("format_version")
     if version != FORMAT_VERSION:
         raise ModelFileError(
