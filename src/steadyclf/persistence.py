@@ -51,7 +51,7 @@ from numpy.typing import NDArray
 from .exceptions import ModelFileError, SteadyclfError
 from .io.atomic import atomic_write, staged_directory
 from .io.checksum import file_sha256, sign_json, verify_json
-from .nn.spec import Architecture, tensor_layout, upgrade_weights
+from .nn.spec import Architecture, iter_tensor_layout, upgrade_weights
 from .policy import validate_params
 from .schema.encoder import TabularEncoder
 
@@ -311,7 +311,7 @@ def read_model(path: str | os.PathLike[str]) -> ModelState:
     weights = upgrade_weights(_read_weights(root, index), int(index["format_version"]))
     try:
         return _state(index, weights, root)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
         raise ModelFileError(
             f"{str(root / INDEX_FILE)!r} is corrupted (missing or invalid field: {exc})"
         ) from None
@@ -450,14 +450,30 @@ def _calibration(data: Any, where: str) -> dict[str, Any]:
 
 
 def _check_weights(arch: Architecture, weights: dict[str, NDArray[Any]], root: Path) -> None:
-    """Every tensor present, with the shape and dtype the layout in model.json implies."""
+    """Every tensor present, with the shape and dtype the layout in model.json implies.
+
+    Nothing is built from the layout's numbers before they are checked against the file:
+    the members first (their tensors are counted in the file), then the layout's tensors
+    one by one, stopping at the first the file lacks, so a layout edited to list 10**12
+    tensors costs no more than the file's own count. Every size in the layout is then a
+    tensor's shape in the weights file.
+    """
     where = str(root / WEIGHTS_FILE)
-    expected = tensor_layout(arch)
-    missing = sorted(set(expected) - set(weights))
+    members = len({name.split(".")[1] for name in weights if name.startswith("bodies.")})
+    if arch.n_members != members:
+        raise ModelFileError(
+            f"{str(root / INDEX_FILE)!r} is corrupted: architecture n_members is {arch.n_members}, but {WEIGHTS_FILE} holds the tensors of {members}"
+        )
+    expected: dict[str, tuple[tuple[int, ...], str]] = {}
+    for name, (shape, dtype) in iter_tensor_layout(arch):
+        if name not in weights:
+            raise ModelFileError(f"{where!r} lacks tensor {name!r}; it does not match {INDEX_FILE}")
+        expected[name] = (shape, dtype)
     extra = sorted(set(weights) - set(expected))
-    if missing or extra:
-        what = f"lacks tensor {missing[0]!r}" if missing else f"has unexpected tensor {extra[0]!r}"
-        raise ModelFileError(f"{where!r} {what}; it does not match {INDEX_FILE}")
+    if extra:
+        raise ModelFileError(
+            f"{where!r} has unexpected tensor {extra[0]!r}; it does not match {INDEX_FILE}"
+        )
     for name, (shape, dtype) in expected.items():
         tensor = weights[name]
         if tuple(tensor.shape) != shape or tensor.dtype != np.dtype(dtype):
@@ -494,13 +510,24 @@ def _check_consistent(
 
 
 def _classes(data: dict[str, Any]) -> np.ndarray:
+    """The two classes, in their dtype: no wider than the values (a dtype ``<U1000000``
+    would make every array of labels 4 MB a row), holding the values unchanged."""
     dtype = np.dtype(str(data["dtype"]))
     if dtype.kind not in _CLASS_DTYPE_KINDS:
         raise ValueError(f"classes dtype {dtype} is not allowed")
     values = list(data["values"])
     if len(values) != 2:
         raise ValueError(f"a binary model has 2 classes, not {len(values)}")
-    return np.array(values, dtype=dtype)
+    if dtype.kind in "US":
+        natural = np.array([str(v) for v in values], dtype=dtype.kind)
+        if dtype.itemsize > natural.itemsize:
+            raise ValueError(
+                f"classes dtype {dtype.str} is wider than its values ({natural.dtype.str})"
+            )
+    classes = np.array(values, dtype=dtype)
+    if dtype.kind != "S" and classes.tolist() != values:  # bytes are saved as their repr
+        raise ValueError(f"classes {values!r} do not fit their dtype {dtype.str}")
+    return classes
 
 
 def _finite_number(value: Any, name: str) -> float:

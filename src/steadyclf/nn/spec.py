@@ -9,6 +9,7 @@ and a test checks that the two agree for every layout.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "TARGET_FEATURES",
     "Activation",
     "Architecture",
+    "iter_tensor_layout",
     "tensor_layout",
 ]
 
@@ -204,36 +206,40 @@ def _positions(values: tuple[int, ...], n_numeric: Any) -> tuple[int, ...]:
 
 def tensor_layout(arch: Architecture) -> dict[str, tuple[tuple[int, ...], str]]:
     """Every tensor of the saved network: name -> (shape, dtype), weights in float64."""
-    layout: dict[str, tuple[tuple[int, ...], str]] = {
-        "encoder.impute.median": ((arch.n_numeric,), "float64"),
-        "encoder.impute.missing_columns": ((arch.n_missing,), "int64"),
-        "encoder.normalize.center": ((arch.n_numeric,), "float64"),
-        "encoder.normalize.scale": ((arch.n_numeric,), "float64"),
-        "encoder.categorical.vocab_sizes": ((len(arch.vocab_sizes),), "int64"),
-    }
+    return dict(iter_tensor_layout(arch))
+
+
+def iter_tensor_layout(arch: Architecture) -> Iterator[tuple[str, tuple[tuple[int, ...], str]]]:
+    """The entries of :func:`tensor_layout` one at a time, in order: a reader checking a
+    file against a layout stops at the first tensor the file lacks, however many the
+    layout lists."""
+    yield "encoder.impute.median", ((arch.n_numeric,), "float64")
+    yield "encoder.impute.missing_columns", ((arch.n_missing,), "int64")
+    yield "encoder.normalize.center", ((arch.n_numeric,), "float64")
+    yield "encoder.normalize.scale", ((arch.n_numeric,), "float64")
+    yield "encoder.categorical.vocab_sizes", ((len(arch.vocab_sizes),), "int64")
     for j, size in enumerate(arch.target_sizes):
-        layout[f"encoder.target.values.{j}"] = ((size, TARGET_FEATURES), "float64")
+        yield f"encoder.target.values.{j}", ((size, TARGET_FEATURES), "float64")
     for member in range(arch.n_members):
         prefix = f"bodies.{member}"
         index = 0
         width = arch.n_body_inputs
         if arch.periodic:
             m, k, e = len(arch.periodic), PERIODIC_FREQUENCIES, PERIODIC_OUTPUTS
-            layout[f"{prefix}.0.frequency"] = ((m, k), "float64")
-            layout[f"{prefix}.0.weight"] = ((m, 2 * k, e), "float64")
-            layout[f"{prefix}.0.bias"] = ((m, e), "float64")
+            yield f"{prefix}.0.frequency", ((m, k), "float64")
+            yield f"{prefix}.0.weight", ((m, 2 * k, e), "float64")
+            yield f"{prefix}.0.bias", ((m, e), "float64")
             index = 1
         if arch.batchnorm:  # never with periodic embeddings (from_dict refuses both)
             for name in ("weight", "bias", "running_mean", "running_var"):
-                layout[f"{prefix}.0.{name}"] = ((width,), "float64")
-            layout[f"{prefix}.0.num_batches_tracked"] = ((), "int64")
+                yield f"{prefix}.0.{name}", ((width,), "float64")
+            yield f"{prefix}.0.num_batches_tracked", ((), "int64")
             index = 1
         for size in (*arch.hidden, 1):
-            layout[f"{prefix}.{index}.weight"] = ((size, width), "float64")
-            layout[f"{prefix}.{index}.bias"] = ((size,), "float64")
+            yield f"{prefix}.{index}.weight", ((size, width), "float64")
+            yield f"{prefix}.{index}.bias", ((size,), "float64")
             index += 2  # a Linear layer, then its activation (none after the last)
             width = size
-    return layout
 
 
 def upgrade_weights(weights: dict[str, Any], format_version: int) -> dict[str, Any]:
