@@ -223,7 +223,8 @@ def fit_source(
         )
         unit = None
         if weighting is not None and weighting.by_row and summary.weights is not None:
-            unit = summary.weights.low  # the smallest weight counts one row
+            # The mean training weight counts one row (schema/target_stats.py says why).
+            unit = summary.mean_training_weight
         _target_statistics(shard, encoding, module, seed, read, context, unit)
     world = context.world_size if context is not None else 1
     batches, valid, info = _batch_source(
@@ -739,9 +740,9 @@ def _target_statistics(
 
     Rows of weight 0 are left out (:meth:`BatchEncoder.rows`). With ``unit`` (rows weighted
     by a column whose weights are not all equal), a row counts ``weight / unit`` rows in its
-    level's rate and frequency, as in the quantiles of the scaling (``unit`` the smallest
-    weight: integer weights from 1 count as repeated rows, and scaling every weight changes
-    nothing); class weights do not enter: the rates describe the data, not the loss.
+    level's rate and frequency (``unit`` the mean training weight: scaling every weight
+    changes nothing, and the rows count as many as there are); class weights do not
+    enter: the rates describe the data, not the loss.
     """
     from .schema.weights import weight_values
 

@@ -478,6 +478,14 @@ class TableSummary:
         return sum(t for t, _ in self.labels.values())
 
     @property
+    def mean_training_weight(self) -> float | None:
+        """The mean weight of the training rows (rows of weight 0 are not rows here);
+        ``None`` without a weight column or training rows."""
+        if self.weights is None or not self.n_train:
+            return None
+        return sum(t for t, _ in self.weights.labels.values()) / self.n_train
+
+    @property
     def n_valid(self) -> int:
         """Validation rows."""
         return sum(v for _, v in self.labels.values())
