@@ -78,8 +78,11 @@ def test_resumed_run_is_bit_identical(tmp_path: Path, params: dict[str, Any]) ->
 def test_cross_fitted_members_resume_from_their_parts(tmp_path: Path) -> None:
     X, y = _data()
     kw: dict[str, Any] = dict(random_state=3, max_epochs=12)  # small data: members
-    reference = BinaryClassifier(**kw).fit(X, y)
+    # A checkpointed fit trains its members one after another (steadyclf.train.packed):
+    # the uninterrupted run to compare with is checkpointed too.
+    reference = BinaryClassifier(**kw).fit(X, y, callbacks=[Checkpoint(tmp_path / "ref")])
     assert reference.plan_["folds"] > 1
+    remove_checkpoint(tmp_path / "ref")
 
     class Crash:
         """Dies in the middle of the seventh run (of 5 members x 3 weight decays)."""

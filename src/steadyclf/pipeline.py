@@ -86,6 +86,7 @@ from .train.checkpoint import FitContext
 from .train.crossfit import CrossFit, cross_fit, describe, stratified_folds
 from .train.distributed import share_of
 from .train.lr_finder import LRFinderResult, find_lr
+from .train.packed import cross_fit_packed, packable
 from .train.stall import SATURATION_ROWS, StallDetector
 from .train.trainer import Callback, TrainConfig, Trainer
 
@@ -389,7 +390,19 @@ def _fit_members(
     networks = [(module, plan.numeric_embedding)] + ([(plain, "none")] if plain else [])
     n_decays = len(plan.weight_decays)
     outcomes: list[tuple[CrossFit, TrainingDivergedError | None]] = []
-    for k, (network, _) in enumerate(networks):
+    if packable(module.body, config, callbacks):
+        # Every member of every candidate at once, as one batched network per layout.
+        outcomes = cross_fit_packed(
+            [list(network.bodies) for network, _ in networks],
+            batches.x,
+            batches.y,
+            folds,
+            replace(config, callbacks=()),
+            plan.weight_decays,
+            lambda k, member, candidate: numbered_callbacks(k * n_decays, member, candidate),
+            batches.w,
+        )
+    for k, (network, _) in enumerate(networks if not outcomes else []):
         try:
             fitted = cross_fit(
                 list(network.bodies),

@@ -14,7 +14,7 @@ here and trains through autograd: :meth:`FusedMLP.from_module` returns ``None``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -135,6 +135,27 @@ class FusedMLP:
         ):
             return None
         return cls(linears, activations, pos_weight)
+
+    @classmethod
+    def from_tensors(
+        cls,
+        weights: Sequence[torch.Tensor],
+        biases: Sequence[torch.Tensor],
+        grads: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        activations: Sequence[nn.Module],
+        pos_weight: float | None = None,
+    ) -> FusedMLP | None:
+        """A fused pass over plain tensors, writing the gradients into ``grads`` (one
+        ``(weight, bias)`` pair per layer): e.g. one member's slices of weights stacked
+        along a member axis (:mod:`steadyclf.train.packed`). ``None`` when an activation
+        has no kernels here."""
+        kernels = [_activation_of(layer) for layer in activations]
+        if any(k is None for k in kernels):
+            return None
+        fused = cls([], [k for k in kernels if k is not None], pos_weight)
+        fused._weights, fused._biases = list(weights), list(biases)
+        fused._grads = list(grads)
+        return fused
 
     def prepare(self) -> None:
         """Give every parameter a ``.grad`` tensor that the steps then overwrite.

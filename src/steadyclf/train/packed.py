@@ -1,0 +1,726 @@
+"""Packed members: the members of a fit trained as one batched network.
+
+Small data cross-fits ``k`` members for every candidate (each weight decay, with and
+without periodic embeddings): 5 x 3 x 2 = 30 small networks of a few hundred full-batch
+steps each. Trained one after another, a step of such a network is mostly Python and
+dispatch overhead. Here the members of one layout are stacked along a member axis
+(weights ``(M, out, in)``) and step together, one batched matmul per layer:
+
+- each member minimises its loss over its own rows (a 0/1 mask: the rows outside its
+  fold) and is judged on its held-out fold after each step, with the loss, early stopping,
+  ``'plateau'`` schedule and divergence recovery of :class:`~steadyclf.train.trainer.Trainer`
+  applied member by member;
+- each has its own Adam moments, learning rate and weight decay (an L2 term in the
+  gradient, as ``torch.optim.Adam(weight_decay=...)``);
+- a member that stops keeps its best weights and takes no further updates (its rate is 0);
+  the loop ends when every member has stopped.
+
+The result is what :func:`~steadyclf.train.crossfit.cross_fit` returns for each network
+(the candidate of lowest out-of-fold log loss loaded into its bodies), so the estimator
+and the saved model do not know how the members were trained. Layouts the packed step
+does not cover (BatchNorm, optimizers other than Adam, schedules other than ``'plateau'``
+and ``'none'``, callbacks that checkpoint) train one member at a time (:func:`packable`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+from torch.nn import functional
+
+from ..exceptions import TrainingDivergedError
+from ..nn.modules import PeriodicEmbedding
+from ..nn.spec import SINGLE_THREAD_WORK
+from ..nn.step import FusedMLP
+from ..nn.threads import intra_op_threads
+from .crossfit import CrossFit
+from .trainer import Callback, EpochRecord, TrainConfig
+
+__all__ = ["PackedMembers", "cross_fit_packed", "packable"]
+
+#: Largest activation of one pack, in float32 elements (members x rows x width): members
+#: of a layout are cut into packs of at most this size, so memory stays bounded whatever
+#: the rows and embedded columns (8,192 rows x 50 embedded columns x 16 angles x 15
+#: members would otherwise be a 390 MB tensor, with its gradient).
+PACK_ELEMENTS = 1 << 24
+#: Adam's defaults (``torch.optim.Adam``), as the members trained one by one use them.
+BETAS = (0.9, 0.999)
+EPS = 1e-8
+#: ``ReduceLROnPlateau`` as :func:`steadyclf.nn.optim.make_scheduler` builds it.
+PLATEAU_FACTOR = 0.3
+
+
+def packable(body: nn.Module, config: TrainConfig, callbacks: Sequence[Any]) -> bool:
+    """Whether members of ``body``'s layout can be trained packed with ``config``."""
+    layers = list(body.children())
+    plain = all(
+        isinstance(m, (nn.Linear, PeriodicEmbedding)) or not list(m.parameters()) for m in layers
+    )
+    return (
+        plain
+        and not any(isinstance(m, nn.BatchNorm1d) for m in layers)
+        and config.optimizer == "adam"
+        and config.schedule in ("plateau", "none")
+        and config.batch_size is None
+        and config.early_stopping
+        and not any(hasattr(cb, "part") or hasattr(cb, "save") for cb in callbacks)
+    )
+
+
+@dataclass
+class _Member:
+    """Where a member of a pack comes from: its network, candidate (weight decay) and fold."""
+
+    network: int
+    candidate: int
+    fold: int
+
+
+class PackedMembers:
+    """``M`` MLPs of one layout (``[PeriodicEmbedding] -> (Linear -> act) * k -> Linear``)
+    with their weights stacked along a first, member axis.
+
+    ``forward(x)`` gives the logits of every member for every row, shape ``(M, n)``.
+    """
+
+    def __init__(self, bodies: Sequence[nn.Module]) -> None:
+        first = bodies[0]
+        layers = list(first.children())
+        self.periodic: torch.Tensor | None = None
+        self.activations: list[nn.Module] = []
+        linear_index = [i for i, m in enumerate(layers) if isinstance(m, nn.Linear)]
+        self.n_linear = len(linear_index)
+        for i in linear_index[:-1]:
+            self.activations.append(layers[i + 1])
+        self.tensors: list[torch.Tensor] = []
+        states = [dict(body.named_parameters()) for body in bodies]
+        names = list(states[0])
+        for name in names:
+            stacked = torch.stack([s[name].detach() for s in states]).clone()
+            self.tensors.append(stacked.requires_grad_(True))
+        self.names = names
+        if isinstance(layers[0], PeriodicEmbedding):
+            self.periodic = layers[0].columns.clone()
+        self.m = len(bodies)
+        #: ``None``: batched matmuls on a GPU, member by member on the CPU (see forward).
+        self.batched: bool | None = None
+        self._fused_members: list[FusedMLP] | None = None
+
+    def forward(self, x: torch.Tensor, members: Sequence[int]) -> torch.Tensor:
+        """Logits ``(len(members), n)`` of float32 features ``x`` ``(n, width)``.
+
+        On a GPU, one batched matmul per layer for all the members. On the CPU, member
+        after member, each a plain matrix product on its slice of the stacked weights (one
+        autograd graph, one backward pass): measured here, a batched product of 15
+        members took 2-4 times as long per member as 15 plain ones (the members' working
+        sets fit the cache one at a time, not together), while the trainer's overhead per
+        step, which packing removes, is the same either way.
+        """
+        batched = x.device.type != "cpu" if self.batched is None else self.batched
+        if batched:
+            index = torch.tensor(list(members), device=x.device)
+            return self._forward_batched(x, [t.index_select(0, index) for t in self.tensors])
+        # unbind: one backward node per tensor (select would add a full-size zero gradient
+        # per member and tensor).
+        slices = [t.unbind(0) for t in self.tensors]
+        return torch.stack([self._forward_one(x, [s[i] for s in slices]) for i in members])
+
+    def forward_backward(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        row_weights: torch.Tensor,
+        members: Sequence[int],
+        pos_weight: float | None,
+    ) -> torch.Tensor:
+        """Logits ``(len(members), n)`` of ``x``, and in each member's ``.grad`` slice the
+        gradient of ``mean(row_weights[j] * loss)`` over the ``n`` rows (member
+        ``members[j]``; rows of weight 0 are only scored).
+
+        Plain MLPs on the CPU take the hand-written pass of
+        :class:`~steadyclf.nn.step.FusedMLP` member by member (no autograd, as a lone
+        member trains); other layouts go through autograd (see :meth:`forward`).
+        """
+        for t in self.tensors:
+            if t.grad is None:
+                t.grad = torch.zeros_like(t)
+        fused = self._fused(pos_weight) if x.device.type == "cpu" and not self.batched else None
+        if fused is not None:
+            out = torch.empty(len(members), x.shape[0], dtype=x.dtype, device=x.device)
+            for row, i in enumerate(members):
+                out[row] = fused[i].forward_backward(x, y, row_weights[row])
+            return out
+        for t in self.tensors:
+            assert t.grad is not None
+            t.grad.zero_()
+        with torch.enable_grad():
+            logits = self.forward(x, members)
+            pw = None if pos_weight is None else torch.tensor(pos_weight, dtype=x.dtype)
+            terms = _losses(logits, y, pw) * row_weights
+            (terms.sum() / x.shape[0]).backward()
+        return logits.detach()
+
+    def _fused(self, pos_weight: float | None) -> list[FusedMLP] | None:
+        """One :class:`FusedMLP` per member over its slices (``None``: not a plain MLP)."""
+        if self.periodic is not None:
+            return None
+        if self._fused_members is None:
+            members: list[FusedMLP] = []
+            for i in range(self.m):
+                weights = [t[i] for t in self.tensors[0::2]]
+                biases = [t[i] for t in self.tensors[1::2]]
+                grads = [
+                    (w.grad[i], b.grad[i])  # type: ignore[index]
+                    for w, b in zip(self.tensors[0::2], self.tensors[1::2], strict=True)
+                ]
+                fused = FusedMLP.from_tensors(
+                    [w.detach() for w in weights],
+                    [b.detach() for b in biases],
+                    grads,
+                    self.activations,
+                    pos_weight,
+                )
+                if fused is None:
+                    self._fused_members = []
+                    break
+                members.append(fused)
+            else:
+                self._fused_members = members
+        return self._fused_members or None
+
+    def _forward_one(self, x: torch.Tensor, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        parts = iter(tensors)
+        h = x
+        if self.periodic is not None:
+            frequency, weight, bias = next(parts), next(parts), next(parts)
+            z = (2 * math.pi) * x[:, self.periodic].unsqueeze(-1) * frequency  # (n, c, k)
+            p = torch.cat([torch.cos(z), torch.sin(z)], dim=-1)  # (n, c, 2k)
+            e = torch.relu(torch.matmul(p.transpose(0, 1), weight) + bias.unsqueeze(1))
+            h = torch.cat([x, e.transpose(0, 1).reshape(x.shape[0], -1)], dim=1)
+        h = functional.linear(h, next(parts), next(parts))
+        for activation in self.activations:
+            h = functional.linear(activation(h), next(parts), next(parts))
+        return h.squeeze(-1)
+
+    def _forward_batched(self, x: torch.Tensor, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        parts = iter(tensors)
+        m, n = tensors[0].shape[0], x.shape[0]
+        if self.periodic is not None:
+            frequency, weight, bias = next(parts), next(parts), next(parts)
+            z = (2 * math.pi) * x[:, self.periodic].T.unsqueeze(0).unsqueeze(-1)  # (1, c, n, 1)
+            z = z * frequency.unsqueeze(2)  # (M, c, n, k)
+            p = torch.cat([torch.cos(z), torch.sin(z)], dim=-1)  # (M, c, n, 2k)
+            e = torch.relu(torch.matmul(p, weight) + bias.unsqueeze(2))  # (M, c, n, e)
+            e = e.permute(0, 2, 1, 3).reshape(m, n, -1)
+            h = torch.cat([x.unsqueeze(0).expand(m, n, x.shape[1]), e], dim=2)
+            w, b = next(parts), next(parts)
+            h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+        else:
+            w, b = next(parts), next(parts)
+            h = torch.matmul(x, w.transpose(1, 2)) + b.unsqueeze(1)
+        for activation in self.activations:
+            h = activation(h)
+            w, b = next(parts), next(parts)
+            h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+        return h.squeeze(-1)
+
+    @torch.no_grad()
+    def finite(self, index: torch.Tensor) -> torch.Tensor:
+        """Whether every weight of each member in ``index`` is finite, shape ``(len,)``."""
+        ok = torch.ones(index.numel(), dtype=torch.bool, device=index.device)
+        for t in self.tensors:
+            ok &= torch.isfinite(t.index_select(0, index)).flatten(1).all(dim=1)
+        return ok
+
+    @torch.no_grad()
+    def copy_to(self, copies: Sequence[torch.Tensor], index: torch.Tensor) -> None:
+        """Copy the weights of the members in ``index`` into ``copies`` (stacked like them)."""
+        for copy, t in zip(copies, self.tensors, strict=True):
+            copy.index_copy_(0, index, t.index_select(0, index))
+
+    def load_into(self, body: nn.Module, index: int, *, grads: bool = False) -> None:
+        """Copy member ``index`` (and its gradients) into ``body``'s parameters."""
+        params = dict(body.named_parameters())
+        with torch.no_grad():
+            for name, t in zip(self.names, self.tensors, strict=True):
+                params[name].copy_(t[index])
+                if grads:
+                    params[name].grad = None if t.grad is None else t.grad[index].clone()
+
+
+@dataclass
+class _PackState:
+    """The optimisation state of one pack, member by member."""
+
+    pack: PackedMembers
+    members: list[_Member]
+    train: torch.Tensor  # (M, n) loss weights of each member's training rows (0 elsewhere)
+    held: torch.Tensor  # (M, n) the same for its held-out rows
+    held_rows: list[torch.Tensor]  # each member's held-out rows (its fold), in row order
+    scaled: torch.Tensor  # (M, n) train scaled by n / n_train: its step's row weights
+    n_train: torch.Tensor  # (M,) rows each member trains on
+    lr: torch.Tensor
+    decay: torch.Tensor
+    steps: torch.Tensor
+    moments: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    best: list[torch.Tensor] = field(default_factory=list)
+    last_good: list[torch.Tensor] = field(default_factory=list)
+
+
+class _MemberView:
+    """What a callback watching one member sees: a trainer-like view of it."""
+
+    def __init__(self, body: nn.Module, config: TrainConfig) -> None:
+        self.module = body
+        self.config = config
+        self.history: list[EpochRecord] = []
+        self.recoveries = 0
+        self.stopped_early = False
+        self.epoch = 0
+
+
+@dataclass
+class _Run:
+    """One packed cross-fit: its rows and settings, and what each member produced, by
+    ``(network, candidate, fold)``."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    pos_weight: torch.Tensor | None
+    config: TrainConfig
+    watchers: dict[tuple[int, int, int], tuple[_MemberView, Sequence[Callback]]]
+    histories: dict[tuple[int, int, int], list[EpochRecord]] = field(default_factory=dict)
+    best_epochs: dict[tuple[int, int, int], int | None] = field(default_factory=dict)
+    oof_best: dict[tuple[int, int, int], NDArray[np.float64]] = field(default_factory=dict)
+    diverged: set[tuple[int, int, int]] = field(default_factory=set)
+    errors: list[TrainingDivergedError] = field(default_factory=list)
+
+
+def _view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``(M,)`` values shaped to broadcast over a stacked tensor ``like``."""
+    return values.view(-1, *([1] * (like.dim() - 1)))
+
+
+def cross_fit_packed(
+    networks: Sequence[Sequence[nn.Module]],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    folds: NDArray[np.int64],
+    config: TrainConfig,
+    weight_decays: Sequence[float],
+    callbacks: Callable[[int, int, int], Sequence[Callback]] = lambda n, m, c: (),
+    w: torch.Tensor | None = None,
+) -> list[tuple[CrossFit, TrainingDivergedError | None]]:
+    """Cross-fit the bodies of every network at once: ``networks[i][j]`` trains on the rows
+    outside fold ``j``, for each weight decay; per network, the candidate of lowest
+    out-of-fold log loss is loaded into its bodies (as :func:`cross_fit` does).
+
+    ``callbacks(network, member, candidate)`` gives the callbacks that watch a member (the
+    stall detector); they see a trainer-like view of it after each of its epochs.
+    Returns, per network, its :class:`CrossFit` and the error that ruled out its every
+    candidate (``None`` when one finished).
+    """
+    device = x.device
+    n = int(x.shape[0])
+    k = len(networks[0])
+    folds_t = torch.from_numpy(folds).to(device)
+    weight = torch.ones(n, dtype=x.dtype, device=device) if w is None else w.to(x.dtype)
+    pos_weight = (
+        None
+        if config.pos_weight is None
+        else torch.tensor(config.pos_weight, dtype=x.dtype, device=device)
+    )
+    packs: list[_PackState] = []
+    for index, bodies in enumerate(networks):
+        members = [_Member(index, c, j) for c in range(len(weight_decays)) for j in range(k)]
+        width = _widest(bodies[0], n)
+        # Only batched products hold every member's activations at once.
+        per_pack = len(members) if device.type == "cpu" else max(1, PACK_ELEMENTS // width)
+        for start in range(0, len(members), per_pack):
+            chunk = members[start : start + per_pack]
+            packs.append(_new_pack(bodies, chunk, folds_t, weight, config, weight_decays))
+    run = _Run(x, y, pos_weight, config, _watchers(networks, packs, callbacks, config))
+    _run_packs(packs, lambda state: _train_pack(state, run), device)
+    return [
+        _choose(index, networks[index], packs, run, w, folds, weight_decays)
+        for index in range(len(networks))
+    ]
+
+
+def _run_packs(
+    packs: Sequence[_PackState], train: Callable[[_PackState], None], device: torch.device
+) -> None:
+    """Train every pack: on the CPU, packs side by side in threads, one core each.
+
+    A pack steps through small matrix products one member at a time, and torch releases
+    the GIL inside each: with two packs (with and without embeddings) and two cores, both
+    cores work, where splitting each small product between two intra-op threads made
+    steps slower (:mod:`steadyclf.nn.threads`). Each pack's arithmetic is the same either
+    way, so the result does not depend on the threads.
+    """
+    workers = min(len(packs), torch.get_num_threads()) if device.type == "cpu" else 1
+    if workers <= 1:
+        for state in packs:
+            train(state)
+        return
+    with intra_op_threads(1), ThreadPoolExecutor(workers) as pool:
+        for future in [pool.submit(train, state) for state in packs]:
+            future.result()
+
+
+def _widest(body: nn.Module, n: int) -> int:
+    """The largest activation of one member over ``n`` rows, in elements."""
+    layers = list(body.children())
+    widths = [m.in_features for m in layers if isinstance(m, nn.Linear)]
+    widths += [m.out_features for m in layers if isinstance(m, nn.Linear)]
+    if isinstance(layers[0], PeriodicEmbedding):
+        c, k = layers[0].frequency.shape
+        widths.append(c * 2 * k)
+    return n * max(widths)
+
+
+def _new_pack(
+    bodies: Sequence[nn.Module],
+    members: list[_Member],
+    folds: torch.Tensor,
+    weight: torch.Tensor,
+    config: TrainConfig,
+    weight_decays: Sequence[float],
+) -> _PackState:
+    pack = PackedMembers([bodies[m.fold] for m in members])
+    device = weight.device
+    fold_of = torch.tensor([m.fold for m in members], device=device)
+    inside = (folds.unsqueeze(0) != fold_of.unsqueeze(1)).to(weight.dtype)  # (M, n)
+    train = inside * weight
+    held = (1 - inside) * weight
+    decay = torch.tensor([weight_decays[m.candidate] for m in members], dtype=torch.float64)
+    state = _PackState(
+        pack=pack,
+        members=members,
+        train=train,
+        held=held,
+        held_rows=[torch.nonzero(row == 0).squeeze(1) for row in inside],
+        scaled=train * (weight.shape[0] / inside.sum(dim=1).clamp_min(1)).unsqueeze(1),
+        n_train=inside.sum(dim=1),
+        lr=torch.full((len(members),), float(config.lr), dtype=torch.float64),
+        decay=decay,
+        steps=torch.zeros(len(members), dtype=torch.float64),
+    )
+    state.moments = [(torch.zeros_like(t), torch.zeros_like(t)) for t in pack.tensors]
+    state.best = [t.detach().clone() for t in pack.tensors]
+    state.last_good = [t.detach().clone() for t in pack.tensors]
+    return state
+
+
+def _watchers(
+    networks: Sequence[Sequence[nn.Module]],
+    packs: Sequence[_PackState],
+    callbacks: Callable[[int, int, int], Sequence[Callback]],
+    config: TrainConfig,
+) -> dict[tuple[int, int, int], tuple[_MemberView, Sequence[Callback]]]:
+    """The members some callback watches, each with a trainer-like view of its body."""
+    out: dict[tuple[int, int, int], tuple[_MemberView, Sequence[Callback]]] = {}
+    for state in packs:
+        for m in state.members:
+            cbs = tuple(callbacks(m.network, m.fold, m.candidate))
+            if cbs:
+                view = _MemberView(networks[m.network][m.fold], config)
+                out[(m.network, m.candidate, m.fold)] = (view, cbs)
+    return out
+
+
+def _losses(logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor | None) -> torch.Tensor:
+    """Per-member, per-row ``BCEWithLogitsLoss`` terms, shape ``(M, n)``."""
+    return functional.binary_cross_entropy_with_logits(
+        logits, y.unsqueeze(0).expand_as(logits), pos_weight=pos_weight, reduction="none"
+    )
+
+
+def _means(
+    losses: torch.Tensor, correct: torch.Tensor, rows: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted mean loss and accuracy of each member over ``rows`` (its row weights)."""
+    total = rows.double().sum(dim=1).clamp_min(1e-300)
+    loss = (losses.double() * rows).sum(dim=1) / total
+    accuracy = (correct.double() * rows).sum(dim=1) / total
+    return loss, accuracy
+
+
+def _train_pack(state: _PackState, run: _Run) -> None:
+    """Train the members of one pack until every one has stopped (see the module).
+
+    Each pass computes the logits of every member still training, at its current weights:
+    they judge the step it took last (the loss on its held-out fold, as the trainer's
+    evaluation after an epoch) and give the loss of its next step (as the trainer's
+    training loss before the step), so each step costs one forward pass, not two.
+    """
+    x, y, config, watchers = run.x, run.y, run.config, run.watchers
+    pos_weight, histories, best_epochs = run.pos_weight, run.histories, run.best_epochs
+    pack, members = state.pack, state.members
+    count = len(members)
+    keys = [(m.network, m.candidate, m.fold) for m in members]
+    epochs = [0] * count
+    best_loss = [math.inf] * count
+    bad = [0] * count
+    schedule_best = [math.inf] * count
+    schedule_bad = [0] * count
+    recoveries = [0] * count
+    stopped = [False] * count
+    stepped = [False] * count  # took a step whose result is judged next
+    last_train: list[tuple[float, float, float]] = [(math.nan, math.nan, 0.0)] * count
+    best_logits = torch.zeros(count, x.shape[0], dtype=x.dtype, device=x.device)
+    y_true = (y > 0.5).unsqueeze(0)
+    for key in keys:
+        histories[key] = []
+        best_epochs[key] = None
+    for view, cbs in (watchers[key] for key in keys if key in watchers):
+        for cb in cbs:
+            getattr(cb, "on_train_begin", lambda t: None)(view)
+    started = time.perf_counter()
+    work = x.shape[0] * sum(t[0].numel() for t in pack.tensors if t.dim() > 2)
+    threads = 1 if work < SINGLE_THREAD_WORK else torch.get_num_threads()
+    with intra_op_threads(threads):  # already 1 where packs train side by side
+        while True:
+            live = [i for i in range(count) if not stopped[i]]
+            if not live:
+                break
+            index = torch.tensor(live, device=x.device)
+            # Each member's step minimises the mean of w * loss over its training rows
+            # (weighted_loss of its batch): over all n rows, weights scaled by n / n_train.
+            logits = pack.forward_backward(
+                x, y, state.scaled[index], live, config.pos_weight
+            )  # (len(live), n), and every live member's gradient
+            with torch.no_grad():
+                z = logits
+                losses = _losses(z, y, pos_weight)
+                correct = (z > 0) == y_true
+                valid_loss, valid_acc = _means(losses, correct, state.held[index])
+                train_loss, train_acc = _means(losses, correct, state.train[index])
+                finite = pack.finite(index) & torch.isfinite(train_loss)
+                numbers = (valid_loss.tolist(), valid_acc.tolist(), finite.tolist())
+                train_numbers = (train_loss.tolist(), train_acc.tolist())
+                improved_rows: list[int] = []
+                redo = False
+                for row, i in enumerate(live):
+                    if not stepped[i]:
+                        continue
+                    stepped[i] = False
+                    if not (numbers[2][row] and math.isfinite(last_train[i][0])):
+                        redo = True
+                        if not _recover(state, i, recoveries, config):
+                            stopped[i] = True
+                            run.diverged.add(keys[i])
+                            if not run.errors:
+                                run.errors.append(_divergence(epochs[i], last_train[i][0], config))
+                        continue
+                    epochs[i] += 1
+                    monitored = numbers[0][row]
+                    record: EpochRecord = {
+                        "epoch": epochs[i],
+                        "train_loss": last_train[i][0],
+                        "train_accuracy": last_train[i][1],
+                        "valid_loss": monitored,
+                        "valid_accuracy": numbers[1][row],
+                        "lr": last_train[i][2],
+                        "seconds": time.perf_counter() - started,
+                    }
+                    if config.schedule == "plateau":
+                        _plateau(state, i, monitored, schedule_best, schedule_bad, config)
+                    improved = (
+                        monitored < best_loss[i] - config.tol * max(abs(best_loss[i]), 1e-12)
+                        if math.isfinite(best_loss[i])
+                        else True
+                    )
+                    if improved:
+                        best_loss[i], bad[i], best_epochs[keys[i]] = monitored, 0, epochs[i]
+                        improved_rows.append(row)
+                    else:
+                        bad[i] += 1
+                    histories[keys[i]].append({**record, "member": members[i].fold})
+                    if bad[i] >= config.patience or epochs[i] >= config.max_epochs:
+                        stopped[i] = True
+                    if keys[i] in watchers:
+                        _notify(watchers[keys[i]], pack, i, record, bad[i] >= config.patience)
+                if improved_rows:
+                    rows = torch.tensor(improved_rows, device=x.device)
+                    members_improved = index[rows]
+                    pack.copy_to(state.best, members_improved)
+                    best_logits[members_improved] = z[rows]
+                judged = [i for i in live if not stopped[i] and epochs[i] > 0]
+                if judged:
+                    pack.copy_to(state.last_good, torch.tensor(judged, device=x.device))
+            if redo:  # a member was rolled back: its logits are stale, compute them again
+                continue
+            rows_stepping = [row for row, i in enumerate(live) if not stopped[i]]
+            if not rows_stepping:
+                break
+            stepping = [live[row] for row in rows_stepping]
+            for row in rows_stepping:
+                i = live[row]
+                last_train[i] = (train_numbers[0][row], train_numbers[1][row], float(state.lr[i]))
+                stepped[i] = True
+            active = torch.zeros(count, dtype=torch.float64)
+            active[stepping] = 1.0
+            _adam_step(state, active)
+    with torch.no_grad():  # every member ends at its best weights
+        for best, t in zip(state.best, pack.tensors, strict=True):
+            t.copy_(best)
+    for i, key in enumerate(keys):
+        rows = state.held_rows[i]
+        run.oof_best[key] = best_logits[i, rows].double().cpu().numpy()
+        if best_epochs[key] is None:  # never finished an epoch with a finite loss
+            run.oof_best[key] = np.full(int(rows.numel()), np.nan)
+        if key in watchers:
+            view, cbs = watchers[key]
+            for cb in cbs:
+                getattr(cb, "on_train_end", lambda t: None)(view)
+                getattr(cb, "on_train_exit", lambda t: None)(view)
+
+
+def _notify(
+    watched: tuple[_MemberView, Sequence[Callback]],
+    pack: PackedMembers,
+    index: int,
+    record: EpochRecord,
+    stopped_early: bool,
+) -> None:
+    """Show a watched member's epoch to its callbacks, its weights and gradients in its
+    body (as a :class:`Trainer` would after the epoch)."""
+    view, cbs = watched
+    pack.load_into(view.module, index, grads=True)
+    view.epoch = int(record["epoch"])
+    view.history.append(record)
+    view.stopped_early = stopped_early
+    for cb in cbs:
+        getattr(cb, "on_epoch_end", lambda t, r: None)(view, record)
+
+
+@torch.no_grad()
+def _adam_step(state: _PackState, active: torch.Tensor) -> None:
+    """One Adam step of every active member: L2 weight decay in the gradient, bias
+    corrections by each member's own step count, its own learning rate."""
+    state.steps += active
+    b1, b2 = BETAS
+    steps = state.steps.clamp_min(1)
+    correction1 = 1 - b1**steps
+    correction2 = 1 - b2**steps
+    rate = state.lr * active / correction1
+    for t, (m1, m2) in zip(state.pack.tensors, state.moments, strict=True):
+        assert t.grad is not None
+        grad = t.grad + _view(state.decay.to(t.dtype), t) * t
+        keep = _view(active.to(t.dtype), t)
+        m1.mul_(1 - (1 - b1) * keep).add_(grad * keep, alpha=1 - b1)
+        m2.mul_(1 - (1 - b2) * keep).addcmul_(grad * keep, grad, value=1 - b2)
+        denom = (m2 / _view(correction2.to(t.dtype), t)).sqrt_().add_(EPS)
+        t.addcdiv_(m1 * _view(rate.to(t.dtype), t), denom, value=-1.0)
+
+
+def _plateau(
+    state: _PackState,
+    i: int,
+    monitored: float,
+    best: list[float],
+    bad: list[int],
+    config: TrainConfig,
+) -> None:
+    """``ReduceLROnPlateau(factor=0.3, patience=max(1, patience // 3))`` of one member."""
+    if monitored < best[i] * (1 - 1e-4):
+        best[i], bad[i] = monitored, 0
+    else:
+        bad[i] += 1
+    if bad[i] > max(1, config.patience // 3):
+        old = float(state.lr[i])
+        new = old * PLATEAU_FACTOR
+        if old - new > 1e-8:
+            state.lr[i] = new
+        bad[i] = 0
+
+
+def _recover(state: _PackState, i: int, recoveries: list[int], config: TrainConfig) -> bool:
+    """Roll member ``i`` back to its last finite weights with a tenth of the rate and fresh
+    moments (as :class:`Trainer` does); False once it has tried ``max_recoveries`` times."""
+    recoveries[i] += 1
+    with torch.no_grad():
+        source = state.last_good if recoveries[i] <= config.max_recoveries else state.best
+        for good, t, (m1, m2) in zip(source, state.pack.tensors, state.moments, strict=True):
+            t[i] = good[i]
+            m1[i] = 0
+            m2[i] = 0
+    state.steps[i] = 0
+    if recoveries[i] > config.max_recoveries:
+        return False
+    state.lr[i] *= 0.1
+    return True
+
+
+def _divergence(epoch: int, loss: float, config: TrainConfig) -> TrainingDivergedError:
+    return TrainingDivergedError(
+        f"training diverged (loss {loss}) at epoch {epoch + 1} even after lowering the "
+        f"learning rate {config.max_recoveries} times (the weights of the best epoch were "
+        "kept); try a smaller lr, normalize='robust' (the default), or check the inputs "
+        "for extreme values"
+    )
+
+
+def _choose(
+    index: int,
+    bodies: Sequence[nn.Module],
+    packs: Sequence[_PackState],
+    run: _Run,
+    w: torch.Tensor | None,
+    folds: NDArray[np.int64],
+    weight_decays: Sequence[float],
+) -> tuple[CrossFit, TrainingDivergedError | None]:
+    """The candidate of network ``index`` with the lowest out-of-fold log loss (of equal
+    ones, the first listed), loaded into its bodies."""
+    k = len(bodies)
+    y = run.y
+    y64 = y.double()
+    w64 = None if w is None else w.double()
+    pw = None if run.pos_weight is None else run.pos_weight.double()
+    results: list[tuple[float, CrossFit, bool]] = []
+    losses: dict[float, float | None] = {}
+    for candidate, decay in enumerate(weight_decays):
+        oof = np.zeros(len(folds), dtype=np.float64)
+        for j in range(k):
+            oof[np.flatnonzero(folds == j)] = run.oof_best[(index, candidate, j)]
+        logits = torch.from_numpy(oof).to(y.device)
+        terms = functional.binary_cross_entropy_with_logits(
+            logits, y64, pos_weight=pw, reduction="none"
+        )
+        loss = float(
+            terms.mean() if w64 is None else (terms * w64).sum() / w64.sum().clamp_min(1e-300)
+        )
+        loss = loss if math.isfinite(loss) else math.inf
+        failed = any((index, candidate, j) in run.diverged for j in range(k))
+        losses[decay] = None if failed else loss
+        result = CrossFit(
+            decay,
+            oof,
+            [run.histories[(index, candidate, j)] for j in range(k)],
+            [run.best_epochs[(index, candidate, j)] for j in range(k)],
+        )
+        results.append((loss, result, failed))
+    finished = [r for r in results if not r[2]]
+    chosen = min(finished or results, key=lambda r: r[0])[1]
+    chosen.losses = losses
+    candidate = list(weight_decays).index(chosen.weight_decay)
+    for state in packs:
+        for i, m in enumerate(state.members):
+            if m.network == index and m.candidate == candidate:
+                state.pack.load_into(bodies[m.fold], i)
+    error = None
+    if not finished:  # each network gets its own error (the caller may attach a model)
+        message = str(run.errors[0]) if run.errors else "training diverged"
+        error = TrainingDivergedError(message)
+        error.cross_fit = chosen  # type: ignore[attr-defined]
+    return chosen, error

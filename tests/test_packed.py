@@ -1,0 +1,145 @@
+"""Packed members: every member of a cross-fit trained as one batched network.
+
+The packed loop must train each member as the one-by-one loop does (same objective,
+stopping, schedule, recovery), so the two are compared on the same bodies and rows.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from steadyclf import BinaryClassifier
+from steadyclf.exceptions import TrainingDivergedError
+from steadyclf.nn.modules import make_body
+from steadyclf.train.crossfit import cross_fit, stratified_folds
+from steadyclf.train.packed import PackedMembers, cross_fit_packed, packable
+from steadyclf.train.trainer import TrainConfig
+
+DECAYS = (1e-3, 1e-2, 1e-1)
+
+
+def _data(n: int = 300, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    logit = 2 * x[:, 0] - x[:, 1] + np.sin(3 * x[:, 2])
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.float32)
+    folds = stratified_folds(y, np.arange(n, dtype=np.int64), 5, seed)
+    return torch.from_numpy(x), torch.from_numpy(y), folds
+
+
+def _bodies(periodic: tuple[int, ...], seed: int = 0) -> list[nn.Sequential]:
+    generator = torch.Generator().manual_seed(seed)
+    return [
+        make_body(4, (16,), "relu", batchnorm=False, generator=generator, periodic=periodic)
+        for _ in range(5)
+    ]
+
+
+def _config(**changes: Any) -> TrainConfig:
+    base = TrainConfig(lr=3e-2, max_epochs=60, batch_size=None, schedule="plateau", patience=6)
+    for name, value in changes.items():
+        setattr(base, name, value)
+    return base
+
+
+@pytest.mark.parametrize("periodic", [(), (0, 2)], ids=["plain", "periodic"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_packed_members_train_as_one_by_one_members_do(
+    periodic: tuple[int, ...], weighted: bool
+) -> None:
+    x, y, folds = _data()
+    w = None
+    if weighted:
+        w = torch.from_numpy(np.random.default_rng(5).uniform(0.2, 3.0, size=len(y))).float()
+    config = _config(pos_weight=1.7)
+    one_by_one = _bodies(periodic)
+    packed = copy.deepcopy(one_by_one)
+    expected = cross_fit(one_by_one, x, y, folds, config, DECAYS, w=w)
+    [(got, error)] = cross_fit_packed([packed], x, y, folds, config, DECAYS, w=w)
+    assert error is None
+    assert got.weight_decay == expected.weight_decay
+    assert got.best_epochs == expected.best_epochs
+    for decay in DECAYS:
+        # float32 steps through other kernels (fused or sliced vs whole module), over up to
+        # 60 steps: the losses agree to a few float32 roundings of the weights.
+        assert got.losses[decay] == pytest.approx(expected.losses[decay], rel=1e-4)
+    np.testing.assert_allclose(got.oof_logits, expected.oof_logits, atol=2e-3)
+    for a, b in zip(packed, one_by_one, strict=True):
+        for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+            torch.testing.assert_close(p, q, atol=2e-3, rtol=1e-3, msg=name)
+    assert [len(h) for h in got.histories] == [len(h) for h in expected.histories]
+    assert got.histories[0][0].keys() == expected.histories[0][0].keys()
+
+
+def test_a_stopped_member_keeps_its_best_weights_and_takes_no_more_steps() -> None:
+    x, y, folds = _data(seed=1)
+    bodies = _bodies(())
+    [(fitted, _)] = cross_fit_packed([bodies], x, y, folds, _config(), DECAYS)
+    # Members stop at different epochs; each ran patience epochs past its best one.
+    lengths = [len(h) for h in fitted.histories]
+    assert len(set(lengths)) > 1
+    for history, best in zip(fitted.histories, fitted.best_epochs, strict=True):
+        assert best is not None and len(history) in (best + 6, 60)
+    # The held-out logits are those of the kept weights: the estimate is the model's.
+    for j, body in enumerate(bodies):
+        held = torch.from_numpy(np.flatnonzero(folds == j))
+        with torch.no_grad():
+            logits = body(x[held]).reshape(-1).double().numpy()
+        np.testing.assert_allclose(fitted.oof_logits[held.numpy()], logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("periodic", [(), (1,)], ids=["plain", "periodic"])
+def test_batched_and_member_by_member_kernels_agree(periodic: tuple[int, ...]) -> None:
+    """The GPU's batched matmuls and the CPU's per-member products are the same network."""
+    x, _, _ = _data(n=64)
+    pack = PackedMembers(_bodies(periodic, seed=3))
+    pack.batched = True
+    batched = pack.forward(x, [0, 2, 4]).detach()
+    pack.batched = False
+    sliced = pack.forward(x, [0, 2, 4]).detach()
+    torch.testing.assert_close(batched, sliced, atol=1e-5, rtol=1e-5)
+    for row, member in enumerate([0, 2, 4]):
+        with torch.no_grad():
+            alone = _bodies(periodic, seed=3)[member](x).reshape(-1)
+        torch.testing.assert_close(sliced[row], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_members_that_all_diverge_hand_back_the_least_bad_candidate() -> None:
+    x, y, folds = _data(seed=2)
+    x = x * 1e4  # unscaled inputs and a rate that overflows the weights in one step
+    config = _config(lr=1e37, max_epochs=20)
+    with pytest.raises(TrainingDivergedError) as caught:
+        cross_fit(_bodies(()), x, y, folds, config, DECAYS)
+    [(fitted, error)] = cross_fit_packed([_bodies(())], x, y, folds, config, DECAYS)
+    assert isinstance(error, TrainingDivergedError)
+    assert error.cross_fit is fitted  # type: ignore[attr-defined]
+    assert fitted.losses == caught.value.cross_fit.losses  # type: ignore[attr-defined]
+    assert all(loss is None for loss in fitted.losses.values())
+
+
+def test_packable_covers_the_default_small_data_fit_only() -> None:
+    body = _bodies(())[0]
+    assert packable(body, _config(), [])
+    assert not packable(body, _config(optimizer="sgd"), [])
+    assert not packable(body, _config(batch_size=32), [])
+    assert not packable(body, _config(schedule="cosine"), [])
+    norm = make_body(4, (8,), "relu", batchnorm=True, generator=torch.Generator())
+    assert not packable(norm, _config(), [])
+
+
+def test_default_small_data_fit_is_packed_and_reports_every_member() -> None:
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(400, 3))
+    y = (X[:, 0] + np.sin(2 * X[:, 1]) + rng.normal(scale=0.5, size=400) > 0).astype(int)
+    clf = BinaryClassifier(random_state=0, max_epochs=40).fit(X, y)
+    facts = clf.data_["cross_fit"]
+    assert len(clf.module_.bodies) == 5
+    assert set(facts["out_of_fold_log_loss"]) == {"0.001", "0.01", "0.1"}
+    assert sorted({r["member"] for r in clf.history_}) == [0, 1, 2, 3, 4]
+    assert clf.validation_metrics_["roc_auc"] > 0.8
