@@ -7,6 +7,10 @@ import json
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,8 +24,10 @@ import pytest
 import steadyclf
 from steadyclf import BinaryClassifier, DataError, ModelFileError
 from steadyclf.cli import main
+from steadyclf.io import atomic
+from steadyclf.io.atomic import leftovers
 from steadyclf.io.sources import DataSource
-from steadyclf.persistence import refresh_checksum
+from steadyclf.persistence import read_model, refresh_checksum, save
 from steadyclf.train.checkpoint import Checkpoint, read_checkpoint
 from steadyclf.train.trainer import StopTraining
 
@@ -255,3 +261,130 @@ def test_one_edited_byte_of_checkpoint_json_is_refused(
         BinaryClassifier(random_state=0, max_epochs=6, hidden=(8,), batch_size=64).fit(
             frame[["a", "b", "c"]], frame["y"], callbacks=[resume]
         )
+
+
+# -- 3. a model directory is replaced in one step ----------------------------------------------
+def _variant(saved_model: Path, folder: Path, threshold: float) -> Path:
+    """A copy of the saved model with another threshold (re-signed: a real model)."""
+    copy = folder / f"t{threshold}"
+    shutil.copytree(saved_model, copy)
+    index = json.loads((copy / "model.json").read_text())
+    index["threshold"] = threshold
+    (copy / "model.json").write_text(json.dumps(index))
+    refresh_checksum(copy)
+    return copy
+
+
+def _beside(folder: Path) -> list[str]:
+    """What ``folder`` holds, a model directory's current version (a link's target) aside."""
+    current = {os.readlink(p) for p in folder.iterdir() if p.is_symlink()}
+    return sorted(p.name for p in folder.iterdir() if p.name not in current)
+
+
+def test_a_save_swaps_a_link_to_a_new_version_and_leaves_nothing_behind(
+    tmp_path: Path, saved_model: Path
+) -> None:
+    state = read_model(saved_model)
+    out = tmp_path / "out"
+    save(state, out)
+    first = os.readlink(out)
+    save(state, out)
+    assert out.is_symlink() and os.readlink(out) != first
+    assert _beside(tmp_path) == ["out"] and leftovers(out) == []
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
+def test_a_model_directory_of_the_previous_version_is_replaced(
+    tmp_path: Path, saved_model: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(saved_model, out)  # a real directory, as earlier versions saved
+    if not exchange:  # a C library or file system without renameat2(RENAME_EXCHANGE)
+        monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
+    save(read_model(_variant(saved_model, tmp_path / "src", 0.25)), out)
+    assert out.is_symlink() and read_model(out).threshold == 0.25
+    assert _beside(tmp_path) == ["out", "src"]
+
+
+_CRASHING_SAVE = """
+import os, signal, sys
+from steadyclf.io import atomic
+from steadyclf.persistence import read_model, save
+source, out, step = sys.argv[1:4]
+if step == "moved-aside":
+    atomic._exchange = lambda a, b: False  # the portable path: two renames
+atomic._after_step = lambda name: name == step and os.kill(os.getpid(), signal.SIGKILL)
+save(read_model(source), out)
+"""
+
+
+@pytest.mark.parametrize(
+    ("step", "legacy", "left_at_out"),
+    [("versioned", False, "old"), ("linked", False, "new"), ("moved-aside", True, None)],
+)
+def test_a_crash_between_the_steps_of_a_save_leaves_a_model(
+    tmp_path: Path, saved_model: Path, step: str, legacy: bool, left_at_out: str | None
+) -> None:
+    out = tmp_path / "out"
+    old, new = (
+        _variant(saved_model, tmp_path / "src", 0.25),
+        _variant(saved_model, tmp_path / "src", 0.75),
+    )
+    if legacy:
+        shutil.copytree(old, out)
+    else:
+        save(read_model(old), out)
+    crashed = subprocess.run(
+        [sys.executable, "-c", _CRASHING_SAVE, str(new), str(out), step],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert leftovers(out)  # the crash left something behind...
+    if left_at_out is None:  # ...the one window of the portable path: named by a load
+        with pytest.raises(ModelFileError, match=r"an interrupted save left '\.out\.v-") as info:
+            read_model(out)
+        assert "\n" not in str(info.value)
+    else:
+        assert read_model(out).threshold == (0.25 if left_at_out == "old" else 0.75)
+    save(read_model(new), out)  # the next save cleans up after the crash
+    assert read_model(out).threshold == 0.75
+    assert leftovers(out) == [] and _beside(tmp_path) == ["out", "src"]
+
+
+_SAVE_LOOP = """
+import sys
+from steadyclf.persistence import read_model, save
+a, b, out, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+states = [read_model(a), read_model(b)]
+print("ready", flush=True)
+for i in range(n):
+    save(states[i % 2], out)
+"""
+
+
+def test_loads_during_saves_return_the_old_or_the_new_model(
+    tmp_path: Path, saved_model: Path
+) -> None:
+    a, b = (
+        _variant(saved_model, tmp_path / "src", 0.25),
+        _variant(saved_model, tmp_path / "src", 0.75),
+    )
+    out = tmp_path / "out"
+    save(read_model(a), out)
+    saver = subprocess.Popen(
+        [sys.executable, "-c", _SAVE_LOOP, str(a), str(b), str(out), "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert saver.stdout is not None and saver.stdout.readline() == "ready\n"
+    seen: list[float] = []
+    deadline = time.monotonic() + 120
+    while saver.poll() is None and time.monotonic() < deadline:
+        seen.append(read_model(out).threshold)  # never an error
+    _, err = saver.communicate(timeout=60)
+    assert saver.returncode == 0, err
+    assert set(seen) <= {0.25, 0.75} and len(seen) >= 5
+    assert leftovers(out) == []

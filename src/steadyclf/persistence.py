@@ -49,7 +49,7 @@ import safetensors.numpy
 from numpy.typing import NDArray
 
 from .exceptions import ModelFileError, SteadyclfError
-from .io.atomic import atomic_write, staged_directory
+from .io.atomic import atomic_write, leftovers, staged_directory
 from .io.checksum import file_sha256, sign_json, verify_json
 from .nn.spec import Architecture, iter_tensor_layout, upgrade_weights
 from .policy import validate_params
@@ -305,6 +305,47 @@ def read_model(path: str | os.PathLike[str]) -> ModelState:
         The directory or one of its files is missing, corrupted, modified, or of a newer
         format version.
     """
+    # A save replaces the directory in one rename (a link swapped to a new version): the
+    # files read here come from one version if the version is the same before and after.
+    # Otherwise the model was replaced while it was read: read it again.
+    for _ in range(_READ_ATTEMPTS - 1):
+        before = _version(path)
+        try:
+            state = _read_model(path)
+        except (ModelFileError, OSError):
+            if _version(path) != before:
+                continue
+            raise
+        if _version(path) == before:
+            return state
+    return _read_model(path)
+
+
+#: Reads of a model replaced while it was read, before giving up (a save every few ms).
+_READ_ATTEMPTS = 20
+
+
+def _version(path: str | os.PathLike[str]) -> tuple[str | None, int]:
+    """Which version of a model directory ``path`` is now: its link and the inode."""
+    try:
+        link = os.readlink(path) if os.path.islink(path) else None
+        return link, os.stat(path).st_ino
+    except OSError:
+        return None, -1
+
+
+def _read_model(path: str | os.PathLike[str]) -> ModelState:
+    try:
+        return _read_model_files(path)
+    except ModelFileError:
+        raise
+    except OSError as exc:  # a file went away under the read, or cannot be read
+        raise ModelFileError(
+            f"cannot read model {str(path)!r}: {exc.strerror or exc} ({exc.filename})"
+        ) from None
+
+
+def _read_model_files(path: str | os.PathLike[str]) -> ModelState:
     index = read_index(path)
     root = Path(path)
     _check_other_files(root, index.get("files"))
@@ -320,7 +361,13 @@ def read_model(path: str | os.PathLike[str]) -> ModelState:
 def _model_dir(path: str | os.PathLike[str]) -> Path:
     root = Path(path)
     if not root.exists():
-        raise ModelFileError(f"no model directory at {str(root)!r}")
+        left = [p.name for p in leftovers(root) if (p / INDEX_FILE).is_file()]
+        hint = (
+            f" (an interrupted save left {left[-1]!r} beside it: rename it to {root.name!r}, or save again)"
+            if left
+            else ""
+        )
+        raise ModelFileError(f"no model directory at {str(root)!r}{hint}")
     if not root.is_dir():
         raise ModelFileError(
             f"{str(root)!r} is not a directory; a model is a directory holding {INDEX_FILE} and {WEIGHTS_FILE}"
