@@ -452,8 +452,10 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         callbacks: Sequence[Callback] = (),
         context: Any = "auto",
         weight: str | None = None,
+        query: str | None = None,
     ) -> BinaryClassifier:
-        """Fit on data files: CSV/TSV/Parquet, a directory of Parquet files or a glob.
+        """Fit on data files: CSV/TSV/Parquet, a directory of Parquet files or a glob; or
+        on the rows of a SQL ``query`` on a database.
 
         The file is read into memory, or in passes in bounded memory (``stream=True``; by
         default for a directory, a glob, under torchrun, or when the file would need more
@@ -481,10 +483,18 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             A column of row weights, read with the rows (streamed too) and never a
             feature: as ``sample_weight`` in :meth:`fit`. A missing, negative, infinite
             or non-numeric weight on a labelled row is an error naming the row.
+        query : str, optional
+            A SQL query whose rows to train on; ``data`` is then the database: a DuckDB
+            file or connection, ``'duckdb:'`` (queries over files) or a ``postgresql://``
+            URI (see :mod:`steadyclf.io.sql`; the ``sql`` extra). Give it an ``ORDER BY``
+            on a unique key for the same model on every run.
 
         Examples
         --------
         >>> clf = BinaryClassifier().fit_files("data/*.parquet", "label")  # doctest: +SKIP
+        >>> clf = BinaryClassifier().fit_files(  # doctest: +SKIP
+        ...     "duckdb:", "label", query="SELECT * FROM 'data/*.parquet' ORDER BY id"
+        ... )
         """
         from .train.distributed import init_from_env
 
@@ -493,7 +503,13 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             default_memory_budget() if memory_budget is None else parse_memory_size(memory_budget)
         )
         ctx = init_from_env(self.device) if context == "auto" else context
-        reading = open_data(data, stream=stream or ctx is not None, budget=budget)
+        streamed = stream or ctx is not None
+        if query is not None:
+            from .io.sql import open_sql
+
+            reading = open_sql(data, query, stream=streamed, budget=budget)
+        else:
+            reading = open_data(data, stream=streamed, budget=budget)
         params = self._params_to_fit()
         result = self._run(
             params,

@@ -109,9 +109,19 @@ def open_rows(data: str, budget: int) -> Any:
 @cli.command()
 @click.argument("model_dir")
 @click.argument("data")
-@click.option("--out", help="File for the predictions (.csv, .csv.gz, .tsv, .parquet).")
+@click.option(
+    "--out",
+    help="File for the predictions (.csv, .csv.gz, .tsv, .parquet), or a database table: "
+    "postgresql://user@host/db/table or data.duckdb::table (written in one transaction).",
+)
 @click.option("--threshold", type=float, help="Decision threshold (default: the model's).")
 @click.option("--id", "id_column", help="Column to copy into the output to identify rows.")
+@click.option(
+    "--query",
+    metavar="SQL",
+    help="Predict the rows of this query; DATA is then the database (a DuckDB file, "
+    "'duckdb:' or a postgresql:// URI).",
+)
 @click.option(
     "--memory-budget",
     metavar="SIZE",
@@ -132,16 +142,18 @@ def predict(
     id_column: str | None,
     memory_budget: str | None,
     drift_report: str | None,
+    query: str | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
     """Write the probability and predicted label of each row of DATA.
 
     DATA: a CSV/TSV/Parquet file, a directory or glob of Parquet files, or - for CSV on
-    standard input. Rows are read in batches and written as they are predicted, so
-    memory stays bounded whatever the size of DATA. Columns: [ID], probability (of the
-    positive class), label. To --out (written under a temporary name, renamed when
-    complete), or CSV on stdout.
+    standard input; a database with --query. Rows are read in batches and written as
+    they are predicted, so memory stays bounded whatever the size of DATA. Columns: [ID],
+    probability (of the positive class), label. To --out (a file written under a
+    temporary name, renamed when complete; a table written in one transaction), or CSV
+    on stdout.
     """
     import pandas as pd
     import pyarrow as pa
@@ -150,16 +162,18 @@ def predict(
     from ..io.sources import default_memory_budget, parse_memory_size, read_rows_for_budget
     from ..io.tables import TableWriter, check_unique_columns, table_format
     from ..predictor import InputChecks, Predictor, predict_batch
+    from .databases import open_query, output_table, prediction_sink, shown
 
     output = Output(as_json=as_json, quiet=quiet)
-    if out is not None:
+    table = output_table(out)
+    if out is not None and table is None:
         table_format(out)  # an unknown suffix fails before any work
     if drift_report is not None:
         drift_format(drift_report)  # .json or .md, checked before any work
     budget = default_memory_budget() if memory_budget is None else parse_memory_size(memory_budget)
     predictor = Predictor.load(model_dir)
     cut = _threshold(predictor.threshold, threshold)
-    rows = open_rows(data, budget)
+    rows = open_rows(data, budget) if query is None else open_query(data, query, table)
     header = pd.DataFrame(columns=pd.Index(rows.columns))
     check_unique_columns(header, where=str(data))
     if id_column is not None and id_column not in rows.columns:
@@ -184,9 +198,12 @@ def predict(
     records: list[pd.DataFrame] = []
     to_stdout = out is None and not as_json
     n_rows = 0
+    columns = [*([id_column] if id_column else []), "probability", "label"]
     with (
-        writing(out or "standard output"),
-        TableWriter(out, stream=sys.stdout if to_stdout else None) as writer,
+        writing(shown(out) if out else "standard output"),
+        prediction_sink(table, columns, data, rows)
+        if table is not None
+        else TableWriter(out, stream=sys.stdout if to_stdout else None) as writer,
     ):
         for start, frame in rows.batches(needed, batch_rows=batch_rows):
             if drift is not None:
@@ -205,7 +222,7 @@ def predict(
             raise DataError(f"{where} has {what}")
     for message in checks.messages():
         output.warn(message)
-    summary = {"model": model_dir, "data": data, "rows": n_rows, "threshold": cut}
+    summary = {"model": model_dir, "data": shown(data), "rows": n_rows, "threshold": cut}
     if drift is not None and drift_report is not None:
         with writing(drift_report):
             drift.write(drift_report)
@@ -214,7 +231,8 @@ def predict(
         )
         summary["drift_report"] = drift_report
     if out is not None:
-        output.result(summary | {"out": out}, lambda: f"wrote {n_rows} predictions to {out}")
+        where = shown(out)
+        output.result(summary | {"out": where}, lambda: f"wrote {n_rows} predictions to {where}")
     elif as_json:
         predictions = pd.concat(records, ignore_index=True).to_dict(orient="records")
         output.result(summary | {"predictions": predictions}, str)

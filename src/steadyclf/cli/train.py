@@ -266,6 +266,13 @@ def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) 
     help="Save a checkpoint every K epochs in OUT.checkpoint (Ctrl-C always saves one).",
 )
 @click.option("--resume", is_flag=True, help="Continue the run saved in OUT.checkpoint.")
+@click.option(
+    "--query",
+    metavar="SQL",
+    help="Train on the rows of this query; DATA is then the database: a DuckDB file, "
+    "'duckdb:' (queries over files) or a postgresql:// URI. Add ORDER BY a unique key "
+    "for the same model on every run (docs/sql.md).",
+)
 @estimator_options
 @click.option("--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print only a JSON summary on stdout.")
@@ -279,13 +286,14 @@ def train(
     memory_budget: str | None,
     checkpoint_every: int | None,
     resume: bool,
+    query: str | None,
     quiet: bool,
     as_json: bool,
     **options: Any,
 ) -> None:
     """Train a model on DATA (.csv, .csv.gz, .tsv, .parquet; a directory or glob of them
-    when streaming) and save it to --out. Under torchrun, every process trains on its
-    share of the rows and rank 0 writes the model."""
+    when streaming; a database with --query) and save it to --out. Under torchrun, every
+    process trains on its share of the rows and rank 0 writes the model."""
     from ..persistence import check_model_target
     from ..train.checkpoint import remove_checkpoint
     from ..train.distributed import init_from_env, shutdown
@@ -293,6 +301,7 @@ def train(
     output = Output(as_json=as_json, quiet=quiet)
     clf = build_estimator(options)
     check_model_target(out)
+    shown = data_name(data, query)
     context = init_from_env(clf.device)
     main = context is None or context.is_main
     try:
@@ -302,7 +311,9 @@ def train(
             resume=resume,
             output=output if main else Output(quiet=True),
         )
-        metadata: dict[str, Any] = {"target": target, "data": str(data), "weight": weight}
+        metadata: dict[str, Any] = {"target": target, "data": shown, "weight": weight}
+        if query is not None:
+            metadata["query"] = query
         started = time.perf_counter()
         fit_keeping_work(
             clf,
@@ -314,6 +325,7 @@ def train(
                 "drop_missing_target": drop_missing_target,
                 "context": context,
                 "weight": weight,
+                "query": query,
             },
             checkpoint=checkpoint,
             out=out,
@@ -329,7 +341,7 @@ def train(
             files = write_model(clf, out, metadata=metadata, output=output)
             if remove_checkpoint(checkpoint.directory):  # the model holds the work now
                 output.note(f"removed checkpoint {str(checkpoint.directory)!r}")
-            summary = train_summary(clf, data, target, out, seconds, files)
+            summary = train_summary(clf, shown, target, out, seconds, files)
             output.result(summary, lambda: format_train_summary(summary, clf.encoder_.columns_))
         if context is not None:
             # Every process leaves the group together: a process that tears down gloo while
@@ -338,6 +350,22 @@ def train(
             context.barrier()
     finally:
         shutdown()
+
+
+def data_name(data: str, query: str | None) -> str:
+    """DATA as summaries and the model's metadata show it: a database URI without its
+    password; a DuckDB file or files as given."""
+    if query is None:
+        from ..io.sql import is_database
+
+        if is_database(data):
+            raise ParameterError(
+                f"{data!r} is a database: give the rows to train on with --query 'SELECT ...'"
+            )
+        return str(data)
+    from ..io.sql import redact
+
+    return redact(data)
 
 
 def describe_weights(weights: Mapping[str, Any] | None, class_weight: Any) -> str:

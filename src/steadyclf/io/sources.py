@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,9 @@ from .files import (
     read_rows_for_budget,
     resolve_paths,
 )
+
+if TYPE_CHECKING:
+    from .sql import SqlSource
 
 __all__ = [
     "CSV_SUFFIXES",
@@ -245,8 +248,9 @@ class FrameSource:
             yield start, frame
 
 
-#: What both kinds of source offer the stages after them.
-Source = DataSource | FrameSource
+#: What every kind of source offers the stages after them (a SQL query too:
+#: :class:`steadyclf.io.sql.SqlSource`, imported only where a database is read).
+Source: TypeAlias = "DataSource | FrameSource | SqlSource"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,805 @@
+"""Rows from SQL databases, as Arrow record batches: DuckDB in-process, others through ADBC.
+
+A :class:`SqlSource` is a query on a database. It offers what a file source offers the
+stages after it (columns, kinds, batches with global row positions, a shard per process),
+so the same summary, policy and trainer read it, in memory or in passes within the memory
+budget. Nothing is converted row by row: the database hands Arrow record batches over
+(DuckDB's ``to_arrow_reader``, ADBC's ``fetch_record_batch``), and each batch becomes a
+DataFrame at once, as a Parquet row group does.
+
+Where the data is, spelled as the CLI's DATA argument (:func:`open_database`):
+
+- ``data.duckdb`` (or ``.ddb``, or any existing DuckDB file): a DuckDB database file,
+  opened read-only;
+- ``duckdb:`` (or ``:memory:``): an empty in-memory DuckDB, for queries over files such as
+  ``SELECT * FROM 'trips/*.parquet'``;
+- ``postgresql://user@host:port/db`` (``postgres://`` too): PostgreSQL through ADBC. The
+  password comes from the environment (``PGPASSWORD``), ``~/.pgpass`` or a service file
+  (``postgresql:///?service=name``), as for any libpq client; one written in the URI works
+  but is never printed: messages show the URI without it.
+
+**Row order.** The query is run again for every pass over the data (a count, the
+summary, then each epoch when streamed), and each row's *position* in the result decides
+whether it is a training or a validation row. A query whose rows come back in a different
+order on another run gives another split: write an ``ORDER BY`` on a unique key for a
+result, and a model, that is the same on every run (SQL promises no order without one;
+PostgreSQL may start a large table's scan in the middle of it, ``synchronize_seqscans``).
+A pass that sees a different number of rows than the count is an error (the data changed
+during training).
+
+**Processes.** Under torchrun, process ``r`` of ``W`` reads the rows at positions
+``[r*N/W, (r+1)*N/W)``, the rule used for Parquet files: it runs the query and keeps its
+range, stopping once past it.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from ..exceptions import DataError, ParameterError
+from .files import IN_MEMORY_COPIES, MAX_READ_ROWS, Piece, arrow_kind, arrow_row_bytes
+from .sources import FrameSource, Reading
+
+__all__ = [
+    "DUCKDB_SUFFIXES",
+    "AdbcDatabase",
+    "Database",
+    "DuckDBDatabase",
+    "SqlSource",
+    "TableSink",
+    "TableTarget",
+    "is_database",
+    "open_database",
+    "open_sql",
+    "parse_table_target",
+    "redact",
+]
+
+DUCKDB_SUFFIXES = (".duckdb", ".ddb")
+#: Spellings of an empty in-memory DuckDB (for queries over files).
+DUCKDB_MEMORY = ("duckdb:", ":memory:")
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+SQL_EXTRA = "pip install 'steadyclf[sql]'"
+
+
+# -- names and secrets ---------------------------------------------------------------------
+def redact(uri: str) -> str:
+    """``uri`` with its password (if any) replaced by ``***``.
+
+    Examples
+    --------
+    >>> redact("postgresql://ann:s3cret@db.example:5432/sales?sslmode=require")
+    'postgresql://ann:***@db.example:5432/sales?sslmode=require'
+    """
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is None:
+        return _redact_query(uri)
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return _redact_query(urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}")))
+
+
+def _redact_query(uri: str) -> str:
+    return re.sub(r"(?i)(password=)[^&;\s]*", r"\1***", uri)
+
+
+def _secrets(uri: str) -> list[str]:
+    parts = urllib.parse.urlsplit(uri)
+    found = [] if parts.password is None else [parts.password]
+    found += re.findall(r"(?i)password=([^&;\s]+)", uri)
+    return [s for s in {*found, *(urllib.parse.unquote(s) for s in found)} if s]
+
+
+def _scrub(text: str, uri: str) -> str:
+    """A driver's message without the secrets of ``uri`` (drivers may echo the URI)."""
+    for secret in sorted(_secrets(uri), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def is_database(spec: Any) -> bool:
+    """Whether ``spec`` names a database (rather than data files)."""
+    if not isinstance(spec, str):
+        return _is_duckdb_connection(spec)
+    if spec in DUCKDB_MEMORY:
+        return True
+    scheme = spec.split("://", 1)[0].lower() if "://" in spec else ""
+    return scheme in POSTGRES_SCHEMES or spec.lower().endswith(DUCKDB_SUFFIXES)
+
+
+def _is_duckdb_connection(obj: Any) -> bool:
+    return type(obj).__module__.split(".")[0] in ("duckdb", "_duckdb")
+
+
+# -- databases -----------------------------------------------------------------------------
+class Database:
+    """What a source needs of a database: a schema, a count and record batches."""
+
+    #: How messages name the database (never with a password).
+    name: str
+
+    def schema(self, query: str) -> pa.Schema:
+        """Columns and Arrow types of the query's result (without reading its rows)."""
+        raise NotImplementedError
+
+    def count(self, query: str) -> int:
+        """Rows the query returns."""
+        return int(self.scalar(f"SELECT count(*) FROM ({_strip(query)}) AS steadyclf_count"))
+
+    def scalar(self, query: str) -> Any:
+        """The first value of the first row."""
+        raise NotImplementedError
+
+    def reader(self, query: str, batch_rows: int) -> pa.RecordBatchReader:
+        """The query's rows as a stream of record batches."""
+        raise NotImplementedError
+
+    def error(self, exc: BaseException, what: str) -> DataError:
+        """A one-line :class:`DataError` for a failure of the database."""
+        return DataError(f"{what} on {self.name} failed: {_first_line(exc)}")
+
+
+def _strip(query: str) -> str:
+    """The query without trailing semicolons (it is wrapped in ``SELECT ... FROM (...)``)."""
+    return query.strip().rstrip(";").strip()
+
+
+class DuckDBDatabase(Database):
+    """A DuckDB connection: a database file (read-only), in memory, or one given.
+
+    Parameters
+    ----------
+    connection : duckdb.DuckDBPyConnection
+    name : str
+        How messages name it.
+    """
+
+    def __init__(self, connection: Any, name: str) -> None:
+        self.connection = connection
+        self.name = name
+        import duckdb
+
+        self._errors: tuple[type[BaseException], ...] = (duckdb.Error,)
+
+    @classmethod
+    def open(cls, spec: str, *, read_only: bool = True) -> DuckDBDatabase:
+        """Open ``data.duckdb`` (read-only unless asked) or ``duckdb:`` (in memory)."""
+        duckdb = _import("duckdb")
+        if spec in DUCKDB_MEMORY:
+            return cls(duckdb.connect(":memory:"), "an in-memory DuckDB")
+        if read_only and not Path(spec).is_file():
+            raise DataError(f"DuckDB database {spec!r} does not exist")
+        try:
+            return cls(duckdb.connect(spec, read_only=read_only), f"DuckDB {spec!r}")
+        except duckdb.Error as exc:
+            raise DataError(f"cannot open DuckDB database {spec!r}: {_first_line(exc)}") from None
+
+    def _relation(self, query: str) -> Any:
+        try:
+            return self.connection.sql(_strip(query))
+        except self._errors as exc:
+            raise self.error(exc, "the query") from None
+
+    def schema(self, query: str) -> pa.Schema:
+        try:
+            return self._relation(query).limit(0).to_arrow_table().schema
+        except self._errors as exc:
+            raise self.error(exc, "the query") from None
+
+    def scalar(self, query: str) -> Any:
+        try:
+            rows = self.connection.sql(query).fetchall()
+        except self._errors as exc:
+            raise self.error(exc, "the query") from None
+        return rows[0][0] if rows else None
+
+    def reader(self, query: str, batch_rows: int) -> pa.RecordBatchReader:
+        # A cursor of its own: a pass may be left unfinished while another one starts.
+        cursor = self.connection.cursor()
+        try:
+            return cursor.sql(_strip(query)).to_arrow_reader(batch_rows)
+        except self._errors as exc:
+            raise self.error(exc, "the query") from None
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.connection.close()
+
+
+class AdbcDatabase(Database):
+    """A database reached through an ADBC driver by URI: PostgreSQL.
+
+    A connection is opened per pass (:meth:`reader`) and closed when the pass ends, so a
+    long training holds no idle connection between epochs.
+    """
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.name = redact(uri)
+        self._dbapi = _import("adbc_driver_postgresql.dbapi")
+        manager = _import("adbc_driver_manager")
+        self._errors: tuple[type[BaseException], ...] = (manager.Error, manager.dbapi.Error)
+
+    def error(self, exc: BaseException, what: str) -> DataError:
+        return DataError(_scrub(f"{what} on {self.name} failed: {_first_line(exc)}", self.uri))
+
+    def connect(self, *, autocommit: bool = True) -> Any:
+        """A DB-API connection; an unreachable server is a one-line :class:`DataError`."""
+        try:
+            return self._dbapi.connect(self.uri, autocommit=autocommit)
+        except self._errors as exc:
+            raise DataError(
+                _scrub(f"cannot connect to {self.name}: {_first_line(exc)}", self.uri)
+            ) from None
+
+    def schema(self, query: str) -> pa.Schema:
+        with self.connect() as conn, conn.cursor() as cur:
+            try:
+                return cur.adbc_execute_schema(_strip(query))
+            except self._errors:
+                pass  # a driver without it: the types of an empty result
+            try:
+                cur.execute(f"SELECT * FROM ({_strip(query)}) AS steadyclf_schema LIMIT 0")
+                return cur.fetch_arrow_table().schema
+            except self._errors as exc:
+                raise self.error(exc, "the query") from None
+
+    def scalar(self, query: str) -> Any:
+        with self.connect() as conn, conn.cursor() as cur:
+            try:
+                cur.execute(query)
+                row = cur.fetchone()
+            except self._errors as exc:
+                raise self.error(exc, "the query") from None
+        return None if row is None else row[0]
+
+    def reader(self, query: str, batch_rows: int) -> pa.RecordBatchReader:
+        conn = self.connect()
+        cur = conn.cursor()
+        try:
+            cur.execute(_strip(query))
+            inner = cur.fetch_record_batch()
+        except self._errors as exc:
+            cur.close()
+            conn.close()
+            raise self.error(exc, "the query") from None
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                for batch in inner:
+                    # The driver's batches follow its own size hint: cut them to the
+                    # budget's rows so that memory follows the budget, not the driver.
+                    for offset in range(0, batch.num_rows, batch_rows):
+                        yield batch.slice(offset, batch_rows)
+            except self._errors as exc:
+                raise self.error(exc, "reading the query's rows") from None
+            finally:
+                cur.close()
+                conn.close()
+
+        return pa.RecordBatchReader.from_batches(inner.schema, batches())
+
+
+def _import(module: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ParameterError(
+            f"reading SQL databases needs the {module.split('.')[0]!r} package: {SQL_EXTRA}"
+        ) from None
+
+
+def open_database(spec: Any, *, read_only: bool = True) -> Database:
+    """The database named by ``spec``: a DuckDB file, ``duckdb:``, a DuckDB connection or a
+    ``postgresql://`` URI (see the module's documentation)."""
+    if isinstance(spec, Database):
+        return spec
+    if _is_duckdb_connection(spec):
+        return DuckDBDatabase(spec, "the DuckDB connection")
+    if not isinstance(spec, str) or not (is_database(spec) or Path(spec).is_file()):
+        raise ParameterError(
+            f"{spec!r} is not a database; give a DuckDB file (.duckdb), 'duckdb:' (queries "
+            "over files) or a postgresql:// URI"
+        )
+    if "://" in spec:
+        return AdbcDatabase(spec)
+    return DuckDBDatabase.open(spec, read_only=read_only)
+
+
+# -- the source ----------------------------------------------------------------------------
+def _storage(typ: pa.DataType) -> pa.DataType:
+    """The type under an extension type (PostgreSQL's ``numeric`` comes as text in an
+    ``arrow.opaque`` extension)."""
+    return typ.storage_type if isinstance(typ, pa.BaseExtensionType) else typ
+
+
+def _is_pg_numeric(typ: pa.DataType) -> bool:
+    return isinstance(typ, pa.BaseExtensionType) and getattr(typ, "type_name", "") == "numeric"
+
+
+def _unsupported(typ: pa.DataType) -> bool:
+    """Arrow types a model cannot take (nested, binary, intervals, times of day)."""
+    typ = _storage(typ)
+    return bool(
+        pa.types.is_nested(typ)
+        or pa.types.is_binary(typ)
+        or pa.types.is_large_binary(typ)
+        or pa.types.is_fixed_size_binary(typ)
+        or pa.types.is_binary_view(typ)
+        or pa.types.is_interval(typ)
+        or pa.types.is_duration(typ)
+        or pa.types.is_time(typ)
+        or pa.types.is_union(typ)
+    )
+
+
+def _read_type(typ: pa.DataType) -> pa.DataType:
+    """The type a column is read as: exact decimals (DuckDB's DECIMAL, PostgreSQL's
+    NUMERIC) as float64, numbers rather than text; other extension types as stored."""
+    if _is_pg_numeric(typ) or pa.types.is_decimal(typ):
+        return pa.float64()
+    typ = _storage(typ)
+    if pa.types.is_null(typ):
+        return pa.float64()  # no value at all: as an empty CSV column reads in pandas
+    if pa.types.is_string_view(typ):
+        return pa.string()
+    if pa.types.is_large_string(typ):
+        return pa.string()
+    return typ
+
+
+@dataclass(frozen=True)
+class _Range:
+    """Rows ``[start, start + n_rows)`` of the query's result."""
+
+    start: int
+    n_rows: int
+
+
+class SqlSource:
+    """A query on a database, read as Arrow record batches with global row positions.
+
+    Parameters
+    ----------
+    database : Database
+    query : str
+        A ``SELECT``; give it an ``ORDER BY`` on a unique key for the same rows in the same
+        order on every pass (see the module's documentation).
+    schema : pyarrow.Schema
+        The result's columns, as the database types them.
+    total_rows : int
+        Rows the query returns.
+    rows : _Range, optional
+        The share of one process (default: every row).
+
+    Use :meth:`open` to create one.
+
+    Examples
+    --------
+    >>> import duckdb  # doctest: +SKIP
+    >>> con = duckdb.connect()  # doctest: +SKIP
+    >>> source = SqlSource.open(con, "SELECT * FROM 'trips.parquet' ORDER BY id")  # doctest: +SKIP
+    >>> for start, frame in source.batches(["x", "y"], batch_rows=4096):  # doctest: +SKIP
+    ...     ...
+    """
+
+    format = "sql"
+
+    def __init__(
+        self,
+        database: Database,
+        query: str,
+        schema: pa.Schema,
+        total_rows: int,
+        rows: _Range | None = None,
+    ) -> None:
+        self.database = database
+        self.query = query
+        self.source_schema = schema
+        self.schema = pa.schema([pa.field(f.name, _read_type(f.type)) for f in schema])
+        self.total_rows = total_rows
+        self.rows = rows or _Range(0, total_rows)
+        self.untyped: frozenset[str] = frozenset(f.name for f in schema if pa.types.is_null(f.type))
+        self.pieces = [Piece(f"<query on {database.name}>", None, self.rows.start, self.n_rows)]
+
+    @classmethod
+    def open(cls, database: Any, query: str) -> SqlSource:
+        """Check the query's columns and count its rows (one pass of the database's)."""
+        if not query or not query.strip():
+            raise ParameterError("give the query that selects the rows: --query 'SELECT ...'")
+        db = open_database(database)
+        schema = db.schema(query)
+        names = list(schema.names)
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise DataError(
+                f"the query returns column(s) {duplicated} more than once; give each column a distinct name (AS ...)"
+            )
+        bad = [f for f in schema if _unsupported(f.type)]
+        if bad:
+            listed = ", ".join(f"{f.name!r} ({f.type})" for f in bad[:5])
+            raise DataError(
+                f"the query returns column(s) of a type steadyclf cannot use: {listed}; cast them in the query (e.g. CAST({bad[0].name} AS VARCHAR)) or leave them out"
+            )
+        total = db.count(query)
+        if total == 0:
+            raise DataError(f"the query on {db.name} returns no rows")
+        return cls(db, query, schema, total)
+
+    # -- layout --------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The data as messages name it."""
+        return f"the query on {self.database.name}"
+
+    @property
+    def columns(self) -> list[str]:
+        """Column names."""
+        return list(self.schema.names)
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        """What each column holds, from the types the database gives (see :func:`arrow_kind`)."""
+        return {f.name: arrow_kind(f.type) for f in self.schema}
+
+    def row_bytes(self, columns: Sequence[str]) -> int:
+        """Approximate bytes per decoded row of ``columns``."""
+        return arrow_row_bytes(self.schema, columns)
+
+    @property
+    def counted(self) -> bool:
+        """Always: the rows were counted when the source was opened."""
+        return True
+
+    @property
+    def n_rows(self) -> int:
+        """Rows of this source (or shard)."""
+        return self.rows.n_rows
+
+    @property
+    def nbytes(self) -> int:
+        """Approximate bytes of the rows once decoded."""
+        return self.n_rows * self.row_bytes(self.columns)
+
+    def count_rows(self) -> list[int]:
+        """Rows per piece: one piece."""
+        return [self.n_rows]
+
+    def with_row_counts(self, counts: Sequence[int]) -> SqlSource:
+        """The rows are counted already: this source."""
+        return self
+
+    def with_types(self, types: Any) -> SqlSource:
+        """This source: the database types its columns, as a Parquet file does."""
+        return self
+
+    def _copy(self, rows: _Range) -> SqlSource:
+        return SqlSource(self.database, self.query, self.source_schema, self.total_rows, rows)
+
+    def shard(self, rank: int, world_size: int) -> SqlSource:
+        """The rows ``[rank*N/W, (rank+1)*N/W)`` of process ``rank`` out of ``world_size``."""
+        if world_size == 1:
+            return self
+        lo = self.total_rows * rank // world_size
+        hi = self.total_rows * (rank + 1) // world_size
+        return self._copy(_Range(lo, hi - lo))
+
+    # -- reading -------------------------------------------------------------------------
+    def arrow_batches(
+        self, columns: Sequence[str], *, batch_rows: int | None = MAX_READ_ROWS
+    ) -> Iterator[tuple[int, pa.RecordBatch]]:
+        """``(global position of the first row, record batch)`` of this source's rows."""
+        missing = [c for c in columns if c not in self.schema.names]
+        if missing:
+            raise DataError(f"column(s) {missing} not in the data; columns: {self.columns}")
+        lo, hi = self.rows.start, self.rows.start + self.rows.n_rows
+        targets = pa.schema([self.schema.field(c) for c in columns])
+        reader = self.database.reader(self.query, batch_rows or MAX_READ_ROWS)
+        # The last shard reads to the end, so that the pass also checks the row count.
+        stop = hi if hi < self.total_rows else None
+        position = 0
+        try:
+            for batch in reader:
+                end = position + batch.num_rows
+                first, last = max(lo, position), min(hi, end)
+                if first < last:
+                    part = batch.slice(first - position, last - first).select(list(columns))
+                    yield first, self._convert(part, targets, first)
+                position = end
+                if stop is not None and position >= stop:
+                    return
+            if position != self.total_rows:
+                raise DataError(
+                    f"the query on {self.database.name} returned {position} rows in this pass but {self.total_rows} when counted: the data changed while it was read; train on a snapshot (a table that does not change)"
+                )
+        finally:
+            reader.close()
+
+    def _convert(self, batch: pa.RecordBatch, schema: pa.Schema, start: int) -> pa.RecordBatch:
+        if batch.schema.equals(schema):
+            return batch
+        arrays = []
+        try:
+            for column, field in zip(batch.columns, schema, strict=True):
+                if isinstance(column, pa.ExtensionArray):
+                    column = column.storage
+                arrays.append(column if column.type == field.type else column.cast(field.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            raise DataError(
+                f"cannot convert column {field.name!r} of {self.name} near row {start}: {_first_line(exc)}"
+            ) from None
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    def batches(
+        self,
+        columns: Sequence[str],
+        *,
+        batch_rows: int | None = MAX_READ_ROWS,
+        order: Sequence[int] | None = None,
+    ) -> Iterator[tuple[int, pd.DataFrame]]:
+        """Yield ``(global position of the first row, frame)`` per record batch.
+
+        ``order`` (piece indices, for the streamed trainer) has one piece to order.
+        """
+        for start, batch in self.arrow_batches(columns, batch_rows=batch_rows):
+            yield start, batch.to_pandas()
+
+    def read_all(self) -> pd.DataFrame:
+        """Every row of this source in one DataFrame."""
+        frames = [frame for _, frame in self.batches(self.columns)]
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def open_sql(database: Any, query: str, *, stream: bool | None, budget: int) -> Reading:
+    """Open a query, read at once into memory or in passes within ``budget``.
+
+    As :func:`~steadyclf.io.sources.open_data` decides for a file: in passes when asked
+    (``stream``) or when the rows, counted first, would need more than ``budget`` in memory.
+    """
+    source = SqlSource.open(database, query)
+    why = ""
+    if stream:
+        why = "asked for (--stream)"
+    else:
+        need = IN_MEMORY_COPIES * source.nbytes
+        if need > budget:
+            why = (
+                f"{source.name} returns about {need / 1e6:,.0f} MB in memory, more than "
+                f"the {budget / 1e6:,.0f} MB budget"
+            )
+    if why:
+        return Reading(source, True, why)
+    return Reading(FrameSource(source.read_all(), name=source.name), False)
+
+
+# -- writing predictions -------------------------------------------------------------------
+@dataclass(frozen=True)
+class TableTarget:
+    """A table to write predictions into: ``database`` (spec) and ``table``
+    (``name`` or ``schema.name``)."""
+
+    database: str
+    table: str
+
+    @property
+    def qualified(self) -> tuple[str | None, str]:
+        """``(schema or None, table name)``."""
+        schema, _, name = self.table.rpartition(".")
+        return (schema or None), name
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+
+
+def parse_table_target(out: str) -> TableTarget | None:
+    """The table ``out`` names, or None for a file.
+
+    ``postgresql://user@host/db/table`` (the last path segment is the table, optionally
+    ``schema.table``) and ``data.duckdb::table``.
+
+    Examples
+    --------
+    >>> parse_table_target("postgresql://ann@db/sales/public.scores")
+    TableTarget(database='postgresql://ann@db/sales', table='public.scores')
+    >>> parse_table_target("scores.duckdb::scores")
+    TableTarget(database='scores.duckdb', table='scores')
+    >>> parse_table_target("scores.csv") is None
+    True
+    """
+    if "://" in out and out.split("://", 1)[0].lower() in POSTGRES_SCHEMES:
+        parts = urllib.parse.urlsplit(out)
+        segments = parts.path.strip("/").split("/")
+        if len(segments) != 2 or not all(segments):
+            raise ParameterError(
+                f"--out {redact(out)!r}: name the database and the table, e.g. postgresql://user@host/db/table"
+            )
+        database = urllib.parse.urlunsplit(parts._replace(path="/" + segments[0]))
+        return _target(database, segments[1], out)
+    if "::" in out:
+        database, table = out.rsplit("::", 1)
+        if not database.lower().endswith(DUCKDB_SUFFIXES):
+            raise ParameterError(
+                f"--out {out!r}: a table is written into a DuckDB file (.duckdb) or a postgresql:// database"
+            )
+        return _target(database, table, out)
+    return None
+
+
+def _target(database: str, table: str, out: str) -> TableTarget:
+    if not _IDENTIFIER.match(table):
+        raise ParameterError(
+            f"--out {redact(out)!r}: table name {table!r} must be letters, digits and _ (optionally schema.table)"
+        )
+    return TableTarget(database, table)
+
+
+def _quote(name: str) -> str:
+    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
+
+
+class TableSink:
+    """Write predictions into a database table, a batch at a time, in one transaction.
+
+    A context manager like :class:`~steadyclf.io.tables.TableWriter`: the table is created
+    with the first batch's types, or appended to when it exists and its columns match
+    (names when the sink opens, types with the first batch); the transaction is committed
+    when the block ends without an error and rolled back otherwise. Until the commit other
+    sessions see nothing, and a failure or a killed process leaves no table, or the old
+    one as it was.
+
+    Parameters
+    ----------
+    target : TableTarget
+    columns : list of str
+        The columns the batches will have (checked against an existing table first).
+    database : Database, optional
+        An open database to write into (default: opened from ``target``, and closed at
+        the end).
+    """
+
+    def __init__(
+        self, target: TableTarget, columns: Sequence[str], database: Database | None = None
+    ) -> None:
+        self.target = target
+        self.columns = list(columns)
+        self.rows = 0
+        self._given = database
+        self._database: Database | None = None
+        self._existing: pa.Schema | None = None
+        self._conn: Any = None
+        self._checked = False
+
+    @property
+    def name(self) -> str:
+        """The table as messages name it (never with a password)."""
+        database = self._database.name if self._database is not None else "the database"
+        return f"table {self.target.table!r} of {database}"
+
+    def __enter__(self) -> TableSink:
+        db = self._given or open_database(self.target.database, read_only=False)
+        self._database = db
+        try:
+            if isinstance(db, DuckDBDatabase):
+                self._conn = db.connection
+                self._existing = _duckdb_table_schema(self._conn, self.target.table)
+                self._conn.execute("BEGIN TRANSACTION")
+            else:
+                assert isinstance(db, AdbcDatabase)
+                self._conn = db.connect(autocommit=False)
+                self._existing = _adbc_table_schema(self._conn, db, self.target)
+            if self._existing is not None:
+                self._check_names()
+        except BaseException:
+            self._close()
+            raise
+        return self
+
+    def _check_names(self) -> None:
+        assert self._existing is not None
+        if [n.lower() for n in self._existing.names] != [c.lower() for c in self.columns]:
+            raise DataError(
+                f"cannot append to {self.name}: it has columns {self._existing.names}, the predictions {self.columns}"
+            )
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Add the rows of ``frame`` to the table (in the open transaction)."""
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if not self._checked and self._existing is not None:
+            for old, new in zip(self._existing, table.schema, strict=True):
+                if arrow_kind(_read_type(old.type)) != arrow_kind(_read_type(new.type)):
+                    raise DataError(
+                        f"cannot append to {self.name}: column {old.name!r} is {old.type} there, {new.type} in the predictions"
+                    )
+            table = table.rename_columns(self._existing.names)
+        create = self._existing is None and not self._checked
+        self._checked = True
+        db = self._database
+        try:
+            if isinstance(db, DuckDBDatabase):
+                self._conn.register("steadyclf_batch", table)
+                verb = "CREATE TABLE {} AS" if create else "INSERT INTO {}"
+                self._conn.execute(
+                    f"{verb.format(_quote(self.target.table))} SELECT * FROM steadyclf_batch"
+                )
+                self._conn.unregister("steadyclf_batch")
+            else:
+                assert isinstance(db, AdbcDatabase)
+                schema, name = self.target.qualified
+                with self._conn.cursor() as cur:
+                    mode = "create" if create else "append"
+                    cur.adbc_ingest(name, table, mode=mode, db_schema_name=schema)
+        except db._errors as exc:  # type: ignore[union-attr]
+            raise db.error(exc, f"writing {self.name}") from None  # type: ignore[union-attr]
+        self.rows += len(frame)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                self._commit()
+            else:
+                self._rollback()
+        finally:
+            self._close()
+
+    def _commit(self) -> None:
+        db = self._database
+        try:
+            if isinstance(db, DuckDBDatabase):
+                self._conn.execute("COMMIT")
+            else:
+                self._conn.commit()
+        except db._errors as exc:  # type: ignore[union-attr]
+            raise db.error(exc, f"writing {self.name}") from None  # type: ignore[union-attr]
+
+    def _rollback(self) -> None:
+        try:
+            if isinstance(self._database, DuckDBDatabase):
+                self._conn.execute("ROLLBACK")
+            elif self._conn is not None:
+                self._conn.rollback()
+        except Exception:  # the connection is gone: the server drops the transaction
+            pass
+
+    def _close(self) -> None:
+        if isinstance(self._database, AdbcDatabase) and self._conn is not None:
+            self._conn.close()
+        elif isinstance(self._database, DuckDBDatabase) and self._given is None:
+            self._database.close()
+        self._conn = None
+
+
+def _duckdb_table_schema(con: Any, table: str) -> pa.Schema | None:
+    schema, _, name = table.rpartition(".")
+    found = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = coalesce(?, current_schema())",
+        [name, schema or None],
+    ).fetchall()
+    if not found or not found[0][0]:
+        return None
+    result: pa.Schema = con.sql(f"SELECT * FROM {_quote(table)} LIMIT 0").to_arrow_table().schema
+    return result
+
+
+def _adbc_table_schema(conn: Any, db: AdbcDatabase, target: TableTarget) -> pa.Schema | None:
+    schema, name = target.qualified
+    try:
+        found: pa.Schema = conn.adbc_get_table_schema(name, db_schema_filter=schema)
+    except db._errors:  # no such table
+        conn.rollback()  # the failed lookup aborted the transaction
+        return None
+    return found
