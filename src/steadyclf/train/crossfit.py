@@ -55,7 +55,7 @@ class CrossFit:
 
     ``oof_logits`` are the members' logits on the rows each did not train on;
     ``losses`` the out-of-fold log loss of each candidate weight decay (``None``: it
-    diverged).
+    diverged), ``candidate_oof`` each candidate's out-of-fold logits.
     """
 
     weight_decay: float
@@ -63,6 +63,8 @@ class CrossFit:
     histories: list[list[EpochRecord]]
     best_epochs: list[int | None]
     losses: dict[float, float | None] = field(default_factory=dict)
+    #: Every candidate's out-of-fold logits, by weight decay (what the choice saw).
+    candidate_oof: dict[float, NDArray[np.float64]] = field(default_factory=dict)
 
 
 def cross_fit(
@@ -100,6 +102,7 @@ def cross_fit(
     best_loss = math.inf
     error: TrainingDivergedError | None = None
     fallback: tuple[float, CrossFit | None, list[dict[str, torch.Tensor]]] = (math.inf, None, [])
+    candidate_oof: dict[float, NDArray[np.float64]] = {}
     for candidate, decay in enumerate(weight_decays):
         oof = np.zeros(len(y), dtype=np.float64)
         histories, epochs, states = [], [], []
@@ -134,6 +137,7 @@ def cross_fit(
                 loss /= float(w.double().mean())
         loss = loss if math.isfinite(loss) else math.inf
         result = CrossFit(decay, oof, histories, epochs)
+        candidate_oof[decay] = oof
         if diverged:
             losses[decay] = None  # diverged
             if best is None and (fallback[1] is None or loss < fallback[0]):
@@ -146,14 +150,14 @@ def cross_fit(
     if best is None:  # every candidate diverged: hand back the least bad
         _, best, best_states = fallback
         assert best is not None and error is not None
-        best.losses = losses
+        best.losses, best.candidate_oof = losses, candidate_oof
         for body, state in zip(bodies, best_states, strict=True):
             body.load_state_dict(state)
         error.cross_fit = best  # type: ignore[attr-defined]
         raise error
     for body, state in zip(bodies, best_states, strict=True):
         body.load_state_dict(state)
-    best.losses = losses
+    best.losses, best.candidate_oof = losses, candidate_oof
     return best
 
 

@@ -713,6 +713,7 @@ def _choose(
     finished = [r for r in results if not r[2]]
     chosen = min(finished or results, key=lambda r: r[0])[1]
     chosen.losses = losses
+    chosen.candidate_oof = {r[1].weight_decay: r[1].oof_logits for r in results}
     candidate = list(weight_decays).index(chosen.weight_decay)
     for state in packs:
         for i, m in enumerate(state.members):
