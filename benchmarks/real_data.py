@@ -1,4 +1,4 @@
-"""Development benchmark: steadyclf against its peers on 17 real binary tables.
+"""Development benchmark: steadyclf against its peers on 19 real binary tables.
 
 The tables are those of ``/work/shared/benchmarks`` (``data/NAME.csv``: original feature
 columns, categoricals as text, missing values as empty cells, label last in ``target``,
@@ -7,7 +7,7 @@ clone does not need them, and no test runs this script. Every table is read with
 ``pd.read_csv`` and split by ``StratifiedKFold(n_splits=5, shuffle=True, random_state=0)``,
 the folds of the folder's ``reference.py``.
 
-Models (``--models``, comma list; default ``steadyclf,lr,lgbm``):
+Models (``--models``, comma list; default ``steadyclf,lr,lgbm,catboost``):
 
 - ``steadyclf``: ``BinaryClassifier(random_state=0, **params)`` fitted on the raw training
   DataFrame (it encodes text columns and missing values itself); ``--params JSON`` adds
@@ -21,6 +21,12 @@ Models (``--models``, comma list; default ``steadyclf,lr,lgbm``):
   sparse above 100,000 rows, as there.
 - ``lgbm``: ``LGBMClassifier(random_state=0, verbose=-1, n_jobs=1)``, native NaN, text
   columns as pandas ``category`` (converted on the whole table, as reference.py does).
+- ``catboost``: reference.py's ``CatBoostClassifier(random_seed=0, verbose=0,
+  thread_count=2, cat_features=<text columns>, allow_writing_files=False)``: its
+  documented defaults, text columns as strings with a missing value its own level
+  (``__NA__``, on the whole table), native NaN in numeric columns. Two threads, not one:
+  reference.py's setting, so that its scores and seconds compare with
+  reference_scores.csv (checked: the same mean ROC AUC and accuracy to 1e-12).
 - ``realmlp`` and ``lgbm_td``: pytabkit's ``RealMLP_TD_Classifier`` and
   ``LGBM_TD_Classifier`` at their defaults (``random_state=0, n_threads=1,
   verbosity=0``), text columns as pandas ``category``. pytabkit refuses NaN in numeric
@@ -30,35 +36,45 @@ Models (``--models``, comma list; default ``steadyclf,lr,lgbm``):
 
 Per table and model: mean over the folds of the test ROC AUC, log loss (probabilities
 clipped to [1e-15, 1 - 1e-15]), accuracy (probability > 0.5), fit seconds (wall clock of
-``fit`` only) and ``predict_proba`` seconds; per table, the best of ``lr`` and ``lgbm`` and
-each steadyclf variant's difference to it.
+``fit`` only) and ``predict_proba`` seconds; per table, the best of the peers ``lr``, ``lgbm``
+and ``catboost`` and each steadyclf variant's difference to it, and beside it the
+difference to the best of ``lr`` and ``lgbm`` alone (what earlier results compared with).
+The summary counts the tables where a variant is within 0.005 ROC AUC of that best and
+gives the mean difference; a table gives the fit seconds per fold of every model.
 
 Everything runs in this one process, one model and fold at a time, on one thread
 (``OMP_NUM_THREADS=1`` is set below before numpy and torch are imported,
 ``torch.set_num_threads(1)``, threadpoolctl's BLAS limit 1, ``n_jobs=1`` for LightGBM;
-``LogisticRegression``'s lbfgs is single-threaded apart from BLAS).
+``LogisticRegression``'s lbfgs is single-threaded apart from BLAS), except CatBoost on
+two (above).
 
 Cache: the fold results of every model go to ``benchmarks/results/real_data_folds.json``
 (by table, model label and fold, with the model's specification, the data's SHA-256,
-package versions, git commit and date). Peers (``lr``, ``lgbm``, ``realmlp``,
-``lgbm_td``) are deterministic and expensive: their cached folds are reused when the
+package versions, git commit and date). Peers (``lr``, ``lgbm``, ``catboost``,
+``realmlp``, ``lgbm_td``) are deterministic and expensive: their cached folds are reused when the
 specification (versions included) and the data match, unless ``--rerun-peers``.
 steadyclf variants are always rerun unless ``--reuse``. The report says which numbers
 came from the cache and when they were computed.
 
 Run (the bench extra: ``make .venv/.installed-bench``)::
 
-    python benchmarks/real_data.py                              # steadyclf, lr, lgbm
+    python benchmarks/real_data.py                              # steadyclf, lr, lgbm, catboost
     python benchmarks/real_data.py --tables titanic,biopsy --folds 0,1   # quick look
     python benchmarks/real_data.py --params '{"weight_decay": 0}' --label wd0 \\
         --out real_data_wd0 --compare steadyclf --reuse         # an ablation
     python benchmarks/real_data.py --models realmlp,lgbm_td     # slow peers (<= 40,000 rows)
-    python benchmarks/real_data.py --ablate target-statistics --label no-ts \
+    python benchmarks/real_data.py --ablate target-statistics --label no-ts \\
         --out real_data_no-ts                                   # an ingredient turned off
 
 ``--ablate`` turns off ingredients of the defaults that no estimator parameter turns off
 (:data:`ABLATIONS`: cross-fitting, target statistics) by setting a module constant in
-this process; robust scaling is ``--params '{"normalize": "standardize"}'``.
+this process; robust scaling is ``--params '{"normalize": "standardize"}'``. ``--params``
+and ``--ablate`` combine (both are part of the variant's cache key), and ``--compare``
+shows variants computed in earlier runs beside this one, one column each::
+
+    python benchmarks/real_data.py --models steadyclf --ablate cross-fitting \\
+        --params '{"numeric_embedding": "none"}' --label no-cf-no-emb \\
+        --out real_data_no-cf-no-emb --compare steadyclf,no-cross-fitting
 
 Writes ``benchmarks/results/NAME.md`` and ``NAME.json`` (``--out``, default ``real_data``);
 progress goes to stderr.
@@ -80,7 +96,6 @@ import hashlib
 import json
 import platform
 import shlex
-import subprocess
 import sys
 import time
 import warnings
@@ -92,6 +107,20 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+from peers import (
+    add_data_dir,
+    as_catboost,
+    as_category,
+    git_commit,
+    log,
+    machine,
+    make_catboost,
+    parse_list,
+    require,
+    save_json,
+    split_columns,
+    table_paths,
+)
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
@@ -99,14 +128,18 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
 CACHE = RESULTS / "real_data_folds.json"
-DEFAULT_DATA = ROOT.parent / "shared" / "benchmarks"
 N_SPLITS = 5
 EPS = 1e-15
-#: Within this much ROC AUC of the best of lr and lgbm counts as matching it.
+#: Within this much ROC AUC of the best of the peers counts as matching it.
 TOLERANCE = 0.005
-PEERS = ("lr", "lgbm", "realmlp", "lgbm_td")
+PEERS = ("lr", "lgbm", "catboost", "realmlp", "lgbm_td")
 SLOW = ("realmlp", "lgbm_td")
-BASELINE = ("lr", "lgbm")
+#: The peers whose best, per table, each variant is measured against; always in the report.
+BASELINE = ("lr", "lgbm", "catboost")
+#: The best of these is kept beside it: the comparison of the results before CatBoost.
+BASELINE_OLD = ("lr", "lgbm")
+#: reference.py's thread count for CatBoost (scores and seconds compare with its file).
+CATBOOST_THREADS = 2
 LARGE_ROWS = 100_000  # reference.py: sparse one-hot for lr above this
 
 
@@ -117,34 +150,12 @@ class Model(Protocol):
 
 
 # -- data -------------------------------------------------------------------------------------
-def table_paths(data_dir: Path) -> dict[str, Path]:
-    folder = data_dir / "data" if (data_dir / "data").is_dir() else data_dir
-    paths = {p.stem: p for p in sorted(folder.glob("*.csv"))}
-    if not paths:
-        raise SystemExit(f"no tables (*.csv) in {folder}; give the folder with --data-dir")
-    return paths
-
-
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def split_columns(X: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """reference.py's roles: numeric dtypes are numeric, every other column categorical."""
-    num = list(X.select_dtypes(include="number").columns)
-    return num, [c for c in X.columns if c not in num]
-
-
-def as_category(X: pd.DataFrame, cat: list[str]) -> pd.DataFrame:
-    """Text columns as pandas ``category`` on the whole table, as reference.py does."""
-    X = X.copy()
-    for c in cat:
-        X[c] = X[c].astype("category")
-    return X
 
 
 # -- models -----------------------------------------------------------------------------------
@@ -232,6 +243,9 @@ def peer_definition(name: str) -> str:
         "lr": "median impute + StandardScaler / mode impute + one-hot (sparse above 100,000 "
         "rows), LogisticRegression(max_iter=5000)",
         "lgbm": "LGBMClassifier(random_state=0, verbose=-1, n_jobs=1), native NaN, pandas category",
+        "catboost": f"CatBoostClassifier(random_seed=0, verbose=0, thread_count={CATBOOST_THREADS}, "
+        "allow_writing_files=False), text columns as cat_features (missing: its own level "
+        "'__NA__'), native NaN",
         "realmlp": "pytabkit RealMLP_TD_Classifier(random_state=0, n_threads=1, verbosity=0), "
         "pandas category, numeric NaN -> training median + missing indicator",
         "lgbm_td": "pytabkit LGBM_TD_Classifier(random_state=0, n_threads=1, verbosity=0), "
@@ -263,7 +277,7 @@ def versions() -> dict[str, str]:
         "torch": torch.__version__,
         "steadyclf": steadyclf.__version__,
     }
-    for package in ("lightgbm", "pytabkit"):
+    for package in ("lightgbm", "catboost", "pytabkit"):
         try:
             out[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -273,6 +287,15 @@ def versions() -> dict[str, str]:
 
 #: Ingredients of the defaults that no estimator parameter turns off, for ablations
 #: (``--ablate``): the module constant set, its value, and what the defaults then do.
+#:
+#: To add one (an ablation row per new ingredient): give the ingredient a module-level
+#: switch that the library reads *at fit time* through its module (``policy.X`` or a bare
+#: ``X`` inside the module that defines it; not ``from .policy import X`` into another
+#: module, which copies the value at import and would not see the change), then add
+#: ``"name": ("steadyclf.module", "CONSTANT", value_that_turns_it_off, "what the defaults
+#: then do")`` here. Run it with ``--ablate name --label no-name --out real_data_no-name``,
+#: and show it beside the defaults with ``--compare no-name`` in a later run. An
+#: ingredient that an estimator parameter turns off needs no entry: ``--params``.
 ABLATIONS = {
     "cross-fitting": (
         "steadyclf.policy",
@@ -287,6 +310,10 @@ ABLATIONS = {
         0,
         "categoricals keep the one-hot of their 64 most frequent levels only",
     ),
+    # HOOK (issue 20, packed members): when the packed training lands, add its switch here,
+    # e.g. "packed-members": ("steadyclf.train.packed", "<CONSTANT>", <off value>,
+    # "members and candidates trained one network after another"), then the row is
+    # --ablate packed-members --label no-packed (same scores expected, other fit seconds).
 }
 
 
@@ -301,6 +328,42 @@ def apply_ablations(names: list[str]) -> None:
         setattr(importlib.import_module(module), constant, value)
 
 
+def best_of(ok: dict[str, Any], peers: tuple[str, ...]) -> dict[str, Any] | None:
+    """The best mean ROC AUC and the best mean log loss of ``peers`` (None if one is missing)."""
+    if not all(b in ok for b in peers):
+        return None
+    best_auc = max(peers, key=lambda b: ok[b]["mean"]["roc_auc"])
+    best_loss = min(peers, key=lambda b: ok[b]["mean"]["log_loss"])
+    return {
+        "of": list(peers),
+        "roc_auc": ok[best_auc]["mean"]["roc_auc"],
+        "roc_auc_model": best_auc,
+        "log_loss": ok[best_loss]["mean"]["log_loss"],
+        "log_loss_model": best_loss,
+    }
+
+
+def summarise_diffs(tables: list[dict[str, Any]], variant: str, suffix: str) -> dict[str, Any]:
+    """Counts and means of a variant's differences to a best of peers (``suffix`` picks which)."""
+    d = [
+        t["diff"][variant]
+        for t in tables
+        if "roc_auc" + suffix in t.get("diff", {}).get(variant, {})
+    ]
+    if not d:
+        return {}
+    auc = [x["roc_auc" + suffix] for x in d]
+    return {
+        "n_tables": len(d),
+        "within_tolerance": sum(a >= -TOLERANCE for a in auc),
+        "at_least_best": sum(a >= 0 for a in auc),
+        "mean_d_roc_auc": float(np.mean(auc)),
+        "median_d_roc_auc": float(np.median(auc)),
+        "min_d_roc_auc": float(np.min(auc)),
+        "mean_d_log_loss": float(np.mean([x["log_loss" + suffix] for x in d])),
+    }
+
+
 def spec_of(model: str, label: str, params: dict[str, Any], vers: dict[str, str]) -> dict:
     """What a cached result must match to be reused (versions included for the peers)."""
     if model == "steadyclf":
@@ -308,6 +371,7 @@ def spec_of(model: str, label: str, params: dict[str, Any], vers: dict[str, str]
     needs = {
         "lr": ("scikit-learn",),
         "lgbm": ("lightgbm", "scikit-learn"),
+        "catboost": ("catboost",),
         "realmlp": ("pytabkit", "torch"),
         "lgbm_td": ("pytabkit", "lightgbm"),
     }[model]
@@ -361,6 +425,7 @@ def run_fold(
     params: dict[str, Any],
     X: pd.DataFrame,
     X_cat: pd.DataFrame,
+    X_cb: pd.DataFrame,
     y: np.ndarray,
     train: np.ndarray,
     test: np.ndarray,
@@ -377,6 +442,8 @@ def run_fold(
         model, frame = make_lr(num, cat, len(X)), X
     elif model_name == "lgbm":
         model, frame = make_lgbm(), X_cat
+    elif model_name == "catboost":
+        model, frame = make_catboost(cat, thread_count=CATBOOST_THREADS), X_cb
     else:
         model, frame = Pytabkit(model_name), X_cat
     X_train, X_test = frame.iloc[train], frame.iloc[test]
@@ -415,46 +482,7 @@ def load_cache() -> dict[str, Any]:
     return {}
 
 
-def save_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(path)
-
-
-def git_commit() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "src"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty src" if dirty else "")
-
-
 # -- report -----------------------------------------------------------------------------------
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as f:
-        cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    info: dict[str, Any] = {
-        "cpu": cpu,
-        "machine": platform.machine(),
-        "logical_cpus": os.cpu_count(),
-    }
-    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
-        info["memory_gb"] = round(int(f.readline().split()[1]) / 2**20, 1)
-    return info
-
-
 def mean_of(folds: list[dict[str, Any]], key: str) -> float:
     return float(np.mean([f[key] for f in folds]))
 
@@ -484,7 +512,7 @@ def fmt(value: float | None, digits: int = 4, sign: bool = False) -> str:
 def reference_check(
     data_dir: Path, tables: list[dict[str, Any]], full_folds: bool
 ) -> dict[str, Any] | None:
-    """Our lr / lgbm means against the folder's reference_scores.csv (same folds)."""
+    """Our lr / lgbm / catboost means against the folder's reference_scores.csv (same folds)."""
     path = data_dir / "reference_scores.csv"
     if not path.exists() or not full_folds:
         return None
@@ -521,6 +549,42 @@ def reference_check(
     }
 
 
+def load(info: dict[str, Any], when: str) -> str:
+    values = info.get(f"load_average_{when}")
+    return "?" if values is None else " / ".join(f"{v:.1f}" for v in values)
+
+
+def best_name(peers: tuple[str, ...]) -> str:
+    return f"best({', '.join(peers)})"
+
+
+def fit_seconds_table(tables: list[dict[str, Any]], labels: list[str]) -> list[str]:
+    """Mean fit seconds per fold of every model on every table, and the totals."""
+    lines = [
+        "",
+        "## Fit seconds per table",
+        "",
+        "Mean wall-clock seconds of one `fit` (one fold); last row: the sum over the tables "
+        "(of the tables where the model ran).",
+        "",
+        "| table | " + " | ".join(labels) + " |",
+        "|---|" + "---:|" * len(labels),
+    ]
+    totals = dict.fromkeys(labels, 0.0)
+    for t in tables:
+        cells = [t["name"]]
+        for m in labels:
+            entry = t["models"].get(m)
+            if entry is None or entry["status"] != "ok":
+                cells.append("-")
+                continue
+            totals[m] += entry["mean"]["fit_s"]
+            cells.append(f"{entry['mean']['fit_s']:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("| **sum** | " + " | ".join(f"{totals[m]:.2f}" for m in labels) + " |")
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     labels: list[str] = report["labels"]
     variants: list[str] = report["variants"]
@@ -532,12 +596,15 @@ def markdown(report: dict[str, Any]) -> str:
         f"`StratifiedKFold(5, shuffle=True, random_state=0)`, folds "
         f"{', '.join(map(str, report['folds']))}."
         + (" **Partial run** (not every table or fold)." if report["partial"] else ""),
-        "Cells: mean test ROC AUC / log loss / fit seconds per fold. "
-        f"Best of lr and lgbm by ROC AUC; a variant matches it within {TOLERANCE}.",
+        "Cells: mean test ROC AUC / log loss over the folds (fit seconds: below). "
+        f"A variant's difference to the best of {best_name(BASELINE)} by ROC AUC (and, as "
+        f"earlier results compared, of {best_name(BASELINE_OLD)}); within {TOLERANCE} "
+        "counts as matching it.",
         "",
     ]
     head = ["table", "rows", "features", *labels]
-    head += [f"{v} - best(lr, lgbm)" for v in variants]
+    for v in variants:
+        head += [f"{v} - {best_name(BASELINE)}", f"{v} - {best_name(BASELINE_OLD)}"]
     lines += ["| " + " | ".join(head) + " |", "|---|---:|---:|" + "---|" * (len(head) - 3)]
     for t in tables:
         cells = [t["name"], f"{t['rows']:,}", str(t["features"])]
@@ -560,21 +627,26 @@ def markdown(report: dict[str, Any]) -> str:
                 auc = fmt(mean["roc_auc"])
                 if best_auc is not None and mean["roc_auc"] == best_auc:
                     auc = f"**{auc}**"
-                cells.append(f"{auc} / {mean['log_loss']:.4f} / {mean['fit_s']:.2f}")
+                cells.append(f"{auc} / {mean['log_loss']:.4f}")
         for v in variants:
-            cells.append(fmt(t.get("diff", {}).get(v, {}).get("roc_auc"), sign=True))
+            d = t.get("diff", {}).get(v, {})
+            cells += [fmt(d.get("roc_auc"), sign=True), fmt(d.get("roc_auc_lr_lgbm"), sign=True)]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for v in variants:
-        s = report["summary"].get(v)
-        if not s:
-            continue
-        lines.append(
-            f"- **{v}**: ROC AUC >= best(lr, lgbm) - {TOLERANCE} on {s['within_tolerance']} of "
-            f"{s['n_tables']} tables ({s['at_least_best']} at or above it); mean difference "
-            f"{s['mean_d_roc_auc']:+.4f} ROC AUC (median {s['median_d_roc_auc']:+.4f}), "
-            f"{s['mean_d_log_loss']:+.4f} log loss against the best log loss of the two."
-        )
+        for suffix, peers in (("", BASELINE), ("_lr_lgbm", BASELINE_OLD)):
+            s = report["summary"].get(v, {}).get("vs_best" + suffix)
+            if not s:
+                continue
+            lines.append(
+                f"- **{v}** against {best_name(peers)}: ROC AUC within {TOLERANCE} of it on "
+                f"{s['within_tolerance']} of {s['n_tables']} tables ({s['at_least_best']} at or "
+                f"above it); mean difference {s['mean_d_roc_auc']:+.4f} ROC AUC (median "
+                f"{s['median_d_roc_auc']:+.4f}, worst {s['min_d_roc_auc']:+.4f}), "
+                f"{s['mean_d_log_loss']:+.4f} log loss against the best log loss of "
+                f"{', '.join(peers)}."
+            )
+    lines += fit_seconds_table(tables, labels)
     lines += ["", "## Models", ""]
     lines += [f"- {m}: {report['definitions'][m]}" for m in labels]
     lines += ["", "## Time per model", ""]
@@ -643,10 +715,10 @@ def markdown(report: dict[str, Any]) -> str:
     check = report.get("reference_check")
     lines += ["", "## Check against reference_scores.csv", ""]
     if check is None:
-        lines.append("Not made (partial folds, or no reference_scores.csv, or no lr / lgbm).")
+        lines.append("Not made (partial folds, or no reference_scores.csv, or no peers).")
     else:
         lines.append(
-            f"lr and lgbm here against `{check['file']}` (same folds): largest difference "
+            f"{', '.join(BASELINE)} here against `{check['file']}` (same folds): largest difference "
             f"{check['max_abs_d_roc_auc']:.2g} in mean ROC AUC, "
             f"{check['max_abs_d_accuracy']:.2g} in mean accuracy."
         )
@@ -671,12 +743,15 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [
         "",
         f"Machine: {report['machine']['cpu']}, {report['machine']['logical_cpus']} logical "
-        f"CPUs (shared), {report['machine'].get('memory_gb', '?')} GB; "
+        f"CPUs (shared), {report['machine'].get('memory_gb', '?')} GB, load average (1, 5, 15 "
+        f"min) {load(report['machine'], 'start')} at the start, "
+        f"{load(report['machine'], 'end')} at the end; "
         + ", ".join(f"{k} {v}" for k, v in vers.items())
         + f"; git {report['git_commit']}.",
         "Threads: one per method (OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=1, "
         "torch.set_num_threads(1), BLAS limited to 1 by threadpoolctl, LightGBM n_jobs=1 / "
-        "pytabkit n_threads=1), models run one after the other in one process.",
+        f"pytabkit n_threads=1) except CatBoost (thread_count={CATBOOST_THREADS}, as "
+        "reference.py), models run one after the other in one process.",
         f"Command: `{report['command']}` ({wall}, {report['date']}).",
         "",
     ]
@@ -684,26 +759,13 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 # -- the run ----------------------------------------------------------------------------------
-def parse_list(text: str | None) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else []
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=DEFAULT_DATA,
-        help="folder with data/NAME.csv (default: ../shared/benchmarks)",
-    )
+    add_data_dir(parser)
     parser.add_argument(
         "--models",
-        default="steadyclf,lr,lgbm",
-        help="comma list of steadyclf, lr, lgbm, realmlp, lgbm_td",
+        default="steadyclf,lr,lgbm,catboost",
+        help="comma list of steadyclf, lr, lgbm, catboost, realmlp, lgbm_td",
     )
     parser.add_argument(
         "--params", default="{}", help="JSON object of extra BinaryClassifier parameters"
@@ -728,7 +790,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--rerun-peers",
         action="store_true",
-        help="recompute lr, lgbm, realmlp, lgbm_td instead of using the cache",
+        help="recompute the peers (lr, lgbm, catboost, ...) instead of using the cache",
     )
     parser.add_argument(
         "--reuse", action="store_true", help="reuse cached steadyclf folds (same params, same data)"
@@ -759,15 +821,24 @@ def main(argv: list[str] | None = None) -> None:
     label = args.label or ("steadyclf" if not params else "steadyclf " + json.dumps(params))
     if label in PEERS:
         raise SystemExit(f"--label {label!r} is the name of a peer")
-    # The report always holds the baseline (lr, lgbm) for the difference column.
+    # The report always holds the baseline (lr, lgbm, catboost) for the difference columns.
     labels = [label if m == "steadyclf" else m for m in models]
     compare = [c for c in parse_list(args.compare) if c not in labels]
     labels = compare + labels
     labels += [m for m in BASELINE if m not in labels]
-    order = {"lr": 1, "lgbm": 2, "lgbm_td": 3, "realmlp": 4}
-    labels.sort(key=lambda m: order.get(m, 5))  # peers first, then steadyclf variants
+    order = {"lr": 1, "lgbm": 2, "catboost": 3, "lgbm_td": 4, "realmlp": 5}
+    labels.sort(key=lambda m: order.get(m, 6))  # peers first, then steadyclf variants
     variants = [m for m in labels if m not in PEERS]
     run_variant = "steadyclf" in models
+    needs = {
+        "lgbm": "lightgbm",
+        "catboost": "catboost",
+        "realmlp": "pytabkit",
+        "lgbm_td": "pytabkit",
+    }
+    for m in labels:
+        if m in needs:
+            require(needs[m])
 
     paths = table_paths(args.data_dir)
     names = parse_list(args.tables) or list(paths)
@@ -782,6 +853,7 @@ def main(argv: list[str] | None = None) -> None:
     commit = git_commit()
     cache = load_cache()
     started_run = time.perf_counter()
+    load_start = os.getloadavg()
     today = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     tables: list[dict[str, Any]] = []
     variant_params: dict[str, dict[str, Any]] = {}
@@ -792,6 +864,7 @@ def main(argv: list[str] | None = None) -> None:
         y = df.pop("target").to_numpy()
         _, cat = split_columns(df)
         X_cat = as_category(df, cat)
+        X_cb = as_catboost(df, cat)
         digest = sha256(path)
         splits = list(StratifiedKFold(N_SPLITS, shuffle=True, random_state=0).split(df, y))
         table: dict[str, Any] = {
@@ -854,7 +927,7 @@ def main(argv: list[str] | None = None) -> None:
                 if is_compare or (model == "steadyclf" and not run_variant):
                     continue
                 train, test = splits[k]
-                record = run_fold(model, spec.get("params", {}), df, X_cat, y, train, test)
+                record = run_fold(model, spec.get("params", {}), df, X_cat, X_cb, y, train, test)
                 record.update(computed_at=today, versions=vers, commit=commit)
                 cached["folds"][str(k)] = record
                 cache.setdefault(name, {})[m] = cached
@@ -878,39 +951,26 @@ def main(argv: list[str] | None = None) -> None:
                 f"({', '.join(f'{s}: {n} folds' for s, n in srcs.items())})"
             )
         ok = {m: e for m, e in table["models"].items() if e["status"] == "ok"}
-        if all(b in ok for b in BASELINE):
-            best_auc = max(BASELINE, key=lambda b: ok[b]["mean"]["roc_auc"])
-            best_loss = min(BASELINE, key=lambda b: ok[b]["mean"]["log_loss"])
-            table["best"] = {
-                "roc_auc": ok[best_auc]["mean"]["roc_auc"],
-                "roc_auc_model": best_auc,
-                "log_loss": ok[best_loss]["mean"]["log_loss"],
-                "log_loss_model": best_loss,
-            }
-            table["diff"] = {
-                v: {
-                    "roc_auc": ok[v]["mean"]["roc_auc"] - table["best"]["roc_auc"],
-                    "log_loss": ok[v]["mean"]["log_loss"] - table["best"]["log_loss"],
-                }
-                for v in variants
-                if v in ok
-            }
+        for key, peers in (("best", BASELINE), ("best_lr_lgbm", BASELINE_OLD)):
+            best = best_of(ok, peers)
+            if best is None:
+                continue
+            table[key] = best
+            table.setdefault("diff", {})
+            for v in variants:
+                if v in ok:
+                    d = table["diff"].setdefault(v, {})
+                    suffix = "" if key == "best" else "_lr_lgbm"
+                    d["roc_auc" + suffix] = ok[v]["mean"]["roc_auc"] - best["roc_auc"]
+                    d["log_loss" + suffix] = ok[v]["mean"]["log_loss"] - best["log_loss"]
         tables.append(table)
 
-    summary = {}
+    summary: dict[str, Any] = {}
     for v in variants:
-        d = [t["diff"][v] for t in tables if v in t.get("diff", {})]
-        if not d:
-            continue
-        auc = [x["roc_auc"] for x in d]
-        summary[v] = {
-            "n_tables": len(d),
-            "within_tolerance": sum(a >= -TOLERANCE for a in auc),
-            "at_least_best": sum(a >= 0 for a in auc),
-            "mean_d_roc_auc": float(np.mean(auc)),
-            "median_d_roc_auc": float(np.median(auc)),
-            "mean_d_log_loss": float(np.mean([x["log_loss"] for x in d])),
-        }
+        for suffix in ("", "_lr_lgbm"):
+            s = summarise_diffs(tables, v, suffix)
+            if s:
+                summary.setdefault(v, {})["vs_best" + suffix] = s
     timing: dict[str, Any] = {}
     provenance: dict[str, str] = {}
     for m in labels:
@@ -967,7 +1027,12 @@ def main(argv: list[str] | None = None) -> None:
         "params": variant_params,
         "max_rows_slow": args.max_rows_slow,
         "tolerance": TOLERANCE,
-        "machine": machine(),
+        "best_of": {"best": list(BASELINE), "best_lr_lgbm": list(BASELINE_OLD)},
+        "machine": {
+            **machine(),
+            "load_average_start": load_start,
+            "load_average_end": os.getloadavg(),
+        },
         "versions": vers,
         "git_commit": commit,
         "threads": {"torch": torch.get_num_threads(), "OMP_NUM_THREADS": "1"},

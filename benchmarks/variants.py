@@ -51,6 +51,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import peers
 import real_data
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
         help="plr/pbld: embed only numeric columns with at least this many distinct values",
     )
     parser.add_argument("--out", help="results name (default: variants-VARIANT)")
-    parser.add_argument("--data-dir", type=Path, default=real_data.DEFAULT_DATA)
+    parser.add_argument("--data-dir", type=Path, default=peers.DEFAULT_DATA)
     args = parser.parse_args(argv)
 
     import torch
