@@ -7,6 +7,7 @@ NumPy forward pass (tests/test_numpy_forward.py) and the ONNX graph
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,12 @@ import pytest
 from steadyclf.nn.spec import ACTIVATIONS, Architecture, tensor_layout
 from steadyclf.persistence import ModelState
 from steadyclf.schema.roles import ColumnInfo
+
+_INTEGER_CODES = Architecture(3, 1, (7, 4), (8,), "relu", clip=True)
+_INTEGER_ID = Architecture(2, 1, (5, 4), (8,), "relu", clip=True, n_members=2, target_sizes=(40,))
+#: Architectures whose first numeric inputs are read as categories too (integer codes),
+#: as many as said here: their categorical inputs come first, coded from the numbers.
+CODED = {_INTEGER_CODES: 1, _INTEGER_ID: 1}
 
 ARCHITECTURES = [
     pytest.param(Architecture(3, 1, (4, 5), (8,), "relu"), id="relu-categoricals-indicator"),
@@ -54,6 +61,9 @@ ARCHITECTURES = [
         Architecture(2, 1, (4, 5), (8, 4), "gelu", n_members=3, target_sizes=(9,), periodic=(0, 1)),
         id="periodic-members-target-statistics",
     ),
+    # Numbers read as categories too (integer_codes): see CODED below.
+    pytest.param(_INTEGER_CODES, id="integer-codes"),
+    pytest.param(_INTEGER_ID, id="integer-id-target-statistics"),
 ]
 assert {p.values[0].activation for p in ARCHITECTURES} == set(ACTIVATIONS)
 
@@ -114,7 +124,25 @@ def raw_inputs(
     for j, size in enumerate(arch.vocab_sizes[: len(arch.target_sizes)]):
         target = x_cat[:, n_cat + j]
         x_cat[:, j] = np.where(target < size, target, 1)
+    _coded_numbers(arch, x_num, x_cat)
     return x_num, x_cat
+
+
+def code_value(j: int, code: np.ndarray) -> np.ndarray:
+    """The number of level code ``code`` (2..) of numeric input ``j`` read as a category:
+    integers, negative ones too."""
+    return 3.0 * (np.asarray(code) - 2) - 7.0 + 100.0 * j
+
+
+def _coded_numbers(arch: Architecture, x_num: np.ndarray, x_cat: np.ndarray) -> None:
+    """Set the numbers of the inputs read as categories from their codes (the finer, target
+    statistics code where there is one): NaN for 'missing', a non-level number (an integer
+    never seen, or one with a fraction) for 'unseen'."""
+    n_cat = len(arch.vocab_sizes)
+    for j in range(CODED.get(arch, 0)):
+        code = x_cat[:, n_cat + j] if j < len(arch.target_sizes) else x_cat[:, j]
+        unseen = np.where(np.arange(len(code)) % 2, 0.5, 1e6)
+        x_num[:, j] = np.where(code == 0, np.nan, np.where(code == 1, unseen, code_value(j, code)))
 
 
 def _code_sizes(arch: Architecture) -> list[int]:
@@ -125,27 +153,30 @@ def _code_sizes(arch: Architecture) -> list[int]:
 
 
 def schema_for(arch: Architecture) -> list[ColumnInfo]:
-    """Columns that encode to ``arch``'s inputs: numeric ``n0...``, categorical ``c0...``."""
+    """Columns that encode to ``arch``'s inputs: numeric ``n0...``, categorical ``c0...``;
+    the first :data:`CODED` numeric ones read as categories too."""
     columns = []
     for j in range(arch.n_numeric):
         columns.append(ColumnInfo(f"n{j}", "numeric", "float64", low=-1.0, high=1.0, n_rows=100))
     for j, size in enumerate(arch.vocab_sizes):
-        levels = [f"level {j}.{i}" for i in range(size - 2)]
+        spell = (lambda i, j=j: f"level {j}.{i}") if j >= CODED.get(arch, 0) else None
+        if spell is None:  # a number read as a category: its levels are integers
+            spell = lambda i, j=j: str(int(code_value(j, i + 2)))  # noqa: E731
+        levels = [spell(i) for i in range(size - 2)]
         target: list[str] = []
         if j < len(arch.target_sizes):
-            target = [f"level {j}.{i}" for i in range(arch.target_sizes[j] - 2)]
-        columns.append(
-            ColumnInfo(
-                f"c{j}",
-                "categorical",
-                "str",
-                levels=levels,
-                n_levels=max(len(levels), len(target)),
-                n_rows=100,
-                target_levels=target,
-                target_counts=[1] * len(target),
-            )
-        )
+            target = [spell(i) for i in range(arch.target_sizes[j] - 2)]
+        fields: dict[str, Any] = {
+            "levels": levels,
+            "n_levels": max(len(levels), len(target)),
+            "n_rows": 100,
+            "target_levels": target,
+            "target_counts": [1] * len(target),
+        }
+        if j < CODED.get(arch, 0):
+            columns[j] = replace(columns[j], integer=True, read_as_category=True, **fields)
+        else:
+            columns.append(ColumnInfo(f"c{j}", "categorical", "str", **fields))
     return columns
 
 
@@ -170,6 +201,8 @@ def as_table(arch: Architecture, x_num: np.ndarray, x_cat: np.ndarray) -> pd.Dat
     table = pd.DataFrame({f"n{j}": x_num[:, j] for j in range(arch.n_numeric)})
     n_cat = len(arch.vocab_sizes)
     for j, size in enumerate(arch.vocab_sizes):
+        if j < CODED.get(arch, 0):
+            continue  # a number read as a category too: its numbers are in the table
         column = n_cat + j if j < len(arch.target_sizes) else j  # the finer code
         size = arch.target_sizes[j] if j < len(arch.target_sizes) else size
         levels = np.array([None, "never seen", *(f"level {j}.{i}" for i in range(size - 2))])

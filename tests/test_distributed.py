@@ -69,6 +69,7 @@ def _dataset(path: Path, n: int = 3000) -> pd.DataFrame:
         offset=1e6 + 1e-6 * rng.normal(size=n),
         tiny=np.where(rng.random(n) < 0.1, np.nan, 1e-9 * rng.normal(size=n)),
         ward=rng.choice(["a", "b", "c", None], n),
+        hour=rng.integers(0, 24, n),  # read as a category too with --integer-codes
         y=y,
     )
     # 12 row groups: each of the 2 processes reads its 6.
@@ -82,6 +83,7 @@ def test_two_processes_with_torchrun_match_one_process(tmp_path: Path) -> None:
     frame = _dataset(data)
     options = ["--target", "y", "--max-epochs", "6", "--memory-budget", "50MB", "--quiet"]
     options += ["--validation-fraction", "0.1"]  # 3,000 rows: small data holds none out
+    options += ["--integer-codes", "category"]
     command = [
         sys.executable,
         "-m",
@@ -117,6 +119,8 @@ def test_two_processes_with_torchrun_match_one_process(tmp_path: Path) -> None:
     one = steadyclf.load(tmp_path / "one")
     buffers, single = model.module_.encoder, one.module_.encoder
     assert model.encoder_.to_dict() == one.encoder_.to_dict()
+    read = [c for c in model.encoder_.columns_ if c.read_as_category]
+    assert [c.name for c in read] == ["hour"] and len(read[0].levels) == 24
     for name in ("normalize.center", "normalize.scale"):
         np.testing.assert_allclose(
             buffers.get_buffer(name).numpy(), single.get_buffer(name).numpy(), rtol=1e-9

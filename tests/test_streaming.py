@@ -102,13 +102,17 @@ def test_parquet_statistics_equal_the_in_memory_ones(tmp_path: Path) -> None:
     frame = _mixed_frame()
     folder = _write_parquet(frame, tmp_path / "data")
     assert len(DataSource.open(folder).pieces) > 3  # several files and row groups
-    streamed = _streamed(folder, categorical=["code"])
+    # Integer codes read as categories too: the same columns and levels either way.
+    params: dict[str, Any] = {"categorical": ["code"], "integer_codes": "category"}
+    streamed = _streamed(folder, **params)
     whole = read_table(folder / "part-0.parquet")  # one file: the dtypes io gives
     assert list(whole.columns) == list(frame.columns)
-    clf = _in_memory(
-        pd.concat([read_table(p) for p in sorted(folder.iterdir())]), categorical=["code"]
-    )
+    clf = _in_memory(pd.concat([read_table(p) for p in sorted(folder.iterdir())]), **params)
     _assert_same_statistics(streamed, clf)
+    # 'count' (10 values, as floats with gaps) and 'digits' (50, as text); 'code' is listed
+    # as categorical: a category only.
+    read = [c.name for c in streamed.encoder_.columns_ if c.read_as_category]
+    assert read == ["count", "digits"]
     roles = {c.name: c.role for c in streamed.encoder_.columns_}
     assert roles["const"] == roles["empty"] == roles["row_id"] == roles["user"] == "dropped"
     assert roles["digits"] == "numeric" and roles["flag"] == "boolean"

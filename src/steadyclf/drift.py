@@ -122,7 +122,12 @@ class DriftReport:
     def __init__(self, encoder: TabularEncoder) -> None:
         self.encoder = encoder
         self._numeric = encoder.numeric_infos
-        self._categorical = encoder.categorical_columns
+        # Columns read as a category too (integer codes) are checked as numbers: their
+        # range. Each categorical input's position in x_cat is kept.
+        self._positions = [
+            j for j, c in enumerate(encoder.categorical_columns) if c.role == "categorical"
+        ]
+        self._categorical = [encoder.categorical_columns[j] for j in self._positions]
         self._counts = {c.name: _Counts() for c in (*self._numeric, *self._categorical)}
         self.n_rows = 0
 
@@ -141,7 +146,7 @@ class DriftReport:
                     batch.below = int((column < info.low).sum())
                     batch.above = int((column > info.high).sum())
             self._counts[info.name].merge(batch)
-        for j, info in enumerate(self._categorical):
+        for j, info in zip(self._positions, self._categorical, strict=True):
             codes = x_cat[:, j]
             other = codes == 1  # code 1: a level outside the vocabulary
             batch = _Counts(rows=n, missing=int((codes == 0).sum()), other=int(other.sum()))

@@ -175,6 +175,17 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         tables embeddings gained most where a column acts through many thresholds
         (credit_card +0.011 ROC AUC, spam7 +0.007) and the choice avoided their losses
         (hmda); small-data fits take up to about 5x as long (the README, "Real tables").
+    integer_codes : {'auto', 'none', 'category'}, default='auto'
+        Whether numeric columns of integer codes are read as categories too: the column
+        stays a numeric input and also enters as a categorical one whose levels are its
+        values (an int 7, a float 7.0 and the text "7" of a CSV file are one level; values
+        unseen in training, or not integers, are 'unseen'). Candidates: integer-valued,
+        not boolean, not listed in ``numeric``, with 3 to 64 distinct values (an hour, a
+        month: one-hot) or an id's 200 to 65,536 (at least 5 rows a value on average:
+        one-hot of the 64 most frequent and target statistics of all, as for text
+        categoricals). ``'category'`` reads every candidate so; ``'none'`` none;
+        ``'auto'`` is ``'none'`` for now. ``encoder_.columns_`` says which columns are
+        read so (``read_as_category``). See docs/integer_codes.md.
     verbose : int, default=0
 
     Attributes
@@ -276,6 +287,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         verbose: int = 0,
         class_weight: str | dict[Any, float] | None = None,
         numeric_embedding: str = "auto",
+        integer_codes: str = "auto",
     ) -> None:
         self.hidden = hidden
         self.activation = activation
@@ -301,6 +313,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.class_weight = class_weight
         self.numeric_embedding = numeric_embedding
+        self.integer_codes = integer_codes
 
     # -- scikit-learn plumbing -------------------------------------------------------------
     def __sklearn_is_fitted__(self) -> bool:

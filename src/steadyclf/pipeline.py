@@ -58,6 +58,7 @@ from .nn.spec import Architecture
 from .policy import (
     Plan,
     check_model_size,
+    code_readings,
     embedded_inputs,
     holdout_candidate,
     resolve,
@@ -202,6 +203,9 @@ def fit_source(
     )
     split = SplitRule(plan.validation_fraction, seed)
     encoder = TabularEncoder.from_summary(summary)
+    encoder = encoder.with_categories(
+        summary, code_readings(params, encoder.columns_, plan_columns.numeric)
+    )
     stats = numeric_statistics(
         shard,
         summary,

@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_VALIDATION_FRACTION",
     "EMBEDDED_MIN_VALUES",
     "FULL_BATCH_MAX_ROWS",
+    "INTEGER_CODES",
     "MAX_PARAMETERS",
     "NUMERIC_EMBEDDINGS",
     "OPTIMIZERS",
@@ -43,6 +44,7 @@ __all__ = [
     "check_interval",
     "check_model_size",
     "class_weights",
+    "code_readings",
     "default_lr",
     "embedded_inputs",
     "holdout_candidate",
@@ -68,6 +70,11 @@ NUMERIC_EMBEDDINGS = ("auto", "none", "periodic")
 #: noisy ones (benchmarks/variants.py; results/variants-plr.md). The summary counts up to
 #: ``steadyclf.schema.summary.MAX_COUNTED_VALUES``, at least this many (tested).
 EMBEDDED_MIN_VALUES = 16
+#: Whether numeric columns of integer codes (an hour, a month, an id) are read as
+#: categories too (``steadyclf.schema.roles.code_candidates`` says which may be):
+#: ``'category'`` reads every candidate so; ``'none'`` none; ``'auto'`` is ``'none'`` for
+#: now (keeping a reading only where it lowers the out-of-fold or hold-out loss is to come).
+INTEGER_CODES = ("auto", "none", "category")
 
 #: Up to this many training rows, the default is full-batch training: each epoch is a
 #: single step, which is both the fastest and the most stable choice on small tables.
@@ -155,6 +162,10 @@ def validate_params(params: Mapping[str, Any]) -> None:
             f"numeric_embedding={embedding!r} embeds scaled inputs: it needs normalize "
             f"'robust' or 'standardize', got {params['normalize']!r}"
         )
+    codes = params.get("integer_codes", "none")
+    if codes not in INTEGER_CODES:
+        options = ", ".join(map(repr, INTEGER_CODES))
+        raise ParameterError(f"integer_codes must be one of {options}; got {codes!r}")
     calibration = params.get("calibration", "auto")
     if calibration not in CALIBRATIONS:
         options = ", ".join(map(repr, CALIBRATIONS))
@@ -454,6 +465,20 @@ def embedded_inputs(infos: Sequence[ColumnInfo], embedding: str) -> tuple[int, .
         for i, info in enumerate(infos)
         if info.role != "boolean" and info.n_values >= EMBEDDED_MIN_VALUES
     )
+
+
+def code_readings(
+    params: Mapping[str, Any], infos: Sequence[ColumnInfo], numeric: Sequence[str] = ()
+) -> list[str]:
+    """The numeric columns of ``infos`` read as categories too (``numeric``: the columns
+    the user listed as numbers, never read so). ``integer_codes='category'``: every
+    candidate of :func:`~steadyclf.schema.roles.code_candidates`; ``'none'`` and, for now,
+    ``'auto'``: none."""
+    if params.get("integer_codes", "none") != "category":
+        return []
+    from .schema.roles import code_candidates  # pandas: not for the command line's help
+
+    return code_candidates(infos, numeric)
 
 
 def without_cross_fitting(plan: Plan, params: Mapping[str, Any]) -> Plan:

@@ -26,6 +26,7 @@ from ..exceptions import DataError, ParameterError, SteadyclfError
 from ..nn.spec import ACTIVATIONS, NORMALIZATIONS
 from ..policy import (
     CALIBRATIONS,
+    INTEGER_CODES,
     NUMERIC_EMBEDDINGS,
     OPTIMIZERS,
     SCHEDULES,
@@ -223,6 +224,12 @@ ESTIMATOR_OPTIONS: list[Callable[[Any], Any]] = [
         type=click.Choice(NUMERIC_EMBEDDINGS),
         help="'periodic': PLR embeddings of the continuous inputs; 'auto' (default): with "
         "or without, chosen out of fold on small data.",
+    ),
+    click.option(
+        "--integer-codes",
+        type=click.Choice(INTEGER_CODES),
+        help="'category': read integer columns of few values (an hour) or of an id's many "
+        "as categories too; 'none'; 'auto' (default): 'none' for now.",
     ),
     click.option("--optimizer", type=click.Choice(OPTIMIZERS)),
     click.option("--lr", callback=_parse_lr, help="Learning rate, or 'auto'."),

@@ -229,11 +229,13 @@ def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) 
 
     lines.append(f"calibration: {describe_calibration(summary['calibration'])}")
     lines.append("preprocessing:")
-    plain = [c.name for c in columns if c.role == "numeric" and not c.n_missing]
+    plain = [c for c in columns if c.role == "numeric" and not c.n_missing]
+    plain = [c for c in plain if not c.read_as_category]  # those are described below
     scaling = {"robust": "robust-scaled", "standardize": "standardised"}
     if plain:
-        lines.append(f"  numeric, {scaling.get(summary['normalize'], 'as is')}: {names(plain)}")
-    lines += [f"  {c.describe()}" for c in columns if not (c.role == "numeric" and not c.n_missing)]
+        how = scaling.get(summary["normalize"], "as is")
+        lines.append(f"  numeric, {how}: {names([c.name for c in plain])}")
+    lines += [f"  {c.describe()}" for c in columns if c not in plain]
     if summary.get("embedded"):
         lines.append(f"  periodic embeddings (continuous inputs): {names(summary['embedded'])}")
     lines.append(f"wrote {', '.join(summary['files'])}")

@@ -17,7 +17,10 @@ named after it, shape ``[N, 1]``:
   (booleans as 0/1, datetimes as seconds since 1970-01-01 UTC);
 - categorical columns: ``tensor(string)``, the empty string for a missing value; a level
   the model does not know is 'unseen', as in Python. Levels are text as the model saw
-  them: an integer column listed as categorical has levels such as ``"3"``.
+  them: an integer column listed as categorical has levels such as ``"3"``;
+- a numeric column read as a category too (``integer_codes``) is a ``tensor(double)``
+  input as other numbers are; the graph codes its values as numbers (``LabelEncoder``
+  with int64 keys), so 3.0 is the level 3 and 3.5 is unseen, as in Python.
 
 Outputs: ``probability`` (``tensor(double)``, shape ``[N]``), the probability of the
 positive class ``classes_[1]``; ``label`` (shape ``[N]``), the predicted class with the
@@ -206,6 +209,38 @@ def category_codes(
         values_int64s=codes,
         default_int64=UNSEEN_CODE,
     )
+
+
+#: Integer levels beyond this magnitude cannot be coded in the graph (int64 keys; every
+#: float64 below it that is an integer converts to int64 exactly).
+_INT_CODE_LIMIT = 2.0**62
+
+
+def number_codes(g: _Graph, name: str, info: ColumnInfo, levels: Sequence[str]) -> str:
+    """Codes of a double input read as a category too (as
+    :func:`steadyclf.schema.values.encode_codes`): 0 for NaN, 1 for a value that is not a
+    level (unseen, or not an integer), 2.. the levels."""
+    keys = np.array([float(level) for level in levels], dtype=np.float64)
+    if keys.size and np.abs(keys).max() >= _INT_CODE_LIMIT:
+        raise SteadyclfError(
+            f"column {info.name!r} is read as a category with integer levels beyond 2**62; the ONNX graph cannot code them"
+        )
+    outside = float(keys.max() + 1 if keys.size else 0.0)  # a value no level has
+    x = name
+    whole = g.op("Equal", [g.op("Floor", [x]), x])  # False for NaN
+    small = g.op("Less", [g.op("Abs", [x]), g.const("code_limit", np.float64(_INT_CODE_LIMIT))])
+    safe = g.op("Where", [g.op("And", [whole, small]), x, g.const("outside", np.float64(outside))])
+    integers = g.op("Cast", [safe], to=int(g.onnx.TensorProto.INT64))
+    coded = g.op(
+        "LabelEncoder",
+        [integers],
+        domain="ai.onnx.ml",
+        keys_int64s=keys.astype(np.int64).tolist(),
+        values_int64s=[i + 2 for i in range(keys.size)],
+        default_int64=UNSEEN_CODE,
+    )
+    missing = g.op("IsNaN", [x])
+    return g.op("Where", [missing, g.const("missing_code", np.int64(MISSING_CODE)), coded])
 
 
 def one_hot(g: _Graph, codes: str, size: int) -> str:
@@ -440,8 +475,13 @@ def build_onnx(state: ModelState) -> OnnxExport:
             codes.append(category_codes(g, info.name, info, notes))
         else:
             numeric.append(info.name)
+        if info.read_as_category:  # a number read as a category too
+            codes.append(number_codes(g, info.name, info, info.levels))
     for info in encoder.target_columns:
-        target_codes.append(category_codes(g, info.name, info, notes, info.target_levels))
+        if info.read_as_category:
+            target_codes.append(number_codes(g, info.name, info, info.target_levels))
+        else:
+            target_codes.append(category_codes(g, info.name, info, notes, info.target_levels))
     features = encode(g, arch, numeric, codes, target_codes)
     logit = g.op("Squeeze", [network(g, arch, features), g.const("axis", np.array([1], np.int64))])
     # After the Squeeze: right after the MatMul, onnxruntime would fold the scale into
@@ -495,6 +535,8 @@ def _describe(info: ColumnInfo) -> str:
     if info.role == "categorical":
         return f"categorical, {len(info.levels)} levels; '' = missing, other text = unseen"
     unit = {"boolean": " (1/0)", "datetime": " (seconds since 1970-01-01 UTC)"}.get(info.role, "")
+    if info.read_as_category:
+        unit = f", integer codes read as a category too ({len(info.levels)} levels)"
     return f"{info.role}{unit}; NaN = missing"
 
 

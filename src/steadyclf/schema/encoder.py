@@ -10,6 +10,9 @@ inputs of the network:
   value and code 1 for a level unseen in training (or too rare to keep); then one more
   column per categorical with more levels than one-hot keeps, coding every level counted
   in training (``target_levels``), whose target rate and frequency the network reads.
+  A numeric column read as a category too (``ColumnInfo.read_as_category``: integer codes
+  such as an hour or an id) is a categorical feature as well, coded from its numbers in
+  ``x_num`` (:func:`~steadyclf.schema.values.encode_codes`).
 
 Imputation, scaling and one-hot encoding happen inside the network
 (:mod:`steadyclf.nn.modules`), so that everything fitted is saved with the weights.
@@ -29,8 +32,15 @@ from numpy.typing import NDArray
 
 from ..exceptions import SchemaError
 from ..io.tables import check_unique_columns, name_list
-from .roles import MAX_CATEGORIES, NUMERIC_ROLES, ColumnInfo, check_roles, column_info
-from .values import column_values, encode_categories, refuse_infinite
+from .roles import (
+    MAX_CATEGORIES,
+    NUMERIC_ROLES,
+    ColumnInfo,
+    check_roles,
+    column_info,
+    read_as_category,
+)
+from .values import column_values, encode_categories, encode_codes, refuse_infinite
 
 if TYPE_CHECKING:
     from .summary import TableSummary
@@ -75,6 +85,20 @@ class TabularEncoder:
         columns = [column_info(plan, summary.columns[n], max_categories) for n in plan.features]
         return cls(columns, max_categories)
 
+    def with_categories(self, summary: TableSummary, names: Sequence[str]) -> TabularEncoder:
+        """This encoder with the numeric columns ``names`` read as categories too, their
+        levels the values ``summary`` counted (see
+        :func:`~steadyclf.schema.roles.code_candidates`)."""
+        if not names:
+            return self
+        columns = [
+            read_as_category(c, summary.columns[c.name], self.max_categories)
+            if c.name in names
+            else c
+            for c in self.columns_
+        ]
+        return type(self)(columns, self.max_categories)
+
     @classmethod
     def fit(
         cls,
@@ -117,8 +141,8 @@ class TabularEncoder:
 
     @property
     def categorical_columns(self) -> list[ColumnInfo]:
-        """Categorical inputs, in order."""
-        return [c for c in self.columns_ if c.role == "categorical"]
+        """Categorical inputs, in order (numeric columns read as a category too included)."""
+        return [c for c in self.columns_ if c.categorical_input]
 
     @property
     def vocab_sizes(self) -> list[int]:
@@ -182,11 +206,26 @@ class TabularEncoder:
         cats = self.categorical_columns
         targets = self.target_columns
         x_cat = np.empty((n, len(cats) + len(targets)), dtype=np.int64)
+        position = {c.name: j for j, c in enumerate(numeric)}
         for j, info in enumerate(cats):
-            x_cat[:, j] = encode_categories(frame[info.name], info.levels)
+            x_cat[:, j] = self._codes(frame, x_num, position, info, info.levels)
         for j, info in enumerate(targets, start=len(cats)):
-            x_cat[:, j] = encode_categories(frame[info.name], info.target_levels)
+            x_cat[:, j] = self._codes(frame, x_num, position, info, info.target_levels)
         return x_num, x_cat
+
+    @staticmethod
+    def _codes(
+        frame: pd.DataFrame,
+        x_num: NDArray[np.float64],
+        position: dict[str, int],
+        info: ColumnInfo,
+        levels: Sequence[str],
+    ) -> NDArray[np.int64]:
+        """The codes of one categorical input: from the text of a categorical column, from
+        the numbers of a numeric one read as a category too."""
+        if info.read_as_category:
+            return encode_codes(x_num[:, position[info.name]], levels)
+        return encode_categories(frame[info.name], levels)
 
     def _float_block(
         self, frame: pd.DataFrame, numeric: list[ColumnInfo]

@@ -16,12 +16,17 @@ same data gets the same roles either way. In order, the first rule that applies 
    value on every row -> dropped as ID-like; else categorical;
 7. integers with a distinct value on every row -> dropped as ID-like; other numbers ->
    numeric (integers are categorical only when the user says so).
+
+A numeric column whose values are integer codes (an hour, a month, a user id) may also be
+read as a category: it stays a numeric input and enters as a categorical one too, its
+levels the distinct values (:func:`code_candidates` says which columns may;
+:func:`read_as_category` adds the reading).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,12 +34,15 @@ import pandas as pd
 
 from ..exceptions import DataError
 from ..io.tables import name_list
-from .values import looks_like_dates, plain
+from .values import category_key, looks_like_dates, plain
 
 if TYPE_CHECKING:
     from .summary import ColumnSummary
 
 __all__ = [
+    "CODE_MIN_ROWS_PER_LEVEL",
+    "CODE_MIN_VALUES",
+    "ID_CODE_MIN_VALUES",
     "ID_LIKE_MIN_ROWS",
     "MAX_CATEGORIES",
     "MAX_TARGET_LEVELS",
@@ -43,7 +51,9 @@ __all__ = [
     "ROLES",
     "ColumnInfo",
     "ColumnPlan",
+    "code_candidates",
     "column_info",
+    "read_as_category",
 ]
 
 #: Levels kept per categorical column (most frequent first); the rest share the
@@ -61,6 +71,16 @@ MOSTLY_NUMERIC = 0.9
 NUMERIC_ROLES = ("numeric", "boolean", "datetime")
 ROLES = (*NUMERIC_ROLES, "categorical", "dropped")
 ID_REASON = "ID-like: a different value on every row"
+#: An integer column may be read as a category too with at least this many values (fewer:
+#: a flag, which one number says as well) and up to :data:`MAX_CATEGORIES` (few levels,
+#: one-hot), or from :data:`ID_CODE_MIN_VALUES` (an id: target statistics) up to the
+#: summary's count (``steadyclf.schema.distinct.MAX_CODE_VALUES``). In between (65 to
+#: 199 values: ages, years, percentages) a column is more likely a quantity than a code.
+CODE_MIN_VALUES = 3
+ID_CODE_MIN_VALUES = 200
+#: An id read as a category needs rows to learn each level from: at least this many per
+#: level on average (a timestamp in seconds has nearly one row per value).
+CODE_MIN_ROWS_PER_LEVEL = 5
 
 
 @dataclass
@@ -75,6 +95,12 @@ class ColumnInfo:
     level counted (``target_levels``, most frequent first, seen ``target_counts`` times):
     the network reads each one's target rate and frequency
     (:mod:`steadyclf.schema.target_stats`).
+
+    A numeric column records whether every value was an integer (``integer``) and how many
+    distinct values it had (``n_values``). With ``read_as_category`` it is read as a
+    category too: it stays a numeric input, and its values (spelled as
+    :func:`~steadyclf.schema.values.category_key` does: ``"7"`` for 7 and 7.0) are also the
+    levels of a categorical input, with the categorical fields above.
     """
 
     name: str
@@ -92,13 +118,22 @@ class ColumnInfo:
     target_levels: list[str] = field(default_factory=list)
     target_counts: list[int] = field(default_factory=list)
     n_values: int = 0
+    integer: bool = False
+    read_as_category: bool = False
+
+    @property
+    def categorical_input(self) -> bool:
+        """Whether the column enters as a categorical input (alone or beside a numeric one)."""
+        return self.role == "categorical" or self.read_as_category
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
         out: dict[str, Any] = {"name": self.name, "role": self.role, "dtype": self.dtype}
         if self.reason:
             out["reason"] = self.reason
-        if self.role == "categorical":
+        if self.read_as_category:
+            out["read_as_category"] = True
+        if self.categorical_input:
             out["levels"] = list(self.levels)
             out["n_levels"] = self.n_levels
             out["level_counts"] = list(self.level_counts)
@@ -113,6 +148,8 @@ class ColumnInfo:
             out["n_rows"] = self.n_rows
         if self.role in NUMERIC_ROLES:
             out["n_values"] = self.n_values
+            if self.integer:
+                out["integer"] = True
         return out
 
     @classmethod
@@ -138,24 +175,32 @@ class ColumnInfo:
             target_levels=[str(v) for v in data.get("target_levels", [])],
             target_counts=[int(v) for v in data.get("target_counts", [])],
             n_values=int(data.get("n_values", 0)),
+            # Absent from models saved before integer codes were read: no reading.
+            integer=bool(data.get("integer", False)),
+            read_as_category=role in NUMERIC_ROLES and bool(data.get("read_as_category", False)),
         )
 
     def describe(self) -> str:
-        """One line for reports, e.g. ``"age: numeric (3 missing -> median)"``."""
+        """One line for reports, e.g. ``"age: numeric (3 missing -> median)"``, or
+        ``"hour: integer with 24 values, read as a category too"``."""
         if self.role == "dropped":
             return f"{self.name}: dropped ({self.reason})"
         details = []
-        if self.role == "categorical":
+        if self.categorical_input:
             kept = len(self.levels)
-            details.append(
-                f"{kept} levels" if kept == self.n_levels else f"{kept} of {self.n_levels} levels"
-            )
+            if kept != self.n_levels:
+                details.append(f"{kept} of {self.n_levels} levels")
+            elif not self.read_as_category:
+                details.append(f"{kept} levels")
             if self.target_levels:
                 details.append(f"target rate and frequency of {len(self.target_levels)}")
         if self.n_missing:
             fill = "own level" if self.role == "categorical" else "median + indicator"
             details.append(f"{self.n_missing} missing -> {fill}")
-        return f"{self.name}: {self.role}" + (f" ({', '.join(details)})" if details else "")
+        what = self.role
+        if self.read_as_category:
+            what = f"integer with {self.n_values} values, read as a category too"
+        return f"{self.name}: {what}" + (f" ({', '.join(details)})" if details else "")
 
 
 @dataclass
@@ -300,24 +345,67 @@ def column_info(plan: ColumnPlan, col: ColumnSummary, max_categories: int) -> Co
 
 def categorical_info(col: ColumnSummary, max_categories: int) -> ColumnInfo:
     """A categorical column: the ``max_categories`` most frequent levels, ties by name."""
-    ordered = sorted((col.levels or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    return _with_levels(
+        ColumnInfo(col.name, "categorical", col.dtype, n_missing=col.n_missing, n_rows=col.n_rows),
+        dict(col.levels or {}),
+        col.n_present,
+        max_categories,
+    )
+
+
+def _with_levels(
+    info: ColumnInfo, counts: Mapping[str, int], n_present: int, max_categories: int
+) -> ColumnInfo:
+    """``info`` with the categorical fields of levels seen ``counts`` times."""
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     kept = ordered[:max_categories]
     # Beyond the one-hot cap, every level counted (the summary keeps up to 65,536 exactly)
     # is learned through its target rate and frequency instead.
     many = ordered[:MAX_TARGET_LEVELS] if len(ordered) > max_categories else []
-    return ColumnInfo(
-        col.name,
-        "categorical",
-        col.dtype,
+    return replace(
+        info,
         levels=[str(k) for k, _ in kept],
-        n_missing=col.n_missing,
         n_levels=len(ordered),
-        n_rows=col.n_rows,
         level_counts=[int(v) for _, v in kept],
-        n_other=max(0, col.n_present - sum(int(v) for _, v in kept)),
+        n_other=max(0, n_present - sum(int(v) for _, v in kept)),
         target_levels=[str(k) for k, _ in many],
         target_counts=[int(v) for _, v in many],
     )
+
+
+def code_candidates(infos: Sequence[ColumnInfo], numeric: Sequence[str] = ()) -> list[str]:
+    """Numeric columns that may be read as a category too, in order: integer-valued, not
+    boolean, with :data:`CODE_MIN_VALUES` to :data:`MAX_CATEGORIES` distinct values (few
+    levels: an hour, a month, a weekday) or an id's many (:data:`ID_CODE_MIN_VALUES` up to
+    the summary's count, at least :data:`CODE_MIN_ROWS_PER_LEVEL` rows each on average).
+    Columns the user listed as ``numeric`` are numbers only; those listed as categorical
+    are categories only (their role already)."""
+    from .distinct import MAX_CODE_VALUES
+
+    found = []
+    for info in infos:
+        if info.role != "numeric" or not info.integer or info.name in numeric:
+            continue
+        n = info.n_values
+        few = CODE_MIN_VALUES <= n <= MAX_CATEGORIES
+        many = ID_CODE_MIN_VALUES <= n <= MAX_CODE_VALUES and (
+            info.n_rows - info.n_missing >= CODE_MIN_ROWS_PER_LEVEL * n
+        )
+        if few or many:
+            found.append(info.name)
+    return found
+
+
+def read_as_category(info: ColumnInfo, col: ColumnSummary, max_categories: int) -> ColumnInfo:
+    """``info`` (a numeric column) read as a category too: its distinct values counted by
+    the summary are its levels, spelled as a categorical's (``"7"`` for 7 and 7.0)."""
+    if info.role != "numeric" or col.value_counts is None:
+        raise ValueError(f"column {info.name!r} has no integer codes to read as a category")
+    values, counts = col.value_counts
+    levels = {
+        category_key(v): int(c) for v, c in zip(values.tolist(), counts.tolist(), strict=True)
+    }
+    return _with_levels(replace(info, read_as_category=True), levels, col.n_present, max_categories)
 
 
 def numeric_info(col: ColumnSummary, role: str) -> ColumnInfo:
@@ -333,6 +421,7 @@ def numeric_info(col: ColumnSummary, role: str) -> ColumnInfo:
         n_missing=col.n_missing,
         n_rows=col.n_rows,
         n_values=col.n_values,
+        integer=col.integer,
     )
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "column_values",
     "column_values_at",
     "encode_categories",
+    "encode_codes",
     "forced_numeric_role",
     "looks_like_dates",
     "plain",
@@ -248,6 +249,26 @@ def encode_categories(series: pd.Series, levels: Sequence[str]) -> NDArray[np.in
     out = np.array(codes.fillna(UNSEEN_CODE).to_numpy(dtype=np.int64), dtype=np.int64)
     out[strings.isna().to_numpy()] = MISSING_CODE
     return out
+
+
+def encode_codes(values: NDArray[np.float64], levels: Sequence[str]) -> NDArray[np.int64]:
+    """Codes of numbers read as a category (:func:`encode_categories`'s): 0 for NaN, 1 for
+    a value that is no level (unseen, or not an integer), 2.. the index of the level + 2.
+
+    ``levels`` are numbers as :func:`category_key` spells them (``"7"``): they are compared
+    as numbers, so 7, 7.0 and the text "7" of a CSV file (read as the number 7) are one
+    level for every reader.
+    """
+    keys = np.array([float(level) for level in levels], dtype=np.float64)
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    codes = np.full(values.shape, UNSEEN_CODE, dtype=np.int64)
+    if ordered.size:
+        at = np.minimum(np.searchsorted(ordered, values), ordered.size - 1)
+        found = ordered[at] == values  # NaN equals nothing
+        codes[found] = order[at[found]] + 2
+    codes[np.isnan(values)] = MISSING_CODE
+    return codes
 
 
 def _arrow_codes(values: pa.Array, levels: Sequence[str]) -> NDArray[np.int64]:
