@@ -201,3 +201,29 @@ def test_the_parameter_is_checked_and_given_on_the_command_line(
     assert "hour: integer with 24 values, read as a category too" in out
     assert "id: integer with 300 values, read as a category too" in out
 
+
+def test_inspect_the_report_doctor_and_drift_show_the_reading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from steadyclf.doctor import diagnose
+    from steadyclf.drift import DriftReport
+    from steadyclf.report import _schema
+
+    X, y = _hours_and_ids(1600, 4)
+    clf = BinaryClassifier(random_state=0, max_epochs=3, integer_codes="category", **FAST)
+    clf.fit(X, y)
+    assert main(["inspect", str(clf.save(tmp_path / "m"))]) == 0
+    out = capsys.readouterr().out
+    assert "hour: numeric (int64); integer with 24 values, read as a category too" in out
+    rows = {r["name"]: r["detail"] for r in _schema(clf)}
+    assert rows["hour"].endswith("; integer with 24 values, read as a category too")
+    assert "read as a category" not in rows["x"]
+    # The doctor, which trains nothing, names the candidates.
+    codes = [f for f in diagnose(X, y).findings if f.kind == "codes"]
+    assert len(codes) == 1 and codes[0].features == ["hour", "id"]
+    assert codes[0].severity == "info" and "integer_codes='category'" in codes[0].fix
+    # Drift checks the numbers of such a column (its range), once per column.
+    drift = DriftReport(clf.encoder_)
+    drift.update(X.head(300).assign(hour=X["hour"].head(300) + 100))
+    columns = {c["column"]: c for c in drift.columns()}
+    assert len(columns) == 3 and columns["hour"]["flagged"] and not columns["x"]["flagged"]

@@ -325,8 +325,11 @@ def test_doctor_reports_each_kind_once_with_every_column_and_its_figures() -> No
     frame, y = _survey_table()
     report = diagnose(frame, y)
     kinds = [f.kind for f in report.findings]
-    # One entry per kind: 4 where there was one per column and kind (12).
-    assert sorted(kinds) == ["heavy_tail", "missing", "offset", "scales"]
+    # One entry per kind: 4 where there was one per column and kind (12); and the integer
+    # columns that may be codes (year: 46 values, educ: 12; age's 72 are a quantity's).
+    assert sorted(kinds) == ["codes", "heavy_tail", "missing", "offset", "scales"]
+    codes = next(f for f in report.findings if f.kind == "codes")
+    assert codes.features == ["year", "educ"] and codes.severity == "info"
     missing = next(f for f in report.findings if f.kind == "missing")
     assert set(missing.features) == {"age", "educ", "q0", "q1", "q2", "party", "income"}
     shares = [missing.per_feature[c]["missing_share"] for c in missing.features]

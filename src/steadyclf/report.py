@@ -442,6 +442,9 @@ def _schema(clf: BinaryClassifier) -> list[dict[str, Any]]:
             detail = f"range {_number(info.low)} to {_number(info.high)}"
         else:
             detail = ""
+        if info.read_as_category:
+            read = f"integer with {info.n_values} values, read as a category too"
+            detail = f"{detail}; {read}" if detail else read
         missing = info.n_missing / info.n_rows if info.n_rows else None
         rows.append(
             {

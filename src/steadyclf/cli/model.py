@@ -80,7 +80,10 @@ def inspection(index: Mapping[str, Any], model_dir: str) -> dict[str, Any]:
         entry = {k: column.get(k) for k in ("name", "role", "dtype")}
         if column.get("reason"):
             entry["reason"] = column["reason"]
-        if column.get("role") == "categorical":
+        if column.get("read_as_category"):  # a number read as a category too
+            entry["read_as_category"] = True
+            entry["values"] = column.get("n_values")
+        if column.get("role") == "categorical" or column.get("read_as_category"):
             entry["levels"] = len(column.get("levels", []))
             entry["distinct"] = column.get("n_levels")
         if column.get("low") is not None:
@@ -140,6 +143,8 @@ def format_inspection(report: Mapping[str, Any]) -> str:
     ]
     for column in report["columns"]:
         details = []
+        if column.get("read_as_category"):
+            details.append(f"integer with {column['values']} values, read as a category too")
         if "levels" in column:
             details.append(f"{column['levels']} of {column['distinct']} levels")
         if "range" in column:

@@ -20,6 +20,7 @@ from ..schema.weights import weight_values
 from .findings import (
     FeatureSummary,
     Finding,
+    code_findings,
     constant_findings,
     duplicate_findings,
     imbalance_findings,
@@ -163,6 +164,7 @@ def diagnose(
         *imbalance_findings(target, weights),
         *separation_findings(frame, encoder, target),
         *duplicate_findings(frame[encoder.input_columns], target),
+        *code_findings(encoder),
     ]
     findings.sort(key=lambda f: f.severity != "warning")
     x_num, x_cat = encoder.transform(frame)

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from sklearn.metrics import roc_auc_score
 
 from ..schema.encoder import TabularEncoder
-from ..schema.roles import NUMERIC_ROLES
+from ..schema.roles import NUMERIC_ROLES, code_candidates
 from ..schema.stats import RunningStats
 from ..schema.values import column_values
 
@@ -38,6 +38,7 @@ __all__ = [
     "TAIL_SAFE_SCALINGS",
     "FeatureSummary",
     "Finding",
+    "code_findings",
     "constant_findings",
     "duplicate_findings",
     "heavy_tail_advice",
@@ -524,6 +525,33 @@ def imbalance_findings(
             "(imbalance)",
         )
     ]
+
+
+def code_findings(encoder: TabularEncoder) -> list[Finding]:
+    """Integer columns that may be codes (an hour, a weekday, an id): candidates to be read
+    as categories too (:func:`steadyclf.schema.roles.code_candidates`)."""
+    infos = {c.name: c for c in encoder.columns_}
+    rows = [
+        (
+            name,
+            {"n_values": float(infos[name].n_values)},
+            f"{name}: integer with {infos[name].n_values} values",
+        )
+        for name in code_candidates(encoder.columns_)
+    ]
+    one = f"{rows[0][2]}, may be a code read as a category too" if rows else ""
+    return _group(
+        "codes",
+        rows,
+        one,
+        "integer columns that may be codes, read as categories too",
+        why="integers that name things (an hour, a weekday, an id) act through no one threshold",
+        fix=(
+            "integer_codes='category' reads them as categories too, beside the numbers; keep "
+            "it if the validation loss is lower"
+        ),
+        severity="info",
+    )
 
 
 def separation_findings(
