@@ -223,8 +223,14 @@ def test_inspect_the_report_doctor_and_drift_show_the_reading(
     codes = [f for f in diagnose(X, y).findings if f.kind == "codes"]
     assert len(codes) == 1 and codes[0].features == ["hour", "id"]
     assert codes[0].severity == "info" and "integer_codes='category'" in codes[0].fix
-    # Drift checks the numbers of such a column (its range), once per column.
+    # Drift: one entry per column, with its range as a number and its unseen values as a
+    # category (hours with a half: inside the range, no level).
     drift = DriftReport(clf.encoder_)
-    drift.update(X.head(300).assign(hour=X["hour"].head(300) + 100))
+    drift.update(X.head(300).assign(hour=X["hour"].head(300).clip(1, 22) + 0.5))
     columns = {c["column"]: c for c in drift.columns()}
-    assert len(columns) == 3 and columns["hour"]["flagged"] and not columns["x"]["flagged"]
+    assert list(columns) == ["hour", "id", "x"] and columns["hour"]["rows"] == 300
+    assert columns["hour"]["outside_share"] == 0 and columns["hour"]["unseen_share"] == 1
+    assert "outside the vocabulary" in columns["hour"]["reasons"][0]
+    assert columns["hour"]["unseen_examples"][0][0].endswith(".5")
+    assert not columns["x"]["flagged"] and not columns["id"]["flagged"]
+    assert "unseen levels" in drift.to_markdown()

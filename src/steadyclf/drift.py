@@ -46,6 +46,7 @@ from .exceptions import ParameterError
 from .io.atomic import atomic_write
 from .schema.encoder import TabularEncoder
 from .schema.roles import ColumnInfo
+from .schema.values import category_key
 
 __all__ = [
     "MISSING_CHANGE",
@@ -122,12 +123,9 @@ class DriftReport:
     def __init__(self, encoder: TabularEncoder) -> None:
         self.encoder = encoder
         self._numeric = encoder.numeric_infos
-        # Columns read as a category too (integer codes) are checked as numbers: their
-        # range. Each categorical input's position in x_cat is kept.
-        self._positions = [
-            j for j, c in enumerate(encoder.categorical_columns) if c.role == "categorical"
-        ]
-        self._categorical = [encoder.categorical_columns[j] for j in self._positions]
+        # A column read as a category too (integer codes) is one entry: its range as a
+        # number, its unseen values as a category.
+        self._categorical = [c for c in encoder.categorical_columns if c.role == "categorical"]
         self._counts = {c.name: _Counts() for c in (*self._numeric, *self._categorical)}
         self.n_rows = 0
 
@@ -146,13 +144,19 @@ class DriftReport:
                     batch.below = int((column < info.low).sum())
                     batch.above = int((column > info.high).sum())
             self._counts[info.name].merge(batch)
-        for j, info in zip(self._positions, self._categorical, strict=True):
+        numbers = {c.name: j for j, c in enumerate(self._numeric)}
+        for j, info in enumerate(self.encoder.categorical_columns):
             codes = x_cat[:, j]
             other = codes == 1  # code 1: a level outside the vocabulary
-            batch = _Counts(rows=n, missing=int((codes == 0).sum()), other=int(other.sum()))
-            if batch.other:
-                values = frame[info.name].to_numpy()[other]
-                batch.levels = Counter(str(v) for v in values)
+            if info.read_as_category:  # rows and missing values counted as a number
+                batch = _Counts(other=int(other.sum()))
+                values = x_num[other, numbers[info.name]]
+                batch.levels = Counter(category_key(v) for v in values.tolist())
+            else:
+                batch = _Counts(rows=n, missing=int((codes == 0).sum()), other=int(other.sum()))
+                if batch.other:
+                    values = frame[info.name].to_numpy()[other]
+                    batch.levels = Counter(str(v) for v in values)
             self._counts[info.name].merge(batch)
 
     def merge(self, other: DriftReport) -> DriftReport:
@@ -184,7 +188,7 @@ class DriftReport:
         now, then = out["missing_share"], out["training_missing_share"]
         if now is not None and then is not None and abs(now - then) > MISSING_CHANGE:
             reasons.append(f"missing {then:.1%} in training, {now:.1%} now")
-        if info.role == "categorical":
+        if info.categorical_input:
             out |= {
                 "unseen_share": _share(counts.other, present),
                 "training_unseen_share": _share(info.n_other, trained_present),
@@ -199,7 +203,7 @@ class DriftReport:
                     f"{now:.1%} of values outside the vocabulary ({(then or 0.0):.1%} in "
                     f"training), e.g. {examples}"
                 )
-        elif info.role != "boolean" and info.low is not None and info.high is not None:
+        if info.role in ("numeric", "datetime") and info.low is not None and info.high is not None:
             out |= {
                 "training_low": info.low,
                 "training_high": info.high,
@@ -287,11 +291,14 @@ def _pct(value: float | None) -> str:
 
 
 def _outside(column: dict[str, Any]) -> str:
-    if "unseen_share" in column:
-        return f"{_pct(column['training_unseen_share'])} -> {_pct(column['unseen_share'])} unseen levels"
+    parts = []
     if "outside_share" in column:
-        return f"0.0% -> {_pct(column['outside_share'])} outside range"
-    return "-"
+        parts.append(f"0.0% -> {_pct(column['outside_share'])} outside range")
+    if "unseen_share" in column:
+        parts.append(
+            f"{_pct(column['training_unseen_share'])} -> {_pct(column['unseen_share'])} unseen levels"
+        )
+    return "; ".join(parts) or "-"
 
 
 def _jsonable(value: Any) -> Any:
