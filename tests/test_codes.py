@@ -234,3 +234,26 @@ def test_inspect_the_report_doctor_and_drift_show_the_reading(
     assert columns["hour"]["unseen_examples"][0][0].endswith(".5")
     assert not columns["x"]["flagged"] and not columns["id"]["flagged"]
     assert "unseen levels" in drift.to_markdown()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([-5, 3, 3, -5, 0, 7], dtype=np.int64),  # dense: counted by bincount
+        np.array([np.iinfo(np.int64).min, 0, np.iinfo(np.int64).max, 0], dtype=np.int64),
+        np.array([2**63, 5, 5], dtype=np.uint64),
+        np.array([1e20, 1e20 + 2**14, np.nan, -0.0, 0.0, 1e20]),  # integers beyond 2**53
+        np.array([-3.0, np.nan, 2.0, -3.0]),
+    ],
+    ids=["dense", "int64-extremes", "uint64", "large-floats", "floats-with-gaps"],
+)
+def test_distinct_integers_are_counted_exactly(values: np.ndarray) -> None:
+    from steadyclf.schema.distinct import ValueCounts
+
+    counted = ValueCounts()
+    counted.add(values)
+    present = values[~np.isnan(values)] if values.dtype.kind == "f" else values
+    expected, counts = np.unique(present.astype(np.float64), return_counts=True)
+    assert counted.integer and counted.values is not None and counted.counts is not None
+    np.testing.assert_array_equal(counted.values, expected)
+    np.testing.assert_array_equal(counted.counts, counts)
