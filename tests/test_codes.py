@@ -167,6 +167,16 @@ def test_the_reading_is_saved_and_predicted_alike_by_numpy_and_torch(tmp_path: P
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
 
 
+def test_a_model_with_a_level_that_is_no_integer_is_refused() -> None:
+    data = {"name": "hour", "role": "numeric", "dtype": "int64", "read_as_category": True}
+    assert ColumnInfo.from_dict(data | {"levels": ["7", "-3"]}).read_as_category
+    for bad in (["7", "seven"], ["7.5"], ["inf"]):
+        with pytest.raises(ValueError, match=r"column 'hour' is read as a category with level"):
+            ColumnInfo.from_dict(data | {"levels": bad})
+    # Only a numeric column is read as a category too.
+    assert not ColumnInfo.from_dict(data | {"role": "boolean"}).read_as_category
+
+
 def test_models_saved_before_the_reading_load_unchanged(tmp_path: Path) -> None:
     X, y = _hours_and_ids(600, 2)
     clf = BinaryClassifier(random_state=0, max_epochs=3, **FAST).fit(X, y)

@@ -25,6 +25,7 @@ levels the distinct values (:func:`code_candidates` says which columns may;
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -159,7 +160,7 @@ class ColumnInfo:
         if role not in ROLES:
             raise ValueError(f"unknown column role {role!r}")
         low, high = data.get("low"), data.get("high")
-        return cls(
+        info = cls(
             name=str(data["name"]),
             role=role,
             dtype=str(data["dtype"]),
@@ -177,8 +178,11 @@ class ColumnInfo:
             n_values=int(data.get("n_values", 0)),
             # Absent from models saved before integer codes were read: no reading.
             integer=bool(data.get("integer", False)),
-            read_as_category=role in NUMERIC_ROLES and bool(data.get("read_as_category", False)),
+            read_as_category=role == "numeric" and bool(data.get("read_as_category", False)),
         )
+        if info.read_as_category:
+            _check_code_levels(info)
+        return info
 
     def describe(self) -> str:
         """One line for reports, e.g. ``"age: numeric (3 missing -> median)"``, or
@@ -201,6 +205,19 @@ class ColumnInfo:
         if self.read_as_category:
             what = f"integer with {self.n_values} values, read as a category too"
         return f"{self.name}: {what}" + (f" ({', '.join(details)})" if details else "")
+
+
+def _check_code_levels(info: ColumnInfo) -> None:
+    """The levels of a number read as a category are integers (spelled ``"7"``)."""
+    for level in (*info.levels, *info.target_levels):
+        try:
+            number = float(level)
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and number.is_integer()):
+            raise ValueError(
+                f"column {info.name!r} is read as a category with level {level!r}, which is not an integer"
+            )
 
 
 @dataclass
