@@ -275,6 +275,13 @@ def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) 
     "'duckdb:' (queries over files) or a postgresql:// URI. Add ORDER BY a unique key "
     "for the same model on every run (docs/sql.md).",
 )
+@click.option(
+    "--mlflow",
+    "use_mlflow",
+    is_flag=True,
+    help="Log the run to MLflow (MLFLOW_TRACKING_URI): parameters, plan, history, "
+    "validation metrics, stall warnings, report and model (docs/mlflow.md).",
+)
 @estimator_options
 @click.option("--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print only a JSON summary on stdout.")
@@ -289,6 +296,7 @@ def train(
     checkpoint_every: int | None,
     resume: bool,
     query: str | None,
+    use_mlflow: bool,
     quiet: bool,
     as_json: bool,
     **options: Any,
@@ -306,6 +314,11 @@ def train(
     shown = data_name(data, query)
     context = init_from_env(clf.device)
     main = context is None or context.is_main
+    tracking = None
+    if use_mlflow and main:
+        from ..mlflow import CliRun
+
+        tracking = CliRun(data=shown, query=query, target=target)
     try:
         checkpoint = training_checkpoint(
             out,
@@ -341,6 +354,8 @@ def train(
             report_stalls(clf, output)
             metadata |= {"rows": clf.data_["n_rows"], "reading": clf.data_}
             files = write_model(clf, out, metadata=metadata, output=output)
+            if tracking is not None:
+                tracking.log(clf, out, data, output=output)
             if remove_checkpoint(checkpoint.directory):  # the model holds the work now
                 output.note(f"removed checkpoint {str(checkpoint.directory)!r}")
             summary = train_summary(clf, shown, target, out, seconds, files)
@@ -350,6 +365,13 @@ def train(
             # another is still connected was seen to abort ("terminate called without an
             # active exception", SIGABRT) on a CI machine.
             context.barrier()
+    except BaseException:
+        if tracking is not None:
+            tracking.end(failed=True)
+        raise
+    else:
+        if tracking is not None:
+            tracking.end(failed=False)
     finally:
         shutdown()
 

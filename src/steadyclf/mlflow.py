@@ -1,0 +1,459 @@
+"""MLflow: a flavour for steadyclf models, and the tracking of training runs.
+
+Needs the ``mlflow`` extra (``pip install 'steadyclf[mlflow]'``).
+
+**The flavour.** :func:`save_model` / :func:`log_model` store the model directory as
+steadyclf writes it (``model.safetensors`` and JSON: no pickle, nothing that runs code on
+load) inside an MLflow model, with
+
+- an input signature: one column per input of the model, ``double`` for numbers,
+  ``string`` for categorical columns (whatever their values were in training: ``3`` is
+  the level ``'3'``), ``boolean``/``datetime`` where the model was trained on such
+  columns;
+- a ``python_function`` flavour whose ``predict(DataFrame)`` runs the preprocessing and
+  the network (NumPy; torch is not imported) and returns **the probability of the positive
+  class** (``classes_[1]``), one float per row: the values of ``predict_proba(X)[:, 1]``.
+  So ``mlflow models serve`` answers ``{"predictions": [p1, p2, ...]}``, and a Spark UDF
+  of this model gives a column of doubles.
+
+:func:`load_model` gives back a :class:`~steadyclf.BinaryClassifier`.
+
+**Tracking.** :func:`autolog` (or ``steadyclf train --mlflow``) logs to the active run
+(``MLFLOW_TRACKING_URI``; MLflow's default store otherwise): the parameters, the resolved
+plan (``plan.json`` and ``plan.*`` parameters), the history per epoch (metrics with
+``step`` = epoch; ``.memberK`` suffixes for cross-fitted networks), the validation
+metrics (``valid_*``), the stall detector's warnings (``stall_warnings.json`` and a
+count), the HTML report on the training rows (``report.html``, with the ``report``
+extra) and the model.
+
+This module is ``steadyclf.mlflow``; inside it ``import mlflow`` is the MLflow package
+(absolute imports), never this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .exceptions import ParameterError
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from .estimator import BinaryClassifier
+    from .predictor import Predictor
+
+__all__ = [
+    "FLAVOR_NAME",
+    "CliRun",
+    "autolog",
+    "load_model",
+    "log_model",
+    "log_training",
+    "require_mlflow",
+    "save_model",
+    "signature_of",
+]
+
+FLAVOR_NAME = "steadyclf"
+#: The steadyclf model directory inside an MLflow model.
+MODEL_SUBDIR = "steadyclf-model"
+#: Rows of the training data the logged report scores at most (it permutes each column).
+REPORT_ROWS = 5000
+MLFLOW_EXTRA = "pip install 'steadyclf[mlflow]'"
+
+
+def require_mlflow() -> Any:
+    """The ``mlflow`` package, or a :class:`ParameterError` naming the extra to install."""
+    try:
+        with warnings.catch_warnings():
+            # mlflow.pyfunc warns about its own type hints when first imported (3.17).
+            warnings.filterwarnings("ignore", message=".*Any type hint is inferred as AnyType")
+            import mlflow
+            import mlflow.pyfunc
+    except ImportError:
+        raise ParameterError(f"MLflow support needs the mlflow package: {MLFLOW_EXTRA}") from None
+    return mlflow
+
+
+# -- the flavour ---------------------------------------------------------------------------
+def _model_directory(model: Any, scratch: Path) -> Path:
+    """A saved model directory for ``model``: a fitted estimator (saved into ``scratch``)
+    or the path of a directory already written."""
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        if not path.is_dir():
+            raise ParameterError(f"model directory {str(path)!r} does not exist")
+        return path
+    save = getattr(model, "save", None)
+    if save is None:
+        raise ParameterError(
+            f"give a fitted steadyclf BinaryClassifier or a model directory; got {type(model).__name__}"
+        )
+    return Path(save(scratch / "model"))
+
+
+def _column_type(role: str, dtype: str) -> str:
+    if role == "categorical":
+        return "string"
+    if role == "boolean":
+        return "boolean" if dtype.startswith("bool") else "string"
+    if role == "datetime":
+        return "datetime" if "datetime" in dtype else "string"
+    return "double"
+
+
+def signature_of(predictor: Predictor) -> Any:
+    """The MLflow signature of a model: one input column per column it reads, and one
+    ``double`` output (the probability of the positive class)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs: list[Any] = [
+        ColSpec(_column_type(c.role, c.dtype), c.name, required=False)
+        for c in predictor.encoder.columns_
+        if c.role != "dropped"
+    ]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double")]))
+
+
+def save_model(
+    model: Any,
+    path: str | os.PathLike[str],
+    *,
+    mlflow_model: Any = None,
+    signature: Any = None,
+    metadata: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> None:
+    """Save ``model`` (a fitted estimator or a model directory) as an MLflow model at
+    ``path`` (a new directory).
+
+    Examples
+    --------
+    >>> import steadyclf.mlflow  # doctest: +SKIP
+    >>> steadyclf.mlflow.save_model(clf, "mlflow-model")  # doctest: +SKIP
+    >>> import mlflow  # doctest: +SKIP
+    >>> mlflow.pyfunc.load_model("mlflow-model").predict(X)  # doctest: +SKIP
+    """
+    mlflow = require_mlflow()
+    from mlflow.models import Model
+    from mlflow.pyfunc import add_to_model
+
+    from . import __version__
+    from .predictor import Predictor
+
+    target = Path(path)
+    if target.exists() and any(target.iterdir()):
+        raise ParameterError(f"MLflow model path {str(target)!r} exists and is not empty")
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        source = _model_directory(model, Path(scratch))
+        predictor = Predictor.load(source)  # checks the files before they are stored
+        shutil.copytree(source, target / MODEL_SUBDIR, symlinks=False)
+    mlflow_model = mlflow_model if mlflow_model is not None else Model()
+    mlflow_model.signature = signature if signature is not None else signature_of(predictor)
+    if metadata:
+        mlflow_model.metadata = dict(metadata)
+    add_to_model(
+        mlflow_model,
+        loader_module="steadyclf.mlflow",
+        data=MODEL_SUBDIR,
+        python_env="python_env.yaml",
+    )
+    mlflow_model.add_flavor(
+        FLAVOR_NAME,
+        steadyclf_version=__version__,
+        data=MODEL_SUBDIR,
+        format="safetensors+json",
+        classes=[str(c) for c in predictor.classes],
+        output="probability of classes[1]",
+    )
+    mlflow_model.save(str(target / "MLmodel"))
+    requirements = [f"steadyclf=={__version__}", f"mlflow-skinny=={mlflow.__version__}"]
+    (target / "requirements.txt").write_text("\n".join(requirements) + "\n")
+    python = ".".join(map(str, sys.version_info[:3]))
+    (target / "python_env.yaml").write_text(
+        f"python: {python}\nbuild_dependencies:\n  - pip\ndependencies:\n  - -r requirements.txt\n"
+    )
+
+
+def log_model(model: Any, name: str = "model", **kwargs: Any) -> Any:
+    """Log ``model`` to the active run (started if none is) as an artifact ``name``;
+    returns MLflow's ``ModelInfo`` (``model_uri``...). Keyword arguments go to
+    :meth:`mlflow.models.Model.log` (``registered_model_name``, ``metadata``...)."""
+    require_mlflow()
+    from mlflow.models import Model
+
+    return Model.log(None, sys.modules[__name__], name=name, model=model, **kwargs)
+
+
+def _local_model(model_uri: str, dst_path: str | None) -> Path:
+    mlflow = require_mlflow()
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=dst_path))
+    from mlflow.models import Model
+
+    conf = Model.load(str(local / "MLmodel")).flavors.get(FLAVOR_NAME)
+    if conf is None:
+        raise ParameterError(f"{model_uri!r} is not a steadyclf model (no {FLAVOR_NAME!r} flavour)")
+    return local / conf["data"]
+
+
+def load_model(model_uri: str, dst_path: str | None = None) -> BinaryClassifier:
+    """The :class:`~steadyclf.BinaryClassifier` stored at ``model_uri`` (``runs:/...``,
+    ``models:/...`` or a local path)."""
+    from .estimator import load
+
+    return load(_local_model(model_uri, dst_path))
+
+
+class _PyFuncModel:
+    """What ``mlflow.pyfunc.load_model`` returns for a steadyclf model."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+
+    def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> NDArray[Any]:
+        """Probability of the positive class per row of ``model_input`` (a DataFrame)."""
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        return np.asarray(self.predictor.probability(frame), dtype=np.float64)
+
+    def get_raw_model(self) -> Predictor:
+        """The :class:`~steadyclf.Predictor` inside."""
+        return self.predictor
+
+
+def _load_pyfunc(path: str) -> _PyFuncModel:
+    """MLflow's entry point for the ``python_function`` flavour (``loader_module``)."""
+    from .predictor import Predictor
+
+    return _PyFuncModel(Predictor.load(path))
+
+
+# -- tracking ------------------------------------------------------------------------------
+def _flat(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Parameters as MLflow keeps them: strings, nested mappings flattened with dots."""
+    out: dict[str, str] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            out[f"{prefix}{key}"] = text[:6000]
+    return out
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        return None
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _history_metrics(history: Sequence[Mapping[str, Any]]) -> Iterator[tuple[str, float, int]]:
+    """``(name, value, step)`` per number of each epoch's record."""
+    members = {r.get("member", 0) for r in history}
+    for record in history:
+        suffix = f".member{record.get('member', 0)}" if len(members) > 1 else ""
+        step = int(record["epoch"])
+        for key, value in record.items():
+            number = _number(value)
+            if key in ("epoch", "member") or number is None:
+                continue
+            yield f"{key}{suffix}", number, step
+
+
+def log_training(
+    clf: BinaryClassifier,
+    *,
+    X: pd.DataFrame | None = None,
+    y: Any = None,
+    model: Any = None,
+    log_model_as: str | None = "model",
+) -> None:
+    """Log what a fitted estimator's training did to the active run.
+
+    Parameters, the plan, the history per epoch, the validation metrics, the stall
+    warnings; the HTML report on ``X, y`` (at most :data:`REPORT_ROWS` of them) when the
+    ``report`` extra is installed; and the model (``model``: its saved directory, else
+    ``clf`` is saved) as ``log_model_as`` (None: not logged).
+    """
+    mlflow = require_mlflow()
+    from mlflow.entities import Metric, Param
+
+    client = mlflow.MlflowClient()
+    run_id = mlflow.active_run().info.run_id
+    params = _flat(clf.get_params()) | _flat(dict(clf.plan_), "plan.")
+    metrics = [Metric(k, v, 0, s) for k, v, s in _history_metrics(clf.history_)]
+    valid = clf.validation_metrics_ or {}
+    metrics += [
+        Metric(f"valid_{k}", n, 0, 0) for k, v in valid.items() if (n := _number(v)) is not None
+    ]
+    warnings = list(clf.warnings_)
+    metrics.append(Metric("stall_warnings", float(len(warnings)), 0, 0))
+    items = [Param(k, v) for k, v in params.items()]
+    for start in range(0, len(items), 100):  # MLflow's limits per batch
+        client.log_batch(run_id, params=items[start : start + 100])
+    for start in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[start : start + 1000])
+    mlflow.log_dict(_jsonable(dict(clf.plan_)), "plan.json")
+    mlflow.log_dict(_jsonable(warnings), "stall_warnings.json")
+    if X is not None and y is not None:
+        _log_report(clf, X, y)
+    if log_model_as is not None:
+        log_model(model if model is not None else clf, name=log_model_as)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _log_report(clf: BinaryClassifier, X: pd.DataFrame, y: Any) -> None:
+    """The HTML report on (a sample of) the training rows, if the report extra is there."""
+    try:
+        import jinja2  # noqa: F401
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    from .report import write_report
+
+    mlflow = require_mlflow()
+    n = min(len(X), REPORT_ROWS)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_report(
+            clf,
+            X.iloc[:n],
+            np.asarray(y)[:n],
+            Path(tmp) / "report.html",
+            data_name=f"the first {n} training rows",
+            n_repeats=2,
+            progress=False,
+        )
+        mlflow.log_artifact(str(path))
+
+
+@contextmanager
+def _run() -> Iterator[None]:
+    """The active run, or a new one for the block (ended with it)."""
+    mlflow = require_mlflow()
+    if mlflow.active_run() is not None:
+        yield
+        return
+    with mlflow.start_run():
+        yield
+
+
+class CliRun:
+    """The MLflow run of ``steadyclf train --mlflow``: the active run, or one started now
+    (and ended by :meth:`end`, marked failed if training failed)."""
+
+    def __init__(self, *, data: str, query: str | None, target: str) -> None:
+        mlflow = require_mlflow()
+        self.started = mlflow.active_run() is None
+        run = mlflow.start_run() if self.started else mlflow.active_run()
+        self.run_id = run.info.run_id
+        self.query = query
+        self.target = target
+        tags = {"steadyclf.data": data, "steadyclf.target": target}
+        if query is not None:
+            tags["steadyclf.query"] = query[:5000]
+        mlflow.set_tags(tags)
+
+    def log(self, clf: BinaryClassifier, model_dir: str, data: str, *, output: Any) -> None:
+        """Log the fitted model (its directory as written) and what training did."""
+        from .exceptions import SteadyclfError
+
+        X: pd.DataFrame | None = None
+        y: Any = None
+        try:
+            X, y = _first_rows(data, self.query, self.target, REPORT_ROWS)
+        except SteadyclfError as exc:  # the run is logged without a report
+            output.note(f"MLflow: no report logged ({exc})")
+        log_training(clf, X=X, y=y, model=model_dir)
+        output.note(f"logged the run to MLflow: run {self.run_id}")
+
+    def end(self, *, failed: bool) -> None:
+        """End the run if this command started it."""
+        if self.started:
+            require_mlflow().end_run(status="FAILED" if failed else "FINISHED")
+
+
+def _first_rows(
+    data: str, query: str | None, target: str, n: int
+) -> tuple[pd.DataFrame, NDArray[Any]]:
+    """The first ``n`` labelled rows of DATA (or of the query on it), for the report."""
+    from .io.sources import open_data
+
+    if query is not None:
+        from .io.sql import SqlSource
+
+        source: Any = SqlSource.open(data, query)
+    else:
+        source = open_data(data, stream=True, budget=1 << 28).source
+    frames, held = [], 0
+    for _, frame in source.batches(source.columns, batch_rows=min(n, 1 << 14)):
+        frame = frame[frame[target].notna()]
+        frames.append(frame)
+        held += len(frame)
+        if held >= n:
+            break
+    rows = pd.concat(frames, ignore_index=True).iloc[:n]
+    return rows.drop(columns=[target]), rows[target].to_numpy()
+
+
+_PATCHED: dict[str, Any] = {}
+
+
+def autolog(*, log_models: bool = True, log_report: bool = True, disable: bool = False) -> None:
+    """Log every :meth:`~steadyclf.BinaryClassifier.fit` and ``fit_files`` to MLflow.
+
+    Each fit logs to the active run, or to a new run that it ends (see
+    :func:`log_training`); ``disable=True`` undoes it.
+
+    Examples
+    --------
+    >>> import mlflow, steadyclf.mlflow  # doctest: +SKIP
+    >>> steadyclf.mlflow.autolog()  # doctest: +SKIP
+    >>> with mlflow.start_run():  # doctest: +SKIP
+    ...     BinaryClassifier().fit(X, y)
+    """
+    require_mlflow()
+    from .estimator import BinaryClassifier
+
+    for name, original in _PATCHED.items():
+        setattr(BinaryClassifier, name, original)
+    _PATCHED.clear()
+    if disable:
+        return
+    fit, fit_files = BinaryClassifier.fit, BinaryClassifier.fit_files
+
+    @functools.wraps(fit)
+    def logged_fit(self: BinaryClassifier, X: Any, y: Any, *args: Any, **kwargs: Any) -> Any:
+        with _run():
+            fit(self, X, y, *args, **kwargs)
+            rows = X if isinstance(X, pd.DataFrame) and log_report else None
+            log_training(self, X=rows, y=y, log_model_as="model" if log_models else None)
+        return self
+
+    @functools.wraps(fit_files)
+    def logged_fit_files(self: BinaryClassifier, *args: Any, **kwargs: Any) -> Any:
+        with _run():
+            fit_files(self, *args, **kwargs)
+            log_training(self, log_model_as="model" if log_models else None)
+        return self
+
+    _PATCHED.update(fit=fit, fit_files=fit_files)
+    BinaryClassifier.fit = logged_fit  # type: ignore[method-assign]
+    BinaryClassifier.fit_files = logged_fit_files  # type: ignore[method-assign]

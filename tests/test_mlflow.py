@@ -1,0 +1,223 @@
+"""The MLflow flavour, tracking and serving, against a real tracking store and server.
+
+The tracking store is a SQLite file in a temp folder (MLflow's default kind of store);
+the served model is ``mlflow models serve --env-manager local`` on a free port, started
+once for the module and killed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("mlflow", reason="the mlflow extra: pip install 'steadyclf[mlflow]'")
+
+import steadyclf.mlflow as smf
+from steadyclf import BinaryClassifier, load
+from steadyclf.cli import main
+
+mlflow = smf.require_mlflow()  # mlflow, imported without its import-time warning
+#: pyfunc and the server run the same float64 NumPy code as predict_proba on the same
+#: inputs; JSON carries doubles with 17 significant digits (repr), so 1e-9 holds easily.
+TOL = 1e-9
+FIT = dict(max_epochs=4, batch_size=32, hidden=(16,), random_state=0, categorical=["k"])
+
+
+def _frame(n: int = 240, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(
+        {"a": rng.normal(size=n), "c": rng.choice(["x", "y", "z"], n), "k": rng.integers(0, 3, n)}
+    )
+    X["c"] = X["c"].astype(object)
+    X.loc[::17, "c"] = None
+    y = np.where(X["a"] + (X["c"] == "x") + 0.3 * rng.normal(size=n) > 0.3, "yes", "no")
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A tracking store in a temp folder, for this module (and its subprocesses)."""
+    folder = tmp_path_factory.mktemp("mlflow")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        mp.chdir(folder)  # artifacts of a sqlite store go to ./mlruns
+        mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+        yield folder
+        mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="module")
+def logged(store: Path) -> Iterator[dict[str, Any]]:
+    """One fit logged by autolog: the run, the estimator and its rows."""
+    X, y = _frame()
+    smf.autolog()
+    try:
+        with mlflow.start_run() as run:
+            clf = BinaryClassifier(**FIT).fit(X, y)  # type: ignore[arg-type]
+    finally:
+        smf.autolog(disable=True)
+    yield {"run_id": run.info.run_id, "clf": clf, "X": X, "y": y}
+
+
+def test_the_module_does_not_shadow_mlflow() -> None:
+    assert "steadyclf" not in mlflow.__file__ and hasattr(mlflow, "pyfunc")
+    assert smf.__name__ == "steadyclf.mlflow"
+
+
+def test_autolog_records_params_plan_history_metrics_and_report(logged: dict[str, Any]) -> None:
+    clf, run_id = logged["clf"], logged["run_id"]
+    client = mlflow.MlflowClient()
+    run = client.get_run(run_id)
+    params = run.data.params
+    assert params["max_epochs"] == "4" and params["batch_size"] == "32"
+    assert params["plan.lr"] == json.dumps(clf.plan_["lr"])
+    history = client.get_metric_history(run_id, "train_loss")
+    epochs = [r["epoch"] for r in clf.history_]
+    assert [m.step for m in sorted(history, key=lambda m: m.step)] == epochs
+    np.testing.assert_allclose(
+        [m.value for m in sorted(history, key=lambda m: m.step)],
+        [r["train_loss"] for r in clf.history_],
+        rtol=1e-12,
+    )
+    valid = clf.validation_metrics_
+    assert run.data.metrics["valid_roc_auc"] == pytest.approx(valid["roc_auc"], rel=1e-12)
+    assert run.data.metrics["stall_warnings"] == len(clf.warnings_)
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"plan.json", "stall_warnings.json", "report.html"} <= artifacts
+    plan = mlflow.artifacts.load_dict(f"runs:/{run_id}/plan.json")
+    assert plan["lr"] == clf.plan_["lr"]
+    report = mlflow.artifacts.load_text(f"runs:/{run_id}/report.html")
+    assert report.lstrip().lower().startswith("<!doctype html")
+
+
+def test_logged_model_loads_and_pyfunc_predicts_predict_proba(logged: dict[str, Any]) -> None:
+    clf, X = logged["clf"], logged["X"]
+    uri = f"runs:/{logged['run_id']}/model"
+    expected = clf.predict_proba(X)[:, 1]
+    pyfunc = mlflow.pyfunc.load_model(uri)
+    schema = pyfunc.metadata.get_input_schema()
+    assert [(c.name, c.type.name) for c in schema.inputs] == [
+        ("a", "double"),
+        ("c", "string"),
+        ("k", "string"),  # a categorical of numbers: its levels are strings
+    ]
+    # The signature asks for strings: the integer levels are given as text.
+    got = pyfunc.predict(X.assign(k=X["k"].astype(str)))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOL)
+    back = smf.load_model(uri)
+    np.testing.assert_allclose(back.predict_proba(X)[:, 1], expected, rtol=0, atol=TOL)
+
+
+def test_save_model_stores_the_directory_as_it_is(tmp_path: Path, logged: dict[str, Any]) -> None:
+    clf = logged["clf"]
+    clf.save(tmp_path / "steadyclf")
+    smf.save_model(str(tmp_path / "steadyclf"), tmp_path / "mlflow")
+    inside = tmp_path / "mlflow" / smf.MODEL_SUBDIR
+    for name in (p.name for p in (tmp_path / "steadyclf").iterdir()):
+        assert (inside / name).read_bytes() == (tmp_path / "steadyclf" / name).read_bytes()
+    stored = [p.suffix for p in (tmp_path / "mlflow").rglob("*") if p.is_file()]
+    assert ".pkl" not in stored and ".pickle" not in stored  # no pickle anywhere
+    flavour = mlflow.models.Model.load(str(tmp_path / "mlflow" / "MLmodel")).flavors
+    assert flavour["steadyclf"]["format"] == "safetensors+json"
+    assert flavour["python_function"]["loader_module"] == "steadyclf.mlflow"
+    with pytest.raises(Exception, match="exists and is not empty"):
+        smf.save_model(clf, tmp_path / "mlflow")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(logged: dict[str, Any], store: Path) -> Iterator[str]:
+    """``mlflow models serve`` of the logged model, up within 180 s, killed at the end."""
+    port = _free_port()
+    bin_dir = os.path.dirname(sys.executable)  # uvicorn, started by the mlflow command
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m"]
+    command += [f"runs:/{logged['run_id']}/model", "--env-manager", "local"]
+    command += ["-h", "127.0.0.1", "-p", str(port), "-w", "1"]
+    log = store / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2):
+                    break
+            except OSError:
+                assert proc.poll() is None, log.read_text()[-2000:]
+                assert time.monotonic() < deadline, "the server did not answer in 180 s"
+                time.sleep(0.25)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_served_model_answers_with_predict_proba(server: str, logged: dict[str, Any]) -> None:
+    clf, X = logged["clf"], logged["X"].iloc[:40]
+    rows = X.assign(k=X["k"].astype(str)).astype(object).where(X.notna(), None)
+    body = {"dataframe_split": {"columns": list(rows.columns), "data": rows.values.tolist()}}
+    request = urllib.request.Request(
+        f"{server}/invocations",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = json.loads(response.read())
+    assert rows["c"].isna().any()  # a missing categorical value travels as null
+    expected = clf.predict_proba(X)[:, 1]
+    np.testing.assert_allclose(answer["predictions"], expected, rtol=0, atol=TOL)
+
+
+def test_cli_train_mlflow_logs_the_run(
+    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    duckdb = pytest.importorskip("duckdb", reason="the sql extra")
+    X, y = _frame(seed=1)
+    with duckdb.connect(str(tmp_path / "d.duckdb")) as con:
+        con.register("rows", X.assign(y=y, id=np.arange(len(X))))
+        con.execute("CREATE TABLE t AS SELECT * FROM rows")
+    args = ["train", str(tmp_path / "d.duckdb"), "--query", "SELECT * FROM t ORDER BY id"]
+    args += ["--target", "y", "--out", str(tmp_path / "m"), "--mlflow", "--categorical", "k"]
+    args += ["--max-epochs", "3", "--batch-size", "32", "--hidden", "16"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    run_id = err.split("logged the run to MLflow: run ")[1].split()[0]
+    run = mlflow.MlflowClient().get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["steadyclf.query"] == "SELECT * FROM t ORDER BY id"
+    assert run.data.params["max_epochs"] == "3"
+    saved = load(tmp_path / "m")
+    steps = [m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "train_loss")]
+    assert sorted(steps) == [r["epoch"] for r in saved.history_]
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
+    assert "report.html" in artifacts
+    model = smf.load_model(f"runs:/{run_id}/model")
+    rows = X.assign(id=np.arange(len(X)))
+    np.testing.assert_allclose(
+        model.predict_proba(rows)[:, 1], saved.predict_proba(rows)[:, 1], rtol=0, atol=TOL
+    )
