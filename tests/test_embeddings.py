@@ -215,7 +215,7 @@ def test_train_says_which_columns_are_embedded(
 
 
 def test_only_cross_fitting_chooses_embeddings() -> None:
-    from steadyclf.policy import numeric_embeddings_for, resolve, without_cross_fitting
+    from steadyclf.policy import numeric_embeddings_for, resolve
 
     params = BinaryClassifier().get_params()
     small = resolve(params, {0: (300, 0), 1: (200, 0)})
@@ -223,6 +223,8 @@ def test_only_cross_fitting_chooses_embeddings() -> None:
     # Too few positives to cross-fit: nothing to choose with, so none.
     assert resolve(params, {0: (300, 0), 1: (3, 0)}).numeric_embeddings == ("none",)
     # torchrun's small-data mode trains one network on every row: none either.
-    assert without_cross_fitting(small, params).numeric_embeddings == ("none",)
+    together = resolve(params, {0: (300, 0), 1: (200, 0)}, world_size=2)
+    assert together.folds == 1 and together.numeric_embeddings == ("none",)
+    assert together.weight_decays == (1e-2,)
     assert numeric_embeddings_for({**params, "numeric_embedding": "periodic"}, 1) == ("periodic",)
     assert numeric_embeddings_for({**params, "normalize": "batchnorm"}, 5) == ("none",)

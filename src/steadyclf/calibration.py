@@ -32,6 +32,7 @@ rows), so that it is not dominated by a few sparsely populated bins.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,8 @@ __all__ = [
     "OUT_OF_FOLD_MARGIN_SE",
     "calibrate",
     "calibration_metrics",
+    "decision_weight",
+    "default_threshold",
     "describe_calibration",
     "expected_calibration_error",
     "fit_scaling",
@@ -377,6 +380,31 @@ def calibrate(
     scale, bias = found
     after = calibration_metrics(labels, expit(scale * z + bias), w)
     return result | {"method": chosen, "scale": scale, "bias": bias, "after": after}
+
+
+def decision_weight(
+    pos_weight: float | None, class_weight: tuple[float, float] | None
+) -> float | None:
+    """How much more the loss weighs a positive than a negative: ``pos_weight``, or the
+    ratio of the class weights (``None``: equally)."""
+    if pos_weight is not None:
+        return pos_weight
+    if class_weight is not None and class_weight[0] != class_weight[1]:
+        return class_weight[1] / class_weight[0]
+    return None
+
+
+def default_threshold(pos_weight: float | None, calibration: Mapping[str, Any]) -> float:
+    """The decision threshold when none is tuned: 0.5, or where ``pos_weight`` put it.
+
+    A loss weighting positives by ``w`` moves the network's 0.5 to the true probability
+    ``1 / (1 + w)`` (the Bayes decision for an error on a positive costing ``w`` times
+    one on a negative). A calibration map gives back true probabilities, so the threshold
+    moves there: the decisions the weighting asked for, with calibrated probabilities.
+    """
+    if pos_weight is None or calibration.get("method", "none") == "none":
+        return 0.5
+    return 1.0 / (1.0 + float(pos_weight))
 
 
 def without_held_out_rows(method: str) -> dict[str, Any]:

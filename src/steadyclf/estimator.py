@@ -558,7 +558,8 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         weight: str | None = None,
     ) -> FitResult:
         """The pipeline; on divergence the error carries an estimator with the best model."""
-        from .pipeline import check_device, fit_source
+        from .nn.device import check_device
+        from .pipeline import fit_source
 
         device = context.device if context is not None else check_device(self.device)
         try:

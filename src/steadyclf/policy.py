@@ -48,10 +48,11 @@ __all__ = [
     "default_lr",
     "embedded_inputs",
     "holdout_candidate",
+    "loss_totals",
     "numeric_embeddings_for",
+    "positive_share",
     "resolve",
     "validate_params",
-    "without_cross_fitting",
 ]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -275,6 +276,24 @@ def _class_key(value: Any) -> str:
     return str(value.item() if isinstance(value, np.generic) else value)
 
 
+def loss_totals(
+    counts: Mapping[int, tuple[int, int]],
+    totals: Mapping[int, tuple[float, float]] | None,
+    class_weight: tuple[float, float] | None,
+) -> dict[int, tuple[float, float]]:
+    """How much each class weighs in the loss, ``(training, held-out)``: its rows, or the
+    sum of their weights (``totals``), times the class weight. The class prior's source."""
+    factors = class_weight or (1.0, 1.0)
+    source = counts if totals is None else totals
+    return {k: (factors[k] * source[k][0], factors[k] * source[k][1]) for k in (0, 1)}
+
+
+def positive_share(counts: Mapping[int, tuple[float, float]]) -> float:
+    """The positive class's share of the training rows (or of their weight)."""
+    total = counts[0][0] + counts[1][0]
+    return counts[1][0] / total if total > 0 else 0.0
+
+
 def check_model_size(arch: Architecture) -> None:
     """Refuse a network beyond :data:`MAX_PARAMETERS`, before allocating it."""
     n_params = arch.n_parameters
@@ -344,6 +363,10 @@ class Plan:
     ``class_weight`` is the loss weight of class 0 and of class 1 (``None``: none).
     ``numeric_embedding`` is ``'none'`` or ``'periodic'``, chosen among
     ``numeric_embeddings`` by out-of-fold log loss when there are two (``'auto'``).
+
+    :func:`resolve` decides every field before training; the one thing training adds is
+    which candidates cross-fitting chose (:meth:`with_choice`): until then
+    ``weight_decay`` and ``numeric_embedding`` are the first candidates.
     """
 
     batch_size: int | None
@@ -367,12 +390,26 @@ class Plan:
         """JSON form."""
         return asdict(self)
 
+    def with_choice(self, *, weight_decay: float, numeric_embedding: str) -> Plan:
+        """The plan with what cross-fitting chose among the candidates
+        (``weight_decays``, ``numeric_embeddings``) by out-of-fold log loss."""
+        if weight_decay not in self.weight_decays:
+            raise ValueError(f"weight_decay {weight_decay!r} is not among {self.weight_decays}")
+        if numeric_embedding not in self.numeric_embeddings:
+            raise ValueError(
+                f"numeric_embedding {numeric_embedding!r} is not among {self.numeric_embeddings}"
+            )
+        return replace(self, weight_decay=weight_decay, numeric_embedding=numeric_embedding)
+
 
 def resolve(
     params: Mapping[str, Any],
     counts: Mapping[int, tuple[int, int]],
     weights: Mapping[int, tuple[float, float]] | None = None,
     classes: Sequence[Any] = (0, 1),
+    *,
+    world_size: int = 1,
+    numeric_infos: Sequence[ColumnInfo] | None = None,
 ) -> Plan:
     """The settings of a fit, from the parameters and the label counts of the summary.
 
@@ -380,6 +417,13 @@ def resolve(
     candidate hold-out of :func:`holdout_candidate`; ``weights[c]`` the same sums of the
     row weights, when rows are weighted. Rows decide how the data is cut (batches,
     hold-out, folds); the weights decide what weights classes (``'balanced'``).
+
+    ``world_size`` is the number of processes (``torchrun``): cross-fitting trains in one
+    process on rows it holds, so with several, small data trains one network on every
+    row instead (weight decay 1e-2 unless given, no embeddings unless asked for).
+    ``numeric_infos`` are the numeric inputs (``None``: not known, every one taken as
+    continuous): without a continuous one there is nothing to embed, so the embedding is
+    ``'none'``.
     """
     (neg_train, neg_valid), (pos_train, pos_valid) = counts[0], counts[1]
     sums: Mapping[int, tuple[float, float]] = counts if weights is None else weights
@@ -411,6 +455,8 @@ def resolve(
     batch = batch_size_for(n_train, params["batch_size"])
     lr = params["lr"]
     folds = SMALL_DATA_FOLDS if small and min(pos_train, neg_train) >= SMALL_DATA_FOLDS else 1
+    if world_size > 1:
+        folds = 1  # each process holds a shard: they train one network together
     if params["weight_decay"] == "auto":
         decays = (
             SMALL_DATA_WEIGHT_DECAYS if folds > 1 else (SMALL_DATA_WEIGHT_DECAY if small else 0.0,)
@@ -418,6 +464,8 @@ def resolve(
     else:
         decays = (float(params["weight_decay"]),)
     embeddings = numeric_embeddings_for(params, folds)
+    if numeric_infos is not None and not embedded_inputs(numeric_infos, "periodic"):
+        embeddings = ("none",)  # no continuous input to embed
     pos_weight = params["pos_weight"]
     if pos_weight == "balanced":
         pos_weight = neg_w / pos_w if pos_w > 0 else neg_train / max(pos_train, 1)
@@ -479,25 +527,3 @@ def code_readings(
     from .schema.roles import code_candidates  # pandas: not for the command line's help
 
     return code_candidates(infos, numeric)
-
-
-def without_cross_fitting(plan: Plan, params: Mapping[str, Any]) -> Plan:
-    """``plan`` training one network on every row instead of cross-fitted members (weight
-    decay 1e-2 unless given): small data under ``torchrun``, whose processes each hold a
-    shard of the rows and train one network together."""
-    if plan.folds == 1:
-        return plan
-    decay = (
-        SMALL_DATA_WEIGHT_DECAY
-        if params["weight_decay"] == "auto"
-        else float(params["weight_decay"])
-    )
-    embedding = "none" if params.get("numeric_embedding") == "auto" else plan.numeric_embedding
-    return replace(
-        plan,
-        folds=1,
-        weight_decays=(decay,),
-        weight_decay=decay,
-        numeric_embedding=embedding,
-        numeric_embeddings=(embedding,),
-    )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -13,12 +14,18 @@ from numpy.typing import NDArray
 from ..exceptions import DataError, DataTypeError
 from ..io.tables import name_list
 
+if TYPE_CHECKING:
+    from .summary import TableSummary
+
 __all__ = [
     "LabelEncoding",
+    "class_counts",
+    "class_weight_sums",
     "encode_labels",
     "encode_target",
     "positive_column",
     "split_target",
+    "summary_classes",
     "two_integer_classes",
 ]
 
@@ -193,3 +200,41 @@ def encode_target(
             f"values seen {seen[:10].tolist()!r}{' ...' if seen.size > 10 else ''}"
         )
     return encode_labels(values, positive=positive)
+
+
+# -- the labels of a summary (:mod:`steadyclf.schema.summary`) --------------------------------
+def summary_classes(
+    labels: Mapping[Any, Any], classes: NDArray[Any] | None, positive: Any
+) -> tuple[list[Any], NDArray[Any]]:
+    """The target values meaning 0 and 1, and the classes (``classes[1]`` positive), from
+    the values a summary counted (``labels``), unless ``classes`` are given (the target
+    then holds 0/1 codes)."""
+    if classes is not None:
+        return [0.0, 1.0], classes
+    # Through pandas, so the classes get the dtype they get in memory (object for text).
+    found = encode_labels(pd.Series(list(labels)).to_numpy(), positive).classes
+    return list(found), found
+
+
+def class_counts(summary: TableSummary, label_values: Sequence[Any]) -> dict[int, tuple[int, int]]:
+    """``(training rows, held-out rows)`` of class 0 and of class 1."""
+    out = {}
+    for k, value in enumerate(label_values):
+        train, held = summary.labels.get(value, [0, 0])
+        out[k] = (int(train), int(held))
+    return out
+
+
+def class_weight_sums(
+    summary: TableSummary, label_values: Sequence[Any]
+) -> dict[int, tuple[float, float]] | None:
+    """``(training, held-out)`` sums of the row weights of each class, if rows are weighted
+    (by weights that are not all equal)."""
+    weights = summary.weights
+    if weights is None or weights.constant:
+        return None
+    out = {}
+    for k, value in enumerate(label_values):
+        train, held = weights.labels.get(value, [0.0, 0.0])
+        out[k] = (float(train), float(held))
+    return out

@@ -15,6 +15,8 @@ the value.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
@@ -22,7 +24,7 @@ from numpy.typing import NDArray
 from ..exceptions import DataError
 from .values import column_values, plain
 
-__all__ = ["weight_values"]
+__all__ = ["weight_label", "weight_values"]
 
 
 def weight_values(
@@ -74,3 +76,11 @@ def _bad(series: pd.Series, rows: NDArray[np.int64], label: str, what: str, row:
     return DataError(
         f"{label} is {what} at row {rows[row]} ({value}); weights must be finite numbers >= 0"
     )
+
+
+def weight_label(weight: str | None, passed: Collection[str] = ()) -> str:
+    """How messages name the weights in column ``weight``: ``sample_weight`` when the
+    column holds what was passed to ``fit`` (a column of ``passed``), else the column."""
+    if weight is None:
+        return "the weights"
+    return "sample_weight" if weight in passed else f"weight column {weight!r}"

@@ -35,6 +35,7 @@ __all__ = [
     "init_from_env",
     "is_main_process",
     "share_of",
+    "shared_seed",
     "shutdown",
     "torchrun_environment",
 ]
@@ -132,6 +133,14 @@ def shutdown() -> None:
     """Leave the process group (safe to call when not in one)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def shared_seed(random_state: int | None, context: DistributedContext | None) -> int:
+    """``random_state``, or a random seed shared by every process."""
+    if random_state is not None:
+        return int(random_state)
+    seed = int(np.random.default_rng().integers(0, 2**31 - 1))
+    return int(context.broadcast_object(seed)) if context is not None else seed
 
 
 def share_of(source: Source, context: Any) -> Source:
