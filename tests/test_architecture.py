@@ -186,3 +186,13 @@ def test_every_third_party_import_is_a_declared_dependency() -> None:
             if not dists & declared:
                 missing.add(f"{top} ({_name(path)})")
     assert not missing, sorted(missing)
+
+
+#: No module longer than this: past it, a module holds more than one concern.
+MAX_MODULE_LINES = 800
+
+
+def test_no_module_is_too_long() -> None:
+    lengths = {_name(p): len(p.read_text().splitlines()) for p in MODULES}
+    long = {name: n for name, n in lengths.items() if n > MAX_MODULE_LINES}
+    assert not long, long

@@ -23,16 +23,15 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_array, validate_data
+from sklearn.utils.validation import validate_data
 
 from .exceptions import (
-    DataError,
-    DataTypeError,
     NotFittedError,
     TrainingDivergedError,
 )
+from .inputs import Probe, checked_input, free_name, sample_weight_array
 from .io.sources import FrameSource, default_memory_budget, open_data, parse_memory_size
-from .io.tables import check_unique_columns, from_polars
+from .io.tables import from_polars
 from .nn.numpy_forward import NumpyNetwork
 from .nn.spec import Architecture
 from .persistence import ModelState
@@ -347,33 +346,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         self, X: Any, *, reset: bool
     ) -> pd.DataFrame | tuple[NDArray[np.float64], list[str]]:
         """A DataFrame as is, or any other input as a float array and column names."""
-        X = from_polars(X)
-        try:
-            if isinstance(X, pd.DataFrame):
-                check_unique_columns(X)  # before scikit-learn's multi-line message
-                validate_data(self._checked_by(reset), X, reset=reset, skip_check_array=True)
-                if X.shape[0] == 0:
-                    raise DataError("the data has no rows")
-                return X.set_axis([str(c) for c in X.columns], axis=1)
-            # check_array costs ~0.2 ms, most of a one-row prediction: skip it for input
-            # that already passes its checks (it still gives the errors for the rest).
-            array = (
-                X
-                if _plain_float_array(X)
-                else check_array(X, dtype=_FLOATS, ensure_all_finite="allow-nan", input_name="X")
-            )
-            validate_data(self._checked_by(reset), array, reset=reset, skip_check_array=True)
-        except (ValueError, TypeError) as exc:
-            if isinstance(exc, DataError):
-                raise
-            if str(exc).startswith("could not convert string to float"):
-                raise DataError(
-                    f"X holds text ({str(exc).split(': ', 1)[-1]}); an array must be numeric: "
-                    "pass a pandas DataFrame to use text columns as categories"
-                ) from None
-            # scikit-learn's message is kept whole (its checks match on it); the type
-            # becomes ours so callers can tell bad input from a bug.
-            raise (DataTypeError if isinstance(exc, TypeError) else DataError)(str(exc)) from None
+        array = checked_input(X, self._checked_by(reset), reset=reset)
+        if isinstance(array, pd.DataFrame):
+            return array
         if hasattr(self, "feature_names_in_") and hasattr(self, "encoder_") and not reset:
             names = [str(n) for n in self.feature_names_in_]
         else:
@@ -383,7 +358,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
     def _checked_by(self, reset: bool) -> BaseEstimator:
         """Whom scikit-learn's name and count checks update: at fit time a stand-in, so
         that the fitted attributes are set only once the fit succeeded."""
-        return _Probe() if reset else self
+        return Probe() if reset else self
 
     def _raw_inputs(self, X: Any, *, reset: bool) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
         # No copies (_logits reads x_num chunk by chunk), and no pandas for a numeric array
@@ -429,9 +404,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         X = from_polars(X)
         frame = self._as_frame(X, reset=True)
         labels = self._encode_target(y, len(frame))
-        weights = _sample_weight(sample_weight, len(frame))
-        target = _free_name("target", frame.columns)
-        weight = _free_name("sample_weight", [*frame.columns, target])
+        weights = sample_weight_array(sample_weight, len(frame))
+        target = free_name("target", frame.columns)
+        weight = free_name("sample_weight", [*frame.columns, target])
         source = FrameSource(
             frame,
             labels.encoded,
@@ -629,7 +604,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
 
     def _input_names(self, X: Any) -> list[str] | None:
         """``feature_names_in_`` by scikit-learn's rule: string column names, else None."""
-        probe = _Probe()
+        probe = Probe()
         validate_data(probe, X, reset=True, skip_check_array=True)
         names = getattr(probe, "feature_names_in_", None)
         return None if names is None else [str(n) for n in names]
@@ -838,54 +813,3 @@ def load(path: str | os.PathLike[str]) -> BinaryClassifier:
 
 #: Private attributes that hold the fitted network (cleared before a new fit is applied).
 _NETWORK = ("_network", "_module", "_fitted_params")
-#: Input dtypes kept as they are (float32 data is not doubled in memory: the encoder
-#: converts it to float64 a chunk at a time); anything else becomes float64.
-_FLOATS = (np.float64, np.float32)
-
-
-class _Probe(BaseEstimator):
-    """Receives the attributes scikit-learn's input checks set at fit time."""
-
-
-def _free_name(name: str, taken: Any) -> str:
-    """``name``, with underscores added until it is not one of ``taken``."""
-    used = {str(c) for c in taken}
-    while name in used:
-        name += "_"
-    return name
-
-
-def _sample_weight(sample_weight: Any, n_rows: int) -> NDArray[Any] | None:
-    """``sample_weight`` as a 1-D array of one weight per row (its values are checked
-    with the rows: finite, >= 0, not all 0); never a copy the caller's array depends on."""
-    if sample_weight is None:
-        return None
-    weights = np.asarray(from_polars(sample_weight))
-    if weights.ndim != 1 or weights.shape[0] != n_rows:
-        raise DataError(
-            f"sample_weight must have one weight per row, shape ({n_rows},); got shape "
-            f"{weights.shape}"
-        )
-    return weights
-
-
-def _plain_float_array(X: Any) -> bool:
-    """A non-empty 2-D float ndarray without inf: what ``check_array`` would return as is."""
-    return (
-        type(X) is np.ndarray
-        and X.ndim == 2
-        and X.dtype in _FLOATS
-        and X.shape[0] > 0
-        and X.shape[1] > 0
-        and (_all_finite(X) or not np.isinf(X).any())
-    )
-
-
-def _all_finite(x: NDArray[np.floating]) -> bool:
-    """True when ``x`` has no NaN and no inf (one pass, no temporary array).
-
-    A sum is NaN or infinite when any term is (or when it overflows: then the caller
-    checks precisely).
-    """
-    with np.errstate(over="ignore", invalid="ignore"):
-        return bool(np.isfinite(x.sum()))

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LabelEncoding",
+    "check_target",
     "class_counts",
     "class_weight_sums",
     "encode_labels",
@@ -27,6 +28,7 @@ __all__ = [
     "split_target",
     "summary_classes",
     "two_integer_classes",
+    "values_seen",
 ]
 
 
@@ -238,3 +240,42 @@ def class_weight_sums(
         train, held = weights.labels.get(value, [0.0, 0.0])
         out[k] = (float(train), float(held))
     return out
+
+
+def check_target(summary: TableSummary, drop_missing: bool) -> None:
+    """Missing labels (unless dropped) and anything but two classes: one clear error."""
+    target = summary.plan.target
+    if target is None:
+        return
+    dropped, first = summary.n_dropped, ", ".join(map(str, summary.first_dropped))
+    if dropped and not drop_missing:
+        raise DataError(
+            f"the target {target!r} is missing on {dropped} row{'s' if dropped > 1 else ''} (first: {first}); fill them in or drop them (--drop-missing-target)"
+        )
+    weights = summary.weights
+    if summary.n_rows == 0 and weights is not None and weights.n_zero:
+        raise DataError(
+            f"{weights.label} is zero on every row with a label ({weights.n_zero}); a fit "
+            "needs rows of positive weight"
+        )
+    if summary.n_rows == 0:
+        raise DataError(f"the target {target!r} is missing on every row")
+    absent = [] if weights is None else sorted(weights.zero_labels - set(summary.labels), key=str)
+    if len(summary.labels) == 1 and absent:
+        # A class whose every row weighs 0 is absent, as if it had no rows.
+        raise DataError(
+            f"Only binary classification is supported: the target {target!r} has one class "
+            f"of positive weight ({values_seen(summary.labels)}); {weights.label if weights else ''} "
+            f"is zero on every row of class {values_seen({v: [] for v in absent})[1:-1]}"
+        )
+    if len(summary.labels) != 2:
+        what = "one class" if len(summary.labels) == 1 else f"{len(summary.labels)} classes"
+        raise DataError(
+            f"Only binary classification is supported: the target {target!r} has {what} (values seen {values_seen(summary.labels)})"
+        )
+
+
+def values_seen(labels: dict[Any, Any], limit: int = 10) -> str:
+    values = sorted(labels, key=str)
+    shown = repr([v.item() if isinstance(v, np.generic) else v for v in values[:limit]])
+    return shown[:-1] + ", ...]" if len(values) > limit else shown

@@ -22,7 +22,6 @@ Later statistics that need another look at the values (exact quantiles) are comp
 from __future__ import annotations
 
 import hashlib
-import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -34,6 +33,7 @@ from numpy.typing import NDArray
 
 from ..exceptions import DataError
 from .distinct import MAX_CODE_VALUES, MAX_COUNTED_VALUES, ValueCounts
+from .labels import check_target, values_seen
 from .roles import ColumnPlan
 from .split import SplitRule
 from .stats import RunningStats
@@ -44,7 +44,7 @@ from .values import (
     overflow_error,
     shift_rows,
 )
-from .weights import weight_values
+from .weights import WeightTally, weight_values
 
 if TYPE_CHECKING:
     from ..io.sources import Source
@@ -362,46 +362,6 @@ def _first_present(x: NDArray[Any]) -> NDArray[np.float64]:
 
 
 @dataclass
-class WeightTally:
-    """Row weights seen: their sum per label and side, the rows of weight 0 left out, and
-    the range of the positive weights (equal ends: the weights change nothing)."""
-
-    label: str  # how messages name the weights
-    labels: dict[Any, list[float]] = field(default_factory=dict)
-    n_zero: int = 0
-    zero_labels: set[Any] = field(default_factory=set)
-    low: float = math.inf
-    high: float = 0.0
-
-    def merge(self, other: WeightTally) -> WeightTally:
-        """Add ``other`` in place; return ``self``."""
-        for value, (t, v) in other.labels.items():
-            sums = self.labels.setdefault(value, [0.0, 0.0])
-            sums[0] += t
-            sums[1] += v
-        self.n_zero += other.n_zero
-        self.zero_labels |= other.zero_labels
-        self.low, self.high = min(self.low, other.low), max(self.high, other.high)
-        return self
-
-    @property
-    def constant(self) -> bool:
-        """Every kept row has the same weight: a weighted fit is then an unweighted one."""
-        return self.low == self.high
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON facts."""
-        total = sum(t + v for t, v in self.labels.values())
-        return {
-            "weights": self.label,
-            "sum": total,
-            "min": self.low if math.isfinite(self.low) else None,
-            "max": self.high,
-            "zero_weight_rows": self.n_zero,
-        }
-
-
-@dataclass
 class TableSummary:
     """The summary of every row read: columns, numeric tallies, label counts.
 
@@ -568,7 +528,7 @@ class Accumulator:
                 labels.setdefault(value, [0, 0])[side] += int(count)
         if len(labels) > MAX_LABELS:
             raise DataError(
-                f"Only binary classification is supported: the target {target!r} has more than {MAX_LABELS} values ({_values_seen(labels)})"
+                f"Only binary classification is supported: the target {target!r} has more than {MAX_LABELS} values ({values_seen(labels)})"
             )
         return frame, in_valid, weights
 
@@ -819,47 +779,8 @@ def summarise(
     weights = summary.weights
     if summary.n_rows == 0 and not summary.n_dropped and not (weights and weights.n_zero):
         raise DataError(f"the data in {source.name} has no rows")
-    _check_target(summary, drop_missing_target)
+    check_target(summary, drop_missing_target)
     return summary.finish()
-
-
-def _check_target(summary: TableSummary, drop_missing: bool) -> None:
-    """Missing labels (unless dropped) and anything but two classes: one clear error."""
-    target = summary.plan.target
-    if target is None:
-        return
-    dropped, first = summary.n_dropped, ", ".join(map(str, summary.first_dropped))
-    if dropped and not drop_missing:
-        raise DataError(
-            f"the target {target!r} is missing on {dropped} row{'s' if dropped > 1 else ''} (first: {first}); fill them in or drop them (--drop-missing-target)"
-        )
-    weights = summary.weights
-    if summary.n_rows == 0 and weights is not None and weights.n_zero:
-        raise DataError(
-            f"{weights.label} is zero on every row with a label ({weights.n_zero}); a fit "
-            "needs rows of positive weight"
-        )
-    if summary.n_rows == 0:
-        raise DataError(f"the target {target!r} is missing on every row")
-    absent = [] if weights is None else sorted(weights.zero_labels - set(summary.labels), key=str)
-    if len(summary.labels) == 1 and absent:
-        # A class whose every row weighs 0 is absent, as if it had no rows.
-        raise DataError(
-            f"Only binary classification is supported: the target {target!r} has one class "
-            f"of positive weight ({_values_seen(summary.labels)}); {weights.label if weights else ''} "
-            f"is zero on every row of class {_values_seen({v: [] for v in absent})[1:-1]}"
-        )
-    if len(summary.labels) != 2:
-        what = "one class" if len(summary.labels) == 1 else f"{len(summary.labels)} classes"
-        raise DataError(
-            f"Only binary classification is supported: the target {target!r} has {what} (values seen {_values_seen(summary.labels)})"
-        )
-
-
-def _values_seen(labels: dict[Any, Any], limit: int = 10) -> str:
-    values = sorted(labels, key=str)
-    shown = repr([v.item() if isinstance(v, np.generic) else v for v in values[:limit]])
-    return shown[:-1] + ", ...]" if len(values) > limit else shown
 
 
 def _read_rows(source: Source, columns: Sequence[str], budget: int, share: int) -> int | None:

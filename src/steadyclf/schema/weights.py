@@ -15,7 +15,10 @@ the value.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +27,7 @@ from numpy.typing import NDArray
 from ..exceptions import DataError
 from .values import column_values, plain
 
-__all__ = ["weight_label", "weight_values"]
+__all__ = ["WeightTally", "weight_label", "weight_values"]
 
 
 def weight_values(
@@ -84,3 +87,43 @@ def weight_label(weight: str | None, passed: Collection[str] = ()) -> str:
     if weight is None:
         return "the weights"
     return "sample_weight" if weight in passed else f"weight column {weight!r}"
+
+
+@dataclass
+class WeightTally:
+    """Row weights seen: their sum per label and side, the rows of weight 0 left out, and
+    the range of the positive weights (equal ends: the weights change nothing)."""
+
+    label: str  # how messages name the weights
+    labels: dict[Any, list[float]] = field(default_factory=dict)
+    n_zero: int = 0
+    zero_labels: set[Any] = field(default_factory=set)
+    low: float = math.inf
+    high: float = 0.0
+
+    def merge(self, other: WeightTally) -> WeightTally:
+        """Add ``other`` in place; return ``self``."""
+        for value, (t, v) in other.labels.items():
+            sums = self.labels.setdefault(value, [0.0, 0.0])
+            sums[0] += t
+            sums[1] += v
+        self.n_zero += other.n_zero
+        self.zero_labels |= other.zero_labels
+        self.low, self.high = min(self.low, other.low), max(self.high, other.high)
+        return self
+
+    @property
+    def constant(self) -> bool:
+        """Every kept row has the same weight: a weighted fit is then an unweighted one."""
+        return self.low == self.high
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON facts."""
+        total = sum(t + v for t, v in self.labels.values())
+        return {
+            "weights": self.label,
+            "sum": total,
+            "min": self.low if math.isfinite(self.low) else None,
+            "max": self.high,
+            "zero_weight_rows": self.n_zero,
+        }
