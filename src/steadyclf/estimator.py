@@ -23,13 +23,12 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import validate_data
 
 from .exceptions import (
     NotFittedError,
     TrainingDivergedError,
 )
-from .inputs import Probe, checked_input, free_name, sample_weight_array
+from .inputs import Probe, checked_input, free_name, input_names, sample_weight_array
 from .io.sources import FrameSource, default_memory_budget, open_data, parse_memory_size
 from .io.tables import from_polars
 from .nn.numpy_forward import NumpyNetwork
@@ -426,7 +425,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             context=None,
             weight=None if weights is None else weight,
         )
-        self._apply(result, params, feature_names=self._input_names(X))
+        self._apply(result, params, feature_names=input_names(X))
         return self
 
     def fit_files(
@@ -601,13 +600,6 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         self.calibration_ = dict(result.calibration)
         self.validation_metrics_ = result.validation_metrics
         self.data_ = result.data
-
-    def _input_names(self, X: Any) -> list[str] | None:
-        """``feature_names_in_`` by scikit-learn's rule: string column names, else None."""
-        probe = Probe()
-        validate_data(probe, X, reset=True, skip_check_array=True)
-        names = getattr(probe, "feature_names_in_", None)
-        return None if names is None else [str(n) for n in names]
 
     # -- the network -------------------------------------------------------------------------
     @property

@@ -20,6 +20,7 @@ __all__ = [
     "all_finite",
     "checked_input",
     "free_name",
+    "input_names",
     "plain_float_array",
     "sample_weight_array",
 ]
@@ -109,3 +110,11 @@ def checked_input(X: Any, checked_by: BaseEstimator, *, reset: bool) -> Any:
         # becomes ours so callers can tell bad input from a bug.
         raise (DataTypeError if isinstance(exc, TypeError) else DataError)(str(exc)) from None
     return array
+
+
+def input_names(X: Any) -> list[str] | None:
+    """``feature_names_in_`` by scikit-learn's rule: string column names, else None."""
+    probe = Probe()
+    validate_data(probe, X, reset=True, skip_check_array=True)
+    names = getattr(probe, "feature_names_in_", None)
+    return None if names is None else [str(n) for n in names]

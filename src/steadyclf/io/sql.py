@@ -47,6 +47,7 @@ import pyarrow as pa
 from ..exceptions import DataError, ParameterError
 from .files import IN_MEMORY_COPIES, MAX_READ_ROWS, Piece, arrow_kind, arrow_row_bytes
 from .sources import FrameSource, Reading
+from .uris import redact, scrub
 
 __all__ = [
     "DUCKDB_SUFFIXES",
@@ -68,41 +69,6 @@ DUCKDB_SUFFIXES = (".duckdb", ".ddb")
 DUCKDB_MEMORY = ("duckdb:", ":memory:")
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 SQL_EXTRA = "pip install 'steadyclf[sql]'"
-
-
-# -- names and secrets ---------------------------------------------------------------------
-def redact(uri: str) -> str:
-    """``uri`` with its password (if any) replaced by ``***``.
-
-    Examples
-    --------
-    >>> redact("postgresql://ann:s3cret@db.example:5432/sales?sslmode=require")
-    'postgresql://ann:***@db.example:5432/sales?sslmode=require'
-    """
-    parts = urllib.parse.urlsplit(uri)
-    if parts.password is None:
-        return _redact_query(uri)
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return _redact_query(urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}")))
-
-
-def _redact_query(uri: str) -> str:
-    return re.sub(r"(?i)(password=)[^&;\s]*", r"\1***", uri)
-
-
-def _secrets(uri: str) -> list[str]:
-    parts = urllib.parse.urlsplit(uri)
-    found = [] if parts.password is None else [parts.password]
-    found += re.findall(r"(?i)password=([^&;\s]+)", uri)
-    return [s for s in {*found, *(urllib.parse.unquote(s) for s in found)} if s]
-
-
-def _scrub(text: str, uri: str) -> str:
-    """A driver's message without the secrets of ``uri`` (drivers may echo the URI)."""
-    for secret in sorted(_secrets(uri), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
 
 
 def _first_line(exc: BaseException) -> str:
@@ -234,7 +200,7 @@ class AdbcDatabase(Database):
         self._errors: tuple[type[BaseException], ...] = (manager.Error, manager.dbapi.Error)
 
     def error(self, exc: BaseException, what: str) -> DataError:
-        return DataError(_scrub(f"{what} on {self.name} failed: {_first_line(exc)}", self.uri))
+        return DataError(scrub(f"{what} on {self.name} failed: {_first_line(exc)}", self.uri))
 
     def connect(self, *, autocommit: bool = True) -> Any:
         """A DB-API connection; an unreachable server is a one-line :class:`DataError`."""
@@ -242,7 +208,7 @@ class AdbcDatabase(Database):
             return self._dbapi.connect(self.uri, autocommit=autocommit)
         except self._errors as exc:
             raise DataError(
-                _scrub(f"cannot connect to {self.name}: {_first_line(exc)}", self.uri)
+                scrub(f"cannot connect to {self.name}: {_first_line(exc)}", self.uri)
             ) from None
 
     def schema(self, query: str) -> pa.Schema:
