@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ adbc = pytest.importorskip("adbc_driver_postgresql.dbapi", reason="the sql extra
 from postgres_server import PASSWORD, Cluster, postgres  # noqa: E402
 from test_checkpoint import StopAt  # noqa: E402
 
-from steadyclf import BinaryClassifier, DataError  # noqa: E402
+from steadyclf import BinaryClassifier, DataError, load  # noqa: E402
 from steadyclf.cli import main  # noqa: E402
 from steadyclf.io.sql import SqlSource, parse_table_target, redact  # noqa: E402
 from steadyclf.train.checkpoint import Checkpoint  # noqa: E402
@@ -375,3 +376,37 @@ def test_uri_spellings() -> None:
     assert (target.database, target.table) == ("postgresql://a@h:5/db?sslmode=require", "sch.t")
     with pytest.raises(Exception, match="name the database and the table"):
         parse_table_target("postgresql://a@h/db")
+
+
+@pytest.mark.slow
+def test_torchrun_processes_read_their_share_of_a_query(
+    data: dict[str, Any], tmp_path: Path
+) -> None:
+    """Two processes under torchrun, each reading its rows of the PostgreSQL query, end
+    with the statistics one process computes from every row."""
+    pg = data["pg"]
+    options = ["--target", "y", "--query", "SELECT * FROM rows ORDER BY id", *CLI_FIT]
+    options += ["--memory-budget", "50MB", "--quiet"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+        "--master-addr", "127.0.0.1", "--master-port", str(port),
+        "-m", "steadyclf", "train", pg.uri(), "--out", str(tmp_path / "ddp"), "--json", *options,
+    ]  # fmt: skip
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout)
+    assert summary["reading"]["processes"] == 2 and summary["rows"] == len(data["frame"])
+    assert PASSWORD not in run.stdout + run.stderr
+    assert main(["train", pg.uri(), "--out", str(tmp_path / "one"), "--stream", *options]) == 0
+    two, one = load(tmp_path / "ddp"), load(tmp_path / "one")
+    assert two.encoder_.to_dict() == one.encoder_.to_dict()
+    for name in ("normalize.center", "normalize.scale"):
+        np.testing.assert_allclose(  # merged from two shards: float64 rounding apart
+            two.module_.encoder.get_buffer(name).numpy(),
+            one.module_.encoder.get_buffer(name).numpy(),
+            rtol=1e-9,
+        )
