@@ -270,6 +270,27 @@ def test_predict_killed_mid_way_leaves_no_table_or_the_old_one(
         assert found["n"].tolist() == [0]
 
 
+def test_duckdb_predict_failing_mid_way_leaves_no_table_or_the_old_one(
+    data: dict[str, Any], model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    duck = tmp_path / "out.duckdb"
+    with duckdb.connect(str(duck)) as con:
+        con.execute("CREATE TABLE old AS SELECT 7::BIGINT AS id, 0.5 AS probability, 'no' AS label")
+    # Batches of 1,024 rows (a tiny budget): three are written before row 4,000 fails.
+    rows = (
+        "SELECT i AS id, CASE WHEN i = 4000 THEN 'inf'::DOUBLE ELSE random() END AS x, "
+        "i % 20 AS count, 'red' AS colour FROM range(5000) AS t(i)"
+    )
+    run = ["predict", str(model), "duckdb:", "--query", rows, "--id", "id"]
+    run += ["--memory-budget", "1MB", "--quiet"]
+    for table in ("old", "new"):
+        assert main([*run, "--out", f"{duck}::{table}"]) == 2
+        assert "infinite value at row 4000" in capsys.readouterr().err
+    with duckdb.connect(str(duck), read_only=True) as con:
+        assert con.sql("SELECT * FROM old").fetchall() == [(7, 0.5, "no")]
+        assert con.sql("SELECT table_name FROM information_schema.tables").fetchall() == [("old",)]
+
+
 def _errors(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     assert main(["train", *args, "--target", "y", "--out", "/nonexistent/never"]) == 2
     err = capsys.readouterr().err.strip()
