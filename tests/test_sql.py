@@ -342,7 +342,8 @@ def test_numeric_decimal_and_null_columns_read_as_numbers(postgres: Cluster) -> 
     ((start, frame),) = list(source.batches(source.columns))
     assert start == 0 and frame["price"].tolist() == [0.25, 0.5, 0.75, 1.0, 1.25]
     con = duckdb.connect()
-    source = SqlSource.open(con, "SELECT 1.5::DECIMAL(4, 1) AS d, NULL AS n")
+    # A trailing comment and semicolon: the query is wrapped for the count all the same.
+    source = SqlSource.open(con, "SELECT 1.5::DECIMAL(4, 1) AS d, NULL AS n -- one row\n;")
     assert source.kinds == {"d": "float", "n": "float"} and source.untyped == {"n"}
 
 
@@ -431,3 +432,16 @@ def test_torchrun_processes_read_their_share_of_a_query(
             one.module_.encoder.get_buffer(name).numpy(),
             rtol=1e-9,
         )
+
+
+def test_credentials_from_a_service_file(
+    postgres: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = tmp_path / "pg_service.conf"
+    service.write_text(
+        f"[steadyclf]\nhost=127.0.0.1\nport={postgres.port}\nuser=steadyclf\n"
+        f"password={PASSWORD}\ndbname=postgres\n"
+    )
+    monkeypatch.setenv("PGSERVICEFILE", str(service))
+    source = SqlSource.open("postgresql:///?service=steadyclf", "SELECT 1 AS one")
+    assert source.n_rows == 1 and source.name == "the query on postgresql:///?service=steadyclf"

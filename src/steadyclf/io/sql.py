@@ -103,7 +103,7 @@ class Database:
 
     def count(self, query: str) -> int:
         """Rows the query returns."""
-        return int(self.scalar(f"SELECT count(*) FROM ({_strip(query)}) AS steadyclf_count"))
+        return int(self.scalar(f"SELECT count(*) FROM ({_strip(query)}\n) AS steadyclf_count"))
 
     def scalar(self, query: str) -> Any:
         """The first value of the first row."""
@@ -119,7 +119,8 @@ class Database:
 
 
 def _strip(query: str) -> str:
-    """The query without trailing semicolons (it is wrapped in ``SELECT ... FROM (...)``)."""
+    """The query without trailing semicolons (it is wrapped in ``SELECT ... FROM (...)``,
+    the closing parenthesis on a line of its own: a query may end with a ``--`` comment)."""
     return query.strip().rstrip(";").strip()
 
 
@@ -218,7 +219,7 @@ class AdbcDatabase(Database):
             except self._errors:
                 pass  # a driver without it: the types of an empty result
             try:
-                cur.execute(f"SELECT * FROM ({_strip(query)}) AS steadyclf_schema LIMIT 0")
+                cur.execute(f"SELECT * FROM ({_strip(query)}\n) AS steadyclf_schema LIMIT 0")
                 return cur.fetch_arrow_table().schema
             except self._errors as exc:
                 raise self.error(exc, "the query") from None
