@@ -47,6 +47,7 @@ def model_dir(tmp_path: Path, fitted: tuple[BinaryClassifier, pd.DataFrame]) -> 
     return fitted[0].save(tmp_path / "model")
 
 
+@pytest.mark.filterwarnings("ignore::steadyclf.UnseenLevelsWarning")  # Paris, on purpose
 def test_round_trip_gives_identical_predictions(
     model_dir: Path, fitted: tuple[BinaryClassifier, pd.DataFrame]
 ) -> None:

@@ -26,6 +26,7 @@ _EXPORTS = {
     "SchemaError": "exceptions",
     "SteadyclfError": "exceptions",
     "TrainingDivergedError": "exceptions",
+    "UnseenLevelsWarning": "exceptions",
 }
 _MODULES = ("datasets", "persistence")
 
@@ -39,6 +40,7 @@ __all__ = [
     "SchemaError",
     "SteadyclfError",
     "TrainingDivergedError",
+    "UnseenLevelsWarning",
     "__version__",
     "datasets",
     "diagnose",
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
         SchemaError,
         SteadyclfError,
         TrainingDivergedError,
+        UnseenLevelsWarning,
     )
     from .importance import explain
     from .predictor import Predictor

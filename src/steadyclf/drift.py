@@ -156,7 +156,7 @@ class DriftReport:
                 batch = _Counts(rows=n, missing=int((codes == 0).sum()), other=int(other.sum()))
                 if batch.other:
                     values = frame[info.name].to_numpy()[other]
-                    batch.levels = Counter(str(v) for v in values)
+                    batch.levels = Counter(category_key(v) for v in values)
             self._counts[info.name].merge(batch)
 
     def merge(self, other: DriftReport) -> DriftReport:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from . import inputs
 from .exceptions import (
     NotFittedError,
     TrainingDivergedError,
+    UnseenLevelsWarning,
 )
 from .io.sources import FrameSource, default_memory_budget, open_data, parse_memory_size
 from .io.tables import from_polars
@@ -711,6 +713,10 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
     def _positive_log_odds(self, X: Any) -> NDArray[np.float64]:
         self._check_fitted()
         x_num, x_cat = self._raw_inputs(X, reset=False)
+        if x_cat.shape[1]:
+            encoder: TabularEncoder = self.encoder_
+            for message in encoder.unseen_warnings(encoder.unseen_levels(x_cat)):
+                warnings.warn(message, UnseenLevelsWarning, stacklevel=4)
         return calibrate(self._logits(x_num, x_cat), self.calibration_)
 
     def _logits(self, x_num: NDArray[np.float64], x_cat: NDArray[np.int64]) -> NDArray[np.float64]:
@@ -751,8 +757,6 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         :mod:`steadyclf.export.onnx_graph` for the opset and the details. Needs the
         ``export`` extra (``pip install 'steadyclf[export]'``).
         """
-        import warnings
-
         from .export.onnx_graph import save_onnx
 
         exported = save_onnx(self.to_state(), path)

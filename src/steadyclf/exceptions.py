@@ -17,6 +17,7 @@ __all__ = [
     "SteadyclfError",
     "TrainingDivergedError",
     "TrainingInterrupted",
+    "UnseenLevelsWarning",
 ]
 
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,12 @@ class TrainingDivergedError(SteadyclfError, FloatingPointError):
 
 class ModelFileError(SteadyclfError, OSError):
     """A model directory is missing, incomplete, corrupted or of an unknown format."""
+
+
+class UnseenLevelsWarning(UserWarning):
+    """Most values of a categorical column are levels the model never learned (see
+    :data:`steadyclf.schema.encoder.UNSEEN_WARNING_SHARE`): the predictions are made,
+    but probably not on the data the model was meant for."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):

@@ -121,19 +121,27 @@ class InputChecks:
     """What prediction has to say about its input, counted over every batch.
 
     Missing values in a column that had none in training (filled with the training
-    median, a guess the model never trained on) and values far outside the training range
-    (see :meth:`~steadyclf.schema.encoder.TabularEncoder.out_of_range`).
+    median, a guess the model never trained on), values far outside the training range
+    (see :meth:`~steadyclf.schema.encoder.TabularEncoder.out_of_range`) and categorical
+    columns most of whose values are levels never learned (see
+    :meth:`~steadyclf.schema.encoder.TabularEncoder.unseen_warnings`).
     """
 
     def __init__(self, encoder: TabularEncoder) -> None:
         self.encoder = encoder
         self.unexpected_missing: Counter[str] = Counter()
         self.out_of_range: Counter[str] = Counter()
+        self.unseen: Counter[str] = Counter()
+        self.present: Counter[str] = Counter()
 
-    def add(self, x_num: NDArray[np.float64]) -> None:
-        """Count what the encoded numeric inputs of one batch show."""
+    def add(self, x_num: NDArray[np.float64], x_cat: NDArray[np.int64] | None = None) -> None:
+        """Count what the encoded inputs of one batch show."""
         self.unexpected_missing.update(self.encoder.unexpected_missing(x_num))
         self.out_of_range.update(self.encoder.out_of_range(x_num))
+        if x_cat is not None and x_cat.shape[1]:
+            for name, (unseen, present) in self.encoder.unseen_levels(x_cat).items():
+                self.unseen[name] += unseen
+                self.present[name] += present
 
     def messages(self) -> list[str]:
         """One warning per column with something to say, in column order."""
@@ -151,7 +159,8 @@ class InputChecks:
                 found.append(
                     f"{count} value{'s' if count > 1 else ''} of {name!r} far outside the training range [{info.low:.6g}, {info.high:.6g}]; predictions there are extrapolations"
                 )
-        return found
+        counts = {name: (self.unseen[name], self.present[name]) for name in self.present}
+        return found + self.encoder.unseen_warnings(counts)
 
 
 def predict_batch(
@@ -172,7 +181,7 @@ def predict_batch(
     except DataError as exc:
         raise shift_rows(exc, start) from None
     if checks is not None:
-        checks.add(x_num)
+        checks.add(x_num, x_cat)
     logits = predictor.network.logits(x_num, x_cat)
     proba = sigmoid(calibrate(logits, predictor.calibration))
     result = pd.DataFrame({"probability": proba, "label": predictor.labels(proba, threshold)})

@@ -16,13 +16,15 @@ and ``steadyclf predict`` imports neither torch nor matplotlib nor scikit-learn.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Sequence
 from importlib import import_module
+from typing import Any, TextIO
 
 import click
 
 from .. import __version__
-from ..exceptions import SteadyclfError
+from ..exceptions import SteadyclfError, UnseenLevelsWarning
 
 __all__ = ["COMMANDS", "cli", "main"]
 
@@ -75,7 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="steadyclf", standalone_mode=False)
+        with warnings.catch_warnings():
+            # The library's warnings about the data, as the commands' own: one line each.
+            warnings.simplefilter("default", UnseenLevelsWarning)
+            shown = warnings.showwarning
+            warnings.showwarning = lambda *a, **k: _show_warning(shown, *a, **k)
+            cli.main(args=args, prog_name="steadyclf", standalone_mode=False)
     except click.exceptions.Abort as exc:
         click.echo(f"steadyclf: interrupted{_detail(exc.__cause__)}", err=True)
         return EXIT_INTERRUPTED
@@ -99,6 +106,21 @@ def _detail(exc: BaseException | None) -> str:
     """``': <message>'`` of an interruption that says more (e.g. where its checkpoint is)."""
     text = _one_line(str(exc)) if isinstance(exc, KeyboardInterrupt) else ""
     return f": {text}" if text else ""
+
+
+def _show_warning(
+    shown: Any,
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    if issubclass(category, UnseenLevelsWarning):
+        click.echo(f"steadyclf: warning: {_one_line(str(message))}", err=True)
+    else:
+        shown(message, category, filename, lineno, file, line)
 
 
 def _one_line(message: str) -> str:

@@ -50,7 +50,7 @@ def check_inputs(
     if extra:
         output.note(f"ignoring {len(extra)} column(s) the model does not know: {names(extra)}")
     checks = InputChecks(encoder)
-    checks.add(encoder.transform(frame)[0])
+    checks.add(*encoder.transform(frame))
     for message in checks.messages():
         output.warn(message)
 
@@ -61,17 +61,22 @@ def predict_probabilities(clf: BinaryClassifier, frame: pd.DataFrame) -> NDArray
     The estimator sees exactly the columns it was fitted on: extra ones are left out and
     the ones dropped in training (which it ignores) are filled with missing values.
     """
+    import warnings
+
     import numpy as np
 
+    from ..exceptions import UnseenLevelsWarning
     from ..schema.labels import positive_column
 
     positive = positive_column(clf.classes_, clf.positive_class_)  # classes_ are sorted
     fitted = getattr(clf, "feature_names_in_", None)
-    if fitted is not None:
-        return clf.predict_proba(frame.reindex(columns=list(fitted)))[:, positive]
-    columns = [f"x{j}" for j in range(clf.n_features_in_)]  # fitted on an array
-    array = frame.reindex(columns=columns).to_numpy(dtype=np.float64)
-    return clf.predict_proba(array)[:, positive]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnseenLevelsWarning)  # check_inputs said it
+        if fitted is not None:
+            return clf.predict_proba(frame.reindex(columns=list(fitted)))[:, positive]
+        columns = [f"x{j}" for j in range(clf.n_features_in_)]  # fitted on an array
+        array = frame.reindex(columns=columns).to_numpy(dtype=np.float64)
+        return clf.predict_proba(array)[:, positive]
 
 
 def _threshold(default: float, threshold: float | None) -> float:

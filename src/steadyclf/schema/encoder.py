@@ -40,12 +40,25 @@ from .roles import (
     column_info,
     read_as_category,
 )
-from .values import column_values, encode_categories, encode_codes, refuse_infinite
+from .values import (
+    MISSING_CODE,
+    UNSEEN_CODE,
+    column_values,
+    encode_categories,
+    encode_codes,
+    refuse_infinite,
+)
 
 if TYPE_CHECKING:
     from .summary import TableSummary
 
-__all__ = ["TabularEncoder"]
+__all__ = ["UNSEEN_WARNING_SHARE", "TabularEncoder"]
+
+#: Prediction warns when more than this share of a categorical column's present values
+#: are levels outside the model's vocabulary (and more than in training): a half of the
+#: rows read as 'unseen' is seldom new data, more often a column spelled or read
+#: differently from training.
+UNSEEN_WARNING_SHARE = 0.5
 
 
 class TabularEncoder:
@@ -269,20 +282,14 @@ class TabularEncoder:
     def csv_types(self) -> dict[str, pa.DataType]:
         """Arrow types to read this model's columns from CSV text, block after block.
 
-        Numeric, boolean and datetime inputs and text categoricals are read as text and
-        converted as a DataFrame's would be (with the same messages), so a value that
-        would change a block's inferred type cannot break a later block. Categoricals
-        whose training values were numbers keep Arrow's inference: ``3`` then reads as
-        the number 3, whose level is ``'3'`` as in training.
+        Every input is read as text and converted as a DataFrame's would be (with the
+        same messages), so a value that would change a block's inferred type cannot
+        break a later block: text late in a column of numbers is an unseen level, with a
+        budget or without. Categoricals are spelled as any reader's values are
+        (:func:`~steadyclf.schema.values.category_key`): ``3``, ``3.0`` and ``'3'`` are
+        the level ``'3'``.
         """
-        types: dict[str, pa.DataType] = {}
-        for info in self.columns_:
-            if info.role == "dropped":
-                continue
-            if info.role == "categorical" and _is_number_dtype(info.dtype):
-                continue
-            types[info.name] = pa.string()
-        return types
+        return {info.name: pa.string() for info in self.columns_ if info.role != "dropped"}
 
     def check_columns(self, frame: pd.DataFrame) -> None:
         """Raise :class:`SchemaError` naming the input columns ``frame`` lacks."""
@@ -324,6 +331,40 @@ class TabularEncoder:
                     counts[info.name] = n
         return counts
 
+    def unseen_levels(self, x_cat: NDArray[np.int64]) -> dict[str, tuple[int, int]]:
+        """Per categorical column: its values outside the vocabulary (levels never seen in
+        training, or too rare to count) and its present values, in ``x_cat``."""
+        cats = self.categorical_columns
+        column = {info.name: j for j, info in enumerate(cats)}
+        # The target statistics' vocabulary holds every level counted: the finer one.
+        column |= {info.name: len(cats) + k for k, info in enumerate(self.target_columns)}
+        counts: dict[str, tuple[int, int]] = {}
+        for info in cats:
+            codes = x_cat[:, column[info.name]]
+            present = int(np.count_nonzero(codes != MISSING_CODE))
+            counts[info.name] = (int(np.count_nonzero(codes == UNSEEN_CODE)), present)
+        return counts
+
+    def unseen_warnings(self, counts: dict[str, tuple[int, int]]) -> list[str]:
+        """One line per categorical column of which more than
+        :data:`UNSEEN_WARNING_SHARE` of the present values (``counts`` as
+        :meth:`unseen_levels` gives) are outside the vocabulary, and more than were in
+        training: levels spelled differently from training (``'yes'`` for ``True``), a
+        column of new identifiers, or another column under the same name."""
+        messages = []
+        for info in self.categorical_columns:
+            if info.read_as_category:  # its number is an input too: out_of_range says more
+                continue
+            unseen, present = counts.get(info.name, (0, 0))
+            share = unseen / present if present else 0.0
+            if share > UNSEEN_WARNING_SHARE and share > _training_unseen_share(info):
+                messages.append(
+                    f"{unseen} of {present} values of {info.name!r} ({share:.0%}) are levels "
+                    "the model did not learn in training (predicted as an unseen level); "
+                    "check how the column is spelled"
+                )
+        return messages
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form of the fitted encoder."""
         return {
@@ -338,9 +379,10 @@ class TabularEncoder:
         return cls(columns, max_categories=int(data.get("max_categories", MAX_CATEGORIES)))
 
 
-def _is_number_dtype(name: str) -> bool:
-    try:
-        dtype = pd.api.types.pandas_dtype(name)
-    except TypeError:
-        return False
-    return bool(pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype))
+def _training_unseen_share(info: ColumnInfo) -> float:
+    """The share of a categorical's present training values outside its vocabulary."""
+    present = info.n_rows - info.n_missing
+    if present <= 0:
+        return 0.0
+    outside = present - sum(info.target_counts) if info.target_levels else info.n_other
+    return max(0, outside) / present

@@ -35,7 +35,7 @@ import pandas as pd
 
 from ..exceptions import DataError
 from ..io.tables import name_list
-from .values import category_key, looks_like_dates, plain
+from .values import canonical_levels, category_key, looks_like_dates, plain
 
 if TYPE_CHECKING:
     from .summary import ColumnSummary
@@ -160,12 +160,13 @@ class ColumnInfo:
         if role not in ROLES:
             raise ValueError(f"unknown column role {role!r}")
         low, high = data.get("low"), data.get("high")
+        name = str(data["name"])
         info = cls(
-            name=str(data["name"]),
+            name=name,
             role=role,
             dtype=str(data["dtype"]),
             reason=str(data.get("reason", "")),
-            levels=[str(v) for v in data.get("levels", [])],
+            levels=_stored_levels(name, "levels", data.get("levels", [])),
             low=None if low is None else float(low),
             high=None if high is None else float(high),
             n_missing=int(data.get("n_missing", 0)),
@@ -173,7 +174,7 @@ class ColumnInfo:
             n_rows=int(data.get("n_rows", 0)),
             level_counts=[int(v) for v in data.get("level_counts", [])],
             n_other=int(data.get("n_other", 0)),
-            target_levels=[str(v) for v in data.get("target_levels", [])],
+            target_levels=_stored_levels(name, "target_levels", data.get("target_levels", [])),
             target_counts=[int(v) for v in data.get("target_counts", [])],
             n_values=int(data.get("n_values", 0)),
             # Absent from models saved before integer codes were read: no reading.
@@ -447,3 +448,17 @@ def check_roles(columns: Sequence[ColumnInfo]) -> None:
     if not any(c.role != "dropped" for c in columns):
         reasons = "; ".join(f"{c.name}: {c.reason}" for c in columns)
         raise DataError(f"no usable feature column ({reasons})")
+
+
+def _stored_levels(column: str, field_name: str, values: Any) -> list[str]:
+    """Levels read from a model file, each once (a level twice would make two inputs of
+    one value, the second never set), in today's spelling (:func:`canonical_levels`)."""
+    if not isinstance(values, list):
+        raise ValueError(f"column {column!r}: {field_name} must be a list")
+    levels = [str(v) for v in values]
+    seen: set[str] = set()
+    for level in levels:
+        if level in seen:
+            raise ValueError(f"column {column!r}: {field_name} lists the level {level!r} twice")
+        seen.add(level)
+    return canonical_levels(levels)

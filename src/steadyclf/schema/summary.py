@@ -654,8 +654,8 @@ class Accumulator:
         from .values import category_strings
 
         counts = col.levels if col.levels is not None else Counter()
-        # A string column's values are its levels; other types are turned into strings.
-        strings = series if isinstance(series.dtype, pd.StringDtype) else category_strings(series)
+        # Levels spelled as prediction spells values, whoever read them (category_key).
+        strings = category_strings(series)
         counts.update({str(k): int(v) for k, v in strings.value_counts().items()})
         if len(counts) > self.max_levels:
             # Keep the most frequent half: a level frequent enough to make the vocabulary

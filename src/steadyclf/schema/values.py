@@ -8,6 +8,7 @@ infinite values, complex numbers, lists in cells, integers beyond the float64 ra
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +24,8 @@ from ..exceptions import DataError
 __all__ = [
     "MISSING_CODE",
     "UNSEEN_CODE",
+    "canonical_levels",
+    "category_key",
     "category_strings",
     "check_scalar_cells",
     "column_values",
@@ -49,24 +52,100 @@ _FALSE = {"false", "0", "0.0", "no"}
 _EPOCH = pd.Timestamp(0, tz="UTC")
 
 
+#: Text that is a number (a CSV cell, a string column): decimal digits, a sign, a point,
+#: an exponent; no spaces, no 'nan' or 'inf' (those stay text, as readers keep them).
+_NUMBER_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+_INTEGER_TEXT = re.compile(r"[+-]?\d+", re.ASCII)
+#: Longer digit strings stay text (Python refuses int() of more than 4,300 digits).
+_MAX_NUMBER_TEXT = 64
+
+
 def category_key(value: Any) -> str:
-    """A level as text; 3.0 (a float column with missing values) and 3 are the same level."""
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+    """The one spelling of a categorical level, whoever read the value.
+
+    The same cell reaches the encoder as a float from a DataFrame (``5.0``; a column of
+    integers with a missing value is float too), an integer from Parquet or pandas'
+    ``read_csv`` (``5``), or text from a CSV read as text (``'5.0'``, ``'5'``). All are
+    the level ``'5'``: a number is spelled as the shortest text of its value (integers
+    without a point), text that is a number as that number, ``True``/``False`` (any
+    case) as ``'True'``/``'False'``; other text as it is. So ``'007'`` and ``7`` are the
+    same level, as they are once any reader has parsed the file.
+    """
+    if isinstance(value, str):
+        return _text_key(value)
+    if isinstance(value, (bool, np.bool_)):
+        return "True" if value else "False"
+    if isinstance(value, (int, np.integer)):
         return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        # str of the value's own type: float32 0.1 is '0.1', as its text in a file.
+        return str(int(value)) if float(value).is_integer() else str(value)
     return str(value)
 
 
+def _text_key(text: str) -> str:
+    if len(text) > _MAX_NUMBER_TEXT:
+        return str(text)
+    if _INTEGER_TEXT.fullmatch(text):
+        return str(int(text))
+    if _NUMBER_TEXT.fullmatch(text):
+        number = float(text)
+        return str(int(number)) if number.is_integer() else str(number)
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return "True" if lowered == "true" else "False"
+    return str(text)
+
+
 def category_strings(series: pd.Series) -> pd.Series:
-    """Categorical values as strings, with missing values as None."""
+    """Categorical values as their levels' spelling (:func:`category_key`), missing
+    values as None."""
     missing = series.isna().to_numpy()
-    values = series.astype("object").to_numpy(copy=True)
-    if isinstance(series.dtype, pd.StringDtype):
-        # Only a string dtype guarantees strings: an object column may mix 1, 'x' and 2.5.
-        out = values
+    if pd.api.types.is_object_dtype(series.dtype):
+        # An object column may mix 1, '1', True and 2.5: each value is spelled by its type
+        # (pandas' factorize would take True and 1 for one value), each distinct one once.
+        out = np.array(_object_keys(series.to_numpy()), dtype=object)
     else:
-        out = np.array([category_key(v) for v in values], dtype=object)
+        # Every distinct value spelled once: a column of a million rows and 40 levels
+        # costs 40 calls.
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+        keys = np.array([*(category_key(u) for u in uniques), None], dtype=object)
+        out = keys[codes]
     out[missing] = None
     return pd.Series(out, index=series.index, dtype=object)
+
+
+def _object_keys(values: NDArray[Any]) -> list[str]:
+    spelled: dict[tuple[type, Any], str] = {}
+    out = []
+    for value in values:
+        try:
+            key = spelled.get((type(value), value))
+        except TypeError:  # unhashable: refused elsewhere, spelled here all the same
+            key = None
+        if key is None:
+            key = category_key(value)
+            with contextlib.suppress(TypeError):
+                spelled[(type(value), value)] = key
+        out.append(key)
+    return out
+
+
+def canonical_levels(levels: Sequence[str]) -> list[str]:
+    """Stored levels in today's spelling (:func:`category_key`; a model saved before
+    levels were spelled one way may hold ``'5.0'`` or ``'true'``). A level whose new
+    spelling an earlier level already took (``'1.0'`` after ``'1'``) becomes a text no
+    reader gives: its input stays where the network expects it, and no value reaches it
+    (as before, no value reached both)."""
+    out: list[str] = []
+    taken: set[str] = set()
+    for level in levels:
+        key = category_key(level)
+        if key in taken:
+            key = f"{level} (a second spelling of {key!r})"
+        taken.add(key)
+        out.append(key)
+    return out
 
 
 def looks_like_dates(strings: pd.Series) -> str | None:
@@ -238,12 +317,15 @@ def _datetime_values(name: str, series: pd.Series) -> NDArray[np.float64]:
 def encode_categories(series: pd.Series, levels: Sequence[str]) -> NDArray[np.int64]:
     """Codes for ``series``: 0 missing, 1 unseen, 2.. the index of the level + 2.
 
-    Arrow-backed strings (record batches read from files) are coded by Arrow, with no
-    Python string per value; the result is the same.
+    Values are spelled as levels are (:func:`category_key`). Arrow-backed strings (record
+    batches read from files) are coded by Arrow, spelling each distinct value once; the
+    result is the same.
     """
     if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
         return _arrow_codes(pa.array(series), levels)
-    lookup = {level: i + 2 for i, level in enumerate(levels)}
+    lookup: dict[str, int] = {}
+    for i, level in enumerate(levels):
+        lookup.setdefault(level, i + 2)
     strings = category_strings(series)
     codes = strings.map(lookup)
     out = np.array(codes.fillna(UNSEEN_CODE).to_numpy(dtype=np.int64), dtype=np.int64)
@@ -271,11 +353,29 @@ def encode_codes(values: NDArray[np.float64], levels: Sequence[str]) -> NDArray[
     return codes
 
 
-def _arrow_codes(values: pa.Array, levels: Sequence[str]) -> NDArray[np.int64]:
-    index = pc.index_in(values, value_set=pa.array(list(levels), type=pa.string()))
-    codes = np.asarray(index.fill_null(UNSEEN_CODE - 2).to_numpy(zero_copy_only=False)) + 2
-    codes[np.asarray(values.is_null().to_numpy(zero_copy_only=False))] = MISSING_CODE
-    return codes.astype(np.int64)
+def _arrow_codes(values: pa.Array | pa.ChunkedArray, levels: Sequence[str]) -> NDArray[np.int64]:
+    value_set = pa.array(list(levels), type=pa.string())
+    codes = _arrow_index(values, value_set)
+    missing = np.asarray(values.is_null().to_numpy(zero_copy_only=False))
+    # Levels are spelled by category_key, which leaves its own output as it is: a value
+    # found as it is needs no spelling. The others ('5.0' for the level '5') are spelled,
+    # each distinct one once.
+    unmatched = np.flatnonzero((codes == UNSEEN_CODE) & ~missing)
+    if unmatched.size:
+        encoded = pc.dictionary_encode(values.take(pa.array(unmatched)))
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        keys = [category_key(v) for v in encoded.dictionary.to_pylist()]
+        by_entry = _arrow_index(pa.array(keys, type=pa.string()), value_set)
+        codes[unmatched] = by_entry[np.asarray(encoded.indices.to_numpy(zero_copy_only=False))]
+    codes[missing] = MISSING_CODE
+    return codes
+
+
+def _arrow_index(values: pa.Array | pa.ChunkedArray, value_set: pa.Array) -> NDArray[np.int64]:
+    index = pc.index_in(values, value_set=value_set)
+    found = np.asarray(index.fill_null(UNSEEN_CODE - 2).to_numpy(zero_copy_only=False))
+    return (found + 2).astype(np.int64)
 
 
 def float_summary(

@@ -1,0 +1,186 @@
+"""One spelling of a categorical level for every reader (issue 22, item 2).
+
+A level is the same whether its value came from a DataFrame column of floats, integers,
+booleans, categories or text, from a CSV file (read whole by pandas or streamed as text
+by Arrow, with a memory budget or without) or from Parquet; and prediction warns when
+most of a column's values are levels the model never learned.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import steadyclf
+from steadyclf import BinaryClassifier, ModelFileError, UnseenLevelsWarning
+from steadyclf.cli import main
+from steadyclf.persistence import refresh_checksum
+from steadyclf.schema.encoder import UNSEEN_WARNING_SHARE
+from steadyclf.schema.roles import ColumnInfo
+from steadyclf.schema.values import category_key, category_strings, encode_categories
+
+FAST = {"hidden": (8,), "max_epochs": 20, "random_state": 0, "weight_decay": 1e-2}
+FAST |= {"numeric_embedding": "none", "validation_fraction": 0.2}
+
+
+@pytest.mark.parametrize(
+    ("value", "level"),
+    [
+        (5.0, "5"),
+        (np.float64(5.0), "5"),
+        (np.float32(5.0), "5"),
+        (5, "5"),
+        (np.int64(5), "5"),
+        ("5", "5"),
+        ("5.0", "5"),
+        ("5.00", "5"),
+        ("+5", "5"),
+        ("05", "5"),
+        ("5e0", "5"),
+        (2.5, "2.5"),
+        (np.float32(0.1), "0.1"),  # its own precision's shortest text, as a file holds it
+        ("2.50", "2.5"),
+        ("0.1", "0.1"),
+        (-0.0, "0"),
+        (True, "True"),
+        (np.bool_(False), "False"),
+        ("true", "True"),
+        ("FALSE", "False"),
+        ("12345678901234567890", "12345678901234567890"),  # exact, not through a float
+        ("Oslo", "Oslo"),
+        ("nan", "nan"),  # text that readers keep as text stays text
+        (" 5", " 5"),
+        ("٣", "٣"),  # a digit of another script is text
+        ("1" * 100, "1" * 100),  # too long to be a number
+    ],
+)
+def test_a_level_has_one_spelling(value: object, level: str) -> None:
+    assert category_key(value) == level
+
+
+_SPELLINGS = {
+    "float": lambda v: v.astype(float),
+    "int": lambda v: v.astype(np.int64),
+    "nullable int": lambda v: v.astype("Int64"),
+    "category of floats": lambda v: v.astype(float).astype("category"),
+    "object of floats": lambda v: v.astype(float).astype(object),
+    "text '5.0'": lambda v: v.map(lambda x: f"{x:.1f}").astype(str),
+    "text '5'": lambda v: v.map(str).astype(str),
+    "arrow text '5.0'": lambda v: v.map(lambda x: f"{x:.1f}").astype("string[pyarrow]"),
+}
+
+
+@pytest.mark.parametrize("spelling", list(_SPELLINGS))
+def test_every_dtype_and_text_codes_the_same(spelling: str) -> None:
+    values = pd.Series([1, 5, 3, 5, 2])
+    levels = ["1", "2", "3", "4", "5"]
+    expected = np.array([2, 6, 4, 6, 3])
+    spelled = _SPELLINGS[spelling](values)
+    np.testing.assert_array_equal(encode_categories(spelled, levels), expected)
+    assert category_strings(spelled).tolist() == ["1", "5", "3", "5", "2"]
+
+
+def _table(n: int = 400, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    grade = rng.integers(1, 6, n).astype(float)  # floats 1.0-5.0, as in the issue
+    grade[::17] = np.nan
+    flag = rng.random(n) < 0.5
+    x = rng.normal(size=n)
+    y = (x + np.nan_to_num(grade - 3.0) + 0.8 * flag + rng.normal(size=n) > 0).astype(int)
+    return pd.DataFrame({"x": x, "grade": grade, "flag": flag}), y
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[BinaryClassifier, Path, Path]:
+    X, y = _table()
+    clf = BinaryClassifier(categorical=["grade", "flag"], **FAST).fit(X, y)
+    root = tmp_path_factory.mktemp("categories")
+    return clf, clf.save(root / "model"), root
+
+
+def _cli_probabilities(capsys: pytest.CaptureFixture[str], *args: object) -> np.ndarray:
+    assert main(["predict", *map(str, args)]) == 0
+    return pd.read_csv(io.StringIO(capsys.readouterr().out))["probability"].to_numpy()
+
+
+def test_the_cli_reads_a_csv_as_python_reads_the_frame(
+    fitted: tuple[BinaryClassifier, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    clf, model, root = fitted
+    X, _ = _table(300, seed=1)
+    grade, flag = clf.encoder_.categorical_columns
+    assert sorted(grade.levels) == ["1", "2", "3", "4", "5"]  # floats 1.0-5.0
+    assert sorted(flag.levels) == ["False", "True"]
+    expected = clf.predict_proba(X)[:, 1]
+    X.to_csv(root / "rows.csv", index=False)  # writes 5.0 and True
+    X.to_parquet(root / "rows.parquet", index=False)
+    text = X.assign(grade=X["grade"].map(lambda v: "" if np.isnan(v) else f"{v:g}"))
+    text.to_csv(root / "ints.csv", index=False)  # writes 5
+    # Same weights, same NumPy forward pass on the same codes: the same float64 numbers
+    # up to the CSV's 17-digit round trip of x (1e-12 is far below any level's effect).
+    for name in ("rows.csv", "ints.csv", "rows.parquet"):
+        for budget in ([], ["--memory-budget", "64KB"]):
+            got = _cli_probabilities(capsys, model, root / name, *budget)
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12, err_msg=name)
+    for frame in (pd.read_csv(root / "rows.csv"), pd.read_csv(root / "ints.csv", dtype=str)):
+        frame["x"] = frame["x"].astype(float)
+        np.testing.assert_allclose(clf.predict_proba(frame)[:, 1], expected, atol=1e-12)
+    loaded = steadyclf.load(model)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+def test_mostly_unseen_levels_warn_once_in_python_and_on_the_command_line(
+    fitted: tuple[BinaryClassifier, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    clf, model, root = fitted
+    X, _ = _table(100, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf.predict_proba(X)  # every level known: no warning
+        some = X.assign(grade=np.where(np.arange(100) < 40, 7.0, X["grade"]))
+        clf.predict_proba(some)  # 40 % unseen: under UNSEEN_WARNING_SHARE, no warning
+    assert UNSEEN_WARNING_SHARE == 0.5
+    spelled = X.assign(flag=np.where(X["flag"], "yes", "no"))  # another spelling
+    with pytest.warns(UnseenLevelsWarning, match=r"100 of 100 values of 'flag' \(100%\)"):
+        clf.predict(spelled)
+    spelled.to_csv(root / "spelled.csv", index=False)
+    assert main(["predict", str(model), str(root / "spelled.csv")]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "not learn" in line]
+    assert lines == [
+        "steadyclf: warning: 100 of 100 values of 'flag' (100%) are levels the model did "
+        "not learn in training (predicted as an unseen level); check how the column is "
+        "spelled"
+    ]
+
+
+def test_saved_levels_are_read_in_todays_spelling_and_refused_twice() -> None:
+    info = {"name": "g", "role": "categorical", "dtype": "object"}
+    old = ColumnInfo.from_dict(info | {"levels": ["5.0", "true", "1", "1.0", "Oslo"]})
+    # '1.0' comes after '1', which took its spelling: a text no reader gives holds its place.
+    assert old.levels == ["5", "True", "1", "1.0 (a second spelling of '1')", "Oslo"]
+    codes = encode_categories(pd.Series(["5.0", "5", "TRUE", "1.0", "Oslo", None]), old.levels)
+    assert codes.tolist() == [2, 2, 3, 4, 6, 0]
+    with pytest.raises(ValueError, match=r"column 'g': levels lists the level 'a' twice"):
+        ColumnInfo.from_dict(info | {"levels": ["a", "b", "a"]})
+
+
+def test_a_model_file_listing_a_level_twice_is_refused(
+    fitted: tuple[BinaryClassifier, Path, Path], tmp_path: Path
+) -> None:
+    _, model, _ = fitted
+    copy = Path(shutil.copytree(model, tmp_path / "model"))
+    index = json.loads((copy / "model.json").read_text())
+    column = next(c for c in index["schema"]["columns"] if c["name"] == "grade")
+    column["levels"][1] = column["levels"][0]
+    (copy / "model.json").write_text(json.dumps(index))
+    refresh_checksum(copy, files=False)  # re-signed: the levels' own check must refuse it
+    with pytest.raises(ModelFileError, match="column 'grade': levels lists the level"):
+        steadyclf.load(copy)
