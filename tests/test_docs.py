@@ -87,14 +87,11 @@ def test_python_blocks_of_page_run_in_order(
             exec(code, namespace)
         except Exception as exc:
             raise AssertionError(
-                f"the Python block at {_id(page)}:{block.line} failed: "
-                f"{type(exc).__name__}: {exc}"
+                f"the Python block at {_id(page)}:{block.line} failed: {type(exc).__name__}: {exc}"
             ) from exc
 
 
-@pytest.mark.parametrize(
-    "block", SKIPPED, ids=[f"{_id(b.page)}:{b.line}" for b in SKIPPED] or None
-)
+@pytest.mark.parametrize("block", SKIPPED, ids=[f"{_id(b.page)}:{b.line}" for b in SKIPPED] or None)
 def test_blocks_marked_no_run_are_reported(block: Block) -> None:
     # Compiled at least, so a marked block cannot hold a syntax error either.
     compile(block.code, f"{_id(block.page)}:{block.line}", "exec")
