@@ -388,3 +388,172 @@ def test_loads_during_saves_return_the_old_or_the_new_model(
     assert saver.returncode == 0, err
     assert set(seen) <= {0.25, 0.75} and len(seen) >= 5
     assert leftovers(out) == []
+
+
+# -- 4. SIGTERM like Ctrl-C through the end of a run; one writer per --out ----------------------
+CLI_RUN = ["--target", "y", "--max-epochs", "8", "--batch-size", "64", "--hidden", "8"]
+CLI_RUN += ["--numeric-embedding", "none"]  # one network per run: quick
+
+# Runs the CLI after placing a real signal at a point of the run (``where``).
+_SIGNALLED_CLI = """
+import os, signal, sys, time
+where, args = sys.argv[1], sys.argv[2:]
+
+def term(*_):
+    os.kill(os.getpid(), signal.SIGTERM)
+
+class At:
+    def on_epoch_end(self, trainer, record):
+        if where == "epoch-3" and trainer.epoch == 3:
+            term()
+        if where == "slow":
+            time.sleep(0.25)
+
+import steadyclf.cli.train as train
+train.training_callbacks = lambda output: [At()]
+if where == "calibration":
+    import steadyclf.pipeline as pipeline
+    real = pipeline.calibrate
+    pipeline.calibrate = lambda *a, **k: (term(), real(*a, **k))[1]
+if where == "final-write":
+    from steadyclf.io import atomic
+    atomic._after_step = lambda step: step == "versioned" and term()
+if where == "predict-write":
+    from steadyclf.io import atomic
+    real_mode = atomic.file_mode
+    atomic.file_mode = lambda path: (term(), real_mode(path))[1]
+from steadyclf.cli import main
+sys.exit(main(args))
+"""
+
+
+def _signalled(where: str, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", _SIGNALLED_CLI, where, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture
+def train_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "train.csv"
+    _table(600).to_csv(path, index=False)
+    return path
+
+
+def _temporaries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*.tmp")) + [p.name for p in leftovers(folder / "m")]
+
+
+@pytest.mark.parametrize("where", ["epoch-3", "calibration", "final-write"])
+def test_sigterm_saves_the_training_and_exits_143(
+    tmp_path: Path, train_csv: Path, where: str
+) -> None:
+    out = tmp_path / "m"
+    run = _signalled(where, "train", str(train_csv), "--out", str(out), *CLI_RUN)
+    _, err = run.communicate(timeout=180)
+    assert run.returncode == 143, err
+    assert "Traceback" not in err and "SIGTERM" in err and "--resume" in err
+    assert not out.exists() and _temporaries(tmp_path) == []
+    saved = read_checkpoint(tmp_path / "m.checkpoint").epoch
+    assert saved == 3 if where == "epoch-3" else saved >= 1
+    code = main(["train", str(train_csv), "--out", str(out), *CLI_RUN, "--resume", "--quiet"])
+    assert code == 0 and read_model(out).training["n_iter"] >= saved
+    assert not (tmp_path / "m.checkpoint").exists()
+
+
+def test_sigterm_while_predict_writes_leaves_no_temporary_file(
+    tmp_path: Path, saved_model: Path
+) -> None:
+    data = tmp_path / "new.csv"
+    _table(50).drop(columns="y").to_csv(data, index=False)
+    out = tmp_path / "p.csv"
+    run = _signalled("predict-write", "predict", str(saved_model), str(data), "--out", str(out))
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 143, err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.csv"]
+
+
+def test_a_second_writer_of_the_same_out_is_refused(
+    tmp_path: Path, train_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "m"
+    args = ["train", str(train_csv), "--out", str(out), *CLI_RUN, "--max-epochs", "30"]
+    first = _signalled("slow", *args, "--patience", "50")
+    lock = tmp_path / ".m.lock"
+    deadline = time.monotonic() + 60
+    while not lock.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lock.exists(), first.communicate()[1]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "another run is writing" in err and err.count("\n") == 1
+    _, first_err = first.communicate(timeout=180)
+    assert first.returncode == 0, first_err
+    assert read_model(out).training["n_iter"] >= 1
+    assert not lock.exists() and _temporaries(tmp_path) == []
+
+
+def test_a_fresh_train_is_not_refused_for_what_a_killed_run_left(
+    tmp_path: Path, train_csv: Path
+) -> None:
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    pid = int(gone.stdout)  # a process that has ended: its files are leftovers
+    checkpoint = tmp_path / "m.checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / f".checkpoint-000002.safetensors.{pid}-k1ll3d.tmp").write_bytes(b"half")
+    (checkpoint / "checkpoint-000002.safetensors").write_bytes(b"no index refers to it")
+    (tmp_path / f".m.tmp-{pid}").mkdir()  # a staging directory
+    out = tmp_path / "m"
+    assert main(["train", str(train_csv), "--out", str(out), *CLI_RUN, "--quiet"]) == 0
+    assert read_model(out).threshold > 0 and _temporaries(tmp_path) == []
+
+
+def test_an_out_that_cannot_be_written_is_refused_before_training(
+    tmp_path: Path, train_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    started = time.monotonic()
+    code = main(["train", str(train_csv), "--out", str(tmp_path / "file" / "m"), *CLI_RUN])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot write" in err and err.count("\n") == 1
+    assert "epoch" not in err and time.monotonic() - started < 10
+
+
+def test_an_interrupted_cross_fitted_run_names_the_epoch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import steadyclf.cli.train as cli_train
+
+    class Sigint:
+        def on_epoch_end(self, trainer: Any, record: dict[str, Any]) -> None:
+            if trainer.epoch == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    path = tmp_path / "small.csv"
+    _table(150).to_csv(path, index=False)  # small data: cross-fitted networks
+    monkeypatch.setattr(cli_train, "training_callbacks", lambda output: [Sigint()])
+    code = main(
+        [
+            "train",
+            str(path),
+            "--target",
+            "y",
+            "--out",
+            str(tmp_path / "m"),
+            "--max-epochs",
+            "6",
+            "--numeric-embedding",
+            "none",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 130
+    assert "stopped after epoch 2;" in err and "None" not in err

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "DataError",
     "DataTypeError",
+    "Interrupted",
     "ModelFileError",
     "NotFittedError",
     "ParameterError",
@@ -63,12 +64,22 @@ class UnseenLevelsWarning(UserWarning):
     but probably not on the data the model was meant for."""
 
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped training after the current epoch, once a checkpoint was saved.
+class Interrupted(KeyboardInterrupt):
+    """A signal (SIGINT: Ctrl-C, or SIGTERM: what schedulers send) stopped the work.
 
-    A :class:`KeyboardInterrupt`, so code that catches ``Exception`` does not swallow it;
-    the message says where the checkpoint is.
+    A :class:`KeyboardInterrupt`, so code that catches ``Exception`` does not swallow it
+    and ``finally`` blocks clean up; ``signum`` is the signal (the CLI exits with
+    ``128 + signum``: 130 for SIGINT, 143 for SIGTERM).
     """
+
+    def __init__(self, *args: object, signum: int = 2) -> None:
+        super().__init__(*args)
+        self.signum = signum
+
+
+class TrainingInterrupted(Interrupted):
+    """Ctrl-C or SIGTERM stopped training after the current epoch, once a checkpoint was
+    saved; the message says where the checkpoint is."""
 
 
 if TYPE_CHECKING:

@@ -15,21 +15,25 @@ and ``steadyclf predict`` imports neither torch nor matplotlib nor scikit-learn.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib import import_module
+from types import FrameType
 from typing import Any, TextIO
 
 import click
 
 from .. import __version__
-from ..exceptions import SteadyclfError, UnseenLevelsWarning
+from ..exceptions import Interrupted, SteadyclfError, UnseenLevelsWarning
 
 __all__ = ["COMMANDS", "cli", "main"]
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT; SIGTERM exits with 128 + 15 = 143
 
 #: Command -> the module of this package that defines it (imported on first use).
 COMMANDS = {
@@ -77,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        with warnings.catch_warnings():
+        with _sigterm_interrupts(), warnings.catch_warnings():
             # The library's warnings about the data, as the commands' own: one line each.
             warnings.simplefilter("default", UnseenLevelsWarning)
             shown = warnings.showwarning
@@ -85,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cli.main(args=args, prog_name="steadyclf", standalone_mode=False)
     except click.exceptions.Abort as exc:
         click.echo(f"steadyclf: interrupted{_detail(exc.__cause__)}", err=True)
-        return EXIT_INTERRUPTED
+        return _interrupted_code(exc.__cause__)
     except click.exceptions.ClickException as exc:
         exc.show()
         return exc.exit_code
@@ -93,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.exit_code)
     except KeyboardInterrupt as exc:
         click.echo(f"steadyclf: interrupted{_detail(exc)}", err=True)
-        return EXIT_INTERRUPTED
+        return _interrupted_code(exc)
     except SteadyclfError as exc:
         if debug:
             raise
@@ -102,9 +106,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises :class:`Interrupted` as Ctrl-C raises KeyboardInterrupt.
+
+    So a command stopped by a scheduler cleans up as one stopped by Ctrl-C (``finally``
+    blocks remove temporary files, training saves a checkpoint) and exits with 143,
+    instead of dying at once. Left alone where someone else already handles SIGTERM.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(signum=signum)
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _interrupted_code(exc: BaseException | None) -> int:
+    """128 + the signal that interrupted: 130 for Ctrl-C, 143 for SIGTERM."""
+    return 128 + getattr(exc, "signum", EXIT_INTERRUPTED - 128)
+
+
 def _detail(exc: BaseException | None) -> str:
     """``': <message>'`` of an interruption that says more (e.g. where its checkpoint is)."""
     text = _one_line(str(exc)) if isinstance(exc, KeyboardInterrupt) else ""
+    signum = getattr(exc, "signum", signal.SIGINT)
+    if signum != signal.SIGINT:
+        text = f"{signal.Signals(signum).name}" + (f"; {text}" if text else "")
     return f": {text}" if text else ""
 
 

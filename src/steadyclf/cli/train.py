@@ -10,6 +10,7 @@ size, a note on stderr and the summary say so.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -92,7 +93,7 @@ def training_checkpoint(out: str, *, every: int | None, resume: bool, output: Ou
     epoch = check_checkpoint_dir(directory, resume=resume)
     if epoch is not None:
         output.note(f"resuming from epoch {epoch} (checkpoint {str(directory)!r})")
-    return Checkpoint(directory, every=every, resume=resume)
+    return Checkpoint(directory, every=every, resume=resume, at_end=True)
 
 
 def fit_keeping_work(
@@ -120,11 +121,24 @@ def fit_keeping_work(
         raise TrainingDivergedError(
             f"{exc}; the best model so far (epoch {best.best_epoch_}) was saved to {out!r}"
         ) from None
-    except TrainingInterrupted:
+    except TrainingInterrupted as exc:
         raise TrainingInterrupted(
             f"stopped after epoch {checkpoint.saved_epoch}; checkpoint saved in "
-            f"{str(checkpoint.directory)!r}; run the same command with --resume to continue"
+            f"{str(checkpoint.directory)!r}; run the same command with --resume to continue",
+            signum=exc.signum,
         ) from None
+
+
+def keeping_training(exc: KeyboardInterrupt, checkpoint: Checkpoint | None) -> KeyboardInterrupt:
+    """An interruption outside the training loop (calibration, the final write) that says
+    where the training it did not discard is: the checkpoint saved when training ended."""
+    if isinstance(exc, TrainingInterrupted) or checkpoint is None or checkpoint.saved_epoch is None:
+        return exc
+    return TrainingInterrupted(
+        f"interrupted after epoch {checkpoint.saved_epoch} was trained; checkpoint saved in "
+        f"{str(checkpoint.directory)!r}; run the same command with --resume to finish",
+        signum=getattr(exc, "signum", 2),
+    )
 
 
 def report_stalls(clf: BinaryClassifier, output: Output) -> None:
@@ -304,6 +318,7 @@ def train(
     """Train a model on DATA (.csv, .csv.gz, .tsv, .parquet; a directory or glob of them
     when streaming; a database with --query) and save it to --out. Under torchrun, every
     process trains on its share of the rows and rank 0 writes the model."""
+    from ..io.atomic import exclusive_lock
     from ..persistence import check_model_target
     from ..train.checkpoint import remove_checkpoint
     from ..train.distributed import init_from_env, shutdown
@@ -319,7 +334,13 @@ def train(
         from ..mlflow import CliRun
 
         tracking = CliRun(data=shown, query=query, target=target)
+    checkpoint = None
+    stack = contextlib.ExitStack()
     try:
+        if main:
+            # One run at a time writes OUT and OUT.checkpoint; taking the lock also finds
+            # a folder that cannot be written, before any training.
+            stack.enter_context(exclusive_lock(out, wait=False))
         checkpoint = training_checkpoint(
             out,
             every=checkpoint_every,
@@ -365,14 +386,17 @@ def train(
             # another is still connected was seen to abort ("terminate called without an
             # active exception", SIGABRT) on a CI machine.
             context.barrier()
-    except BaseException:
+    except BaseException as exc:
         if tracking is not None:
             tracking.end(failed=True)
+        if isinstance(exc, KeyboardInterrupt):
+            raise keeping_training(exc, checkpoint) from None
         raise
     else:
         if tracking is not None:
             tracking.end(failed=False)
     finally:
+        stack.close()
         shutdown()
 
 

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..exceptions import SteadyclfError
+from ..exceptions import ModelFileError, SteadyclfError
 
 __all__ = [
     "LockedError",
@@ -48,6 +48,7 @@ __all__ = [
     "exclusive_lock",
     "file_mode",
     "leftovers",
+    "process_running",
     "remove_leftovers",
     "staged_directory",
     "staged_files",
@@ -126,11 +127,12 @@ def _remove_dead_temporaries(target: Path) -> None:
     with contextlib.suppress(OSError):
         for entry in target.parent.glob(f".{glob.escape(target.name)}.*-*.tmp"):
             pid = entry.name[len(target.name) + 2 :].split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not process_running(int(pid)):
                 entry.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` runs (on this machine): a temporary file's writer."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -199,8 +201,15 @@ def exclusive_lock(target: str | os.PathLike[str], *, wait: bool = True) -> Iter
         raise _locked(path)
     try:
         if held.depth == 0:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            held.fd = _flock(lock_path, path, wait)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                held.fd = _flock(lock_path, path, wait)
+            except LockedError:
+                raise
+            except OSError as exc:  # a read-only folder, a file where a folder should be...
+                raise ModelFileError(
+                    f"cannot write {str(path)!r}: {exc.strerror or exc} ({exc.filename})"
+                ) from None
         held.depth += 1
         try:
             yield
@@ -276,21 +285,27 @@ def staged_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
 def _install(staging: Path, target: Path) -> None:
     """Make the complete ``staging`` directory the content of ``target`` in one rename."""
     version = target.parent / f".{target.name}.v-{time.time_ns():x}{secrets.token_hex(3)}"
-    os.rename(staging, version)  # a .v- directory is always complete
-    _step("versioned")
     link = target.parent / f".{target.name}.link-{secrets.token_hex(4)}"
+    os.rename(staging, version)  # a .v- directory is always complete
     try:
-        os.symlink(version.name, link)
-    except (OSError, NotImplementedError):  # no symbolic links here: replace by two renames
-        _swap_directories(version, target)
-        return
-    if target.is_symlink() or not target.exists():
-        os.replace(link, target)  # the commit point
-    elif target.is_dir() and not any(target.iterdir()):
-        target.rmdir()
-        os.replace(link, target)
-    else:  # a real directory: written by an earlier steadyclf
-        _exchange_or_swap(link, target)
+        _step("versioned")
+        try:
+            os.symlink(version.name, link)
+        except (OSError, NotImplementedError):  # no symbolic links: replace by two renames
+            _swap_directories(version, target)
+            return
+        if target.is_symlink() or not target.exists():
+            os.replace(link, target)  # the commit point
+        elif target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+            os.replace(link, target)
+        else:  # a real directory: written by an earlier steadyclf
+            _exchange_or_swap(link, target)
+    except BaseException:  # interrupted before the commit: the old model stays, alone
+        if not (target.is_symlink() and os.readlink(target) == version.name):
+            _remove(link)
+            _remove(version)
+        raise
     _step("linked")
 
 

@@ -41,8 +41,14 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from ..exceptions import DataError, ModelFileError, ParameterError, TrainingInterrupted
-from ..io.atomic import atomic_write
+from ..exceptions import (
+    DataError,
+    Interrupted,
+    ModelFileError,
+    ParameterError,
+    TrainingInterrupted,
+)
+from ..io.atomic import atomic_write, process_running
 from ..io.checksum import sign_json, verify_json
 from .state import INDEX_FILE, check_like, check_optimizer_state, decode_state, encode_state
 from .trainer import EpochRecord, TrainConfig, Trainer
@@ -228,6 +234,8 @@ def check_checkpoint_dir(directory: str | os.PathLike[str], *, resume: bool) -> 
         return None
     if not root.is_dir():
         raise ModelFileError(f"{str(root)!r} exists and is not a checkpoint directory")
+    if latest is None:
+        _remove_partial_writes(root)
     if latest is not None:
         epoch = read_checkpoint(latest).epoch
         raise ModelFileError(
@@ -239,6 +247,17 @@ def check_checkpoint_dir(directory: str | os.PathLike[str], *, resume: bool) -> 
             f"{str(root)!r} exists and is not a steadyclf checkpoint; move it away"
         )
     return None
+
+
+def _remove_partial_writes(root: Path) -> None:
+    """Remove what a killed first checkpoint write left: temporary files of writers that
+    no longer run, and weights whose index was never written (nothing refers to them)."""
+    for path in root.glob(".*.tmp"):
+        pid = path.name.rsplit(".", 2)[-2].split("-", 1)[0]
+        if not (pid.isdigit() and process_running(int(pid))):
+            path.unlink(missing_ok=True)
+    for path in root.glob("checkpoint-*.safetensors"):
+        path.unlink(missing_ok=True)  # only called when the directory holds no index
 
 
 def remove_checkpoint(directory: str | os.PathLike[str]) -> bool:
@@ -395,35 +414,45 @@ def _check_index_types(
 
 
 # -- the callback ----------------------------------------------------------------------------
+#: The signals that stop a run after the epoch: Ctrl-C, and what Slurm, Kubernetes and
+#: torchrun send.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 class _SigintLatch:
-    """Turn the first Ctrl-C into a request to stop after the epoch; the second stops now."""
+    """Turn the first Ctrl-C or SIGTERM into a request to stop after the epoch; the second
+    stops now."""
 
     def __init__(self, message: str) -> None:
         self.message = message
         self.requested = False
-        self._previous: Any = None
+        self.signum = int(signal.SIGINT)
+        self._previous: dict[int, Any] = {}
         self._installed = False
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # signals are only delivered to the main thread
         self.requested = False
-        self._previous = signal.getsignal(signal.SIGINT)
-        signal.signal(signal.SIGINT, self._handle)
+        for signum in STOP_SIGNALS:
+            self._previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._handle)
         self._installed = True
 
     def uninstall(self) -> None:
         if self._installed:
-            previous = self._previous if self._previous is not None else signal.SIG_DFL
-            signal.signal(signal.SIGINT, previous)
+            for signum, previous in self._previous.items():
+                signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
             self._installed = False
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
             self.uninstall()
-            raise KeyboardInterrupt
+            raise Interrupted(signum=signum)
         self.requested = True
-        print(self.message, file=sys.stderr, flush=True)
+        self.signum = signum
+        name = "" if signum == signal.SIGINT else f"{signal.Signals(signum).name}: "
+        print(f"steadyclf: {name}{self.message}", file=sys.stderr, flush=True)
 
 
 class Checkpoint:
@@ -445,7 +474,11 @@ class Checkpoint:
         estimator parameters (except ``verbose`` and ``device``), the training data and
         the run settings must be those of the checkpointed run.
     catch_interrupt : bool, default=True
-        Handle Ctrl-C (SIGINT) as described above while training runs in the main thread.
+        Handle Ctrl-C (SIGINT) and SIGTERM as described above while training runs in the
+        main thread.
+    at_end : bool, default=False
+        Also save when training ends (the command line does, so that an interruption
+        during calibration or while the model is written loses no training).
 
     Attributes
     ----------
@@ -478,6 +511,7 @@ class Checkpoint:
         *,
         resume: bool = False,
         catch_interrupt: bool = True,
+        at_end: bool = False,
     ) -> None:
         if every is not None and (
             not isinstance(every, int) or isinstance(every, bool) or every < 1
@@ -491,9 +525,10 @@ class Checkpoint:
         self.saved_epoch: int | None = None
         self._context: FitContext | None = None
         self._pending: CheckpointData | None = None
+        self.at_end = at_end
+        self._parent: Checkpoint | None = None
         self._latch = _SigintLatch(
-            "steadyclf: stopping after this epoch to save a checkpoint "
-            "(press Ctrl-C again to stop at once)"
+            "stopping after this epoch to save a checkpoint (press Ctrl-C again to stop at once)"
         )
 
     # -- hooks -------------------------------------------------------------------------
@@ -519,9 +554,14 @@ class Checkpoint:
         directory = self.directory / ("part-" + "-".join(str(i) for i in index))
         resume = self.resume and (directory / INDEX_FILE).is_file()
         part = Checkpoint(
-            directory, self.every, resume=resume, catch_interrupt=self.catch_interrupt
+            directory,
+            self.every,
+            resume=resume,
+            catch_interrupt=self.catch_interrupt,
+            at_end=self.at_end,
         )
         part._context = self._context
+        part._parent = self
         return part
 
     def on_train_setup(self, trainer: Trainer) -> None:
@@ -544,14 +584,26 @@ class Checkpoint:
         if due or self._latch.requested:
             self.save(trainer)
         if self._latch.requested:
-            self._latch.uninstall()
-            raise TrainingInterrupted(
-                f"training interrupted after epoch {trainer.epoch}; checkpoint saved in "
-                f"{str(self.directory)!r}; resume from it to continue"
-            )
+            self._stop(trainer)
 
     def on_train_end(self, trainer: Trainer) -> None:
-        """Nothing to do: the last checkpoint stays until its owner removes it."""
+        """With ``at_end``, save the finished training: an interruption after it (during
+        calibration, or while the model is written) then loses none of it. A signal that
+        came after the last epoch's end stops the run here, once it is saved."""
+        requested = self._latch.requested
+        if (self.at_end or requested) and self.saved_epoch != trainer.epoch:
+            self.save(trainer)
+        if requested:
+            self._stop(trainer)
+
+    def _stop(self, trainer: Trainer) -> None:
+        """End the run after a signal, once the checkpoint is saved."""
+        self._latch.uninstall()
+        raise TrainingInterrupted(
+            f"training interrupted after epoch {trainer.epoch}; checkpoint saved in "
+            f"{str(self.directory)!r}; resume from it to continue",
+            signum=self._latch.signum,
+        )
 
     def on_train_exit(self, trainer: Trainer) -> None:
         """Give Ctrl-C back its previous meaning."""
@@ -561,7 +613,10 @@ class Checkpoint:
     def save(self, trainer: Trainer) -> Path:
         """Write a checkpoint of ``trainer`` now; returns the index path."""
         path = write_checkpoint(self.directory, trainer, self._context)
-        self.saved_epoch = trainer.epoch
+        checkpoint: Checkpoint | None = self
+        while checkpoint is not None:  # a part's save is its whole fit's latest
+            checkpoint.saved_epoch = trainer.epoch
+            checkpoint = checkpoint._parent
         return path
 
 
