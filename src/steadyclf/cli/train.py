@@ -377,7 +377,9 @@ def train(
             files = write_model(clf, out, metadata=metadata, output=output)
             if tracking is not None:
                 tracking.log(clf, out, data, output=output)
-            if remove_checkpoint(checkpoint.directory):  # the model holds the work now
+            # The model holds the work now. Said only of a checkpoint the user asked for:
+            # the one saved as training ended exists for the moments until this line.
+            if remove_checkpoint(checkpoint.directory) and (checkpoint_every or resume):
                 output.note(f"removed checkpoint {str(checkpoint.directory)!r}")
             summary = train_summary(clf, shown, target, out, seconds, files)
             output.result(summary, lambda: format_train_summary(summary, clf.encoder_.columns_))
