@@ -138,13 +138,47 @@ def test_parameters_page_lists_every_parameter_with_its_default() -> None:
     assert rows == expected, "docs/parameters.md's table differs from BinaryClassifier"
 
 
-LINK = re.compile(r"\]\((?!https?://|mailto:|#)(?P<target>[^)\s#]+)(?:#[^)]*)?\)")
+LINK = re.compile(r"\]\((?!https?://|mailto:)(?P<target>[^)\s#]*)(?:#(?P<anchor>[^)\s]*))?\)")
 HREF = re.compile(r'(?:href|src)="(?!https?://|#|data:)(?P<target>[^"#]+)"')
+
+
+def anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces
+    to hyphens, a repeated heading numbered (``-1``, ``-2``...)."""
+    seen: dict[str, int] = {}
+    found = set()
+    in_code = False
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if FENCE.match(line):
+            in_code = not in_code
+        if in_code or not line.startswith("#"):
+            continue
+        text = line.lstrip("#").strip().lower()
+        slug = re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        found.add(slug if count == 0 else f"{slug}-{count}")
+    return found
 
 
 @pytest.mark.parametrize("page", [*PAGES, ROOT / "benchmarks" / "README.md"], ids=_id)
 def test_relative_links_resolve(page: Path) -> None:
     text = page.read_text(encoding="utf-8")
-    targets = [m["target"] for m in (*LINK.finditer(text), *HREF.finditer(text))]
-    missing = [t for t in targets if not (page.parent / t).exists()]
-    assert not missing, f"{_id(page)} links to missing files: {missing}"
+    broken = []
+    for match in LINK.finditer(text):
+        target = page.parent / match["target"] if match["target"] else page
+        if not target.exists():
+            broken.append(match["target"])
+        elif (
+            match["anchor"] is not None
+            and target.suffix == ".md"
+            and match["anchor"] not in anchors(target)
+        ):
+            broken.append(f"{match['target']}#{match['anchor']}")
+    broken += [m["target"] for m in HREF.finditer(text) if not (page.parent / m["target"]).exists()]
+    assert not broken, f"{_id(page)} links to missing files or headings: {broken}"
+
+
+def test_anchors_follow_github() -> None:
+    page = ROOT / "docs" / "cli.md"
+    assert {"train", "what-every-command-shares"} <= anchors(page)
