@@ -90,53 +90,48 @@ def postgres() -> Iterator[Cluster]:
 
 @contextlib.contextmanager
 def start_cluster(bin_dir: Path) -> Iterator[Cluster]:
-    """Create and start a cluster in a temp folder; stop and remove it on exit."""
+    """Create and start a cluster in a temp folder; stop and remove it on exit.
+
+    A failing ``initdb`` or start raises with the server's own words (its log)."""
     folder = Path(tempfile.mkdtemp(prefix="steadyclf-pg-"))
     data = folder / "data"
-    pwfile = folder / "pw"
-    pwfile.write_text(PASSWORD + "\n")
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres")
-        shutil.chown(pwfile, "postgres")
-    port = _free_port()
-    _run(
-        [
-            str(bin_dir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            USER,
-            "--pwfile",
-            str(pwfile),
-            "--auth-local=trust",
-            "--auth-host=scram-sha-256",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        ]
-    )
-    options = (
-        f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={folder} "
-        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    )
-    _run(
-        [
-            str(bin_dir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-w",
-            "-t",
-            "60",
-            "start",
-            "-l",
-            str(folder / "log"),
-        ]
-    )
     try:
+        pwfile = folder / "pw"
+        pwfile.write_text(PASSWORD + "\n")
+        if os.geteuid() == 0:
+            shutil.chown(folder, "postgres")
+            shutil.chown(pwfile, "postgres")
+        port = _free_port()
+        initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", USER, "--pwfile", str(pwfile)]
+        initdb += ["--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync"]
+        _run(initdb)
+        options = (
+            f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={folder} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        log = folder / "log"
+        try:
+            _run(
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                    "-l",
+                    str(log),
+                ]
+            )
+        except subprocess.CalledProcessError as exc:
+            text = log.read_text() if log.exists() else ""
+            raise RuntimeError(f"PostgreSQL did not start: {exc.stderr}\n{text}") from None
         yield Cluster(port, folder)
     finally:
-        with contextlib.suppress(subprocess.SubprocessError):  # already gone
-            _run([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"])
+        if (data / "postmaster.pid").exists():
+            with contextlib.suppress(subprocess.SubprocessError):  # already gone
+                _run([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"])
         shutil.rmtree(folder, ignore_errors=True)
