@@ -221,3 +221,22 @@ def test_cli_train_mlflow_logs_the_run(
     np.testing.assert_allclose(
         model.predict_proba(rows)[:, 1], saved.predict_proba(rows)[:, 1], rtol=0, atol=TOL
     )
+
+
+def test_stall_warnings_are_logged(store: Path) -> None:
+    from steadyclf.datasets import heart_rate
+
+    # Raw inputs into sigmoid units (tests/test_diagnostics.py's original setup): the
+    # detector warns of saturated units from the first epoch.
+    X, y = heart_rate(n=400, random_state=0)
+    setup = dict(normalize="none", activation="sigmoid", lr=1e-3, hidden=(10,))
+    clf = BinaryClassifier(random_state=1, max_epochs=5, early_stopping=False, **setup).fit(X, y)  # type: ignore[arg-type]
+    assert clf.warnings_
+    with mlflow.start_run() as run:
+        smf.log_training(clf, log_model_as=None)
+    assert mlflow.MlflowClient().get_run(run.info.run_id).data.metrics["stall_warnings"] == len(
+        clf.warnings_
+    )
+    logged = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/stall_warnings.json")
+    assert [w["kind"] for w in logged] == [w["kind"] for w in clf.warnings_]
+    assert logged[0]["message"] == clf.warnings_[0]["message"]
