@@ -52,7 +52,7 @@ from .exceptions import ModelFileError, SteadyclfError
 from .io.atomic import atomic_write, leftovers, staged_directory
 from .io.checksum import file_sha256, sign_json, verify_json
 from .nn.spec import Architecture, iter_tensor_layout, upgrade_weights
-from .policy import validate_params
+from .policy import CALIBRATIONS, validate_params
 from .schema.encoder import TabularEncoder
 
 __all__ = [
@@ -77,6 +77,8 @@ FORMAT_VERSION = 2
 WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "model.json"
 _CLASS_DTYPE_KINDS = "OUSbifu"
+#: The calibration a fitted model holds: what the parameter asked for, auto resolved.
+FITTED_CALIBRATIONS = tuple(m for m in CALIBRATIONS if m != "auto")
 #: model.json holds the schema and the history: far below this for any real model.
 MAX_INDEX_BYTES = 256 << 20
 #: The index of a checkpoint directory (steadyclf.train.checkpoint, not imported: torch).
@@ -483,6 +485,10 @@ def _calibration(data: Any, where: str) -> dict[str, Any]:
         return {"method": "none", "scale": 1.0, "bias": 0.0}
     if not isinstance(data, dict) or not isinstance(data.get("method"), str):
         raise ModelFileError(f"{where}: calibration is not a mapping with a method")
+    if data["method"] not in FITTED_CALIBRATIONS:
+        raise ModelFileError(
+            f"{where}: calibration method {data['method']!r} is not one of {', '.join(map(repr, FITTED_CALIBRATIONS))}"
+        )
     for name in ("scale", "bias"):
         value = data.get(name)
         if (
@@ -574,6 +580,8 @@ def _classes(data: dict[str, Any]) -> np.ndarray:
     classes = np.array(values, dtype=dtype)
     if dtype.kind != "S" and classes.tolist() != values:  # bytes are saved as their repr
         raise ValueError(f"classes {values!r} do not fit their dtype {dtype.str}")
+    if classes[0] == classes[1]:
+        raise ValueError(f"classes.values lists the class {values[0]!r} twice")
     return classes
 
 

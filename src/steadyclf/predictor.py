@@ -21,9 +21,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from numpy.typing import NDArray
 
-from .exceptions import DataError
+from .exceptions import DataError, DataTypeError
+from .io.tables import from_polars, name_list
 from .nn.numpy_forward import NumpyNetwork
 from .nn.spec import Architecture
 from .persistence import ModelState, read_model
@@ -102,9 +104,28 @@ class Predictor:
         return cls.from_state(read_model(path))
 
     def decision_function(self, table: Any) -> NDArray[np.float64]:
-        """Calibrated log odds of ``classes[1]`` per row of a DataFrame or Arrow batch."""
-        x_num, x_cat = self.encoder.transform(table, copy=False)
+        """Calibrated log odds of ``classes[1]`` per row of ``table``: a pandas or polars
+        DataFrame, an Arrow table or record batch, or a 2-D NumPy array with the model's
+        columns in order (as ``BinaryClassifier`` takes)."""
+        x_num, x_cat = self.encoder.transform(self._table(table), copy=False)
         return calibrate(self.network.logits(x_num, x_cat), self.calibration)
+
+    def _table(self, table: Any) -> pd.DataFrame | pa.RecordBatch | pa.Table:
+        table = from_polars(table)
+        if isinstance(table, (pd.DataFrame, pa.RecordBatch, pa.Table)):
+            return table
+        if isinstance(table, np.ndarray) and table.ndim == 2:
+            names = [c.name for c in self.encoder.columns_]
+            if table.shape[1] != len(names):
+                raise DataError(
+                    f"X has {table.shape[1]} columns, but the model reads {len(names)} ({name_list(names)})"
+                )
+            return pd.DataFrame(table, columns=names, copy=False)
+        raise DataTypeError(
+            "rows to predict must be a pandas or polars DataFrame, an Arrow table or record "
+            f"batch, or a 2-D NumPy array; got {type(table).__name__}"
+            + (f" of {table.ndim} dimensions" if isinstance(table, np.ndarray) else "")
+        )
 
     def probability(self, table: Any) -> NDArray[np.float64]:
         """Probability of ``classes[1]`` per row."""

@@ -9,6 +9,7 @@ from ``model.json`` alone: neither the weights nor torch are loaded.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import click
@@ -186,7 +187,45 @@ def format_inspection(report: Mapping[str, Any]) -> str:
 def inspect(model_dir: str, quiet: bool, as_json: bool) -> None:
     """Describe the model in MODEL_DIR: format and library versions, columns, parameters,
     training and validation metrics (from model.json; the weights are not loaded)."""
-    from ..persistence import read_index
+    from ..exceptions import ModelFileError
+    from ..persistence import INDEX_FILE, read_index
 
-    report = inspection(read_index(model_dir), model_dir)
-    Output(as_json=as_json, quiet=quiet).result(report, lambda: format_inspection(report))
+    index = read_index(model_dir)
+    where = f"{str(Path(model_dir) / INDEX_FILE)!r} is corrupted"
+    _check_inspected_fields(index, where)
+    try:
+        report = inspection(index, model_dir)
+        text = format_inspection(report)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # A field of another type than steadyclf writes (a hand-edited file).
+        raise ModelFileError(f"{where} (a field of an unexpected type: {exc})") from None
+    Output(as_json=as_json, quiet=quiet).result(report, lambda: text)
+
+
+#: The fields of model.json that ``inspect`` reads, and what each must be.
+_INSPECTED_OBJECTS = (
+    "architecture",
+    "calibration",
+    "classes",
+    "metadata",
+    "parameters",
+    "schema",
+    "training",
+    "versions",
+)
+
+
+def _check_inspected_fields(index: Mapping[str, Any], where: str) -> None:
+    """Refuse, naming the field, a model.json whose fields ``inspect`` reads are not the
+    objects (and lists of objects) steadyclf writes."""
+    from ..exceptions import ModelFileError
+
+    for name in _INSPECTED_OBJECTS:
+        value = index.get(name)
+        if value is not None and not isinstance(value, dict):
+            raise ModelFileError(
+                f"{where}: field {name!r} is a {type(value).__name__}, not an object"
+            )
+    columns = (index.get("schema") or {}).get("columns", [])
+    if not isinstance(columns, list) or not all(isinstance(c, dict) for c in columns):
+        raise ModelFileError(f"{where}: field 'schema.columns' is not a list of objects")

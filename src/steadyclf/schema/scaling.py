@@ -4,6 +4,7 @@ give, by the rule of ``normalize``."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -82,8 +83,8 @@ def numeric_statistics(
     probabilities = [low_q, 0.5, high_q] if normalize == "robust" else [0.5]
     counts: list[float] = [int(c) for c in raw.count]
     by_weight = None
-    if weight_column is not None and summary.weights is not None:
-        unit = summary.weights.low
+    unit = _quantile_unit(summary)
+    if weight_column is not None and unit is not None:
         rows = [int(c) for c in tally.training_stats(names).count]
         by_weight = QuantileWeights(weight_column, unit, rows, weighted=weighted)
         if weighted:
@@ -138,3 +139,15 @@ def divergence_advice(normalize: str, infos: Sequence[ColumnInfo]) -> str:
         else ""
     )
     return f"try a smaller lr, or normalize='robust' (the default){where}"
+
+
+def _quantile_unit(summary: TableSummary) -> float | None:
+    """The weight that counts as one row in the quantiles: the smallest (integer weights
+    from 1 count as repeated rows), but no less than the weights' sum / 2**52, so that
+    every sum in units stays finite and an exact float64 integer (a subnormal weight such
+    as 1e-310 made the others count infinitely many rows). ``None`` without weights."""
+    weights = summary.weights
+    if weights is None or not math.isfinite(weights.low):
+        return None
+    total = sum(t + v for t, v in weights.labels.values())
+    return max(weights.low, total * 2.0**-52)
