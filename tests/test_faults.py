@@ -8,8 +8,10 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -557,3 +559,81 @@ def test_an_interrupted_cross_fitted_run_names_the_epoch(
     err = capsys.readouterr().err
     assert code == 130
     assert "stopped after epoch 2;" in err and "None" not in err
+
+
+# -- 5. torchrun: a stopped or killed rank ends the run with one line ---------------------------
+_RANK_STOPS_ITSELF = """
+import json, os, signal, sys, time
+from pathlib import Path
+from steadyclf.train.checkpoint import Checkpoint
+
+how, mark = sys.argv[1], Path(sys.argv[2])
+real = Checkpoint.on_epoch_end
+
+def on_epoch_end(self, trainer, record):
+    real(self, trainer, record)
+    if os.environ["RANK"] == "1" and trainer.epoch == 2:
+        mark.write_text(json.dumps({"pid": os.getpid(), "at": time.time()}))
+        os.kill(os.getpid(), signal.SIGSTOP if how == "stop" else signal.SIGKILL)
+
+Checkpoint.on_epoch_end = on_epoch_end
+from steadyclf.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_a_stopped_or_killed_rank_ends_the_run_with_one_line(tmp_path: Path, how: str) -> None:
+    data = tmp_path / "d.parquet"
+    pq.write_table(
+        pa.Table.from_pandas(_table(2000), preserve_index=False), data, row_group_size=250
+    )
+    script = tmp_path / "rank.py"
+    script.write_text(_RANK_STOPS_ITSELF)
+    mark, timeout = tmp_path / "stopped.json", 8
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    command += ["--master-addr", "127.0.0.1", "--master-port", str(port), str(script), how]
+    command += [str(mark), "train", str(data), "--out", str(tmp_path / "m"), *CLI_RUN]
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+    env["STEADYCLF_DISTRIBUTED_TIMEOUT"] = str(timeout)
+    run = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    lines: list[tuple[float, str]] = []
+    reader = threading.Thread(
+        target=lambda: lines.extend((time.time(), x) for x in run.stderr or [])
+    )
+    reader.start()  # torchrun's own report follows our processes' lines
+
+    def said() -> bool:
+        return any(x.startswith(("steadyclf: error:", "steadyclf: interrupted")) for _, x in lines)
+
+    deadline = time.monotonic() + 180  # a hang (gloo's 30 minutes) fails here
+    try:
+        while not said() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if how == "stop" and mark.exists():  # spare torchrun its 30 s wait to kill it
+            os.kill(json.loads(mark.read_text())["pid"], signal.SIGKILL)
+        run.wait(timeout=120)
+    finally:
+        run.kill()
+        reader.join(timeout=30)
+        if run.stderr is not None:
+            run.stderr.close()
+    text = "".join(line for _, line in lines)
+    stopped = json.loads(mark.read_text())
+    ours = [(t, x) for t, x in lines if x.startswith(("steadyclf: error", "steadyclf: interr"))]
+    assert run.returncode != 0 and ours, text[-3000:]
+    when, last = ours[0]
+    if how == "stop":  # rank 0 waited for the stopped rank at most the timeout
+        assert "rank 0 of 2: another process stopped answering or exited" in last, text[-3000:]
+        assert when - stopped["at"] < timeout + 30  # slack: a loaded 2-core machine
+    # No traceback from our processes (torchrun's own report names only its launcher).
+    assert not any(
+        "/steadyclf/" in line and line.lstrip().startswith("File ") for line in text.splitlines()
+    ), text[-3000:]
+    assert not (tmp_path / "m").exists()

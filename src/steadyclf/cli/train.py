@@ -321,7 +321,7 @@ def train(
     from ..io.atomic import exclusive_lock
     from ..persistence import check_model_target
     from ..train.checkpoint import remove_checkpoint
-    from ..train.distributed import init_from_env, shutdown
+    from ..train.distributed import init_from_env, peer_failure, shutdown
 
     output = Output(as_json=as_json, quiet=quiet)
     clf = build_estimator(options)
@@ -393,6 +393,9 @@ def train(
             tracking.end(failed=True)
         if isinstance(exc, KeyboardInterrupt):
             raise keeping_training(exc, checkpoint) from None
+        lost = None if context is None else peer_failure(exc, context)
+        if lost is not None:
+            raise lost from None
         raise
     else:
         if tracking is not None:

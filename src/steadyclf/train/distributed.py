@@ -13,12 +13,18 @@
   with the training and validation metrics summed over processes so that every process
   takes the same early-stopping decisions;
 - lets only rank 0 write the model (atomically).
+
+Every collective waits at most ``STEADYCLF_DISTRIBUTED_TIMEOUT`` seconds (default 600;
+PyTorch's own default is 30 minutes): a process that stops answering (stopped, hung,
+killed) ends the run with one line naming the rank that waited (:func:`peer_failure`),
+not a hang and not a traceback.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,18 +33,64 @@ import torch.distributed as dist
 from numpy.typing import NDArray
 from torch import nn
 
+from ..exceptions import ParameterError, SteadyclfError
+
 if TYPE_CHECKING:
     from ..io.sources import Source
 
 __all__ = [
+    "TIMEOUT_ENV",
     "DistributedContext",
+    "PeerFailure",
+    "collective_timeout",
     "init_from_env",
     "is_main_process",
+    "peer_failure",
     "share_of",
     "shared_seed",
     "shutdown",
     "torchrun_environment",
 ]
+
+
+#: Seconds a collective (and joining the group) may wait for the other processes.
+TIMEOUT_ENV = "STEADYCLF_DISTRIBUTED_TIMEOUT"
+DEFAULT_TIMEOUT_S = 600.0
+
+
+class PeerFailure(SteadyclfError):
+    """Another process of the group stopped answering or exited."""
+
+
+def collective_timeout() -> float:
+    """Seconds from ``STEADYCLF_DISTRIBUTED_TIMEOUT`` (default 600)."""
+    text = os.environ.get(TIMEOUT_ENV, "")
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise ParameterError(f"{TIMEOUT_ENV} must be a positive number of seconds; got {text!r}")
+    return seconds
+
+
+#: What gloo and NCCL say when a peer is gone or silent.
+_PEER_SIGNS = ("timed out", "timeout", "connection closed", "connection reset", "broken pipe")
+
+
+def peer_failure(exc: BaseException, context: DistributedContext) -> PeerFailure | None:
+    """The one-line error for ``exc`` if it is a collective that lost its peers, else None."""
+    text = str(exc).strip()
+    if not isinstance(exc, RuntimeError) or not any(s in text.lower() for s in _PEER_SIGNS):
+        return None
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return PeerFailure(
+        f"rank {context.rank} of {context.world_size}: another process stopped answering or "
+        f"exited (waited up to {collective_timeout():g} s, {TIMEOUT_ENV}); the run stopped "
+        f"without writing a model ({first[:200]})"
+    )
 
 
 def torchrun_environment() -> tuple[int, int, int] | None:
@@ -125,7 +177,8 @@ def init_from_env(device: str = "auto") -> DistributedContext | None:
         where = torch.device("cpu")
     backend = "nccl" if use_cuda else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend, rank=rank, world_size=world_size)
+        timeout = timedelta(seconds=collective_timeout())
+        dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timeout)
     return DistributedContext(rank, world_size, local_rank, backend, where)
 
 
