@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -637,3 +638,66 @@ def test_a_stopped_or_killed_rank_ends_the_run_with_one_line(tmp_path: Path, how
         "/steadyclf/" in line and line.lstrip().startswith("File ") for line in text.splitlines()
     ), text[-3000:]
     assert not (tmp_path / "m").exists()
+
+
+# -- 6. smaller: the drift report, permissions, the gzip header ---------------------------------
+def test_a_failed_drift_report_leaves_the_predictions_file_alone(
+    tmp_path: Path, saved_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "new.csv"
+    _table(30).drop(columns="y").to_csv(data, index=False)
+    out = tmp_path / "p.csv"
+    out.write_text("the previous predictions\n")
+    (tmp_path / "file").write_text("a file where a folder should be")
+    report = tmp_path / "file" / "drift.json"
+    code = main(
+        ["predict", str(saved_model), str(data), "--out", str(out), "--drift-report", str(report)]
+    )
+    assert code == 2 and "Traceback" not in capsys.readouterr().err
+    assert out.read_text() == "the previous predictions\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "new.csv", "p.csv"]
+
+
+@pytest.mark.parametrize(
+    ("umask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)]
+)
+def test_files_get_the_permissions_open_would_give_them(
+    tmp_path: Path, saved_model: Path, umask: int, file_mode: int, dir_mode: int
+) -> None:
+    from steadyclf.io.tables import write_table
+
+    previous = os.umask(umask)
+    try:
+        write_table(pd.DataFrame({"a": [1]}), tmp_path / "t.csv")
+        save(read_model(saved_model), tmp_path / "m")
+        kept = tmp_path / "private.csv"
+        kept.write_text("x\n")
+        kept.chmod(0o600)
+        write_table(pd.DataFrame({"a": [2]}), kept)  # replaced: keeps its mode, as open() would
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "t.csv").stat().st_mode) == file_mode
+    assert stat.S_IMODE((tmp_path / "m").stat().st_mode) == dir_mode  # the version it links to
+    assert stat.S_IMODE((tmp_path / "m" / "model.json").stat().st_mode) == file_mode
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+
+
+def test_the_gzip_header_names_the_file_not_its_temporary_name(
+    tmp_path: Path, saved_model: Path
+) -> None:
+    from steadyclf.io.tables import write_table
+
+    data = tmp_path / "new.csv"
+    _table(30).drop(columns="y").to_csv(data, index=False)
+    assert (
+        main(
+            ["predict", str(saved_model), str(data), "--out", str(tmp_path / "p.csv.gz"), "--quiet"]
+        )
+        == 0
+    )
+    write_table(pd.DataFrame({"a": [1]}), tmp_path / "t.csv.gz")
+    for name in ("p.csv", "t.csv"):
+        blob = (tmp_path / f"{name}.gz").read_bytes()
+        assert blob[3] & 0x08  # FNAME: a file name follows the 10-byte header
+        assert blob[10 : blob.index(b"\0", 10)] == name.encode()
+    assert pd.read_csv(tmp_path / "p.csv.gz").shape == (30, 2)

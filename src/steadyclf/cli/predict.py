@@ -225,12 +225,15 @@ def predict(
             where = "standard input" if data == "-" else f"file {rows.name}"
             what = "a header but no data rows" if rows.format == "csv" else "no data rows"
             raise DataError(f"{where} has {what}")
+        if drift is not None and drift_report is not None:
+            # Before the predictions are renamed into place: a report that cannot be
+            # written leaves --out as it was.
+            with writing(drift_report):
+                drift.write(drift_report)
     for message in checks.messages():
         output.warn(message)
     summary = {"model": model_dir, "data": shown(data), "rows": n_rows, "threshold": cut}
     if drift is not None and drift_report is not None:
-        with writing(drift_report):
-            drift.write(drift_report)
         (output.warn if drift.flagged() else output.note)(
             f"{drift.summary()}; wrote {drift_report}"
         )

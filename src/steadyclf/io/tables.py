@@ -12,6 +12,7 @@ failed write never leaves a half file.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import warnings
 import zlib
@@ -183,17 +184,23 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     target = Path(path)
     kind = table_format(target)
     with atomic_path(target) as tmp:
-        _write(frame, tmp, kind, compress=target.name.lower().endswith(".gz"))
+        if kind == "parquet":
+            frame.to_parquet(tmp, engine="pyarrow", index=False)
+        else:
+            with ExitStack() as stack:
+                handle = _open_text(tmp, target, stack)
+                frame.to_csv(handle, sep=_SEPARATORS[kind], index=False)
     return target
 
 
-def _write(frame: pd.DataFrame, path: Path, kind: str, *, compress: bool) -> None:
-    if kind == "parquet":
-        frame.to_parquet(path, engine="pyarrow", index=False)
-        return
-    options: dict[str, Any] = {"sep": _SEPARATORS[kind], "index": False}
-    options["compression"] = "gzip" if compress else None
-    frame.to_csv(path, **options)
+def _open_text(tmp: Path, target: Path, stack: ExitStack) -> IO[str]:
+    """A text handle on ``tmp`` for CSV bound for ``target``: gzipped for a ``.gz`` name,
+    whose header then records ``target``'s name, not the temporary one."""
+    if not target.name.lower().endswith(".gz"):
+        return stack.enter_context(open(tmp, "w", encoding="utf-8", newline=""))
+    raw = stack.enter_context(open(tmp, "wb"))  # noqa: SIM115 - the stack closes it
+    packed = stack.enter_context(gzip.GzipFile(filename=target.name, mode="wb", fileobj=raw))
+    return stack.enter_context(io.TextIOWrapper(packed, encoding="utf-8", newline=""))
 
 
 class TableWriter:
@@ -234,11 +241,7 @@ class TableWriter:
         if self.path is not None:
             tmp = self._stack.enter_context(atomic_path(self.path))
             if self.kind != "parquet":
-                compress = self.path.name.lower().endswith(".gz")
-                opener = gzip.open if compress else open
-                self._handle = self._stack.enter_context(
-                    opener(tmp, "wt", encoding="utf-8", newline="")
-                )
+                self._handle = _open_text(tmp, self.path, self._stack)
             else:
                 self._tmp = tmp
         else:
