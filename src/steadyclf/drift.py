@@ -44,6 +44,7 @@ import pyarrow as pa
 
 from .exceptions import ParameterError
 from .io.atomic import atomic_write
+from .io.escape import markdown
 from .schema.encoder import TabularEncoder
 from .schema.roles import ColumnInfo
 from .schema.values import category_key
@@ -256,16 +257,18 @@ class DriftReport:
         lines = [
             "# Drift against the training data",
             "",
-            _sentence(self.summary()),
+            markdown(_sentence(self.summary())),
             "",
             "| column | role | missing (training -> now) | outside range / vocabulary (training -> now) | flag |",
             "|---|---|---|---|---|",
         ]
         for c in self.columns():
+            # Names and levels come from the data: escaped, a '|' or a newline in them
+            # cannot move the figures to other columns.
             lines.append(
-                f"| {c['column']} | {c['role']} | {_pct(c['training_missing_share'])} -> "
-                f"{_pct(c['missing_share'])} | {_outside(c)} | "
-                f"{'; '.join(c['reasons']) if c['flagged'] else ''} |"
+                f"| {markdown(str(c['column']))} | {c['role']} | "
+                f"{_pct(c['training_missing_share'])} -> {_pct(c['missing_share'])} | "
+                f"{_outside(c)} | {markdown('; '.join(c['reasons'])) if c['flagged'] else ''} |"
             )
         return "\n".join(lines) + "\n"
 

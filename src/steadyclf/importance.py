@@ -29,6 +29,7 @@ from sklearn.metrics import roc_auc_score
 
 from .evaluation import labels_to_binary, log_loss
 from .exceptions import DataError, NotFittedError, ParameterError
+from .io.escape import terminal
 from .schema.labels import positive_column
 
 if TYPE_CHECKING:
@@ -93,7 +94,9 @@ class Importance:
         return "rise in log loss when the column is shuffled"
 
     def __str__(self) -> str:
-        width = max([len("column"), *(len(c.column) for c in self.columns)])
+        # For a terminal: a newline or an escape sequence in a name is shown, not acted on.
+        names = {c.column: terminal(c.column) for c in self.columns}
+        width = max([len("column"), *map(len, names.values())])
         lines = [
             f"column importance: {self.what} ({self.n_rows:,} rows, {self.n_repeats} "
             f"repeats; {self.scoring} {self.baseline:.4f} unshuffled)",
@@ -102,11 +105,12 @@ class Importance:
         ]
         for c in self.columns:
             lines.append(
-                f"{c.rank:>4}  {c.column:<{width}}  {c.role:<11}  {c.importance:>10.4f}  "
+                f"{c.rank:>4}  {names[c.column]:<{width}}  {c.role:<11}  {c.importance:>10.4f}  "
                 f"[{c.low:.4f}, {c.high:.4f}]"
             )
         if self.unused:
-            lines.append(f"not used by the model (dropped in training): {', '.join(self.unused)}")
+            unused = ", ".join(map(terminal, self.unused))
+            lines.append(f"not used by the model (dropped in training): {unused}")
         return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from .exceptions import SteadyclfError
 from .io.atomic import atomic_path
+from .io.escape import terminal
 
 __all__ = [
     "calibration_figure",
@@ -193,7 +194,9 @@ def importance_figure(
         [hi - m for m, hi in zip(means, highs, strict=True)],
     ]
     ax.barh(positions, means, xerr=errors, color="#4c72b0", ecolor="#333333", capsize=3)
-    ax.set_yticks(positions, labels=list(names))
+    # Names from the data: control characters shown as \n..., and '$' kept from starting
+    # matplotlib's math text.
+    ax.set_yticks(positions, labels=[terminal(str(n)).replace("$", r"\$") for n in names])
     ax.axvline(0.0, color="grey", linewidth=0.8)
     ax.set(xlabel=xlabel, title="Column importance")
     fig.tight_layout()

@@ -29,6 +29,7 @@ import click
 
 from .. import __version__
 from ..exceptions import Interrupted, SteadyclfError, UnseenLevelsWarning
+from ..io.escape import terminal
 
 __all__ = ["COMMANDS", "cli", "main"]
 
@@ -161,4 +162,6 @@ def _show_warning(
 
 
 def _one_line(message: str) -> str:
-    return " ".join(message.split())
+    """The message on one line of a terminal: data in it (a column named with an escape
+    sequence) is shown, never acted on."""
+    return terminal(" ".join(message.split()))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..exceptions import DataError, ParameterError, SteadyclfError
+from ..io.escape import terminal
 from ..nn.spec import ACTIVATIONS, NORMALIZATIONS
 from ..policy import (
     CALIBRATIONS,
@@ -73,12 +74,12 @@ class Output:
         """Something the user may want to know (stderr, hidden by ``--quiet``)."""
         self.notes.append(text)
         if not self.quiet:
-            click.echo(f"steadyclf: note: {text}", err=True)
+            click.echo(f"steadyclf: note: {terminal(text)}", err=True)
 
     def warn(self, text: str) -> None:
         """Something that may make results wrong (stderr, always)."""
         self.warnings.append(text)
-        click.echo(f"steadyclf: warning: {text}", err=True)
+        click.echo(f"steadyclf: warning: {terminal(text)}", err=True)
 
     def result(self, summary: Mapping[str, Any], text: Callable[[], str]) -> None:
         """Print the command's result: ``summary`` as JSON, or ``text()`` for people."""
@@ -86,7 +87,8 @@ class Output:
             document = {**summary, "notes": self.notes, "warnings": self.warnings}
             click.echo(json.dumps(to_jsonable(document), indent=2, allow_nan=False))
         elif not self.quiet:
-            click.echo(text())
+            # Lines for a terminal: what the data put in them is shown, never acted on.
+            click.echo("\n".join(map(terminal, text().split("\n"))))
 
 
 @contextmanager
