@@ -12,7 +12,8 @@ load) inside an MLflow model, with
   columns;
 - a ``python_function`` flavour whose ``predict(DataFrame)`` runs the preprocessing and
   the network (NumPy; torch is not imported) and returns **the probability of the positive
-  class** (``classes_[1]``), one float per row: the values of ``predict_proba(X)[:, 1]``.
+  class** (``positive_class_``), one float per row: the column of ``predict_proba(X)``
+  that ``classes_`` gives it (``classes_`` is sorted; the positive class may be first).
   So ``mlflow models serve`` answers ``{"predictions": [p1, p2, ...]}``, and a Spark UDF
   of this model gives a column of doubles.
 

@@ -23,9 +23,9 @@ named after it, shape ``[N, 1]``:
   with int64 keys), so 3.0 is the level 3 and 3.5 is unseen, as in Python.
 
 Outputs: ``probability`` (``tensor(double)``, shape ``[N]``), the probability of the
-positive class ``classes_[1]``; ``label`` (shape ``[N]``), the predicted class with the
-model's decision threshold, of the classes' type (``string``, ``int64``, ``double`` or
-``bool``).
+positive class (the estimator's ``positive_class_``, ``classes[1]`` of the saved state);
+``label`` (shape ``[N]``), the predicted class with the model's decision threshold, of
+the classes' type (``string``, ``int64``, ``double`` or ``bool``).
 
 Operator sets: ``ai.onnx`` :data:`OPSET` (17) and ``ai.onnx.ml`` :data:`ML_OPSET` (3,
 for ``LabelEncoder``: strings to category codes), IR version :data:`IR_VERSION` (8):
