@@ -81,7 +81,9 @@ def write_model(
     return [str(Path(out) / name) for name in written]
 
 
-def training_checkpoint(out: str, *, every: int | None, resume: bool, output: Output) -> Checkpoint:
+def training_checkpoint(
+    out: str, *, every: int | None, resume: bool, output: Output, main: bool = True
+) -> Checkpoint:
     """The run's checkpoint, in ``OUT.checkpoint`` beside the model directory.
 
     Written every ``every`` epochs and, in any case, on Ctrl-C; checked before the data
@@ -93,7 +95,9 @@ def training_checkpoint(out: str, *, every: int | None, resume: bool, output: Ou
     epoch = check_checkpoint_dir(directory, resume=resume)
     if epoch is not None:
         output.note(f"resuming from epoch {epoch} (checkpoint {str(directory)!r})")
-    return Checkpoint(directory, every=every, resume=resume, at_end=True)
+    # Saved as training ends too (by rank 0 alone: the ranks share the directory), so an
+    # interruption during calibration or the final write keeps the training.
+    return Checkpoint(directory, every=every, resume=resume, at_end=main)
 
 
 def fit_keeping_work(
@@ -346,6 +350,7 @@ def train(
             every=checkpoint_every,
             resume=resume,
             output=output if main else Output(quiet=True),
+            main=main,
         )
         metadata: dict[str, Any] = {"target": target, "data": shown, "weight": weight}
         if query is not None:
