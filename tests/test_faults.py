@@ -411,6 +411,10 @@ class At:
             term()
         if where == "slow":
             time.sleep(0.25)
+        if where == "invert-data" and trainer.epoch == 1:  # the file changes between epochs
+            import pandas as pd
+            frame = pd.read_csv(args[1])
+            frame.assign(y=1 - frame["y"]).to_csv(args[1], index=False)
 
 import steadyclf.cli.train as train
 train.training_callbacks = lambda output: [At()]
@@ -701,3 +705,15 @@ def test_the_gzip_header_names_the_file_not_its_temporary_name(
         assert blob[3] & 0x08  # FNAME: a file name follows the 10-byte header
         assert blob[10 : blob.index(b"\0", 10)] == name.encode()
     assert pd.read_csv(tmp_path / "p.csv.gz").shape == (30, 2)
+
+
+def test_the_cli_stops_a_run_whose_input_changed_with_one_line(
+    tmp_path: Path, train_csv: Path
+) -> None:
+    out = tmp_path / "m"
+    stream = ["--stream", "--memory-budget", "16kB"]
+    run = _signalled("invert-data", "train", str(train_csv), "--out", str(out), *CLI_RUN, *stream)
+    _, err = run.communicate(timeout=180)
+    assert run.returncode == 2, err
+    assert err.count("\n") == 1 and "train.csv' changed while the run was reading it" in err
+    assert not out.exists()
