@@ -398,6 +398,10 @@ def train(
             tracking.end(failed=True)
         if isinstance(exc, KeyboardInterrupt):
             raise keeping_training(exc, checkpoint) from None
+        if main and checkpoint is not None and not (checkpoint_every or resume):
+            # A failed run (a full disk, bad data) leaves what it found: the checkpoint
+            # saved as training ended is kept for interruptions only.
+            remove_checkpoint(checkpoint.directory)
         lost = None if context is None else peer_failure(exc, context)
         if lost is not None:
             raise lost from None
