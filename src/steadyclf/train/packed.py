@@ -293,7 +293,7 @@ class _Run:
     """One packed cross-fit: its rows and settings, and what each member produced, by
     ``(network, candidate, fold)``."""
 
-    x: torch.Tensor
+    xs: list[torch.Tensor]  # each network's features
     y: torch.Tensor
     pos_weight: torch.Tensor | None
     config: TrainConfig
@@ -312,7 +312,7 @@ def _view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def cross_fit_packed(
     networks: Sequence[Sequence[nn.Module]],
-    x: torch.Tensor,
+    x: torch.Tensor | Sequence[torch.Tensor],
     y: torch.Tensor,
     folds: NDArray[np.int64],
     config: TrainConfig,
@@ -327,17 +327,19 @@ def cross_fit_packed(
     ``callbacks(network, member, candidate)`` gives the callbacks that watch a member (the
     stall detector); they see a trainer-like view of it after each of its epochs.
     Returns, per network, its :class:`CrossFit` and the error that ruled out its every
-    candidate (``None`` when one finished).
+    candidate (``None`` when one finished). ``x`` may be one feature block per network
+    (the same rows encoded another way: columns read as categories too).
     """
-    device = x.device
-    n = int(x.shape[0])
+    xs = [x] * len(networks) if isinstance(x, torch.Tensor) else list(x)
+    device = xs[0].device
+    n = int(xs[0].shape[0])
     k = len(networks[0])
     folds_t = torch.from_numpy(folds).to(device)
-    weight = torch.ones(n, dtype=x.dtype, device=device) if w is None else w.to(x.dtype)
+    weight = torch.ones(n, dtype=y.dtype, device=device) if w is None else w.to(y.dtype)
     pos_weight = (
         None
         if config.pos_weight is None
-        else torch.tensor(config.pos_weight, dtype=x.dtype, device=device)
+        else torch.tensor(config.pos_weight, dtype=y.dtype, device=device)
     )
     packs: list[_PackState] = []
     for index, bodies in enumerate(networks):
@@ -348,7 +350,7 @@ def cross_fit_packed(
         for start in range(0, len(members), per_pack):
             chunk = members[start : start + per_pack]
             packs.append(_new_pack(bodies, chunk, folds_t, weight, config, weight_decays))
-    run = _Run(x, y, pos_weight, config, _watchers(networks, packs, callbacks, config))
+    run = _Run(xs, y, pos_weight, config, _watchers(networks, packs, callbacks, config))
     _run_packs(packs, lambda state: _train_pack(state, run), device)
     return [
         _choose(index, networks[index], packs, run, w, folds, weight_decays)
@@ -463,7 +465,8 @@ def _train_pack(state: _PackState, run: _Run) -> None:
     evaluation after an epoch) and give the loss of its next step (as the trainer's
     training loss before the step), so each step costs one forward pass, not two.
     """
-    x, y, config, watchers = run.x, run.y, run.config, run.watchers
+    x = run.xs[state.members[0].network]
+    y, config, watchers = run.y, run.config, run.watchers
     pos_weight, histories, best_epochs = run.pos_weight, run.histories, run.best_epochs
     pack, members = state.pack, state.members
     count = len(members)
