@@ -38,7 +38,9 @@ def test_the_better_network_wins_and_continues_as_if_alone() -> None:
     config = TrainConfig(lr=1e-2, max_epochs=12, batch_size=256, schedule="plateau", seed=3)
     batches = InMemoryBatches(x, y, 256)
     plain, embedded = _body(()), _body((0,))
-    result = race([plain, embedded], config, batches, (vx, vy), None, epochs=4)
+    result = race(
+        [(plain, batches, (vx, vy)), (embedded, batches, (vx, vy))], config, None, epochs=4
+    )
     assert result.chosen == 1  # the periodic label: the embedded network is ahead
     assert result.losses[1] is not None and result.losses[0] is not None
     assert result.losses[1] < result.losses[0]

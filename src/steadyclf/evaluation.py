@@ -25,6 +25,7 @@ __all__ = [
     "CORRECTED_METRICS",
     "THRESHOLD_METRICS",
     "binary_metrics",
+    "correct_for_selection",
     "labels_to_binary",
     "log_loss",
     "selection_bias",
@@ -162,6 +163,19 @@ def selection_bias(
             gaps.append(best - sign * scores[chosen])
         bias[metric] = float(np.mean(gaps)) if gaps else 0.0
     return bias
+
+
+def correct_for_selection(report: dict[str, Any], bias: Mapping[str, float]) -> dict[str, Any]:
+    """``report`` (of :func:`binary_metrics`) with the metrics of ``bias`` (of
+    :func:`selection_bias`) moved by it in their worse direction, the amounts kept under
+    ``'selection_bias'``; metrics that are ``None`` stay so."""
+    out = dict(report)
+    for metric, sign in CORRECTED_METRICS.items():
+        if out.get(metric) is not None and bias.get(metric):
+            value = float(out[metric]) - sign * float(bias[metric])
+            out[metric] = min(1.0, max(0.0, value)) if sign > 0 else max(0.0, value)
+    out["selection_bias"] = {k: float(v) for k, v in bias.items()}
+    return out
 
 
 def _metric(

@@ -35,11 +35,10 @@ Each stage is one function that reads and extends one :class:`FitState`. It retu
 from __future__ import annotations
 
 import copy
-import functools
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -55,7 +54,8 @@ from .calibration import (
     default_threshold,
     without_held_out_rows,
 )
-from .evaluation import binary_metrics, tune_threshold
+from .choice import OutOfFold, Trained, fit_members, race_networks
+from .evaluation import binary_metrics, correct_for_selection, tune_threshold
 from .exceptions import TrainingDivergedError
 from .io.sources import FrameSource, Source, read_rows_for_budget
 from .nn.modules import SteadyNet
@@ -86,10 +86,8 @@ from .train.batches import (
     StreamedBatches,
 )
 from .train.checkpoint import FitContext
-from .train.crossfit import CrossFit, cross_fit, describe, stratified_folds
 from .train.distributed import share_of, shared_seed
 from .train.lr_finder import LRFinderResult, find_lr
-from .train.packed import cross_fit_packed, packable
 from .train.rows import BatchPlan, batch_source, count_target_levels, row_weighting, sample_rows
 from .train.stall import SATURATION_ROWS, StallDetector
 from .train.trainer import Callback, TrainConfig, Trainer
@@ -157,6 +155,9 @@ class FitState:
     module: SteadyNet = field(init=False)
     plain: SteadyNet | None = field(init=False)  # the candidate without embeddings
     encoding: BatchEncoder = field(init=False)
+    #: This state, then the other readings of the columns the plan tries (integer codes
+    #: read as categories too): each a copy with its own encoder, networks and rows.
+    readings: list[FitState] = field(init=False)
     # _train
     batches: InMemoryBatches | StreamedBatches = field(init=False)
     valid: EncodedRows | None = field(init=False)
@@ -170,30 +171,6 @@ class FitState:
     def world_size(self) -> int:
         """Processes training together."""
         return self.context.world_size if self.context is not None else 1
-
-
-@dataclass
-class OutOfFold:
-    """Small data: each row's logit from the member that did not train on it."""
-
-    logits: NDArray[np.float64]
-    y: NDArray[np.floating]
-    sample_weight: NDArray[np.float64] | None
-
-
-@dataclass
-class Trained:
-    """What training produced, besides the weights: history, stopping, warnings, scores."""
-
-    history: list[dict[str, Any]]
-    best_epoch: int | None
-    warnings: list[Any]
-    threshold: float = 0.5
-    metrics: dict[str, Any] = field(default_factory=dict)
-    calibration: dict[str, Any] = field(default_factory=lambda: dict(IDENTITY_CALIBRATION))
-    facts: dict[str, Any] = field(default_factory=dict)
-    out_of_fold: OutOfFold | None = None  # small data: what the scores come from
-    error: TrainingDivergedError | None = None  # training diverged: this is the best left
 
 
 def fit_source(
@@ -311,17 +288,16 @@ def _decide(state: FitState) -> None:
     """The column roles, every data-dependent default, the row weights and the scaling."""
     summary, label_values = state.summary, state.label_values
     encoder = TabularEncoder.from_summary(summary)
-    state.encoder = encoder.with_categories(
-        summary, code_readings(state.params, encoder.columns_, summary.plan.numeric)
-    )
     plan = state.plan = resolve(
         state.params,
         class_counts(summary, label_values),
         class_weight_sums(summary, label_values),
         state.classes.tolist(),
         world_size=state.world_size,
-        numeric_infos=state.encoder.numeric_infos,
+        numeric_infos=encoder.numeric_infos,
+        code_columns=code_readings(state.params, encoder.columns_, summary.plan.numeric),
     )
+    state.encoder = _reading(state, encoder, plan.integer_codes)
     if plan.validation_fraction == 0:
         summary.fold_validation_into_training()
     weighting = state.weighting = row_weighting(
@@ -347,7 +323,26 @@ def _decide(state: FitState) -> None:
 
 
 # -- 3. build --------------------------------------------------------------------------------
+def _reading(state: FitState, encoder: TabularEncoder, codes: str) -> TabularEncoder:
+    """``encoder`` with the plan's code columns read as categories too, or not."""
+    if codes == "none":
+        return encoder
+    return encoder.with_categories(state.summary, state.plan.code_columns)
+
+
 def _build(state: FitState) -> None:
+    """The networks of each reading of the columns the plan tries, with their fitted
+    buffers and how rows are encoded for them."""
+    _build_reading(state)
+    state.readings = [state]
+    for codes in state.plan.integer_codes_candidates[1:]:
+        other = copy.copy(state)  # the same rows and settings, another encoder
+        other.encoder = _reading(state, state.encoder, codes)
+        _build_reading(other)
+        state.readings.append(other)
+
+
+def _build_reading(state: FitState) -> None:
     """The network with its fitted buffers, and how rows are encoded for it."""
     plan = state.plan
     state.module = _build_module(state, plan.numeric_embedding)
@@ -435,7 +430,8 @@ def _train(state: FitState, callbacks: Sequence[Callback]) -> Trained:
     """Batches, the learning rate and the settings, then one network trained (or, on
     small data, the members cross-fitted). A divergence after some epochs is kept in the
     result (:attr:`Trained.error`) with the best finite weights."""
-    _batch_source(state)
+    for reading in state.readings:
+        _batch_source(reading)
     state.stall = _stall_detector(state)
     _learning_rate(state)
     plan, params = state.plan, state.params
@@ -472,8 +468,8 @@ def _train(state: FitState, callbacks: Sequence[Callback]) -> Trained:
         used = state.weighting is not None and state.weighting.by_row
         state.info |= {"weights": summary.weights.to_dict() | {"used": used}}
     if plan.folds > 1:
-        return _fit_members(state, callbacks)
-    trainer = Trainer(state.module.body, state.config, state.context)
+        return fit_members(state, callbacks)
+    trainer = race_networks(state) or Trainer(state.module.body, state.config, state.context)
     try:
         trainer.fit(state.batches, state.valid)
     except TrainingDivergedError as exc:
@@ -511,97 +507,6 @@ def _learning_rate(state: FitState) -> None:
     state.lr = state.lr_finder.lr
     if state.context is not None:  # each process tested its own rows
         state.lr = float(state.context.broadcast_object(state.lr))
-
-
-def _fit_members(state: FitState, callbacks: Sequence[Callback]) -> Trained:
-    """Small data: cross-fit the members, each weight decay a candidate, and keep the
-    candidate of lowest out-of-fold log loss.
-
-    With :attr:`FitState.plain` (the same network without the periodic embeddings), its
-    members are cross-fitted too, after the embedded network's, and the network of lower
-    out-of-fold log loss is kept (each with its own weight decay chosen): the choice goes
-    into the plan (:meth:`Plan.with_choice`) and the kept network into the state."""
-    plan, batches, weighting = state.plan, state.batches, state.weighting
-    assert isinstance(batches, InMemoryBatches) and batches.positions is not None
-    y = batches.y.cpu().numpy()
-    given = (
-        None
-        if batches.w is None or weighting is None or not weighting.by_row
-        else weighting.given(batches.w.cpu().numpy(), y)
-    )
-    folds = stratified_folds(y, batches.positions, plan.folds, state.seed)
-    stalls: dict[int, StallDetector] = {}
-
-    def member_callbacks(member: int, candidate: int) -> Sequence[Callback]:
-        # A checkpoint keeps each member in its own part; other callbacks see every run.
-        own = [cb.part(candidate, member) if hasattr(cb, "part") else cb for cb in callbacks]
-        if member != 0:
-            return tuple(own)
-        stalls[candidate] = copy.copy(state.stall)  # each candidate's first member is watched
-        return (stalls[candidate], *own)
-
-    def numbered_callbacks(first: int, member: int, candidate: int) -> Sequence[Callback]:
-        return member_callbacks(member, first + candidate)
-
-    networks = [(state.module, plan.numeric_embedding)]
-    if state.plain is not None:
-        networks.append((state.plain, "none"))
-    n_decays = len(plan.weight_decays)
-    outcomes: list[tuple[CrossFit, TrainingDivergedError | None]] = []
-    if packable(state.module.body, state.config, callbacks):
-        # Every member of every candidate at once, as one batched network per layout.
-        outcomes = cross_fit_packed(
-            [list(network.bodies) for network, _ in networks],
-            batches.x,
-            batches.y,
-            folds,
-            replace(state.config, callbacks=()),
-            plan.weight_decays,
-            lambda k, member, candidate: numbered_callbacks(k * n_decays, member, candidate),
-            batches.w,
-        )
-    for k, (network, _) in enumerate(networks if not outcomes else []):
-        try:
-            fitted = cross_fit(
-                list(network.bodies),
-                batches.x,
-                batches.y,
-                folds,
-                replace(state.config, callbacks=()),
-                plan.weight_decays,
-                functools.partial(numbered_callbacks, k * n_decays),
-                batches.w,
-            )
-            outcomes.append((fitted, None))
-        except TrainingDivergedError as exc:
-            outcomes.append((exc.cross_fit, exc))  # type: ignore[attr-defined]
-
-    def best_loss(fitted: CrossFit) -> float:
-        loss = fitted.losses.get(fitted.weight_decay)
-        return math.inf if loss is None else loss
-
-    finite = [k for k, (_, error) in enumerate(outcomes) if error is None]
-    # The lowest out-of-fold loss; of equal ones (or when all diverged), the first.
-    chosen = min(finite or [0], key=lambda k: best_loss(outcomes[k][0]))
-    fitted, error = outcomes[chosen]
-    state.module, embedding = networks[chosen]
-    state.plan = plan.with_choice(weight_decay=fitted.weight_decay, numeric_embedding=embedding)
-    facts: dict[str, Any] = {"cross_fit": describe(fitted)}
-    if len(networks) > 1:
-        facts["cross_fit"]["numeric_embedding"] = {
-            name: (None if outcome[1] is not None else best_loss(outcome[0]))
-            for (_, name), outcome in zip(networks, outcomes, strict=True)
-        }
-    epochs = [e for e in fitted.best_epochs if e is not None]
-    watched = chosen * n_decays + plan.weight_decays.index(fitted.weight_decay)
-    return Trained(
-        [record for member in fitted.histories for record in member],
-        int(np.median(epochs)) if epochs else None,
-        stalls[watched].warnings,
-        facts=facts,
-        out_of_fold=OutOfFold(fitted.oof_logits, y, given),
-        error=error,
-    )
 
 
 def _batch_source(state: FitState) -> None:
@@ -679,8 +584,11 @@ def _score_out_of_fold(state: FitState, trained: Trained, oof: OutOfFold) -> Non
     threshold = default_threshold(decision_weight(plan.pos_weight, plan.class_weight), calibration)
     metrics = binary_metrics(oof.y, proba, threshold, oof.sample_weight) | {
         "estimate": f"out of fold ({plan.folds} folds: each row scored by the member "
-        "that did not train on it)"
+        "that did not train on it), corrected for the choice of the candidate "
+        "(selection_bias)"
     }
+    if oof.selection:
+        metrics = correct_for_selection(metrics, oof.selection)
     if "before" in calibration:
         metrics["calibration"] = {
             k: calibration[k] for k in ("method", "before", "after") if k in calibration

@@ -48,6 +48,7 @@ __all__ = [
     "default_lr",
     "embedded_inputs",
     "holdout_candidate",
+    "integer_codes_for",
     "loss_totals",
     "numeric_embeddings_for",
     "positive_share",
@@ -73,8 +74,9 @@ NUMERIC_EMBEDDINGS = ("auto", "none", "periodic")
 EMBEDDED_MIN_VALUES = 16
 #: Whether numeric columns of integer codes (an hour, a month, an id) are read as
 #: categories too (``steadyclf.schema.roles.code_candidates`` says which may be):
-#: ``'category'`` reads every candidate so; ``'none'`` none; ``'auto'`` is ``'none'`` for
-#: now (keeping a reading only where it lowers the out-of-fold or hold-out loss is to come).
+#: ``'category'`` reads every candidate so; ``'none'`` none; ``'auto'`` tries both readings
+#: and keeps the one of lower out-of-fold (small data) or validation loss (larger data;
+#: :func:`integer_codes_for`).
 INTEGER_CODES = ("auto", "none", "category")
 
 #: Up to this many training rows, the default is full-batch training: each epoch is a
@@ -385,21 +387,37 @@ class Plan:
     class_weight: tuple[float, float] | None = None
     numeric_embedding: str = "none"
     numeric_embeddings: tuple[str, ...] = ("none",)
+    integer_codes: str = "none"
+    integer_codes_candidates: tuple[str, ...] = ("none",)
+    code_columns: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return asdict(self)
 
-    def with_choice(self, *, weight_decay: float, numeric_embedding: str) -> Plan:
-        """The plan with what cross-fitting chose among the candidates
-        (``weight_decays``, ``numeric_embeddings``) by out-of-fold log loss."""
-        if weight_decay not in self.weight_decays:
-            raise ValueError(f"weight_decay {weight_decay!r} is not among {self.weight_decays}")
-        if numeric_embedding not in self.numeric_embeddings:
-            raise ValueError(
-                f"numeric_embedding {numeric_embedding!r} is not among {self.numeric_embeddings}"
-            )
-        return replace(self, weight_decay=weight_decay, numeric_embedding=numeric_embedding)
+    def with_choice(
+        self,
+        *,
+        weight_decay: float | None = None,
+        numeric_embedding: str | None = None,
+        integer_codes: str | None = None,
+    ) -> Plan:
+        """The plan with what training chose among the candidates (``weight_decays``,
+        ``numeric_embeddings``, ``integer_codes_candidates``): by out-of-fold log loss on
+        small data, by validation loss on larger data (:mod:`steadyclf.train.race`)."""
+        chosen = {
+            "weight_decay": (weight_decay, self.weight_decays),
+            "numeric_embedding": (numeric_embedding, self.numeric_embeddings),
+            "integer_codes": (integer_codes, self.integer_codes_candidates),
+        }
+        changes: dict[str, Any] = {}
+        for name, (value, candidates) in chosen.items():
+            if value is None:
+                continue
+            if value not in candidates:
+                raise ValueError(f"{name} {value!r} is not among {candidates}")
+            changes[name] = value
+        return replace(self, **changes)
 
 
 def resolve(
@@ -410,6 +428,7 @@ def resolve(
     *,
     world_size: int = 1,
     numeric_infos: Sequence[ColumnInfo] | None = None,
+    code_columns: Sequence[str] = (),
 ) -> Plan:
     """The settings of a fit, from the parameters and the label counts of the summary.
 
@@ -423,7 +442,9 @@ def resolve(
     row instead (weight decay 1e-2 unless given, no embeddings unless asked for).
     ``numeric_infos`` are the numeric inputs (``None``: not known, every one taken as
     continuous): without a continuous one there is nothing to embed, so the embedding is
-    ``'none'``.
+    ``'none'``. ``code_columns`` are the numeric columns that may be read as categories
+    too (:func:`~steadyclf.schema.roles.code_candidates`): ``integer_codes='auto'`` makes
+    reading them so a candidate, kept where it lowers the loss.
     """
     (neg_train, neg_valid), (pos_train, pos_valid) = counts[0], counts[1]
     sums: Mapping[int, tuple[float, float]] = counts if weights is None else weights
@@ -463,9 +484,10 @@ def resolve(
         )
     else:
         decays = (float(params["weight_decay"]),)
-    embeddings = numeric_embeddings_for(params, folds)
+    embeddings = numeric_embeddings_for(params, folds, small=small)
     if numeric_infos is not None and not embedded_inputs(numeric_infos, "periodic"):
         embeddings = ("none",)  # no continuous input to embed
+    codes = integer_codes_for(params, code_columns, folds=folds, small=small)
     pos_weight = params["pos_weight"]
     if pos_weight == "balanced":
         pos_weight = neg_w / pos_w if pos_w > 0 else neg_train / max(pos_train, 1)
@@ -486,21 +508,47 @@ def resolve(
         class_weight=class_weights(params.get("class_weight"), classes, (neg_w, pos_w)),
         numeric_embedding=embeddings[0],
         numeric_embeddings=embeddings,
+        integer_codes=codes[0],
+        integer_codes_candidates=codes,
+        code_columns=tuple(code_columns) if codes != ("none",) else (),
     )
 
 
-def numeric_embeddings_for(params: Mapping[str, Any], folds: int) -> tuple[str, ...]:
+def numeric_embeddings_for(
+    params: Mapping[str, Any], folds: int, *, small: bool = True
+) -> tuple[str, ...]:
     """The ``numeric_embedding`` candidates of a fit. ``'auto'``: with cross-fitted members
     (small data), with and without periodic embeddings, the one of lower out-of-fold log
     loss kept, as the weight decay is (development tables: +0.0013 mean ROC AUC on the 14
     small ones, against +0.0010 for embeddings always and a loss on hmda they avoid;
-    results/variants-plr-continuous.md and the README); none elsewhere: large data keeps
-    the fused training step and its speed, and without folds nothing can choose."""
+    results/variants-plr-continuous.md and the README). On larger data (held-out rows)
+    both race their first epochs and the one of lower validation loss goes on
+    (:mod:`steadyclf.train.race`; without embeddings first: of equal losses, the plain
+    network, whose steps are cheaper). Small data that cannot cross-fit (a class too small
+    for the folds, or ``torchrun``) has nothing to choose with: none."""
     embedding = str(params.get("numeric_embedding", "none"))
     if embedding != "auto":
         return (embedding,)
-    scaled = params["normalize"] in ("robust", "standardize")
-    return ("periodic", "none") if folds > 1 and scaled else ("none",)
+    if params["normalize"] not in ("robust", "standardize"):
+        return ("none",)
+    if folds > 1:
+        return ("periodic", "none")
+    return ("none",) if small else ("none", "periodic")
+
+
+def integer_codes_for(
+    params: Mapping[str, Any], columns: Sequence[str], *, folds: int, small: bool
+) -> tuple[str, ...]:
+    """The ``integer_codes`` candidates of a fit: ``'category'`` reads ``columns`` (the
+    code candidates) as categories too, beside their numbers. ``'auto'``: both readings
+    where something can choose (cross-fitted members, or held-out rows), the one of lower
+    loss kept (without the reading first: of equal losses, the simpler model)."""
+    mode = str(params.get("integer_codes", "none"))
+    if not columns or mode == "none":
+        return ("none",)
+    if mode == "category":
+        return ("category",)
+    return ("none", "category") if folds > 1 or not small else ("none",)
 
 
 def embedded_inputs(infos: Sequence[ColumnInfo], embedding: str) -> tuple[int, ...]:
@@ -518,11 +566,11 @@ def embedded_inputs(infos: Sequence[ColumnInfo], embedding: str) -> tuple[int, .
 def code_readings(
     params: Mapping[str, Any], infos: Sequence[ColumnInfo], numeric: Sequence[str] = ()
 ) -> list[str]:
-    """The numeric columns of ``infos`` read as categories too (``numeric``: the columns
-    the user listed as numbers, never read so). ``integer_codes='category'``: every
-    candidate of :func:`~steadyclf.schema.roles.code_candidates`; ``'none'`` and, for now,
-    ``'auto'``: none."""
-    if params.get("integer_codes", "none") != "category":
+    """The numeric columns of ``infos`` that may be read as categories too (``numeric``:
+    the columns the user listed as numbers, never read so): every candidate of
+    :func:`~steadyclf.schema.roles.code_candidates` unless ``integer_codes='none'``;
+    :func:`integer_codes_for` says whether they are read so, or a candidate reading."""
+    if params.get("integer_codes", "none") == "none":
         return []
     from .schema.roles import code_candidates  # pandas: not for the command line's help
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from ..exceptions import TrainingDivergedError
-from .batches import BatchSource, EncodedRows
+from .batches import BatchSource
 from .trainer import EpochRecord, StopTraining, TrainConfig, Trainer
 
 if TYPE_CHECKING:
@@ -81,7 +81,20 @@ class ContinueFrom:
         self.state = state
 
     def on_train_setup(self, trainer: Trainer) -> None:
+        """Restore the race's state of the winner."""
         trainer.load_state_dict(self.state)
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        """Nothing to start."""
+
+    def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
+        """Nothing to do."""
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        """Nothing to finish."""
+
+    def on_train_exit(self, trainer: Trainer) -> None:
+        """Nothing to release."""
 
 
 @dataclass
@@ -96,19 +109,17 @@ class RaceResult:
 
 
 def race(
-    bodies: Sequence[nn.Module],
+    runs: Sequence[tuple[nn.Module, BatchSource, Any]],
     config: TrainConfig,
-    batches: BatchSource,
-    valid: EncodedRows,
     context: DistributedContext | None,
     epochs: int,
 ) -> RaceResult:
-    """Train each of ``bodies`` for ``epochs`` epochs with ``config`` (its callbacks left
-    out) and keep the one of lowest validation loss (of equal ones, the first listed)."""
-
+    """Train each ``(body, batches, validation rows)`` of ``runs`` for ``epochs`` epochs
+    with ``config`` (its callbacks left out) and keep the one of lowest validation loss
+    (of equal ones, the first listed)."""
     losses: list[float | None] = []
     states: list[dict[str, Any] | None] = []
-    for body in bodies:
+    for body, batches, valid in runs:
         stop = _StopAfter(epochs)
         trainer = Trainer(body, replace(config, callbacks=(stop,)), context)
         try:
@@ -122,7 +133,7 @@ def race(
     finite = [i for i, loss in enumerate(losses) if loss is not None]
     chosen = min(finite, key=lambda i: losses[i] or 0.0) if finite else 0
     state = states[chosen]
-    if state is None:  # every candidate diverged: the first one trains again, and says so
+    if state is None:
         raise TrainingDivergedError(
             "every candidate network diverged in its first epochs; try a smaller lr or "
             "check the inputs for extreme values"

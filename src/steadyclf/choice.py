@@ -1,0 +1,273 @@
+"""Choosing the network of a fit: among its candidates, the one of lowest loss on rows it
+did not train on.
+
+A fit's candidates are the readings of its columns (integer codes read as categories too,
+or not: each reading its own encoder and rows, a :class:`~steadyclf.pipeline.FitState`
+of its own) times the networks of each (with and without periodic embeddings), times,
+on small data, the weight decays. :func:`fit_members` (small data) cross-fits every
+member of every candidate at once (:mod:`steadyclf.train.packed`) and keeps the candidate
+of lowest out-of-fold log loss, correcting the estimate it reports for that choice
+(:func:`~steadyclf.evaluation.selection_bias`). :func:`race_networks` (held-out rows)
+lets the candidates race their first epochs and trains the winner on
+(:mod:`steadyclf.train.race`).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import expit
+
+from .calibration import IDENTITY_CALIBRATION
+from .evaluation import selection_bias
+from .exceptions import TrainingDivergedError
+from .train.batches import InMemoryBatches
+from .train.crossfit import CrossFit, cross_fit, describe, stratified_folds
+from .train.packed import cross_fit_packed, packable
+from .train.race import ContinueFrom, race, race_epochs
+from .train.rows import sample_rows
+from .train.stall import SATURATION_ROWS, StallDetector
+from .train.trainer import Callback, Trainer
+
+if TYPE_CHECKING:
+    from .nn.modules import SteadyNet
+    from .pipeline import FitState
+
+__all__ = ["OutOfFold", "Trained", "fit_members", "race_networks"]
+
+#: Turn packed training off (``benchmarks/real_data.py --ablate packed-members``): every
+#: member then trains one after another, as before packing.
+PACKED_MEMBERS = True
+
+
+@dataclass
+class OutOfFold:
+    """Small data: each row's logit from the member that did not train on it, and what
+    the choice of the candidate adds to its scores (:func:`selection_bias`)."""
+
+    logits: NDArray[np.float64]
+    y: NDArray[np.floating]
+    sample_weight: NDArray[np.float64] | None
+    selection: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Trained:
+    """What training produced, besides the weights: history, stopping, warnings, scores."""
+
+    history: list[dict[str, Any]]
+    best_epoch: int | None
+    warnings: list[Any]
+    threshold: float = 0.5
+    metrics: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=lambda: dict(IDENTITY_CALIBRATION))
+    facts: dict[str, Any] = field(default_factory=dict)
+    out_of_fold: OutOfFold | None = None  # small data: what the scores come from
+    error: TrainingDivergedError | None = None  # training diverged: this is the best left
+
+
+@dataclass
+class _Candidate:
+    """One network of one reading: ``reading`` is the state that holds its rows."""
+
+    reading: FitState
+    network: SteadyNet
+    embedding: str
+    codes: str
+
+    @property
+    def name(self) -> str:
+        return self.embedding + ("+codes" if self.codes != "none" else "")
+
+
+def candidates(state: FitState) -> list[_Candidate]:
+    """Every network of every reading, in the plan's order of preference."""
+    out = []
+    for reading, codes in zip(state.readings, state.plan.integer_codes_candidates, strict=True):
+        out.append(_Candidate(reading, reading.module, state.plan.numeric_embedding, codes))
+        if reading.plain is not None:
+            out.append(_Candidate(reading, reading.plain, "none", codes))
+    return out
+
+
+def adopt(state: FitState, chosen: _Candidate) -> None:
+    """Make the chosen candidate's reading and network the fit's."""
+    reading = chosen.reading
+    if reading is not state:
+        state.encoder, state.encoding = reading.encoder, reading.encoding
+        state.batches, state.valid, state.info = reading.batches, reading.valid, reading.info
+    state.module = chosen.network
+
+
+# -- small data -------------------------------------------------------------------------------
+def fit_members(state: FitState, callbacks: Sequence[Callback]) -> Trained:
+    """Small data: cross-fit the members of every candidate, each weight decay a candidate
+    too, and keep the candidate of lowest out-of-fold log loss: the choice goes into the
+    plan (:meth:`~steadyclf.policy.Plan.with_choice`) and the kept network into the state.
+    """
+    plan, batches, weighting = state.plan, state.batches, state.weighting
+    assert isinstance(batches, InMemoryBatches) and batches.positions is not None
+    y = batches.y.cpu().numpy()
+    given = (
+        None
+        if batches.w is None or weighting is None or not weighting.by_row
+        else weighting.given(batches.w.cpu().numpy(), y)
+    )
+    folds = stratified_folds(y, batches.positions, plan.folds, state.seed)
+    stalls: dict[int, StallDetector] = {}
+    options = candidates(state)
+    n_decays = len(plan.weight_decays)
+
+    def member_callbacks(member: int, candidate: int) -> Sequence[Callback]:
+        # A checkpoint keeps each member in its own part; other callbacks see every run.
+        own = [cb.part(candidate, member) if hasattr(cb, "part") else cb for cb in callbacks]
+        if member != 0:
+            return tuple(own)
+        stall = stalls[candidate] = copy.copy(state.stall)  # each candidate's first member
+        reading = options[candidate // n_decays].reading
+        if reading is not state:  # its own inputs: the rows as that reading encodes them
+            stall.sample = sample_rows(reading.batches, SATURATION_ROWS)[0]
+        return (stall, *own)
+
+    def numbered_callbacks(first: int, member: int, candidate: int) -> Sequence[Callback]:
+        return member_callbacks(member, first + candidate)
+
+    outcomes = _cross_fit(state, options, folds, callbacks, numbered_callbacks)
+
+    def best_loss(fitted: CrossFit) -> float:
+        loss = fitted.losses.get(fitted.weight_decay)
+        return math.inf if loss is None else loss
+
+    finite = [k for k, (_, error) in enumerate(outcomes) if error is None]
+    # The lowest out-of-fold loss; of equal ones (or when all diverged), the first.
+    chosen = min(finite or [0], key=lambda k: best_loss(outcomes[k][0]))
+    fitted, error = outcomes[chosen]
+    adopt(state, options[chosen])
+    state.plan = plan.with_choice(
+        weight_decay=fitted.weight_decay,
+        numeric_embedding=options[chosen].embedding,
+        integer_codes=options[chosen].codes,
+    )
+    facts: dict[str, Any] = {"cross_fit": describe(fitted)}
+    losses = {
+        option.name: (None if outcome[1] is not None else best_loss(outcome[0]))
+        for option, outcome in zip(options, outcomes, strict=True)
+    }
+    if len({o.embedding for o in options}) > 1:
+        facts["cross_fit"]["numeric_embedding"] = {
+            o.embedding: losses[o.name] for o in options if o.codes == options[chosen].codes
+        }
+    if len({o.codes for o in options}) > 1:
+        facts["cross_fit"]["integer_codes"] = {
+            codes: min(
+                (v for o in options if o.codes == codes and (v := losses[o.name]) is not None),
+                default=None,
+            )
+            for codes in plan.integer_codes_candidates
+        }
+    epochs = [e for e in fitted.best_epochs if e is not None]
+    watched = chosen * n_decays + plan.weight_decays.index(fitted.weight_decay)
+    scored = {
+        (k, decay): expit(oof)
+        for k, (outcome, _) in enumerate(outcomes)
+        for decay, oof in outcome.candidate_oof.items()
+        if outcome.losses.get(decay) is not None and np.isfinite(oof).all()
+    }
+    bias = {}
+    if (chosen, fitted.weight_decay) in scored:
+        bias = selection_bias(y, folds, scored, (chosen, fitted.weight_decay), given)
+    return Trained(
+        [record for member in fitted.histories for record in member],
+        int(np.median(epochs)) if epochs else None,
+        stalls[watched].warnings,
+        facts=facts,
+        out_of_fold=OutOfFold(fitted.oof_logits, y, given, bias),
+        error=error,
+    )
+
+
+def _cross_fit(
+    state: FitState,
+    options: Sequence[_Candidate],
+    folds: NDArray[np.int64],
+    callbacks: Sequence[Callback],
+    numbered: Any,
+) -> list[tuple[CrossFit, TrainingDivergedError | None]]:
+    """Every candidate's cross-fit: packed (all at once) where it can be, else one member
+    after another (a checkpointed run, BatchNorm, another optimizer)."""
+    plan, batches = state.plan, state.batches
+    assert isinstance(batches, InMemoryBatches)
+    config = replace(state.config, callbacks=())
+    n_decays = len(plan.weight_decays)
+    xs = []
+    for option in options:
+        rows = option.reading.batches
+        assert isinstance(rows, InMemoryBatches) and rows.n_rows == batches.n_rows
+        xs.append(rows.x)
+    if PACKED_MEMBERS and packable(state.module.body, state.config, callbacks):
+        # Every member of every candidate at once, as one batched network per layout.
+        return cross_fit_packed(
+            [list(option.network.bodies) for option in options],
+            xs,
+            batches.y,
+            folds,
+            config,
+            plan.weight_decays,
+            lambda k, member, candidate: numbered(k * n_decays, member, candidate),
+            batches.w,
+        )
+    outcomes: list[tuple[CrossFit, TrainingDivergedError | None]] = []
+    for k, option in enumerate(options):
+        try:
+            fitted = cross_fit(
+                list(option.network.bodies),
+                xs[k],
+                batches.y,
+                folds,
+                config,
+                plan.weight_decays,
+                functools.partial(numbered, k * n_decays),
+                batches.w,
+            )
+            outcomes.append((fitted, None))
+        except TrainingDivergedError as exc:
+            outcomes.append((exc.cross_fit, exc))  # type: ignore[attr-defined]
+    return outcomes
+
+
+# -- held-out rows ----------------------------------------------------------------------------
+def race_networks(state: FitState) -> Trainer | None:
+    """Larger data with several candidates: they race their first epochs on the held-out
+    rows and the winner becomes the fit's network; returns the trainer to continue it with
+    (its run restored from the race), or ``None`` with one candidate or no held-out rows.
+    """
+    options = candidates(state)
+    if len(options) < 2 or any(o.reading.valid is None for o in options):
+        return None
+    plan = state.plan
+    epochs = race_epochs(plan.n_train, state.config.max_epochs)
+    result = race(
+        [(o.network.body, o.reading.batches, o.reading.valid) for o in options],
+        state.config,
+        state.context,
+        epochs,
+    )
+    chosen = options[result.chosen]
+    if chosen.reading is not state:  # the stall detector looks at the winner's own inputs
+        state.stall.sample = sample_rows(chosen.reading.batches, SATURATION_ROWS)[0]
+    adopt(state, chosen)
+    state.plan = plan.with_choice(numeric_embedding=chosen.embedding, integer_codes=chosen.codes)
+    state.info["race"] = {
+        "epochs": epochs,
+        "validation_loss": {o.name: loss for o, loss in zip(options, result.losses, strict=True)},
+        "chosen": chosen.name,
+    }
+    callbacks = (ContinueFrom(result.state), *state.config.callbacks)
+    return Trainer(chosen.network.body, replace(state.config, callbacks=callbacks), state.context)
