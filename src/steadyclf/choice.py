@@ -91,9 +91,10 @@ def candidates(state: FitState) -> list[_Candidate]:
     """Every network of every reading, in the plan's order of preference."""
     out = []
     for reading, codes in zip(state.readings, state.plan.integer_codes_candidates, strict=True):
-        out.append(_Candidate(reading, reading.module, state.plan.numeric_embedding, codes))
+        embeddings = state.plan.numeric_embeddings
+        out.append(_Candidate(reading, reading.module, embeddings[0], codes))
         if reading.plain is not None:
-            out.append(_Candidate(reading, reading.plain, "none", codes))
+            out.append(_Candidate(reading, reading.plain, embeddings[1], codes))
     return out
 
 

@@ -153,7 +153,8 @@ class FitState:
     stats: NumericStatistics = field(init=False)
     # _build
     module: SteadyNet = field(init=False)
-    plain: SteadyNet | None = field(init=False)  # the candidate without embeddings
+    #: The network of the plan's second numeric_embedding candidate, if it has two.
+    plain: SteadyNet | None = field(init=False)
     encoding: BatchEncoder = field(init=False)
     #: This state, then the other readings of the columns the plan tries (integer codes
     #: read as categories too): each a copy with its own encoder, networks and rows.
@@ -360,9 +361,9 @@ def _build_reading(state: FitState) -> None:
         _target_statistics(state)
     state.plain = None
     if len(plan.numeric_embeddings) > 1:
-        # 'auto' leaves the choice to the folds: the same encoder (its tables set above),
-        # plain bodies drawn as with numeric_embedding='none'.
-        state.plain = _build_module(state, "none")
+        # 'auto' leaves the choice to the training: the same encoder (its tables set
+        # above), bodies drawn as with the other numeric_embedding.
+        state.plain = _build_module(state, plan.numeric_embeddings[1])
         state.plain.encoder.load_state_dict(state.module.encoder.state_dict())
 
 
