@@ -171,7 +171,8 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         are cross-fitted (small data), the members are trained with and without the
         embeddings and the network of lower out-of-fold log loss is kept, as the weight
         decay is chosen (``data_['cross_fit']['numeric_embedding']`` has both losses);
-        elsewhere none (larger data keeps the fused training step). On the development
+        with held-out rows (larger data) both networks race their first epochs and the
+        one of lower validation loss trains on (``data_['race']``). On the development
         tables embeddings gained most where a column acts through many thresholds
         (credit_card +0.011 ROC AUC, spam7 +0.007) and the choice avoided their losses
         (hmda); small-data fits take up to about 5x as long (the README, "Real tables").
@@ -184,8 +185,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         month: one-hot) or an id's 200 to 65,536 (at least 5 rows a value on average:
         one-hot of the 64 most frequent and target statistics of all, as for text
         categoricals). ``'category'`` reads every candidate so; ``'none'`` none;
-        ``'auto'`` is ``'none'`` for now. ``encoder_.columns_`` says which columns are
-        read so (``read_as_category``). See docs/integer_codes.md.
+        ``'auto'`` trains both readings and keeps the one of lower loss (out of fold, or
+        on held-out rows: ``data_``), ``integer_codes_`` says which, ``encoder_.columns_``
+        which columns are read so (``read_as_category``). See docs/integer_codes.md.
     verbose : int, default=0
 
     Attributes
@@ -250,6 +252,8 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         The weight decay used (``weight_decay`` with ``'auto'`` resolved).
     numeric_embedding_ : str
         ``numeric_embedding`` with ``'auto'`` resolved: ``'periodic'`` or ``'none'``.
+    integer_codes_ : str
+        ``integer_codes`` with ``'auto'`` resolved: ``'category'`` or ``'none'``.
 
     Examples
     --------
@@ -583,6 +587,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         self.weight_decay_ = plan.weight_decay
         self.validation_fraction_ = plan.validation_fraction
         self.numeric_embedding_ = plan.numeric_embedding
+        self.integer_codes_ = plan.integer_codes
         self.warnings_ = result.warnings
         self.threshold_ = result.threshold
         self.calibration_ = dict(result.calibration)
@@ -668,6 +673,8 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         clf.numeric_embedding_ = str(
             clf.plan_.get("numeric_embedding", "periodic" if arch.periodic else "none")
         )
+        read = any(c.read_as_category for c in clf.encoder_.columns_)
+        clf.integer_codes_ = str(clf.plan_.get("integer_codes", "category" if read else "none"))
         clf.data_ = dict(training.get("data") or {})
         clf.validation_metrics_ = dict(training.get("validation_metrics") or {})
         clf.warnings_ = []
