@@ -310,10 +310,20 @@ ABLATIONS = {
         0,
         "categoricals keep the one-hot of their 64 most frequent levels only",
     ),
-    # HOOK (issue 20, packed members): when the packed training lands, add its switch here,
-    # e.g. "packed-members": ("steadyclf.train.packed", "<CONSTANT>", <off value>,
-    # "members and candidates trained one network after another"), then the row is
-    # --ablate packed-members --label no-packed (same scores expected, other fit seconds).
+    "packed-members": (
+        "steadyclf.choice",
+        "PACKED_MEMBERS",
+        False,
+        "members and candidates trained one network after another (same choices and "
+        "scores within float32 rounding; other fit seconds)",
+    ),
+    "raced-embeddings": (
+        "steadyclf.policy",
+        "RACE_EMBEDDINGS",
+        False,
+        "held-out data trains the plain network only, as before the race (small data "
+        "still chooses embeddings out of fold)",
+    ),
 }
 
 

@@ -39,7 +39,7 @@ def test_the_better_network_wins_and_continues_as_if_alone() -> None:
     batches = InMemoryBatches(x, y, 256)
     plain, embedded = _body(()), _body((0,))
     result = race(
-        [(plain, batches, (vx, vy)), (embedded, batches, (vx, vy))], config, None, epochs=4
+        [(plain, batches, (vx, vy), ()), (embedded, batches, (vx, vy), ())], config, None, epochs=4
     )
     assert result.chosen == 1  # the periodic label: the embedded network is ahead
     assert result.losses[1] is not None and result.losses[0] is not None

@@ -244,31 +244,45 @@ def _cross_fit(
 
 
 # -- held-out rows ----------------------------------------------------------------------------
-def race_networks(state: FitState) -> Trainer | None:
+def race_networks(state: FitState, callbacks: Sequence[Callback]) -> Trainer | None:
     """Larger data with several candidates: they race their first epochs on the held-out
     rows and the winner becomes the fit's network; returns the trainer to continue it with
     (its run restored from the race), or ``None`` with one candidate or no held-out rows.
+
+    Every run is watched as one network is: its own copy of the stall detector, the
+    callbacks (a checkpoint keeps each candidate's race in part ``0-i``, the winner's
+    continuation in part ``1-0``, so that a resumed fit replays the same race).
     """
     options = candidates(state)
     if len(options) < 2 or any(o.reading.valid is None for o in options):
         return None
     plan = state.plan
+
+    def watched(option: _Candidate, *part: int) -> tuple[Callback, ...]:
+        stall = copy.copy(state.stall)
+        if option.reading is not state:  # its own inputs: the rows as that reading has them
+            stall.sample = sample_rows(option.reading.batches, SATURATION_ROWS)[0]
+        own = [cb.part(*part) if hasattr(cb, "part") else cb for cb in callbacks]
+        return (stall, *own)
+
     epochs = race_epochs(plan.n_train, state.config.max_epochs)
-    result = race(
-        [(o.network.body, o.reading.batches, o.reading.valid) for o in options],
-        state.config,
-        state.context,
-        epochs,
-    )
+    runs = [
+        (o.network.body, o.reading.batches, o.reading.valid, watched(o, 0, i))
+        for i, o in enumerate(options)
+    ]
+    result = race(runs, replace(state.config, callbacks=()), state.context, epochs)
     chosen = options[result.chosen]
-    if chosen.reading is not state:  # the stall detector looks at the winner's own inputs
-        state.stall.sample = sample_rows(chosen.reading.batches, SATURATION_ROWS)[0]
     adopt(state, chosen)
     state.plan = plan.with_choice(numeric_embedding=chosen.embedding, integer_codes=chosen.codes)
     state.info["race"] = {
         "epochs": epochs,
-        "validation_loss": {o.name: loss for o, loss in zip(options, result.losses, strict=True)},
+        "validation_loss": {o.name: loss for o, loss in zip(options, result.losses)},  # noqa: B905 (a stopped race has fewer)
         "chosen": chosen.name,
     }
-    callbacks = (ContinueFrom(result.state), *state.config.callbacks)
-    return Trainer(chosen.network.body, replace(state.config, callbacks=callbacks), state.context)
+    stall, *own = runs[result.chosen][3][:1] + watched(chosen, 1, 0)[1:]
+    assert isinstance(stall, StallDetector)
+    state.stall = stall  # the winner's detector goes on watching it
+    config = replace(state.config, callbacks=(ContinueFrom(result.state), stall, *own))
+    if result.stopped:  # a callback ended training: the winner so far, no further epochs
+        config = replace(config, max_epochs=int(result.state["epoch"]))
+    return Trainer(chosen.network.body, config, state.context)

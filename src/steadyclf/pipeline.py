@@ -470,7 +470,9 @@ def _train(state: FitState, callbacks: Sequence[Callback]) -> Trained:
         state.info |= {"weights": summary.weights.to_dict() | {"used": used}}
     if plan.folds > 1:
         return fit_members(state, callbacks)
-    trainer = race_networks(state) or Trainer(state.module.body, state.config, state.context)
+    trainer = race_networks(state, callbacks) or Trainer(
+        state.module.body, state.config, state.context
+    )
     try:
         trainer.fit(state.batches, state.valid)
     except TrainingDivergedError as exc:

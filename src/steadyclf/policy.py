@@ -72,6 +72,10 @@ NUMERIC_EMBEDDINGS = ("auto", "none", "periodic")
 #: noisy ones (benchmarks/variants.py; results/variants-plr.md). The summary counts up to
 #: ``steadyclf.schema.summary.MAX_COUNTED_VALUES``, at least this many (tested).
 EMBEDDED_MIN_VALUES = 16
+#: With held-out rows, ``numeric_embedding='auto'`` races the networks with and without
+#: embeddings (``False``: without only, as before the race; ``benchmarks/real_data.py
+#: --ablate raced-embeddings``).
+RACE_EMBEDDINGS = True
 #: Whether numeric columns of integer codes (an hour, a month, an id) are read as
 #: categories too (``steadyclf.schema.roles.code_candidates`` says which may be):
 #: ``'category'`` reads every candidate so; ``'none'`` none; ``'auto'`` tries both readings
@@ -533,7 +537,7 @@ def numeric_embeddings_for(
         return ("none",)
     if folds > 1:
         return ("periodic", "none")
-    return ("none",) if small else ("none", "periodic")
+    return ("none",) if small or not RACE_EMBEDDINGS else ("none", "periodic")
 
 
 def integer_codes_for(

@@ -57,6 +57,10 @@ class _StopAfter:
             self.state = trainer.state_dict()
             raise StopTraining
 
+    def stopped_by_another(self, trainer: Trainer) -> bool:
+        """Whether another callback ended the run (the user's: it ends the whole fit)."""
+        return self.state is None and trainer.stopped_early
+
     def on_train_setup(self, trainer: Trainer) -> None:
         """Nothing to restore."""
 
@@ -106,22 +110,25 @@ class RaceResult:
     state: dict[str, Any]
     losses: list[float | None]
     epochs: int
+    #: A callback stopped training during the race: the fit ends with the winner so far.
+    stopped: bool = False
 
 
 def race(
-    runs: Sequence[tuple[nn.Module, BatchSource, Any]],
+    runs: Sequence[tuple[nn.Module, BatchSource, Any, Sequence[Any]]],
     config: TrainConfig,
     context: DistributedContext | None,
     epochs: int,
 ) -> RaceResult:
-    """Train each ``(body, batches, validation rows)`` of ``runs`` for ``epochs`` epochs
-    with ``config`` (its callbacks left out) and keep the one of lowest validation loss
-    (of equal ones, the first listed)."""
+    """Train each ``(body, batches, validation rows, callbacks)`` of ``runs`` for
+    ``epochs`` epochs with ``config`` and keep the one of lowest validation loss (of equal
+    ones, the first listed). A callback that stops a run early ends that candidate's race."""
     losses: list[float | None] = []
     states: list[dict[str, Any] | None] = []
-    for body, batches, valid in runs:
+    stopped = False
+    for body, batches, valid, callbacks in runs:
         stop = _StopAfter(epochs)
-        trainer = Trainer(body, replace(config, callbacks=(stop,)), context)
+        trainer = Trainer(body, replace(config, callbacks=(*callbacks, stop)), context)
         try:
             trainer.fit(batches, valid)
         except TrainingDivergedError:
@@ -130,6 +137,9 @@ def race(
             continue
         losses.append(trainer.best_loss if math.isfinite(trainer.best_loss) else None)
         states.append(stop.state if stop.state is not None else trainer.state_dict())
+        if stop.stopped_by_another(trainer):
+            stopped = True  # the candidates raced so far are the candidates
+            break
     finite = [i for i, loss in enumerate(losses) if loss is not None]
     chosen = min(finite, key=lambda i: losses[i] or 0.0) if finite else 0
     state = states[chosen]
@@ -138,4 +148,4 @@ def race(
             "every candidate network diverged in its first epochs; try a smaller lr or "
             "check the inputs for extreme values"
         )
-    return RaceResult(chosen, state, losses, epochs)
+    return RaceResult(chosen, state, losses, epochs, stopped)
