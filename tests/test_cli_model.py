@@ -174,10 +174,15 @@ def test_cli_model_predicts_like_the_in_memory_estimator(
     pred = pd.read_parquet(out)
     assert list(pred.columns) == ["id", "probability", "label"]
     assert pred["id"].tolist() == test["id"].tolist()
-    np.testing.assert_array_equal(
-        pred["probability"], clf.predict_proba(test.drop(columns="y"))[:, 1]
+    # `steadyclf train` checkpoints (Ctrl-C), so its cross-fitted members train one after
+    # another, where this fit trains them packed (steadyclf.train.packed): the same steps
+    # through other float32 kernels, ~1e-7 apart after 25 epochs (measured 9.8e-8).
+    np.testing.assert_allclose(
+        pred["probability"], clf.predict_proba(test.drop(columns="y"))[:, 1], rtol=0, atol=1e-5
     )
-    np.testing.assert_array_equal(pred["label"], clf.predict(test.drop(columns="y")))
+    proba = clf.predict_proba(test.drop(columns="y"))[:, 1]
+    clear = np.abs(proba - clf.threshold_) > 1e-5  # labels of rows not at the threshold
+    np.testing.assert_array_equal(pred["label"][clear], clf.predict(test.drop(columns="y"))[clear])
     loaded = steadyclf.load(model)
     np.testing.assert_array_equal(
         pred["probability"], loaded.predict_proba(test.drop(columns="y"))[:, 1]
