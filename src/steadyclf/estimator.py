@@ -171,11 +171,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         are cross-fitted (small data), the members are trained with and without the
         embeddings and the network of lower out-of-fold log loss is kept, as the weight
         decay is chosen (``data_['cross_fit']['numeric_embedding']`` has both losses);
-        with held-out rows (larger data) both networks race their first epochs and the
-        one of lower validation loss trains on (``data_['race']``). On the development
-        tables embeddings gained most where a column acts through many thresholds
-        (credit_card +0.011 ROC AUC, spam7 +0.007) and the choice avoided their losses
-        (hmda); small-data fits take up to about 5x as long (the README, "Real tables").
+        with held-out rows (larger data) both race their first epochs and the one of lower
+        validation loss trains on (``data_['race']``). Embeddings gain most where a column
+        acts through many thresholds (benchmarks/README.md).
     integer_codes : {'auto', 'none', 'category'}, default='auto'
         Whether numeric columns of integer codes are read as categories too: the column
         stays a numeric input and also enters as a categorical one whose levels are its
@@ -250,10 +248,8 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         when none were: early stopping off, or too few rows to hold some out).
     weight_decay_ : float
         The weight decay used (``weight_decay`` with ``'auto'`` resolved).
-    numeric_embedding_ : str
-        ``numeric_embedding`` with ``'auto'`` resolved: ``'periodic'`` or ``'none'``.
-    integer_codes_ : str
-        ``integer_codes`` with ``'auto'`` resolved: ``'category'`` or ``'none'``.
+    numeric_embedding_, integer_codes_ : str
+        ``numeric_embedding`` and ``integer_codes`` with ``'auto'`` resolved.
 
     Examples
     --------
@@ -673,7 +669,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         clf.numeric_embedding_ = str(
             clf.plan_.get("numeric_embedding", "periodic" if arch.periodic else "none")
         )
-        read = any(c.read_as_category for c in clf.encoder_.columns_)
+        read = any(c.read_as_category for c in clf.encoder_.columns_)  # older models
         clf.integer_codes_ = str(clf.plan_.get("integer_codes", "category" if read else "none"))
         clf.data_ = dict(training.get("data") or {})
         clf.validation_metrics_ = dict(training.get("validation_metrics") or {})
