@@ -74,18 +74,32 @@ def test_the_folds_choose_no_embeddings_where_they_do_not_pay() -> None:
     plain = BinaryClassifier(random_state=0, numeric_embedding="none").fit(X, y)
     np.testing.assert_allclose(default.predict_proba(X), plain.predict_proba(X), atol=1e-12)
     assert default.weight_decay_ == plain.weight_decay_
-    for metric in ("roc_auc", "log_loss"):
-        assert default.validation_metrics_[metric] == pytest.approx(
-            plain.validation_metrics_[metric], abs=1e-12
-        )
+    # The estimates differ only by what choosing among more candidates (with and without
+    # embeddings) is corrected for (evaluation.selection_bias).
+    for metric, sign in (("roc_auc", 1), ("log_loss", -1)):
+        raw = [
+            m[metric] + sign * m["selection_bias"][metric]
+            for m in (default.validation_metrics_, plain.validation_metrics_)
+        ]
+        assert raw[0] == pytest.approx(raw[1], abs=1e-12)
+    bias = (default.validation_metrics_, plain.validation_metrics_)
+    assert bias[0]["selection_bias"]["log_loss"] >= bias[1]["selection_bias"]["log_loss"]
 
 
-def test_auto_leaves_larger_data_and_unscaled_inputs_alone() -> None:
+def test_auto_races_embeddings_on_larger_data_and_leaves_unscaled_inputs_alone() -> None:
     X, y = _waves(600, seed=3)
-    # Mini-batches (not the small-data mode): the fused step, no embeddings.
+    # Mini-batches with held-out rows (not the small-data mode): both networks race their
+    # first epochs on the held-out rows, and the one of lower validation loss goes on.
     batched = BinaryClassifier(random_state=0, batch_size=128, max_epochs=2).fit(X, y)
-    assert not batched.plan_["small_data"] and batched.numeric_embedding_ == "none"
-    assert batched.module_.arch.periodic == ()
+    assert not batched.plan_["small_data"]
+    assert list(batched.plan_["numeric_embeddings"]) == ["none", "periodic"]
+    race = batched.data_["race"]
+    assert {"none", "periodic"} <= set(race["validation_loss"])  # (+codes: other readings)
+    losses = race["validation_loss"]
+    assert race["chosen"] == min(losses, key=losses.__getitem__)
+    assert race["chosen"].split("+")[0] == batched.numeric_embedding_
+    embedded = batched.numeric_embedding_ == "periodic"
+    assert bool(batched.module_.arch.periodic) == embedded
     # 'batchnorm' scales inside the network: 'auto' resolves to none, without an error.
     bn = BinaryClassifier(random_state=0, normalize="batchnorm", max_epochs=2).fit(X, y)
     assert bn.numeric_embedding_ == "none" and bn.module_.arch.periodic == ()
