@@ -11,9 +11,10 @@ import pytest
 
 import steadyclf
 from steadyclf import BinaryClassifier
+from steadyclf.callbacks import ProgressBar
 from steadyclf.cli import main
 from steadyclf.cli.common import Output as CliOutput
-from steadyclf.cli.common import ProgressBar, training_callbacks
+from steadyclf.cli.common import training_callbacks
 from steadyclf.persistence import FORMAT_VERSION, INDEX_FILE, WEIGHTS_FILE, refresh_checksum
 
 FAST = ["--max-epochs", "25", "--hidden", "8"]

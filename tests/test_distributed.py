@@ -20,7 +20,7 @@ import torch.distributed as dist
 import steadyclf
 from steadyclf.cli import main
 from steadyclf.datasets import heart_rate
-from steadyclf.train.distributed import (
+from steadyclf.parallel import (
     DistributedContext,
     init_from_env,
     is_main_process,

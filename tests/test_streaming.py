@@ -22,13 +22,13 @@ from steadyclf import BinaryClassifier, DataError, ParameterError
 from steadyclf.cli import main
 from steadyclf.io.sources import DataSource, parse_memory_size
 from steadyclf.io.tables import read_table
+from steadyclf.parallel import share_of
 from steadyclf.schema import quantiles
+from steadyclf.schema.columns import ColumnPlan
 from steadyclf.schema.encoder import TabularEncoder
-from steadyclf.schema.roles import ColumnPlan
 from steadyclf.schema.split import SplitRule
 from steadyclf.schema.summary import summarise
 from steadyclf.train.batches import ShuffleBuffer
-from steadyclf.train.distributed import share_of
 
 N_ROWS = 1500
 

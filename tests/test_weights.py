@@ -297,8 +297,8 @@ def test_weighted_statistics_of_shards_equal_one_process(tmp_path: Path) -> None
     # means and the weighted quantiles merge to those of one process reading every row.
     from test_streaming import _ThreadGroup
 
+    from steadyclf.schema.columns import ColumnPlan
     from steadyclf.schema.encoder import TabularEncoder
-    from steadyclf.schema.roles import ColumnPlan
     from steadyclf.schema.summary import summarise
 
     rng = np.random.default_rng(5)

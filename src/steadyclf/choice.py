@@ -34,7 +34,7 @@ from .train.packed import cross_fit_packed, packable
 from .train.race import ContinueFrom, race, race_epochs
 from .train.rows import sample_rows
 from .train.stall import SATURATION_ROWS, StallDetector
-from .train.trainer import Callback, Trainer
+from .train.trainer import Callback, Trainer, hook
 
 if TYPE_CHECKING:
     from .nn.modules import SteadyNet
@@ -128,7 +128,7 @@ def fit_members(state: FitState, callbacks: Sequence[Callback]) -> Trained:
 
     def member_callbacks(member: int, candidate: int) -> Sequence[Callback]:
         # A checkpoint keeps each member in its own part; other callbacks see every run.
-        own = [cb.part(candidate, member) if hasattr(cb, "part") else cb for cb in callbacks]
+        own = [hook(cb, "part")(candidate, member) for cb in callbacks]
         if member != 0:
             return tuple(own)
         stall = stalls[candidate] = copy.copy(state.stall)  # each candidate's first member
@@ -239,7 +239,7 @@ def _cross_fit(
             )
             outcomes.append((fitted, None))
         except TrainingDivergedError as exc:
-            outcomes.append((exc.cross_fit, exc))  # type: ignore[attr-defined]
+            outcomes.append((exc.cross_fit, exc))
     return outcomes
 
 
@@ -262,7 +262,7 @@ def race_networks(state: FitState, callbacks: Sequence[Callback]) -> Trainer | N
         stall = copy.copy(state.stall)
         if option.reading is not state:  # its own inputs: the rows as that reading has them
             stall.sample = sample_rows(option.reading.batches, SATURATION_ROWS)[0]
-        own = [cb.part(*part) if hasattr(cb, "part") else cb for cb in callbacks]
+        own = [hook(cb, "part")(*part) for cb in callbacks]
         return (stall, *own)
 
     epochs = race_epochs(plan.n_train, state.config.max_epochs)

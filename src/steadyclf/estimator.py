@@ -35,8 +35,8 @@ from .io.sources import FrameSource, default_memory_budget, open_data, parse_mem
 from .io.tables import from_polars
 from .nn.numpy_forward import NumpyNetwork
 from .nn.spec import Architecture
+from .params import defaults, validate_params
 from .persistence import ModelState
-from .policy import validate_params
 from .predictor import calibrate, sigmoid
 from .schema.encoder import TabularEncoder
 from .schema.labels import LabelEncoding, encode_target, positive_column
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SKLEARN_EXPECTED_FAILED_CHECKS", "BinaryClassifier", "load"]
 
+#: Every parameter's default, from the one table of parameters (:mod:`steadyclf.params`).
+DEFAULTS = defaults()
 #: Bytes of data held at once when fitting on data in memory (the data is there already).
 IN_MEMORY_BUDGET = 1 << 40
 
@@ -263,31 +265,32 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        hidden: Sequence[int] = (64,),
-        activation: str = "relu",
-        normalize: str = "robust",
-        optimizer: str = "adam",
-        lr: float | str | None = None,
-        schedule: str = "plateau",
-        max_epochs: int = 300,
-        batch_size: int | str | None = "auto",
-        early_stopping: bool = True,
-        validation_fraction: float | str = "auto",
-        patience: int = 10,
-        pos_weight: float | str | None = None,
-        weight_decay: float | str = "auto",
-        random_state: int | None = None,
-        device: str = "auto",
-        categorical: Sequence[str] | None = None,
-        numeric: Sequence[str] | None = None,
-        drop: Sequence[str] | None = None,
-        positive: Any = None,
-        threshold_metric: str | None = None,
-        calibration: str = "auto",
-        verbose: int = 0,
-        class_weight: str | dict[Any, float] | None = None,
-        numeric_embedding: str = "auto",
-        integer_codes: str = "auto",
+        *,
+        hidden: Sequence[int] = DEFAULTS["hidden"],
+        activation: str = DEFAULTS["activation"],
+        normalize: str = DEFAULTS["normalize"],
+        optimizer: str = DEFAULTS["optimizer"],
+        lr: float | str | None = DEFAULTS["lr"],
+        schedule: str = DEFAULTS["schedule"],
+        max_epochs: int = DEFAULTS["max_epochs"],
+        batch_size: int | str | None = DEFAULTS["batch_size"],
+        early_stopping: bool = DEFAULTS["early_stopping"],
+        validation_fraction: float | str = DEFAULTS["validation_fraction"],
+        patience: int = DEFAULTS["patience"],
+        pos_weight: float | str | None = DEFAULTS["pos_weight"],
+        weight_decay: float | str = DEFAULTS["weight_decay"],
+        random_state: int | None = DEFAULTS["random_state"],
+        device: str = DEFAULTS["device"],
+        categorical: Sequence[str] | None = DEFAULTS["categorical"],
+        numeric: Sequence[str] | None = DEFAULTS["numeric"],
+        drop: Sequence[str] | None = DEFAULTS["drop"],
+        positive: Any = DEFAULTS["positive"],
+        threshold_metric: str | None = DEFAULTS["threshold_metric"],
+        calibration: str = DEFAULTS["calibration"],
+        verbose: int = DEFAULTS["verbose"],
+        class_weight: str | dict[Any, float] | None = DEFAULTS["class_weight"],
+        numeric_embedding: str = DEFAULTS["numeric_embedding"],
+        integer_codes: str = DEFAULTS["integer_codes"],
     ) -> None:
         self.hidden = hidden
         self.activation = activation
@@ -330,7 +333,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     def check_params(self) -> BinaryClassifier:
-        """Check every parameter (see :func:`steadyclf.policy.validate_params`); ``self``."""
+        """Check every parameter (see :func:`steadyclf.params.validate_params`); ``self``."""
         validate_params(self.get_params(deep=False))
         return self
 
@@ -471,7 +474,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         ...     "duckdb:", "label", query="SELECT * FROM 'data/*.parquet' ORDER BY id"
         ... )
         """
-        from .train.distributed import init_from_env
+        from .parallel import init_from_env
 
         self.check_params()
         budget = (
@@ -538,11 +541,11 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
                 weight=weight,
             )
         except TrainingDivergedError as exc:
-            partial = getattr(exc, "result", None)
+            partial = exc.result
             if partial is not None:
                 best = type(self)(**copy.deepcopy(params))
                 best._apply(partial, params, feature_names=partial.feature_names)
-                exc.estimator = best  # type: ignore[attr-defined]
+                exc.estimator = best
             raise
 
     def _encode_target(self, y: Any, n_rows: int) -> LabelEncoding:

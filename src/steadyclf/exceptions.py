@@ -51,7 +51,26 @@ class ParameterError(SteadyclfError, ValueError):
 
 
 class TrainingDivergedError(SteadyclfError, FloatingPointError):
-    """The loss or the weights became non-finite and could not be recovered."""
+    """The loss or the weights became non-finite and could not be recovered.
+
+    The error carries the best model the fit reached before, when it reached one; each
+    stage that has it sets its own attribute (``None`` otherwise):
+
+    Attributes
+    ----------
+    estimator : BinaryClassifier or None
+        A fitted estimator with the best finite weights (set by ``BinaryClassifier.fit``:
+        what a caller can still save).
+    result : steadyclf.pipeline.FitResult or None
+        The pipeline's result with those weights (``estimator`` is made from it).
+    cross_fit : steadyclf.train.crossfit.CrossFit or None
+        Small data: the cross-fit of the candidate of lowest out-of-fold loss.
+    """
+
+    # Typed Any: the types live in the stages above this module, which import it.
+    estimator: Any = None
+    result: Any = None
+    cross_fit: Any = None
 
 
 class ModelFileError(SteadyclfError, OSError):

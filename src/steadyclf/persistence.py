@@ -52,7 +52,8 @@ from .exceptions import ModelFileError, SteadyclfError
 from .io.atomic import atomic_write, leftovers, staged_directory
 from .io.checksum import file_sha256, sign_json, verify_json
 from .nn.spec import Architecture, iter_tensor_layout, upgrade_weights
-from .policy import CALIBRATIONS, validate_params
+from .params import validate_params
+from .policy import CALIBRATIONS
 from .schema.encoder import TabularEncoder
 
 __all__ = [

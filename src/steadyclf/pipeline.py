@@ -60,6 +60,7 @@ from .exceptions import TrainingDivergedError
 from .io.sources import FrameSource, Source, read_rows_for_budget
 from .nn.modules import SteadyNet
 from .nn.spec import Architecture
+from .parallel import share_of, shared_seed
 from .policy import (
     Plan,
     check_model_size,
@@ -71,9 +72,9 @@ from .policy import (
     resolve,
 )
 from .predictor import calibrate as calibrate_logits
+from .schema.columns import ColumnPlan
 from .schema.encoder import TabularEncoder
 from .schema.labels import class_counts, class_weight_sums, summary_classes
-from .schema.roles import ColumnPlan
 from .schema.scaling import NumericStatistics, divergence_advice, numeric_statistics
 from .schema.split import SplitRule
 from .schema.summary import TableSummary, summarise
@@ -85,15 +86,13 @@ from .train.batches import (
     RowWeighting,
     StreamedBatches,
 )
-from .train.checkpoint import FitContext
-from .train.distributed import share_of, shared_seed
 from .train.lr_finder import LRFinderResult, find_lr
 from .train.rows import BatchPlan, batch_source, count_target_levels, row_weighting, sample_rows
 from .train.stall import SATURATION_ROWS, StallDetector
-from .train.trainer import Callback, TrainConfig, Trainer
+from .train.trainer import Callback, FitContext, TrainConfig, Trainer, hook
 
 if TYPE_CHECKING:
-    from .train.distributed import DistributedContext
+    from .parallel import DistributedContext
 
 __all__ = ["IDENTITY_CALIBRATION", "FitResult", "FitState", "fit_source"]
 
@@ -218,7 +217,7 @@ def fit_source(
         classes=classes,
         budget=budget,
         drop_missing_target=drop_missing_target,
-        fingerprint=any(hasattr(cb, "on_fit_begin") for cb in callbacks),
+        fingerprint=any(getattr(cb, "needs_fingerprint", False) for cb in callbacks),
         context=context,
         device=device,
         weight=weight,
@@ -463,7 +462,7 @@ def _train(state: FitState, callbacks: Sequence[Callback]) -> Trained:
         summary.n_rows,
     )
     for cb in callbacks:  # e.g. a Checkpoint checks it resumes the same run
-        getattr(cb, "on_fit_begin", lambda c: None)(fit_context)
+        hook(cb, "on_fit_begin")(fit_context)
     state.info |= {"statistics_seconds": round(time.perf_counter() - state.started, 3)}
     if summary.weights is not None:
         used = state.weighting is not None and state.weighting.by_row
@@ -560,7 +559,7 @@ def _score(state: FitState, trained: Trained) -> FitResult:
         trained.threshold, trained.metrics, trained.calibration = _score_held_out(state)
     result = _finish(state, trained)
     if trained.error is not None:
-        trained.error.result = result  # type: ignore[attr-defined]
+        trained.error.result = result
         raise trained.error
     return result
 

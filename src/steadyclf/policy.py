@@ -8,13 +8,11 @@ or read in passes from files, on one process or several, so the same data always
 the same batch size, learning rate, hold-out, weight decay and stopping rule. The
 resolved :class:`Plan` is kept as fitted attributes and in ``model.json``.
 
-The parameter constraints live here too (:func:`validate_params`), so the estimator, the
-command line and the model reader check them with the same rules and messages.
+The parameters themselves (allowed values, defaults) are in :mod:`steadyclf.params`.
 """
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -23,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .exceptions import ParameterError
-from .nn.spec import ACTIVATIONS, NORMALIZATIONS, Architecture
+from .nn.spec import Architecture
 
 if TYPE_CHECKING:  # the schema imports pandas: the command line's help must not
     from .schema.roles import ColumnInfo
@@ -53,7 +51,6 @@ __all__ = [
     "numeric_embeddings_for",
     "positive_share",
     "resolve",
-    "validate_params",
 ]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -127,124 +124,6 @@ CHECK_ROWS = 1 << 18
 MAX_PARAMETERS = 200_000_000
 #: Fewest validation rows worth holding out (with both classes on both sides).
 MIN_VALIDATION_ROWS = 10
-
-
-# -- parameters ------------------------------------------------------------------------------
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) > 0
-
-
-def _real_in(value: Any, low: float, high: float) -> bool:
-    """``low <= value < high`` for a real number that is not a bool."""
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and low <= float(value) < high
-    )
-
-
-def _positive_real(value: Any) -> bool:
-    return _real_in(value, 0.0, math.inf) and float(value) > 0
-
-
-def validate_params(params: Mapping[str, Any]) -> None:
-    """Check every estimator parameter before any work, with a message naming it."""
-    for name, allowed in (
-        ("activation", tuple(ACTIVATIONS)),
-        ("normalize", NORMALIZATIONS),
-        ("optimizer", OPTIMIZERS),
-        ("schedule", SCHEDULES),
-        ("device", DEVICES),
-    ):
-        if params[name] not in allowed:
-            options = ", ".join(map(repr, allowed))
-            raise ParameterError(f"{name} must be one of {options}; got {params[name]!r}")
-    # Absent from models saved before the parameter existed: they keep the default.
-    embedding = params.get("numeric_embedding", "none")
-    if embedding not in NUMERIC_EMBEDDINGS:
-        options = ", ".join(map(repr, NUMERIC_EMBEDDINGS))
-        raise ParameterError(f"numeric_embedding must be one of {options}; got {embedding!r}")
-    if embedding == "periodic" and params["normalize"] not in ("robust", "standardize"):
-        raise ParameterError(
-            f"numeric_embedding={embedding!r} embeds scaled inputs: it needs normalize "
-            f"'robust' or 'standardize', got {params['normalize']!r}"
-        )
-    codes = params.get("integer_codes", "none")
-    if codes not in INTEGER_CODES:
-        options = ", ".join(map(repr, INTEGER_CODES))
-        raise ParameterError(f"integer_codes must be one of {options}; got {codes!r}")
-    calibration = params.get("calibration", "auto")
-    if calibration not in CALIBRATIONS:
-        options = ", ".join(map(repr, CALIBRATIONS))
-        raise ParameterError(f"calibration must be one of {options}; got {calibration!r}")
-    hidden = params["hidden"]
-    rules: list[tuple[str, bool, str]] = [
-        (
-            "hidden",
-            isinstance(hidden, (list, tuple)) and all(map(_positive_int, hidden)),
-            "a tuple of positive integers",
-        ),
-        (
-            "lr",
-            params["lr"] is None or params["lr"] == "auto" or _positive_real(params["lr"]),
-            "a positive number, 'auto' or None",
-        ),
-        ("max_epochs", _positive_int(params["max_epochs"]), "a positive integer"),
-        (
-            "batch_size",
-            params["batch_size"] in (None, "auto") or _positive_int(params["batch_size"]),
-            "a positive integer, 'auto' or None",
-        ),
-        (
-            "validation_fraction",
-            params["validation_fraction"] == "auto"
-            or _real_in(params["validation_fraction"], 0.0, 1.0),
-            "in [0, 1) or 'auto'",
-        ),
-        ("patience", _positive_int(params["patience"]), "a positive integer"),
-        (
-            "pos_weight",
-            params["pos_weight"] in (None, "balanced") or _positive_real(params["pos_weight"]),
-            "None, 'balanced' or a positive number",
-        ),
-        (
-            "weight_decay",
-            params["weight_decay"] == "auto" or _real_in(params["weight_decay"], 0.0, math.inf),
-            "a non-negative number or 'auto'",
-        ),
-        (
-            "threshold_metric",
-            params["threshold_metric"] is None or params["threshold_metric"] in THRESHOLD_METRICS,
-            f"None or one of {', '.join(map(repr, THRESHOLD_METRICS))}",
-        ),
-    ]
-    for name, ok, expected in rules:
-        if not ok:
-            raise ParameterError(f"{name} must be {expected}; got {params[name]!r}")
-    _check_class_weight(params.get("class_weight"), params["pos_weight"])
-
-
-def _check_class_weight(class_weight: Any, pos_weight: Any) -> None:
-    """``None``, ``'balanced'`` or ``{class: positive weight}`` (at most two classes), and
-    not with ``pos_weight``: both would weight the classes, and which one wins would be a
-    guess."""
-    if class_weight is None:
-        return
-    ok = class_weight == "balanced" or (
-        isinstance(class_weight, Mapping)
-        and 0 < len(class_weight) <= 2
-        and all(_positive_real(v) and math.isfinite(float(v)) for v in class_weight.values())
-    )
-    if not ok:
-        raise ParameterError(
-            "class_weight must be None, 'balanced' or a dict {class: positive weight} for at "
-            f"most the two classes; got {class_weight!r}"
-        )
-    if pos_weight is not None:
-        raise ParameterError(
-            f"pos_weight={pos_weight!r} and class_weight={class_weight!r} both weight the "
-            "classes; give one of them (class_weight {0: 1, 1: w} is pos_weight=w)"
-        )
 
 
 def class_weights(

@@ -40,11 +40,9 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from ..estimator import BinaryClassifier
-    from ..train.trainer import EpochRecord, Trainer
 
 __all__ = [
     "Output",
-    "ProgressBar",
     "TrainingData",
     "build_estimator",
     "estimator_options",
@@ -364,46 +362,10 @@ def load_training_data(
     return TrainingData(X, y, str(source), target, dropped)
 
 
-class ProgressBar:
-    """A tqdm progress bar over epochs, as a training callback (on stderr)."""
-
-    def __init__(self, **tqdm_options: Any) -> None:
-        self.tqdm_options = tqdm_options
-        self._bar: Any = None
-
-    def on_train_setup(self, trainer: Trainer) -> None:
-        """Nothing to restore."""
-
-    def on_train_begin(self, trainer: Trainer) -> None:
-        """Open the bar, sized to the epoch budget."""
-        from tqdm import tqdm
-
-        options = {"unit": "epoch", "file": sys.stderr, "leave": False, **self.tqdm_options}
-        self._bar = tqdm(total=trainer.config.max_epochs, **options)
-
-    def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
-        """Advance one epoch and show the losses."""
-        if self._bar is None:
-            return
-        losses = {"loss": f"{record['train_loss']:.4f}"}
-        if "valid_loss" in record:
-            losses["valid"] = f"{record['valid_loss']:.4f}"
-        self._bar.set_postfix(losses, refresh=False)
-        self._bar.update(1)
-
-    def on_train_end(self, trainer: Trainer) -> None:
-        """Close the bar."""
-        self.on_train_exit(trainer)
-
-    def on_train_exit(self, trainer: Trainer) -> None:
-        """Close the bar, also when training failed."""
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-
-
 def training_callbacks(output: Output) -> list[Any]:
     """Callbacks for a CLI fit: a progress bar when stderr is a terminal."""
+    from ..callbacks import ProgressBar
+
     show = not (output.quiet or output.as_json) and sys.stderr.isatty()
     return [ProgressBar()] if show else []
 

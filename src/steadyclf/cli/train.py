@@ -32,9 +32,9 @@ from .common import (
 )
 
 if TYPE_CHECKING:
+    from ..callbacks import Checkpoint
     from ..estimator import BinaryClassifier
     from ..schema.roles import ColumnInfo
-    from ..train.checkpoint import Checkpoint
 
 __all__ = ["format_train_summary", "train", "train_summary", "write_model"]
 
@@ -89,7 +89,7 @@ def training_checkpoint(
     Written every ``every`` epochs and, in any case, on Ctrl-C; checked before the data
     is read, so that a forgotten ``--resume`` does not overwrite an earlier run.
     """
-    from ..train.checkpoint import Checkpoint, check_checkpoint_dir, checkpoint_dir_for
+    from ..callbacks import Checkpoint, check_checkpoint_dir, checkpoint_dir_for
 
     directory = checkpoint_dir_for(out)
     epoch = check_checkpoint_dir(directory, resume=resume)
@@ -117,7 +117,7 @@ def fit_keeping_work(
     try:
         clf.fit_files(data, target, callbacks=callbacks, **options)
     except TrainingDivergedError as exc:
-        best = getattr(exc, "estimator", None)
+        best = exc.estimator
         if best is None:  # no epoch ended with finite weights
             raise TrainingDivergedError(f"{exc}; no model was saved") from None
         if main:
@@ -322,10 +322,10 @@ def train(
     """Train a model on DATA (.csv, .csv.gz, .tsv, .parquet; a directory or glob of them
     when streaming; a database with --query) and save it to --out. Under torchrun, every
     process trains on its share of the rows and rank 0 writes the model."""
+    from ..callbacks import remove_checkpoint
     from ..io.atomic import exclusive_lock
+    from ..parallel import init_from_env, peer_failure, shutdown
     from ..persistence import check_model_target
-    from ..train.checkpoint import remove_checkpoint
-    from ..train.distributed import init_from_env, peer_failure, shutdown
 
     output = Output(as_json=as_json, quiet=quiet)
     clf = build_estimator(options)

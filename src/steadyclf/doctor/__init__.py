@@ -18,7 +18,7 @@ The same failure, while it happens during training, is the job of the stall dete
 
 from __future__ import annotations
 
-from .diagnosis import Diagnosis, default_normalize, diagnose
+from .diagnosis import default_normalize, diagnose
 from .findings import (
     TAIL_SAFE_SCALINGS,
     FeatureSummary,
@@ -26,7 +26,7 @@ from .findings import (
     heavy_tail_advice,
     scaling_fix,
 )
-from .render import render_diagnosis
+from .render import Diagnosis, render_diagnosis
 from .saturation import SaturationCheck, check_saturation
 
 __all__ = [

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -14,12 +12,11 @@ from numpy.typing import NDArray
 from ..exceptions import DataError, ParameterError
 from ..io.tables import from_polars
 from ..nn.spec import ACTIVATIONS, NORMALIZATIONS
+from ..params import PARAMETERS
 from ..schema.encoder import TabularEncoder
 from ..schema.labels import encode_labels
 from ..schema.weights import weight_values
 from .findings import (
-    FeatureSummary,
-    Finding,
     code_findings,
     constant_findings,
     duplicate_findings,
@@ -27,63 +24,21 @@ from .findings import (
     missing_findings,
     numeric_summaries,
     offset_findings,
-    plain,
     scale_findings,
     separation_findings,
     short_number,
     skew_findings,
     summarise_column,
 )
-from .render import render_diagnosis
-from .saturation import SaturationCheck, check_saturation
+from .render import Diagnosis
+from .saturation import check_saturation
 
-__all__ = ["Diagnosis", "default_normalize", "diagnose"]
-
-
-@dataclass
-class Diagnosis:
-    """The report of :func:`diagnose`; ``str()`` renders it as text, ``to_dict`` as data."""
-
-    n_rows: int
-    classes: list[Any]
-    positive_rate: float
-    features: list[FeatureSummary]
-    findings: list[Finding]
-    saturation: SaturationCheck | None
-    verdict: str
-    headline: str = ""
-    notes: list[str] = field(default_factory=list)
-    normalize: str = "standardize"
-    #: Rows were weighted: ``positive_rate`` is the positives' share of the weight.
-    weighted: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """Everything in the report as JSON-compatible data (NaN becomes ``None``)."""
-        return _json_safe(
-            {
-                "n_rows": self.n_rows,
-                "classes": [plain(c) for c in self.classes],
-                "positive_rate": self.positive_rate,
-                "weighted": self.weighted,
-                "normalize": self.normalize,
-                "features": [asdict(f) for f in self.features],
-                "findings": [f.to_dict() for f in self.findings],
-                "saturation": None if self.saturation is None else self.saturation.to_dict(),
-                "headline": self.headline,
-                "verdict": self.verdict,
-                "notes": list(self.notes),
-            }
-        )
-
-    def __str__(self) -> str:
-        return render_diagnosis(self)
+__all__ = ["default_normalize", "diagnose"]
 
 
 def default_normalize() -> str:
     """The input scaling :class:`~steadyclf.BinaryClassifier` uses by default."""
-    from ..estimator import BinaryClassifier
-
-    return str(BinaryClassifier().normalize)
+    return str(PARAMETERS["normalize"].default)
 
 
 def diagnose(
@@ -274,13 +229,3 @@ def _verdict(report: Diagnosis, default: str) -> str:
     if not todo:
         return f"{first}; nothing to change."
     return f"{first}. You should: " + "; ".join(dict.fromkeys(todo)) + "."
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return plain(value)

@@ -1,19 +1,61 @@
-"""The diagnosis as text: the column table, one entry per kind of finding, the verdict."""
+"""The report of :func:`~steadyclf.doctor.diagnosis.diagnose` (:class:`Diagnosis`), as
+data and as text: the column table, one entry per kind of finding, the verdict."""
 
 from __future__ import annotations
 
+import math
 import textwrap
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from .findings import FeatureSummary, short_number
+import numpy as np
 
-if TYPE_CHECKING:
-    from .diagnosis import Diagnosis
+from .findings import FeatureSummary, Finding, plain, short_number
+from .saturation import SaturationCheck
 
-__all__ = ["render_diagnosis"]
+__all__ = ["Diagnosis", "render_diagnosis"]
 
 #: Width the findings are wrapped to.
 WIDTH = 100
+
+
+@dataclass
+class Diagnosis:
+    """The report of :func:`diagnose`; ``str()`` renders it as text, ``to_dict`` as data."""
+
+    n_rows: int
+    classes: list[Any]
+    positive_rate: float
+    features: list[FeatureSummary]
+    findings: list[Finding]
+    saturation: SaturationCheck | None
+    verdict: str
+    headline: str = ""
+    notes: list[str] = field(default_factory=list)
+    normalize: str = "standardize"
+    #: Rows were weighted: ``positive_rate`` is the positives' share of the weight.
+    weighted: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything in the report as JSON-compatible data (NaN becomes ``None``)."""
+        return _json_safe(
+            {
+                "n_rows": self.n_rows,
+                "classes": [plain(c) for c in self.classes],
+                "positive_rate": self.positive_rate,
+                "weighted": self.weighted,
+                "normalize": self.normalize,
+                "features": [asdict(f) for f in self.features],
+                "findings": [f.to_dict() for f in self.findings],
+                "saturation": None if self.saturation is None else self.saturation.to_dict(),
+                "headline": self.headline,
+                "verdict": self.verdict,
+                "notes": list(self.notes),
+            }
+        )
+
+    def __str__(self) -> str:
+        return render_diagnosis(self)
 
 
 def render_diagnosis(report: Diagnosis) -> str:
@@ -98,3 +140,13 @@ def _feature_table(features: list[FeatureSummary]) -> str:
         )
         for row in [header, *rows]
     )
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return plain(value)

@@ -60,6 +60,7 @@ from ..persistence import ModelState
 from ..schema.encoder import TabularEncoder
 from ..schema.roles import ColumnInfo
 from ..schema.values import MISSING_CODE, UNSEEN_CODE
+from ..version import __version__
 
 __all__ = [
     "IR_VERSION",
@@ -508,7 +509,7 @@ def build_onnx(state: ModelState) -> OnnxExport:
         opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("ai.onnx.ml", ML_OPSET)],
         ir_version=IR_VERSION,
         producer_name="steadyclf",
-        producer_version=_version(),
+        producer_version=__version__,
         doc_string=_DOC,
     )
     helper.set_model_props(model, _properties(state, columns))
@@ -542,19 +543,13 @@ def _describe(info: ColumnInfo) -> str:
 
 def _properties(state: ModelState, columns: Sequence[ColumnInfo]) -> dict[str, str]:
     return {
-        "steadyclf_version": _version(),
+        "steadyclf_version": __version__,
         "classes": ", ".join(repr(c) for c in state.classes.tolist()),
         "positive_class": str(state.classes[1]),
         "threshold": repr(float(state.threshold)),
         "calibration": str(state.calibration.get("method", "none")),
         "inputs": ", ".join(f"{c.name} ({c.role})" for c in columns),
     }
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
 
 
 def _check_all_used(g: _Graph, arch: Architecture) -> None:

@@ -124,7 +124,7 @@ class TabularEncoder:
     ) -> TabularEncoder:
         """The roles of ``frame``'s columns (summarised in memory, as training does)."""
         from ..io.sources import FrameSource
-        from .roles import ColumnPlan
+        from .columns import ColumnPlan
         from .split import SplitRule
         from .summary import summarise
 

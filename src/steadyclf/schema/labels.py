@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -15,9 +15,11 @@ from ..exceptions import DataError, DataTypeError
 from ..io.tables import name_list
 
 if TYPE_CHECKING:
-    from .summary import TableSummary
+    from .columns import ColumnPlan
+    from .weights import WeightTally
 
 __all__ = [
+    "LabelCounts",
     "LabelEncoding",
     "check_target",
     "class_counts",
@@ -205,6 +207,19 @@ def encode_target(
 
 
 # -- the labels of a summary (:mod:`steadyclf.schema.summary`) --------------------------------
+class LabelCounts(Protocol):
+    """What a table's summary (:class:`~steadyclf.schema.summary.TableSummary`) counted of
+    its target: rows per target value and side (``[training, held out]``), rows read and
+    rows left out for a missing target, and the row weights' tally."""
+
+    plan: ColumnPlan
+    labels: dict[Any, list[int]]
+    n_rows: int
+    n_dropped: int
+    first_dropped: list[int]
+    weights: WeightTally | None
+
+
 def summary_classes(
     labels: Mapping[Any, Any], classes: NDArray[Any] | None, positive: Any
 ) -> tuple[list[Any], NDArray[Any]]:
@@ -218,7 +233,7 @@ def summary_classes(
     return list(found), found
 
 
-def class_counts(summary: TableSummary, label_values: Sequence[Any]) -> dict[int, tuple[int, int]]:
+def class_counts(summary: LabelCounts, label_values: Sequence[Any]) -> dict[int, tuple[int, int]]:
     """``(training rows, held-out rows)`` of class 0 and of class 1."""
     out = {}
     for k, value in enumerate(label_values):
@@ -228,7 +243,7 @@ def class_counts(summary: TableSummary, label_values: Sequence[Any]) -> dict[int
 
 
 def class_weight_sums(
-    summary: TableSummary, label_values: Sequence[Any]
+    summary: LabelCounts, label_values: Sequence[Any]
 ) -> dict[int, tuple[float, float]] | None:
     """``(training, held-out)`` sums of the row weights of each class, if rows are weighted
     (by weights that are not all equal)."""
@@ -242,7 +257,7 @@ def class_weight_sums(
     return out
 
 
-def check_target(summary: TableSummary, drop_missing: bool) -> None:
+def check_target(summary: LabelCounts, drop_missing: bool) -> None:
     """Missing labels (unless dropped) and anything but two classes: one clear error."""
     target = summary.plan.target
     if target is None:

@@ -31,7 +31,7 @@ from .values import column_values_at
 
 if TYPE_CHECKING:
     from ..io.sources import Source
-    from ..train.distributed import DistributedContext
+    from ..parallel import DistributedContext
 
 __all__ = ["Weighting", "collect_limit", "exact_quantiles", "order_ranks"]
 

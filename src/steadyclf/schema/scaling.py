@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ..io.sources import Source
-    from ..train.distributed import DistributedContext
+    from ..parallel import DistributedContext
     from .encoder import TabularEncoder
     from .roles import ColumnInfo
     from .summary import TableSummary

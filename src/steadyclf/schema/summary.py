@@ -32,9 +32,9 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from ..exceptions import DataError
+from .columns import ColumnPlan
 from .distinct import MAX_CODE_VALUES, MAX_COUNTED_VALUES, ValueCounts
 from .labels import check_target, values_seen
-from .roles import ColumnPlan
 from .split import SplitRule
 from .stats import RunningStats
 from .values import (
@@ -48,7 +48,7 @@ from .weights import WeightTally, weight_values
 
 if TYPE_CHECKING:
     from ..io.sources import Source
-    from ..train.distributed import DistributedContext
+    from ..parallel import DistributedContext
 
 __all__ = [
     "MAX_CODE_VALUES",

@@ -39,7 +39,6 @@ from typing import Any
 
 import safetensors.torch
 import torch
-from torch import nn
 
 from ..exceptions import (
     DataError,
@@ -51,16 +50,16 @@ from ..exceptions import (
 from ..io.atomic import atomic_write, process_running
 from ..io.checksum import sign_json, verify_json
 from .state import INDEX_FILE, check_like, check_optimizer_state, decode_state, encode_state
-from .trainer import EpochRecord, TrainConfig, Trainer
+from .trainer import Callback, EpochRecord, FitContext, TrainConfig, Trainer
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "INDEX_FILE",
     "Checkpoint",
-    "FitContext",
     "check_checkpoint_dir",
     "checkpoint_dir_for",
+    "context_json",
     "read_checkpoint",
     "remove_checkpoint",
     "write_checkpoint",
@@ -95,57 +94,16 @@ _FREE_PARAMS = frozenset({"verbose", "device"})
 
 
 # -- the estimator's side ------------------------------------------------------------------
-@dataclass
-class FitContext:
-    """What a fit tells its callbacks before training (``on_fit_begin``).
-
-    Parameters
-    ----------
-    params : dict
-        The estimator's parameters (``get_params()``).
-    seed : int
-        Seed of the run (split, initialisation, shuffling).
-    model : nn.Module
-        The whole network; its non-trainable part holds the fitted preprocessing.
-    encoder : dict
-        The fitted column encoder (``TabularEncoder.to_dict()``).
-    classes : list
-        The labels, ``classes[1]`` positive.
-    fingerprint : str
-        A digest of the training data's values in row order, to detect resuming on
-        other data.
-    n_rows : int
-        Rows of the training data.
-    """
-
-    params: dict[str, Any]
-    seed: int
-    model: nn.Module
-    encoder: dict[str, Any]
-    classes: list[Any]
-    fingerprint: str = ""
-    n_rows: int = 0
-
-    def preprocessing(self) -> dict[str, torch.Tensor]:
-        """Fitted buffers of the model's input encoding (imputation, scaling, vocabularies);
-        the trained bodies are the trainer's state."""
-        trainable = {name for name, _ in self.model.named_parameters()}
-        return {
-            k: v.detach().clone()
-            for k, v in self.model.state_dict().items()
-            if k not in trainable and not k.startswith(("bodies.", "body."))
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON part stored in a checkpoint."""
-        return {
-            "params": encode_state(self.params, {}, "params"),
-            "seed": self.seed,
-            "encoder": encode_state(self.encoder, {}, "encoder"),
-            "classes": encode_state(list(self.classes), {}, "classes"),
-            "data_fingerprint": self.fingerprint,
-            "n_rows": self.n_rows,
-        }
+def context_json(context: FitContext) -> dict[str, Any]:
+    """The JSON part of a fit's context stored in a checkpoint."""
+    return {
+        "params": encode_state(context.params, {}, "params"),
+        "seed": context.seed,
+        "encoder": encode_state(context.encoder, {}, "encoder"),
+        "classes": encode_state(list(context.classes), {}, "classes"),
+        "data_fingerprint": context.fingerprint,
+        "n_rows": context.n_rows,
+    }
 
 
 # -- files -----------------------------------------------------------------------------------
@@ -170,7 +128,7 @@ def write_checkpoint(
     index["state"] = encode_state(state, tensors, "state")
     index["config"] = encode_state(_config_json(trainer.config), {}, "config")
     if context is not None:
-        index["fit"] = context.to_json()
+        index["fit"] = context_json(context)
         index["preprocessing"] = encode_state(context.preprocessing(), tensors, "preprocessing")
     weights_name = f"checkpoint-{trainer.epoch:06d}.safetensors"
     blob = safetensors.torch.save(tensors, metadata={"format": FORMAT})
@@ -455,11 +413,11 @@ class _SigintLatch:
         print(f"steadyclf: {name}{self.message}", file=sys.stderr, flush=True)
 
 
-class Checkpoint:
+class Checkpoint(Callback):
     """Callback that saves the run every ``every`` epochs and on Ctrl-C, and can resume it.
 
     Pass it to :meth:`BinaryClassifier.fit` (``callbacks=[...]``) or to a
-    :class:`~steadyclf.training.Trainer`. The first Ctrl-C during training lets the
+    :class:`~steadyclf.train.trainer.Trainer`. The first Ctrl-C during training lets the
     current epoch finish, writes a checkpoint and raises
     :class:`~steadyclf.exceptions.TrainingInterrupted`; a second one stops at once.
 
@@ -490,7 +448,7 @@ class Checkpoint:
     Examples
     --------
     >>> from steadyclf import BinaryClassifier
-    >>> from steadyclf.checkpoint import Checkpoint
+    >>> from steadyclf.callbacks import Checkpoint
     >>> from steadyclf.datasets import heart_rate
     >>> import tempfile
     >>> X, y = heart_rate(n=200, random_state=0)
@@ -503,6 +461,9 @@ class Checkpoint:
     >>> resumed.resumed_epoch
     4
     """
+
+    #: A checkpoint tells whether it resumes on the same data: the fit digests its rows.
+    needs_fingerprint = True
 
     def __init__(
         self,

@@ -153,7 +153,7 @@ def cross_fit(
         best.losses, best.candidate_oof = losses, candidate_oof
         for body, state in zip(bodies, best_states, strict=True):
             body.load_state_dict(state)
-        error.cross_fit = best  # type: ignore[attr-defined]
+        error.cross_fit = best
         raise error
     for body, state in zip(bodies, best_states, strict=True):
         body.load_state_dict(state)

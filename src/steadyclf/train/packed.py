@@ -43,7 +43,7 @@ from ..nn.spec import SINGLE_THREAD_WORK
 from ..nn.step import FusedMLP
 from ..nn.threads import intra_op_threads
 from .crossfit import CrossFit
-from .trainer import Callback, EpochRecord, TrainConfig
+from .trainer import Callback, EpochRecord, TrainConfig, hook, overrides
 
 __all__ = ["PackedMembers", "cross_fit_packed", "packable"]
 
@@ -72,7 +72,7 @@ def packable(body: nn.Module, config: TrainConfig, callbacks: Sequence[Any]) -> 
         and config.schedule in ("plateau", "none")
         and config.batch_size is None
         and config.early_stopping
-        and not any(hasattr(cb, "part") or hasattr(cb, "save") for cb in callbacks)
+        and not any(overrides(cb, "part") or hasattr(cb, "save") for cb in callbacks)
     )
 
 
@@ -487,7 +487,7 @@ def _train_pack(state: _PackState, run: _Run) -> None:
         best_epochs[key] = None
     for view, cbs in (watchers[key] for key in keys if key in watchers):
         for cb in cbs:
-            getattr(cb, "on_train_begin", lambda t: None)(view)
+            hook(cb, "on_train_begin")(view)
     started = time.perf_counter()
     work = x.shape[0] * sum(t[0].numel() for t in pack.tensors if t.dim() > 2)
     threads = 1 if work < SINGLE_THREAD_WORK else torch.get_num_threads()
@@ -585,8 +585,8 @@ def _train_pack(state: _PackState, run: _Run) -> None:
         if key in watchers:
             view, cbs = watchers[key]
             for cb in cbs:
-                getattr(cb, "on_train_end", lambda t: None)(view)
-                getattr(cb, "on_train_exit", lambda t: None)(view)
+                hook(cb, "on_train_end")(view)
+                hook(cb, "on_train_exit")(view)
 
 
 def _notify(
@@ -604,7 +604,7 @@ def _notify(
     view.history.append(record)
     view.stopped_early = stopped_early
     for cb in cbs:
-        getattr(cb, "on_epoch_end", lambda t, r: None)(view, record)
+        hook(cb, "on_epoch_end")(view, record)
 
 
 @torch.no_grad()
@@ -726,5 +726,5 @@ def _choose(
     if not finished:  # each network gets its own error (the caller may attach a model)
         message = str(run.errors[0]) if run.errors else "training diverged"
         error = TrainingDivergedError(message)
-        error.cross_fit = chosen  # type: ignore[attr-defined]
+        error.cross_fit = chosen
     return chosen, error

@@ -26,10 +26,10 @@ from torch import nn
 
 from ..exceptions import TrainingDivergedError
 from .batches import BatchSource
-from .trainer import EpochRecord, StopTraining, TrainConfig, Trainer
+from .trainer import Callback, EpochRecord, StopTraining, TrainConfig, Trainer
 
 if TYPE_CHECKING:
-    from .distributed import DistributedContext
+    from ..parallel import DistributedContext
 
 __all__ = ["RACE_ROWS", "ContinueFrom", "RaceResult", "race", "race_epochs"]
 
@@ -43,7 +43,7 @@ def race_epochs(n_train: int, max_epochs: int) -> int:
     return max(1, min(max_epochs, math.ceil(RACE_ROWS / max(1, n_train))))
 
 
-class _StopAfter:
+class _StopAfter(Callback):
     """Ends a candidate's run after ``epochs`` epochs (or its own early stop), keeping the
     trainer's state as it was then (before the best weights are restored)."""
 
@@ -74,7 +74,7 @@ class _StopAfter:
         """Nothing to release."""
 
 
-class ContinueFrom:
+class ContinueFrom(Callback):
     """Starts a run from a trainer's :meth:`~Trainer.state_dict` (the race's winner).
 
     Put it first among the callbacks: a checkpoint that resumes a later epoch then

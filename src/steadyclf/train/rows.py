@@ -27,8 +27,8 @@ from .batches import (
 
 if TYPE_CHECKING:
     from ..io.sources import Source
+    from ..parallel import DistributedContext
     from ..schema.summary import TableSummary
-    from .distributed import DistributedContext
 
 __all__ = [
     "CACHE_SHARE",

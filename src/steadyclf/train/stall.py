@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..nn.spec import ACTIVATIONS
-from .trainer import EpochRecord, Trainer
+from .trainer import Callback, EpochRecord, Trainer
 
 __all__ = [
     "RISING_EPOCHS",
@@ -86,7 +86,7 @@ def base_rate_loss(positive_rate: float, pos_weight: float | None = None) -> flo
     return -(w * p * math.log(q) + (1 - p) * math.log(1 - q))
 
 
-class StallDetector:
+class StallDetector(Callback):
     """Training callback that notices when a network is not learning, and says why.
 
     Checks, once per epoch and from values training already computes:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -39,9 +39,19 @@ from ..nn.threads import intra_op_threads, threads_for
 from .batches import Batch, BatchSource, EncodedRows, InMemoryBatches
 
 if TYPE_CHECKING:
-    from .distributed import DistributedContext
+    from ..parallel import DistributedContext
 
-__all__ = ["Callback", "EpochRecord", "StopTraining", "TrainConfig", "Trainer", "weighted_loss"]
+__all__ = [
+    "Callback",
+    "EpochRecord",
+    "FitContext",
+    "StopTraining",
+    "TrainConfig",
+    "Trainer",
+    "hook",
+    "overrides",
+    "weighted_loss",
+]
 
 EpochRecord = dict[str, Any]
 
@@ -50,8 +60,36 @@ class StopTraining(Exception):
     """Raised by a callback to end training after the current epoch."""
 
 
-class Callback(Protocol):
-    """Hooks called by :class:`Trainer`; every method is optional in practice."""
+class Callback:
+    """Base class of training callbacks: every hook a fit calls, each a no-op here.
+
+    Subclass it and override the hooks you need (any object with some of these methods
+    also works: a missing hook is skipped). Pass callbacks to
+    :meth:`~steadyclf.BinaryClassifier.fit` or ``fit_files`` (``callbacks=[...]``); the
+    public ones (:class:`~steadyclf.train.checkpoint.Checkpoint`,
+    :class:`~steadyclf.train.progress.ProgressBar`) are in :mod:`steadyclf.callbacks`.
+
+    The fit calls :meth:`on_fit_begin` once with a :class:`FitContext`; small data
+    trains several networks in turn (cross-fitted members), each with the callback that
+    :meth:`part` returns. Each network's :class:`Trainer` then calls
+    :meth:`on_train_setup`, :meth:`on_train_begin`, :meth:`on_epoch_end` after every
+    epoch, :meth:`on_train_end`, and always :meth:`on_train_exit`. The trainer is the
+    environment the hooks read: ``trainer.epoch``, ``trainer.history``,
+    ``trainer.config`` (:class:`TrainConfig`), ``trainer.module``, ``trainer.optimizer``.
+    A hook may raise :class:`StopTraining` to end training after the current epoch.
+    """
+
+    #: Set to ``True`` when :meth:`on_fit_begin` needs ``FitContext.fingerprint`` (a
+    #: digest of every training row, which costs a pass over them).
+    needs_fingerprint: bool = False
+
+    def on_fit_begin(self, context: FitContext) -> None:
+        """Once per fit, before any training: the run's parameters, seed and network."""
+
+    def part(self, *index: int) -> Callback:
+        """The callback for one of several networks a fit trains in turn (``index``:
+        candidate and member); by default this same callback."""
+        return self
 
     def on_train_setup(self, trainer: Trainer) -> None:
         """Once the optimizer exists, before any ``on_train_begin``: restore a checkpoint."""
@@ -67,6 +105,61 @@ class Callback(Protocol):
 
     def on_train_exit(self, trainer: Trainer) -> None:
         """Always, when ``fit`` returns or raises: release what ``on_train_begin`` took."""
+
+
+def hook(callback: Any, name: str) -> Callable[..., Any]:
+    """``callback``'s hook ``name``, or :class:`Callback`'s (a no-op; ``part`` returns
+    the callback) for an object that is not a :class:`Callback` and lacks it."""
+    found = getattr(callback, name, None)
+    return found if found is not None else getattr(Callback, name).__get__(callback)
+
+
+def overrides(callback: Any, name: str) -> bool:
+    """Whether ``callback`` has a hook ``name`` of its own (not :class:`Callback`'s no-op)."""
+    found = getattr(type(callback), name, None)
+    return found is not None and found is not getattr(Callback, name, None)
+
+
+@dataclass
+class FitContext:
+    """What a fit tells its callbacks before training (``on_fit_begin``).
+
+    Parameters
+    ----------
+    params : dict
+        The estimator's parameters (``get_params()``).
+    seed : int
+        Seed of the run (split, initialisation, shuffling).
+    model : nn.Module
+        The whole network; its non-trainable part holds the fitted preprocessing.
+    encoder : dict
+        The fitted column encoder (``TabularEncoder.to_dict()``).
+    classes : list
+        The labels, ``classes[1]`` positive.
+    fingerprint : str
+        A digest of the training data's values in row order, to detect resuming on
+        other data.
+    n_rows : int
+        Rows of the training data.
+    """
+
+    params: dict[str, Any]
+    seed: int
+    model: nn.Module
+    encoder: dict[str, Any]
+    classes: list[Any]
+    fingerprint: str = ""
+    n_rows: int = 0
+
+    def preprocessing(self) -> dict[str, torch.Tensor]:
+        """Fitted buffers of the model's input encoding (imputation, scaling, vocabularies);
+        the trained bodies are the trainer's state."""
+        trainable = {name for name, _ in self.model.named_parameters()}
+        return {
+            k: v.detach().clone()
+            for k, v in self.model.state_dict().items()
+            if k not in trainable and not k.startswith(("bodies.", "body."))
+        }
 
 
 @dataclass
@@ -91,8 +184,8 @@ class TrainConfig:
     #: ``'plateau'`` schedule and counts towards ``patience``; early stopping may end an
     #: epoch at one. Derived from the data's size and the batch (``steadyclf.policy``).
     check_every: int | None = None
-    #: Hand-written gradients for plain MLPs (:class:`~steadyclf.fused.FusedMLP`) and
-    #: lean fused Adam steps (:class:`~steadyclf.fused.LeanAdamStep`); other modules and
+    #: Hand-written gradients for plain MLPs (:class:`~steadyclf.nn.step.FusedMLP`) and
+    #: lean fused Adam steps (:class:`~steadyclf.nn.optim.LeanAdamStep`); other modules and
     #: optimizers, or ``False`` here, use autograd and ``optimizer.step()``.
     fused: bool = True
     #: What the error of a run that diverges for good suggests (the caller knows the
@@ -475,14 +568,14 @@ class Trainer:
             # A checkpoint is restored first, so that every on_train_begin sees the run as
             # it will continue.
             for cb in cfg.callbacks:
-                getattr(cb, "on_train_setup", lambda t: None)(self)
+                hook(cb, "on_train_setup")(self)
             for cb in cfg.callbacks:
-                getattr(cb, "on_train_begin", lambda t: None)(self)
+                hook(cb, "on_train_begin")(self)
             with intra_op_threads(threads_for(source.batch_size, self.module)):
                 self._run_epochs(source, valid_rows, generator, loss_fn)
         finally:
             for cb in cfg.callbacks:
-                getattr(cb, "on_train_exit", lambda t: None)(self)
+                hook(cb, "on_train_exit")(self)
         return self
 
     def _run_epochs(
@@ -538,7 +631,7 @@ class Trainer:
             stop = False
             for cb in cfg.callbacks:
                 try:
-                    getattr(cb, "on_epoch_end", lambda t, r: None)(self, record)
+                    hook(cb, "on_epoch_end")(self, record)
                 except StopTraining:
                     stop = True
             if stop or (cfg.early_stopping and self.bad_epochs >= cfg.patience):
@@ -547,7 +640,7 @@ class Trainer:
         if self.best_state is not None and valid_data is not None and cfg.early_stopping:
             self.module.load_state_dict(self.best_state)
         for cb in cfg.callbacks:
-            getattr(cb, "on_train_end", lambda t: None)(self)
+            hook(cb, "on_train_end")(self)
 
     def _judge(self, monitored: float, *, epoch_end: bool = True) -> bool:
         """One check of the monitored loss for the plateau schedule and early stopping.

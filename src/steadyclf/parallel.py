@@ -1,11 +1,11 @@
-"""Training on several processes or machines with PyTorch's own engine (``torchrun``).
+"""Several processes or machines with PyTorch's own engine (``torchrun``).
 
 ``torchrun --nproc-per-node N -m steadyclf train ...`` starts N copies of the command with
 ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` in their environment; steadyclf detects them
 (no extra flag) and then:
 
 - joins the process group with the ``gloo`` backend on CPU or ``nccl`` on GPU;
-- reads only its share of the rows (:meth:`steadyclf.streaming.DataSource.shard`): with N
+- reads only its share of the rows (:meth:`steadyclf.io.files.DataSource.shard`): with N
   processes on any number of machines, each reads 1/N of the data;
 - merges the partial statistics of all processes in rank order, so that every process
   holds the same statistics as a single process reading every file;
@@ -18,6 +18,10 @@ Every collective waits at most ``STEADYCLF_DISTRIBUTED_TIMEOUT`` seconds (defaul
 PyTorch's own default is 30 minutes): a process that stops answering (stopped, hung,
 killed) ends the run with one line naming the rank that waited (:func:`peer_failure`),
 not a hang and not a traceback.
+
+Every stage that reads rows takes a :class:`DistributedContext` (or ``None``), so it
+lives low in the stages, beside :mod:`steadyclf.io`; torch is imported when a collective
+runs, not with the module.
 """
 
 from __future__ import annotations
@@ -28,15 +32,15 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.distributed as dist
 from numpy.typing import NDArray
-from torch import nn
 
-from ..exceptions import ParameterError, SteadyclfError
+from .exceptions import ParameterError, SteadyclfError
 
 if TYPE_CHECKING:
-    from ..io.sources import Source
+    import torch
+    from torch import nn
+
+    from .io.sources import Source
 
 __all__ = [
     "TIMEOUT_ENV",
@@ -127,36 +131,50 @@ class DistributedContext:
 
     def all_gather_object(self, obj: Any) -> list[Any]:
         """``obj`` from every process, in rank order."""
+        import torch.distributed as dist
+
         out: list[Any] = [None] * self.world_size
         dist.all_gather_object(out, obj)
         return out
 
     def broadcast_object(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every process."""
+        import torch.distributed as dist
+
         box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
     def all_reduce_sum(self, array: NDArray[Any]) -> NDArray[Any]:
         """Element-wise sum of ``array`` over processes."""
+        import torch
+        import torch.distributed as dist
+
         tensor = torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor.cpu().numpy()
 
     def all_reduce_min(self, value: int) -> int:
         """Smallest ``value`` over processes."""
+        import torch
+        import torch.distributed as dist
+
         tensor = torch.tensor([value], dtype=torch.int64, device=self.device)
         dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
         return int(tensor.item())
 
     def barrier(self) -> None:
         """Wait for every process."""
+        import torch.distributed as dist
+
         dist.barrier()
 
     def wrap(self, module: nn.Module) -> nn.Module:
         """``module`` in :class:`DistributedDataParallel` (gradients averaged)."""
+        from torch.nn.parallel import DistributedDataParallel
+
         device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+        return DistributedDataParallel(module, device_ids=device_ids)
 
 
 def init_from_env(device: str = "auto") -> DistributedContext | None:
@@ -165,6 +183,9 @@ def init_from_env(device: str = "auto") -> DistributedContext | None:
     ``device='auto'`` uses the GPU numbered ``LOCAL_RANK`` with ``nccl`` when CUDA is
     available, else the CPU with ``gloo``.
     """
+    import torch
+    import torch.distributed as dist
+
     env = torchrun_environment()
     if env is None:
         return None
@@ -184,6 +205,8 @@ def init_from_env(device: str = "auto") -> DistributedContext | None:
 
 def shutdown() -> None:
     """Leave the process group (safe to call when not in one)."""
+    import torch.distributed as dist
+
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
