@@ -192,9 +192,10 @@ PARAMETERS: dict[str, Parameter] = _table(
     ),
     Parameter(
         "random_state",
-        None,
+        0,
         (NONE, NON_NEGATIVE_INT),
-        "Seed of the split, initialisation and shuffling; None: a new one each fit.",
+        "Seed of the split, initialisation and shuffling (the same seed, the same model); "
+        "None: a new one each fit.",
     ),
     Parameter("device", "auto", (options(*DEVICES),), "Where to train ('auto': CUDA if any)."),
     Parameter("categorical", None, (NONE, COLUMNS), "Columns to treat as categories."),

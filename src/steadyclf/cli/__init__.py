@@ -27,9 +27,9 @@ from typing import Any, TextIO
 
 import click
 
-from .. import __version__
 from ..exceptions import Interrupted, SteadyclfError, UnseenLevelsWarning
 from ..io.escape import terminal
+from ..version import __version__
 
 __all__ = ["COMMANDS", "cli", "main"]
 

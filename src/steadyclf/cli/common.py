@@ -24,15 +24,7 @@ import click
 
 from ..exceptions import DataError, ParameterError, SteadyclfError
 from ..io.escape import terminal
-from ..nn.spec import ACTIVATIONS, NORMALIZATIONS
-from ..policy import (
-    CALIBRATIONS,
-    INTEGER_CODES,
-    NUMERIC_EMBEDDINGS,
-    OPTIMIZERS,
-    SCHEDULES,
-    THRESHOLD_METRICS,
-)
+from ..params import PARAMETERS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -214,40 +206,42 @@ def _parse_names(ctx: click.Context, param: click.Parameter, value: tuple[str, .
     return names or None
 
 
-#: Options that map one to one onto ``BinaryClassifier`` parameters (kebab case).
+def _choice(name: str) -> click.Choice:
+    """The values of parameter ``name`` (:mod:`steadyclf.params`), ``None`` left out."""
+    return click.Choice([str(c) for c in PARAMETERS[name].choices if c is not None])
+
+
+def _help(name: str) -> str:
+    return PARAMETERS[name].help
+
+
+#: Options that map one to one onto ``BinaryClassifier`` parameters (kebab case). Their
+#: choices and most help texts come from the table of parameters (:mod:`steadyclf.params`);
+#: an option not given leaves the parameter at the table's default (tests/test_params.py
+#: checks every option against its row).
 ESTIMATOR_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--hidden", callback=parse_hidden, help="Hidden layer sizes, e.g. 64,32."),
-    click.option("--activation", type=click.Choice(list(ACTIVATIONS))),
-    click.option("--normalize", type=click.Choice(NORMALIZATIONS), help="Input scaling."),
+    click.option("--activation", type=_choice("activation"), help=_help("activation")),
+    click.option("--normalize", type=_choice("normalize"), help=_help("normalize")),
     click.option(
-        "--numeric-embedding",
-        type=click.Choice(NUMERIC_EMBEDDINGS),
-        help="'periodic': PLR embeddings of the continuous inputs; 'auto' (default): with "
-        "or without, chosen out of fold on small data.",
+        "--numeric-embedding", type=_choice("numeric_embedding"), help=_help("numeric_embedding")
     ),
-    click.option(
-        "--integer-codes",
-        type=click.Choice(INTEGER_CODES),
-        help="'category': read integer columns of few values (an hour) or of an id's many "
-        "as categories too; 'none'; 'auto' (default): 'none' for now.",
-    ),
-    click.option("--optimizer", type=click.Choice(OPTIMIZERS)),
+    click.option("--integer-codes", type=_choice("integer_codes"), help=_help("integer_codes")),
+    click.option("--optimizer", type=_choice("optimizer"), help=_help("optimizer")),
     click.option("--lr", callback=_parse_lr, help="Learning rate, or 'auto'."),
-    click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning-rate schedule."),
-    click.option("--max-epochs", type=int),
+    click.option("--schedule", type=_choice("schedule"), help=_help("schedule")),
+    click.option("--max-epochs", type=int, help=_help("max_epochs")),
     click.option("--batch-size", callback=_parse_batch_size, help="Rows per step, 'auto', 'full'."),
-    click.option("--early-stopping/--no-early-stopping", default=None),
+    click.option(
+        "--early-stopping/--no-early-stopping", default=None, help=_help("early_stopping")
+    ),
     click.option(
         "--validation-fraction",
         callback=_parse_validation_fraction,
         metavar="FRACTION|auto",
-        help="Rows held out for early stopping, or 'auto' (none on small data).",
+        help=_help("validation_fraction"),
     ),
-    click.option(
-        "--patience",
-        type=int,
-        help="Checks without improvement before stopping (epochs; on large data also inside them).",
-    ),
+    click.option("--patience", type=int, help=_help("patience")),
     click.option("--pos-weight", callback=_parse_pos_weight, help="'balanced' or a number."),
     click.option(
         "--class-weight",
@@ -259,33 +253,22 @@ ESTIMATOR_OPTIONS: list[Callable[[Any], Any]] = [
         "--weight-decay",
         callback=_parse_weight_decay,
         metavar="DECAY|auto",
-        help="L2 penalty, or 'auto' (chosen among 1e-3, 1e-2, 1e-1 out of fold on small data, else 0).",
+        help=_help("weight_decay"),
     ),
     click.option(
-        "--random-state", type=int, default=0, show_default=True, help="Seed (reproducible)."
+        "--random-state",
+        type=int,
+        help=f"{_help('random_state')} [default: {PARAMETERS['random_state'].default}]",
     ),
-    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"])),
+    click.option("--device", type=_choice("device"), help=_help("device")),
     click.option(
-        "--threshold-metric",
-        type=click.Choice(THRESHOLD_METRICS),
-        help="Tune the decision threshold on the validation split.",
+        "--threshold-metric", type=_choice("threshold_metric"), help=_help("threshold_metric")
     ),
-    click.option(
-        "--calibration",
-        type=click.Choice(CALIBRATIONS),
-        help="Calibrate probabilities on the held-out rows [auto: when it helps].",
-    ),
-    click.option("--positive", help="The positive class (a value of the target)."),
-    click.option(
-        "--categorical",
-        multiple=True,
-        callback=_parse_names,
-        help="Columns to treat as categories.",
-    ),
-    click.option(
-        "--numeric", multiple=True, callback=_parse_names, help="Columns to treat as numbers."
-    ),
-    click.option("--drop", multiple=True, callback=_parse_names, help="Columns to ignore."),
+    click.option("--calibration", type=_choice("calibration"), help=_help("calibration")),
+    click.option("--positive", help=_help("positive")),
+    click.option("--categorical", multiple=True, callback=_parse_names, help=_help("categorical")),
+    click.option("--numeric", multiple=True, callback=_parse_names, help=_help("numeric")),
+    click.option("--drop", multiple=True, callback=_parse_names, help=_help("drop")),
 ]
 
 

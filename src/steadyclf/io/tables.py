@@ -218,7 +218,8 @@ class TableWriter:
     ...     with TableWriter(os.path.join(tmp, "out.csv")) as writer:
     ...         writer.write(pd.DataFrame({"a": [1]}))
     ...         writer.write(pd.DataFrame({"a": [2]}))
-    ...     print(open(os.path.join(tmp, "out.csv")).read())
+    ...     with open(os.path.join(tmp, "out.csv")) as written:
+    ...         print(written.read())
     a
     1
     2

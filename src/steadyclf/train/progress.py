@@ -23,7 +23,8 @@ class ProgressBar(Callback):
     >>> from steadyclf.datasets import heart_rate
     >>> X, y = heart_rate(n=200, random_state=0)
     >>> bar = ProgressBar(file=io.StringIO())
-    >>> clf = BinaryClassifier(random_state=0, max_epochs=3).fit(X, y, callbacks=[bar])
+    >>> clf = BinaryClassifier(random_state=0, max_epochs=3, validation_fraction=0.2)
+    >>> clf = clf.fit(X, y, callbacks=[bar])
     >>> clf.n_iter_
     3
     """
