@@ -135,7 +135,7 @@ STAGES: list[tuple[str, ...]] = [
     ("steadyclf.doctor",),
     ("steadyclf.pipeline", "steadyclf.callbacks"),
     ("steadyclf.inputs", "steadyclf.estimator"),
-    ("steadyclf.importance", "steadyclf.report", "steadyclf.demo"),
+    ("steadyclf.importance", "steadyclf.report", "steadyclf.demo", "steadyclf.mlflow"),
     ("steadyclf.cli", "steadyclf.__main__", "steadyclf"),
 ]
 #: Imports a stage may not make although they are below it.

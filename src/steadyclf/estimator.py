@@ -485,7 +485,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         ctx = init_from_env(self.device) if context == "auto" else context
         streamed = stream or ctx is not None
         if query is not None:
-            from .io.sql import open_sql
+            from .io.sources import open_sql
 
             reading = open_sql(data, query, stream=streamed, budget=budget)
         else:

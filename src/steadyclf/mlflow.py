@@ -153,8 +153,8 @@ def save_model(
     from mlflow.models import Model
     from mlflow.pyfunc import add_to_model
 
-    from . import __version__
     from .predictor import Predictor
+    from .version import __version__
 
     target = Path(path)
     if target.exists() and any(target.iterdir()):

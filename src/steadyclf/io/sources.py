@@ -30,6 +30,7 @@ import pandas as pd
 from ..exceptions import DataError, ParameterError
 from .files import (
     CSV_SUFFIXES,
+    IN_MEMORY_COPIES,
     PARQUET_SUFFIXES,
     DataSource,
     Piece,
@@ -56,6 +57,7 @@ __all__ = [
     "default_memory_budget",
     "estimate_in_memory_bytes",
     "open_data",
+    "open_sql",
     "pandas_kind",
     "parse_memory_size",
     "read_rows_for_budget",
@@ -302,3 +304,27 @@ def open_data(
         return Reading(DataSource.open(data), True, why)
     frame = read_table(spec)
     return Reading(FrameSource(frame, name=f"file {spec!r}"), False)
+
+
+def open_sql(database: Any, query: str, *, stream: bool | None, budget: int) -> Reading:
+    """Open a query, read at once into memory or in passes within ``budget``.
+
+    As :func:`~steadyclf.io.sources.open_data` decides for a file: in passes when asked
+    (``stream``) or when the rows, counted first, would need more than ``budget`` in memory.
+    """
+    from .sql import SqlSource
+
+    source = SqlSource.open(database, query)
+    why = ""
+    if stream:
+        why = "asked for (--stream)"
+    else:
+        need = IN_MEMORY_COPIES * source.nbytes
+        if need > budget:
+            why = (
+                f"{source.name} returns about {need / 1e6:,.0f} MB in memory, more than "
+                f"the {budget / 1e6:,.0f} MB budget"
+            )
+    if why:
+        return Reading(source, True, why)
+    return Reading(FrameSource(source.read_all(), name=source.name), False)

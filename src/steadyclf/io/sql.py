@@ -45,8 +45,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..exceptions import DataError, ParameterError
-from .files import IN_MEMORY_COPIES, MAX_READ_ROWS, Piece, arrow_kind, arrow_row_bytes
-from .sources import FrameSource, Reading
+from .files import MAX_READ_ROWS, Piece, arrow_kind, arrow_row_bytes
 from .uris import redact, scrub
 
 __all__ = [
@@ -59,7 +58,6 @@ __all__ = [
     "TableTarget",
     "is_database",
     "open_database",
-    "open_sql",
     "parse_table_target",
     "redact",
 ]
@@ -530,28 +528,6 @@ class SqlSource:
         """Every row of this source in one DataFrame."""
         frames = [frame for _, frame in self.batches(self.columns)]
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-
-
-def open_sql(database: Any, query: str, *, stream: bool | None, budget: int) -> Reading:
-    """Open a query, read at once into memory or in passes within ``budget``.
-
-    As :func:`~steadyclf.io.sources.open_data` decides for a file: in passes when asked
-    (``stream``) or when the rows, counted first, would need more than ``budget`` in memory.
-    """
-    source = SqlSource.open(database, query)
-    why = ""
-    if stream:
-        why = "asked for (--stream)"
-    else:
-        need = IN_MEMORY_COPIES * source.nbytes
-        if need > budget:
-            why = (
-                f"{source.name} returns about {need / 1e6:,.0f} MB in memory, more than "
-                f"the {budget / 1e6:,.0f} MB budget"
-            )
-    if why:
-        return Reading(source, True, why)
-    return Reading(FrameSource(source.read_all(), name=source.name), False)
 
 
 # -- writing predictions -------------------------------------------------------------------
