@@ -352,3 +352,16 @@ def test_one_version() -> None:
     from steadyclf import __version__
 
     assert __version__ == importlib.metadata.version("steadyclf")
+
+
+def test_one_json_sanitiser() -> None:
+    """NaN becomes null by one rule (io/jsonable.py): no other module defines its own."""
+    pattern = re.compile(r"^def (_?json_?safe|_?jsonable|_?to_jsonable)\(", re.M)
+    holders = []
+    for path in MODULES:
+        text = path.read_text()
+        for match in pattern.finditer(text):
+            body = text[match.end() : match.end() + 400]
+            if path != SRC / "io" / "jsonable.py" and "io.jsonable import" not in body:
+                holders.append(f"{_name(path)}: {match.group(1)}")
+    assert not holders, holders

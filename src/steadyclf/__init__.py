@@ -17,6 +17,7 @@ _EXPORTS = {
     "BinaryClassifier": "estimator",
     "load": "estimator",
     "Predictor": "predictor",
+    "predict_file": "predictor",
     "diagnose": "doctor",
     "explain": "importance",
     "DataError": "exceptions",
@@ -47,6 +48,7 @@ __all__ = [
     "explain",
     "load",
     "persistence",
+    "predict_file",
 ]
 
 if TYPE_CHECKING:
@@ -64,7 +66,7 @@ if TYPE_CHECKING:
         UnseenLevelsWarning,
     )
     from .importance import explain
-    from .predictor import Predictor
+    from .predictor import Predictor, predict_file
 
 
 def __getattr__(name: str) -> Any:

@@ -45,6 +45,7 @@ import pyarrow as pa
 from .exceptions import ParameterError
 from .io.atomic import atomic_write
 from .io.escape import markdown
+from .io.jsonable import to_jsonable
 from .schema.encoder import TabularEncoder
 from .schema.roles import ColumnInfo
 from .schema.values import category_key
@@ -277,7 +278,7 @@ class DriftReport:
         if drift_format(path) == "markdown":
             text = self.to_markdown()
         else:
-            text = json.dumps(_jsonable(self.to_dict()), indent=2, allow_nan=False) + "\n"
+            text = json.dumps(to_jsonable(self.to_dict()), indent=2, allow_nan=False) + "\n"
         return atomic_write(path, text)
 
 
@@ -302,13 +303,3 @@ def _outside(column: dict[str, Any]) -> str:
             f"{_pct(column['training_unseen_share'])} -> {_pct(column['unseen_share'])} unseen levels"
         )
     return "; ".join(parts) or "-"
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

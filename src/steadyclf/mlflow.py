@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from .exceptions import ParameterError
+from .io.jsonable import to_jsonable
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -309,16 +310,12 @@ def log_training(
         client.log_batch(run_id, params=items[start : start + 100])
     for start in range(0, len(metrics), 1000):
         client.log_batch(run_id, metrics=metrics[start : start + 1000])
-    mlflow.log_dict(_jsonable(dict(clf.plan_)), "plan.json")
-    mlflow.log_dict(_jsonable(warnings), "stall_warnings.json")
+    mlflow.log_dict(to_jsonable(dict(clf.plan_)), "plan.json")
+    mlflow.log_dict(to_jsonable(warnings), "stall_warnings.json")
     if X is not None and y is not None:
         _log_report(clf, X, y)
     if log_model_as is not None:
         log_model(model if model is not None else clf, name=log_model_as)
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
 
 
 def _log_report(clf: BinaryClassifier, X: pd.DataFrame, y: Any) -> None:

@@ -51,6 +51,7 @@ from numpy.typing import NDArray
 from .exceptions import ModelFileError, SteadyclfError
 from .io.atomic import atomic_write, leftovers, staged_directory
 from .io.checksum import file_sha256, sign_json, verify_json
+from .io.jsonable import to_jsonable
 from .nn.spec import Architecture, iter_tensor_layout, upgrade_weights
 from .params import validate_params
 from .policy import CALIBRATIONS
@@ -247,23 +248,6 @@ def _versions() -> dict[str, str]:
         except importlib_metadata.PackageNotFoundError:  # pragma: no cover - odd installs
             versions[name] = "unknown"
     return versions
-
-
-def to_jsonable(value: Any) -> Any:
-    """Plain JSON values: tuples become lists, NumPy scalars Python ones, NaN/inf None."""
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [to_jsonable(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return repr(value)  # an object parameter: recorded, not restored
 
 
 # -- loading ---------------------------------------------------------------------------------

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,20 @@ from .persistence import ModelState, read_model
 from .schema.encoder import TabularEncoder
 from .schema.values import shift_rows
 
-__all__ = ["InputChecks", "Predictor", "calibrate", "predict_batch", "sigmoid"]
+if TYPE_CHECKING:
+    from .drift import DriftReport
+
+__all__ = [
+    "InputChecks",
+    "Predicted",
+    "Predictor",
+    "calibrate",
+    "open_rows",
+    "predict_batch",
+    "predict_file",
+    "predict_rows",
+    "sigmoid",
+]
 
 
 def calibrate(logits: NDArray[np.float64], calibration: Mapping[str, Any]) -> NDArray[np.float64]:
@@ -209,3 +222,156 @@ def predict_batch(
     if id_column is not None:
         result.insert(0, id_column, frame[id_column].to_numpy())
     return result
+
+
+# -- files and streams -----------------------------------------------------------------------
+@dataclass
+class Predicted:
+    """What :func:`predict_rows` did: rows predicted, the threshold, the columns it left
+    out, warnings on the inputs, the drift report (if asked for) and, when collected,
+    the predictions."""
+
+    n_rows: int
+    threshold: float
+    ignored: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    drift: DriftReport | None = None
+    predictions: pd.DataFrame | None = None
+
+
+def open_rows(data: str | os.PathLike[str], budget: int) -> Any:
+    """The rows of ``data`` to read in batches: a :class:`~steadyclf.io.files.DataSource`
+    (CSV/TSV/Parquet file, directory or glob), or a
+    :class:`~steadyclf.io.files.CsvStream` of standard input for ``'-'``."""
+    import sys
+    from pathlib import Path
+
+    from .io.files import CsvStream, DataSource
+    from .io.tables import check_data_file
+
+    # CSV blocks of about 1/64 of the budget: the reader holds a few while parsing.
+    block = int(min(1 << 22, max(1 << 16, budget // 64)))
+    if str(data) == "-":
+        return CsvStream(sys.stdin.buffer, block_size=block)
+    if Path(data).is_file():
+        check_data_file(str(data))  # unknown type, empty file: the messages of read_table
+    return DataSource.open(str(data), csv_block_size=block)
+
+
+def predict_rows(
+    predictor: Predictor,
+    rows: Any,
+    write: Callable[[pd.DataFrame], Any] | None,
+    *,
+    budget: int,
+    threshold: float | None = None,
+    id_column: str | None = None,
+    drift: bool = False,
+    where: str | None = None,
+) -> Predicted:
+    """Predict every row of ``rows`` (a source read in batches) within ``budget`` bytes.
+
+    Each batch's ``[id,] probability, label`` goes to ``write`` as soon as it is
+    predicted (``None``: kept and returned in :attr:`Predicted.predictions`). The
+    columns are checked first; columns the model does not know are left out; an
+    ``id_column`` is copied through as text as written (leading zeros kept). ``where``
+    names the data in messages (default: the source's name).
+    """
+    import pyarrow as pa
+
+    from .io.files import read_rows_for_budget
+    from .io.tables import check_unique_columns, name_list
+
+    header = pd.DataFrame(columns=pd.Index(rows.columns))
+    check_unique_columns(header, where=where or str(rows.name))
+    if id_column is not None and id_column not in rows.columns:
+        raise DataError(
+            f"id column {id_column!r} is not in the data; columns: {name_list(rows.columns)}"
+        )
+    encoder = predictor.encoder
+    encoder.check_columns(header)
+    target = (predictor.metadata or {}).get("target")
+    known = {c.name for c in encoder.columns_} | {c for c in (id_column, target) if c}
+    done = Predicted(0, predictor.threshold if threshold is None else float(threshold))
+    done.ignored = [c for c in rows.columns if c not in known]
+    needed = list(dict.fromkeys([*encoder.input_columns, *([id_column] if id_column else [])]))
+    types = encoder.csv_types()
+    if id_column is not None and id_column not in types:
+        types[id_column] = pa.string()
+    rows = rows.with_types(types)
+    checks = InputChecks(encoder)
+    if drift:
+        from .drift import DriftReport
+
+        done.drift = DriftReport(encoder)
+    kept: list[pd.DataFrame] = []
+    batch_rows = read_rows_for_budget(rows.row_bytes(needed), budget)
+    for start, frame in rows.batches(needed, batch_rows=batch_rows):
+        if done.drift is not None:
+            done.drift.update(frame)  # counts per batch: they add up
+        result = predict_batch(
+            predictor, start, frame, threshold=done.threshold, id_column=id_column, checks=checks
+        )
+        (kept.append if write is None else write)(result)
+        done.n_rows += len(result)
+    if done.n_rows == 0:
+        what = "a header but no data rows" if rows.format == "csv" else "no data rows"
+        where = rows.name if rows.name == "standard input" else f"file {rows.name}"
+        raise DataError(f"{where} has {what}")
+    done.warnings = checks.messages()
+    if write is None:
+        done.predictions = pd.concat(kept, ignore_index=True)
+    return done
+
+
+def predict_file(
+    model: Predictor | str | os.PathLike[str],
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    memory_budget: int | str | None = None,
+    threshold: float | None = None,
+    id_column: str | None = None,
+    drift: bool = False,
+) -> Predicted:
+    """Predict the rows of a data file in bounded memory, as ``steadyclf predict`` does.
+
+    ``source`` is a CSV/TSV/Parquet file, a directory or glob of Parquet files, or ``'-'``
+    (CSV on standard input); it is read in batches of at most ``memory_budget`` (bytes or
+    text such as ``'200MB'``; default: half of the free memory). The predictions go to
+    ``out`` (.csv, .csv.gz, .tsv or .parquet, written under a temporary name and renamed
+    when complete), or, without ``out``, into :attr:`Predicted.predictions`.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from steadyclf import BinaryClassifier
+    >>> from steadyclf.datasets import heart_rate
+    >>> X, y = heart_rate(n=200, random_state=0)
+    >>> tmp = tempfile.mkdtemp()
+    >>> model = BinaryClassifier(max_epochs=5).fit(X, y).save(os.path.join(tmp, "model"))
+    >>> X.to_csv(os.path.join(tmp, "rows.csv"), index=False)
+    >>> done = predict_file(model, os.path.join(tmp, "rows.csv"), memory_budget="10MB")
+    >>> done.n_rows, list(done.predictions.columns)
+    (200, ['probability', 'label'])
+    """
+    from .io.sources import default_memory_budget, parse_memory_size
+    from .io.tables import TableWriter, table_format
+
+    predictor = model if isinstance(model, Predictor) else Predictor.load(model)
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise DataError(f"threshold must be between 0 and 1; got {threshold}")
+    budget = default_memory_budget() if memory_budget is None else parse_memory_size(memory_budget)
+    if out is None:
+        rows = open_rows(source, budget)
+        return predict_rows(
+            predictor, rows, None, budget=budget, threshold=threshold, id_column=id_column,
+            drift=drift,
+        )  # fmt: skip
+    table_format(str(out))  # an unknown suffix fails before any work
+    rows = open_rows(source, budget)
+    with TableWriter(str(out)) as writer:
+        return predict_rows(
+            predictor, rows, writer.write, budget=budget, threshold=threshold,
+            id_column=id_column, drift=drift,
+        )  # fmt: skip

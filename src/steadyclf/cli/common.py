@@ -354,7 +354,7 @@ def training_callbacks(output: Output) -> list[Any]:
 
 
 def to_jsonable(value: Any) -> Any:
-    """Plain JSON values (see :func:`steadyclf.persistence.to_jsonable`)."""
-    from ..persistence import to_jsonable as convert
+    """Plain JSON values (see :func:`steadyclf.io.jsonable.to_jsonable`)."""
+    from ..io.jsonable import to_jsonable as convert
 
     return convert(value)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from ..estimator import BinaryClassifier
 
-__all__ = ["check_inputs", "evaluate", "open_rows", "predict", "predict_probabilities"]
+__all__ = ["check_inputs", "evaluate", "predict", "predict_probabilities"]
 
 EVALUATION_FILES = ("metrics.json", "roc.png", "precision_recall.png", "calibration.png")
 
@@ -94,23 +94,6 @@ def _model_metadata(model_dir: str) -> dict[str, Any]:
     return metadata if isinstance(metadata, dict) else {}
 
 
-def open_rows(data: str, budget: int) -> Any:
-    """The rows of DATA to read in batches: a :class:`~steadyclf.io.files.DataSource`, or
-    a :class:`~steadyclf.io.files.CsvStream` of standard input for ``-``."""
-    from pathlib import Path
-
-    from ..io.files import CsvStream, DataSource
-    from ..io.tables import check_data_file
-
-    # CSV blocks of about 1/64 of the budget: the reader holds a few while parsing.
-    block = int(min(1 << 22, max(1 << 16, budget // 64)))
-    if data == "-":
-        return CsvStream(sys.stdin.buffer, block_size=block)
-    if Path(data).is_file():
-        check_data_file(data)  # unknown type, empty file: the messages of read_table
-    return DataSource.open(data, csv_block_size=block)
-
-
 @cli.command()
 @click.argument("model_dir")
 @click.argument("data")
@@ -160,13 +143,11 @@ def predict(
     temporary name, renamed when complete; a table written in one transaction), or CSV
     on stdout.
     """
-    import pandas as pd
-    import pyarrow as pa
 
-    from ..drift import DriftReport, drift_format
-    from ..io.sources import default_memory_budget, parse_memory_size, read_rows_for_budget
-    from ..io.tables import TableWriter, check_unique_columns, table_format
-    from ..predictor import InputChecks, Predictor, predict_batch
+    from ..drift import drift_format
+    from ..io.sources import default_memory_budget, parse_memory_size
+    from ..io.tables import TableWriter, table_format
+    from ..predictor import Predictor, open_rows, predict_rows
     from .databases import open_query, output_table, prediction_sink, shown
 
     output = Output(as_json=as_json, quiet=quiet)
@@ -179,59 +160,36 @@ def predict(
     predictor = Predictor.load(model_dir)
     cut = _threshold(predictor.threshold, threshold)
     rows = open_rows(data, budget) if query is None else open_query(data, query, table)
-    header = pd.DataFrame(columns=pd.Index(rows.columns))
-    check_unique_columns(header, where=str(data))
-    if id_column is not None and id_column not in rows.columns:
-        raise DataError(
-            f"--id column {id_column!r} is not in the data; columns: {names(rows.columns, 20)}"
-        )
-    encoder = predictor.encoder
-    encoder.check_columns(header)
-    target = (predictor.metadata or {}).get("target")
-    known = {c.name for c in encoder.columns_} | {c for c in (id_column, target) if c}
-    extra = [c for c in rows.columns if c not in known]
-    if extra:
-        output.note(f"ignoring {len(extra)} column(s) the model does not know: {names(extra)}")
-    needed = list(dict.fromkeys([*encoder.input_columns, *([id_column] if id_column else [])]))
-    types = encoder.csv_types()
-    if id_column is not None and id_column not in types:
-        types[id_column] = pa.string()  # identifiers as written (leading zeros kept)
-    rows = rows.with_types(types)
-    batch_rows = read_rows_for_budget(rows.row_bytes(needed), budget)
-    checks = InputChecks(encoder)
-    drift = None if drift_report is None else DriftReport(encoder)
-    records: list[pd.DataFrame] = []
-    to_stdout = out is None and not as_json
-    n_rows = 0
     columns = [*([id_column] if id_column else []), "probability", "label"]
+    collect = out is None and as_json
     with (
         writing(shown(out) if out else "standard output"),
         prediction_sink(table, columns, data, rows)
         if table is not None
-        else TableWriter(out, stream=sys.stdout if to_stdout else None) as writer,
+        else TableWriter(out, stream=sys.stdout if out is None and not as_json else None) as writer,
     ):
-        for start, frame in rows.batches(needed, batch_rows=batch_rows):
-            if drift is not None:
-                drift.update(frame)  # counts per batch: they add up
-            result = predict_batch(
-                predictor, start, frame, threshold=cut, id_column=id_column, checks=checks
-            )
-            if out is None and as_json:
-                records.append(result)
-            else:
-                writer.write(result)
-            n_rows += len(result)
-        if n_rows == 0:
-            where = "standard input" if data == "-" else f"file {rows.name}"
-            what = "a header but no data rows" if rows.format == "csv" else "no data rows"
-            raise DataError(f"{where} has {what}")
-        if drift is not None and drift_report is not None:
+        done = predict_rows(
+            predictor,
+            rows,
+            None if collect else writer.write,
+            budget=budget,
+            threshold=cut,
+            id_column=id_column,
+            drift=drift_report is not None,
+            where=str(data),
+        )
+        if done.drift is not None and drift_report is not None:
             # Before the predictions are renamed into place: a report that cannot be
             # written leaves --out as it was.
             with writing(drift_report):
-                drift.write(drift_report)
-    for message in checks.messages():
+                done.drift.write(drift_report)
+    if done.ignored:
+        output.note(
+            f"ignoring {len(done.ignored)} column(s) the model does not know: {names(done.ignored)}"
+        )
+    for message in done.warnings:
         output.warn(message)
+    n_rows, drift = done.n_rows, done.drift
     summary = {"model": model_dir, "data": shown(data), "rows": n_rows, "threshold": cut}
     if drift is not None and drift_report is not None:
         (output.warn if drift.flagged() else output.note)(
@@ -242,7 +200,8 @@ def predict(
         where = shown(out)
         output.result(summary | {"out": where}, lambda: f"wrote {n_rows} predictions to {where}")
     elif as_json:
-        predictions = pd.concat(records, ignore_index=True).to_dict(orient="records")
+        assert done.predictions is not None
+        predictions = done.predictions.to_dict(orient="records")
         output.result(summary | {"predictions": predictions}, str)
 
 

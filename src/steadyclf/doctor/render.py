@@ -3,13 +3,11 @@ data and as text: the column table, one entry per kind of finding, the verdict."
 
 from __future__ import annotations
 
-import math
 import textwrap
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
+from ..io.jsonable import to_jsonable
 from .findings import FeatureSummary, Finding, plain, short_number
 from .saturation import SaturationCheck
 
@@ -38,7 +36,7 @@ class Diagnosis:
 
     def to_dict(self) -> dict[str, Any]:
         """Everything in the report as JSON-compatible data (NaN becomes ``None``)."""
-        return _json_safe(
+        return to_jsonable(
             {
                 "n_rows": self.n_rows,
                 "classes": [plain(c) for c in self.classes],
@@ -140,13 +138,3 @@ def _feature_table(features: list[FeatureSummary]) -> str:
         )
         for row in [header, *rows]
     )
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return plain(value)
