@@ -62,6 +62,7 @@ __all__ = [
     "parse_memory_size",
     "read_rows_for_budget",
     "resolve_paths",
+    "rows_per_read",
 ]
 
 # -- memory sizes ------------------------------------------------------------------------
@@ -248,6 +249,14 @@ class FrameSource:
                 }
                 frame = frame.assign(**added)[list(columns)]
             yield start, frame
+
+
+def rows_per_read(source: Any, columns: Sequence[str], budget: int, share: int = 32) -> int | None:
+    """Rows per batch read from ``source`` for ``columns`` within ``budget`` (at most
+    ``1/share`` of it per batch); a table in memory is read as one batch (``None``)."""
+    if isinstance(source, FrameSource):
+        return None
+    return read_rows_for_budget(source.row_bytes(columns), budget, share=share)
 
 
 #: What every kind of source offers the stages after them (a SQL query too:

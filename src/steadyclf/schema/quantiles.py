@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from ..io.sources import rows_per_read
 from .split import SplitRule
 from .values import column_values_at
 
@@ -135,7 +136,7 @@ def exact_quantiles(
     names = [name for name, _ in columns]
     extra = [c for c in (target, None if weight is None else weight.column) if c is not None]
     read = [*names, *[c for c in extra if c not in names]]
-    rows = None if budget is None else _read_rows(source, read, budget)
+    rows = None if budget is None else rows_per_read(source, read, budget)
     while True:
         for t in targets:
             if t.value is None and t.bits == 64:  # every bit known: the value itself
@@ -356,11 +357,3 @@ def _values(name: str, series: Any, role: str, start: int) -> NDArray[np.floatin
     if role == "numeric" and isinstance(dtype, np.dtype) and dtype.kind == "f":
         return np.asarray(series.to_numpy())
     return column_values_at(name, series, role, start)
-
-
-def _read_rows(source: Source, columns: Sequence[str], budget: int) -> int | None:
-    from ..io.sources import FrameSource, read_rows_for_budget
-
-    if isinstance(source, FrameSource):
-        return None
-    return read_rows_for_budget(source.row_bytes(columns), budget)

@@ -32,6 +32,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from ..exceptions import DataError
+from ..io.sources import rows_per_read
 from .columns import ColumnPlan
 from .distinct import MAX_CODE_VALUES, MAX_COUNTED_VALUES, ValueCounts
 from .labels import check_target, values_seen
@@ -766,7 +767,7 @@ def summarise(
     read = {plan.target, plan.weight}
     columns = [c for c in source.columns if c in read or c in plan.features]
     # Larger batches than for training: nothing else of size is held during this pass.
-    rows = _read_rows(source, columns, budget, share=16)
+    rows = rows_per_read(source, columns, budget, share=16)
     for start, frame in source.batches(columns, batch_rows=rows):
         acc.add(start, frame)
     summary = acc.finish()
@@ -781,12 +782,3 @@ def summarise(
         raise DataError(f"the data in {source.name} has no rows")
     check_target(summary, drop_missing_target)
     return summary.finish()
-
-
-def _read_rows(source: Source, columns: Sequence[str], budget: int, share: int) -> int | None:
-    """Rows per batch read from files; a table in memory is read as one batch."""
-    from ..io.sources import FrameSource, read_rows_for_budget
-
-    if isinstance(source, FrameSource):
-        return None
-    return read_rows_for_budget(source.row_bytes(columns), budget, share=share)
