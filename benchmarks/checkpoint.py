@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from steadyclf import BinaryClassifier
-from steadyclf.train.checkpoint import Checkpoint
+from steadyclf.callbacks import Checkpoint
 from steadyclf.train.trainer import StopTraining, Trainer
 
 RESULTS = Path(__file__).parent / "results"

@@ -99,7 +99,7 @@ def steadyclf_params(text: str) -> dict[str, Any]:
     """
     from steadyclf import BinaryClassifier
     from steadyclf.exceptions import ParameterError
-    from steadyclf.policy import validate_params
+    from steadyclf.params import validate_params
 
     try:
         params = json.loads(text)
