@@ -348,7 +348,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         self, X: Any, *, reset: bool
     ) -> pd.DataFrame | tuple[NDArray[np.float64], list[str]]:
         """A DataFrame as is, or any other input as a float array and column names."""
-        array = inputs.checked_input(X, self._checked_by(reset), reset=reset)
+        # scikit-learn's name and count checks update, at fit time, a stand-in: the fitted
+        # attributes are set only once the fit succeeded.
+        array = inputs.checked_input(X, inputs.Probe() if reset else self, reset=reset)
         if isinstance(array, pd.DataFrame):
             return array
         if hasattr(self, "feature_names_in_") and hasattr(self, "encoder_") and not reset:
@@ -356,11 +358,6 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         else:
             names = [f"x{j}" for j in range(array.shape[1])]
         return array, names
-
-    def _checked_by(self, reset: bool) -> BaseEstimator:
-        """Whom scikit-learn's name and count checks update: at fit time a stand-in, so
-        that the fitted attributes are set only once the fit succeeded."""
-        return inputs.Probe() if reset else self
 
     def _raw_inputs(self, X: Any, *, reset: bool) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
         return inputs.encoded(self.encoder_, self._validated(X, reset=reset))
