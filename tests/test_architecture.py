@@ -133,7 +133,7 @@ STAGES: list[tuple[str, ...]] = [
         "steadyclf.datasets",
     ),
     ("steadyclf.doctor",),
-    ("steadyclf.pipeline", "steadyclf.callbacks"),
+    ("steadyclf.fit_state", "steadyclf.choice", "steadyclf.pipeline", "steadyclf.callbacks"),
     ("steadyclf.inputs", "steadyclf.estimator"),
     ("steadyclf.importance", "steadyclf.report", "steadyclf.demo", "steadyclf.mlflow"),
     ("steadyclf.cli", "steadyclf.__main__", "steadyclf"),

@@ -2,7 +2,7 @@
 did not train on.
 
 A fit's candidates are the readings of its columns (integer codes read as categories too,
-or not: each reading its own encoder and rows, a :class:`~steadyclf.pipeline.FitState`
+or not: each reading its own encoder and rows, a :class:`~steadyclf.fit_state.FitState`
 of its own) times the networks of each (with and without periodic embeddings), times,
 on small data, the weight decays. :func:`fit_members` (small data) cross-fits every
 member of every candidate at once (:mod:`steadyclf.train.packed`) and keeps the candidate
@@ -37,8 +37,8 @@ from .train.stall import SATURATION_ROWS, StallDetector
 from .train.trainer import Callback, Trainer, hook
 
 if TYPE_CHECKING:
+    from .fit_state import FitState
     from .nn.modules import SteadyNet
-    from .pipeline import FitState
 
 __all__ = ["OutOfFold", "Trained", "fit_members", "race_networks"]
 

@@ -48,8 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SKLEARN_EXPECTED_FAILED_CHECKS", "BinaryClassifier", "load"]
 
-#: Every parameter's default, from the one table of parameters (:mod:`steadyclf.params`).
-DEFAULTS = defaults()
+DEFAULTS = defaults()  # from the one table of parameters (steadyclf.params)
 #: Bytes of data held at once when fitting on data in memory (the data is there already).
 IN_MEMORY_BUDGET = 1 << 40
 
@@ -132,9 +131,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         L2 penalty added to the gradient (decoupled with ``optimizer='adamw'``). ``'auto'``
         is chosen among 1e-3, 1e-2 and 1e-1 by out-of-fold log loss on small data (1e-2
         where there are too few rows of a class to cross-fit, or under torchrun), else 0.
-    random_state : int or None, default=0
-        Seed of the split, initialisation and shuffling: the same seed gives the same
-        model. ``None`` draws a new seed each fit.
+    random_state : int or None (a new seed each fit), default=0
     device : {'auto', 'cpu', 'cuda'}, default='auto'
     categorical, numeric, drop : sequence of str or None
         Override the inferred role of DataFrame columns.
