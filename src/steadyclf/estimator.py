@@ -117,8 +117,8 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         ``'auto'`` holds out 0.1, except on small data trained full batch (with
         ``early_stopping`` on and no ``threshold_metric`` to tune): no rows are held out
         and 5 cross-fitted members are trained, each on 4 folds, stopping on the fifth;
-        every row is then scored out of fold (``validation_metrics_``). See the README,
-        "Small data", and :mod:`steadyclf.train.crossfit`.
+        every row is then scored out of fold (``validation_metrics_``). See docs/small_data.md
+        and :mod:`steadyclf.train.crossfit`.
     patience : int, default=10
         Checks of the monitored loss without improvement (by more than 1e-4, relative)
         before stopping: epochs, or runs of about 262,144 rows on larger data (see
@@ -379,7 +379,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
             copies of it in the loss, the label totals (class prior, ``'balanced'``),
             early stopping, ``validation_metrics_``, the calibration and the threshold;
             a row of weight 0 is left out altogether (scaling statistics included). The
-            input scaling's statistics are weighted too (see the README, "Weights").
+            input scaling's statistics are weighted too (see docs/weights.md).
         callbacks : sequence of Callback
 
         Returns

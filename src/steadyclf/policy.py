@@ -100,7 +100,7 @@ DEFAULT_LR_MINI_BATCH = 6e-3
 #: ``validation_fraction='auto'``: rows held out for early stopping, except on small data
 #: (trained full batch), which holds none out: on a few hundred rows one hold-out is too
 #: noisy a signal to pick the epoch from and wastes rows, so members are cross-fitted
-#: (SMALL_DATA_FOLDS below; benchmarks/small_data.py; the README, "Small data").
+#: (SMALL_DATA_FOLDS below; benchmarks/small_data.py; docs/small_data.md).
 DEFAULT_VALIDATION_FRACTION = 0.1
 #: ``weight_decay='auto'`` (an L2 penalty in Adam's gradient) in that small-data mode when
 #: it cannot cross-fit (too few rows of a class, or torchrun); 0 otherwise (mini-batch gradient noise and early stopping regularise larger data, where
@@ -404,7 +404,7 @@ def numeric_embeddings_for(
     (small data), with and without periodic embeddings, the one of lower out-of-fold log
     loss kept, as the weight decay is (development tables: +0.0013 mean ROC AUC on the 14
     small ones, against +0.0010 for embeddings always and a loss on hmda they avoid;
-    results/variants-plr-continuous.md and the README). On larger data (held-out rows)
+    results/variants-plr-continuous.md and benchmarks/README.md). On larger data (held-out rows)
     both race their first epochs and the one of lower validation loss goes on
     (:mod:`steadyclf.train.race`; without embeddings first: of equal losses, the plain
     network, whose steps are cheaper). Small data that cannot cross-fit (a class too small
