@@ -320,9 +320,9 @@ ABLATIONS = {
     "raced-embeddings": (
         "steadyclf.policy",
         "RACE_EMBEDDINGS",
-        False,
-        "held-out data trains the plain network only, as before the race (small data "
-        "still chooses embeddings out of fold)",
+        True,
+        "held-out data also races the networks with and without periodic embeddings "
+        "(off by default: the 800,000-row fit took 13x LightGBM's time with them)",
     ),
 }
 

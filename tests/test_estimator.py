@@ -6,6 +6,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from steadyclf import BinaryClassifier, DataError, NotFittedError, ParameterError, policy
 from steadyclf.datasets import heart_rate
 from steadyclf.estimator import SKLEARN_EXPECTED_FAILED_CHECKS
+from steadyclf.exceptions import UnseenLevelsWarning
 
 
 @parametrize_with_checks(
@@ -298,7 +299,11 @@ def test_missing_and_unseen_categories_predict_like_an_average_level() -> None:
     test = pd.DataFrame({"x": np.linspace(-3, 3, 200)})
     levels = np.column_stack([clf.predict_proba(test.assign(city=c))[:, 1] for c in "abc"])
     for value in (None, "never seen"):
-        proba = clf.predict_proba(test.assign(city=value))[:, 1]
+        if value is None:
+            proba = clf.predict_proba(test.assign(city=value))[:, 1]
+        else:  # every row an unseen level, on purpose: the model says so
+            with pytest.warns(UnseenLevelsWarning):
+                proba = clf.predict_proba(test.assign(city=value))[:, 1]
         outside = (proba < levels.min(axis=1) - 1e-12) | (proba > levels.max(axis=1) + 1e-12)
         assert not outside.any(), f"{value!r}: {outside.mean():.0%} of rows outside the levels"
 

@@ -172,9 +172,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         are cross-fitted (small data), the members are trained with and without the
         embeddings and the network of lower out-of-fold log loss is kept, as the weight
         decay is chosen (``data_['cross_fit']['numeric_embedding']`` has both losses);
-        with held-out rows (larger data) both race their first epochs and the one of lower
-        validation loss trains on (``data_['race']``). Embeddings gain most where a column
-        acts through many thresholds (benchmarks/README.md).
+        elsewhere none (larger data keeps the fused training step and its speed).
+        Embeddings gain most where a column acts through many thresholds
+        (benchmarks/README.md).
     integer_codes : {'auto', 'none', 'category'}, default='auto'
         Whether numeric columns of integer codes are read as categories too: the column
         stays a numeric input and also enters as a categorical one whose levels are its

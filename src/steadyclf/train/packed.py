@@ -669,8 +669,7 @@ def _divergence(epoch: int, loss: float, config: TrainConfig) -> TrainingDiverge
     return TrainingDivergedError(
         f"training diverged (loss {loss}) at epoch {epoch + 1} even after lowering the "
         f"learning rate {config.max_recoveries} times (the weights of the best epoch were "
-        "kept); try a smaller lr, normalize='robust' (the default), or check the inputs "
-        "for extreme values"
+        f"kept); {config.advice}"
     )
 
 
