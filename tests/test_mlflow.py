@@ -56,6 +56,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         mp.chdir(folder)  # artifacts of a sqlite store go to ./mlruns
         mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+        # The default experiment of this store, as a fresh process (and the CLI's
+        # subprocesses) would have: an earlier test in this process (docs/mlflow.md's
+        # code, tests/test_docs.py) may have made another store's experiment active.
+        mlflow.set_experiment(experiment_id="0")
         yield folder
         mlflow.set_tracking_uri(None)
 
