@@ -144,25 +144,44 @@ def selection_bias(
     y = np.asarray(y_true, dtype=np.int64).ravel()
     fold = np.asarray(folds).ravel()
     w = _weights(sample_weight, y.size)
-    probas = {
-        c: np.clip(np.asarray(p, dtype=np.float64).ravel(), 0.0, 1.0) for c, p in candidates.items()
+    names = list(candidates)
+    if len(names) < 2:
+        return dict.fromkeys(CORRECTED_METRICS, 0.0)
+    probas = np.column_stack(
+        [np.clip(np.asarray(candidates[c], dtype=np.float64).ravel(), 0.0, 1.0) for c in names]
+    )
+    column = names.index(chosen)
+    gaps: dict[str, list[float]] = {metric: [] for metric in CORRECTED_METRICS}
+    for k in np.unique(fold):
+        rows = fold == k
+        yk, wk = y[rows], None if w is None else w[rows]
+        if not 0 < yk.sum() < yk.size:
+            continue  # one class on this fold: no ranking metric to compare
+        for metric, scores in _metrics_by_column(yk, probas[rows], wk).items():
+            sign = CORRECTED_METRICS[metric]
+            gaps[metric].append(float(np.max(sign * scores) - sign * scores[column]))
+    return {metric: float(np.mean(g)) if g else 0.0 for metric, g in gaps.items()}
+
+
+def _metrics_by_column(
+    y: NDArray[np.int64], p: NDArray[np.float64], w: NDArray[np.float64] | None
+) -> dict[str, NDArray[np.float64]]:
+    """Each metric of :data:`CORRECTED_METRICS` for every column of ``p`` at once (one
+    scikit-learn call per metric on the labels as a multilabel indicator: the per-column
+    scores of ``roc_auc_score`` / ``average_precision_score``, without their input checks
+    once per column)."""
+    labels = np.repeat(y[:, None], p.shape[1], axis=1)
+    eps = np.finfo(np.float64).eps
+    clipped = np.clip(p, eps, 1 - eps)
+    losses = -(labels * np.log(clipped) + (1 - labels) * np.log1p(-clipped))
+    return {
+        "roc_auc": np.asarray(metrics.roc_auc_score(labels, p, average=None, sample_weight=w)),
+        "pr_auc": np.asarray(
+            metrics.average_precision_score(labels, p, average=None, sample_weight=w)
+        ),
+        "log_loss": np.average(losses, axis=0, weights=w),
+        "brier": np.average((p - labels) ** 2, axis=0, weights=w),
     }
-    bias = dict.fromkeys(CORRECTED_METRICS, 0.0)
-    if len(probas) < 2:
-        return bias
-    parts = np.unique(fold)
-    for metric, sign in CORRECTED_METRICS.items():
-        gaps = []
-        for k in parts:
-            rows = fold == k
-            yk, wk = y[rows], None if w is None else w[rows]
-            if not 0 < yk.sum() < yk.size:
-                continue  # one class on this fold: no ranking metric to compare
-            scores = {c: _metric(metric, yk, p[rows], wk) for c, p in probas.items()}
-            best = max(sign * v for v in scores.values())
-            gaps.append(best - sign * scores[chosen])
-        bias[metric] = float(np.mean(gaps)) if gaps else 0.0
-    return bias
 
 
 def correct_for_selection(report: dict[str, Any], bias: Mapping[str, float]) -> dict[str, Any]:
@@ -176,18 +195,6 @@ def correct_for_selection(report: dict[str, Any], bias: Mapping[str, float]) -> 
             out[metric] = min(1.0, max(0.0, value)) if sign > 0 else max(0.0, value)
     out["selection_bias"] = {k: float(v) for k, v in bias.items()}
     return out
-
-
-def _metric(
-    name: str, y: NDArray[np.int64], p: NDArray[np.float64], w: NDArray[np.float64] | None
-) -> float:
-    if name == "roc_auc":
-        return float(metrics.roc_auc_score(y, p, sample_weight=w))
-    if name == "pr_auc":
-        return float(metrics.average_precision_score(y, p, sample_weight=w))
-    if name == "log_loss":
-        return log_loss(y, p, w)
-    return float(np.average((p - y) ** 2, weights=w))
 
 
 def _weights(sample_weight: ArrayLike | None, n: int) -> NDArray[np.float64] | None:
