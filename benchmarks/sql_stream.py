@@ -86,7 +86,12 @@ def main() -> None:
     )
     parser.add_argument("--max-epochs", type=int, default=1)
     parser.add_argument("--uri", help="an existing database (default: a throwaway cluster)")
+    parser.add_argument(
+        "--out", default="sql_stream", help="results name (benchmarks/results/NAME.md, .json)"
+    )
     args = parser.parse_args()
+    command = "python benchmarks/sql_stream.py " + " ".join(sys.argv[1:])
+    load_start = os.getloadavg()
 
     if args.uri:
         cluster: Any = nullcontext(None)
@@ -120,11 +125,41 @@ def main() -> None:
         f"({summary['epochs']} epoch(s), streamed: {reading['streamed']}, "
         f"rows in memory once encoded: {reading['rows_in_memory']})"
     )
+    auc = (summary["validation"] or {}).get("roc_auc")
     print(
         f"peak RSS of the training process: {result['peak_rss_mb']:,.0f} MB "
         f"({result['peak_rss_mb'] - base['peak_rss_mb']:+,.0f} MB over the baseline); "
-        f"memory budget {args.memory_budget}; validation ROC AUC "
-        f"{(summary['validation'] or {}).get('roc_auc')}"
+        f"memory budget {args.memory_budget}; validation ROC AUC {auc}"
+    )
+    report = {
+        "command": command,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "rows": summary["rows"],
+        "table_mb": size_mb,
+        "memory_budget": args.memory_budget,
+        "epochs": summary["epochs"],
+        "streamed": reading["streamed"],
+        "train_s": result["seconds"],
+        "peak_rss_mb": result["peak_rss_mb"],
+        "baseline": {"rows": args.baseline_rows, "peak_rss_mb": base["peak_rss_mb"]},
+        "validation_roc_auc": auc,
+        "load_average": {"start": load_start, "end": os.getloadavg()},
+        "cpu_count": os.cpu_count(),
+    }
+    results = ROOT / "benchmarks" / "results"
+    (results / f"{args.out}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (results / f"{args.out}.md").write_text(
+        "# A PostgreSQL table streamed into training\n\n"
+        "| table on the server | rows | epochs | train s | peak RSS | baseline "
+        f"({args.baseline_rows:,} rows) | over it | budget | validation ROC AUC |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---|---:|\n"
+        f"| {size_mb:,.0f} MB | {summary['rows']:,} | {summary['epochs']} | "
+        f"{result['seconds']:.0f} | {result['peak_rss_mb']:,.0f} MB | "
+        f"{base['peak_rss_mb']:,.0f} MB | {result['peak_rss_mb'] - base['peak_rss_mb']:+,.0f} MB"
+        f" | {args.memory_budget} | {auc if auc is None else f'{auc:.4f}'} |\n\n"
+        f"Streamed: {reading['streamed']}; {os.cpu_count()} logical CPUs, load average "
+        f"{' / '.join(f'{x:.1f}' for x in load_start)} at the start. Command: `{command}` "
+        f"({report['date']}).\n"
     )
 
 
