@@ -321,6 +321,13 @@ ABLATIONS = {
         "members and candidates trained one network after another (same choices and "
         "scores within float32 rounding; other fit seconds)",
     ),
+    "decay-for-embeddings": (
+        "steadyclf.choice",
+        "EMBEDDINGS_AT_CHOSEN_DECAY",
+        False,
+        "small data trains the members with periodic embeddings with every weight decay "
+        "(15 members) instead of the one the network without them chose (5 members)",
+    ),
     "raced-embeddings": (
         "steadyclf.policy",
         "RACE_EMBEDDINGS",

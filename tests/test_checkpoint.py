@@ -75,7 +75,8 @@ def test_resumed_run_is_bit_identical(tmp_path: Path, params: dict[str, Any]) ->
     _assert_same_model(reference, resumed)
 
 
-def test_cross_fitted_members_resume_from_their_parts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("run", [7, 17])  # in the first stage (plain), in the second
+def test_cross_fitted_members_resume_from_their_parts(tmp_path: Path, run: int) -> None:
     X, y = _data()
     kw: dict[str, Any] = dict(random_state=3, max_epochs=12)  # small data: members
     # A checkpointed fit trains its members one after another (steadyclf.train.packed):
@@ -85,19 +86,23 @@ def test_cross_fitted_members_resume_from_their_parts(tmp_path: Path) -> None:
     remove_checkpoint(tmp_path / "ref")
 
     class Crash:
-        """Dies in the middle of the seventh run (of 5 members x 3 weight decays)."""
+        """Dies in the middle of run ``run``: the plain network's 5 members x 3 weight
+        decays come first, then 5 members with embeddings."""
 
         epochs = 0
 
         def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
             Crash.epochs += 1
-            if Crash.epochs == 12 * 6 + 5:
+            if Crash.epochs == 12 * (run - 1) + 5:
                 raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         BinaryClassifier(**kw).fit(X, y, callbacks=[Checkpoint(tmp_path, every=2), Crash()])
     parts = sorted(p.name for p in tmp_path.iterdir())
-    assert len(parts) == 7 and parts[0] == "part-0-0"
+    # Parts are numbered candidate * 3 + weight decay: the plain network (the last
+    # candidate) trains first, the one with embeddings after it.
+    first = 3 * (len(reference.plan_["numeric_embeddings"]) - 1)
+    assert len(parts) == run and f"part-{first}-0" in parts
     resume = Checkpoint(tmp_path, every=2, resume=True)
     resumed = BinaryClassifier(**kw).fit(X, y, callbacks=[resume])
     _assert_same_model(reference, resumed)

@@ -185,7 +185,7 @@ def test_an_embedded_model_predicts_the_same_everywhere(tmp_path: Path) -> None:
     # radians: absolute errors near 1e-6), the NumPy pass in float64; parity at float64
     # precision is tests/test_numpy_forward.py's, on the same weights in float64.
     np.testing.assert_allclose(raw, torch_logits.numpy(), rtol=0, atol=1e-4)
-    assert np.ptp(raw) > 1.0  # logits that differ, so the comparison means something
+    assert np.ptp(raw) > 0.5  # logits that differ, so the comparison means something
     loaded = steadyclf.load(clf.save(tmp_path / "model"))
     assert loaded.numeric_embedding_ == "periodic"
     assert loaded.module_.arch.periodic == clf.module_.arch.periodic

@@ -74,8 +74,14 @@ def test_small_data_cross_fits_members_and_chooses_the_weight_decay() -> None:
     losses = clf.data_["cross_fit"]["out_of_fold_log_loss"]
     assert sorted(float(d) for d in losses) == [1e-3, 1e-2, 1e-1]
     assert f"{clf.weight_decay_:g}" == min(losses, key=losses.get)
+    # The members with embeddings train with the decay the plain network chose; the
+    # estimate is the chosen network's out-of-fold loss.
+    chosen = clf.data_["cross_fit"].get("numeric_embedding", {})
+    assert set(chosen) <= {"periodic", "none"}
+    kept = chosen.get(clf.numeric_embedding_, min(losses.values()))
+    assert kept == min([min(losses.values()), *chosen.values()])
     before = clf.validation_metrics_["calibration"]["before"]["log_loss"]  # out of fold, no map
-    assert before == pytest.approx(min(losses.values()), rel=1e-4)  # float32 vs float64 sums
+    assert before == pytest.approx(kept, rel=1e-4)  # float32 vs float64 sums
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,11 @@ __all__ = ["OutOfFold", "Trained", "fit_members", "race_networks"]
 #: member then trains one after another, as before packing.
 PACKED_MEMBERS = True
 
+#: Members with periodic embeddings train only with the weight decay their reading's plain
+#: network chose (:func:`_two_stages`); off (``benchmarks/real_data.py --ablate
+#: decay-for-embeddings``) they are trained with every weight decay, as before.
+EMBEDDINGS_AT_CHOSEN_DECAY = True
+
 
 @dataclass
 class OutOfFold:
@@ -137,10 +142,7 @@ def fit_members(state: FitState, callbacks: Sequence[Callback]) -> Trained:
             stall.sample = sample_rows(reading.batches, SATURATION_ROWS)[0]
         return (stall, *own)
 
-    def numbered_callbacks(first: int, member: int, candidate: int) -> Sequence[Callback]:
-        return member_callbacks(member, first + candidate)
-
-    outcomes = _cross_fit(state, options, folds, callbacks, numbered_callbacks)
+    outcomes = _two_stages(state, options, folds, callbacks, member_callbacks)
 
     def best_loss(fitted: CrossFit) -> float:
         loss = fitted.losses.get(fitted.weight_decay)
@@ -157,6 +159,16 @@ def fit_members(state: FitState, callbacks: Sequence[Callback]) -> Trained:
         integer_codes=options[chosen].codes,
     )
     facts: dict[str, Any] = {"cross_fit": describe(fitted)}
+    # The weight decays compared: those of the network that chose it (its reading's plain
+    # one, :func:`_two_stages`).
+    decided = (
+        max(k for k, o in enumerate(options) if o.reading is options[chosen].reading)
+        if EMBEDDINGS_AT_CHOSEN_DECAY
+        else chosen
+    )
+    facts["cross_fit"]["out_of_fold_log_loss"] = describe(outcomes[decided][0])[
+        "out_of_fold_log_loss"
+    ]
     losses = {
         option.name: (None if outcome[1] is not None else best_loss(outcome[0]))
         for option, outcome in zip(options, outcomes, strict=True)
@@ -194,19 +206,70 @@ def fit_members(state: FitState, callbacks: Sequence[Callback]) -> Trained:
     )
 
 
+def _two_stages(
+    state: FitState,
+    options: Sequence[_Candidate],
+    folds: NDArray[np.int64],
+    callbacks: Sequence[Callback],
+    member_callbacks: Any,
+) -> list[tuple[CrossFit, TrainingDivergedError | None]]:
+    """Every candidate's cross-fit, in two stages. First each reading's plainest network
+    (without embeddings: the cheap one) with every weight decay; then its other networks
+    (periodic embeddings: several times the cost of a plain network per member) with
+    only the weight decay its plain network chose, a third of their members. The members
+    of a candidate keep the numbers they would have with every weight decay (``candidate
+    * n_decays + decay``: each watcher and checkpoint part its own)."""
+    decays = state.plan.weight_decays
+    n_decays = len(decays)
+    last = {id(o.reading): k for k, o in enumerate(options)}  # the plain network comes last
+    first = [
+        k
+        for k, o in enumerate(options)
+        if last[id(o.reading)] == k or not EMBEDDINGS_AT_CHOSEN_DECAY
+    ]
+    outcomes: dict[int, tuple[CrossFit, TrainingDivergedError | None]] = {}
+
+    def numbered(indices: list[int], tried: Sequence[float]) -> Any:
+        where = [decays.index(d) for d in tried]
+        return lambda k, member, c: member_callbacks(member, indices[k] * n_decays + where[c])
+
+    stage = _cross_fit(
+        state, [options[k] for k in first], folds, callbacks, numbered(first, decays), decays
+    )
+    outcomes.update(zip(first, stage, strict=True))
+    rest = [k for k in range(len(options)) if k not in outcomes]
+    by_decay: dict[float, list[int]] = {}
+    for k in rest:  # the decay its reading's plain network chose
+        fitted = outcomes[last[id(options[k].reading)]][0]
+        by_decay.setdefault(fitted.weight_decay, []).append(k)
+    for decay, indices in by_decay.items():
+        stage = _cross_fit(
+            state,
+            [options[k] for k in indices],
+            folds,
+            callbacks,
+            numbered(indices, [decay]),
+            [decay],
+        )
+        outcomes.update(zip(indices, stage, strict=True))
+    return [outcomes[k] for k in range(len(options))]
+
+
 def _cross_fit(
     state: FitState,
     options: Sequence[_Candidate],
     folds: NDArray[np.int64],
     callbacks: Sequence[Callback],
     numbered: Any,
+    decays: Sequence[float],
 ) -> list[tuple[CrossFit, TrainingDivergedError | None]]:
-    """Every candidate's cross-fit: packed (all at once) where it can be, else one member
-    after another (a checkpointed run, BatchNorm, another optimizer)."""
-    plan, batches = state.plan, state.batches
+    """The cross-fits of ``options`` with the weight decays ``decays``: packed (all at
+    once) where it can be, else one member after another (a checkpointed run, BatchNorm,
+    another optimizer). ``numbered(k, member, c)`` are the callbacks of a member of
+    ``options[k]`` with ``decays[c]``."""
+    batches = state.batches
     assert isinstance(batches, InMemoryBatches)
     config = replace(state.config, callbacks=())
-    n_decays = len(plan.weight_decays)
     xs = []
     for option in options:
         rows = option.reading.batches
@@ -220,8 +283,8 @@ def _cross_fit(
             batches.y,
             folds,
             config,
-            plan.weight_decays,
-            lambda k, member, candidate: numbered(k * n_decays, member, candidate),
+            decays,
+            numbered,
             batches.w,
         )
     outcomes: list[tuple[CrossFit, TrainingDivergedError | None]] = []
@@ -233,8 +296,8 @@ def _cross_fit(
                 batches.y,
                 folds,
                 config,
-                plan.weight_decays,
-                functools.partial(numbered, k * n_decays),
+                decays,
+                functools.partial(numbered, k),
                 batches.w,
             )
             outcomes.append((fitted, None))

@@ -342,11 +342,17 @@ def cross_fit_packed(
         else torch.tensor(config.pos_weight, dtype=y.dtype, device=device)
     )
     packs: list[_PackState] = []
+    # On the CPU a pack is one thread (:func:`_run_packs`): fewer networks than threads,
+    # each network's members are split between them (members do not interact, so the
+    # arithmetic of each is the same however they are grouped).
+    share = max(1, torch.get_num_threads() // len(networks))
     for index, bodies in enumerate(networks):
         members = [_Member(index, c, j) for c in range(len(weight_decays)) for j in range(k)]
         width = _widest(bodies[0], n)
         # Only batched products hold every member's activations at once.
-        per_pack = len(members) if device.type == "cpu" else max(1, PACK_ELEMENTS // width)
+        per_pack = (
+            -(-len(members) // share) if device.type == "cpu" else max(1, PACK_ELEMENTS // width)
+        )
         for start in range(0, len(members), per_pack):
             chunk = members[start : start + per_pack]
             packs.append(_new_pack(bodies, chunk, folds_t, weight, config, weight_decays))
