@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 import steadyclf
 from steadyclf import BinaryClassifier
+from steadyclf.choice import CODE_READING_MIN_Z, codes_gain
 from steadyclf.cli import main
 from steadyclf.exceptions import ParameterError
 from steadyclf.schema.distinct import MAX_CODE_VALUES
@@ -26,6 +27,7 @@ from steadyclf.schema.roles import (
     code_candidates,
 )
 from steadyclf.schema.values import encode_codes
+from steadyclf.train.crossfit import CrossFit
 
 #: Fast fits: rows held out (no cross-fitting), one small layer.
 FAST = {"validation_fraction": 0.2, "hidden": (32,)}
@@ -289,6 +291,8 @@ def test_the_defaults_find_the_reading_where_it_lowers_the_loss(settings: dict[s
     assert [c.name for c in clf.encoder_.columns_ if c.read_as_category] == ["hour", "id"]
     facts = clf.data_.get("race") or clf.data_["cross_fit"]
     assert facts  # the losses of both readings are reported
+    if "race" not in clf.data_:  # small data: a gain beyond noise (the hours and ids)
+        assert facts["integer_codes_gain_z"] >= CODE_READING_MIN_Z
     # The numbers alone score 0.55-0.60 here (test above); the reading ~0.78.
     assert roc_auc_score(y_test, clf.predict_proba(X_test)[:, 1]) > 0.7
 
@@ -303,3 +307,49 @@ def test_the_defaults_keep_a_monotone_count_a_number_or_lose_nothing() -> None:
     # 4,000 test rows: an AUC's standard error is ~0.008; the choice may keep either
     # reading, and what it keeps must not cost more than that.
     assert auc_auto > auc_plain - 0.01, (auto.plan_["integer_codes"], auc_auto, auc_plain)
+
+
+def _cross_fit(logits: np.ndarray) -> CrossFit:
+    return CrossFit(0.01, logits, [], [], losses={0.01: 0.5})
+
+
+def test_codes_gain_is_the_per_row_saving_in_standard_errors() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2000).astype(np.float64)
+    truth = np.where(y == 1, 1.0, -1.0)
+    plain = rng.normal(size=2000) * 0.1  # knows nothing
+    clear = plain + truth  # right on every row: a large saving, many standard errors
+    noise = plain + rng.normal(size=2000) * 0.05  # as good, up to noise
+    codes = ["none", "category"]
+    assert codes_gain(codes, [_cross_fit(plain), _cross_fit(clear)], y, None, None) > 10
+    assert abs(codes_gain(codes, [_cross_fit(plain), _cross_fit(noise)], y, None, None)) < 3
+    assert codes_gain(codes, [_cross_fit(clear), _cross_fit(plain)], y, None, None) < -10
+    # Without a finished candidate of each kind there is nothing to compare.
+    assert codes_gain(codes, [_cross_fit(plain), None], y, None, None) is None
+    # Weights: the mean is weighted, and few heavy rows count as few rows (Kish).
+    w = np.ones(2000)
+    z = codes_gain(codes, [_cross_fit(plain), _cross_fit(clear)], y, w, None)
+    assert z == pytest.approx(
+        codes_gain(codes, [_cross_fit(plain), _cross_fit(clear)], y, None, None)
+    )
+    heavy = np.where(np.arange(2000) < 20, 1000.0, 1e-6)
+    z_heavy = codes_gain(codes, [_cross_fit(plain), _cross_fit(clear)], y, heavy, None)
+    assert z_heavy is not None and 0 < z_heavy < z / 5
+
+
+def test_small_data_keeps_codes_that_are_noise_as_numbers() -> None:
+    """An integer column of ten codes unrelated to the label: reading it as a category
+    saves no out-of-fold loss beyond noise, so the numbers-only reading is kept."""
+    rng = np.random.default_rng(5)
+    n = 1500
+    x = rng.normal(size=n)
+    X = pd.DataFrame({"code": rng.integers(0, 10, n), "x": x})
+    y = (rng.random(n) < 1 / (1 + np.exp(-1.5 * x))).astype(int)
+    clf = BinaryClassifier(random_state=0, hidden=(32,), max_epochs=60).fit(X, y)
+    assert clf.plan_["folds"] > 1 and list(clf.plan_["integer_codes_candidates"]) == [
+        "none",
+        "category",
+    ]
+    z = clf.data_["cross_fit"]["integer_codes_gain_z"]
+    assert z < CODE_READING_MIN_Z
+    assert clf.integer_codes_ == "none"

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from .fit_state import FitState
     from .nn.modules import SteadyNet
 
-__all__ = ["OutOfFold", "Trained", "fit_members", "race_networks"]
+__all__ = ["OutOfFold", "Trained", "codes_gain", "fit_members", "race_networks"]
 
 #: Turn packed training off (``benchmarks/real_data.py --ablate packed-members``): every
 #: member then trains one after another, as before packing.
@@ -50,6 +50,15 @@ PACKED_MEMBERS = True
 #: network chose (:func:`_two_stages`); off (``benchmarks/real_data.py --ablate
 #: decay-for-embeddings``) they are trained with every weight decay, as before.
 EMBEDDINGS_AT_CHOSEN_DECAY = True
+
+#: Small data keeps integer codes read as categories only where that lowers the
+#: out-of-fold log loss by at least this many standard errors of the mean per-row gain
+#: (:func:`codes_gain`): a one-standard-error rule, as CART's pruning and glmnet's
+#: ``lambda.1se`` prefer the simpler model within noise. The reading adds inputs (one-hot
+#: levels, target statistics) and a second choice on the same folds; a gain within noise
+#: is more often luck than a code (``benchmarks/real_data.py --params
+#: '{"integer_codes": "none"}'`` for the tables without it). ``0``: the lower loss wins.
+CODE_READING_MIN_Z = 1.0
 
 
 @dataclass
@@ -144,13 +153,19 @@ def fit_members(state: FitState, callbacks: Sequence[Callback]) -> Trained:
 
     outcomes = _two_stages(state, options, folds, callbacks, member_callbacks)
 
-    def best_loss(fitted: CrossFit) -> float:
-        loss = fitted.losses.get(fitted.weight_decay)
-        return math.inf if loss is None else loss
-
     finite = [k for k, (_, error) in enumerate(outcomes) if error is None]
+    w = None if batches.w is None else batches.w.cpu().numpy().astype(np.float64)
+    gain = codes_gain(
+        [o.codes for o in options],
+        [None if k not in finite else outcomes[k][0] for k in range(len(options))],
+        y,
+        w,
+        state.config.pos_weight,
+    )
+    if gain is not None and gain < CODE_READING_MIN_Z:  # within noise: numbers only
+        finite = [k for k in finite if options[k].codes == "none"]
     # The lowest out-of-fold loss; of equal ones (or when all diverged), the first.
-    chosen = min(finite or [0], key=lambda k: best_loss(outcomes[k][0]))
+    chosen = min(finite or [0], key=lambda k: _loss_of(outcomes[k][0]))
     fitted, error = outcomes[chosen]
     adopt(state, options[chosen])
     state.plan = plan.with_choice(
@@ -170,7 +185,7 @@ def fit_members(state: FitState, callbacks: Sequence[Callback]) -> Trained:
         "out_of_fold_log_loss"
     ]
     losses = {
-        option.name: (None if outcome[1] is not None else best_loss(outcome[0]))
+        option.name: (None if outcome[1] is not None else _loss_of(outcome[0]))
         for option, outcome in zip(options, outcomes, strict=True)
     }
     if len({o.embedding for o in options}) > 1:
@@ -185,6 +200,8 @@ def fit_members(state: FitState, callbacks: Sequence[Callback]) -> Trained:
             )
             for codes in plan.integer_codes_candidates
         }
+        if gain is not None:
+            facts["cross_fit"]["integer_codes_gain_z"] = gain
     epochs = [e for e in fitted.best_epochs if e is not None]
     watched = chosen * n_decays + plan.weight_decays.index(fitted.weight_decay)
     scored = {
@@ -204,6 +221,50 @@ def fit_members(state: FitState, callbacks: Sequence[Callback]) -> Trained:
         out_of_fold=OutOfFold(fitted.oof_logits, y, given, bias),
         error=error,
     )
+
+
+def _loss_of(fitted: CrossFit) -> float:
+    """The out-of-fold log loss of a cross-fit's chosen weight decay (diverged: inf)."""
+    loss = fitted.losses.get(fitted.weight_decay)
+    return math.inf if loss is None else loss
+
+
+def codes_gain(
+    codes: Sequence[str],
+    fitted: Sequence[CrossFit | None],
+    y: NDArray[np.floating],
+    w: NDArray[np.float64] | None,
+    pos_weight: float | None,
+) -> float | None:
+    """How clearly reading integer codes as categories lowers the out-of-fold log loss: the
+    mean per-row loss the best candidate with codes saves over the best without, in
+    standard errors of that mean (row weights ``w``: a weighted mean, its standard error
+    from Kish's effective number of rows). ``None`` without a finished candidate of each
+    kind. ``codes[k]`` and ``fitted[k]`` (``None``: diverged) are candidate ``k``'s."""
+
+    def best(with_codes: bool) -> CrossFit | None:
+        kept = [f for c, f in zip(codes, fitted, strict=True) if f and (c != "none") == with_codes]
+        return min(kept, key=_loss_of, default=None)
+
+    plain, coded = best(False), best(True)
+    if plain is None or coded is None:
+        return None
+    labels = np.asarray(y, dtype=np.float64)
+    pw = 1.0 if pos_weight is None else float(pos_weight)
+
+    def row_losses(logits: NDArray[np.float64]) -> NDArray[np.float64]:
+        return pw * labels * np.logaddexp(0.0, -logits) + (1 - labels) * np.logaddexp(0.0, logits)
+
+    diff = row_losses(plain.oof_logits) - row_losses(coded.oof_logits)
+    weights = np.ones_like(diff) if w is None else w
+    total = weights.sum()
+    mean = float((weights * diff).sum() / total)
+    variance = float((weights * (diff - mean) ** 2).sum() / total)
+    effective = total**2 / float((weights**2).sum())
+    se = math.sqrt(variance / effective)
+    if not math.isfinite(mean) or not math.isfinite(se):
+        return None
+    return mean / se if se > 0 else (math.inf if mean > 0 else 0.0)
 
 
 def _two_stages(
