@@ -184,8 +184,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         month: one-hot) or an id's 200 to 65,536 (at least 5 rows a value on average:
         one-hot of the 64 most frequent and target statistics of all, as for text
         categoricals). ``'category'`` reads every candidate so; ``'none'`` none;
-        ``'auto'`` trains both readings and keeps the one of lower loss (out of fold, or
-        on held-out rows: ``data_``), ``integer_codes_`` says which, ``encoder_.columns_``
+        ``'auto'`` trains both readings and keeps the one of lower loss (on held-out rows;
+        out of fold, the reading only if it saves a standard error: ``data_``),
+        ``integer_codes_`` says which, ``encoder_.columns_``
         which columns are read so (``read_as_category``). See docs/integer_codes.md.
     verbose : int, default=0
 
