@@ -119,6 +119,19 @@ def test_train_text_summary_says_what_preprocessing_did(
     assert "city: categorical (3 levels, 19 missing -> own level)" in stdout
 
 
+def test_train_names_integer_classes_as_the_file_has_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """0/1 labels are printed as 0 and 1, not as NumPy's repr (``np.int64(1)``)."""
+    frame = _table(120, 3).drop(columns=["id"])
+    frame["y"] = (frame["x"] > 100).astype(int)
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    code, stdout, _ = _run(capsys, "train", path, "--target", "y", "--out", tmp_path / "m", *FAST)
+    assert code == 0
+    assert "\nclasses: 0 (0), 1 (1, positive)\n" in stdout
+
+
 def test_train_with_a_validation_split_reports_its_metrics(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -105,8 +105,13 @@ def names(values: Any, limit: int = 8) -> str:
 def negative_positive(summary: Mapping[str, Any]) -> tuple[Any, Any]:
     """The negative and the positive class of a summary with sorted ``classes`` (as
     ``classes_``) and its ``positive`` class, which may be either of them."""
-    positive = summary["positive"]
-    return next(c for c in summary["classes"] if c != positive), positive
+    positive = _plain(summary["positive"])
+    return next(_plain(c) for c in summary["classes"] if c != positive), positive
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the Python value it holds (its repr is ``np.int64(1)``)."""
+    return value.item() if hasattr(value, "item") and hasattr(value, "dtype") else value
 
 
 # -- estimator options -----------------------------------------------------------------------
