@@ -24,6 +24,7 @@ and ``'none'``, callbacks that checkpoint) train one member at a time (:func:`pa
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -244,8 +245,8 @@ class PackedMembers:
     @torch.no_grad()
     def copy_to(self, copies: Sequence[torch.Tensor], index: torch.Tensor) -> None:
         """Copy the weights of the members in ``index`` into ``copies`` (stacked like them)."""
-        for copy, t in zip(copies, self.tensors, strict=True):
-            copy.index_copy_(0, index, t.index_select(0, index))
+        for target, t in zip(copies, self.tensors, strict=True):
+            target.index_copy_(0, index, t.index_select(0, index))
 
     def load_into(self, body: nn.Module, index: int, *, grads: bool = False) -> None:
         """Copy member ``index`` (and its gradients) into ``body``'s parameters."""
@@ -302,7 +303,9 @@ class _Run:
     best_epochs: dict[tuple[int, int, int], int | None] = field(default_factory=dict)
     oof_best: dict[tuple[int, int, int], NDArray[np.float64]] = field(default_factory=dict)
     diverged: set[tuple[int, int, int]] = field(default_factory=set)
-    errors: list[TrainingDivergedError] = field(default_factory=list)
+    #: Each diverged member's error, by ``(network, candidate, fold)``: the one reported is
+    #: the smallest key's, whichever thread finished first.
+    errors: dict[tuple[int, int, int], TrainingDivergedError] = field(default_factory=dict)
 
 
 def _view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -370,8 +373,8 @@ def _run_packs(
     """Train every pack: on the CPU, packs side by side in threads, one core each.
 
     A pack steps through small matrix products one member at a time, and torch releases
-    the GIL inside each: with two packs (with and without embeddings) and two cores, both
-    cores work, where splitting each small product between two intra-op threads made
+    the GIL inside each: with two packs (two networks, or one network's members split in
+    two) and two cores, both cores work, where splitting each small product between two intra-op threads made
     steps slower (:mod:`steadyclf.nn.threads`). Each pack's arithmetic is the same either
     way, so the result does not depend on the threads.
     """
@@ -435,13 +438,15 @@ def _watchers(
     callbacks: Callable[[int, int, int], Sequence[Callback]],
     config: TrainConfig,
 ) -> dict[tuple[int, int, int], tuple[_MemberView, Sequence[Callback]]]:
-    """The members some callback watches, each with a trainer-like view of its body."""
+    """The members some callback watches, each with a trainer-like view of a copy of its
+    body: members of one fold with other weight decays share that body, and may train in
+    another thread (:func:`_run_packs`), so each view copies weights into its own."""
     out: dict[tuple[int, int, int], tuple[_MemberView, Sequence[Callback]]] = {}
     for state in packs:
         for m in state.members:
             cbs = tuple(callbacks(m.network, m.fold, m.candidate))
             if cbs:
-                view = _MemberView(networks[m.network][m.fold], config)
+                view = _MemberView(copy.deepcopy(networks[m.network][m.fold]), config)
                 out[(m.network, m.candidate, m.fold)] = (view, cbs)
     return out
 
@@ -528,8 +533,7 @@ def _train_pack(state: _PackState, run: _Run) -> None:
                         if not _recover(state, i, recoveries, config):
                             stopped[i] = True
                             run.diverged.add(keys[i])
-                            if not run.errors:
-                                run.errors.append(_divergence(epochs[i], last_train[i][0], config))
+                            run.errors[keys[i]] = _divergence(epochs[i], last_train[i][0], config)
                         continue
                     epochs[i] += 1
                     monitored = numbers[0][row]
@@ -729,7 +733,7 @@ def _choose(
                 state.pack.load_into(bodies[m.fold], i)
     error = None
     if not finished:  # each network gets its own error (the caller may attach a model)
-        message = str(run.errors[0]) if run.errors else "training diverged"
+        message = str(run.errors[min(run.errors)]) if run.errors else "training diverged"
         error = TrainingDivergedError(message)
         error.cross_fit = chosen
     return chosen, error
