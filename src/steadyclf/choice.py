@@ -123,9 +123,12 @@ def adopt(state: FitState, chosen: _Candidate) -> None:
 
 # -- small data -------------------------------------------------------------------------------
 def fit_members(state: FitState, callbacks: Sequence[Callback]) -> Trained:
-    """Small data: cross-fit the members of every candidate, each weight decay a candidate
-    too, and keep the candidate of lowest out-of-fold log loss: the choice goes into the
-    plan (:meth:`~steadyclf.policy.Plan.with_choice`) and the kept network into the state.
+    """Small data: cross-fit the members of every candidate in two stages
+    (:func:`_two_stages`: the weight decays on each reading's plain network, then the
+    embeddings at the decay it chose) and keep the candidate of lowest out-of-fold log
+    loss, integer codes read as categories only where they save a standard error
+    (:func:`codes_gain`): the choice goes into the plan
+    (:meth:`~steadyclf.policy.Plan.with_choice`) and the kept network into the state.
     """
     plan, batches, weighting = state.plan, state.batches, state.weighting
     assert isinstance(batches, InMemoryBatches) and batches.positions is not None
