@@ -537,7 +537,7 @@ def reference_check(
     path = data_dir / "reference_scores.csv"
     if not path.exists() or not full_folds:
         return None
-    ref = pd.read_csv(path).set_index(["dataset", "model"])
+    ref = pd.read_csv(path).drop_duplicates(["dataset", "model"]).set_index(["dataset", "model"])
     rows = []
     for t in tables:
         for model in BASELINE:
@@ -993,8 +993,15 @@ def main(argv: list[str] | None = None) -> None:
                 cached is not None
                 and cached.get("spec") == spec
                 and cached.get("sha256") == digest
-                and (is_compare or (args.reuse if model == "steadyclf" else not args.rerun_peers))
+                and (
+                    is_compare
+                    or m in cache_only  # never computed here, so --rerun-peers keeps it
+                    or (args.reuse if model == "steadyclf" else not args.rerun_peers)
+                )
             )
+            if m in cache_only and not reusable:
+                log(f"  {m}: not in --models and not cached for this data, left out")
+                continue
             if cached is not None and not reusable and not is_compare:
                 why = (
                     "spec or data changed"
