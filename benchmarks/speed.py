@@ -620,7 +620,9 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             rows += json.loads(done.stdout.strip().splitlines()[-1])
     return {
-        "command": "python benchmarks/speed.py" + (" --quick" if args.quick else ""),
+        "command": "python benchmarks/speed.py"
+        + (" --quick" if args.quick else "")
+        + ("" if args.methods == list(METHODS) else " --methods " + " ".join(args.methods)),
         "machine": machine(),
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
@@ -796,6 +798,8 @@ def main() -> None:
     print(text)
     RESULTS.mkdir(exist_ok=True)
     stem = "speed-quick" if args.quick else "speed"
+    if args.methods != list(METHODS):  # a subset: its own file, the full run's kept
+        stem += "-" + "-".join(args.methods)
     _write(RESULTS / f"{stem}.md", text + "\n")
     _write(RESULTS / f"{stem}.json", json.dumps(result, indent=2) + "\n")
 
