@@ -32,6 +32,7 @@ __all__ = [
     "MAX_READ_ROWS",
     "MIN_READ_ROWS",
     "PARQUET_SUFFIXES",
+    "ArrowLayout",
     "CsvStream",
     "DataSource",
     "FileIdentity",
@@ -169,7 +170,29 @@ def _suffix(path: Path) -> str:
     return ""
 
 
-class DataSource:
+class ArrowLayout:
+    """The layout of a source read as Arrow record batches, from its ``schema``: column
+    names, what each holds and bytes per row (:class:`DataSource`,
+    :class:`steadyclf.io.sql.SqlSource`)."""
+
+    schema: pa.Schema
+
+    @property
+    def columns(self) -> list[str]:
+        """Column names."""
+        return list(self.schema.names)
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        """What each column holds, from the Arrow types (see :func:`arrow_kind`)."""
+        return {f.name: arrow_kind(f.type) for f in self.schema}
+
+    def row_bytes(self, columns: Sequence[str]) -> int:
+        """Approximate bytes per decoded row of ``columns``."""
+        return arrow_row_bytes(self.schema, columns)
+
+
+class DataSource(ArrowLayout):
     """Parquet or CSV files read piece by piece, each row with a global position.
 
     Parameters
@@ -299,20 +322,6 @@ class DataSource:
     def name(self) -> str:
         """The data as messages name it: the first file."""
         return repr(str(self.paths[0]))
-
-    @property
-    def columns(self) -> list[str]:
-        """Column names."""
-        return list(self.schema.names)
-
-    @property
-    def kinds(self) -> dict[str, str]:
-        """What each column holds, from the file schema (see :func:`arrow_kind`)."""
-        return {f.name: arrow_kind(f.type) for f in self.schema}
-
-    def row_bytes(self, columns: Sequence[str]) -> int:
-        """Approximate bytes per decoded row of ``columns``."""
-        return arrow_row_bytes(self.schema, columns)
 
     @property
     def counted(self) -> bool:

@@ -45,7 +45,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..exceptions import DataError, ParameterError
-from .files import MAX_READ_ROWS, Piece, arrow_kind, arrow_row_bytes
+from .files import MAX_READ_ROWS, ArrowLayout, Piece, arrow_kind
 from .uris import redact, scrub
 
 __all__ = [
@@ -336,7 +336,7 @@ class _Range:
     n_rows: int
 
 
-class SqlSource:
+class SqlSource(ArrowLayout):
     """A query on a database, read as Arrow record batches with global row positions.
 
     Parameters
@@ -411,20 +411,6 @@ class SqlSource:
     def name(self) -> str:
         """The data as messages name it."""
         return f"the query on {self.database.name}"
-
-    @property
-    def columns(self) -> list[str]:
-        """Column names."""
-        return list(self.schema.names)
-
-    @property
-    def kinds(self) -> dict[str, str]:
-        """What each column holds, from the types the database gives (see :func:`arrow_kind`)."""
-        return {f.name: arrow_kind(f.type) for f in self.schema}
-
-    def row_bytes(self, columns: Sequence[str]) -> int:
-        """Approximate bytes per decoded row of ``columns``."""
-        return arrow_row_bytes(self.schema, columns)
 
     @property
     def counted(self) -> bool:
