@@ -177,13 +177,8 @@ def fit_members(state: FitState, callbacks: Sequence[Callback]) -> Trained:
         integer_codes=options[chosen].codes,
     )
     facts: dict[str, Any] = {"cross_fit": describe(fitted)}
-    # The weight decays compared: those of the network that chose it (its reading's plain
-    # one, :func:`_two_stages`).
-    decided = (
-        max(k for k, o in enumerate(options) if o.reading is options[chosen].reading)
-        if EMBEDDINGS_AT_CHOSEN_DECAY
-        else chosen
-    )
+    # The weight decays compared: those of the network that chose it (_two_stages).
+    decided = _decay_chooser(options)[chosen]
     facts["cross_fit"]["out_of_fold_log_loss"] = describe(outcomes[decided][0])[
         "out_of_fold_log_loss"
     ]
@@ -270,6 +265,14 @@ def codes_gain(
     return mean / se if se > 0 else (math.inf if mean > 0 else 0.0)
 
 
+def _decay_chooser(options: Sequence[_Candidate]) -> list[int]:
+    """For each candidate, the candidate whose cross-fit chooses its weight decay: its
+    reading's plain network (the last of the reading, :func:`candidates`), or itself with
+    :data:`EMBEDDINGS_AT_CHOSEN_DECAY` off."""
+    last = {id(o.reading): k for k, o in enumerate(options)}
+    return [last[id(o.reading)] if EMBEDDINGS_AT_CHOSEN_DECAY else k for k, o in enumerate(options)]
+
+
 def _two_stages(
     state: FitState,
     options: Sequence[_Candidate],
@@ -285,12 +288,8 @@ def _two_stages(
     * n_decays + decay``: each watcher and checkpoint part its own)."""
     decays = state.plan.weight_decays
     n_decays = len(decays)
-    last = {id(o.reading): k for k, o in enumerate(options)}  # the plain network comes last
-    first = [
-        k
-        for k, o in enumerate(options)
-        if last[id(o.reading)] == k or not EMBEDDINGS_AT_CHOSEN_DECAY
-    ]
+    chooser = _decay_chooser(options)
+    first = [k for k in range(len(options)) if chooser[k] == k]
     outcomes: dict[int, tuple[CrossFit, TrainingDivergedError | None]] = {}
 
     def numbered(indices: list[int], tried: Sequence[float]) -> Any:
@@ -304,8 +303,7 @@ def _two_stages(
     rest = [k for k in range(len(options)) if k not in outcomes]
     by_decay: dict[float, list[int]] = {}
     for k in rest:  # the decay its reading's plain network chose
-        fitted = outcomes[last[id(options[k].reading)]][0]
-        by_decay.setdefault(fitted.weight_decay, []).append(k)
+        by_decay.setdefault(outcomes[chooser[k]][0].weight_decay, []).append(k)
     for decay, indices in by_decay.items():
         stage = _cross_fit(
             state,
