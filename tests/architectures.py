@@ -45,6 +45,11 @@ ARCHITECTURES = [
         Architecture(2, 0, (3,), (6, 4), "gelu", batchnorm=True, n_members=3),
         id="batchnorm-members",
     ),
+    # Members whose first layers run as one product (numpy_forward.members_logits).
+    pytest.param(
+        Architecture(3, 1, (4,), (8, 5), "tanh", clip=True, n_members=3), id="members-two-layers"
+    ),
+    pytest.param(Architecture(2, 0, (3,), (), "relu", n_members=4), id="members-no-hidden-layer"),
     # Target statistics of many-level categoricals: the first categoricals have them,
     # one-hot keeping their first levels (as the most frequent are both).
     pytest.param(

@@ -3,6 +3,7 @@ estimator predicts through it, and loading a model and predicting import no torc
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -17,10 +18,10 @@ from architectures import ARCHITECTURES, random_weights, raw_inputs
 
 import steadyclf
 from steadyclf import BinaryClassifier
-from steadyclf.nn import numpy_forward
+from steadyclf.nn import modules, numpy_forward
 from steadyclf.nn.modules import module_from_weights, numpy_weights
 from steadyclf.nn.numpy_forward import ACTIVATION_FUNCTIONS, NumpyNetwork
-from steadyclf.nn.spec import ACTIVATIONS, Architecture, tensor_layout
+from steadyclf.nn.spec import ACTIVATIONS, SINGLE_THREAD_WORK, Architecture, tensor_layout
 
 #: Both paths run the same float64 operations in the same order; only the matrix
 #: products may sum in another order (other BLAS kernels): a relative error of a few
@@ -57,6 +58,49 @@ def test_numpy_forward_gives_the_torch_module_s_logits(arch: Architecture) -> No
     np.testing.assert_allclose(got, expected, **tolerance(arch))
 
 
+@pytest.mark.parametrize(
+    "arch", [p for p in ARCHITECTURES if p.values[0].n_members > 1], ids=lambda a: str(a)
+)
+def test_stacked_members_give_each_member_s_logits(
+    arch: Architecture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Members that read the same features run stacked at prediction (one product for
+    # their first layers, NumPy and torch alike); with autograd on, torch runs them one by
+    # one as in training. Small chunks: several of them, and a last one that is short.
+    weights = random_weights(arch)
+    module = module_from_weights(arch, weights)
+    x_num, x_cat = raw_inputs(arch, weights, n=300)
+    inputs = torch.from_numpy(x_num), torch.from_numpy(x_cat)
+    with torch.enable_grad():
+        one_by_one = module(*inputs).detach().numpy()
+    monkeypatch.setattr(modules, "PREDICT_ROWS", 64)
+    monkeypatch.setattr(numpy_forward, "PREDICT_BATCH_ROWS", 64)
+    with torch.no_grad():
+        stacked = module(*inputs).numpy()
+    assert np.isfinite(one_by_one).all() and one_by_one.std() > 0.1
+    np.testing.assert_allclose(stacked, one_by_one, **tolerance(arch))
+    got = NumpyNetwork(arch, weights).logits(x_num, x_cat)
+    np.testing.assert_allclose(got, one_by_one, **tolerance(arch))
+
+
+def test_members_certain_of_the_answer_combine_as_in_log_space() -> None:
+    # The direct formula of mean_probability_logit, and the log-space one it hands
+    # logits beyond +-700 (or NaN) to: both the torch module's numbers.
+    rng = np.random.default_rng(0)
+    cases = [
+        rng.normal(0.0, 3.0, size=(5, 50)),
+        np.array([[40.0, -40.0, 699.0, -699.0], [38.0, -41.0, 698.0, 1.0]]),
+        np.array([[800.0, -800.0, 710.0], [1.0, -2.0, 750.0]]),
+        np.array([[np.inf, -np.inf], [0.0, -np.inf]]),
+        np.array([[3.0, np.nan], [1.0, 2.0]]),
+    ]
+    for logits in cases:
+        expected = modules.mean_probability_logit(torch.from_numpy(logits)).numpy()
+        with np.errstate(all="ignore"):  # as the forward pass calls it (IEEE semantics)
+            got = numpy_forward.mean_probability_logit(logits)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
 class _Recording(dict):  # type: ignore[type-arg]
     """A weights dict that remembers which tensors were read."""
 
@@ -88,6 +132,34 @@ def test_chunks_do_not_change_the_logits(monkeypatch: pytest.MonkeyPatch) -> Non
     whole = NumpyNetwork(arch, weights).logits(x_num, x_cat)
     monkeypatch.setattr(numpy_forward, "PREDICT_BATCH_ROWS", 7)
     np.testing.assert_allclose(NumpyNetwork(arch, weights).logits(x_num, x_cat), whole, **TOLERANCE)
+
+
+def test_threads_share_the_chunks_without_changing_the_logits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    arch = Architecture(3, 1, (4, 5), (8,), "relu", clip=True, n_members=5)
+    weights = random_weights(arch)
+    x_num, x_cat = raw_inputs(arch, weights, n=500)
+    monkeypatch.setattr(numpy_forward, "PREDICT_BATCH_ROWS", 32)  # 16 chunks, one short
+    monkeypatch.setattr(numpy_forward, "prediction_threads", lambda chunks, work: 1)
+    alone = NumpyNetwork(arch, weights).logits(x_num, x_cat)
+    monkeypatch.setattr(numpy_forward, "prediction_threads", lambda chunks, work: 3)
+    shared = NumpyNetwork(arch, weights).logits(x_num, x_cat)
+    np.testing.assert_allclose(shared, alone, **TOLERANCE)
+    assert alone.std() > 0.1
+
+
+def test_prediction_threads_follow_the_blas_limit() -> None:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert numpy_forward.prediction_threads(chunks=50, work=1000) == 1
+    with threadpool_limits(limits=2, user_api="blas"):
+        expected = min(2, len(os.sched_getaffinity(0)))
+        assert numpy_forward.prediction_threads(chunks=50, work=1000) == expected
+        assert numpy_forward.prediction_threads(chunks=1, work=1000) == 1  # one chunk
+        # Chunks large enough for the BLAS to split them itself: one thread of chunks.
+        assert numpy_forward.prediction_threads(chunks=50, work=SINGLE_THREAD_WORK) == 1
 
 
 def test_inputs_are_never_written() -> None:

@@ -62,6 +62,8 @@ __all__ = [
     "soft_clip_",
 ]
 
+#: Rows per stacked pass of a model's members at prediction (see SteadyNet.logits).
+PREDICT_ROWS = 1 << 11
 #: Rows encoded at a time (float64 temporaries of this many rows).
 ENCODE_BATCH_ROWS = 1 << 14
 
@@ -430,11 +432,29 @@ class SteadyNet(nn.Module):
         return self.logits(features.to(self.body[-1].weight.dtype))
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
-        """The bodies' combined logit for encoded ``features``."""
+        """The bodies' combined logit for encoded ``features``.
+
+        Without autograd, members that read the same features (no BatchNorm, no periodic
+        embeddings) run stacked, in chunks of :data:`PREDICT_ROWS` rows: their first
+        layers as one matrix product, the later ones member by member on its columns
+        (as :func:`steadyclf.nn.numpy_forward.members_logits`).
+        """
         if len(self.bodies) == 1:
             return self.body(features).squeeze(-1)
-        member = torch.stack([body(features).squeeze(-1) for body in self.bodies])
-        return mean_probability_logit(member)
+        bodies = [list(body.children()) for body in self.bodies]
+        layers = [[m for m in body if isinstance(m, nn.Linear)] for body in bodies]
+        plain = all(isinstance(body[0], nn.Linear) for body in bodies)
+        if torch.is_grad_enabled() or not plain:
+            member = torch.stack([body(features).squeeze(-1) for body in self.bodies])
+            return mean_probability_logit(member)
+        first = torch.cat([member[0].weight for member in layers])
+        bias = torch.cat([member[0].bias for member in layers])
+        activation = self.body[1] if len(layers[0]) > 1 else None
+        chunks = [
+            mean_probability_logit(_members_logits(chunk, first, bias, layers, activation))
+            for chunk in features.split(PREDICT_ROWS)
+        ]
+        return torch.cat(chunks) if chunks else features.new_empty(0)
 
     @torch.no_grad()
     def average_unseen_codes(self, code_counts: Sequence[Sequence[int]]) -> None:
@@ -457,6 +477,28 @@ class SteadyNet(nn.Module):
                     continue
                 mean = (block * count).sum(dim=1, keepdim=True) / count.sum()
                 block[:, count == 0] = mean
+
+
+def _members_logits(
+    features: torch.Tensor,
+    first: torch.Tensor,
+    bias: torch.Tensor,
+    layers: Sequence[Sequence[nn.Linear]],
+    activation: nn.Module | None,
+) -> torch.Tensor:
+    """Logits ``(members, n)`` of plain members whose first layers are stacked in
+    ``first`` and ``bias`` (see :meth:`SteadyNet.logits`)."""
+    h = nn.functional.linear(features, first, bias)
+    members = len(layers)
+    for depth in range(1, len(layers[0])):
+        assert activation is not None
+        parts = activation(h).chunk(members, dim=1)
+        outs = [
+            nn.functional.linear(p, m[depth].weight, m[depth].bias)
+            for p, m in zip(parts, layers, strict=True)
+        ]
+        h = torch.cat(outs, dim=1)
+    return h.T
 
 
 def mean_probability_logit(logits: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,14 @@ a saved model (:class:`~steadyclf.persistence.ModelState`):
 ``mean_probability_logit`` the members' logits combined (the log odds of their mean
                  probability), for a model of several bodies (``arch.n_members``).
 
+Members of a plain layout (no batchnorm, no periodic embeddings) read the same features:
+their first layers run as one matrix product (:class:`StackedMembers`,
+:func:`members_logits`), the later ones member by member on column slices. Rows go in
+chunks of :data:`PREDICT_BATCH_ROWS`; on a machine
+with several cores the chunks are shared between threads (:func:`prediction_threads`):
+NumPy's matrix products and ufuncs release the GIL, and one chunk's product is too small
+for the BLAS to split profitably.
+
 A new stage means one function here, one module in :mod:`steadyclf.nn.modules` and one
 builder in :mod:`steadyclf.export.onnx_graph`; ``tests/test_numpy_forward.py`` checks
 the three agree on a list of architectures. The numbers equal the module's to a few ulps:
@@ -33,7 +41,9 @@ the same operations in the same order, with other BLAS kernels (summation orders
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +58,7 @@ __all__ = [
     "BATCHNORM_EPS",
     "PREDICT_BATCH_ROWS",
     "NumpyNetwork",
+    "StackedMembers",
     "activate",
     "batchnorm",
     "batchnorm_terms",
@@ -58,8 +69,10 @@ __all__ = [
     "impute",
     "linear",
     "mean_probability_logit",
+    "members_logits",
     "one_hot",
     "periodic",
+    "prediction_threads",
     "soft_clip",
     "standardize",
     "target_statistics",
@@ -92,12 +105,31 @@ def blas_threads(work: int) -> Iterator[None]:
     if work >= SINGLE_THREAD_WORK or work < MIN_THREADED_WORK:
         yield
         return
+    with _controller().limit(limits=1, user_api="blas"):
+        yield
+
+
+def _controller() -> Any:
     if not _BLAS:
         from threadpoolctl import ThreadpoolController
 
         _BLAS.append(ThreadpoolController())
-    with _BLAS[0].limit(limits=1, user_api="blas"):
-        yield
+    return _BLAS[0]
+
+
+def prediction_threads(chunks: int, work: int) -> int:
+    """Threads to share ``chunks`` chunks of ``work`` multiply-adds each between.
+
+    One unless there are two chunks or more and a chunk is small enough to compute on one
+    BLAS thread (below ``SINGLE_THREAD_WORK``: larger ones the BLAS splits itself); then
+    as many as the BLAS would use (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` or a
+    ``threadpoolctl`` limit bound it), at most the cores this process may run on.
+    """
+    if chunks < 2 or work >= SINGLE_THREAD_WORK:
+        return 1
+    blas = [lib["num_threads"] for lib in _controller().info() if lib["user_api"] == "blas"]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(chunks, max(blas, default=1), cores or 1))
 
 
 # -- activations (keyed by the torch module of nn.spec.ACTIVATIONS) ------------------------------
@@ -174,8 +206,13 @@ def standardize(
 
 
 def soft_clip(z: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``z / sqrt(1 + (z / 3)**2)`` in place, as :func:`steadyclf.nn.modules.soft_clip_`."""
-    z /= np.sqrt(np.square(z / 3.0) + 1.0)
+    """``z / sqrt(1 + (z / 3)**2)`` in place, as :func:`steadyclf.nn.modules.soft_clip_`
+    (the same operations in the same order, in one temporary)."""
+    t = np.divide(z, 3.0)
+    np.square(t, out=t)
+    t += 1.0
+    np.sqrt(t, out=t)
+    z /= t
     return z
 
 
@@ -359,16 +396,103 @@ def body(
     return h[:, 0]
 
 
+@dataclass(frozen=True)
+class StackedMembers:
+    """The linear layers of members that read the same features (:func:`stackable`): the
+    first layers side by side with their biases as a last row (``first``, shape ``(inputs
+    + 1, members x width)``: one product with the features and a column of ones computes
+    them all, biases included), the later layers per member (``W.T, b``)."""
+
+    first: NDArray[np.float64]
+    later: list[list[tuple[NDArray[np.float64], NDArray[np.float64]]]]
+
+    @classmethod
+    def of(cls, arch: Architecture, weights: Weights) -> StackedMembers:
+        prefixes = [
+            [p for kind, p in body_layers(arch, m) if kind == "linear"]
+            for m in range(arch.n_members)
+        ]
+        first = [member[0] for member in prefixes]
+        weight = np.concatenate([weights[f"{p}.weight"] for p in first], axis=0).T
+        bias = np.concatenate([weights[f"{p}.bias"] for p in first])
+        return cls(
+            np.vstack([weight, bias[None, :]]),
+            [
+                [(weights[f"{m[d]}.weight"].T, weights[f"{m[d]}.bias"]) for m in prefixes]
+                for d in range(1, len(prefixes[0]))
+            ],
+        )
+
+
+def stackable(arch: Architecture) -> bool:
+    """Whether the members' first layers can run as one product (same input features)."""
+    return arch.n_members > 1 and not arch.batchnorm and not arch.periodic
+
+
+def members_logits(
+    arch: Architecture,
+    stacked: StackedMembers,
+    features: NDArray[np.float64],
+    buffers: list[NDArray[np.float64]],
+    logits: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """Every member's logit for the encoded ``features`` followed by a column of ones,
+    written into ``logits`` (shape ``(members, rows)``) and returned, shape ``(members, n)``.
+
+    ``buffers``: one array per hidden layer, ``members x`` its width wide. The later
+    layers run member by member, each on its columns of the layer before (a strided
+    view: no copy).
+    """
+    m, members = features.shape[0], arch.n_members
+    if not stacked.later:  # no hidden layer: the first layer gives the logits
+        return np.matmul(stacked.first.T, features.T, out=logits[:, :m])
+    h = np.matmul(features, stacked.first, out=buffers[0][:m])
+    for depth, layer in enumerate(stacked.later, start=1):
+        h = activate(arch.activation, h)
+        last = depth == len(stacked.later)
+        out = None if last else buffers[depth][:m]
+        width_in = h.shape[1] // members
+        width_out = 1 if out is None else out.shape[1] // members
+        for k, (weight_t, bias) in enumerate(layer):
+            rows_in = h[:, k * width_in : (k + 1) * width_in]
+            if out is None:  # the logits: one contiguous row per member
+                np.matmul(rows_in, weight_t[:, 0], out=logits[k, :m])
+                logits[k, :m] += bias
+                continue
+            part = out[:, k * width_out : (k + 1) * width_out]
+            np.matmul(rows_in, weight_t, out=part)
+            part += bias
+        if out is not None:
+            h = out
+    return logits[:, :m]
+
+
+#: Largest ``|logit|`` of the direct formula of :func:`mean_probability_logit`: below it
+#: ``exp(-logit)`` and its products stay normal float64 numbers.
+DIRECT_LOGIT_LIMIT = 700.0
+
+
 def mean_probability_logit(logits: NDArray[np.float64]) -> NDArray[np.float64]:
     """The log odds of the mean of ``sigmoid(logits)`` over the first axis (members).
 
-    In log space, as :func:`steadyclf.nn.modules.mean_probability_logit`: members certain
-    of the answer (logits of +-40) still give a finite, exact result.
+    As :func:`steadyclf.nn.modules.mean_probability_logit`, exact for members certain of
+    the answer (logits of +-40) too: ``log(sum p) - log(sum q)`` with ``p = sigmoid(l)``
+    and ``q = sigmoid(-l) = exp(-l) p`` each summed to full relative precision (one
+    ``exp`` a value, where the log-space form takes four transcendental functions). Logits
+    beyond +-:data:`DIRECT_LOGIT_LIMIT` (or NaN) would under- or overflow there: such
+    chunks take the log-space form.
     """
-    n = np.log(logits.shape[0])
-    log_p = np.logaddexp.reduce(-np.logaddexp(0.0, -logits), axis=0) - n
-    log_q = np.logaddexp.reduce(-np.logaddexp(0.0, logits), axis=0) - n
-    return log_p - log_q
+    if logits.size and not np.abs(logits).max() <= DIRECT_LOGIT_LIMIT:
+        n = np.log(logits.shape[0])
+        log_p = np.logaddexp.reduce(-np.logaddexp(0.0, -logits), axis=0) - n
+        log_q = np.logaddexp.reduce(-np.logaddexp(0.0, logits), axis=0) - n
+        return log_p - log_q
+    e = np.negative(logits)
+    np.exp(e, out=e)
+    p = e + 1.0
+    np.reciprocal(p, out=p)
+    e *= p
+    return np.log(p.sum(axis=0)) - np.log(e.sum(axis=0))
 
 
 # -- the network -----------------------------------------------------------------------------
@@ -398,35 +522,70 @@ class NumpyNetwork:
     weights: Mapping[str, NDArray[Any]]
 
     def logits(self, x_num: NDArray[np.floating], x_cat: NDArray[np.int64]) -> NDArray[np.float64]:
-        """The logit of every row, in chunks of :data:`PREDICT_BATCH_ROWS` rows."""
+        """The logit of every row, in chunks of :data:`PREDICT_BATCH_ROWS` rows, shared between
+        :func:`prediction_threads` threads (the same chunks whatever the threads)."""
         n = x_num.shape[0]
         out = np.empty(n, dtype=np.float64)
-        rows = min(n, PREDICT_BATCH_ROWS)
-        # Buffers reused from chunk to chunk: no fresh pages to fault in per chunk.
-        features = np.empty((rows, self.arch.n_features), dtype=np.float64)
-        buffers = [np.empty((rows, size)) for size in (*self.arch.hidden, 1)]
-        members = self.arch.n_members
-        logits = np.empty((members, rows), dtype=np.float64)
-        # A batchnorm layer works in place: each member then gets its own copy.
-        scratch = np.empty_like(features) if members > 1 and self.arch.batchnorm else None
+        rows = max(1, min(n, PREDICT_BATCH_ROWS))
+        starts = list(range(0, n, rows))
+        work = rows * self.n_weights
+        threads = prediction_threads(len(starts), work)
         # IEEE semantics without warnings, as torch computes: values far beyond the
         # training range may overflow to inf (the caller is warned about them apart).
-        with blas_threads(rows * self.n_weights), np.errstate(over="ignore", invalid="ignore"):
-            for start in range(0, n, PREDICT_BATCH_ROWS):
-                stop = min(start + PREDICT_BATCH_ROWS, n)
+        with blas_threads(work if threads == 1 else MIN_THREADED_WORK):
+            if threads == 1:
+                self._chunks(x_num, x_cat, out, starts, rows)
+                return out
+            cut = np.linspace(0, len(starts), threads + 1).round().astype(int)
+            with ThreadPoolExecutor(threads, thread_name_prefix="steadyclf-predict") as pool:
+                parts = [
+                    pool.submit(self._chunks, x_num, x_cat, out, starts[a:b], rows)
+                    for a, b in itertools.pairwise(cut.tolist())
+                ]
+                for part in parts:
+                    part.result()
+        return out
+
+    def _chunks(
+        self,
+        x_num: NDArray[np.floating],
+        x_cat: NDArray[np.int64],
+        out: NDArray[np.float64],
+        starts: list[int],
+        rows: int,
+    ) -> None:
+        """Logits of the chunks starting at ``starts`` into ``out`` (one thread)."""
+        arch, weights, n = self.arch, self.weights, x_num.shape[0]
+        members = arch.n_members
+        # Buffers reused from chunk to chunk: no fresh pages to fault in per chunk.
+        stacked = StackedMembers.of(arch, weights) if stackable(arch) else None
+        # Stacked members: a last column of ones, for their first layers' biases.
+        extended = np.ones((rows, arch.n_features + (stacked is not None)), dtype=np.float64)
+        features = extended[:, : arch.n_features]
+        widths = (*arch.hidden, 1) if stacked is None else [members * w for w in arch.hidden]
+        buffers = [np.empty((rows, size)) for size in widths]
+        logits = np.empty((members, rows), dtype=np.float64)
+        # A batchnorm layer works in place: each member then gets its own copy.
+        scratch = np.empty_like(features) if members > 1 and arch.batchnorm else None
+        with np.errstate(over="ignore", invalid="ignore"):  # per thread: see logits
+            for start in starts:
+                stop = min(start + rows, n)
                 m = stop - start
-                encode(self.arch, self.weights, x_num[start:stop], x_cat[start:stop], features[:m])
+                encode(arch, weights, x_num[start:stop], x_cat[start:stop], features[:m])
                 if members == 1:
-                    out[start:stop] = body(self.arch, self.weights, features[:m], buffers)
+                    out[start:stop] = body(arch, weights, features[:m], buffers)
+                    continue
+                if stacked is not None:
+                    every = members_logits(arch, stacked, extended[:m], buffers, logits)
+                    out[start:stop] = mean_probability_logit(every)
                     continue
                 for k in range(members):
                     h = features[:m]
                     if scratch is not None:
                         h = scratch[:m]
                         np.copyto(h, features[:m])
-                    logits[k, :m] = body(self.arch, self.weights, h, buffers, member=k)
+                    logits[k, :m] = body(arch, weights, h, buffers, member=k)
                 out[start:stop] = mean_probability_logit(logits[:, :m])
-        return out
 
     @property
     def n_weights(self) -> int:
