@@ -17,6 +17,8 @@ from torch import nn
 from steadyclf import BinaryClassifier
 from steadyclf.exceptions import TrainingDivergedError
 from steadyclf.nn.modules import make_body
+from steadyclf.nn.threads import intra_op_threads
+from steadyclf.train import packed as packed_module
 from steadyclf.train.crossfit import cross_fit, stratified_folds
 from steadyclf.train.packed import PackedMembers, cross_fit_packed, packable
 from steadyclf.train.trainer import TrainConfig
@@ -75,6 +77,28 @@ def test_packed_members_train_as_one_by_one_members_do(
             torch.testing.assert_close(p, q, atol=2e-3, rtol=1e-3, msg=name)
     assert [len(h) for h in got.histories] == [len(h) for h in expected.histories]
     assert got.histories[0][0].keys() == expected.histories[0][0].keys()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_how_members_are_grouped_into_packs_changes_no_member(
+    threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Packs are cut by the work of a step (PACK_WORK) and taken by the threads largest
+    # first: one member per pack and all of a network's members in one pack train each
+    # member alike (members do not interact; each steps through its own slices).
+    x, y, folds = _data()
+    config = _config()
+    results = []
+    for pack_work in (1, 1 << 40):
+        monkeypatch.setattr(packed_module, "PACK_WORK", pack_work)
+        with intra_op_threads(threads):
+            [(got, error)] = cross_fit_packed([_bodies(())], x, y, folds, config, DECAYS)
+        assert error is None
+        results.append(got)
+    singles, together = results
+    assert singles.best_epochs == together.best_epochs
+    assert singles.losses == pytest.approx(together.losses, rel=1e-6)
+    np.testing.assert_allclose(singles.oof_logits, together.oof_logits, atol=1e-5)
 
 
 def test_a_stopped_member_keeps_its_best_weights_and_takes_no_more_steps() -> None:

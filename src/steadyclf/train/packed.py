@@ -53,6 +53,9 @@ __all__ = ["PackedMembers", "cross_fit_packed", "packable"]
 #: the rows and embedded columns (8,192 rows x 50 embedded columns x 16 angles x 15
 #: members would otherwise be a 390 MB tensor, with its gradient).
 PACK_ELEMENTS = 1 << 24
+#: Least work (multiply-adds of the members' forward passes) of one step of a pack on the
+#: CPU, where members split into several packs (see cross_fit_packed).
+PACK_WORK = 1 << 26
 #: Adam's defaults (``torch.optim.Adam``), as the members trained one by one use them.
 BETAS = (0.9, 0.999)
 EPS = 1e-8
@@ -345,16 +348,20 @@ def cross_fit_packed(
         else torch.tensor(config.pos_weight, dtype=y.dtype, device=device)
     )
     packs: list[_PackState] = []
-    # On the CPU a pack is one thread (:func:`_run_packs`): fewer networks than threads,
-    # each network's members are split between them (members do not interact, so the
-    # arithmetic of each is the same however they are grouped).
+    # On the CPU the packs share the threads (:func:`_run_packs`); a pack steps its
+    # members one after another, so it holds as few as keep its step's work above
+    # PACK_WORK (below it, the pack's own overhead per step dominates), and a network's
+    # members make at least as many packs as there are threads per network. Members do not
+    # interact: the arithmetic of each is the same however they are grouped.
     share = max(1, torch.get_num_threads() // len(networks))
     for index, bodies in enumerate(networks):
         members = [_Member(index, c, j) for c in range(len(weight_decays)) for j in range(k)]
         width = _widest(bodies[0], n)
         # Only batched products hold every member's activations at once.
         per_pack = (
-            -(-len(members) // share) if device.type == "cpu" else max(1, PACK_ELEMENTS // width)
+            max(1, min(-(-len(members) // share), -(-PACK_WORK // _work(bodies[0], n))))
+            if device.type == "cpu"
+            else max(1, PACK_ELEMENTS // width)
         )
         for start in range(0, len(members), per_pack):
             chunk = members[start : start + per_pack]
@@ -383,9 +390,21 @@ def _run_packs(
         for state in packs:
             train(state)
         return
+    # The largest packs first, each thread taking the next pack when its own is done: how
+    # long a member trains is not known in advance (one may take ten times the epochs of the
+    # others), so packs smaller than a thread's share keep the threads busy to the end.
+    order = sorted(packs, key=lambda state: -len(state.members) * _work(state.pack, 1))
     with intra_op_threads(1), ThreadPoolExecutor(workers) as pool:
-        for future in [pool.submit(train, state) for state in packs]:
+        for future in [pool.submit(train, state) for state in order]:
             future.result()
+
+
+def _work(body: nn.Module | PackedMembers, n: int) -> int:
+    """Multiply-adds of one member's forward pass over ``n`` rows (weights x rows; each
+    periodic embedding counted as its weights too)."""
+    if isinstance(body, PackedMembers):
+        return n * sum(t[0].numel() for t in body.tensors if t.dim() > 2)
+    return n * sum(p.numel() for p in body.parameters() if p.dim() > 1)
 
 
 def _widest(body: nn.Module, n: int) -> int:
@@ -500,7 +519,7 @@ def _train_pack(state: _PackState, run: _Run) -> None:
         for cb in cbs:
             hook(cb, "on_train_begin")(view)
     started = time.perf_counter()
-    work = x.shape[0] * sum(t[0].numel() for t in pack.tensors if t.dim() > 2)
+    work = _work(pack, x.shape[0])
     threads = 1 if work < SINGLE_THREAD_WORK else torch.get_num_threads()
     with intra_op_threads(threads):  # already 1 where packs train side by side
         while True:
