@@ -7,7 +7,7 @@ from torch import nn
 
 from steadyclf.nn import optim as fused
 from steadyclf.nn.optim import make_optimizer
-from steadyclf.nn.step import FusedMLP
+from steadyclf.nn.step import SPARSE_MAX_DENSITY, SPARSE_MIN_INPUTS, FusedMLP, SparseRows
 from steadyclf.train.trainer import TrainConfig, Trainer
 
 
@@ -39,6 +39,44 @@ def test_fused_gradients_match_autograd(activation, pos_weight) -> None:
     torch.testing.assert_close(logits, expected_logits)
     for p, g in zip(net.parameters(), expected, strict=True):
         torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_sparse_rows_give_the_dense_gradients(dtype: torch.dtype) -> None:
+    # Wide one-hot inputs (300 columns, one level of 30 in each of 10 blocks): the first
+    # layer's products in CSR. float64 to rounding; float32 to float32 sums over the rows.
+    g = torch.Generator().manual_seed(0)
+    n, blocks, levels = 200, 10, 30
+    codes = torch.randint(0, levels, (n, blocks), generator=g)
+    x = torch.zeros(n, blocks * levels, dtype=dtype)
+    x.scatter_(1, codes + torch.arange(blocks) * levels, 1.0)
+    y = (codes[:, 0] % 2 == 0).to(dtype)
+    net = nn.Sequential(nn.Linear(x.shape[1], 8), nn.ReLU(), nn.Linear(8, 1)).to(dtype)
+    sparse = SparseRows.of(x)
+    assert sparse is not None
+    dense_pass = FusedMLP.from_module(net)
+    assert dense_pass is not None
+    expected_logits = dense_pass.forward_backward(x, y).clone()
+    expected = [p.grad.clone() for p in net.parameters()]
+    sparse_pass = FusedMLP.from_module(net)
+    assert sparse_pass is not None
+    logits = sparse_pass.forward_backward(sparse, y)
+    tolerance = {"atol": 1e-12, "rtol": 1e-10} if dtype == torch.float64 else {}
+    torch.testing.assert_close(logits, expected_logits, **tolerance)
+    for p, g_dense in zip(net.parameters(), expected, strict=True):
+        assert g_dense.abs().max() > 0
+        torch.testing.assert_close(p.grad, g_dense, **tolerance)
+
+
+def test_only_wide_sparse_rows_go_sparse() -> None:
+    wide = torch.zeros(50, SPARSE_MIN_INPUTS)
+    wide[:, 0] = 1.0
+    assert SparseRows.of(wide) is not None
+    assert SparseRows.of(torch.ones(50, SPARSE_MIN_INPUTS)) is None  # dense
+    assert SparseRows.of(wide[:, : SPARSE_MIN_INPUTS - 1]) is None  # narrow
+    half = torch.zeros(50, SPARSE_MIN_INPUTS)
+    half[:, : int(SPARSE_MAX_DENSITY * SPARSE_MIN_INPUTS) + 1] = 1.0
+    assert SparseRows.of(half) is None
 
 
 def test_fused_pass_overwrites_gradients_instead_of_accumulating() -> None:

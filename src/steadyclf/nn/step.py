@@ -10,17 +10,50 @@ allocated once and reused (the optimizer and the callbacks read them as usual).
 
 Anything else (``BatchNorm1d``, dropout, other layers or activations) is not supported
 here and trains through autograd: :meth:`FusedMLP.from_module` returns ``None``.
+
+Inputs that stay the same from step to step and are mostly zeros (the one-hot blocks of
+many categoricals, or of integer columns read as codes) may come as :class:`SparseRows`:
+the first layer's two products then skip the zeros (CSR matrix products, measured on
+4,657 rows x 852 inputs of density 0.10: 15.6 ms a step's two products dense, 8.9 ms
+sparse; on 74 inputs of density 0.27 sparse is no faster, so narrow inputs stay dense).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["KERNELS", "FusedMLP"]
+__all__ = ["KERNELS", "SPARSE_MAX_DENSITY", "SPARSE_MIN_INPUTS", "FusedMLP", "SparseRows"]
+
+#: Inputs at least this wide, with at most this share of non-zeros, go sparse (see the module).
+SPARSE_MIN_INPUTS = 256
+SPARSE_MAX_DENSITY = 0.15
+
+
+@dataclass(frozen=True)
+class SparseRows:
+    """Fixed input rows as CSR matrices: ``csr`` (rows x inputs) and ``csr_t`` (its
+    transpose), for the first layer's forward and weight-gradient products."""
+
+    csr: torch.Tensor
+    csr_t: torch.Tensor
+
+    @classmethod
+    def of(cls, x: torch.Tensor) -> SparseRows | None:
+        """``x`` as sparse rows when it is wide and sparse enough to gain (on the CPU);
+        ``None`` otherwise."""
+        if x.device.type != "cpu" or x.dim() != 2 or x.shape[1] < SPARSE_MIN_INPUTS:
+            return None
+        if int(torch.count_nonzero(x)) > SPARSE_MAX_DENSITY * x.numel():
+            return None
+        with warnings.catch_warnings():  # torch calls its CSR support beta
+            warnings.simplefilter("ignore", UserWarning)
+            return cls(x.to_sparse_csr(), x.t().contiguous().to_sparse_csr())
+
 
 _Backward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -190,18 +223,20 @@ class FusedMLP:
         return grad.mul_(1.0 / logits.shape[0])
 
     def forward_backward(
-        self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None
+        self, x: torch.Tensor | SparseRows, y: torch.Tensor, w: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Set every parameter's ``.grad`` to the gradient of the mean loss on ``(x, y)``
         (``mean(w * loss)`` with row weights ``w``).
 
         Returns the logits, shape ``(n,)``, computed before any update. No autograd graph
-        is recorded: the weights are used through detached views.
+        is recorded: the weights are used through detached views. ``x`` may be
+        :class:`SparseRows` (the first layer's products then skip its zeros).
         """
         if not self._grads:
             self.prepare()
         weights, biases, grads = self._weights, self._biases, self._grads
-        inputs = [x]
+        sparse = x if isinstance(x, SparseRows) else None
+        inputs = [x.csr if isinstance(x, SparseRows) else x]
         pre_activations: list[torch.Tensor] = []
         # One activation per hidden layer: the output layer is handled after the loop.
         for weight, bias, activation in zip(weights, biases, self.activations, strict=False):
@@ -214,7 +249,10 @@ class FusedMLP:
         )
         for k in range(len(weights) - 1, -1, -1):
             weight_grad, bias_grad = grads[k]
-            torch.mm(grad.t(), inputs[k], out=weight_grad)
+            if k == 0 and sparse is not None:
+                weight_grad.copy_(torch.mm(sparse.csr_t, grad).t())
+            else:
+                torch.mm(grad.t(), inputs[k], out=weight_grad)
             torch.sum(grad, 0, out=bias_grad)
             if k == 0:
                 break

@@ -41,7 +41,7 @@ from torch.nn import functional
 from ..exceptions import TrainingDivergedError
 from ..nn.modules import PeriodicEmbedding
 from ..nn.spec import SINGLE_THREAD_WORK
-from ..nn.step import FusedMLP
+from ..nn.step import FusedMLP, SparseRows
 from ..nn.threads import intra_op_threads
 from .crossfit import CrossFit
 from .trainer import Callback, EpochRecord, TrainConfig, hook, overrides
@@ -145,6 +145,7 @@ class PackedMembers:
         row_weights: torch.Tensor,
         members: Sequence[int],
         pos_weight: float | None,
+        sparse: SparseRows | None = None,
     ) -> torch.Tensor:
         """Logits ``(len(members), n)`` of ``x``, and in each member's ``.grad`` slice the
         gradient of ``mean(row_weights[j] * loss)`` over the ``n`` rows (member
@@ -152,7 +153,8 @@ class PackedMembers:
 
         Plain MLPs on the CPU take the hand-written pass of
         :class:`~steadyclf.nn.step.FusedMLP` member by member (no autograd, as a lone
-        member trains); other layouts go through autograd (see :meth:`forward`).
+        member trains), reading ``sparse`` (``x`` as CSR matrices) when given; other
+        layouts go through autograd (see :meth:`forward`).
         """
         for t in self.tensors:
             if t.grad is None:
@@ -161,7 +163,9 @@ class PackedMembers:
         if fused is not None:
             out = torch.empty(len(members), x.shape[0], dtype=x.dtype, device=x.device)
             for row, i in enumerate(members):
-                out[row] = fused[i].forward_backward(x, y, row_weights[row])
+                out[row] = fused[i].forward_backward(
+                    x if sparse is None else sparse, y, row_weights[row]
+                )
             return out
         for t in self.tensors:
             assert t.grad is not None
@@ -203,14 +207,19 @@ class PackedMembers:
 
     def _forward_one(self, x: torch.Tensor, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         parts = iter(tensors)
-        h = x
         if self.periodic is not None:
             frequency, weight, bias = next(parts), next(parts), next(parts)
             z = (2 * math.pi) * x[:, self.periodic].unsqueeze(-1) * frequency  # (n, c, k)
             p = torch.cat([torch.cos(z), torch.sin(z)], dim=-1)  # (n, c, 2k)
             e = torch.relu(torch.matmul(p.transpose(0, 1), weight) + bias.unsqueeze(1))
-            h = torch.cat([x, e.transpose(0, 1).reshape(x.shape[0], -1)], dim=1)
-        h = functional.linear(h, next(parts), next(parts))
+            e = e.transpose(0, 1).reshape(x.shape[0], -1)
+            # The first layer of [x, e] as two products, not one of their concatenation:
+            # no copy of the (fixed) inputs per step, and no gradient computed for them
+            # (measured on 4,657 rows x 852 inputs: 37 ms -> 23 ms forward and backward).
+            w, b, width = next(parts), next(parts), x.shape[1]
+            h = functional.linear(x, w[:, :width], b) + functional.linear(e, w[:, width:])
+        else:
+            h = functional.linear(x, next(parts), next(parts))
         for activation in self.activations:
             h = functional.linear(activation(h), next(parts), next(parts))
         return h.squeeze(-1)
@@ -521,6 +530,8 @@ def _train_pack(state: _PackState, run: _Run) -> None:
     started = time.perf_counter()
     work = _work(pack, x.shape[0])
     threads = 1 if work < SINGLE_THREAD_WORK else torch.get_num_threads()
+    # Wide one-hot inputs of plain members: the first layer's products skip the zeros.
+    sparse = SparseRows.of(x) if pack.periodic is None and not pack.batched else None
     with intra_op_threads(threads):  # already 1 where packs train side by side
         while True:
             live = [i for i in range(count) if not stopped[i]]
@@ -530,7 +541,7 @@ def _train_pack(state: _PackState, run: _Run) -> None:
             # Each member's step minimises the mean of w * loss over its training rows
             # (weighted_loss of its batch): over all n rows, weights scaled by n / n_train.
             logits = pack.forward_backward(
-                x, y, state.scaled[index], live, config.pos_weight
+                x, y, state.scaled[index], live, config.pos_weight, sparse
             )  # (len(live), n), and every live member's gradient
             with torch.no_grad():
                 z = logits
