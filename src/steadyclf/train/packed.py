@@ -118,6 +118,7 @@ class PackedMembers:
         #: ``None``: batched matmuls on a GPU, member by member on the CPU (see forward).
         self.batched: bool | None = None
         self._fused_members: list[FusedMLP] | None = None
+        self._turns_of: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor, members: Sequence[int]) -> torch.Tensor:
         """Logits ``(len(members), n)`` of float32 features ``x`` ``(n, width)``.
@@ -209,10 +210,12 @@ class PackedMembers:
         parts = iter(tensors)
         if self.periodic is not None:
             frequency, weight, bias = next(parts), next(parts), next(parts)
-            z = (2 * math.pi) * x[:, self.periodic].unsqueeze(-1) * frequency  # (n, c, k)
-            p = torch.cat([torch.cos(z), torch.sin(z)], dim=-1)  # (n, c, 2k)
-            e = torch.relu(torch.matmul(p.transpose(0, 1), weight) + bias.unsqueeze(1))
-            e = e.transpose(0, 1).reshape(x.shape[0], -1)
+            # Column-major angles (c, n, k): the embedding's products take them as they
+            # are, with no copy into that layout per step (5-30 % of a step measured).
+            z = self._turns(x) * frequency.unsqueeze(1)  # (c, n, k)
+            p = torch.cat([torch.cos(z), torch.sin(z)], dim=-1)  # (c, n, 2k)
+            e = torch.relu(torch.baddbmm(bias.unsqueeze(1), p, weight))  # (c, n, e)
+            e = e.permute(1, 0, 2).reshape(x.shape[0], -1)
             # The first layer of [x, e] as two products, not one of their concatenation:
             # no copy of the (fixed) inputs per step, and no gradient computed for them
             # (measured on 4,657 rows x 852 inputs: 37 ms -> 23 ms forward and backward).
@@ -223,6 +226,16 @@ class PackedMembers:
         for activation in self.activations:
             h = functional.linear(activation(h), next(parts), next(parts))
         return h.squeeze(-1)
+
+    def _turns(self, x: torch.Tensor) -> torch.Tensor:
+        """``2 pi x`` of the embedded columns, shape ``(c, n, 1)``: computed once for the
+        fixed features of a pack's steps, then reused."""
+        assert self.periodic is not None
+        cached = self._turns_of
+        if cached is None or cached[0] is not x:
+            cached = (x, ((2 * math.pi) * x[:, self.periodic]).T.contiguous().unsqueeze(-1))
+            self._turns_of = cached
+        return cached[1]
 
     def _forward_batched(self, x: torch.Tensor, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         parts = iter(tensors)
