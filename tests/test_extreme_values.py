@@ -196,3 +196,18 @@ def test_divergence_never_advises_the_setting_in_use() -> None:
     message = str(caught.value)
     assert "normalize='robust'" in message and "'a'" in message and "1e+306" in message
     assert "normalize='none'" not in message
+
+
+@pytest.mark.parametrize("normalize", ["robust", "standardize"])
+def test_training_values_near_the_float64_limit_of_both_signs_fit(normalize: str) -> None:
+    # The 5-95 % spread (and the range) of a column between -1.6e308 and 1.8e308 is
+    # beyond float64: it is taken as a difference of halves (hypothesis found the overflow).
+    big = np.finfo(np.float64).max
+    x = np.array([0.0, 0.0, big, -0.9 * big] * 10)
+    y = np.array([0, 1, 0, 0] * 10)
+    clf = BinaryClassifier(normalize=normalize, max_epochs=3, random_state=0)
+    with np.errstate(over="raise"):
+        clf.fit(pd.DataFrame({"a": x}), y)
+    scale = clf._network.weights["encoder.normalize.scale"]
+    assert np.isfinite(scale).all() and (scale > 1e307).all()
+    assert np.isfinite(clf.predict_proba(pd.DataFrame({"a": x}))).all()

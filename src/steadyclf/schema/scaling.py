@@ -104,8 +104,10 @@ def numeric_statistics(
     n = len(names)
     center, scale = np.zeros(n), np.ones(n)
     if normalize == "robust" and n:
-        span = np.array([(c.high or 0.0) - (c.low or 0.0) for c in infos]) / 2
-        spread = (found[:, 2] - found[:, 0]) / ROBUST_DIVISOR
+        # Differences of halves: the same numbers (halving is exact), and no overflow
+        # between finite values of opposite signs near the float64 limit.
+        span = np.array([(c.high or 0.0) / 2 - (c.low or 0.0) / 2 for c in infos])
+        spread = (found[:, 2] / 2 - found[:, 0] / 2) / (ROBUST_DIVISOR / 2)
         center = median
         scale = np.where(spread > 0, spread, np.where(span > 0, span, 1.0))
     elif normalize == "standardize" and n:
