@@ -670,14 +670,19 @@ def _adam_step(state: _PackState, active: torch.Tensor) -> None:
     correction1 = 1 - b1**steps
     correction2 = 1 - b2**steps
     rate = state.lr * active / correction1
+    # The per-member numbers in the weights' dtype once per step, not once per tensor.
+    dtype = state.pack.tensors[0].dtype
+    decay, keep_, correction2_, rate_ = (
+        v.to(dtype) for v in (state.decay, active, correction2, rate)
+    )
     for t, (m1, m2) in zip(state.pack.tensors, state.moments, strict=True):
         assert t.grad is not None
-        grad = t.grad + _view(state.decay.to(t.dtype), t) * t
-        keep = _view(active.to(t.dtype), t)
+        grad = t.grad + _view(decay, t) * t
+        keep = _view(keep_, t)
         m1.mul_(1 - (1 - b1) * keep).add_(grad * keep, alpha=1 - b1)
         m2.mul_(1 - (1 - b2) * keep).addcmul_(grad * keep, grad, value=1 - b2)
-        denom = (m2 / _view(correction2.to(t.dtype), t)).sqrt_().add_(EPS)
-        t.addcdiv_(m1 * _view(rate.to(t.dtype), t), denom, value=-1.0)
+        denom = (m2 / _view(correction2_, t)).sqrt_().add_(EPS)
+        t.addcdiv_(m1 * _view(rate_, t), denom, value=-1.0)
 
 
 def _plateau(
