@@ -670,10 +670,11 @@ def _adam_step(state: _PackState, active: torch.Tensor) -> None:
     correction1 = 1 - b1**steps
     correction2 = 1 - b2**steps
     rate = state.lr * active / correction1
-    # The per-member numbers in the weights' dtype once per step, not once per tensor.
-    dtype = state.pack.tensors[0].dtype
+    # The per-member numbers (kept on the CPU, float64) on the weights' device and in their
+    # dtype, once per step rather than once per tensor.
+    like = state.pack.tensors[0]
     decay, keep_, correction2_, rate_ = (
-        v.to(dtype) for v in (state.decay, active, correction2, rate)
+        v.to(device=like.device, dtype=like.dtype) for v in (state.decay, active, correction2, rate)
     )
     for t, (m1, m2) in zip(state.pack.tensors, state.moments, strict=True):
         assert t.grad is not None
