@@ -101,6 +101,28 @@ def test_how_members_are_grouped_into_packs_changes_no_member(
     np.testing.assert_allclose(singles.oof_logits, together.oof_logits, atol=1e-5)
 
 
+def test_each_network_may_have_its_own_weight_decays() -> None:
+    # The second stage of a small-data fit trains every reading's embedded network at once,
+    # each with the decay its plain network chose: as if each were cross-fitted alone.
+    x, y, folds = _data()
+    config = _config()
+    together = cross_fit_packed(
+        [_bodies((), seed=1), _bodies((0, 2), seed=2)], x, y, folds, config, [[1e-3], [1e-1]]
+    )
+    alone = [
+        cross_fit_packed([_bodies((), seed=1)], x, y, folds, config, [1e-3])[0],
+        cross_fit_packed([_bodies((0, 2), seed=2)], x, y, folds, config, [1e-1])[0],
+    ]
+    for (got, error), (expected, expected_error) in zip(together, alone, strict=True):
+        assert error is None and expected_error is None
+        assert got.weight_decay == expected.weight_decay
+        assert got.best_epochs == expected.best_epochs
+        np.testing.assert_allclose(got.oof_logits, expected.oof_logits, atol=1e-5)
+    assert [f.weight_decay for f, _ in together] == [1e-3, 1e-1]
+    with pytest.raises(ValueError, match="1 lists of weight decays for 2 networks"):
+        cross_fit_packed([_bodies(()), _bodies(())], x, y, folds, config, [[1e-3]])
+
+
 def test_a_stopped_member_keeps_its_best_weights_and_takes_no_more_steps() -> None:
     x, y, folds = _data(seed=1)
     bodies = _bodies(())

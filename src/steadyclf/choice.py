@@ -292,28 +292,22 @@ def _two_stages(
     first = [k for k in range(len(options)) if chooser[k] == k]
     outcomes: dict[int, tuple[CrossFit, TrainingDivergedError | None]] = {}
 
-    def numbered(indices: list[int], tried: Sequence[float]) -> Any:
-        where = [decays.index(d) for d in tried]
-        return lambda k, member, c: member_callbacks(member, indices[k] * n_decays + where[c])
+    def numbered(indices: list[int], tried: Sequence[Sequence[float]]) -> Any:
+        where = [[decays.index(d) for d in t] for t in tried]
+        return lambda k, member, c: member_callbacks(member, indices[k] * n_decays + where[k][c])
 
+    every = [list(decays)] * len(first)
     stage = _cross_fit(
-        state, [options[k] for k in first], folds, callbacks, numbered(first, decays), decays
+        state, [options[k] for k in first], folds, callbacks, numbered(first, every), every
     )
     outcomes.update(zip(first, stage, strict=True))
     rest = [k for k in range(len(options)) if k not in outcomes]
-    by_decay: dict[float, list[int]] = {}
-    for k in rest:  # the decay its reading's plain network chose
-        by_decay.setdefault(outcomes[chooser[k]][0].weight_decay, []).append(k)
-    for decay, indices in by_decay.items():
+    if rest:  # all at once, each with the decay its reading's plain network chose
+        chosen = [[outcomes[chooser[k]][0].weight_decay] for k in rest]
         stage = _cross_fit(
-            state,
-            [options[k] for k in indices],
-            folds,
-            callbacks,
-            numbered(indices, [decay]),
-            [decay],
+            state, [options[k] for k in rest], folds, callbacks, numbered(rest, chosen), chosen
         )
-        outcomes.update(zip(indices, stage, strict=True))
+        outcomes.update(zip(rest, stage, strict=True))
     return [outcomes[k] for k in range(len(options))]
 
 
@@ -323,12 +317,12 @@ def _cross_fit(
     folds: NDArray[np.int64],
     callbacks: Sequence[Callback],
     numbered: Any,
-    decays: Sequence[float],
+    decays: Sequence[Sequence[float]],
 ) -> list[tuple[CrossFit, TrainingDivergedError | None]]:
-    """The cross-fits of ``options`` with the weight decays ``decays``: packed (all at
-    once) where it can be, else one member after another (a checkpointed run, BatchNorm,
-    another optimizer). ``numbered(k, member, c)`` are the callbacks of a member of
-    ``options[k]`` with ``decays[c]``."""
+    """The cross-fits of ``options``, ``options[k]`` with the weight decays ``decays[k]``:
+    packed (all at once) where it can be, else one member after another (a checkpointed
+    run, BatchNorm, another optimizer). ``numbered(k, member, c)`` are the callbacks of a
+    member of ``options[k]`` with ``decays[k][c]``."""
     batches = state.batches
     assert isinstance(batches, InMemoryBatches)
     config = replace(state.config, callbacks=())
@@ -358,7 +352,7 @@ def _cross_fit(
                 batches.y,
                 folds,
                 config,
-                decays,
+                decays[k],
                 functools.partial(numbered, k),
                 batches.w,
             )

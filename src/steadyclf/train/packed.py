@@ -344,7 +344,7 @@ def cross_fit_packed(
     y: torch.Tensor,
     folds: NDArray[np.int64],
     config: TrainConfig,
-    weight_decays: Sequence[float],
+    weight_decays: Sequence[float] | Sequence[Sequence[float]],
     callbacks: Callable[[int, int, int], Sequence[Callback]] = lambda n, m, c: (),
     w: torch.Tensor | None = None,
 ) -> list[tuple[CrossFit, TrainingDivergedError | None]]:
@@ -356,9 +356,11 @@ def cross_fit_packed(
     stall detector); they see a trainer-like view of it after each of its epochs.
     Returns, per network, its :class:`CrossFit` and the error that ruled out its every
     candidate (``None`` when one finished). ``x`` may be one feature block per network
-    (the same rows encoded another way: columns read as categories too).
+    (the same rows encoded another way: columns read as categories too), and
+    ``weight_decays`` one list per network (each network its own candidates).
     """
     xs = [x] * len(networks) if isinstance(x, torch.Tensor) else list(x)
+    decays_of = _per_network(weight_decays, len(networks))
     device = xs[0].device
     n = int(xs[0].shape[0])
     k = len(networks[0])
@@ -377,7 +379,7 @@ def cross_fit_packed(
     # interact: the arithmetic of each is the same however they are grouped.
     share = max(1, torch.get_num_threads() // len(networks))
     for index, bodies in enumerate(networks):
-        members = [_Member(index, c, j) for c in range(len(weight_decays)) for j in range(k)]
+        members = [_Member(index, c, j) for c in range(len(decays_of[index])) for j in range(k)]
         width = _widest(bodies[0], n)
         # Only batched products hold every member's activations at once.
         per_pack = (
@@ -387,13 +389,26 @@ def cross_fit_packed(
         )
         for start in range(0, len(members), per_pack):
             chunk = members[start : start + per_pack]
-            packs.append(_new_pack(bodies, chunk, folds_t, weight, config, weight_decays))
+            packs.append(_new_pack(bodies, chunk, folds_t, weight, config, decays_of[index]))
     run = _Run(xs, y, pos_weight, config, _watchers(networks, packs, callbacks, config))
     _run_packs(packs, lambda state: _train_pack(state, run), device)
     return [
-        _choose(index, networks[index], packs, run, w, folds, weight_decays)
+        _choose(index, networks[index], packs, run, w, folds, decays_of[index])
         for index in range(len(networks))
     ]
+
+
+def _per_network(
+    weight_decays: Sequence[float] | Sequence[Sequence[float]], n: int
+) -> list[list[float]]:
+    """The weight decays of each of ``n`` networks: one list for all, or one per network."""
+    flat = [float(d) for d in weight_decays if isinstance(d, (int, float))]
+    if len(flat) == len(weight_decays):
+        return [list(flat) for _ in range(n)]
+    lists = [[float(v) for v in d] for d in weight_decays if not isinstance(d, (int, float))]
+    if len(lists) != n:
+        raise ValueError(f"{len(lists)} lists of weight decays for {n} networks")
+    return lists
 
 
 def _run_packs(
