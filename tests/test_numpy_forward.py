@@ -59,7 +59,9 @@ def test_numpy_forward_gives_the_torch_module_s_logits(arch: Architecture) -> No
 
 
 @pytest.mark.parametrize(
-    "arch", [p for p in ARCHITECTURES if p.values[0].n_members > 1], ids=lambda a: str(a)
+    "arch",
+    [p for p in ARCHITECTURES if numpy_forward.stackable(p.values[0])],
+    ids=lambda a: str(a),
 )
 def test_stacked_members_give_each_member_s_logits(
     arch: Architecture, monkeypatch: pytest.MonkeyPatch
@@ -81,6 +83,42 @@ def test_stacked_members_give_each_member_s_logits(
     np.testing.assert_allclose(stacked, one_by_one, **tolerance(arch))
     got = NumpyNetwork(arch, weights).logits(x_num, x_cat)
     np.testing.assert_allclose(got, one_by_one, **tolerance(arch))
+
+
+def test_few_rows_run_the_members_one_by_one_with_the_same_logits() -> None:
+    arch = Architecture(3, 1, (4, 5), (8,), "relu", clip=True, n_members=5)
+    weights = random_weights(arch)
+    x_num, x_cat = raw_inputs(arch, weights, n=numpy_forward.STACK_MIN_ROWS)
+    network = NumpyNetwork(arch, weights)
+    assert network._stacks(len(x_num)) and not network._stacks(1)
+    stacked = network.logits(x_num, x_cat)
+    one_by_one = np.concatenate(
+        [network.logits(x_num[i : i + 1], x_cat[i : i + 1]) for i in range(5)]
+    )
+    np.testing.assert_allclose(one_by_one, stacked[:5], **TOLERANCE)
+
+
+def test_overlapping_predictions_leave_the_blas_threads_as_they_were() -> None:
+    # The BLAS limit is process-wide: predictions in two threads at once (a server) share
+    # one, and whichever ends last restores the count the first found. Here the first to
+    # start ends first (the order that left the process on one thread for good when each
+    # saved and restored its own limit).
+    from threadpoolctl import threadpool_limits
+
+    work = numpy_forward.MIN_THREADED_WORK  # a chunk that takes the limit
+    with threadpool_limits(limits=2, user_api="blas"):
+        first, second = numpy_forward.blas_threads(work), numpy_forward.blas_threads(work)
+        first.__enter__()
+        second.__enter__()
+        # While limited, the count the BLAS would use is still the one it had.
+        assert numpy_forward.blas_thread_count() == 2
+        assert numpy_forward.prediction_threads(chunks=50, work=work) == min(
+            2, len(os.sched_getaffinity(0))
+        )
+        first.__exit__(None, None, None)
+        assert numpy_forward._blas_threads_now() == 1  # the second still computes
+        second.__exit__(None, None, None)
+        assert numpy_forward._blas_threads_now() == 2
 
 
 def test_members_certain_of_the_answer_combine_as_in_log_space() -> None:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -57,11 +58,13 @@ __all__ = [
     "ACTIVATION_FUNCTIONS",
     "BATCHNORM_EPS",
     "PREDICT_BATCH_ROWS",
+    "STACK_MIN_ROWS",
     "NumpyNetwork",
     "StackedMembers",
     "activate",
     "batchnorm",
     "batchnorm_terms",
+    "blas_thread_count",
     "blas_threads",
     "body",
     "body_layers",
@@ -80,6 +83,9 @@ __all__ = [
 
 #: Rows per forward pass: a chunk's activations stay in the CPU cache.
 PREDICT_BATCH_ROWS = 1 << 11
+#: Fewest rows predicted with the members stacked (:class:`StackedMembers`): below, the
+#: copy of their first layers costs more than the one product saves.
+STACK_MIN_ROWS = 1 << 8
 #: Multiply-adds per chunk below which OpenBLAS computes on one thread anyway.
 MIN_THREADED_WORK = 1 << 18
 #: ``torch.nn.BatchNorm1d``'s default ``eps``, which the module uses.
@@ -105,7 +111,7 @@ def blas_threads(work: int) -> Iterator[None]:
     if work >= SINGLE_THREAD_WORK or work < MIN_THREADED_WORK:
         yield
         return
-    with _controller().limit(limits=1, user_api="blas"):
+    with _one_blas_thread():
         yield
 
 
@@ -115,6 +121,45 @@ def _controller() -> Any:
 
         _BLAS.append(ThreadpoolController())
     return _BLAS[0]
+
+
+# The BLAS thread limit is process-wide: predictions running at once in several threads
+# (a server) share one limit, set by the first to need it and restored by the last, so
+# that no caller restores another's limit as the original. While it holds, the BLAS's
+# own count is the one it replaced.
+_LIMIT_LOCK = threading.Lock()
+_LIMIT: dict[str, Any] = {"depth": 0, "limiter": None, "threads": None}
+
+
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    with _LIMIT_LOCK:
+        if _LIMIT["depth"] == 0:
+            _LIMIT["threads"] = _blas_threads_now()
+            _LIMIT["limiter"] = _controller().limit(limits=1, user_api="blas")
+        _LIMIT["depth"] += 1
+    try:
+        yield
+    finally:
+        with _LIMIT_LOCK:
+            _LIMIT["depth"] -= 1
+            if _LIMIT["depth"] == 0:
+                _LIMIT["limiter"].restore_original_limits()
+                _LIMIT["limiter"] = _LIMIT["threads"] = None
+
+
+def _blas_threads_now() -> int:
+    counts = [lib["num_threads"] for lib in _controller().info() if lib["user_api"] == "blas"]
+    return max(counts, default=1)
+
+
+def blas_thread_count() -> int:
+    """The threads the BLAS would use: its own setting, not steadyclf's limit of the moment
+    (:func:`blas_threads`)."""
+    with _LIMIT_LOCK:
+        if _LIMIT["depth"]:
+            return int(_LIMIT["threads"])
+    return _blas_threads_now()
 
 
 def prediction_threads(chunks: int, work: int) -> int:
@@ -127,9 +172,8 @@ def prediction_threads(chunks: int, work: int) -> int:
     """
     if chunks < 2 or work >= SINGLE_THREAD_WORK:
         return 1
-    blas = [lib["num_threads"] for lib in _controller().info() if lib["user_api"] == "blas"]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(chunks, max(blas, default=1), cores or 1))
+    return max(1, min(chunks, blas_thread_count(), cores or 1))
 
 
 # -- activations (keyed by the torch module of nn.spec.ACTIVATIONS) ------------------------------
@@ -530,16 +574,19 @@ class NumpyNetwork:
         starts = list(range(0, n, rows))
         work = rows * self.n_weights
         threads = prediction_threads(len(starts), work)
+        # Stacking copies the members' first layers: worth it over enough rows only (a
+        # one-row prediction of five members x 700 inputs took 13 times as long stacked).
+        stacked = StackedMembers.of(self.arch, self.weights) if self._stacks(n) else None
         # IEEE semantics without warnings, as torch computes: values far beyond the
         # training range may overflow to inf (the caller is warned about them apart).
         with blas_threads(work if threads == 1 else MIN_THREADED_WORK):
             if threads == 1:
-                self._chunks(x_num, x_cat, out, starts, rows)
+                self._chunks(x_num, x_cat, out, starts, rows, stacked)
                 return out
             cut = np.linspace(0, len(starts), threads + 1).round().astype(int)
             with ThreadPoolExecutor(threads, thread_name_prefix="steadyclf-predict") as pool:
                 parts = [
-                    pool.submit(self._chunks, x_num, x_cat, out, starts[a:b], rows)
+                    pool.submit(self._chunks, x_num, x_cat, out, starts[a:b], rows, stacked)
                     for a, b in itertools.pairwise(cut.tolist())
                 ]
                 for part in parts:
@@ -553,12 +600,13 @@ class NumpyNetwork:
         out: NDArray[np.float64],
         starts: list[int],
         rows: int,
+        stacked: StackedMembers | None,
     ) -> None:
-        """Logits of the chunks starting at ``starts`` into ``out`` (one thread)."""
+        """Logits of the chunks starting at ``starts`` into ``out`` (one thread; ``stacked``:
+        the members' layers stacked, or ``None`` to run them one by one)."""
         arch, weights, n = self.arch, self.weights, x_num.shape[0]
         members = arch.n_members
         # Buffers reused from chunk to chunk: no fresh pages to fault in per chunk.
-        stacked = StackedMembers.of(arch, weights) if stackable(arch) else None
         # Stacked members: a last column of ones, for their first layers' biases.
         extended = np.ones((rows, arch.n_features + (stacked is not None)), dtype=np.float64)
         features = extended[:, : arch.n_features]
@@ -586,6 +634,10 @@ class NumpyNetwork:
                         np.copyto(h, features[:m])
                     logits[k, :m] = body(arch, weights, h, buffers, member=k)
                 out[start:stop] = mean_probability_logit(logits[:, :m])
+
+    def _stacks(self, n: int) -> bool:
+        """Whether ``n`` rows are predicted with the members stacked."""
+        return stackable(self.arch) and n >= STACK_MIN_ROWS
 
     @property
     def n_weights(self) -> int:
