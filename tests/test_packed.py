@@ -119,6 +119,11 @@ def test_each_network_may_have_its_own_weight_decays() -> None:
         assert got.best_epochs == expected.best_epochs
         np.testing.assert_allclose(got.oof_logits, expected.oof_logits, atol=1e-5)
     assert [f.weight_decay for f, _ in together] == [1e-3, 1e-1]
+    # NumPy numbers are decays too, not lists of them.
+    [(numpy_decay, _)] = cross_fit_packed(
+        [_bodies((), seed=1)], x, y, folds, config, [np.float32(1e-3)]
+    )
+    assert numpy_decay.weight_decay == pytest.approx(1e-3)
     with pytest.raises(ValueError, match="1 lists of weight decays for 2 networks"):
         cross_fit_packed([_bodies(()), _bodies(())], x, y, folds, config, [[1e-3]])
 

@@ -402,10 +402,12 @@ def _per_network(
     weight_decays: Sequence[float] | Sequence[Sequence[float]], n: int
 ) -> list[list[float]]:
     """The weight decays of each of ``n`` networks: one list for all, or one per network."""
-    flat = [float(d) for d in weight_decays if isinstance(d, (int, float))]
+    flat = [float(d) for d in weight_decays if isinstance(d, (int, float, np.number))]
     if len(flat) == len(weight_decays):
         return [list(flat) for _ in range(n)]
-    lists = [[float(v) for v in d] for d in weight_decays if not isinstance(d, (int, float))]
+    lists = [
+        [float(v) for v in d] for d in weight_decays if not isinstance(d, (int, float, np.number))
+    ]
     if len(lists) != n:
         raise ValueError(f"{len(lists)} lists of weight decays for {n} networks")
     return lists
