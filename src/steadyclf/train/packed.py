@@ -328,6 +328,8 @@ class _Run:
     #: Each diverged member's error, by ``(network, candidate, fold)``: the one reported is
     #: the smallest key's, whichever thread finished first.
     errors: dict[tuple[int, int, int], TrainingDivergedError] = field(default_factory=dict)
+    #: Each network's wide one-hot inputs as CSR (plain layouts on the CPU), made once.
+    sparse: list[SparseRows | None] = field(default_factory=list)
 
 
 def _view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -369,11 +371,9 @@ def cross_fit_packed(
         else torch.tensor(config.pos_weight, dtype=y.dtype, device=device)
     )
     packs: list[_PackState] = []
-    # On the CPU the packs share the threads (:func:`_run_packs`); a pack steps its
-    # members one after another, so it holds as few as keep its step's work above
-    # PACK_WORK (below it, the pack's own overhead per step dominates), and a network's
-    # members make at least as many packs as there are threads per network. Members do not
-    # interact: the arithmetic of each is the same however they are grouped.
+    # On the CPU a pack holds as few members as keep its step's work above PACK_WORK, at
+    # least as many packs per network as threads per network (:func:`_run_packs`); members
+    # do not interact: the arithmetic of each is the same however they are grouped.
     share = max(1, torch.get_num_threads() // len(networks))
     for index, bodies in enumerate(networks):
         members = [_Member(index, c, j) for c in range(len(decays_of[index])) for j in range(k)]
@@ -388,6 +388,8 @@ def cross_fit_packed(
             chunk = members[start : start + per_pack]
             packs.append(_new_pack(bodies, chunk, folds_t, weight, config, decays_of[index]))
     run = _Run(xs, y, pos_weight, config, _watchers(networks, packs, callbacks, config))
+    plain = [not isinstance(next(b[0].children()), PeriodicEmbedding) for b in networks]
+    run.sparse = [SparseRows.of(x) if p else None for p, x in zip(plain, xs, strict=True)]
     _run_packs(packs, lambda state: _train_pack(state, run), device)
     return [
         _choose(index, networks[index], packs, run, w, folds, decays_of[index])
@@ -399,12 +401,11 @@ def _per_network(
     weight_decays: Sequence[float] | Sequence[Sequence[float]], n: int
 ) -> list[list[float]]:
     """The weight decays of each of ``n`` networks: one list for all, or one per network."""
-    flat = [float(d) for d in weight_decays if isinstance(d, (int, float, np.number))]
+    scalar = (int, float, np.number)
+    flat = [float(d) for d in weight_decays if isinstance(d, scalar)]
     if len(flat) == len(weight_decays):
         return [list(flat) for _ in range(n)]
-    lists = [
-        [float(v) for v in d] for d in weight_decays if not isinstance(d, (int, float, np.number))
-    ]
+    lists = [[float(v) for v in d] for d in weight_decays if not isinstance(d, scalar)]
     if len(lists) != n:
         raise ValueError(f"{len(lists)} lists of weight decays for {n} networks")
     return lists
@@ -434,8 +435,7 @@ def _run_packs(
 
 
 def _work(body: nn.Module | PackedMembers, n: int) -> int:
-    """Multiply-adds of one member's forward pass over ``n`` rows (weights x rows; each
-    periodic embedding counted as its weights too)."""
+    """Multiply-adds of one member's forward pass over ``n`` rows (weights x rows)."""
     if isinstance(body, PackedMembers):
         return n * sum(t[0].numel() for t in body.tensors if t.dim() > 2)
     return n * sum(p.numel() for p in body.parameters() if p.dim() > 1)
@@ -555,8 +555,7 @@ def _train_pack(state: _PackState, run: _Run) -> None:
     started = time.perf_counter()
     work = _work(pack, x.shape[0])
     threads = 1 if work < SINGLE_THREAD_WORK else torch.get_num_threads()
-    # Wide one-hot inputs of plain members: the first layer's products skip the zeros.
-    sparse = SparseRows.of(x) if pack.periodic is None and not pack.batched else None
+    sparse = None if pack.batched else run.sparse[state.members[0].network]
     with intra_op_threads(threads):  # already 1 where packs train side by side
         while True:
             live = [i for i in range(count) if not stopped[i]]
