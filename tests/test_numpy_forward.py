@@ -85,6 +85,25 @@ def test_stacked_members_give_each_member_s_logits(
     np.testing.assert_allclose(got, one_by_one, **tolerance(arch))
 
 
+def test_prediction_in_chunks_without_categorical_codes_gives_the_whole_batch_s_logits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Without autograd the module encodes and scores PREDICT_ROWS rows at a time; a
+    # model of numeric columns only may be called without codes (x_cat=None).
+    arch = Architecture(4, 1, (), (8,), "relu", clip=True, n_members=3)
+    weights = random_weights(arch)
+    module = module_from_weights(arch, weights)
+    x_num = torch.from_numpy(raw_inputs(arch, weights, n=300)[0])
+    with torch.enable_grad():
+        whole = module(x_num).detach().numpy()
+    monkeypatch.setattr(modules, "PREDICT_ROWS", 64)
+    with torch.no_grad():
+        chunked = module(x_num).numpy()
+        assert module(x_num[:0]).shape == (0,)
+    assert chunked.shape == (300,) and whole.std() > 0.1
+    np.testing.assert_allclose(chunked, whole, **TOLERANCE)
+
+
 def test_few_rows_run_the_members_one_by_one_with_the_same_logits() -> None:
     arch = Architecture(3, 1, (4, 5), (8,), "relu", clip=True, n_members=5)
     weights = random_weights(arch)
@@ -122,8 +141,9 @@ def test_overlapping_predictions_leave_the_blas_threads_as_they_were() -> None:
 
 
 def test_members_certain_of_the_answer_combine_as_in_log_space() -> None:
-    # The direct formula of mean_probability_logit, and the log-space one it hands
-    # logits beyond +-700 (or NaN) to: both the torch module's numbers.
+    # The direct formula of mean_probability_logit (NumPy's, and torch's without
+    # autograd), and the log-space one it hands logits beyond +-700 (or NaN) to: both
+    # the numbers of torch's log-space form (the one autograd takes).
     rng = np.random.default_rng(0)
     cases = [
         rng.normal(0.0, 3.0, size=(5, 50)),
@@ -133,10 +153,14 @@ def test_members_certain_of_the_answer_combine_as_in_log_space() -> None:
         np.array([[3.0, np.nan], [1.0, 2.0]]),
     ]
     for logits in cases:
-        expected = modules.mean_probability_logit(torch.from_numpy(logits)).numpy()
+        tracked = torch.tensor(logits, requires_grad=True)
+        expected = modules.mean_probability_logit(tracked).detach().numpy()
         with np.errstate(all="ignore"):  # as the forward pass calls it (IEEE semantics)
             got = numpy_forward.mean_probability_logit(logits)
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+        with torch.no_grad():
+            direct = modules.mean_probability_logit(torch.from_numpy(logits)).numpy()
+        np.testing.assert_allclose(direct, expected, rtol=1e-12, atol=1e-12)
 
 
 class _Recording(dict):  # type: ignore[type-arg]

@@ -35,6 +35,7 @@ from torch import nn
 
 from .spec import (
     ACTIVATIONS,
+    DIRECT_LOGIT_LIMIT,
     INPUT_LIMIT,
     PERIODIC_FREQUENCIES,
     PERIODIC_LIMIT,
@@ -427,7 +428,15 @@ class SteadyNet(nn.Module):
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor | None = None) -> torch.Tensor:
         """Logits, shape ``(n,)``, in the dtype of the bodies' weights: with several
-        members, the log odds of their mean probability."""
+        members, the log odds of their mean probability.
+
+        Without autograd, rows are encoded and scored :data:`PREDICT_ROWS` at a time, so
+        that the float64 temporaries of the encoder stay in the processor's caches.
+        """
+        if not torch.is_grad_enabled() and x_num.shape[0] > PREDICT_ROWS:
+            nums = x_num.split(PREDICT_ROWS)
+            cats = [None] * len(nums) if x_cat is None else x_cat.split(PREDICT_ROWS)
+            return torch.cat([self(a, b) for a, b in zip(nums, cats, strict=True)])
         features = self.encoder(x_num, x_cat)
         return self.logits(features.to(self.body[-1].weight.dtype))
 
@@ -479,6 +488,10 @@ class SteadyNet(nn.Module):
                 block[:, count == 0] = mean
 
 
+#: In-place forms of the activations that have one (for tensors nothing else holds).
+_IN_PLACE = {"ReLU": torch.relu_, "Sigmoid": torch.sigmoid_, "Tanh": torch.tanh_}
+
+
 def _members_logits(
     features: torch.Tensor,
     first: torch.Tensor,
@@ -489,13 +502,17 @@ def _members_logits(
     """Logits ``(members, n)`` of plain members whose first layers are stacked in
     ``first`` and ``bias`` (see :meth:`SteadyNet.logits`)."""
     h = nn.functional.linear(features, first, bias)
-    members = len(layers)
-    for depth in range(1, len(layers[0])):
+    members, depths = len(layers), len(layers[0])
+    for depth in range(1, depths):
         assert activation is not None
-        parts = activation(h).chunk(members, dim=1)
+        h = _IN_PLACE.get(type(activation).__name__, activation)(h)  # h is a fresh tensor
+        if depth == depths - 1:  # the logits: one product with the block-diagonal weights
+            weight = torch.block_diag(*[m[depth].weight for m in layers])
+            bias = torch.cat([m[depth].bias for m in layers])
+            return nn.functional.linear(h, weight, bias).T
         outs = [
             nn.functional.linear(p, m[depth].weight, m[depth].bias)
-            for p, m in zip(parts, layers, strict=True)
+            for p, m in zip(h.chunk(members, dim=1), layers, strict=True)
         ]
         h = torch.cat(outs, dim=1)
     return h.T
@@ -505,8 +522,18 @@ def mean_probability_logit(logits: torch.Tensor) -> torch.Tensor:
     """The log odds of the mean of ``sigmoid(logits)`` over the first dimension (members).
 
     Computed in log space (log-sum-exp of log-sigmoids), so that members certain of the
-    answer (logits of +-40) still give a finite, exact result.
+    answer (logits of +-40) still give a finite, exact result. Without autograd, as
+    :func:`steadyclf.nn.numpy_forward.mean_probability_logit` does, in float64: ``log(sum
+    p) - log(sum q)``, ``p = sigmoid(l)``, ``q = exp(-l) p`` (one ``exp`` a value), for
+    logits within +-``DIRECT_LOGIT_LIMIT``.
     """
+    if not logits.requires_grad and logits.numel():
+        wide = logits.to(torch.float64)
+        if bool(wide.abs().max() <= DIRECT_LOGIT_LIMIT):
+            e = torch.exp(-wide)
+            p = (e + 1.0).reciprocal_()
+            e.mul_(p)
+            return (p.sum(dim=0).log_() - e.sum(dim=0).log_()).to(logits.dtype)
     n = math.log(logits.shape[0])
     log_p = torch.logsumexp(nn.functional.logsigmoid(logits), dim=0) - n
     log_q = torch.logsumexp(nn.functional.logsigmoid(-logits), dim=0) - n

@@ -52,7 +52,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .spec import ACTIVATIONS, INPUT_LIMIT, PERIODIC_LIMIT, SINGLE_THREAD_WORK, Architecture
+from .spec import (
+    ACTIVATIONS,
+    DIRECT_LOGIT_LIMIT,
+    INPUT_LIMIT,
+    PERIODIC_LIMIT,
+    SINGLE_THREAD_WORK,
+    Architecture,
+)
 
 __all__ = [
     "ACTIVATION_FUNCTIONS",
@@ -222,8 +229,11 @@ def impute(
     when no column has one).
     """
     median, columns = weights["encoder.impute.median"], weights["encoder.impute.missing_columns"]
-    # A sum is NaN when a term is: one pass, no temporary, for the usual gap-free chunk.
-    missing = np.isnan(values) if np.isnan(values.sum()) else None
+    # A sum is NaN when a term is: one pass, no temporary, for the usual gap-free chunk
+    # (+inf and -inf terms make a NaN too, without warning: isnan then finds nothing).
+    with np.errstate(invalid="ignore", over="ignore"):
+        total = values.sum()
+    missing = np.isnan(values) if np.isnan(total) else None
     if missing is not None:
         np.copyto(values, np.broadcast_to(median, values.shape), where=missing)
     if columns.size == 0:
@@ -299,19 +309,22 @@ def encode(
     x_num: NDArray[np.floating],
     x_cat: NDArray[np.int64],
     out: NDArray[np.float64] | None = None,
+    work: NDArray[np.float64] | None = None,
 ) -> NDArray[np.float64]:
     """The body's input: imputed, standardised values (through float32), indicators, one-hot.
 
     Written into ``out`` (shape ``(n, arch.n_features)``) when given; ``x_num`` and
-    ``x_cat`` are only read (they may be the caller's data).
+    ``x_cat`` are only read (they may be the caller's data). ``work``: a contiguous
+    float64 buffer of at least ``n`` rows and ``arch.n_numeric`` columns to compute the
+    numeric columns in (scaling them in a strided view of ``out`` took twice as long).
     """
     n, k = x_num.shape[0], arch.n_numeric
     features = np.empty((n, arch.n_features)) if out is None else out
-    values = features[:, :k]
+    values = np.empty((n, k)) if work is None else work[:n, :k]
     np.copyto(values, x_num)
     values, indicators = impute(weights, values)
     # The torch encoder hands float32 features to the body, which casts them to float64.
-    np.copyto(values, standardize(weights, values, arch.clip).astype(np.float32))
+    np.copyto(features[:, :k], standardize(weights, values, arch.clip).astype(np.float32))
     width = k
     if indicators is not None:
         features[:, width : width + indicators.shape[1]] = indicators
@@ -511,11 +524,6 @@ def members_logits(
     return logits[:, :m]
 
 
-#: Largest ``|logit|`` of the direct formula of :func:`mean_probability_logit`: below it
-#: ``exp(-logit)`` and its products stay normal float64 numbers.
-DIRECT_LOGIT_LIMIT = 700.0
-
-
 def mean_probability_logit(logits: NDArray[np.float64]) -> NDArray[np.float64]:
     """The log odds of the mean of ``sigmoid(logits)`` over the first axis (members).
 
@@ -610,6 +618,7 @@ class NumpyNetwork:
         # Stacked members: a last column of ones, for their first layers' biases.
         extended = np.ones((rows, arch.n_features + (stacked is not None)), dtype=np.float64)
         features = extended[:, : arch.n_features]
+        work = np.empty((rows, arch.n_numeric))
         widths = (*arch.hidden, 1) if stacked is None else [members * w for w in arch.hidden]
         buffers = [np.empty((rows, size)) for size in widths]
         logits = np.empty((members, rows), dtype=np.float64)
@@ -619,7 +628,7 @@ class NumpyNetwork:
             for start in starts:
                 stop = min(start + rows, n)
                 m = stop - start
-                encode(arch, weights, x_num[start:stop], x_cat[start:stop], features[:m])
+                encode(arch, weights, x_num[start:stop], x_cat[start:stop], features[:m], work)
                 if members == 1:
                     out[start:stop] = body(arch, weights, features[:m], buffers)
                     continue

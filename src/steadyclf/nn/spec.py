@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "ACTIVATIONS",
+    "DIRECT_LOGIT_LIMIT",
     "INPUT_LIMIT",
     "NORMALIZATIONS",
     "PERIODIC_FREQUENCIES",
@@ -32,6 +33,11 @@ __all__ = [
 #: Multiply-adds per operation (rows x weights) below which one thread computes it: more
 #: threads cost more in synchronisation than they save (see :mod:`steadyclf.nn.threads`).
 SINGLE_THREAD_WORK = 1 << 26
+
+#: Largest ``|logit|`` of the direct formula for the members' mean probability (NumPy's
+#: and torch's ``mean_probability_logit``, in float64): below it ``exp(-logit)`` and its
+#: products stay normal float64 numbers.
+DIRECT_LOGIT_LIMIT = 700.0
 
 
 @dataclass(frozen=True)
