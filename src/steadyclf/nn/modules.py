@@ -430,10 +430,11 @@ class SteadyNet(nn.Module):
         """Logits, shape ``(n,)``, in the dtype of the bodies' weights: with several
         members, the log odds of their mean probability.
 
-        Without autograd, rows are encoded and scored :data:`PREDICT_ROWS` at a time, so
-        that the float64 temporaries of the encoder stay in the processor's caches.
+        Without autograd on the CPU, rows are encoded and scored :data:`PREDICT_ROWS` at a
+        time, so that the float64 temporaries of the encoder stay in the processor's caches.
         """
-        if not torch.is_grad_enabled() and x_num.shape[0] > PREDICT_ROWS:
+        cpu = x_num.device.type == "cpu"
+        if cpu and not torch.is_grad_enabled() and x_num.shape[0] > PREDICT_ROWS:
             nums = x_num.split(PREDICT_ROWS)
             cats = [None] * len(nums) if x_cat is None else x_cat.split(PREDICT_ROWS)
             return torch.cat([self(a, b) for a, b in zip(nums, cats, strict=True)])
