@@ -91,3 +91,31 @@ def test_estimator_positive_class() -> None:
     assert clf.score(X, y) > 0.9
     with pytest.raises(ParameterError, match="threshold_metric must be None or one of"):
         BinaryClassifier(threshold_metric="auc").fit(X, y)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_per_column_ranking_metrics_are_scikit_learn_s(weighted: bool) -> None:
+    # selection_bias scores every candidate on every fold without scikit-learn's per-call
+    # checks: the same ROC AUC and average precision, ties, zero and fractional weights
+    # included (only the summation order of equal weights may differ: 1e-12).
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from steadyclf.evaluation import _metrics_by_column
+
+    rng = np.random.default_rng(0)
+    for n, decimals in [(7, 1), (60, 1), (200, 2), (500, 6)]:
+        y = (rng.random(n) < 0.3).astype(np.int64)
+        y[:2] = [0, 1]
+        p = np.round(rng.random((n, 4)), decimals)  # few decimals: many ties
+        p[:, 3] = 0.5  # every score tied
+        w = None
+        if weighted:
+            w = rng.choice([0.0, 0.5, 1.0, 3.25], size=n)
+            w[:2] = 1.0
+        got = _metrics_by_column(y, p, w)
+        for j in range(p.shape[1]):
+            expected_auc = roc_auc_score(y, p[:, j], sample_weight=w)
+            expected_ap = average_precision_score(y, p[:, j], sample_weight=w)
+            assert got["roc_auc"][j] == pytest.approx(expected_auc, rel=0, abs=1e-12)
+            assert got["pr_auc"][j] == pytest.approx(expected_ap, rel=0, abs=1e-12)
+        assert got["roc_auc"][3] == pytest.approx(0.5)

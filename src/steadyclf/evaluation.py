@@ -155,8 +155,9 @@ def selection_bias(
     for k in np.unique(fold):
         rows = fold == k
         yk, wk = y[rows], None if w is None else w[rows]
-        if not 0 < yk.sum() < yk.size:
-            continue  # one class on this fold: no ranking metric to compare
+        weight = np.ones(yk.size) if wk is None else wk
+        if not (weight[yk == 1].sum() > 0 and weight[yk == 0].sum() > 0):
+            continue  # one class (of positive weight) on this fold: no ranking metric
         for metric, scores in _metrics_by_column(yk, probas[rows], wk).items():
             sign = CORRECTED_METRICS[metric]
             gaps[metric].append(float(np.max(sign * scores) - sign * scores[column]))
@@ -166,22 +167,50 @@ def selection_bias(
 def _metrics_by_column(
     y: NDArray[np.int64], p: NDArray[np.float64], w: NDArray[np.float64] | None
 ) -> dict[str, NDArray[np.float64]]:
-    """Each metric of :data:`CORRECTED_METRICS` for every column of ``p`` at once (one
-    scikit-learn call per metric on the labels as a multilabel indicator: the per-column
-    scores of ``roc_auc_score`` / ``average_precision_score``, without their input checks
-    once per column)."""
+    """Each metric of :data:`CORRECTED_METRICS` for every column of ``p`` at once.
+
+    ROC AUC and average precision as scikit-learn's ``roc_auc_score`` and
+    ``average_precision_score`` compute them (tests/test_evaluation.py compares them within
+    1e-12, ties and weights included): from the weighted true and false positives at each
+    distinct score, one sort a column. scikit-learn's own calls cost 15-20 ms a fold here,
+    almost all of it input checks: 0.1 s of a 0.6 s small-data fit.
+    """
     labels = np.repeat(y[:, None], p.shape[1], axis=1)
     eps = np.finfo(np.float64).eps
     clipped = np.clip(p, eps, 1 - eps)
     losses = -(labels * np.log(clipped) + (1 - labels) * np.log1p(-clipped))
+    roc_auc, pr_auc = _ranking_by_column(y, p, w)
     return {
-        "roc_auc": np.asarray(metrics.roc_auc_score(labels, p, average=None, sample_weight=w)),
-        "pr_auc": np.asarray(
-            metrics.average_precision_score(labels, p, average=None, sample_weight=w)
-        ),
+        "roc_auc": roc_auc,
+        "pr_auc": pr_auc,
         "log_loss": np.average(losses, axis=0, weights=w),
         "brier": np.average((p - labels) ** 2, axis=0, weights=w),
     }
+
+
+def _ranking_by_column(
+    y: NDArray[np.int64], p: NDArray[np.float64], w: NDArray[np.float64] | None
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """ROC AUC and average precision of every column of ``p`` (both classes must have
+    weight): scikit-learn's binary curve (rows of zero weight dropped, rows sorted by
+    decreasing score, cumulative weights of positives and negatives at the last row of
+    each distinct score), the ROC's trapezoids and the precision-recall steps."""
+    weight = np.ones(y.size) if w is None else np.asarray(w, dtype=np.float64)
+    kept = weight != 0
+    y, p, weight = y[kept], p[kept], weight[kept]
+    positive, negative = weight * y, weight * (1 - y)
+    roc_auc, pr_auc = np.empty(p.shape[1]), np.empty(p.shape[1])
+    for j in range(p.shape[1]):
+        order = np.argsort(p[:, j], kind="mergesort")[::-1]
+        score = p[order, j]
+        last = np.r_[np.flatnonzero(np.diff(score)), score.size - 1]
+        tps = np.cumsum(positive[order])[last]
+        fps = np.cumsum(negative[order])[last]
+        tpr, fpr = np.r_[0.0, tps] / tps[-1], np.r_[0.0, fps] / fps[-1]
+        roc_auc[j] = np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2
+        precision = np.divide(tps, tps + fps, out=np.zeros_like(tps), where=tps + fps != 0)
+        pr_auc[j] = np.sum(np.diff(tpr) * precision)
+    return roc_auc, pr_auc
 
 
 def correct_for_selection(report: dict[str, Any], bias: Mapping[str, float]) -> dict[str, Any]:
