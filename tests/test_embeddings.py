@@ -86,24 +86,26 @@ def test_the_folds_choose_no_embeddings_where_they_do_not_pay() -> None:
     assert bias[0]["selection_bias"]["log_loss"] >= bias[1]["selection_bias"]["log_loss"]
 
 
-def test_auto_leaves_larger_data_and_unscaled_inputs_alone(
+def test_auto_races_embeddings_on_held_out_data_up_to_a_size(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     X, y = _waves(600, seed=3)
-    # Mini-batches (not the small-data mode): the fused step, no embeddings.
-    batched = BinaryClassifier(random_state=0, batch_size=128, max_epochs=2).fit(X, y)
-    assert not batched.plan_["small_data"] and batched.numeric_embedding_ == "none"
-    raced_first = batched.data_.get("race", {}).get("validation_loss", {})  # codes only
-    assert batched.module_.arch.periodic == () and "periodic" not in raced_first
-    # With RACE_EMBEDDINGS, both networks race their first epochs on the held-out rows
-    # and the one of lower validation loss goes on.
-    monkeypatch.setattr(policy, "RACE_EMBEDDINGS", True)
+    # Mini-batches (not the small-data mode), up to RACE_EMBEDDINGS_MAX_ROWS training
+    # rows: both networks race their first epochs on the held-out rows and the one of
+    # lower validation loss goes on.
     raced = BinaryClassifier(random_state=0, batch_size=128, max_epochs=2).fit(X, y)
+    assert not raced.plan_["small_data"]
     assert list(raced.plan_["numeric_embeddings"]) == ["none", "periodic"]
     losses = raced.data_["race"]["validation_loss"]
     assert {"none", "periodic"} <= set(losses)  # (+codes: the other reading)
     assert raced.numeric_embedding_ == min(losses, key=losses.__getitem__).split("+")[0]
     assert bool(raced.module_.arch.periodic) == (raced.numeric_embedding_ == "periodic")
+    # Above the limit: the plain network (the fused step), no embeddings raced.
+    monkeypatch.setattr(policy, "RACE_EMBEDDINGS_MAX_ROWS", raced.plan_["n_train"] - 1)
+    batched = BinaryClassifier(random_state=0, batch_size=128, max_epochs=2).fit(X, y)
+    assert not batched.plan_["small_data"] and batched.numeric_embedding_ == "none"
+    raced_first = batched.data_.get("race", {}).get("validation_loss", {})  # codes only
+    assert batched.module_.arch.periodic == () and "periodic" not in raced_first
     # 'batchnorm' scales inside the network: 'auto' resolves to none, without an error.
     bn = BinaryClassifier(random_state=0, normalize="batchnorm", max_epochs=2).fit(X, y)
     assert bn.numeric_embedding_ == "none" and bn.module_.arch.periodic == ()

@@ -224,7 +224,10 @@ def test_refresh_checksum_re_signs_a_deliberate_edit(tmp_path: Path, saved_model
 def saved_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     frame = _table(300)
     directory = tmp_path_factory.mktemp("checkpoint")
-    clf = BinaryClassifier(random_state=0, max_epochs=6, hidden=(8,), batch_size=64)
+    # One network (no race of embeddings): its checkpoint.json at the top of the folder.
+    clf = BinaryClassifier(
+        random_state=0, max_epochs=6, hidden=(8,), batch_size=64, numeric_embedding="none"
+    )
     clf.fit(frame[["a", "b", "c"]], frame["y"], callbacks=[Checkpoint(directory), _StopAt(2)])
     assert read_checkpoint(directory).epoch == 2
     return directory
@@ -261,9 +264,9 @@ def test_one_edited_byte_of_checkpoint_json_is_refused(
     frame = _table(300)
     resume = Checkpoint(directory, resume=True)
     with pytest.raises(ModelFileError, match=r"checkpoint\.json"):
-        BinaryClassifier(random_state=0, max_epochs=6, hidden=(8,), batch_size=64).fit(
-            frame[["a", "b", "c"]], frame["y"], callbacks=[resume]
-        )
+        BinaryClassifier(
+            random_state=0, max_epochs=6, hidden=(8,), batch_size=64, numeric_embedding="none"
+        ).fit(frame[["a", "b", "c"]], frame["y"], callbacks=[resume])
 
 
 # -- 3. a model directory is replaced in one step ----------------------------------------------

@@ -61,7 +61,8 @@ DEVICES = ("auto", "cpu", "cuda")
 CALIBRATIONS = ("auto", "none", "temperature", "platt")
 #: How numeric inputs enter the network (``steadyclf.nn.modules.PeriodicEmbedding``):
 #: ``'auto'`` tries both where members are cross-fitted (small data) and keeps the one of
-#: lower out-of-fold log loss; elsewhere it is ``'none'`` (:func:`numeric_embeddings_for`).
+#: lower out-of-fold log loss; on held-out data up to :data:`RACE_EMBEDDINGS_MAX_ROWS`
+#: training rows both race; elsewhere it is ``'none'`` (:func:`numeric_embeddings_for`).
 NUMERIC_EMBEDDINGS = ("auto", "none", "periodic")
 #: Numeric inputs with at least this many distinct training values (continuous ones) get
 #: periodic embeddings; coded columns (flags, counts, ratings) go in as they are. Fixed
@@ -69,14 +70,17 @@ NUMERIC_EMBEDDINGS = ("auto", "none", "periodic")
 #: noisy ones (benchmarks/variants.py; results/variants-plr.md). The summary counts up to
 #: ``steadyclf.schema.summary.MAX_COUNTED_VALUES``, at least this many (tested).
 EMBEDDED_MIN_VALUES = 16
-#: With held-out rows, whether ``numeric_embedding='auto'`` races the networks with and
-#: without embeddings (:mod:`steadyclf.train.race`). Off: on the 800,000-row benchmark the
-#: race kept the embeddings (test AUC 0.9949 against 0.9948 without) and the fit took
-#: 250 s against LightGBM's 19 s (make bench, loaded machine): periodic embeddings train
-#: through autograd, not the fused step, and predict ~10x slower. Larger data therefore
-#: keeps the plain network unless ``numeric_embedding='periodic'``; the race still
-#: chooses the reading of integer codes (``integer_codes``).
-RACE_EMBEDDINGS = False
+#: With held-out rows, ``numeric_embedding='auto'`` races the networks with and without
+#: periodic embeddings (:mod:`steadyclf.train.race`) up to this many training rows, and
+#: keeps the plain network above. Embedded networks train through autograd, not the fused
+#: step, and predict ~10x slower: on the 800,000-row speed benchmark the race kept them
+#: (test AUC 0.9949 against 0.9948) and the fit took 250 s against LightGBM's 19 s
+#: (``make bench``), while on the four development tables between 8,192 and 2**18
+#: training rows the race added ROC AUC at two to three times a plain fit's seconds
+#: (benchmarks/README.md: the limit sits between those tables and the speed benchmark).
+#: 0 turns the race of embeddings off; the race still chooses the reading of integer
+#: codes (``integer_codes``).
+RACE_EMBEDDINGS_MAX_ROWS = 1 << 18
 #: Whether numeric columns of integer codes (an hour, a month, an id) are read as
 #: categories too (``steadyclf.schema.roles.code_candidates`` says which may be):
 #: ``'category'`` reads every candidate so; ``'none'`` none; ``'auto'`` tries both readings
@@ -371,7 +375,7 @@ def resolve(
         )
     else:
         decays = (float(params["weight_decay"]),)
-    embeddings = numeric_embeddings_for(params, folds, small=small)
+    embeddings = numeric_embeddings_for(params, folds, small=small, n_train=n_train)
     if numeric_infos is not None and not embedded_inputs(numeric_infos, "periodic"):
         embeddings = ("none",)  # no continuous input to embed
     codes = integer_codes_for(params, code_columns, folds=folds, small=small)
@@ -402,15 +406,16 @@ def resolve(
 
 
 def numeric_embeddings_for(
-    params: Mapping[str, Any], folds: int, *, small: bool = True
+    params: Mapping[str, Any], folds: int, *, small: bool = True, n_train: int = 0
 ) -> tuple[str, ...]:
     """The ``numeric_embedding`` candidates of a fit. ``'auto'``: with cross-fitted members
     (small data), with and without periodic embeddings, the one of lower out-of-fold log
     loss kept, as the weight decay is (development tables: +0.0013 mean ROC AUC on the 14
     small ones, against +0.0010 for embeddings always and a loss on hmda they avoid;
     results/variants-plr-continuous.md and benchmarks/README.md). On larger data
-    (held-out rows) none, unless :data:`RACE_EMBEDDINGS` lets both race their first epochs
-    (:mod:`steadyclf.train.race`; without embeddings first). Small data that cannot
+    (held-out rows), up to :data:`RACE_EMBEDDINGS_MAX_ROWS` training rows (``n_train``),
+    both race their first epochs (:mod:`steadyclf.train.race`; without embeddings first);
+    above, none. Small data that cannot
     cross-fit (a class too small for the folds, or ``torchrun``) has nothing to choose
     with: none."""
     embedding = str(params.get("numeric_embedding", "none"))
@@ -420,7 +425,8 @@ def numeric_embeddings_for(
         return ("none",)
     if folds > 1:
         return ("periodic", "none")
-    return ("none",) if small or not RACE_EMBEDDINGS else ("none", "periodic")
+    raced = not small and n_train <= RACE_EMBEDDINGS_MAX_ROWS
+    return ("none", "periodic") if raced else ("none",)
 
 
 def integer_codes_for(
