@@ -43,9 +43,15 @@ def _frame(n: int = 160, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"x": x, "city": city, "y": np.where(x > 50, "yes", "no")})
 
 
-#: One model with a hold-out: its checkpoint is a single top-level directory (small data
-#: otherwise cross-fits members, each checkpointed in its own part-* subdirectory).
-SINGLE_MODEL: dict[str, Any] = {"random_state": 0, "max_epochs": 5, "validation_fraction": 0.1}
+#: One model with a hold-out and no race of embeddings: its checkpoint is a single
+#: top-level directory (small data otherwise cross-fits members, and a race keeps each
+#: candidate, each in its own part-* subdirectory).
+SINGLE_MODEL: dict[str, Any] = {
+    "random_state": 0,
+    "max_epochs": 5,
+    "validation_fraction": 0.1,
+    "numeric_embedding": "none",
+}
 
 
 @pytest.fixture(scope="module")
