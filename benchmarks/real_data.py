@@ -335,6 +335,12 @@ ABLATIONS = {
         "held-out data keeps the plain network (no race of the networks with and without "
         "periodic embeddings up to 2**18 training rows)",
     ),
+    "large-data-members": (
+        "steadyclf.policy",
+        "LARGE_DATA_MEMBERS",
+        1,
+        "held-out data trains one network (no ensemble of 4 members up to 2**17 training rows)",
+    ),
 }
 
 

@@ -7,6 +7,7 @@ from steadyclf import BinaryClassifier, DataError, NotFittedError, ParameterErro
 from steadyclf.datasets import heart_rate
 from steadyclf.estimator import SKLEARN_EXPECTED_FAILED_CHECKS
 from steadyclf.exceptions import UnseenLevelsWarning
+from steadyclf.policy import LARGE_DATA_MEMBERS
 
 
 @parametrize_with_checks(
@@ -87,11 +88,12 @@ def test_small_data_cross_fits_members_and_chooses_the_weight_decay() -> None:
 @pytest.mark.parametrize(
     ("params", "fraction", "decay", "members"),
     [
-        ({"threshold_metric": "f1"}, 0.1, 0.0, 1),  # the threshold is tuned on held-out rows
-        ({"validation_fraction": 0.2}, 0.2, 0.0, 1),
+        # The threshold is tuned on held-out rows, which stop an ensemble of members.
+        ({"threshold_metric": "f1"}, 0.1, 0.0, LARGE_DATA_MEMBERS),
+        ({"validation_fraction": 0.2}, 0.2, 0.0, LARGE_DATA_MEMBERS),
         ({"weight_decay": 1e-3}, 0.0, 1e-3, 5),  # cross-fitted, the decay given
         ({"early_stopping": False}, 0.0, 0.0, 1),  # plain training: nothing added
-        ({"batch_size": 64}, 0.1, 0.0, 1),  # mini-batches
+        ({"batch_size": 64}, 0.1, 0.0, LARGE_DATA_MEMBERS),  # mini-batches
     ],
 )
 def test_auto_holdout_and_weight_decay(

@@ -11,7 +11,7 @@ import safetensors.torch
 import torch
 
 import steadyclf
-from steadyclf import BinaryClassifier, ModelFileError, NotFittedError
+from steadyclf import BinaryClassifier, ModelFileError, NotFittedError, policy
 from steadyclf.persistence import (
     FORMAT_VERSION,
     INDEX_FILE,
@@ -258,10 +258,12 @@ def test_future_format_version(model_dir: Path) -> None:
 
 
 def test_version_1_model_files_still_load(
-    tmp_path: Path, fitted: tuple[BinaryClassifier, pd.DataFrame]
+    tmp_path: Path, fitted: tuple[BinaryClassifier, pd.DataFrame], monkeypatch
 ) -> None:
     X, y = _mixed()
-    one_body = {"validation_fraction": 0.1}  # version 1 knew no cross-fitted members
+    # Version 1 knew no members, cross-fitted or trained together on a hold-out.
+    monkeypatch.setattr(policy, "LARGE_DATA_MEMBERS", 1)
+    one_body = {"validation_fraction": 0.1}
     clf = BinaryClassifier(normalize="standardize", max_epochs=5, random_state=0, **one_body)
     clf.fit(X, y)
     model_dir = clf.save(tmp_path / "model")

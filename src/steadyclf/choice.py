@@ -386,7 +386,7 @@ def race_networks(state: FitState, callbacks: Sequence[Callback]) -> Trainer | N
 
     epochs = race_epochs(plan.n_train, state.config.max_epochs)
     runs = [
-        (o.network.body, o.reading.batches, o.reading.valid, watched(o, 0, i))
+        (o.network.trainable(), o.reading.batches, o.reading.valid, watched(o, 0, i))
         for i, o in enumerate(options)
     ]
     result = race(runs, replace(state.config, callbacks=()), state.context, epochs)
@@ -404,4 +404,4 @@ def race_networks(state: FitState, callbacks: Sequence[Callback]) -> Trainer | N
     config = replace(state.config, callbacks=(ContinueFrom(result.state), stall, *own))
     if result.stopped:  # a callback ended training: the winner so far, no further epochs
         config = replace(config, max_epochs=int(result.state["epoch"]))
-    return Trainer(chosen.network.body, config, state.context)
+    return Trainer(chosen.network.trainable(), config, state.context)

@@ -327,7 +327,7 @@ def _build_module(state: FitState, embedding: str) -> SteadyNet:
         activation=params["activation"],
         batchnorm=params["normalize"] == "batchnorm",
         clip=params["normalize"] == "robust",
-        n_members=state.plan.folds,
+        n_members=state.plan.members,
         periodic=embedded_inputs(encoder.numeric_infos, embedding),
     )
     check_model_size(arch)
@@ -417,7 +417,7 @@ def _train(state: FitState, callbacks: Sequence[Callback]) -> Trained:
     if plan.folds > 1:
         return fit_members(state, callbacks)
     trainer = race_networks(state, callbacks) or Trainer(
-        state.module.body, state.config, state.context
+        state.module.trainable(), state.config, state.context
     )
     try:
         trainer.fit(state.batches, state.valid)

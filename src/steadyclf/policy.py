@@ -119,6 +119,17 @@ SMALL_DATA_WEIGHT_DECAY = 1e-2
 #: the weight decay is chosen among SMALL_DATA_WEIGHT_DECAYS by out-of-fold log loss.
 SMALL_DATA_FOLDS = 5
 SMALL_DATA_WEIGHT_DECAYS = (1e-3, 1e-2, 1e-1)
+#: Where rows are held out (larger data, or a hold-out asked for on small data) the
+#: network is this many members trained together on the same batches, each from its own
+#: initial weights, averaged in probability (``steadyclf.nn.modules.Members``): the
+#: ensemble small data gets from its folds, up to :data:`MEMBERS_MAX_ROWS` training rows.
+#: Each member costs about one network's steps, while the variance an average removes
+#: shrinks as rows grow: on the development tables (fold 0) four members added 0.0013,
+#: 0.0045 and 0.0056 ROC AUC at 29,000-80,000 training rows, nothing at 204,000 (fertility),
+#: for 2.7-5x the fit (benchmarks/README.md). Above the limit one network, as the
+#: 800,000-row speed benchmark needs to stay as fast as LightGBM.
+LARGE_DATA_MEMBERS = 4
+MEMBERS_MAX_ROWS = 1 << 17
 #: Early stopping and the ``'plateau'`` schedule judge the validation loss at the end of
 #: each epoch and, on more training rows than this, also inside it, about every this many
 #: rows: ``patience`` counts these checks. An epoch of 720,000 rows is 352 steps of 2048;
@@ -254,6 +265,7 @@ class Plan:
     ``check_every`` is the number of steps between validation checks inside an epoch
     (``None``: at the end of each epoch only; see :func:`check_interval`).
     ``class_weight`` is the loss weight of class 0 and of class 1 (``None``: none).
+    ``members`` is the number of bodies of the network (:func:`members_for`).
     ``numeric_embedding`` is ``'none'`` or ``'periodic'``, chosen among
     ``numeric_embeddings`` by out-of-fold log loss when there are two (``'auto'``).
 
@@ -281,6 +293,7 @@ class Plan:
     integer_codes: str = "none"
     integer_codes_candidates: tuple[str, ...] = ("none",)
     code_columns: tuple[str, ...] = ()
+    members: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -402,7 +415,17 @@ def resolve(
         integer_codes=codes[0],
         integer_codes_candidates=codes,
         code_columns=tuple(code_columns) if codes != ("none",) else (),
+        members=members_for(folds, fraction, n_train),
     )
+
+
+def members_for(folds: int, fraction: float, n_train: int) -> int:
+    """Bodies of the network: the cross-fitted folds, or with held-out rows (to stop the
+    ensemble on) :data:`LARGE_DATA_MEMBERS` up to :data:`MEMBERS_MAX_ROWS` training rows;
+    else one."""
+    if folds > 1:
+        return folds
+    return LARGE_DATA_MEMBERS if fraction > 0 and n_train <= MEMBERS_MAX_ROWS else 1
 
 
 def numeric_embeddings_for(

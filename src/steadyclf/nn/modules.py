@@ -49,11 +49,13 @@ from .threads import intra_op_threads
 __all__ = [
     "Impute",
     "InputEncoder",
+    "Members",
     "OneHot",
     "PeriodicEmbedding",
     "Scale",
     "SteadyNet",
     "activation_module",
+    "combined_logits",
     "first_linear",
     "make_body",
     "mean_probability_logit",
@@ -426,6 +428,11 @@ class SteadyNet(nn.Module):
         assert isinstance(body, nn.Sequential)
         return body
 
+    def trainable(self) -> nn.Module:
+        """What a :class:`~steadyclf.train.trainer.Trainer` trains on encoded rows: the
+        body, or with several members all of them together (:class:`Members`)."""
+        return self.body if len(self.bodies) == 1 else Members(self.bodies)
+
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor | None = None) -> torch.Tensor:
         """Logits, shape ``(n,)``, in the dtype of the bodies' weights: with several
         members, the log odds of their mean probability.
@@ -491,6 +498,32 @@ class SteadyNet(nn.Module):
 
 #: In-place forms of the activations that have one (for tensors nothing else holds).
 _IN_PLACE = {"ReLU": torch.relu_, "Sigmoid": torch.sigmoid_, "Tanh": torch.tanh_}
+
+
+class Members(nn.Module):
+    """The bodies of a :class:`SteadyNet` trained together, on the same batches (larger
+    data's ensemble): ``forward`` gives each member's logits, shape ``(n, members)``.
+
+    The trainer minimises the sum of the members' losses, so each one's gradient is the
+    one it would have alone (independent members, their own initial weights), and judges
+    them together by the log odds of their mean probability. The parameters are the
+    bodies' own (no copy): training this trains the network.
+    """
+
+    def __init__(self, bodies: nn.ModuleList) -> None:
+        super().__init__()
+        self.bodies = bodies
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.stack([body(features).squeeze(-1) for body in self.bodies], dim=1)
+
+
+def combined_logits(out: torch.Tensor) -> torch.Tensor:
+    """One logit per row from a trained module's output: a body's ``(n, 1)`` as it is,
+    :class:`Members`' ``(n, k)`` as the log odds of their mean probability."""
+    if out.dim() == 2 and out.shape[1] > 1:
+        return mean_probability_logit(out.t())
+    return out.reshape(-1)
 
 
 def _members_logits(

@@ -27,7 +27,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["KERNELS", "SPARSE_MAX_DENSITY", "SPARSE_MIN_INPUTS", "FusedMLP", "SparseRows"]
+from .modules import Members, mean_probability_logit
+
+__all__ = [
+    "KERNELS",
+    "SPARSE_MAX_DENSITY",
+    "SPARSE_MIN_INPUTS",
+    "FusedMLP",
+    "FusedMembers",
+    "SparseRows",
+    "fused_step",
+]
 
 #: Inputs at least this wide, with at most this share of non-zeros, go sparse (see the module).
 SPARSE_MIN_INPUTS = 256
@@ -286,3 +296,50 @@ class FusedMLP:
             buffer = torch.empty((rows, width), dtype=like.dtype, device=like.device)
             self._buffers[k] = buffer
         return buffer[:rows]
+
+
+class FusedMembers:
+    """Fused passes of bodies trained together (:class:`~steadyclf.nn.modules.Members`):
+    each member's gradient from its own :class:`FusedMLP` pass (the gradient of the sum of
+    their losses), the logits returned their combined ones (log odds of the mean
+    probability), as the autograd path computes them."""
+
+    def __init__(self, members: Sequence[FusedMLP]) -> None:
+        self.members = list(members)
+        self._logits: torch.Tensor | None = None
+
+    def prepare(self) -> None:
+        """Every member's :meth:`FusedMLP.prepare`."""
+        for member in self.members:
+            member.prepare()
+
+    def forward_backward(
+        self, x: torch.Tensor | SparseRows, y: torch.Tensor, w: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Each member's gradients (:meth:`FusedMLP.forward_backward`); returns the
+        combined logits, shape ``(n,)``, computed before any update."""
+        logits = torch.stack([member.forward_backward(x, y, w) for member in self.members])
+        return mean_probability_logit(logits)
+
+    def forward_into(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        """Write the combined logits of ``x`` into ``out`` (shape ``(n,)``)."""
+        rows, members = x.shape[0], len(self.members)
+        buffer = self._logits
+        if buffer is None or buffer.shape[1] < rows or buffer.dtype != out.dtype:
+            buffer = self._logits = out.new_empty((members, rows))
+        for member, logits in zip(self.members, buffer[:, :rows], strict=True):
+            member.forward_into(x, logits)
+        out.copy_(mean_probability_logit(buffer[:, :rows]))
+
+
+def fused_step(
+    module: nn.Module, pos_weight: float | None = None
+) -> FusedMLP | FusedMembers | None:
+    """The fused pass of ``module`` (a plain MLP body, or :class:`Members` of such bodies),
+    or ``None`` when it has none (it then trains through autograd)."""
+    if isinstance(module, Members):
+        members = [FusedMLP.from_module(body, pos_weight) for body in module.bodies]
+        if any(member is None for member in members):
+            return None
+        return FusedMembers([member for member in members if member is not None])
+    return FusedMLP.from_module(module, pos_weight)

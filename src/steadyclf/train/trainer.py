@@ -33,8 +33,9 @@ from torch import nn
 from torch.nn import functional
 
 from ..exceptions import TrainingDivergedError
+from ..nn.modules import combined_logits
 from ..nn.optim import LeanAdamStep, make_optimizer, make_scheduler
-from ..nn.step import FusedMLP
+from ..nn.step import FusedMembers, FusedMLP, fused_step
 from ..nn.threads import intra_op_threads, threads_for
 from .batches import Batch, BatchSource, EncodedRows, InMemoryBatches
 
@@ -243,12 +244,22 @@ def _weighted_loss_and_accuracy(
 def weighted_loss(
     logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, loss_fn: nn.BCEWithLogitsLoss
 ) -> torch.Tensor:
-    """The mean loss of a batch, ``mean(w * loss)`` with row weights ``w``."""
+    """The mean loss of a batch, ``mean(w * loss)`` with row weights ``w``; for the logits
+    ``(n, k)`` of :class:`~steadyclf.nn.modules.Members`, the sum of the k members' losses
+    (each one's gradient as it would be alone)."""
+    members = logits.shape[1] if logits.dim() == 2 and logits.shape[1] > 1 else 0
+    if members:
+        y = y.reshape(-1, 1).expand_as(logits)
+        w = None if w is None else w.reshape(-1, 1).expand_as(logits)
+    else:
+        logits = logits.reshape(-1)
     if w is None:
-        return loss_fn(logits, y)
-    return functional.binary_cross_entropy_with_logits(
-        logits, y, weight=w, pos_weight=loss_fn.pos_weight
-    )
+        loss = loss_fn(logits, y)
+    else:
+        loss = functional.binary_cross_entropy_with_logits(
+            logits, y, weight=w, pos_weight=loss_fn.pos_weight
+        )
+    return loss * members if members else loss
 
 
 def _finite_params(module: nn.Module) -> bool:
@@ -300,7 +311,7 @@ class Trainer:
         self.bad_epochs = 0  # checks without improvement: epochs, or parts of epochs
         self.best_state: dict[str, torch.Tensor] | None = None
         self._step_module: nn.Module = module
-        self._fused: FusedMLP | None = None
+        self._fused: FusedMLP | FusedMembers | None = None
         self._lean_step: LeanAdamStep | None = None
         self._buffers: dict[str, torch.Tensor] = {}
 
@@ -337,9 +348,9 @@ class Trainer:
             logits = self._fused.forward_backward(xb, yb, wb)
         else:
             self.optimizer.zero_grad(set_to_none=True)
-            logits = self._step_module(xb).reshape(-1)
-            weighted_loss(logits, yb, wb, loss_fn).backward()
-            logits = logits.detach()
+            out = self._step_module(xb)
+            weighted_loss(out, yb, wb, loss_fn).backward()
+            logits = combined_logits(out.detach())
         if self._lean_step is not None:
             self._lean_step()
         else:
@@ -443,7 +454,7 @@ class Trainer:
             if self._fused is not None:
                 self._fused.forward_into(xb, logits[start : start + batch_rows])
             else:
-                logits[start : start + batch_rows] = self.module(xb).reshape(-1)
+                logits[start : start + batch_rows] = combined_logits(self.module(xb))
         return self._means(*_loss_and_accuracy(logits, data.y, loss_fn, w=data.w))
 
     # -- the run ---------------------------------------------------------------------------
@@ -554,7 +565,7 @@ class Trainer:
             # Autograd, so that DistributedDataParallel sees (and averages) the gradients.
             self._step_module = self.context.wrap(self.module)
         elif cfg.fused:
-            self._fused = FusedMLP.from_module(self.module, cfg.pos_weight)
+            self._fused = fused_step(self.module, cfg.pos_weight)
             self._lean_step = LeanAdamStep.for_optimizer(self.optimizer)
         self.scheduler = make_scheduler(
             cfg.schedule,
