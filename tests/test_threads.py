@@ -41,3 +41,29 @@ def test_training_a_small_network_uses_one_thread() -> None:
     config = TrainConfig(lr=0.01, max_epochs=2, batch_size=16, callbacks=(Threads(),))
     Trainer(net, config).fit((x, (x[:, 0] > 0).float()))
     assert seen == [1, 1] and torch.get_num_threads() == 2
+
+
+def test_members_take_the_threads_of_one_member() -> None:
+    # Four members whose stacked weights pass the threshold, each below it: they step one
+    # member at a time, so one thread, as one of them alone would.
+    from steadyclf.nn.modules import Members
+
+    seen: list[int] = []
+
+    class Threads:
+        def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+            seen.append(torch.get_num_threads())
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    width = 64
+    rows = SINGLE_THREAD_WORK // (3 * width * width) + 1  # 4 members: over; 1: under
+    bodies = [
+        nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 1)) for _ in "abcd"
+    ]
+    members = Members(nn.ModuleList(bodies))
+    assert threads_for(rows, members) == 2 and threads_for(rows, members.bodies[0]) == 1
+    x = torch.randn(rows, width)
+    config = TrainConfig(lr=0.01, max_epochs=1, batch_size=rows, callbacks=(Threads(),))
+    Trainer(members, config).fit((x, (x[:, 0] > 0).float()))
+    assert seen == [1] and torch.get_num_threads() == 2

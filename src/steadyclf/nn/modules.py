@@ -62,6 +62,7 @@ __all__ = [
     "mean_probability_logit",
     "module_from_weights",
     "numpy_weights",
+    "one_member",
     "scaled_",
     "soft_clip_",
 ]
@@ -541,6 +542,13 @@ class Members(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return torch.stack([body(features).squeeze(-1) for body in self.bodies], dim=1)
+
+
+def one_member(module: nn.Module) -> nn.Module:
+    """Of :class:`Members`, the first body (they have the same layers and inputs: what is
+    judged by a network's shape, its threads or its stalls, is judged on it); any other
+    module as it is."""
+    return module.bodies[0] if isinstance(module, Members) else module
 
 
 def combined_logits(out: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..nn.modules import Members
+from ..nn.modules import one_member
 from ..nn.spec import ACTIVATIONS
 from .trainer import Callback, EpochRecord, Trainer
 
@@ -191,7 +191,7 @@ class StallDetector(Callback):
             self._input_rms = max(float(self.sample.double().pow(2).mean().sqrt()), 1e-12)
         self._saturated: float | None = None
         # Looked up once: walking the module every epoch costs more than the checks.
-        watched = _first_member(trainer.module)
+        watched = one_member(trainer.module)
         self._params = list(watched.parameters())
         self._n_hidden = sum(isinstance(m, nn.Linear) for m in watched.modules()) - 1
         first = next((m for m in watched.modules() if isinstance(m, nn.Linear)), None)
@@ -233,7 +233,7 @@ class StallDetector(Callback):
         if epoch >= self.warmup:
             fired += self._prior_stall(epoch)
         if self.sample is not None and (epoch == 1 or epoch % self.check_every == 0):
-            fired += self._saturation(_first_member(trainer.module), epoch)
+            fired += self._saturation(one_member(trainer.module), epoch)
         if first is not None and first < self.grad_tol and loss > 0.5 * self._base:
             fired += self._vanishing(epoch, first, loss)
         if loss < 0.5 * self._base:
@@ -398,12 +398,6 @@ def _norms(tensors: list[torch.Tensor]) -> list[float]:
 
 def _activation_name(layer: nn.Module) -> str | None:
     return next((n for n, a in ACTIVATIONS.items() if type(layer) is getattr(nn, a.module)), None)
-
-
-def _first_member(module: nn.Module) -> nn.Module:
-    """The network a detector watches: of members trained together, the first (they have
-    the same layers, inputs and rate)."""
-    return module.bodies[0] if isinstance(module, Members) else module
 
 
 @torch.no_grad()

@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional
 
 from ..exceptions import TrainingDivergedError
-from ..nn.modules import combined_logits
+from ..nn.modules import combined_logits, one_member
 from ..nn.optim import LeanAdamStep, make_optimizer, make_scheduler
 from ..nn.step import FusedMembers, FusedMLP, fused_step
 from ..nn.threads import intra_op_threads, threads_for
@@ -582,7 +582,8 @@ class Trainer:
                 hook(cb, "on_train_setup")(self)
             for cb in cfg.callbacks:
                 hook(cb, "on_train_begin")(self)
-            with intra_op_threads(threads_for(source.batch_size, self.module)):
+            # Members step one at a time: the work of an operation is one member's.
+            with intra_op_threads(threads_for(source.batch_size, one_member(self.module))):
                 self._run_epochs(source, valid_rows, generator, loss_fn)
         finally:
             for cb in cfg.callbacks:
