@@ -17,9 +17,9 @@ from sklearn.metrics import roc_auc_score
 import steadyclf
 from steadyclf.cli import main
 from steadyclf.datasets import heart_rate
-from steadyclf.policy import SMALL_DATA_WEIGHT_DECAYS
+from steadyclf.policy import LARGE_DATA_MEMBERS, SMALL_DATA_WEIGHT_DECAYS
 
-RESOLVED = ("batch_size", "lr", "validation_fraction", "weight_decay", "small_data")
+RESOLVED = ("batch_size", "lr", "validation_fraction", "weight_decay", "small_data", "members")
 
 
 def _table(n: int, seed: int) -> pd.DataFrame:
@@ -60,8 +60,9 @@ def _train(data: Path, out: Path, *extra: str) -> dict[str, Any]:
     [
         (3_000, []),  # small data: full batch, cross-fitted members, weight decay chosen
         (150_000, ["--memory-budget", "20MB"]),  # mini-batches streamed through the buffer
+        (14_000, ["--memory-budget", "2MB"]),  # streamed, four members trained together
     ],
-    ids=["3k", "150k"],
+    ids=["3k", "150k", "14k"],
 )
 def test_the_same_file_in_memory_and_streamed_trains_the_same(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], rows: int, reading: list[str]
@@ -78,8 +79,10 @@ def test_the_same_file_in_memory_and_streamed_trains_the_same(
         assert memory["training"][key] == streamed["training"][key]
     assert not memory["training"]["data"]["streamed"] and streamed["training"]["data"]["streamed"]
     if rows > 10_000:  # really streamed: the encoded rows did not fit the budget
-        assert plans[0]["batch_size"] == 2048 and plans[0]["validation_fraction"] == 0.1
+        assert plans[0]["batch_size"] == (2048 if rows > 100_000 else 1024)
+        assert plans[0]["validation_fraction"] == 0.1
         assert not streamed["training"]["data"]["rows_in_memory"]
+        assert plans[0]["members"] == (1 if rows > 100_000 else LARGE_DATA_MEMBERS)
     else:
         assert (
             plans[0]["batch_size"] is None and plans[0]["weight_decay"] in SMALL_DATA_WEIGHT_DECAYS
