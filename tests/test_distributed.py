@@ -26,6 +26,7 @@ from steadyclf.parallel import (
     is_main_process,
     torchrun_environment,
 )
+from steadyclf.policy import LARGE_DATA_MEMBERS
 
 
 def _free_port() -> int:
@@ -126,6 +127,9 @@ def test_two_processes_with_torchrun_match_one_process(tmp_path: Path) -> None:
             buffers.get_buffer(name).numpy(), single.get_buffer(name).numpy(), rtol=1e-9
         )
     np.testing.assert_array_equal(buffers.impute.median.numpy(), single.impute.median.numpy())
+
+    # Held-out rows: both trained four members together (DDP averaging their gradients).
+    assert len(model.module_.bodies) == len(one.module_.bodies) == LARGE_DATA_MEMBERS
 
     # The same validation AUC as one process, within 0.01.
     auc_two, auc_one = model.validation_metrics_["roc_auc"], one.validation_metrics_["roc_auc"]
