@@ -124,9 +124,10 @@ SMALL_DATA_WEIGHT_DECAYS = (1e-3, 1e-2, 1e-1)
 #: initial weights, averaged in probability (``steadyclf.nn.modules.Members``): the
 #: ensemble small data gets from its folds, up to :data:`MEMBERS_MAX_ROWS` training rows.
 #: Each member costs about one network's steps, while the variance an average removes
-#: shrinks as rows grow: on the development tables (fold 0) four members added 0.0013,
-#: 0.0045 and 0.0056 ROC AUC at 29,000-80,000 training rows, nothing at 204,000 (fertility),
-#: for 2.7-5x the fit (benchmarks/README.md). Above the limit one network, as the
+#: shrinks as rows grow: on the development tables four members added 0.0013, 0.0032 and
+#: 0.0031 ROC AUC (5 folds) at 29,000-80,000 training rows for 3.1-3.6x the fit, nothing
+#: at 204,000 (fertility, fold 0: -0.0001 for 4.6x) (benchmarks/README.md; the limit was
+#: placed between those tables). Above the limit one network, as the
 #: 800,000-row speed benchmark needs to stay as fast as LightGBM.
 LARGE_DATA_MEMBERS = 4
 MEMBERS_MAX_ROWS = 1 << 17
