@@ -109,3 +109,34 @@ def test_held_out_rows_train_an_ensemble_up_to_the_limit(monkeypatch) -> None:
     monkeypatch.setattr(policy, "MEMBERS_MAX_ROWS", 900)  # 960 training rows: above it
     one = BinaryClassifier(**params).fit(X, y)
     assert len(one.module_.bodies) == 1 and one.plan_["members"] == 1
+
+
+@pytest.mark.parametrize(
+    ("params", "members"),
+    [
+        ({"validation_fraction": 0.2, "n_members": 1}, 1),  # the ensemble turned off
+        ({"early_stopping": False, "n_members": 3}, 3),  # asked for: also without a hold-out
+        ({"n_members": 2}, policy.SMALL_DATA_FOLDS),  # small data cross-fits its members
+    ],
+)
+def test_n_members_sets_the_count_where_no_folds_are_cross_fitted(params, members) -> None:
+    X, y = heart_rate(n=600, random_state=2)
+    clf = BinaryClassifier(random_state=0, max_epochs=3, **params).fit(X, y)
+    assert len(clf.module_.bodies) == clf.plan_["members"] == members
+
+
+def test_the_cli_takes_n_members_and_refuses_a_bad_count(tmp_path, capsys) -> None:
+    import steadyclf
+    from steadyclf.cli import main
+
+    X, y = heart_rate(n=600, random_state=2)
+    data = tmp_path / "hr.csv"
+    X.assign(y=y).to_csv(data, index=False)
+    args = ["train", str(data), "--target", "y", "--max-epochs", "2", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "m"), "--validation-fraction", "0.2",
+                 "--n-members", "2"]) == 0  # fmt: skip
+    assert len(steadyclf.load(tmp_path / "m").module_.bodies) == 2
+    assert main([*args, "--out", str(tmp_path / "bad"), "--n-members", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--n-members must be a positive integer or 'auto'" in err
+    assert not (tmp_path / "bad").exists()

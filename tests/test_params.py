@@ -40,6 +40,7 @@ BAD: dict[str, Any] = {
     "class_weight": {0: 0.0},
     "numeric_embedding": "linear",
     "integer_codes": "ordinal",
+    "n_members": 0,
 }
 
 

@@ -86,10 +86,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         ``'robust'``: ``(x - median) / s`` with exact float64 quantiles of the training
         data, ``s`` the 5-95 % spread in standard deviations of a normal distribution,
         then the smooth clipping ``z / sqrt(1 + (z / 3)**2)``: an extreme value (a
-        sentinel such as 1e308, a unit error) moves neither the scaling nor the network.
-        Held in the model.
-        ``'standardize'``: ``(x - mean) / std``. ``'batchnorm'``: ``nn.BatchNorm1d`` on the
-        inputs. ``'none'``: raw inputs (reproduces the classic failure).
+        sentinel such as 1e308, a unit error) moves neither the scaling nor the network
+        (held in the model). ``'standardize'``: ``(x - mean) / std``. ``'batchnorm'``:
+        ``nn.BatchNorm1d`` on the inputs. ``'none'``: raw inputs (the classic failure).
     optimizer : {'adam', 'adamw', 'sgd'}, default='adam'
     lr : float, 'auto' or None, default=None
         Learning rate. ``None`` picks 3e-2 for full-batch training and, for mini-batches,
@@ -169,12 +168,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         trainable frequencies ``f`` per input, ``cos(2 pi f x)`` and ``sin(2 pi f x)``
         mapped to 4 more inputs of the first layer (PLR embeddings, Gorishniy et al.
         2022), so one column can act through many thresholds. ``'auto'``: where members
-        are cross-fitted (small data), the members are trained with and without the
-        embeddings and the network of lower out-of-fold log loss is kept, as the weight
-        decay is chosen (``data_['cross_fit']['numeric_embedding']`` has both losses);
-        elsewhere none (larger data keeps the fused training step and its speed).
-        Embeddings gain most where a column acts through many thresholds
-        (benchmarks/README.md).
+        are cross-fitted (small data), both are trained and the one of lower out-of-fold
+        log loss kept (``data_['cross_fit']``); on held-out rows up to 2**18 training rows
+        both race their first epochs (``data_['race']``); above, none.
     integer_codes : {'auto', 'none', 'category'}, default='auto'
         Whether numeric columns of integer codes are read as categories too: the column
         stays a numeric input and also enters as a categorical one whose levels are its
@@ -188,6 +184,10 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         out of fold, the reading only if it saves a standard error: ``data_``),
         ``integer_codes_`` says which, ``encoder_.columns_``
         which columns are read so (``read_as_category``). See docs/integer_codes.md.
+    n_members : int or 'auto', default='auto'
+        Networks trained together on the same batches from their own initial weights and
+        averaged in probability, where no folds are cross-fitted (small data's 5 members):
+        ``'auto'`` is 4 with held-out rows up to 2**17 training rows, else 1.
     verbose : int, default=0
 
     Attributes
@@ -212,10 +212,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         and range, the rows of weight 0 left out (not counted in ``n_rows``) and whether
         they were used (weights all equal are not).
     module_ : torch.nn.Module
-        The fitted network (raw columns in, logits out). Predictions run in NumPy on the
-        same float64 tensors (shared memory on the CPU, so changes to the module's
-        weights change the predictions); a loaded model builds it (and imports torch) on
-        first access only.
+        The fitted network (raw columns in, logits out; ``bodies``: its members).
+        Predictions run in NumPy on its float64 tensors (shared memory on the CPU); a
+        loaded model builds it (and imports torch) on first access only.
     n_iter_ : int
         Epochs run (of all cross-fitted members together, on small data).
     history_ : list of dict
@@ -245,11 +244,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         (``'estimate'`` says which; empty when there is neither), with
         ``'calibration'``: the method and the metrics before and after it. Weighted by
         the rows' weights, if any (``sum_of_weights``: their total).
-    validation_fraction_ : float
-        The share of rows held out (``validation_fraction`` with ``'auto'`` resolved; 0
-        when none were: early stopping off, or too few rows to hold some out).
-    weight_decay_ : float
-        The weight decay used (``weight_decay`` with ``'auto'`` resolved).
+    validation_fraction_, weight_decay_ : float
+        ``validation_fraction`` (0 when no rows were held out: early stopping off, or too
+        few rows) and ``weight_decay`` with ``'auto'`` resolved.
     numeric_embedding_, integer_codes_ : str
         ``numeric_embedding`` and ``integer_codes`` with ``'auto'`` resolved.
 
@@ -291,6 +288,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         class_weight: str | dict[Any, float] | None = DEFAULTS["class_weight"],
         numeric_embedding: str = DEFAULTS["numeric_embedding"],
         integer_codes: str = DEFAULTS["integer_codes"],
+        n_members: int | str = DEFAULTS["n_members"],
     ) -> None:
         self.hidden = hidden
         self.activation = activation
@@ -317,6 +315,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.numeric_embedding = numeric_embedding
         self.integer_codes = integer_codes
+        self.n_members = n_members
 
     # -- scikit-learn plumbing -------------------------------------------------------------
     def __sklearn_is_fitted__(self) -> bool:

@@ -240,6 +240,15 @@ PARAMETERS: dict[str, Parameter] = _table(
         "that lowers the loss (out of fold by one standard error, or on held-out rows).",
         saved_default="none",
     ),
+    Parameter(
+        "n_members",
+        "auto",
+        (POSITIVE_INT, options("auto")),
+        "Networks trained together and averaged where no folds are cross-fitted: 'auto' is "
+        "4 with held-out rows up to 2**17 training rows, else 1 (small data cross-fits 5).",
+        expected="a positive integer or 'auto'",
+        saved_default=1,
+    ),
 )
 
 

@@ -416,16 +416,18 @@ def resolve(
         integer_codes=codes[0],
         integer_codes_candidates=codes,
         code_columns=tuple(code_columns) if codes != ("none",) else (),
-        members=members_for(folds, fraction, n_train),
+        members=members_for(folds, fraction, n_train, params.get("n_members", "auto")),
     )
 
 
-def members_for(folds: int, fraction: float, n_train: int) -> int:
-    """Bodies of the network: the cross-fitted folds, or with held-out rows (to stop the
-    ensemble on) :data:`LARGE_DATA_MEMBERS` up to :data:`MEMBERS_MAX_ROWS` training rows;
-    else one."""
+def members_for(folds: int, fraction: float, n_train: int, n_members: Any = "auto") -> int:
+    """Bodies of the network: the cross-fitted folds; else ``n_members``, whose ``'auto'``
+    is :data:`LARGE_DATA_MEMBERS` with held-out rows (to stop the ensemble on) up to
+    :data:`MEMBERS_MAX_ROWS` training rows, one otherwise."""
     if folds > 1:
         return folds
+    if n_members != "auto":
+        return int(n_members)
     return LARGE_DATA_MEMBERS if fraction > 0 and n_train <= MEMBERS_MAX_ROWS else 1
 
 

@@ -153,6 +153,18 @@ def _parse_batch_size(ctx: click.Context, param: click.Parameter, value: str | N
     return size
 
 
+def _parse_n_members(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None or value == "auto":
+        return value
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count <= 0:
+        raise ParameterError(f"--n-members must be a positive integer or 'auto'; got {value!r}")
+    return count
+
+
 def _parse_validation_fraction(
     ctx: click.Context, param: click.Parameter, value: str | None
 ) -> Any:
@@ -232,6 +244,9 @@ ESTIMATOR_OPTIONS: list[Callable[[Any], Any]] = [
         "--numeric-embedding", type=_choice("numeric_embedding"), help=_help("numeric_embedding")
     ),
     click.option("--integer-codes", type=_choice("integer_codes"), help=_help("integer_codes")),
+    click.option(
+        "--n-members", callback=_parse_n_members, metavar="N|auto", help=_help("n_members")
+    ),
     click.option("--optimizer", type=_choice("optimizer"), help=_help("optimizer")),
     click.option("--lr", callback=_parse_lr, help="Learning rate, or 'auto'."),
     click.option("--schedule", type=_choice("schedule"), help=_help("schedule")),
