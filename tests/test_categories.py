@@ -27,7 +27,7 @@ from steadyclf.schema.roles import ColumnInfo
 from steadyclf.schema.values import category_key, category_strings, encode_categories
 
 FAST = {"hidden": (8,), "max_epochs": 20, "random_state": 0, "weight_decay": 1e-2}
-FAST |= {"numeric_embedding": "none", "validation_fraction": 0.2}
+FAST |= {"numeric_embedding": "none", "validation_fraction": 0.2, "n_members": 1}
 
 
 @pytest.mark.parametrize(

@@ -69,7 +69,7 @@ def test_the_same_file_in_memory_and_streamed_trains_the_same(
 ) -> None:
     data = _write(_table(rows, seed=0), tmp_path / "train.parquet")
     test = _table(20_000, seed=1)
-    epochs = ["--max-epochs", "12"] if rows > 10_000 else []
+    epochs = ["--max-epochs", "12" if rows > 100_000 else "6"] if rows > 10_000 else []
     memory = _train(data, tmp_path / "memory", *epochs)
     streamed = _train(data, tmp_path / "streamed", "--stream", *reading, *epochs)
     capsys.readouterr()

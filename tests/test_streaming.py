@@ -397,7 +397,7 @@ def test_streamed_epochs_keep_a_bounded_buffer_of_logits(tmp_path: Path, monkeyp
 
     frame = _mixed_frame(n=4000, seed=7)
     folder = _write_parquet(frame, tmp_path / "data")
-    params = {"budget": "300kB", "batch_size": 64, "max_epochs": 3}
+    params = {"budget": "300kB", "batch_size": 64, "max_epochs": 3, "n_members": 1}
     whole = _streamed(folder, **params)
     assert not whole.data_["rows_in_memory"]  # streamed every epoch
     sizes: list[int] = []
