@@ -27,32 +27,35 @@ def test_the_setting_is_restored_and_never_raised() -> None:
         assert torch.get_num_threads() == 1
 
 
+class _Threads:
+    """Records the intra-op threads each epoch ran on."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+        self.seen.append(torch.get_num_threads())
+
+
+def _threads_of_training(module: nn.Module, x: torch.Tensor, **config) -> list[int]:
+    threads = _Threads()
+    settings = TrainConfig(lr=0.01, callbacks=(threads,), **config)
+    Trainer(module, settings).fit((x, (x[:, 0] > 0).float()))
+    return threads.seen
+
+
 def test_training_a_small_network_uses_one_thread() -> None:
-    seen: list[int] = []
-
-    class Threads:
-        def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
-            seen.append(torch.get_num_threads())
-
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    x = torch.randn(64, 3)
     net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1))
-    config = TrainConfig(lr=0.01, max_epochs=2, batch_size=16, callbacks=(Threads(),))
-    Trainer(net, config).fit((x, (x[:, 0] > 0).float()))
-    assert seen == [1, 1] and torch.get_num_threads() == 2
+    assert _threads_of_training(net, torch.randn(64, 3), max_epochs=2, batch_size=16) == [1, 1]
+    assert torch.get_num_threads() == 2
 
 
 def test_members_take_the_threads_of_one_member() -> None:
     # Four members whose stacked weights pass the threshold, each below it: they step one
     # member at a time, so one thread, as one of them alone would.
     from steadyclf.nn.modules import Members
-
-    seen: list[int] = []
-
-    class Threads:
-        def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
-            seen.append(torch.get_num_threads())
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -64,6 +67,5 @@ def test_members_take_the_threads_of_one_member() -> None:
     members = Members(nn.ModuleList(bodies))
     assert threads_for(rows, members) == 2 and threads_for(rows, members.bodies[0]) == 1
     x = torch.randn(rows, width)
-    config = TrainConfig(lr=0.01, max_epochs=1, batch_size=rows, callbacks=(Threads(),))
-    Trainer(members, config).fit((x, (x[:, 0] > 0).float()))
-    assert seen == [1] and torch.get_num_threads() == 2
+    assert _threads_of_training(members, x, max_epochs=1, batch_size=rows) == [1]
+    assert torch.get_num_threads() == 2

@@ -43,6 +43,7 @@ __all__ = [
     "names",
     "negative_positive",
     "parse_hidden",
+    "positive_int",
     "split_weight",
     "to_jsonable",
     "training_callbacks",
@@ -142,27 +143,24 @@ def _parse_batch_size(ctx: click.Context, param: click.Parameter, value: str | N
         return value
     if value == "full":
         return "full"
-    try:
-        size = int(value)
-    except ValueError:
-        size = 0
-    if size <= 0:
-        raise ParameterError(
-            f"--batch-size must be a positive integer, 'auto' or 'full'; got {value!r}"
-        )
-    return size
+    return positive_int("--batch-size", value, "a positive integer, 'auto' or 'full'")
 
 
 def _parse_n_members(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     if value is None or value == "auto":
         return value
+    return positive_int("--n-members", value, "a positive integer or 'auto'")
+
+
+def positive_int(option: str, value: str, expected: str = "a positive integer") -> int:
+    """``value`` as a positive integer, or a one-line error naming ``option``."""
     try:
-        count = int(value)
+        number = int(value)
     except ValueError:
-        count = 0
-    if count <= 0:
-        raise ParameterError(f"--n-members must be a positive integer or 'auto'; got {value!r}")
-    return count
+        number = 0
+    if number <= 0:
+        raise ParameterError(f"{option} must be {expected}; got {value!r}")
+    return number
 
 
 def _parse_validation_fraction(

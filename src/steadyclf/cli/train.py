@@ -27,6 +27,7 @@ from .common import (
     fmt,
     names,
     negative_positive,
+    positive_int,
     training_callbacks,
     writing,
 )
@@ -45,15 +46,7 @@ TRAINING_PLOT = "training.png"
 def _parse_checkpoint_every(
     ctx: click.Context, param: click.Parameter, value: str | None
 ) -> int | None:
-    if value is None:
-        return None
-    try:
-        every = int(value)
-    except ValueError:
-        every = 0
-    if every <= 0:
-        raise ParameterError(f"--checkpoint-every must be a positive integer; got {value!r}")
-    return every
+    return None if value is None else positive_int("--checkpoint-every", value)
 
 
 def write_model(
