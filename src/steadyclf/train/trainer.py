@@ -284,7 +284,9 @@ class Trainer:
     Parameters
     ----------
     module : nn.Module
-        Maps a float32 feature matrix to logits of shape ``(n, 1)`` or ``(n,)``.
+        Maps a float32 feature matrix to logits of shape ``(n, 1)`` or ``(n,)``, or
+        (:class:`~steadyclf.nn.modules.Members`) each member's, ``(n, k)``: their losses
+        add up, their mean probability is judged.
     config : TrainConfig
         Optimisation settings.
     context : DistributedContext, optional
