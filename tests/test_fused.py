@@ -242,7 +242,8 @@ def test_forward_into_matches_the_module_and_reuses_its_buffers(activation) -> N
         torch.testing.assert_close(out, expected, rtol=0, atol=0)
         buffers = {k: b.data_ptr() for k, b in fused_pass._buffers.items()}
         fused_pass.forward_into(x[:10], out[:10])
-        torch.testing.assert_close(out[:10], expected[:10], rtol=1e-15, atol=1e-15)
+        # 10 rows against 33: BLAS may round products of other shapes differently.
+        torch.testing.assert_close(out[:10], expected[:10], rtol=1e-12, atol=1e-14)
     assert {k: b.data_ptr() for k, b in fused_pass._buffers.items()} == buffers
 
 
