@@ -233,7 +233,8 @@ class FrameSource:
         order: Sequence[int] | None = None,
     ) -> Iterator[tuple[int, pd.DataFrame]]:
         """``(position of the first row, frame)``: the whole table, or slices of it."""
-        missing = [c for c in columns if c not in self.columns]
+        known = set(self.columns)  # one set: a table may have thousands of columns
+        missing = [c for c in columns if c not in known]
         if missing:
             raise DataError(f"column(s) {missing} not in the data; columns: {self.columns}")
         features = [c for c in columns if c not in self.extra]
