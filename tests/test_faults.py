@@ -493,7 +493,7 @@ def test_a_second_writer_of_the_same_out_is_refused(
     tmp_path: Path, train_csv: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "m"
-    args = ["train", str(train_csv), "--out", str(out), *CLI_RUN, "--max-epochs", "30"]
+    args = ["train", str(train_csv), "--out", str(out), *CLI_RUN, "--max-epochs", "16"]
     first = _signalled("slow", *args, "--patience", "50")
     lock = tmp_path / ".m.lock"
     deadline = time.monotonic() + 60
