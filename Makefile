@@ -21,8 +21,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
+# One worker process per core (at most 4): tests are independent, each in its own tmp_path.
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --maxprocesses 4
 
 convergence: $(STAMP)
 	$(BIN)/python benchmarks/convergence.py
