@@ -228,7 +228,8 @@ PARAMETERS: dict[str, Parameter] = _table(
         "auto",
         (options(*NUMERIC_EMBEDDINGS),),
         "'periodic': PLR embeddings of the continuous inputs; 'auto': with or without, "
-        "chosen out of fold on small data, on the hold-out up to 2**18 training rows.",
+        "chosen out of fold on small data, on the hold-out up to 2**18 training rows "
+        "(none above, nor with more than 64 continuous inputs).",
         saved_default="none",
     ),
     Parameter(
