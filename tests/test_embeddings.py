@@ -275,10 +275,10 @@ def test_periodic_body_computes_the_plain_layers_of_its_concatenation(hidden) ->
     assert type(make_body(6, hidden, "relu", batchnorm=False, generator=g)) is nn.Sequential
 
 
-def test_auto_tries_no_embeddings_on_tables_of_too_many_continuous_columns(
+def test_auto_tries_no_embeddings_where_rows_times_continuous_columns_are_too_many(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from steadyclf.policy import EMBEDDED_AUTO_MAX_COLUMNS, resolve
+    from steadyclf.policy import EMBEDDED_AUTO_MAX_VALUES, resolve
     from steadyclf.schema.roles import ColumnInfo
 
     params = BinaryClassifier().get_params()
@@ -286,31 +286,42 @@ def test_auto_tries_no_embeddings_on_tables_of_too_many_continuous_columns(
     def numbers(n: int) -> list[ColumnInfo]:
         return [ColumnInfo(f"c{i}", "numeric", "float64", n_values=1000) for i in range(n)]
 
-    counts = {0: (300, 0), 1: (200, 0)}
-    at_limit = resolve(params, counts, numeric_infos=numbers(EMBEDDED_AUTO_MAX_COLUMNS))
+    counts = {0: (300, 0), 1: (200, 0)}  # 500 training rows
+    most = EMBEDDED_AUTO_MAX_VALUES // 500  # continuous columns within the limit
+    at_limit = resolve(params, counts, numeric_infos=numbers(most))
     assert at_limit.numeric_embeddings == ("periodic", "none")
-    wider = resolve(params, counts, numeric_infos=numbers(EMBEDDED_AUTO_MAX_COLUMNS + 1))
+    wider = resolve(params, counts, numeric_infos=numbers(most + 1))
     assert wider.numeric_embeddings == ("none",)
+    # The rows count as much as the columns: the same width on fewer rows is tried.
+    fewer = {0: (150, 0), 1: (100, 0)}
+    assert resolve(params, fewer, numeric_infos=numbers(most + 1)).numeric_embeddings == (
+        "periodic",
+        "none",
+    )
     # Larger data (mini-batches, a hold-out) races no embeddings either.
     batched = {**params, "batch_size": 128}
-    assert resolve(batched, counts, numeric_infos=numbers(10)).numeric_embeddings == (
-        "none",
-        "periodic",
-    )
-    wide = numbers(EMBEDDED_AUTO_MAX_COLUMNS + 1)
-    assert resolve(batched, counts, numeric_infos=wide).numeric_embeddings == ("none",)
+    raced = resolve(batched, counts, numeric_infos=numbers(10))
+    assert raced.numeric_embeddings == ("none", "periodic")
+    too_many = EMBEDDED_AUTO_MAX_VALUES // raced.n_train + 1
+    plain = resolve(batched, counts, numeric_infos=numbers(too_many))
+    assert plain.numeric_embeddings == ("none",)
     # Asked for, they are trained whatever the width; flags and codes never count.
     forced = {**params, "numeric_embedding": "periodic"}
-    assert resolve(forced, counts, numeric_infos=numbers(200)).numeric_embeddings == ("periodic",)
-    flags = [ColumnInfo(f"f{i}", "numeric", "int64", n_values=2) for i in range(200)]
+    assert resolve(forced, counts, numeric_infos=numbers(most + 1)).numeric_embeddings == (
+        "periodic",
+    )
+    flags = [ColumnInfo(f"f{i}", "numeric", "int64", n_values=2) for i in range(most + 1)]
     assert resolve(params, counts, numeric_infos=numbers(3) + flags).numeric_embeddings == (
         "periodic",
         "none",
     )
-    # Through a fit: three continuous columns over a limit of two.
-    monkeypatch.setattr(policy, "EMBEDDED_AUTO_MAX_COLUMNS", 2)
+    # Through a fit: 300 rows x 3 continuous columns over a limit of 899.
+    monkeypatch.setattr(policy, "EMBEDDED_AUTO_MAX_VALUES", 3 * 300 - 1)
     X, y = _waves(300, seed=1)
     X["w"] = np.random.default_rng(2).normal(size=len(X))
     clf = BinaryClassifier(random_state=0, max_epochs=5).fit(X, y)
     assert clf.plan_["numeric_embeddings"] == ("none",) and clf.module_.arch.periodic == ()
     assert "numeric_embedding" not in clf.data_["cross_fit"]
+    monkeypatch.setattr(policy, "EMBEDDED_AUTO_MAX_VALUES", 3 * 300)
+    clf = BinaryClassifier(random_state=0, max_epochs=5).fit(X, y)
+    assert clf.plan_["numeric_embeddings"] == ("periodic", "none")

@@ -229,7 +229,7 @@ PARAMETERS: dict[str, Parameter] = _table(
         (options(*NUMERIC_EMBEDDINGS),),
         "'periodic': PLR embeddings of the continuous inputs; 'auto': with or without, "
         "chosen out of fold on small data, on the hold-out up to 2**18 training rows "
-        "(none above, nor with more than 64 continuous inputs).",
+        "(none above, nor where training rows x continuous inputs exceed 2**20).",
         saved_default="none",
     ),
     Parameter(

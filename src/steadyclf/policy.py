@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # the schema imports pandas: the command line's help must not
 __all__ = [
     "CALIBRATIONS",
     "DEFAULT_VALIDATION_FRACTION",
-    "EMBEDDED_AUTO_MAX_COLUMNS",
+    "EMBEDDED_AUTO_MAX_VALUES",
     "EMBEDDED_MIN_VALUES",
     "FULL_BATCH_MAX_ROWS",
     "INTEGER_CODES",
@@ -71,14 +71,17 @@ NUMERIC_EMBEDDINGS = ("auto", "none", "periodic")
 #: noisy ones (benchmarks/variants.py; results/variants-plr.md). The summary counts up to
 #: ``steadyclf.schema.summary.MAX_COUNTED_VALUES``, at least this many (tested).
 EMBEDDED_MIN_VALUES = 16
-#: ``numeric_embedding='auto'`` tries periodic embeddings only up to this many continuous
-#: inputs; above, the fit is plain (``'periodic'`` still embeds them all). An embedded
-#: column costs several times a plain input in every step and prediction (8 frequencies,
-#: their cosines and sines, 4 more first-layer inputs), and the cost grows with the columns:
-#: 2,000 rows x 500 continuous columns took 30 s to cross-fit the embedded members against
-#: 1.3 s for the plain ones, and 2,000 x 2,000 seven minutes. The development tables have
-#: at most 6 continuous columns, so this limit changes none of their results.
-EMBEDDED_AUTO_MAX_COLUMNS = 64
+#: ``numeric_embedding='auto'`` tries periodic embeddings only while training rows x
+#: continuous inputs stay within this many values (the embedded values of an epoch); above,
+#: the fit is plain (``'periodic'`` still embeds them all). An embedded value costs several
+#: times a plain input in every step and prediction (8 frequencies, their cosines and
+#: sines, 4 more first-layer inputs): at 2,000 rows x 500 continuous columns (1,000,000,
+#: within) the default fit took 35 s against 1.7 s without embeddings (and scored 0.836
+#: test ROC AUC against 0.813 on that synthetic table); at 2,000 x 2,000 it took 369 s,
+#: nearly all of it the embedded members, which lost (benchmarks/README.md, wide tables).
+#: The development tables reach at most 320,000 (movielens_ids: 80,000 rows x 4), so this
+#: limit changes none of their results.
+EMBEDDED_AUTO_MAX_VALUES = 1 << 20
 #: With held-out rows, ``numeric_embedding='auto'`` races the networks with and without
 #: periodic embeddings (:mod:`steadyclf.train.race`) up to this many training rows, and
 #: keeps the plain network above. Embedded networks train through autograd, not the fused
@@ -356,9 +359,11 @@ def resolve(
     row instead (weight decay 1e-2 unless given, no embeddings unless asked for).
     ``numeric_infos`` are the numeric inputs (``None``: not known, every one taken as
     continuous): without a continuous one there is nothing to embed, so the embedding is
-    ``'none'``, as it is for ``'auto'`` with more than :data:`EMBEDDED_AUTO_MAX_COLUMNS`. ``code_columns`` are the numeric columns that may be read as categories
-    too (:func:`~steadyclf.schema.roles.code_candidates`): ``integer_codes='auto'`` makes
-    reading them so a candidate, kept where it lowers the loss.
+    ``'none'``, as it is for ``'auto'`` where training rows x continuous inputs exceed
+    :data:`EMBEDDED_AUTO_MAX_VALUES`. ``code_columns`` are the numeric columns that may be
+    read as categories too (:func:`~steadyclf.schema.roles.code_candidates`):
+    ``integer_codes='auto'`` makes reading them so a candidate, kept where it lowers the
+    loss.
     """
     (neg_train, neg_valid), (pos_train, pos_valid) = counts[0], counts[1]
     sums: Mapping[int, tuple[float, float]] = counts if weights is None else weights
@@ -403,8 +408,11 @@ def resolve(
         continuous = len(embedded_inputs(numeric_infos, "periodic"))
         if not continuous:
             embeddings = ("none",)  # no continuous input to embed
-        elif continuous > EMBEDDED_AUTO_MAX_COLUMNS and params.get("numeric_embedding") == "auto":
-            embeddings = ("none",)  # too wide to try: see EMBEDDED_AUTO_MAX_COLUMNS
+        elif (
+            continuous * n_train > EMBEDDED_AUTO_MAX_VALUES
+            and params.get("numeric_embedding") == "auto"
+        ):
+            embeddings = ("none",)  # too costly to try: see EMBEDDED_AUTO_MAX_VALUES
     codes = integer_codes_for(params, code_columns, folds=folds, small=small)
     pos_weight = params["pos_weight"]
     if pos_weight == "balanced":
