@@ -110,3 +110,26 @@ def test_table_format() -> None:
     assert table_format("A.CSV.GZ") == "csv"
     assert table_format("x.tsv") == "tsv"
     assert table_format("dir.v2/x.pq") == "parquet"
+
+
+def test_csv_blocks_are_joined_into_batches_of_the_rows_asked_for(tmp_path: Path) -> None:
+    """A CSV block holds bytes, not rows: a wide file gives blocks of a few rows, which
+    are joined (in order, whole) into batches of at least ``batch_rows``."""
+    from steadyclf.io.files import DataSource
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(1000, 40)), columns=[f"c{j}" for j in range(40)])
+    frame["t"] = rng.choice(["a", "b"], len(frame))
+    path = tmp_path / "wide.csv"
+    frame.to_csv(path, index=False)
+    source = DataSource.open(path, csv_block_size=1 << 14)  # 16 kB: about 20 rows a block
+    assert source.count_rows() == [1000]
+    blocks = [len(f) for _, f in source.batches(["c0", "t"], batch_rows=1)]
+    assert len(blocks) > 20  # the file's own blocks, as they come
+    got = list(source.batches(list(frame.columns), batch_rows=300))
+    sizes = [len(f) for _, f in got]
+    assert all(s >= 300 for s in sizes[:-1]) and sum(sizes) == 1000 and len(sizes) <= 4
+    assert [start for start, _ in got] == list(np.cumsum([0, *sizes[:-1]]))
+    read = pd.concat([f for _, f in got], ignore_index=True)
+    np.testing.assert_allclose(read[frame.columns[:40]].to_numpy(), frame.iloc[:, :40], rtol=1e-15)
+    assert read["t"].tolist() == frame["t"].tolist()

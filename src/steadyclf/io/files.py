@@ -13,7 +13,7 @@ import glob
 import hashlib
 import io
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -516,7 +516,7 @@ class DataSource(ArrowLayout):
             parse_options=_csv_parse_options(piece.path),
             convert_options=_csv_convert_options(column_types=types, include_columns=columns),
         ) as reader:
-            yield from reader
+            yield from coalesced(reader, batch_rows)
 
     def count_rows(self) -> list[int]:
         """Rows per piece (reads CSV files once, one column only)."""
@@ -647,6 +647,33 @@ def estimate_in_memory_bytes(source: DataSource) -> int:
     """Rough peak memory of training on ``source`` in memory (several copies of it)."""
     # CSV text is about as large as the Arrow columns it parses into.
     return IN_MEMORY_COPIES * source.nbytes
+
+
+def coalesced(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """``batches`` joined, in order, into batches of at least ``rows`` rows (the last may
+    have fewer; ``rows`` 0: as they come). A CSV block holds a number of bytes, so a wide
+    file gives blocks of a few hundred rows, and every later step pays per batch and column:
+    predicting 2,000 rows of 2,000 columns took 8 s in 250-row blocks."""
+    waiting: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        if rows <= 0 or (not waiting and batch.num_rows >= rows):
+            yield batch
+            continue
+        waiting.append(batch)
+        held += batch.num_rows
+        if held >= rows:
+            yield _joined_batches(waiting)
+            waiting, held = [], 0
+    if waiting:
+        yield _joined_batches(waiting)
+
+
+def _joined_batches(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    table = pa.Table.from_batches(batches).combine_chunks()
+    if len(batches) == 1 or table.num_rows == 0:
+        return batches[0]
+    return table.to_batches(max_chunksize=table.num_rows)[0]
 
 
 def read_rows_for_budget(row_bytes: int, budget: int, share: int = 32) -> int:
