@@ -425,9 +425,7 @@ class DataSource(ArrowLayout):
         ``order`` lists piece indices (default: all, in order). CSV pieces that were not
         counted are numbered as they are read, which requires the natural order.
         """
-        missing = [c for c in columns if c not in self.schema.names]
-        if missing:
-            raise DataError(f"column(s) {missing} not in the data; columns: {self.columns}")
+        check_columns_present(columns, self.columns)
         indices = range(len(self.pieces)) if order is None else order
         if not self.counted and order is not None:
             raise RuntimeError("CSV pieces must be counted before they are read out of order")
@@ -573,9 +571,7 @@ class CsvStream:
         self, columns: Sequence[str], *, batch_rows: int | None = None
     ) -> Iterator[tuple[int, pd.DataFrame]]:
         """Yield ``(position of the first row, frame)`` per block, in one pass."""
-        missing = [c for c in columns if c not in self.columns]
-        if missing:
-            raise DataError(f"column(s) {missing} not in the data; columns: {self.columns}")
+        check_columns_present(columns, self.columns)
         position = 0
         try:
             with pacsv.open_csv(
@@ -647,6 +643,15 @@ def estimate_in_memory_bytes(source: DataSource) -> int:
     """Rough peak memory of training on ``source`` in memory (several copies of it)."""
     # CSV text is about as large as the Arrow columns it parses into.
     return IN_MEMORY_COPIES * source.nbytes
+
+
+def check_columns_present(columns: Sequence[str], present: Sequence[str]) -> None:
+    """Refuse, in one line naming them, ``columns`` that are not among ``present`` (a set
+    is built once: a table may have thousands of columns)."""
+    known = set(present)
+    missing = [c for c in columns if c not in known]
+    if missing:
+        raise DataError(f"column(s) {missing} not in the data; columns: {list(present)}")
 
 
 def coalesced(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:

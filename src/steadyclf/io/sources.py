@@ -36,6 +36,7 @@ from .files import (
     Piece,
     arrow_kind,
     arrow_row_bytes,
+    check_columns_present,
     estimate_in_memory_bytes,
     read_rows_for_budget,
     resolve_paths,
@@ -233,10 +234,7 @@ class FrameSource:
         order: Sequence[int] | None = None,
     ) -> Iterator[tuple[int, pd.DataFrame]]:
         """``(position of the first row, frame)``: the whole table, or slices of it."""
-        known = set(self.columns)  # one set: a table may have thousands of columns
-        missing = [c for c in columns if c not in known]
-        if missing:
-            raise DataError(f"column(s) {missing} not in the data; columns: {self.columns}")
+        check_columns_present(columns, self.columns)
         features = [c for c in columns if c not in self.extra]
         extra = [c for c in columns if c in self.extra]
         n = len(self.frame)

@@ -45,7 +45,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..exceptions import DataError, ParameterError
-from .files import MAX_READ_ROWS, ArrowLayout, Piece, arrow_kind
+from .files import MAX_READ_ROWS, ArrowLayout, Piece, arrow_kind, check_columns_present
 from .uris import redact, scrub
 
 __all__ = [
@@ -455,9 +455,7 @@ class SqlSource(ArrowLayout):
         self, columns: Sequence[str], *, batch_rows: int | None = MAX_READ_ROWS
     ) -> Iterator[tuple[int, pa.RecordBatch]]:
         """``(global position of the first row, record batch)`` of this source's rows."""
-        missing = [c for c in columns if c not in self.schema.names]
-        if missing:
-            raise DataError(f"column(s) {missing} not in the data; columns: {self.columns}")
+        check_columns_present(columns, self.columns)
         lo, hi = self.rows.start, self.rows.start + self.rows.n_rows
         targets = pa.schema([self.schema.field(c) for c in columns])
         reader = self.database.reader(self.query, batch_rows or MAX_READ_ROWS)
