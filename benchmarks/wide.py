@@ -10,7 +10,12 @@ Most benchmarks here have few columns. This one times ``BinaryClassifier(random_
 - ``tiny-1500``: 8 rows x 1,500 columns of magnitudes 1e-300 to 1e300, a fifth of them
   text (the shape of ``tests/test_robustness.py::test_thousands_of_columns``);
 - ``texts-300``: 20,000 rows x 300 text columns of 50 levels (15,000 one-hot inputs),
-  label from one of them.
+  label from one of them;
+- ``csv-2000``: ``numbers-2000``'s rows as a CSV file (29.6 MB), predicted from the file
+  by ``steadyclf.predict_file`` (what ``steadyclf predict`` runs), the model fitted in
+  memory with ``numeric_embedding='none'`` (the default's choice) and saved; fit seconds
+  are the in-memory fit's. ``--model DIR`` predicts with a model saved earlier instead (to
+  time another version's reading with the same model).
 
 One process, one fit per case (``--cases`` picks them), after an untimed warm-up fit. Writes
 ``benchmarks/results/NAME.md`` and ``NAME.json`` (``--out``, default ``wide``)::
@@ -67,12 +72,52 @@ CASES: dict[str, tuple[Any, dict[str, Any]]] = {
     "numbers-2000": (lambda: numbers(2000, 2000), {}),
     "tiny-1500": (tiny, {}),
     "texts-300": (texts, {}),
+    "csv-2000": (lambda: numbers(2000, 2000), {"numeric_embedding": "none"}),
 }
 
 
-def run(name: str) -> dict[str, Any]:
+def csv_case(model: str | None) -> dict[str, Any]:
+    """``csv-2000``: prediction from a wide CSV file (see the module)."""
+    import tempfile
+
+    from steadyclf import BinaryClassifier, load, predict_file
+
+    X, y = numbers(2000, 2000)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "wide.csv"
+        X.to_csv(data, index=False)
+        fit_s: float | None = None
+        if model is None:
+            start = time.perf_counter()
+            clf = BinaryClassifier(random_state=0, numeric_embedding="none").fit(X, y)
+            fit_s = time.perf_counter() - start
+            model = str(Path(tmp) / "model")
+            clf.save(model)
+        clf = load(model)
+        start = time.perf_counter()
+        done = predict_file(model, data, Path(tmp) / "predictions.csv")
+        predict_s = time.perf_counter() - start
+        assert done.n_rows == len(X)
+    return {
+        "case": "csv-2000",
+        "rows": len(X),
+        "columns": X.shape[1],
+        "params": {"numeric_embedding": "none"},
+        "fit_s": fit_s,
+        "predict_s": predict_s,
+        "small_data": bool(clf.plan_["small_data"]),
+        "members": len(clf.module_.bodies),
+        "numeric_embedding": clf.numeric_embedding_,
+        "embedded_columns": len(clf.module_.arch.periodic),
+        "inputs": int(clf.module_.arch.n_body_inputs),
+    }
+
+
+def run(name: str, model: str | None = None) -> dict[str, Any]:
     from steadyclf import BinaryClassifier
 
+    if name == "csv-2000":
+        return csv_case(model)
     make, params = CASES[name]
     X, y = make()
     start = time.perf_counter()
@@ -100,6 +145,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=parse_list, default=list(CASES))
     parser.add_argument("--out", default="wide")
+    parser.add_argument("--model", help="csv-2000: predict with this saved model")
     args = parser.parse_args()
     unknown = [c for c in args.cases if c not in CASES]
     if unknown:
@@ -113,10 +159,10 @@ def main() -> None:
     rows = []
     for name in args.cases:
         print(f"{name} ...", file=sys.stderr, flush=True)
-        rows.append(run(name))
+        rows.append(run(name, args.model))
     import torch
 
-    report = {
+    report: dict[str, Any] = {
         "command": "python benchmarks/wide.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "git": git_commit(),
@@ -129,7 +175,7 @@ def main() -> None:
         "# Wide tables: default fit and predict seconds",
         "",
         "One process (after an untimed warm-up fit), one fit per case; predict: `predict_proba` "
-        "on the training rows.",
+        "on the training rows (csv-2000: `predict_file` on them as a CSV file).",
         "",
         "| case | rows | columns | parameters | fit s | predict s | small data | members "
         "| embeddings (columns) | network inputs |",
@@ -138,7 +184,7 @@ def main() -> None:
     for r in rows:
         lines.append(
             f"| {r['case']} | {r['rows']:,} | {r['columns']:,} | "
-            f"{json.dumps(r['params']) if r['params'] else 'defaults'} | {r['fit_s']:.1f} | "
+            f"{json.dumps(r['params']) if r['params'] else 'defaults'} | {'-' if r['fit_s'] is None else format(r['fit_s'], '.1f')} | "
             f"{r['predict_s']:.2f} | {'yes' if r['small_data'] else 'no'} | {r['members']} | "
             f"{r['numeric_embedding']} ({r['embedded_columns']}) | {r['inputs']:,} |"
         )
