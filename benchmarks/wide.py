@@ -98,19 +98,7 @@ def csv_case(model: str | None) -> dict[str, Any]:
         done = predict_file(model, data, Path(tmp) / "predictions.csv")
         predict_s = time.perf_counter() - start
         assert done.n_rows == len(X)
-    return {
-        "case": "csv-2000",
-        "rows": len(X),
-        "columns": X.shape[1],
-        "params": {"numeric_embedding": "none"},
-        "fit_s": fit_s,
-        "predict_s": predict_s,
-        "small_data": bool(clf.plan_["small_data"]),
-        "members": len(clf.module_.bodies),
-        "numeric_embedding": clf.numeric_embedding_,
-        "embedded_columns": len(clf.module_.arch.periodic),
-        "inputs": int(clf.module_.arch.n_body_inputs),
-    }
+    return result("csv-2000", X, {"numeric_embedding": "none"}, clf, fit_s, predict_s)
 
 
 def run(name: str, model: str | None = None) -> dict[str, Any]:
@@ -126,6 +114,18 @@ def run(name: str, model: str | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     clf.predict_proba(X)
     predict_s = time.perf_counter() - start
+    return result(name, X, params, clf, fit_s, predict_s)
+
+
+def result(
+    name: str,
+    X: pd.DataFrame,
+    params: dict[str, Any],
+    clf: Any,
+    fit_s: float | None,
+    predict_s: float,
+) -> dict[str, Any]:
+    """One case's row of the report: the table, the seconds and what the fit chose."""
     return {
         "case": name,
         "rows": len(X),
