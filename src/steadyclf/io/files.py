@@ -675,8 +675,10 @@ def coalesced(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Recor
 
 
 def _joined_batches(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
     table = pa.Table.from_batches(batches).combine_chunks()
-    if len(batches) == 1 or table.num_rows == 0:
+    if table.num_rows == 0:
         return batches[0]
     return table.to_batches(max_chunksize=table.num_rows)[0]
 
