@@ -19,6 +19,7 @@ from steadyclf import BinaryClassifier, DataError, ModelFileError, ParameterErro
 from steadyclf.cli import main
 from steadyclf.datasets import heart_rate
 from steadyclf.exceptions import TrainingInterrupted
+from steadyclf.nn.modules import PeriodicEmbedding
 from steadyclf.train.checkpoint import INDEX_FILE, Checkpoint, read_checkpoint, remove_checkpoint
 from steadyclf.train.trainer import StopTraining, Trainer
 
@@ -107,6 +108,92 @@ def test_cross_fitted_members_resume_from_their_parts(tmp_path: Path, run: int) 
     resumed = BinaryClassifier(**kw).fit(X, y, callbacks=[resume])
     _assert_same_model(reference, resumed)
     assert remove_checkpoint(tmp_path) and not tmp_path.exists()
+
+
+class SigintInStage:
+    """Sends SIGINT at epoch ``epoch`` of a member of stage ``stage`` of a packed
+    cross-fit (0: the plain networks, 1: those with periodic embeddings), once."""
+
+    def __init__(self, stage: int, epoch: int = 3) -> None:
+        self.stage, self.epoch, self.sent = stage, epoch, False
+
+    def on_epoch_end(self, trainer: Any, record: dict[str, Any]) -> None:
+        periodic = isinstance(next(trainer.module.children()), PeriodicEmbedding)
+        if not self.sent and periodic == bool(self.stage) and record["epoch"] == self.epoch:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+class EpochsByStage:
+    """Counts the epochs members of each stage of a packed cross-fit train."""
+
+    def __init__(self) -> None:
+        self.epochs = [0, 0]
+
+    def on_epoch_end(self, trainer: Any, record: dict[str, Any]) -> None:
+        self.epochs[isinstance(next(trainer.module.children()), PeriodicEmbedding)] += 1
+
+
+def _assert_same_fit(a: BinaryClassifier, b: BinaryClassifier) -> None:
+    """The same model, and the same numbers out of its cross-fit."""
+    _assert_same_model(a, b)
+    assert a.validation_metrics_ == b.validation_metrics_
+    assert a.warnings_ == b.warnings_ and a.data_["cross_fit"] == b.data_["cross_fit"]
+
+
+def test_packed_members_keep_their_stages_and_resume_identically(tmp_path: Path) -> None:
+    X, y = _data()
+    kw: dict[str, Any] = dict(random_state=3, max_epochs=12)  # small data: packed members
+    reference = BinaryClassifier(**kw).fit(X, y)  # no checkpoint: packed too
+    assert reference.plan_["numeric_embeddings"] == ("periodic", "none")
+    before = signal.getsignal(signal.SIGINT)
+    stop, ck = SigintInStage(1), Checkpoint(tmp_path, every=None)
+    with pytest.raises(TrainingInterrupted, match=r"during cross-fitting stage 2;.* after stage 1"):
+        BinaryClassifier(**kw).fit(X, y, callbacks=[stop, ck])
+    assert stop.sent and ck.saved_at == "cross-fitting stage 1"
+    assert signal.getsignal(signal.SIGINT) is before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stage-0"]  # the plain networks
+    seen = EpochsByStage()
+    resume = Checkpoint(tmp_path, resume=True)
+    resumed = BinaryClassifier(**kw).fit(X, y, callbacks=[seen, resume])
+    _assert_same_fit(reference, resumed)
+    assert seen.epochs[0] == 0 and seen.epochs[1] > 0  # the kept stage did not train again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stage-0", "stage-1"]
+    # Both stages saved: resuming trains nothing and gives the same fit again.
+    seen = EpochsByStage()
+    again = BinaryClassifier(**kw).fit(X, y, callbacks=[seen, Checkpoint(tmp_path, resume=True)])
+    _assert_same_fit(reference, again)
+    assert seen.epochs == [0, 0]
+    assert remove_checkpoint(tmp_path) and not tmp_path.exists()
+
+
+def test_a_signal_in_the_first_packed_stage_saves_nothing(tmp_path: Path) -> None:
+    X, y = _data()
+    ck = Checkpoint(tmp_path / "run", every=None)
+    with pytest.raises(TrainingInterrupted, match="stage 1; no earlier stage had ended"):
+        BinaryClassifier(random_state=3, max_epochs=12).fit(X, y, callbacks=[SigintInStage(0), ck])
+    assert ck.saved_at is None and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("damage", ["data", "weights"])
+def test_a_kept_stage_of_other_data_or_edited_is_refused(tmp_path: Path, damage: str) -> None:
+    X, y = _data()
+    kw: dict[str, Any] = dict(random_state=3, max_epochs=12)
+    with pytest.raises(TrainingInterrupted):
+        BinaryClassifier(**kw).fit(
+            X, y, callbacks=[SigintInStage(1), Checkpoint(tmp_path, every=None)]
+        )
+    if damage == "data":
+        X = X.assign(HR=X["HR"] + 1.0)
+        error, match = DataError, "training data differs"
+    else:
+        (weights,) = (tmp_path / "stage-0").glob("*.safetensors")
+        blob = bytearray(weights.read_bytes())
+        blob[-3] ^= 0x01
+        weights.write_bytes(bytes(blob))
+        error, match = ModelFileError, "does not match the SHA-256"
+    with pytest.raises(error, match=match):
+        BinaryClassifier(**kw).fit(X, y, callbacks=[Checkpoint(tmp_path, resume=True)])
 
 
 def test_resume_depends_on_the_restored_generator(tmp_path: Path) -> None:
@@ -342,6 +429,33 @@ def test_cli_ctrl_c_checkpoints_and_resume_finishes_the_same_model(
     assert code == 0, err
     assert "resuming from epoch 6" in err
     assert not (tmp_path / "model.checkpoint").exists()  # removed once the model is saved
+    _assert_same_files(tmp_path / "whole", out)
+
+
+def test_cli_packed_members_resume_from_their_last_stage(
+    tmp_path: Path,
+    csv_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def train(out: Path, *extra: str) -> tuple[int, str]:
+        # Full batch (no --batch-size): the members train packed.
+        run = ["--target", "label", "--max-epochs", "14", "--hidden", "16", "--out", str(out)]
+        code = main(["train", str(csv_file), *run, *extra])
+        return code, capsys.readouterr().err
+
+    assert train(tmp_path / "whole")[0] == 0
+    out = tmp_path / "model"
+    monkeypatch.setattr(cli_model, "training_callbacks", lambda output: [SigintInStage(1)])
+    code, err = train(out)
+    assert code == 130
+    assert "stopped after cross-fitting stage 1;" in err and "--resume" in err
+    assert not out.exists()
+    monkeypatch.undo()
+    code, err = train(out, "--resume")
+    assert code == 0, err
+    assert "resuming from cross-fitting stage 1" in err
+    assert not (tmp_path / "model.checkpoint").exists()
     _assert_same_files(tmp_path / "whole", out)
 
 

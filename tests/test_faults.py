@@ -537,36 +537,43 @@ def test_an_out_that_cannot_be_written_is_refused_before_training(
     assert "epoch" not in err and time.monotonic() - started < 10
 
 
-def test_an_interrupted_cross_fitted_run_names_the_epoch(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        # Members checkpointed epoch by epoch train one after another: the epoch is kept.
+        (["--checkpoint-every", "1"], "stopped after epoch 2;"),
+        # Packed members (the default) keep whole stages: the first had not ended.
+        ([], "nothing was saved; run the same command again"),
+    ],
+    ids=["member-by-member", "packed"],
+)
+def test_an_interrupted_cross_fitted_run_says_what_it_kept(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    extra: list[str],
+    said: str,
 ) -> None:
     import steadyclf.cli.train as cli_train
 
     class Sigint:
+        sent = False
+
         def on_epoch_end(self, trainer: Any, record: dict[str, Any]) -> None:
-            if trainer.epoch == 2:
+            if trainer.epoch == 2 and not Sigint.sent:  # one Ctrl-C
+                Sigint.sent = True
                 os.kill(os.getpid(), signal.SIGINT)
 
     path = tmp_path / "small.csv"
     _table(150).to_csv(path, index=False)  # small data: cross-fitted networks
     monkeypatch.setattr(cli_train, "training_callbacks", lambda output: [Sigint()])
-    code = main(
-        [
-            "train",
-            str(path),
-            "--target",
-            "y",
-            "--out",
-            str(tmp_path / "m"),
-            "--max-epochs",
-            "6",
-            "--numeric-embedding",
-            "none",
-        ]
-    )
+    out = tmp_path / "m"
+    args = ["train", str(path), "--target", "y", "--out", str(out), "--max-epochs", "6"]
+    code = main([*args, "--numeric-embedding", "none", *extra])
     err = capsys.readouterr().err
-    assert code == 130
-    assert "stopped after epoch 2;" in err and "None" not in err
+    assert code == 130 and Sigint.sent
+    assert said in err and "None" not in err and "Traceback" not in err
+    assert not out.exists()
 
 
 # -- 5. torchrun: a stopped or killed rank ends the run with one line ---------------------------

@@ -7,6 +7,7 @@ stopping, schedule, recovery), so the two are compared on the same bodies and ro
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,11 +16,13 @@ import torch
 from torch import nn
 
 from steadyclf import BinaryClassifier
-from steadyclf.exceptions import TrainingDivergedError
+from steadyclf.exceptions import ModelFileError, TrainingDivergedError
 from steadyclf.nn.modules import make_body
 from steadyclf.nn.threads import intra_op_threads
 from steadyclf.train import packed as packed_module
-from steadyclf.train.crossfit import cross_fit, stratified_folds
+from steadyclf.train.checkpoint import Checkpoint
+from steadyclf.train.checkpoint_files import read_stage, write_stage
+from steadyclf.train.crossfit import cross_fit, from_record, stratified_folds, to_record
 from steadyclf.train.packed import PackedMembers, cross_fit_packed, packable
 from steadyclf.train.trainer import TrainConfig
 
@@ -184,6 +187,16 @@ def test_packable_covers_the_default_small_data_fit_only() -> None:
     assert not packable(norm, _config(), [])
 
 
+def test_packable_with_a_checkpoint_that_keeps_stages_only(tmp_path: Path) -> None:
+    body = _bodies(())[0]
+    assert packable(body, _config(), [Checkpoint(tmp_path, every=None)])
+    # One that saves members epoch by epoch trains them one after another.
+    assert not packable(body, _config(), [Checkpoint(tmp_path, every=2)])
+    # Two checkpoints cannot both keep the stages.
+    both = [Checkpoint(tmp_path / "a", every=None), Checkpoint(tmp_path / "b", every=None)]
+    assert not packable(body, _config(), both)
+
+
 def test_default_small_data_fit_is_packed_and_reports_every_member() -> None:
     rng = np.random.default_rng(4)
     X = rng.normal(size=(400, 3))
@@ -194,3 +207,34 @@ def test_default_small_data_fit_is_packed_and_reports_every_member() -> None:
     assert set(facts["out_of_fold_log_loss"]) == {"0.001", "0.01", "0.1"}
     assert sorted({r["member"] for r in clf.history_}) == [0, 1, 2, 3, 4]
     assert clf.validation_metrics_["roc_auc"] > 0.8
+
+
+def test_a_cross_fit_kept_by_a_checkpoint_comes_back_whole(tmp_path: Path) -> None:
+    """What a stage checkpoint keeps of a network (to_record) reads back (from_record) as
+    training left it: the weights, every number of the cross-fit, the error, the warnings."""
+    x, y, folds = _data()
+    bodies = _bodies(())
+    [(fitted, _)] = cross_fit_packed([bodies], x, y, folds, _config(max_epochs=8), DECAYS)
+    error = TrainingDivergedError("training diverged (loss nan) at epoch 3")
+    warning = {"epoch": 2, "kind": "prior_stall", "message": "m", "cause": "c", "fix": "f"}
+    warnings = [[], [{**warning, "resolved_epoch": None}], []]
+    write_stage(tmp_path, 0, [to_record(fitted, error, bodies, warnings)])
+    fresh = _bodies((), seed=1)  # other weights, overwritten by the kept ones
+    [saved] = read_stage(tmp_path / "stage-0").networks
+    back, back_error, back_warnings = from_record(saved, fresh, len(y), "stage")
+    for a, b in zip(bodies, fresh, strict=True):
+        for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+            assert torch.equal(p, q), name
+    assert back.weight_decay == fitted.weight_decay and back.losses == fitted.losses
+    assert np.array_equal(back.oof_logits, fitted.oof_logits)
+    assert back.candidate_oof.keys() == fitted.candidate_oof.keys()
+    for decay, oof in fitted.candidate_oof.items():
+        assert np.array_equal(back.candidate_oof[decay], oof)
+    assert back.histories == fitted.histories and back.best_epochs == fitted.best_epochs
+    assert isinstance(back_error, TrainingDivergedError) and str(back_error) == str(error)
+    assert back_error.cross_fit is back  # type: ignore[attr-defined]
+    assert back_warnings == warnings
+    with pytest.raises(ModelFileError, match="does not hold 299 rows"):
+        from_record(saved, fresh, len(y) - 1, "stage")
+    with pytest.raises(ModelFileError, match=r"stage.bodies\[0\] has unexpected keys"):
+        from_record(saved, _bodies((0, 2)), len(y), "stage")  # another layout

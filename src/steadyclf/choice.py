@@ -14,6 +14,7 @@ lets the candidates race their first epochs and trains the winner on
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import math
@@ -27,13 +28,20 @@ from scipy.special import expit
 
 from .calibration import IDENTITY_CALIBRATION
 from .evaluation import selection_bias
-from .exceptions import TrainingDivergedError
+from .exceptions import ModelFileError, TrainingDivergedError
 from .train.batches import InMemoryBatches
-from .train.crossfit import CrossFit, cross_fit, describe, stratified_folds
-from .train.packed import cross_fit_packed, packable
+from .train.crossfit import (
+    CrossFit,
+    cross_fit,
+    describe,
+    from_record,
+    stratified_folds,
+    to_record,
+)
+from .train.packed import PackStopped, cross_fit_packed, packable
 from .train.race import ContinueFrom, race, race_epochs
 from .train.rows import sample_rows
-from .train.stall import SATURATION_ROWS, StallDetector
+from .train.stall import SATURATION_ROWS, StallDetector, StallWarning
 from .train.trainer import Callback, Trainer, hook
 
 if TYPE_CHECKING:
@@ -142,10 +150,14 @@ def fit_members(state: FitState, callbacks: Sequence[Callback]) -> Trained:
     stalls: dict[int, StallDetector] = {}
     options = candidates(state)
     n_decays = len(plan.weight_decays)
+    packed = PACKED_MEMBERS and packable(state.module.body, state.config, callbacks)
+    # A checkpoint keeps packed members stage by stage (_cross_fit), not member by member.
+    keeper = next((cb for cb in callbacks if getattr(cb, "keeps_stages", False)), None)
+    keeper = keeper if packed else None
 
     def member_callbacks(member: int, candidate: int) -> Sequence[Callback]:
         # A checkpoint keeps each member in its own part; other callbacks see every run.
-        own = [hook(cb, "part")(candidate, member) for cb in callbacks]
+        own = [hook(cb, "part")(candidate, member) for cb in callbacks if cb is not keeper]
         if member != 0:
             return tuple(own)
         stall = stalls[candidate] = copy.copy(state.stall)  # each candidate's first member
@@ -154,7 +166,8 @@ def fit_members(state: FitState, callbacks: Sequence[Callback]) -> Trained:
             stall.sample = sample_rows(reading.batches, SATURATION_ROWS)[0]
         return (stall, *own)
 
-    outcomes = _two_stages(state, options, folds, callbacks, member_callbacks)
+    stages = _Stages(packed, keeper, member_callbacks, stalls, n_decays)
+    outcomes = _two_stages(state, options, folds, stages)
 
     finite = [k for k, (_, error) in enumerate(outcomes) if error is None]
     w = None if batches.w is None else batches.w.cpu().numpy().astype(np.float64)
@@ -273,12 +286,24 @@ def _decay_chooser(options: Sequence[_Candidate]) -> list[int]:
     return [last[id(o.reading)] if EMBEDDINGS_AT_CHOSEN_DECAY else k for k, o in enumerate(options)]
 
 
+@dataclass
+class _Stages:
+    """How the stages of a small-data fit train (:func:`_two_stages`): packed or member by
+    member, the checkpoint that keeps packed stages (if any), each member's callbacks
+    (``member_callbacks(member, candidate)``) and each candidate's stall detector."""
+
+    packed: bool
+    keeper: Any
+    member_callbacks: Any
+    stalls: dict[int, StallDetector]
+    n_decays: int
+
+
 def _two_stages(
     state: FitState,
     options: Sequence[_Candidate],
     folds: NDArray[np.int64],
-    callbacks: Sequence[Callback],
-    member_callbacks: Any,
+    stages: _Stages,
 ) -> list[tuple[CrossFit, TrainingDivergedError | None]]:
     """Every candidate's cross-fit, in two stages. First each reading's plainest network
     (without embeddings: the cheap one) with every weight decay; then its other networks
@@ -287,62 +312,84 @@ def _two_stages(
     of a candidate keep the numbers they would have with every weight decay (``candidate
     * n_decays + decay``: each watcher and checkpoint part its own)."""
     decays = state.plan.weight_decays
-    n_decays = len(decays)
     chooser = _decay_chooser(options)
     first = [k for k in range(len(options)) if chooser[k] == k]
     outcomes: dict[int, tuple[CrossFit, TrainingDivergedError | None]] = {}
-
-    def numbered(indices: list[int], tried: Sequence[Sequence[float]]) -> Any:
-        where = [[decays.index(d) for d in t] for t in tried]
-        return lambda k, member, c: member_callbacks(member, indices[k] * n_decays + where[k][c])
-
     every = [list(decays)] * len(first)
-    stage = _cross_fit(
-        state, [options[k] for k in first], folds, callbacks, numbered(first, every), every
-    )
+    stage = _cross_fit(state, options, first, folds, every, stages, 0)
     outcomes.update(zip(first, stage, strict=True))
     rest = [k for k in range(len(options)) if k not in outcomes]
     if rest:  # all at once, each with the decay its reading's plain network chose
         chosen = [[outcomes[chooser[k]][0].weight_decay] for k in rest]
-        stage = _cross_fit(
-            state, [options[k] for k in rest], folds, callbacks, numbered(rest, chosen), chosen
-        )
+        stage = _cross_fit(state, options, rest, folds, chosen, stages, 1)
         outcomes.update(zip(rest, stage, strict=True))
     return [outcomes[k] for k in range(len(options))]
 
 
 def _cross_fit(
     state: FitState,
-    options: Sequence[_Candidate],
+    every_option: Sequence[_Candidate],
+    indices: list[int],
     folds: NDArray[np.int64],
-    callbacks: Sequence[Callback],
-    numbered: Any,
     decays: Sequence[Sequence[float]],
+    stages: _Stages,
+    stage: int,
 ) -> list[tuple[CrossFit, TrainingDivergedError | None]]:
-    """The cross-fits of ``options``, ``options[k]`` with the weight decays ``decays[k]``:
-    packed (all at once) where it can be, else one member after another (a checkpointed
-    run, BatchNorm, another optimizer). ``numbered(k, member, c)`` are the callbacks of a
-    member of ``options[k]`` with ``decays[k][c]``."""
+    """Stage ``stage``: the cross-fits of the candidates ``indices`` (of ``every_option``),
+    the ``k``-th with the weight decays ``decays[k]``: packed (all at once) where it can
+    be, else one member after another (a run checkpointed epoch by epoch, BatchNorm,
+    another optimizer). A checkpoint that keeps packed stages saves the stage as it ends
+    and, when resuming, hands back the stage it saved instead of training it again."""
     batches = state.batches
     assert isinstance(batches, InMemoryBatches)
+    options = [every_option[k] for k in indices]
+    all_decays = state.plan.weight_decays
+    where = [[all_decays.index(d) for d in tried] for tried in decays]
+
+    def numbered(k: int, member: int, c: int) -> Sequence[Callback]:
+        return stages.member_callbacks(member, indices[k] * stages.n_decays + where[k][c])
+
+    def watched(k: int, c: int) -> StallDetector | None:
+        return stages.stalls.get(indices[k] * stages.n_decays + where[k][c])
+
     config = replace(state.config, callbacks=())
     xs = []
     for option in options:
         rows = option.reading.batches
         assert isinstance(rows, InMemoryBatches) and rows.n_rows == batches.n_rows
         xs.append(rows.x)
-    if PACKED_MEMBERS and packable(state.module.body, state.config, callbacks):
-        # Every member of every candidate at once, as one batched network per layout.
-        return cross_fit_packed(
-            [list(option.network.bodies) for option in options],
-            xs,
-            batches.y,
-            folds,
-            config,
-            decays,
-            numbered,
-            batches.w,
-        )
+    if stages.packed:
+        keeper = stages.keeper
+        saved = None if keeper is None else keeper.load_stage(stage)
+        if saved is not None:
+            return _restored(options, saved, decays, numbered, watched, batches.n_rows, stage)
+        with keeper.stopping_stage() if keeper else contextlib.nullcontext(None) as stop:
+            try:  # every member of every candidate at once, one batched network per layout
+                packed = cross_fit_packed(
+                    [list(option.network.bodies) for option in options],
+                    xs,
+                    batches.y,
+                    folds,
+                    config,
+                    decays,
+                    numbered,
+                    batches.w,
+                    stop,
+                )
+            except PackStopped:
+                raise keeper.interrupted(stage) from None
+        if keeper is not None:
+            records = [
+                to_record(
+                    fitted,
+                    error,
+                    list(option.network.bodies),
+                    [_warnings_of(watched(k, c)) for c in range(len(decays[k]))],
+                )
+                for k, (option, (fitted, error)) in enumerate(zip(options, packed, strict=True))
+            ]
+            keeper.save_stage(stage, records)
+        return packed
     outcomes: list[tuple[CrossFit, TrainingDivergedError | None]] = []
     for k, option in enumerate(options):
         try:
@@ -359,6 +406,43 @@ def _cross_fit(
             outcomes.append((fitted, None))
         except TrainingDivergedError as exc:
             outcomes.append((exc.cross_fit, exc))
+    return outcomes
+
+
+def _warnings_of(detector: StallDetector | None) -> list[dict[str, Any]]:
+    return [] if detector is None else [w.to_dict() for w in detector.warnings]
+
+
+def _restored(
+    options: Sequence[_Candidate],
+    saved: list[dict[str, Any]],
+    decays: Sequence[Sequence[float]],
+    numbered: Any,
+    watched: Any,
+    n_rows: int,
+    stage: int,
+) -> list[tuple[CrossFit, TrainingDivergedError | None]]:
+    """A stage a checkpoint kept, as training it would have left it: the members' weights,
+    the cross-fits and each watched member's warnings."""
+    where = f"checkpoint stage-{stage}"
+    if len(saved) != len(options):
+        raise ModelFileError(f"{where} holds {len(saved)} networks; this run has {len(options)}")
+    outcomes = []
+    for k, (option, record) in enumerate(zip(options, saved, strict=True)):
+        fitted, error, warnings = from_record(
+            record, list(option.network.bodies), n_rows, f"{where}.networks[{k}]"
+        )
+        if len(warnings) != len(decays[k]):
+            raise ModelFileError(f"{where}.networks[{k}] has warnings of other candidates")
+        for c, kept in enumerate(warnings):
+            numbered(k, 0, c)  # the callbacks that watched it, as training makes them
+            detector = watched(k, c)
+            if detector is not None:
+                try:
+                    detector.warnings = [StallWarning(**w) for w in kept]
+                except TypeError as exc:
+                    raise ModelFileError(f"{where}: a malformed warning ({exc})") from exc
+        outcomes.append((fitted, error))
     return outcomes
 
 

@@ -85,9 +85,9 @@ def training_checkpoint(
     from ..callbacks import Checkpoint, check_checkpoint_dir, checkpoint_dir_for
 
     directory = checkpoint_dir_for(out)
-    epoch = check_checkpoint_dir(directory, resume=resume)
-    if epoch is not None:
-        output.note(f"resuming from epoch {epoch} (checkpoint {str(directory)!r})")
+    where = check_checkpoint_dir(directory, resume=resume)
+    if where is not None:
+        output.note(f"resuming from {where} (checkpoint {str(directory)!r})")
     # Saved as training ends too (by rank 0 alone: the ranks share the directory), so an
     # interruption during calibration or the final write keeps the training.
     return Checkpoint(directory, every=every, resume=resume, at_end=main)
@@ -119,8 +119,14 @@ def fit_keeping_work(
             f"{exc}; the best model so far (epoch {best.best_epoch_}) was saved to {out!r}"
         ) from None
     except TrainingInterrupted as exc:
+        if checkpoint.saved_at is None:  # packed members stopped before a stage ended
+            raise TrainingInterrupted(
+                "stopped before the first stage of the cross-fitted members ended: nothing "
+                "was saved; run the same command again to start over",
+                signum=exc.signum,
+            ) from None
         raise TrainingInterrupted(
-            f"stopped after epoch {checkpoint.saved_epoch}; checkpoint saved in "
+            f"stopped after {checkpoint.saved_at}; checkpoint saved in "
             f"{str(checkpoint.directory)!r}; run the same command with --resume to continue",
             signum=exc.signum,
         ) from None
@@ -129,10 +135,10 @@ def fit_keeping_work(
 def keeping_training(exc: KeyboardInterrupt, checkpoint: Checkpoint | None) -> KeyboardInterrupt:
     """An interruption outside the training loop (calibration, the final write) that says
     where the training it did not discard is: the checkpoint saved when training ended."""
-    if isinstance(exc, TrainingInterrupted) or checkpoint is None or checkpoint.saved_epoch is None:
+    if isinstance(exc, TrainingInterrupted) or checkpoint is None or checkpoint.saved_at is None:
         return exc
     return TrainingInterrupted(
-        f"interrupted after epoch {checkpoint.saved_epoch} was trained; checkpoint saved in "
+        f"interrupted after {checkpoint.saved_at} was trained; checkpoint saved in "
         f"{str(checkpoint.directory)!r}; run the same command with --resume to finish",
         signum=getattr(exc, "signum", 2),
     )

@@ -1,22 +1,9 @@
 """Checkpoints: save a training run between epochs and continue it later, exactly.
 
-A checkpoint is a directory holding two files:
-
-``checkpoint.json``
-    a JSON index: format name and version, epoch, history, early-stopping state, the
-    optimizer's param_groups and scalar state, the scheduler state, the run's settings and,
-    when the estimator trains, its parameters, fitted preprocessing (column roles and
-    vocabularies), classes and a fingerprint of the training data;
-``checkpoint-<epoch>.safetensors``
-    every tensor: weights, best weights so far, optimizer moments, the fitted input
-    statistics and the state of the shuffling generator.
-
-Nothing is pickled, so reading a checkpoint cannot run code. The safetensors file is
-written first under a new name, then the JSON index (the commit point) is replaced
-atomically; its SHA-256 pins the weights file it names, and its last field is the
-SHA-256 of the index itself (:mod:`steadyclf.io.checksum`), so an edited learning rate is
-refused like an edited weight. A crash or SIGKILL at any moment leaves either the previous
-checkpoint or the new one, never a mix.
+:class:`Checkpoint` is the callback: it saves every few epochs, on Ctrl-C or SIGTERM, and
+as training ends, and resumes a run from what it saved. What it writes, and how a crash
+at any moment leaves the previous checkpoint or the new one and never a mix, is in
+:mod:`steadyclf.train.checkpoint_files`.
 
 Resuming restores everything the run depends on, so on the same machine (CPU) the resumed
 run produces bit-for-bit the model an uninterrupted run would have.
@@ -25,19 +12,15 @@ run produces bit-for-bit the model an uninterrupted run would have.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
-import re
 import signal
 import sys
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import safetensors.torch
 import torch
 
 from ..exceptions import (
@@ -47,10 +30,27 @@ from ..exceptions import (
     ParameterError,
     TrainingInterrupted,
 )
-from ..io.atomic import atomic_write, process_running
-from ..io.checksum import sign_json, verify_json
-from .state import INDEX_FILE, check_like, check_optimizer_state, decode_state, encode_state
-from .trainer import Callback, EpochRecord, FitContext, TrainConfig, Trainer
+from .checkpoint_files import (
+    CONFIG_FIELDS,
+    FORMAT,
+    FORMAT_VERSION,
+    INDEX_FILE,
+    CheckpointData,
+    StageData,
+    check_checkpoint_dir,
+    checkpoint_dir_for,
+    config_json,
+    context_json,
+    latest_checkpoint,
+    read_checkpoint,
+    read_stage,
+    remove_checkpoint,
+    stage_dirs,
+    write_checkpoint,
+    write_stage,
+)
+from .state import check_like, check_optimizer_state, decode_state, encode_state
+from .trainer import Callback, EpochRecord, FitContext, Trainer
 
 __all__ = [
     "FORMAT",
@@ -65,310 +65,8 @@ __all__ = [
     "write_checkpoint",
 ]
 
-FORMAT = "steadyclf-checkpoint"
-#: 2: no state of torch's global generator (training no longer draws from it).
-FORMAT_VERSION = 2
-
-_WEIGHTS_PATTERN = re.compile(r"checkpoint-\d{1,12}\.safetensors")
-#: Subdirectories of the parts of a fit that trains several networks in turn.
-_PART_PATTERN = re.compile(r"part-\d{1,3}-\d{1,3}")
-#: The index holds the history (a few numbers per epoch): far below this in practice.
-_MAX_INDEX_BYTES = 256 << 20
-#: Settings that must match to continue a run (TrainConfig fields, callbacks excluded).
-_CONFIG_FIELDS = (
-    "lr",
-    "max_epochs",
-    "batch_size",
-    "optimizer",
-    "schedule",
-    "weight_decay",
-    "early_stopping",
-    "patience",
-    "tol",
-    "pos_weight",
-    "max_recoveries",
-    "seed",
-)
 #: Estimator parameters that may change between the interrupted and the resumed run.
 _FREE_PARAMS = frozenset({"verbose", "device"})
-
-
-# -- the estimator's side ------------------------------------------------------------------
-def context_json(context: FitContext) -> dict[str, Any]:
-    """The JSON part of a fit's context stored in a checkpoint."""
-    return {
-        "params": encode_state(context.params, {}, "params"),
-        "seed": context.seed,
-        "encoder": encode_state(context.encoder, {}, "encoder"),
-        "classes": encode_state(list(context.classes), {}, "classes"),
-        "data_fingerprint": context.fingerprint,
-        "n_rows": context.n_rows,
-    }
-
-
-# -- files -----------------------------------------------------------------------------------
-def write_checkpoint(
-    directory: str | os.PathLike[str],
-    trainer: Trainer,
-    context: FitContext | None = None,
-) -> Path:
-    """Write the state of ``trainer`` (and of the estimator's run) to ``directory``.
-
-    Returns the path of the index file. Older weight files in the directory are removed
-    once the new index is in place.
-    """
-    root = Path(directory)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ModelFileError(f"cannot create checkpoint directory {str(root)!r}: {exc}") from exc
-    state = trainer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    index: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION}
-    index["state"] = encode_state(state, tensors, "state")
-    index["config"] = encode_state(_config_json(trainer.config), {}, "config")
-    if context is not None:
-        index["fit"] = context_json(context)
-        index["preprocessing"] = encode_state(context.preprocessing(), tensors, "preprocessing")
-    weights_name = f"checkpoint-{trainer.epoch:06d}.safetensors"
-    blob = safetensors.torch.save(tensors, metadata={"format": FORMAT})
-    index["weights_file"] = weights_name
-    index["weights_sha256"] = hashlib.sha256(blob).hexdigest()
-    text = sign_json(index, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-    try:
-        atomic_write(root / weights_name, blob, fsync=True)
-        atomic_write(root / INDEX_FILE, text, fsync=True)
-    except OSError as exc:
-        raise ModelFileError(f"cannot write checkpoint in {str(root)!r}: {exc}") from exc
-    for old in root.glob("checkpoint-*.safetensors"):
-        if old.name != weights_name:
-            old.unlink(missing_ok=True)
-    return root / INDEX_FILE
-
-
-def checkpoint_dir_for(model_dir: str | os.PathLike[str]) -> Path:
-    """Where the CLI keeps the checkpoint of a run writing ``model_dir``: beside it."""
-    model = Path(model_dir)
-    return model.with_name(model.name + ".checkpoint")
-
-
-def _parts(root: Path) -> list[Path]:
-    """The checkpoints of a fit's parts (cross-fitted members), in the order they train."""
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if _PART_PATTERN.fullmatch(p.name)]
-    return sorted((p for p in found if (p / INDEX_FILE).is_file()), key=_part_order)
-
-
-def _part_order(path: Path) -> tuple[int, ...]:
-    return tuple(int(n) for n in path.name.split("-")[1:])
-
-
-def _latest(root: Path) -> Path | None:
-    """The checkpoint a run would continue: the directory's own, or its last part's."""
-    if (root / INDEX_FILE).is_file():
-        return root
-    parts = _parts(root)
-    return parts[-1] if parts else None
-
-
-def check_checkpoint_dir(directory: str | os.PathLike[str], *, resume: bool) -> int | None:
-    """Refuse a checkpoint directory that would mix with other files or lose a run.
-
-    Returns the epoch to resume from (``resume``; for a fit of several parts, the epoch
-    of the part in progress) or ``None``. Without ``resume`` an existing checkpoint is an
-    error: starting afresh would overwrite the earlier run.
-    """
-    root = Path(directory)
-    latest = _latest(root)
-    if resume:
-        if latest is None:
-            raise ModelFileError(
-                f"no checkpoint to resume from in {str(root)!r}; run without --resume to "
-                "start training"
-            )
-        return read_checkpoint(latest).epoch
-    if not root.exists():
-        return None
-    if not root.is_dir():
-        raise ModelFileError(f"{str(root)!r} exists and is not a checkpoint directory")
-    if latest is None:
-        _remove_partial_writes(root)
-    if latest is not None:
-        epoch = read_checkpoint(latest).epoch
-        raise ModelFileError(
-            f"{str(root)!r} holds the checkpoint of an earlier run (epoch {epoch}); add "
-            "--resume to continue it, or remove the directory to start afresh"
-        )
-    if any(root.iterdir()):
-        raise ModelFileError(
-            f"{str(root)!r} exists and is not a steadyclf checkpoint; move it away"
-        )
-    return None
-
-
-def _remove_partial_writes(root: Path) -> None:
-    """Remove what a killed first checkpoint write left: temporary files of writers that
-    no longer run, and weights whose index was never written (nothing refers to them)."""
-    for path in root.glob(".*.tmp"):
-        pid = path.name.rsplit(".", 2)[-2].split("-", 1)[0]
-        if not (pid.isdigit() and process_running(int(pid))):
-            path.unlink(missing_ok=True)
-    for path in root.glob("checkpoint-*.safetensors"):
-        path.unlink(missing_ok=True)  # only called when the directory holds no index
-
-
-def remove_checkpoint(directory: str | os.PathLike[str]) -> bool:
-    """Delete the files a checkpoint consists of, then the directory if it is empty."""
-    root = Path(directory)
-    if not root.is_dir():
-        return False
-    for part in _parts(root):
-        remove_checkpoint(part)
-    for path in [root / INDEX_FILE, *root.glob("checkpoint-*.safetensors")]:
-        path.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):  # someone else's files are in there: leave them
-        root.rmdir()
-    return True
-
-
-def _config_json(config: TrainConfig) -> dict[str, Any]:
-    return {name: getattr(config, name) for name in _CONFIG_FIELDS}
-
-
-@dataclass
-class CheckpointData:
-    """A checkpoint read from disk: the trainer state and what the estimator stored."""
-
-    path: Path
-    state: dict[str, Any]
-    config: dict[str, Any]
-    fit: dict[str, Any] | None
-    preprocessing: dict[str, torch.Tensor] | None
-
-    @property
-    def epoch(self) -> int:
-        """Epochs completed when the checkpoint was written."""
-        return int(self.state["epoch"])
-
-
-def read_checkpoint(directory: str | os.PathLike[str]) -> CheckpointData:
-    """Read and check a checkpoint directory; never unpickles.
-
-    For the directory of a fit that trains several networks in turn (the cross-fitted
-    members of small data, each in a ``part-i-j`` subdirectory) this reads the last part
-    written: the one a resumed run continues.
-
-    Raises
-    ------
-    ModelFileError
-        If the directory holds no checkpoint, or a damaged, tampered or foreign one.
-    """
-    root = _latest(Path(directory)) or Path(directory)
-    index_path = root / INDEX_FILE
-    if not index_path.is_file():
-        raise ModelFileError(f"no checkpoint in {str(root)!r} (missing {INDEX_FILE})")
-    index = _read_index(index_path)
-    name = index.get("weights_file")
-    if not isinstance(name, str) or not _WEIGHTS_PATTERN.fullmatch(name):
-        raise ModelFileError(f"{index_path} names an invalid weights file {name!r}")
-    weights_path = root / name
-    if not weights_path.is_file():  # missing, or a device or FIFO that would never end
-        raise ModelFileError(f"checkpoint weights {str(weights_path)!r} are missing")
-    try:
-        blob = weights_path.read_bytes()
-    except OSError as exc:
-        raise ModelFileError(
-            f"cannot read checkpoint weights {str(weights_path)!r}: {exc}"
-        ) from exc
-    if hashlib.sha256(blob).hexdigest() != index.get("weights_sha256"):
-        raise ModelFileError(
-            f"{weights_path} does not match the SHA-256 recorded in {index_path}; "
-            "the checkpoint was modified or damaged"
-        )
-    try:
-        tensors = safetensors.torch.load(blob)
-    except Exception as exc:  # safetensors raises its own error type for any bad header
-        raise ModelFileError(f"{weights_path} is not a valid safetensors file: {exc}") from exc
-    state = decode_state(index.get("state"), tensors, "state")
-    config = decode_state(index.get("config"), {}, "config")
-    if not isinstance(state, dict) or not isinstance(config, dict):
-        raise ModelFileError(f"{index_path} lacks the training state")
-    fit = decode_state(index["fit"], {}, "fit") if "fit" in index else None
-    preprocessing = (
-        decode_state(index["preprocessing"], tensors, "preprocessing")
-        if "preprocessing" in index
-        else None
-    )
-    _check_index_types(state, config, fit, preprocessing, index_path)
-    return CheckpointData(root, state, config, fit, preprocessing)
-
-
-def _read_index(path: Path) -> dict[str, Any]:
-    try:
-        if path.stat().st_size > _MAX_INDEX_BYTES:
-            raise ModelFileError(f"{path} is larger than {_MAX_INDEX_BYTES >> 20} MiB")
-        text = path.read_text(encoding="utf-8")
-        index = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path} is not a steadyclf checkpoint index (not JSON)") from exc
-    except (OSError, RecursionError) as exc:
-        raise ModelFileError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(index, dict) or index.get("format") != FORMAT:
-        raise ModelFileError(f"{path} is not a steadyclf checkpoint index")
-    verify_json(text, index, str(path))
-    version = index.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path} has checkpoint format version {version!r}; this steadyclf reads version "
-            f"{FORMAT_VERSION}"
-        )
-    return index
-
-
-def _check_index_types(
-    state: dict[str, Any],
-    config: dict[str, Any],
-    fit: Any,
-    preprocessing: Any,
-    where: Path,
-) -> None:
-    expected: dict[str, tuple[type, ...]] = {
-        "epoch": (int,),
-        "history": (list,),
-        "best_epoch": (int, type(None)),
-        "best_loss": (int, float),
-        "bad_epochs": (int,),
-        "recoveries": (int,),
-        "module": (dict,),
-        "best_state": (dict, type(None)),
-        "optimizer": (dict,),
-        "scheduler": (dict, type(None)),
-        "generator": (torch.Tensor,),
-    }
-    if set(state) != set(expected):
-        raise ModelFileError(f"{where}: the training state has keys {sorted(state)}")
-    for key, types in expected.items():
-        value = state[key]
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            raise ModelFileError(f"{where}: state.{key} has the wrong type")
-    if state["epoch"] < 0 or state["bad_epochs"] < 0 or state["recoveries"] < 0:
-        raise ModelFileError(f"{where}: negative epoch or counter in the training state")
-    if len(state["history"]) != state["epoch"] or not all(
-        isinstance(r, dict) for r in state["history"]
-    ):
-        raise ModelFileError(f"{where}: the history does not have one row per epoch")
-    if set(config) != set(_CONFIG_FIELDS):
-        raise ModelFileError(f"{where}: the run settings have keys {sorted(config)}")
-    if fit is not None and not (
-        isinstance(fit, dict)
-        and isinstance(fit.get("params"), dict)
-        and isinstance(fit.get("data_fingerprint"), str)
-        and isinstance(fit.get("encoder"), dict)
-        and isinstance(fit.get("classes"), list)
-        and isinstance(preprocessing, dict)
-    ):
-        raise ModelFileError(f"{where}: the estimator part of the checkpoint is malformed")
 
 
 # -- the callback ----------------------------------------------------------------------------
@@ -426,7 +124,13 @@ class Checkpoint(Callback):
     directory : path
         Where the checkpoint lives (created if needed); see the module docstring.
     every : int or None, default=1
-        Save after every ``every``-th epoch; ``None`` saves only on Ctrl-C.
+        Save after every ``every``-th epoch; ``None`` saves only on Ctrl-C (and, with
+        ``at_end``, when training ends). With ``None``, small data's cross-fitted members
+        train packed (:mod:`steadyclf.train.packed`, as without a checkpoint): the
+        checkpoint then keeps each stage of their cross-fit as it ends, and Ctrl-C stops
+        the stage in progress at once, keeping the stages before it (a resumed run trains
+        that stage again, to the same result). A number trains them one after another,
+        each checkpointed every ``every`` epochs.
     resume : bool, default=False
         Continue from the checkpoint in ``directory`` instead of starting afresh. The
         estimator parameters (except ``verbose`` and ``device``), the training data and
@@ -484,6 +188,8 @@ class Checkpoint(Callback):
         self.catch_interrupt = catch_interrupt
         self.resumed_epoch: int | None = None
         self.saved_epoch: int | None = None
+        #: The last stage of packed members saved (:meth:`save_stage`), counted from 0.
+        self.saved_stage: int | None = None
         self._context: FitContext | None = None
         self._pending: CheckpointData | None = None
         self.at_end = at_end
@@ -491,13 +197,24 @@ class Checkpoint(Callback):
         self._latch = _SigintLatch(
             "stopping after this epoch to save a checkpoint (press Ctrl-C again to stop at once)"
         )
+        self._stage_latch = _SigintLatch(
+            "stopping the cross-fitting stage in progress; the stages before it are kept "
+            "(press Ctrl-C again to stop at once)"
+        )
 
     # -- hooks -------------------------------------------------------------------------
     def on_fit_begin(self, context: FitContext) -> None:
         """Estimator hook: remember the run; when resuming, check it is the same run."""
         self._context = context
         if self.resume:
-            latest = _latest(self.directory)
+            latest = latest_checkpoint(self.directory)
+            if (
+                latest is not None
+                and latest.parent == self.directory
+                and latest.name.startswith("stage-")
+            ):  # packed members: each stage is read when its turn comes
+                _check_same_fit(read_stage(latest), context)
+                return
             data = read_checkpoint(latest or self.directory)
             _check_same_fit(data, context)
             if latest == self.directory:
@@ -570,6 +287,70 @@ class Checkpoint(Callback):
         """Give Ctrl-C back its previous meaning."""
         self._latch.uninstall()
 
+    # -- packed members ------------------------------------------------------------------
+    @property
+    def keeps_stages(self) -> bool:
+        """Whether a cross-fit under this checkpoint may train its members packed, saving
+        each stage as it ends: with ``every=None``, unless resuming a run that trained its
+        members one after another (it continues so); when resuming packed stages, always."""
+        if self.resume:
+            if stage_dirs(self.directory):
+                return True
+            if latest_checkpoint(self.directory) is not None:
+                return False
+        return self.every is None
+
+    def load_stage(self, stage: int) -> list[dict[str, Any]] | None:
+        """When resuming, what stage ``stage`` of a packed cross-fit saved (see
+        :meth:`save_stage`), or ``None`` when it must train."""
+        path = self.directory / f"stage-{stage}"
+        if not (self.resume and (path / INDEX_FILE).is_file()):
+            return None
+        data = read_stage(path)
+        if self._context is not None:
+            _check_same_fit(data, self._context)
+        return data.networks
+
+    def save_stage(self, stage: int, networks: list[dict[str, Any]]) -> None:
+        """Keep stage ``stage`` of a packed cross-fit: per network, its members' weights and
+        what its cross-fit measured (tensors, numbers, strings, lists, dicts)."""
+        write_stage(self.directory, stage, networks, self._context)
+        self.saved_stage = stage
+
+    @contextlib.contextmanager
+    def stopping_stage(self) -> Iterator[Callable[[], bool]]:
+        """Around a packed stage: Ctrl-C or SIGTERM asks the stage to stop (the callable
+        yielded says whether one came). A stage stopped so raises
+        :class:`~steadyclf.exceptions.TrainingInterrupted` through :meth:`interrupted`."""
+        latch = self._stage_latch
+        if self.catch_interrupt:
+            latch.install()
+        try:
+            yield lambda: latch.requested
+        finally:
+            latch.uninstall()
+
+    def interrupted(self, stage: int) -> TrainingInterrupted:
+        """The error for a signal that stopped packed stage ``stage``."""
+        kept = (
+            f"checkpoint saved in {str(self.directory)!r} after stage {self.saved_stage + 1}; "
+            "resume from it to continue"
+            if self.saved_stage is not None
+            else "no earlier stage had ended: nothing was saved"
+        )
+        return TrainingInterrupted(
+            f"training interrupted during cross-fitting stage {stage + 1}; {kept}",
+            signum=self._stage_latch.signum,
+        )
+
+    @property
+    def saved_at(self) -> str | None:
+        """What the last checkpoint written holds: ``"epoch N"``, ``"cross-fitting stage
+        N"`` (counted from 1), or ``None`` before any."""
+        if self.saved_stage is not None:
+            return f"cross-fitting stage {self.saved_stage + 1}"
+        return None if self.saved_epoch is None else f"epoch {self.saved_epoch}"
+
     # -- actions -------------------------------------------------------------------------
     def save(self, trainer: Trainer) -> Path:
         """Write a checkpoint of ``trainer`` now; returns the index path."""
@@ -581,7 +362,7 @@ class Checkpoint(Callback):
         return path
 
 
-def _check_same_fit(data: CheckpointData, context: FitContext) -> None:
+def _check_same_fit(data: CheckpointData | StageData, context: FitContext) -> None:
     """Refuse to resume with other estimator parameters or other training data."""
     if data.fit is None:
         raise ModelFileError(
@@ -622,8 +403,8 @@ def _check_same_fit(data: CheckpointData, context: FitContext) -> None:
 
 def _check_same_training(data: CheckpointData, trainer: Trainer) -> None:
     """Check the stored state fits this trainer before handing it to PyTorch."""
-    current = _config_json(trainer.config)
-    for name in _CONFIG_FIELDS:
+    current = config_json(trainer.config)
+    for name in CONFIG_FIELDS:
         if data.config.get(name) != current[name]:
             raise ParameterError(
                 f"cannot resume: setting {name!r} was {data.config.get(name)!r} in the "

@@ -24,12 +24,13 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from ..exceptions import TrainingDivergedError
+from ..exceptions import ModelFileError, TrainingDivergedError
 from ..schema.split import row_uniform
 from .batches import InMemoryBatches
+from .state import check_like
 from .trainer import Callback, EpochRecord, TrainConfig, Trainer, weighted_loss
 
-__all__ = ["CrossFit", "cross_fit", "stratified_folds"]
+__all__ = ["CrossFit", "cross_fit", "from_record", "stratified_folds", "to_record"]
 
 
 def stratified_folds(
@@ -168,3 +169,63 @@ def describe(result: CrossFit) -> dict[str, Any]:
         "out_of_fold_log_loss": {f"{d:g}": v for d, v in result.losses.items()},
         "best_epochs": result.best_epochs,
     }
+
+
+def to_record(
+    fitted: CrossFit,
+    error: TrainingDivergedError | None,
+    bodies: Sequence[nn.Module],
+    warnings: list[list[dict[str, Any]]],
+) -> dict[str, Any]:
+    """What a checkpoint keeps of a network's finished cross-fit (:func:`from_record`):
+    its members' weights, what the cross-fit measured, the error that ruled out its every
+    candidate (or ``None``) and the warnings of each candidate's watched member."""
+    return {
+        "bodies": [dict(body.state_dict()) for body in bodies],
+        "weight_decay": fitted.weight_decay,
+        "oof_logits": torch.from_numpy(np.asarray(fitted.oof_logits, dtype=np.float64)),
+        "histories": fitted.histories,
+        "best_epochs": fitted.best_epochs,
+        "losses": [[decay, loss] for decay, loss in fitted.losses.items()],
+        "candidate_oof": [
+            [decay, torch.from_numpy(np.asarray(oof, dtype=np.float64))]
+            for decay, oof in fitted.candidate_oof.items()
+        ],
+        "error": None if error is None else str(error),
+        "warnings": warnings,
+    }
+
+
+def from_record(
+    record: dict[str, Any], bodies: Sequence[nn.Module], n_rows: int, where: str
+) -> tuple[CrossFit, TrainingDivergedError | None, list[list[dict[str, Any]]]]:
+    """The cross-fit a checkpoint kept (:func:`to_record`), its members' weights loaded
+    into ``bodies``; refuses a record that does not fit them or ``n_rows`` rows."""
+    try:
+        saved = record["bodies"]
+        check_like(saved, [dict(body.state_dict()) for body in bodies], f"{where}.bodies")
+        oof = record["oof_logits"]
+        candidates = {float(d): o.double().numpy() for d, o in record["candidate_oof"]}
+        losses = {float(d): None if v is None else float(v) for d, v in record["losses"]}
+        fitted = CrossFit(
+            float(record["weight_decay"]),
+            oof.double().numpy(),
+            [list(h) for h in record["histories"]],
+            [None if e is None else int(e) for e in record["best_epochs"]],
+            losses,
+            candidates,
+        )
+        warnings = [list(w) for w in record["warnings"]]
+        error_text = record["error"]
+        shapes = [oof.shape, *(o.shape for o in candidates.values())]
+        if any(shape != (n_rows,) for shape in shapes) or len(fitted.histories) != len(bodies):
+            raise ModelFileError(f"{where} does not hold {n_rows} rows of {len(bodies)} members")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelFileError(f"{where} is not a cross-fit this run can continue: {exc}") from exc
+    for body, state in zip(bodies, saved, strict=True):
+        body.load_state_dict(state)
+    error = None
+    if error_text is not None:
+        error = TrainingDivergedError(str(error_text))
+        error.cross_fit = fitted
+    return fitted, error, warnings

@@ -19,7 +19,8 @@ The result is what :func:`~steadyclf.train.crossfit.cross_fit` returns for each 
 (the candidate of lowest out-of-fold log loss loaded into its bodies), so the estimator
 and the saved model do not know how the members were trained. Layouts the packed step
 does not cover (BatchNorm, optimizers other than Adam, schedules other than ``'plateau'``
-and ``'none'``, callbacks that checkpoint) train one member at a time (:func:`packable`).
+and ``'none'``, callbacks that checkpoint epochs) train one member at a time (:func:`packable`).
+A checkpoint keeps packed members stage by stage instead (``Checkpoint(every=None)``).
 """
 
 from __future__ import annotations
@@ -40,13 +41,14 @@ from torch.nn import functional
 
 from ..exceptions import TrainingDivergedError
 from ..nn.modules import PeriodicEmbedding
+from ..nn.packed import PackedMembers, member_losses
 from ..nn.spec import SINGLE_THREAD_WORK
-from ..nn.step import FusedMLP, SparseRows
+from ..nn.step import SparseRows
 from ..nn.threads import intra_op_threads
 from .crossfit import CrossFit
 from .trainer import Callback, EpochRecord, TrainConfig, hook, overrides
 
-__all__ = ["PackedMembers", "cross_fit_packed", "packable"]
+__all__ = ["PackStopped", "PackedMembers", "cross_fit_packed", "packable"]
 
 #: Largest activation of one pack, in float32 elements (members x rows x width): members
 #: of a layout are cut into packs of at most this size, so memory stays bounded whatever
@@ -76,8 +78,20 @@ def packable(body: nn.Module, config: TrainConfig, callbacks: Sequence[Any]) -> 
         and config.schedule in ("plateau", "none")
         and config.batch_size is None
         and config.early_stopping
-        and not any(overrides(cb, "part") or hasattr(cb, "save") for cb in callbacks)
+        and not any(_saves_epochs(cb) for cb in callbacks)
+        and sum(bool(getattr(cb, "keeps_stages", False)) for cb in callbacks) <= 1
     )
+
+
+def _saves_epochs(callback: Any) -> bool:
+    """Whether ``callback`` saves the runs it watches epoch by epoch (a checkpoint that
+    does not keep packed stages instead: ``Checkpoint.keeps_stages``)."""
+    saves = overrides(callback, "part") or hasattr(callback, "save")
+    return saves and not getattr(callback, "keeps_stages", False)
+
+
+class PackStopped(Exception):
+    """The ``stop`` of :func:`cross_fit_packed` said to stop: the members were left unfinished."""
 
 
 @dataclass
@@ -87,197 +101,6 @@ class _Member:
     network: int
     candidate: int
     fold: int
-
-
-class PackedMembers:
-    """``M`` MLPs of one layout (``[PeriodicEmbedding] -> (Linear -> act) * k -> Linear``)
-    with their weights stacked along a first, member axis.
-
-    ``forward(x)`` gives the logits of every member for every row, shape ``(M, n)``.
-    """
-
-    def __init__(self, bodies: Sequence[nn.Module]) -> None:
-        first = bodies[0]
-        layers = list(first.children())
-        self.periodic: torch.Tensor | None = None
-        self.activations: list[nn.Module] = []
-        linear_index = [i for i, m in enumerate(layers) if isinstance(m, nn.Linear)]
-        self.n_linear = len(linear_index)
-        for i in linear_index[:-1]:
-            self.activations.append(layers[i + 1])
-        self.tensors: list[torch.Tensor] = []
-        states = [dict(body.named_parameters()) for body in bodies]
-        names = list(states[0])
-        for name in names:
-            stacked = torch.stack([s[name].detach() for s in states]).clone()
-            self.tensors.append(stacked.requires_grad_(True))
-        self.names = names
-        if isinstance(layers[0], PeriodicEmbedding):
-            self.periodic = layers[0].columns.clone()
-        self.m = len(bodies)
-        #: ``None``: batched matmuls on a GPU, member by member on the CPU (see forward).
-        self.batched: bool | None = None
-        self._fused_members: list[FusedMLP] | None = None
-        self._turns_of: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def forward(self, x: torch.Tensor, members: Sequence[int]) -> torch.Tensor:
-        """Logits ``(len(members), n)`` of float32 features ``x`` ``(n, width)``.
-
-        On a GPU, one batched matmul per layer for all the members. On the CPU, member
-        after member, each a plain matrix product on its slice of the stacked weights (one
-        autograd graph, one backward pass): measured here, a batched product of 15
-        members took 2-4 times as long per member as 15 plain ones (the members' working
-        sets fit the cache one at a time, not together), while the trainer's overhead per
-        step, which packing removes, is the same either way.
-        """
-        batched = x.device.type != "cpu" if self.batched is None else self.batched
-        if batched:
-            index = torch.tensor(list(members), device=x.device)
-            return self._forward_batched(x, [t.index_select(0, index) for t in self.tensors])
-        # unbind: one backward node per tensor (select would add a full-size zero gradient
-        # per member and tensor).
-        slices = [t.unbind(0) for t in self.tensors]
-        return torch.stack([self._forward_one(x, [s[i] for s in slices]) for i in members])
-
-    def forward_backward(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        row_weights: torch.Tensor,
-        members: Sequence[int],
-        pos_weight: float | None,
-        sparse: SparseRows | None = None,
-    ) -> torch.Tensor:
-        """Logits ``(len(members), n)`` of ``x``, and in each member's ``.grad`` slice the
-        gradient of ``mean(row_weights[j] * loss)`` over the ``n`` rows (member
-        ``members[j]``; rows of weight 0 are only scored).
-
-        Plain MLPs on the CPU take the hand-written pass of
-        :class:`~steadyclf.nn.step.FusedMLP` member by member (no autograd, as a lone
-        member trains), reading ``sparse`` (``x`` as CSR matrices) when given; other
-        layouts go through autograd (see :meth:`forward`).
-        """
-        for t in self.tensors:
-            if t.grad is None:
-                t.grad = torch.zeros_like(t)
-        fused = self._fused(pos_weight) if x.device.type == "cpu" and not self.batched else None
-        if fused is not None:
-            out = torch.empty(len(members), x.shape[0], dtype=x.dtype, device=x.device)
-            for row, i in enumerate(members):
-                out[row] = fused[i].forward_backward(
-                    x if sparse is None else sparse, y, row_weights[row]
-                )
-            return out
-        for t in self.tensors:
-            assert t.grad is not None
-            t.grad.zero_()
-        with torch.enable_grad():
-            logits = self.forward(x, members)
-            pw = None if pos_weight is None else torch.tensor(pos_weight, dtype=x.dtype)
-            terms = _losses(logits, y, pw) * row_weights
-            (terms.sum() / x.shape[0]).backward()
-        return logits.detach()
-
-    def _fused(self, pos_weight: float | None) -> list[FusedMLP] | None:
-        """One :class:`FusedMLP` per member over its slices (``None``: not a plain MLP)."""
-        if self.periodic is not None:
-            return None
-        if self._fused_members is None:
-            members: list[FusedMLP] = []
-            for i in range(self.m):
-                weights = [t[i] for t in self.tensors[0::2]]
-                biases = [t[i] for t in self.tensors[1::2]]
-                grads = [
-                    (w.grad[i], b.grad[i])  # type: ignore[index]
-                    for w, b in zip(self.tensors[0::2], self.tensors[1::2], strict=True)
-                ]
-                fused = FusedMLP.from_tensors(
-                    [w.detach() for w in weights],
-                    [b.detach() for b in biases],
-                    grads,
-                    self.activations,
-                    pos_weight,
-                )
-                if fused is None:
-                    self._fused_members = []
-                    break
-                members.append(fused)
-            else:
-                self._fused_members = members
-        return self._fused_members or None
-
-    def _forward_one(self, x: torch.Tensor, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-        parts = iter(tensors)
-        if self.periodic is not None:
-            frequency, weight, bias = next(parts), next(parts), next(parts)
-            # Column-major angles (c, n, k): no copy into the products' layout per step.
-            z = self._turns(x) * frequency.unsqueeze(1)  # (c, n, k)
-            p = torch.cat([torch.cos(z), torch.sin(z)], dim=-1)  # (c, n, 2k)
-            e = torch.relu(torch.baddbmm(bias.unsqueeze(1), p, weight))  # (c, n, e)
-            e = e.permute(1, 0, 2).reshape(x.shape[0], -1)
-            # The first layer of [x, e] as two products: no copy of the fixed inputs per
-            # step and no gradient for them (4,657 x 852 inputs: 37 -> 23 ms a step).
-            w, b, width = next(parts), next(parts), x.shape[1]
-            h = functional.linear(x, w[:, :width], b) + functional.linear(e, w[:, width:])
-        else:
-            h = functional.linear(x, next(parts), next(parts))
-        for activation in self.activations:
-            h = functional.linear(activation(h), next(parts), next(parts))
-        return h.squeeze(-1)
-
-    def _turns(self, x: torch.Tensor) -> torch.Tensor:
-        """``2 pi x`` of the embedded columns, ``(c, n, 1)``, once for a pack's fixed ``x``."""
-        assert self.periodic is not None
-        cached = self._turns_of
-        if cached is None or cached[0] is not x:
-            cached = (x, ((2 * math.pi) * x[:, self.periodic]).T.contiguous().unsqueeze(-1))
-            self._turns_of = cached
-        return cached[1]
-
-    def _forward_batched(self, x: torch.Tensor, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-        parts = iter(tensors)
-        m, n = tensors[0].shape[0], x.shape[0]
-        if self.periodic is not None:
-            frequency, weight, bias = next(parts), next(parts), next(parts)
-            z = (2 * math.pi) * x[:, self.periodic].T.unsqueeze(0).unsqueeze(-1)  # (1, c, n, 1)
-            z = z * frequency.unsqueeze(2)  # (M, c, n, k)
-            p = torch.cat([torch.cos(z), torch.sin(z)], dim=-1)  # (M, c, n, 2k)
-            e = torch.relu(torch.matmul(p, weight) + bias.unsqueeze(2))  # (M, c, n, e)
-            e = e.permute(0, 2, 1, 3).reshape(m, n, -1)
-            h = torch.cat([x.unsqueeze(0).expand(m, n, x.shape[1]), e], dim=2)
-            w, b = next(parts), next(parts)
-            h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
-        else:
-            w, b = next(parts), next(parts)
-            h = torch.matmul(x, w.transpose(1, 2)) + b.unsqueeze(1)
-        for activation in self.activations:
-            h = activation(h)
-            w, b = next(parts), next(parts)
-            h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
-        return h.squeeze(-1)
-
-    @torch.no_grad()
-    def finite(self, index: torch.Tensor) -> torch.Tensor:
-        """Whether every weight of each member in ``index`` is finite, shape ``(len,)``."""
-        ok = torch.ones(index.numel(), dtype=torch.bool, device=index.device)
-        for t in self.tensors:
-            ok &= torch.isfinite(t.index_select(0, index)).flatten(1).all(dim=1)
-        return ok
-
-    @torch.no_grad()
-    def copy_to(self, copies: Sequence[torch.Tensor], index: torch.Tensor) -> None:
-        """Copy the weights of the members in ``index`` into ``copies`` (stacked like them)."""
-        for target, t in zip(copies, self.tensors, strict=True):
-            target.index_copy_(0, index, t.index_select(0, index))
-
-    def load_into(self, body: nn.Module, index: int, *, grads: bool = False) -> None:
-        """Copy member ``index`` (and its gradients) into ``body``'s parameters."""
-        params = dict(body.named_parameters())
-        with torch.no_grad():
-            for name, t in zip(self.names, self.tensors, strict=True):
-                params[name].copy_(t[index])
-                if grads:
-                    params[name].grad = None if t.grad is None else t.grad[index].clone()
 
 
 @dataclass
@@ -321,6 +144,7 @@ class _Run:
     pos_weight: torch.Tensor | None
     config: TrainConfig
     watchers: dict[tuple[int, int, int], tuple[_MemberView, Sequence[Callback]]]
+    stop: Callable[[], bool] | None = None
     histories: dict[tuple[int, int, int], list[EpochRecord]] = field(default_factory=dict)
     best_epochs: dict[tuple[int, int, int], int | None] = field(default_factory=dict)
     oof_best: dict[tuple[int, int, int], NDArray[np.float64]] = field(default_factory=dict)
@@ -346,6 +170,7 @@ def cross_fit_packed(
     weight_decays: Sequence[float] | Sequence[Sequence[float]],
     callbacks: Callable[[int, int, int], Sequence[Callback]] = lambda n, m, c: (),
     w: torch.Tensor | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> list[tuple[CrossFit, TrainingDivergedError | None]]:
     """Cross-fit the bodies of every network at once: ``networks[i][j]`` trains on the rows
     outside fold ``j``, for each weight decay; per network, the candidate of lowest
@@ -356,7 +181,8 @@ def cross_fit_packed(
     Returns, per network, its :class:`CrossFit` and the error that ruled out its every
     candidate (``None`` when one finished). ``x`` may be one feature block per network
     (the same rows encoded another way: columns read as categories too), and
-    ``weight_decays`` one list per network (each network its own candidates).
+    ``weight_decays`` one list per network (each network its own candidates). ``stop``
+    is asked before every step: once it says so, training ends with :class:`PackStopped`.
     """
     xs = [x] * len(networks) if isinstance(x, torch.Tensor) else list(x)
     decays_of = _per_network(weight_decays, len(networks))
@@ -387,7 +213,7 @@ def cross_fit_packed(
         for start in range(0, len(members), per_pack):
             chunk = members[start : start + per_pack]
             packs.append(_new_pack(bodies, chunk, folds_t, weight, config, decays_of[index]))
-    run = _Run(xs, y, pos_weight, config, _watchers(networks, packs, callbacks, config))
+    run = _Run(xs, y, pos_weight, config, _watchers(networks, packs, callbacks, config), stop)
     plain = [not isinstance(next(b[0].children()), PeriodicEmbedding) for b in networks]
     run.sparse = [SparseRows.of(x) if p else None for p, x in zip(plain, xs, strict=True)]
     _run_packs(packs, lambda state: _train_pack(state, run), device)
@@ -504,13 +330,6 @@ def _watchers(
     return out
 
 
-def _losses(logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor | None) -> torch.Tensor:
-    """Per-member, per-row ``BCEWithLogitsLoss`` terms, shape ``(M, n)``."""
-    return functional.binary_cross_entropy_with_logits(
-        logits, y.unsqueeze(0).expand_as(logits), pos_weight=pos_weight, reduction="none"
-    )
-
-
 def _means(
     losses: torch.Tensor, correct: torch.Tensor, rows: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -561,6 +380,8 @@ def _train_pack(state: _PackState, run: _Run) -> None:
             live = [i for i in range(count) if not stopped[i]]
             if not live:
                 break
+            if run.stop is not None and run.stop():
+                raise PackStopped
             index = torch.tensor(live, device=x.device)
             # Each member's step minimises the mean of w * loss over its training rows
             # (weighted_loss of its batch): over all n rows, weights scaled by n / n_train.
@@ -569,7 +390,7 @@ def _train_pack(state: _PackState, run: _Run) -> None:
             )  # (len(live), n), and every live member's gradient
             with torch.no_grad():
                 z = logits
-                losses = _losses(z, y, pos_weight)
+                losses = member_losses(z, y, pos_weight)
                 correct = (z > 0) == y_true
                 valid_loss, valid_acc = _means(losses, correct, state.held[index])
                 train_loss, train_acc = _means(losses, correct, state.train[index])
