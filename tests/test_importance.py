@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 import steadyclf
 from steadyclf import BinaryClassifier, DataError, ParameterError
 from steadyclf.cli import main
 from steadyclf.evaluation import log_loss
+from steadyclf.importance import permutations
 
 
 def _noise_and_one_signal(n: int, seed: int, signal: str) -> tuple[pd.DataFrame, np.ndarray]:
@@ -132,3 +134,50 @@ def test_cli_explain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert summary["n_repeats"] == 5 and summary["target"] == "label"
     code = main(["explain", str(model), str(tmp_path / "test.csv"), "--repeats", "0"])
     assert code == 2 and "--repeats must be a positive integer" in capsys.readouterr().err
+
+
+def _score(clf: BinaryClassifier, frame: pd.DataFrame, truth: np.ndarray, scoring: str) -> float:
+    """The score explain measures, from the table itself: predict_proba of the positive class."""
+    p = clf.predict_proba(frame)[:, clf.classes_.tolist().index(clf.positive_class_)]
+    return float(roc_auc_score(truth, p)) if scoring == "roc_auc" else -log_loss(truth, p)
+
+
+@pytest.mark.parametrize("names", [None, ("event", "none")], ids=["0-1", "strings"])
+def test_shuffling_encoded_inputs_equals_shuffling_the_raw_columns(
+    names: tuple[str, str] | None,
+) -> None:
+    """explain encodes the rows once and shuffles a column's encoded inputs (its value, its
+    codes, its target-statistics code); that must score as shuffling the raw column and
+    predicting the table again, for every kind of column."""
+    rng = np.random.default_rng(5)
+    n = 700
+    X = pd.DataFrame(
+        {
+            "num": rng.normal(size=n),
+            "gaps": np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)),  # indicator
+            "cat": rng.choice(["a", "b", "c"], size=n),
+            "many": rng.choice([f"l{i}" for i in range(300)], size=n),  # target statistics
+            "code": rng.integers(0, 12, size=n),  # an integer that may be read as codes too
+        }
+    )
+    logit = X["num"] + (X["cat"] == "a") + 0.2 * X["code"] - 1 + np.nan_to_num(X["gaps"])
+    events = rng.random(n) < 1 / (1 + np.exp(-logit))
+    y = events.astype(int) if names is None else np.where(events, *names)
+    clf = BinaryClassifier(random_state=0, hidden=(16,), max_epochs=30).fit(X[:500], y[:500])
+    assert clf.encoder_.target_columns  # 'many' enters by target statistics
+    rows, labels = X[500:].reset_index(drop=True), y[500:]
+    truth = (labels == clf.positive_class_).astype(int)
+    used = [c.name for c in clf.encoder_.columns_ if c.role != "dropped"]
+    seed = int(np.random.default_rng(3).integers(0, 2**31 - 1))  # as explain draws it
+    for scoring in ("roc_auc", "log_loss"):
+        found = steadyclf.explain(clf, rows, labels, scoring=scoring, n_repeats=2, random_state=3)
+        baseline = _score(clf, rows, truth, scoring)
+        by_name = {c.column: c for c in found.columns}
+        for j, name in enumerate(used):
+            drops = []
+            for order in permutations(len(rows), 2, seed, j):
+                shuffled = rows.copy()
+                shuffled[name] = rows[name].to_numpy()[order]
+                drops.append(baseline - _score(clf, shuffled, truth, scoring))
+            assert by_name[name].importance == pytest.approx(np.mean(drops), abs=1e-12)
+            assert by_name[name].std == pytest.approx(np.std(drops), abs=1e-12)
