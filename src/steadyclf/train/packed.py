@@ -4,7 +4,8 @@ Small data cross-fits ``k`` members for every candidate (each weight decay, with
 without periodic embeddings): 5 x 3 x 2 = 30 small networks of a few hundred full-batch
 steps each. Trained one after another, a step of such a network is mostly Python and
 dispatch overhead. Here the members of one layout are stacked along a member axis
-(weights ``(M, out, in)``) and step together, one batched matmul per layer:
+(weights ``(M, out, in)``: :class:`~steadyclf.nn.packed.PackedMembers`) and step
+together, one batched matmul per layer:
 
 - each member minimises its loss over its own rows (a 0/1 mask: the rows outside its
   fold) and is judged on its held-out fold after each step, with the loss, early stopping,
