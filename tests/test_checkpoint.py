@@ -594,6 +594,58 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_model(
     assert index["training"]["data"]["rows_in_memory"] == (not reading)
 
 
+_SLOW_SECOND_STAGE_CLI = """
+import sys, time
+import steadyclf.cli.train as m
+from steadyclf.nn.modules import PeriodicEmbedding
+
+class SlowEmbeddings:
+    def on_epoch_end(self, trainer, record):
+        if isinstance(next(trainer.module.children()), PeriodicEmbedding):
+            time.sleep(0.05)  # room to kill the process in the second stage
+
+m.training_callbacks = lambda output: [SlowEmbeddings()]
+from steadyclf.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_in_a_packed_stage_then_resume_gives_the_uninterrupted_model(
+    tmp_path: Path, csv_file: Path
+) -> None:
+    """The default small-data run (packed members, stages kept): killed in its second
+    stage, the first is kept and the resumed run writes the uninterrupted run's model."""
+    run = ["train", str(csv_file), "--target", "label", "--max-epochs", "14", "--hidden", "16"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    killed = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_SECOND_STAGE_CLI, *run, "--out", str(tmp_path / "model")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    reference = _cli(*run, "--out", str(tmp_path / "whole"))
+    first = tmp_path / "model.checkpoint" / "stage-0" / INDEX_FILE
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and killed.poll() is None and not first.is_file():
+        time.sleep(0.02)
+    time.sleep(0.3)  # into the second stage, which the slow callback stretches to seconds
+    assert killed.poll() is None, killed.communicate()[1]
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate()
+    assert killed.returncode == -signal.SIGKILL
+    kept = sorted(p.name for p in (tmp_path / "model.checkpoint").iterdir() if p.is_dir())
+    assert kept == ["stage-0"] and not (tmp_path / "model").exists()
+    resumed = _cli(*run, "--out", str(tmp_path / "model"), "--resume")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "resuming from cross-fitting stage 1" in err
+    _, err = reference.communicate(timeout=300)
+    assert reference.returncode == 0, err
+    _assert_same_files(tmp_path / "whole", tmp_path / "model")
+
+
 def test_cli_divergence_from_the_first_epoch_saves_nothing(
     tmp_path: Path, csv_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
