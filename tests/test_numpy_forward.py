@@ -340,3 +340,43 @@ def test_the_numpy_forward_pass_imports_no_torch() -> None:
         "assert 'torch' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+#: ColumnShuffles adds the change of the shuffled features to the first layer's output:
+#: an absolute error of about (feature size) ulps per unit weight, features up to
+#: SHUFFLE_FEATURE_LIMIT (1e4) here (unclipped far values up to it): 1e4 x 2.2e-16 x the
+#: weights and widths of tests/architectures.py stays below 1e-9. A wrong feature column
+#: (a missed indicator or code) is off by far more.
+SHUFFLE_TOLERANCE = {"rtol": 1e-9, "atol": 1e-9}
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [p for p in ARCHITECTURES if not (p.values[0].batchnorm or p.values[0].periodic)],
+    ids=lambda a: str(a),
+)
+def test_column_shuffles_give_the_logits_of_the_shuffled_inputs(arch: Architecture) -> None:
+    weights = random_weights(arch)
+    network = NumpyNetwork(arch, weights)
+    x_num, x_cat = raw_inputs(arch, weights, n=300)
+    # Far values within the limit (raw_inputs also puts 1e6 scales in, left to the last case).
+    x_num[2:4] = weights["encoder.normalize.center"] + weights["encoder.normalize.scale"] * 50.0
+    shuffles = numpy_forward.ColumnShuffles.of(network, x_num, x_cat)
+    assert shuffles is not None
+    order = np.random.default_rng(0).permutation(len(x_num))
+    groups = [([j], []) for j in range(arch.n_numeric)]
+    groups += [([], [c]) for c in range(x_cat.shape[1])]
+    groups.append((list(range(arch.n_numeric)), list(range(x_cat.shape[1]))))  # every input
+    for numeric, codes in groups:
+        columns = numpy_forward.feature_columns(arch, weights, numeric, codes)
+        shuffled_num, shuffled_cat = x_num.copy(), x_cat.copy()
+        shuffled_num[:, numeric] = x_num[order][:, numeric]
+        shuffled_cat[:, codes] = x_cat[order][:, codes]
+        expected = network.logits(shuffled_num, shuffled_cat)
+        if not shuffles.covers(columns):  # the 1e6 far values of an unclipped input
+            assert not arch.clip and numeric
+            continue
+        np.testing.assert_allclose(shuffles.logits(columns, order), expected, **SHUFFLE_TOLERANCE)
+    assert not numpy_forward.ColumnShuffles.of(
+        NumpyNetwork(Architecture(2, 0, (), (4,), "relu", batchnorm=True), {}), x_num, x_cat
+    )

@@ -33,6 +33,7 @@ from sklearn.metrics import roc_auc_score
 from .evaluation import labels_to_binary, log_loss
 from .exceptions import DataError, NotFittedError, ParameterError
 from .io.escape import terminal
+from .nn.numpy_forward import ColumnShuffles, feature_columns
 from .predictor import Predictor, calibrate, sigmoid
 
 if TYPE_CHECKING:
@@ -44,6 +45,11 @@ __all__ = ["SCORINGS", "ColumnImportance", "Importance", "explain"]
 SCORINGS = ("roc_auc", "log_loss")
 #: Predictions (rows x calls) from which :func:`explain` shows a progress bar on a terminal.
 PROGRESS_MIN_WORK = 2_000_000
+#: Largest rows x (encoded features + first layers' outputs) :func:`explain` holds to
+#: update a plain network's first layer by the shuffled column only
+#: (:class:`~steadyclf.nn.numpy_forward.ColumnShuffles`; 2**25 float64 values: 256 MB);
+#: beyond, each shuffle runs the whole network.
+FAST_VALUES = 1 << 25
 
 
 @dataclass
@@ -274,6 +280,11 @@ class _Scores:
             for c in encoder.columns_
         }
         self.function = _score_function(scoring)
+        network, arch = self.model.network, self.model.network.arch
+        # A plain network updates its first layer by the shuffled column's features only.
+        width = arch.n_members * (arch.hidden[0] if arch.hidden else 1)
+        small = self.x_num.shape[0] * (arch.n_features + width) <= FAST_VALUES
+        self.fast = ColumnShuffles.of(network, self.x_num, self.x_cat) if small else None
 
     def score(
         self, labels: NDArray[np.int64], column: str | None = None, order: Any = None
@@ -282,6 +293,12 @@ class _Scores:
         if column is None:
             return self._score(labels)
         num, cat = self.inputs[column]
+        if self.fast is not None:
+            network = self.model.network
+            columns = feature_columns(network.arch, network.weights, num, cat)
+            if self.fast.covers(columns):
+                log_odds = calibrate(self.fast.logits(columns, order), self.model.calibration)
+                return self.function(labels, sigmoid(log_odds))
         kept = self.x_num[:, num], self.x_cat[:, cat]  # copies (fancy indexing)
         self.x_num[:, num], self.x_cat[:, cat] = kept[0][order], kept[1][order]
         try:
