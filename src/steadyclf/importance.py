@@ -7,9 +7,11 @@ column the user knows, not a network input: a categorical's one-hot block, a num
 column's missing-value indicator, move together because the encoding happens inside the
 model. The rows are encoded once and each shuffle moves the column's encoded inputs
 (encoding works row by row, column by column: the same as shuffling the raw column and
-encoding again, tested), so a shuffle costs one pass of the network
-(``benchmarks/explain_speed.py``: caravan's 1,165 test rows x 85 columns 17.5 s when each
-shuffle predicted the table, 9.3 s so). Each column is shuffled ``n_repeats`` times; the importance is the mean drop,
+encoding again, tested), and a network without BatchNorm or periodic embeddings has its
+first layer updated by that column's features only
+(:class:`~steadyclf.nn.numpy_forward.ColumnShuffles`; ``benchmarks/explain_speed.py``:
+caravan's 1,165 test rows x 85 columns 17.5 s when each shuffle predicted the table,
+2.4 s so). Each column is shuffled ``n_repeats`` times; the importance is the mean drop,
 with the interval mean +- 2 standard deviations of the repeats (scikit-learn's own
 examples read an importance as real when that interval excludes zero).
 
