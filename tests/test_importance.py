@@ -153,9 +153,10 @@ def test_shuffling_encoded_inputs_equals_shuffling_the_raw_columns(
     names: tuple[str, str] | None, embedding: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """explain encodes the rows once and shuffles a column's encoded inputs (its value, its
-    codes, its target-statistics code), updating a plain network's first layer by that
-    column's features only; that must score as shuffling the raw column and predicting
-    the table again, for every kind of column. (Differences: a few ulps of the logits.)"""
+    codes, its target-statistics code), updating the first layers by that column's inputs
+    only (its features, its periodic embedding); that must score as shuffling the raw
+    column and predicting the table again, for every kind of column. (Differences: a few
+    ulps of the logits.)"""
     fast = []
     shuffled_logits = ColumnShuffles.logits
 
@@ -197,5 +198,6 @@ def test_shuffling_encoded_inputs_equals_shuffling_the_raw_columns(
                 drops.append(baseline - _score(clf, shuffled, truth, scoring))
             assert by_name[name].importance == pytest.approx(np.mean(drops), abs=1e-12)
             assert by_name[name].std == pytest.approx(np.std(drops), abs=1e-12)
-    # Plain networks took the first-layer update for every shuffle; embeddings, never.
-    assert len(fast) == (2 * 2 * len(used) if embedding == "none" else 0)
+    # Every shuffle took the first-layer update, periodic embeddings included.
+    assert clf.module_.arch.periodic if embedding == "periodic" else not clf.module_.arch.periodic
+    assert len(fast) == 2 * 2 * len(used)

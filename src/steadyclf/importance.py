@@ -7,8 +7,8 @@ column the user knows, not a network input: a categorical's one-hot block, a num
 column's missing-value indicator, move together because the encoding happens inside the
 model. The rows are encoded once and each shuffle moves the column's encoded inputs
 (encoding works row by row, column by column: the same as shuffling the raw column and
-encoding again, tested), and a network without BatchNorm or periodic embeddings has its
-first layer updated by that column's features only
+encoding again, tested), and the network's first layers are updated by that column's
+inputs only
 (:class:`~steadyclf.nn.numpy_forward.ColumnShuffles`; ``benchmarks/explain_speed.py``:
 caravan's 1,165 test rows x 85 columns 17.5 s when each shuffle predicted the table,
 2.4 s so). Each column is shuffled ``n_repeats`` times; the importance is the mean drop,
@@ -283,9 +283,9 @@ class _Scores:
         }
         self.function = _score_function(scoring)
         network, arch = self.model.network, self.model.network.arch
-        # A plain network updates its first layer by the shuffled column's features only.
-        width = arch.n_members * (arch.hidden[0] if arch.hidden else 1)
-        small = self.x_num.shape[0] * (arch.n_features + width) <= FAST_VALUES
+        # Each shuffle updates the first layers by the shuffled column's inputs only.
+        width = arch.n_body_inputs + (arch.hidden[0] if arch.hidden else 1)
+        small = self.x_num.shape[0] * arch.n_members * width <= FAST_VALUES
         self.fast = ColumnShuffles.of(network, self.x_num, self.x_cat) if small else None
 
     def score(

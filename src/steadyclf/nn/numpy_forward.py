@@ -57,6 +57,7 @@ from .spec import (
     DIRECT_LOGIT_LIMIT,
     INPUT_LIMIT,
     PERIODIC_LIMIT,
+    PERIODIC_OUTPUTS,
     SINGLE_THREAD_WORK,
     TARGET_FEATURES,
     Architecture,
@@ -83,7 +84,6 @@ __all__ = [
     "impute",
     "linear",
     "mean_probability_logit",
-    "members_from_hidden",
     "members_logits",
     "one_hot",
     "periodic",
@@ -509,23 +509,10 @@ def members_logits(
     layers run member by member, each on its columns of the layer before (a strided
     view: no copy).
     """
-    m = features.shape[0]
+    m, members = features.shape[0], arch.n_members
     if not stacked.later:  # no hidden layer: the first layer gives the logits
         return np.matmul(stacked.first.T, features.T, out=logits[:, :m])
     h = np.matmul(features, stacked.first, out=buffers[0][:m])
-    return members_from_hidden(arch, stacked, h, buffers, logits)
-
-
-def members_from_hidden(
-    arch: Architecture,
-    stacked: StackedMembers,
-    h: NDArray[np.float64],
-    buffers: list[NDArray[np.float64]],
-    logits: NDArray[np.float64],
-) -> NDArray[np.float64]:
-    """:func:`members_logits` from the members' first layers' output ``h`` (before the
-    activation; overwritten), for members with a hidden layer."""
-    m, members = h.shape[0], arch.n_members
     for depth, layer in enumerate(stacked.later, start=1):
         h = activate(arch.activation, h)
         last = depth == len(stacked.later)
@@ -566,60 +553,99 @@ def feature_columns(
 
 
 @dataclass
-class ColumnShuffles:
-    """Logits of fixed rows with the inputs of one column put in another row order, for a
-    plain layout (no BatchNorm, no periodic embeddings): the first layer is linear in the
-    encoded features and only the shuffled column's features change, so its output is the
-    rows' own plus the product of that change with those features' weights. A shuffle then
-    costs rows x (its features + the layers after the first) multiply-adds instead of
-    rows x every weight (what permutation importance on wide tables spent its time in).
+class _FirstLayer:
+    """One member's first linear layer and what it reads: ``inputs`` (the encoded rows,
+    through the member's BatchNorm, with its periodic embeddings appended), its output
+    ``hidden`` on them, and the layers after it."""
 
-    The sums are rounded otherwise than a full pass: the change of a feature of size ``v``
-    costs an absolute error of about ``v`` ulps in the first layer, so columns with a
-    feature beyond :data:`SHUFFLE_FEATURE_LIMIT` in size (far values of an unclipped input:
+    inputs: NDArray[np.float64]
+    hidden: NDArray[np.float64]
+    weight: NDArray[np.float64]
+    rest: list[tuple[str, str]]
+
+
+@dataclass
+class ColumnShuffles:
+    """Logits of fixed rows with the inputs of one column put in another row order. A
+    member's first linear layer reads the encoded features through per-feature steps
+    (BatchNorm's scale and shift; a numeric input's periodic embedding), so shuffling a
+    column shuffles only its own columns of that layer's input: the layer's output is the
+    rows' own plus the product of their change with their weights. A shuffle then costs
+    rows x (those columns + the layers after the first) multiply-adds per member instead
+    of rows x every weight (what permutation importance on wide tables spent its time in).
+
+    The sums are rounded otherwise than a full pass: the change of an input of size ``v``
+    costs an absolute error of about ``v`` ulps in the first layer, so columns with an
+    input beyond :data:`SHUFFLE_FEATURE_LIMIT` in size (far values of an unclipped input:
     they reach 3.4e38, which would swamp the rest of the row) are not covered
     (:meth:`covers`): the caller runs the whole network for them."""
 
     network: NumpyNetwork
-    features: NDArray[np.float64]  # (n, features + 1): the encoded rows, a column of ones
-    hidden: NDArray[np.float64]  # (n, members x width): the first layers' output, rows as given
-    stacked: StackedMembers
+    members: list[_FirstLayer]
 
     @classmethod
     def of(
         cls, network: NumpyNetwork, x_num: NDArray[np.floating], x_cat: NDArray[np.int64]
-    ) -> ColumnShuffles | None:
-        """For the rows ``x_num, x_cat``; ``None`` for a layout it does not cover."""
-        arch = network.arch
-        if arch.batchnorm or arch.periodic:
-            return None
-        n = x_num.shape[0]
-        features = np.ones((n, arch.n_features + 1), dtype=np.float64)
+    ) -> ColumnShuffles:
+        """For the rows ``x_num, x_cat``."""
+        arch, weights = network.arch, network.weights
         with np.errstate(over="ignore", invalid="ignore"):
-            encode(arch, network.weights, x_num, x_cat, features[:, :-1])
-        stacked = StackedMembers.of(arch, network.weights)
-        return cls(network, features, features @ stacked.first, stacked)
+            features = encode(arch, weights, x_num, x_cat)
+            members = []
+            for m in range(arch.n_members):
+                layers = body_layers(arch, m)
+                h, i = features, 0
+                while layers[i][0] != "linear":  # BatchNorm, periodic embeddings
+                    kind, prefix = layers[i]
+                    h = batchnorm(weights, prefix, h.copy()) if kind == "batchnorm" else h
+                    h = periodic(weights, prefix, arch, h) if kind == "periodic" else h
+                    i += 1
+                prefix = layers[i][1]
+                first = _FirstLayer(
+                    h, linear(weights, prefix, h), weights[f"{prefix}.weight"], layers[i + 1 :]
+                )
+                members.append(first)
+        return cls(network, members)
+
+    def _inputs(self, columns: NDArray[np.int64]) -> NDArray[np.int64]:
+        """The first layer's input columns fed by the encoded ``columns``: themselves, and
+        the periodic embedding of an embedded numeric input among them."""
+        arch = self.network.arch
+        embedded = [p for p, j in enumerate(arch.periodic) if j in set(columns.tolist())]
+        extra = [
+            arch.n_features + PERIODIC_OUTPUTS * p + o
+            for p in embedded
+            for o in range(PERIODIC_OUTPUTS)
+        ]
+        return np.concatenate([columns, np.array(extra, dtype=np.int64)])
 
     def covers(self, columns: NDArray[np.int64]) -> bool:
-        """Whether :meth:`logits` may shuffle the encoded ``columns`` (their features within
-        +-:data:`SHUFFLE_FEATURE_LIMIT`)."""
-        own = self.features[:, columns]
-        return not own.size or bool(np.abs(own).max() <= SHUFFLE_FEATURE_LIMIT)
+        """Whether :meth:`logits` may shuffle the encoded ``columns`` (every first-layer
+        input they feed within +-:data:`SHUFFLE_FEATURE_LIMIT`)."""
+        cols = self._inputs(columns)
+        return not cols.size or all(
+            bool(np.abs(m.inputs[:, cols]).max() <= SHUFFLE_FEATURE_LIMIT) for m in self.members
+        )
 
     def logits(self, columns: NDArray[np.int64], order: NDArray[np.int64]) -> NDArray[np.float64]:
         """The logits with the encoded ``columns`` (:func:`feature_columns`, :meth:`covers`)
         in row order ``order``."""
-        arch, n = self.network.arch, self.features.shape[0]
-        own = self.features[:, columns]
-        h = self.hidden + (own[order] - own) @ self.stacked.first[columns]
-        logits = np.empty((arch.n_members, n), dtype=np.float64)
+        cols = self._inputs(columns)
+        out = []
         with np.errstate(over="ignore", invalid="ignore"):
-            if not self.stacked.later:  # no hidden layer: h holds the logits
-                every = h.T
-            else:
-                buffers = [h, *(np.empty((n, arch.n_members * w)) for w in arch.hidden[1:])]
-                every = members_from_hidden(arch, self.stacked, h, buffers, logits)
-            return every[0].copy() if arch.n_members == 1 else mean_probability_logit(every)
+            for member in self.members:
+                own = member.inputs[:, cols]
+                h = member.hidden + (own[order] - own) @ member.weight[:, cols].T
+                for kind, prefix in member.rest:
+                    h = (
+                        linear(self.network.weights, prefix, h)
+                        if kind == "linear"
+                        else activate(prefix, h)
+                    )
+                out.append(h[:, 0])
+            if len(out) == 1:
+                return out[0]
+            return mean_probability_logit(np.stack(out))
 
 
 def mean_probability_logit(logits: NDArray[np.float64]) -> NDArray[np.float64]:
