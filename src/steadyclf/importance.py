@@ -11,7 +11,7 @@ encoding again, tested), and the network's first layers are updated by that colu
 inputs only
 (:class:`~steadyclf.nn.numpy_forward.ColumnShuffles`; ``benchmarks/explain_speed.py``:
 caravan's 1,165 test rows x 85 columns 17.5 s when each shuffle predicted the table,
-2.4 s so). Each column is shuffled ``n_repeats`` times; the importance is the mean drop,
+2.5 s so). Each column is shuffled ``n_repeats`` times; the importance is the mean drop,
 with the interval mean +- 2 standard deviations of the repeats (scikit-learn's own
 examples read an importance as real when that interval excludes zero).
 
