@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-from sklearn.metrics import balanced_accuracy_score, f1_score
+from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
 from steadyclf import BinaryClassifier, DataError, ParameterError
-from steadyclf.evaluation import binary_metrics, labels_to_binary, tune_threshold
+from steadyclf.evaluation import binary_metrics, labels_to_binary, roc_auc, tune_threshold
 
 
 def test_binary_metrics_on_a_small_case() -> None:
@@ -119,3 +119,14 @@ def test_per_column_ranking_metrics_are_scikit_learn_s(weighted: bool) -> None:
             assert got["roc_auc"][j] == pytest.approx(expected_auc, rel=0, abs=1e-12)
             assert got["pr_auc"][j] == pytest.approx(expected_ap, rel=0, abs=1e-12)
         assert got["roc_auc"][3] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct", "tied-scores"])
+def test_roc_auc_is_scikit_learn_s(ties: bool) -> None:
+    rng = np.random.default_rng(7)
+    y = (rng.random(501) < 0.3).astype(np.int64)
+    p = rng.random(501) + 0.3 * y
+    if ties:  # few distinct scores: the ties between classes count a half
+        p = np.round(p, 1)
+    assert roc_auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-14)
+    assert roc_auc(y, -p) == pytest.approx(1 - roc_auc_score(y, p), abs=1e-14)

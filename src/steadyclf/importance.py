@@ -30,9 +30,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from sklearn.metrics import roc_auc_score
 
-from .evaluation import labels_to_binary, log_loss
+from .evaluation import labels_to_binary, log_loss, roc_auc
 from .exceptions import DataError, NotFittedError, ParameterError
 from .io.escape import terminal
 from .nn.numpy_forward import ColumnShuffles, feature_columns
@@ -318,7 +317,7 @@ class _Scores:
 def _score_function(scoring: str) -> Callable[[NDArray[np.int64], NDArray[np.float64]], float]:
     """Higher is better (so a shuffled column's importance is the drop)."""
     if scoring == "roc_auc":
-        return lambda y, p: float(roc_auc_score(y, p))
+        return roc_auc
     return lambda y, p: -log_loss(y, p)
 
 
