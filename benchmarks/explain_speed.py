@@ -5,10 +5,13 @@ the default model is fitted on 80 % of the rows (``train_test_split(..., test_si
 stratify=y, random_state=0)``, as ``small_speed.py``), then ``explain`` runs on the 20 %
 held out at its defaults (ROC AUC, 5 shuffles per column), ``--repeats`` times (median
 reported), with the seconds of one ``predict_proba`` of those rows beside it. Writes
-``benchmarks/results/NAME.md`` and ``NAME.json`` (``--out``, default ``explain_speed``)::
+``benchmarks/results/NAME.md`` and ``NAME.json`` (``--out``, default ``explain_speed``).
+``--synthetic ROWSxCOLUMNS`` adds a wide table: ``make_classification(2 x ROWS, COLUMNS,
+n_informative=20, random_state=0)``, fitted on the first ROWS rows, explained on the rest::
 
     python benchmarks/explain_speed.py
     python benchmarks/explain_speed.py --tables caravan --repeats 3 --out explain_caravan
+    python benchmarks/explain_speed.py --tables '' --synthetic 2000x200 --out explain_wide
 """
 
 from __future__ import annotations
@@ -27,14 +30,30 @@ RESULTS = Path(__file__).resolve().parent / "results"
 TABLES = ("caravan", "resume", "oj")
 
 
-def measure(path: Path, repeats: int) -> dict[str, Any]:
-    from steadyclf import BinaryClassifier, explain
-
+def real(path: Path) -> tuple[str, Any, Any, Any, Any]:
+    """A development table: its name, the 80 % to fit on, the 20 % to explain."""
     table = load_table(path)
     y, train, test = table["split"]
     frame = table["frames"]["steadyclf"]
-    clf = BinaryClassifier(random_state=0).fit(frame.iloc[train], y[train])
-    rows, labels = frame.iloc[test], y[test]
+    return path.stem, frame.iloc[train], y[train], frame.iloc[test], y[test]
+
+
+def synthetic(shape: str) -> tuple[str, Any, Any, Any, Any]:
+    """``ROWSxCOLUMNS``: a wide make_classification table, half to fit, half to explain."""
+    import pandas as pd
+    from sklearn.datasets import make_classification
+
+    rows, columns = (int(v) for v in shape.lower().split("x"))
+    X, y = make_classification(2 * rows, n_features=columns, n_informative=20, random_state=0)
+    frame = pd.DataFrame(X, columns=[f"c{j}" for j in range(columns)])
+    return f"synthetic {shape}", frame[:rows], y[:rows], frame[rows:], y[rows:]
+
+
+def measure(case: tuple[str, Any, Any, Any, Any], repeats: int) -> dict[str, Any]:
+    from steadyclf import BinaryClassifier, explain
+
+    name, X, y, rows, labels = case
+    clf = BinaryClassifier(random_state=0).fit(X, y)
     seconds, predict = [], []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -44,9 +63,9 @@ def measure(path: Path, repeats: int) -> dict[str, Any]:
         clf.predict_proba(rows)
         predict.append(time.perf_counter() - started)
     return {
-        "table": path.stem,
+        "table": name,
         "rows": len(rows),
-        "columns": frame.shape[1],
+        "columns": rows.shape[1],
         "explain_s": statistics.median(seconds),
         "every_explain_s": seconds,
         "predict_s": statistics.median(predict),
@@ -80,6 +99,7 @@ def main() -> None:
     add_data_dir(parser)
     parser.add_argument("--tables", type=parse_list, default=list(TABLES))
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--synthetic", type=parse_list, default=[], help="e.g. 2000x200")
     parser.add_argument("--out", default="explain_speed")
     args = parser.parse_args()
     paths = table_paths(args.data_dir)
@@ -89,7 +109,10 @@ def main() -> None:
     tables = []
     for name in args.tables:
         log(f"{name} ...")
-        tables.append(measure(paths[name], args.repeats))
+        tables.append(measure(real(paths[name]), args.repeats))
+    for shape in args.synthetic:
+        log(f"synthetic {shape} ...")
+        tables.append(measure(synthetic(shape), args.repeats))
     report = {
         "command": "python benchmarks/explain_speed.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
