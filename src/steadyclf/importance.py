@@ -259,8 +259,10 @@ def permutations(n: int, n_repeats: int, seed: int, column: int) -> list[NDArray
 class _Scores:
     """The score of the model on the rows, with one column's values put in another row
     order. The rows are encoded once: encoding works row by row and column by column, so
-    shuffling a column's encoded inputs (its value, its codes) shuffles the column; only
-    the network runs per shuffle (wide tables spent most of each prediction encoding)."""
+    shuffling a column's encoded inputs (its value, its codes) shuffles the column; the
+    network's first layers are then updated by that column's inputs only
+    (:class:`~steadyclf.nn.numpy_forward.ColumnShuffles`), or, where that is not covered,
+    the whole network runs on the shuffled inputs."""
 
     def __init__(
         self, clf: BinaryClassifier, frame: pd.DataFrame, fitted: list[str] | None, scoring: str
@@ -298,8 +300,7 @@ class _Scores:
             network = self.model.network
             columns = feature_columns(network.arch, network.weights, num, cat)
             if self.fast.covers(columns):
-                log_odds = calibrate(self.fast.logits(columns, order), self.model.calibration)
-                return self.function(labels, sigmoid(log_odds))
+                return self._scored(labels, self.fast.logits(columns, order))
         kept = self.x_num[:, num], self.x_cat[:, cat]  # copies (fancy indexing)
         self.x_num[:, num], self.x_cat[:, cat] = kept[0][order], kept[1][order]
         try:
@@ -308,10 +309,10 @@ class _Scores:
             self.x_num[:, num], self.x_cat[:, cat] = kept
 
     def _score(self, labels: NDArray[np.int64]) -> float:
-        log_odds = calibrate(
-            self.model.network.logits(self.x_num, self.x_cat), self.model.calibration
-        )
-        return self.function(labels, sigmoid(log_odds))
+        return self._scored(labels, self.model.network.logits(self.x_num, self.x_cat))
+
+    def _scored(self, labels: NDArray[np.int64], logits: NDArray[np.float64]) -> float:
+        return self.function(labels, sigmoid(calibrate(logits, self.model.calibration)))
 
 
 def _score_function(scoring: str) -> Callable[[NDArray[np.int64], NDArray[np.float64]], float]:
