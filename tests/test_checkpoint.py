@@ -20,7 +20,13 @@ from steadyclf.cli import main
 from steadyclf.datasets import heart_rate
 from steadyclf.exceptions import TrainingInterrupted
 from steadyclf.nn.modules import PeriodicEmbedding
-from steadyclf.train.checkpoint import INDEX_FILE, Checkpoint, read_checkpoint, remove_checkpoint
+from steadyclf.train.checkpoint import (
+    INDEX_FILE,
+    Checkpoint,
+    check_checkpoint_dir,
+    read_checkpoint,
+    remove_checkpoint,
+)
 from steadyclf.train.trainer import StopTraining, Trainer
 
 
@@ -653,3 +659,18 @@ def test_cli_divergence_from_the_first_epoch_saves_nothing(
     code, err = _train(capsys, csv_file, out, "--lr", "1e30", "--optimizer", "sgd")
     assert code == 2 and "diverged" in err and "no model was saved" in err
     assert not out.exists()
+
+
+def test_a_checkpoint_directory_named_like_a_stage_is_read_as_what_it_holds(
+    tmp_path: Path,
+) -> None:
+    """Only a stage kept inside a checkpoint is a stage: a run's own directory may be
+    called stage-1 and hold a trainer's checkpoint."""
+    X, y = _data()
+    run = tmp_path / "stage-1"
+    kw: dict[str, Any] = dict(random_state=3, max_epochs=4, batch_size=32)
+    BinaryClassifier(**kw).fit(X, y, callbacks=[Checkpoint(run, every=2), StopAt(2)])
+    assert check_checkpoint_dir(run, resume=True) == "epoch 2"
+    resumed = Checkpoint(run, every=2, resume=True)
+    BinaryClassifier(**kw).fit(X, y, callbacks=[resumed])
+    assert resumed.resumed_epoch == 2

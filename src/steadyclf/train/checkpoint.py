@@ -41,10 +41,12 @@ from .checkpoint_files import (
     checkpoint_dir_for,
     config_json,
     context_json,
+    is_stage_dir,
     latest_checkpoint,
     read_checkpoint,
     read_stage,
     remove_checkpoint,
+    stage_dir,
     stage_dirs,
     write_checkpoint,
     write_stage,
@@ -208,11 +210,8 @@ class Checkpoint(Callback):
         self._context = context
         if self.resume:
             latest = latest_checkpoint(self.directory)
-            if (
-                latest is not None
-                and latest.parent == self.directory
-                and latest.name.startswith("stage-")
-            ):  # packed members: each stage is read when its turn comes
+            if latest is not None and is_stage_dir(self.directory, latest):
+                # packed members: each stage is read when its turn comes
                 _check_same_fit(read_stage(latest), context)
                 return
             data = read_checkpoint(latest or self.directory)
@@ -303,7 +302,7 @@ class Checkpoint(Callback):
     def load_stage(self, stage: int) -> list[dict[str, Any]] | None:
         """When resuming, what stage ``stage`` of a packed cross-fit saved (see
         :meth:`save_stage`), or ``None`` when it must train."""
-        path = self.directory / f"stage-{stage}"
+        path = stage_dir(self.directory, stage)
         if not (self.resume and (path / INDEX_FILE).is_file()):
             return None
         data = read_stage(path)

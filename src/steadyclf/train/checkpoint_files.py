@@ -56,10 +56,12 @@ __all__ = [
     "checkpoint_dir_for",
     "config_json",
     "context_json",
+    "is_stage_dir",
     "latest_checkpoint",
     "read_checkpoint",
     "read_stage",
     "remove_checkpoint",
+    "stage_dir",
     "stage_dirs",
     "write_checkpoint",
     "write_stage",
@@ -176,6 +178,17 @@ def _parts(root: Path) -> list[Path]:
     return _subdirs(root, _PART_PATTERN)
 
 
+def stage_dir(root: str | os.PathLike[str], stage: int) -> Path:
+    """Where stage ``stage`` of a packed cross-fit is kept in the checkpoint ``root``."""
+    return Path(root) / f"stage-{stage}"
+
+
+def is_stage_dir(root: Path, path: Path) -> bool:
+    """Whether ``path`` is the directory of a stage kept in the checkpoint ``root``
+    (:func:`stage_dir`; ``root`` itself never is, whatever its name)."""
+    return path.parent == root and _STAGE_PATTERN.fullmatch(path.name) is not None
+
+
 def stage_dirs(root: str | os.PathLike[str]) -> list[Path]:
     """The saved stages of a packed cross-fit (:func:`write_stage`), in order."""
     return _subdirs(Path(root), _STAGE_PATTERN)
@@ -190,10 +203,10 @@ def latest_checkpoint(root: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def resume_point(path: Path) -> str:
-    """Where the checkpoint at ``path`` (:func:`latest_checkpoint`) continues: ``"epoch N"``,
-    or for a packed cross-fit the stage it saved last."""
-    if _STAGE_PATTERN.fullmatch(path.name):
+def resume_point(root: Path, path: Path) -> str:
+    """Where the checkpoint at ``path`` (``root``'s :func:`latest_checkpoint`) continues:
+    ``"epoch N"``, or for a packed cross-fit the stage it saved last."""
+    if is_stage_dir(root, path):
         return f"cross-fitting stage {read_stage(path).stage + 1}"
     return f"epoch {read_checkpoint(path).epoch}"
 
@@ -214,7 +227,7 @@ def check_checkpoint_dir(directory: str | os.PathLike[str], *, resume: bool) -> 
                 f"no checkpoint to resume from in {str(root)!r}; run without --resume to "
                 "start training"
             )
-        return resume_point(latest)
+        return resume_point(root, latest)
     if not root.exists():
         return None
     if not root.is_dir():
@@ -223,7 +236,7 @@ def check_checkpoint_dir(directory: str | os.PathLike[str], *, resume: bool) -> 
         _remove_partial_writes(root)
     if latest is not None:
         raise ModelFileError(
-            f"{str(root)!r} holds the checkpoint of an earlier run ({resume_point(latest)}); "
+            f"{str(root)!r} holds the checkpoint of an earlier run ({resume_point(root, latest)}); "
             "add --resume to continue it, or remove the directory to start afresh"
         )
     if any(root.iterdir()):
@@ -373,7 +386,7 @@ def write_stage(
     if context is not None:
         index["fit"] = context_json(context)
         index["preprocessing"] = encode_state(context.preprocessing(), tensors, "preprocessing")
-    return _write_signed(Path(directory) / f"stage-{stage}", index, tensors, stage)
+    return _write_signed(stage_dir(directory, stage), index, tensors, stage)
 
 
 def read_stage(directory: str | os.PathLike[str]) -> StageData:
@@ -385,7 +398,7 @@ def read_stage(directory: str | os.PathLike[str]) -> StageData:
     if not (
         isinstance(stage, int)
         and not isinstance(stage, bool)
-        and root.name == f"stage-{stage}"
+        and root.name == stage_dir(root.parent, stage).name
         and isinstance(networks, list)
         and all(isinstance(n, dict) for n in networks)
     ):
