@@ -226,6 +226,9 @@ def test_inspect_reads_model_json_only(
     text = capsys.readouterr().out
     assert "city: categorical (str); 3 of 3 levels" in text
     assert "id: dropped" in text and "training:" in text and "parameters:" in text
+    folds = report["plan"]["folds"]
+    members = f"{report['training']['n_iter']} epochs over {folds} cross-fitted members"
+    assert folds > 1 and members in text  # n_iter counts the epochs of every member
 
 
 def test_inspect_refuses_what_is_not_a_model(

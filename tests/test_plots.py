@@ -44,3 +44,34 @@ def test_plots_leave_the_matplotlib_backend_alone(tmp_path: Path) -> None:
         assert matplotlib.get_backend() == "svg"
     finally:
         matplotlib.use(previous)
+
+
+def test_training_figure_draws_each_member_on_its_own() -> None:
+    """Cross-fitted members each train from epoch 1 and stop on their own: one line per
+    member, never one line running from a member's last epoch back to the next's first."""
+    from steadyclf.plots import training_figure
+
+    history = [
+        {
+            "epoch": e,
+            "train_loss": 1.0 / e,
+            "valid_loss": 1.1 / e,
+            "train_accuracy": 0.6,
+            "valid_accuracy": 0.55,
+            "lr": 0.03,
+            "member": member,
+        }
+        for member, epochs in enumerate((4, 7, 5))
+        for e in range(1, epochs + 1)
+    ]
+    fig = training_figure(history)
+    loss, accuracy, rate = fig.axes
+    assert len(loss.lines) == len(accuracy.lines) == 6 and len(rate.lines) == 3
+    for ax in (loss, accuracy, rate):
+        for line in ax.lines:
+            assert np.all(np.diff(line.get_xdata()) > 0)  # epochs only go forward
+        assert "3 members" in ax.get_title()
+    assert [t.get_text() for t in loss.get_legend().get_texts()] == ["train", "valid"]
+    assert sorted(len(line.get_xdata()) for line in rate.lines) == [4, 5, 7]
+    single = training_figure([r for r in history if r["member"] == 1])
+    assert len(single.axes[0].lines) == 2 and single.axes[0].get_title() == "log loss"

@@ -157,3 +157,21 @@ def test_cli_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         ["report", str(model), str(tmp_path / "test.csv"), "--out", str(tmp_path / "r.pdf")]
     )
     assert code == 2 and "--out must be an .html file" in capsys.readouterr().err
+
+
+def test_the_training_section_of_cross_fitted_members() -> None:
+    """Small data's members each have their own epochs: the caption says so (not "over 137
+    epochs"), and the table of every epoch says whose epoch each row is."""
+    from steadyclf.report import _training
+
+    train = report_table(300, 2)
+    clf = BinaryClassifier(random_state=0, hidden=(8,), numeric_embedding="none")
+    clf.fit(train.drop(columns="outcome"), train["outcome"])
+    members = sorted({r["member"] for r in clf.history_})
+    assert members == list(range(clf.plan_["folds"])) and len(members) > 1
+    section = _training(clf)
+    caption = section["picture"]["alt"]
+    assert f"Training curves of {len(members)} members" in caption
+    assert f"over {len(clf.history_)} epochs" not in caption
+    assert section["columns"][:2] == ["member", "epoch"]
+    assert [row[0] for row in section["history"]] == [r["member"] for r in clf.history_]

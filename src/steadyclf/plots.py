@@ -25,6 +25,7 @@ __all__ = [
     "figure",
     "figure_svg",
     "importance_figure",
+    "member_histories",
     "plot_calibration",
     "plot_demo",
     "plot_lr_finder",
@@ -82,23 +83,44 @@ def figure_svg(fig: Any) -> str:
 # -- training and evaluation figures (CLI: training.png, roc.png, precision_recall.png,
 # calibration.png). Curves come from scikit-learn's display classes.
 def training_figure(history: Sequence[Mapping[str, Any]]) -> Any:
-    """Loss, accuracy and learning rate per epoch (train and validation), three panels."""
-    epochs = [int(r["epoch"]) for r in history]
+    """Loss, accuracy and learning rate per epoch (train and validation), three panels.
+
+    A model of several members (small data's cross-fitted members: each trains on its own
+    rows and stops at its own epoch) draws one line per member, in the colours of one.
+    """
+    runs = member_histories(history)
+    many = len(runs) > 1
     fig, axes = _subplots(1, 3, figsize=(13, 3.6))
-    for ax, key, title in ((axes[0], "loss", "log loss"), (axes[1], "accuracy", "accuracy")):
-        for split, style in (("train", "-"), ("valid", "--")):
-            values = [r.get(f"{split}_{key}") for r in history]
-            if any(v is not None for v in values):
-                ax.plot(epochs, _floats(values), style, label=split)
-        ax.set(title=title, xlabel="epoch")
+    line = {"linewidth": 1.0, "alpha": 0.7} if many else {}
+    for number, run in enumerate(runs):
+        epochs = [int(r["epoch"]) for r in run]
+        for ax, key in ((axes[0], "loss"), (axes[1], "accuracy")):
+            for split, style, colour in (("train", "-", "C0"), ("valid", "--", "C1")):
+                values = [r.get(f"{split}_{key}") for r in run]
+                if any(v is not None for v in values):
+                    label = split if number == 0 else None
+                    ax.plot(epochs, _floats(values), style, color=colour, label=label, **line)
+        axes[2].plot(epochs, _floats(r.get("lr") for r in run), color="C0", **line)
+    suffix = f" ({len(runs)} members)" if many else ""
+    for ax, title in zip(axes, ("log loss", "accuracy", "learning rate"), strict=True):
+        ax.set(title=title + suffix, xlabel="epoch")
+    for ax in axes[:2]:
         ax.legend()
     losses = _floats(r.get("train_loss") for r in history)
     if losses and all(v > 0 for v in losses):
         axes[0].set_yscale("log")
-    axes[2].plot(epochs, _floats(r.get("lr") for r in history))
-    axes[2].set(title="learning rate", xlabel="epoch", yscale="log")
+    axes[2].set_yscale("log")
     fig.tight_layout()
     return fig
+
+
+def member_histories(history: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """``history`` split by its rows' ``member`` (0 where absent), in order of first
+    appearance: each member's epochs in their own order."""
+    runs: dict[Any, list[Mapping[str, Any]]] = {}
+    for record in history:
+        runs.setdefault(record.get("member", 0), []).append(record)
+    return list(runs.values())
 
 
 def plot_training(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:

@@ -255,19 +255,36 @@ def _training(clf: BinaryClassifier) -> dict[str, Any]:
     validation = dict(clf.validation_metrics_)
     picture = None
     if history:
-        from .plots import training_figure
+        from .plots import member_histories, training_figure
 
-        last = history[-1]
-        valid = f", validation loss {last['valid_loss']:.4f}" if "valid_loss" in last else ""
-        picture = _picture(
-            training_figure(history),
-            f"Training curves over {len(history)} epochs: log loss, accuracy and learning "
-            f"rate per epoch; last training loss {last['train_loss']:.4f}{valid}. The table "
-            "below lists every epoch.",
-        )
+        runs = member_histories(history)
+        if len(runs) > 1:
+            lengths = sorted(len(run) for run in runs)
+            text = (
+                f"Training curves of {len(runs)} members ({lengths[0]} to {lengths[-1]} "
+                "epochs each, one line per member): log loss, accuracy and learning rate per "
+                "epoch. The table below lists every epoch of every member."
+            )
+        else:
+            last = history[-1]
+            valid = f", validation loss {last['valid_loss']:.4f}" if "valid_loss" in last else ""
+            text = (
+                f"Training curves over {len(history)} epochs: log loss, accuracy and learning "
+                f"rate per epoch; last training loss {last['train_loss']:.4f}{valid}. The "
+                "table below lists every epoch."
+            )
+        picture = _picture(training_figure(history), text)
     columns = [
         c
-        for c in ("epoch", "train_loss", "valid_loss", "train_accuracy", "valid_accuracy", "lr")
+        for c in (
+            "member",
+            "epoch",
+            "train_loss",
+            "valid_loss",
+            "train_accuracy",
+            "valid_accuracy",
+            "lr",
+        )
         if any(c in r for r in history)
     ]
     return {

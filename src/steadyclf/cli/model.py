@@ -164,8 +164,15 @@ def format_inspection(report: Mapping[str, Any]) -> str:
     plan = report.get("plan") or {}
     if plan:
         lines.append("resolved: " + ", ".join(f"{k}={v!r}" for k, v in plan.items()))
+    folds = plan.get("folds") or 1
+    epochs = (
+        f"{training.get('n_iter')} epochs over {folds} cross-fitted members (median best "
+        f"epoch {training.get('best_epoch')})"
+        if isinstance(folds, int) and folds > 1
+        else f"{training.get('n_iter')} epochs (best {training.get('best_epoch')})"
+    )
     lines.append(
-        f"training: {training.get('n_iter')} epochs (best {training.get('best_epoch')}), "
+        f"training: {epochs}, "
         f"lr {training.get('lr')}, batch size {training.get('batch_size') or 'full'}, "
         f"{data.get('n_train', '?')} training rows, {data.get('n_valid', '?')} held out"
     )
