@@ -53,3 +53,20 @@ def test_the_better_network_wins_and_continues_as_if_alone() -> None:
     assert [r["valid_loss"] for r in continued.history] == [r["valid_loss"] for r in alone.history]
     for a, b in zip(embedded.parameters(), winner.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_winner_that_stopped_during_the_race_is_not_called_a_stall() -> None:
+    """The race lasts the whole run here (its epochs cover 900 rows' early stop): the
+    winner's trainer goes on with no epoch to run, and its stall detector, which watched
+    the race, must judge the run it saw, not an empty one ("after 0 epochs the training
+    loss (best inf) is no better than ..." was reported on every such fit)."""
+    from sklearn.datasets import make_classification
+
+    from steadyclf import BinaryClassifier
+
+    X, y = make_classification(900, n_features=4, n_informative=3, n_redundant=0, random_state=0)
+    clf = BinaryClassifier(random_state=0, validation_fraction=0.2, hidden=(8,)).fit(X, y)
+    assert clf.data_["race"]["epochs"] > clf.n_iter_  # the winner stopped within the race
+    assert clf.history_[-1]["train_loss"] < 0.5  # it learned: the base rate's loss is 0.69
+    assert clf.warnings_ == []
+    assert not [r for r in clf.history_ if r.get("warnings")]

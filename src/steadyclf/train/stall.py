@@ -178,18 +178,27 @@ class StallDetector(Callback):
         """Nothing to restore."""
 
     def on_train_begin(self, trainer: Trainer) -> None:
-        """Reset the state and compute the base-rate loss."""
-        self.warnings = []
-        self._seen: set[str] = set()
-        self._base = base_rate_loss(self.positive_rate, self.pos_weight)
-        self._best = math.inf
-        self._recoveries = trainer.recoveries
-        self._rising = 0
-        self._last_epoch = 0
-        self._input_rms = 1.0
-        if self.sample is not None and self.sample.numel():
-            self._input_rms = max(float(self.sample.double().pow(2).mean().sqrt()), 1e-12)
-        self._saturated: float | None = None
+        """Reset the state and compute the base-rate loss.
+
+        A run that goes on from the epoch this detector saw last (the race's winner,
+        trained on by another trainer) keeps what it saw, its warnings included. A run
+        resumed from epochs it did not see starts from their best training loss and last
+        epoch, so that its end is judged on the whole run.
+        """
+        history = trainer.history
+        last = int(history[-1]["epoch"]) if history else 0
+        if not (history and getattr(self, "_last_epoch", None) == last):
+            self.warnings = []
+            self._seen: set[str] = set()
+            self._base = base_rate_loss(self.positive_rate, self.pos_weight)
+            self._best = min((float(r["train_loss"]) for r in history), default=math.inf)
+            self._recoveries = trainer.recoveries
+            self._rising = 0
+            self._last_epoch = last
+            self._input_rms = 1.0
+            if self.sample is not None and self.sample.numel():
+                self._input_rms = max(float(self.sample.double().pow(2).mean().sqrt()), 1e-12)
+            self._saturated: float | None = None
         # Looked up once: walking the module every epoch costs more than the checks.
         watched = one_member(trainer.module)
         self._params = list(watched.parameters())
