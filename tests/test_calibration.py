@@ -21,6 +21,7 @@ from steadyclf.calibration import (
     describe_calibration,
     expected_calibration_error,
     fit_scaling,
+    reliability_bins,
 )
 from steadyclf.cli import main
 from steadyclf.evaluation import log_loss
@@ -245,3 +246,38 @@ def test_auto_fits_platt_on_the_out_of_fold_logits_of_small_data() -> None:
     # The map is the one Platt scaling gives those logits: fitted, not the identity.
     assert (chosen["scale"], chosen["bias"]) != (1.0, 0.0)
     assert chosen["after"]["log_loss"] <= chosen["before"]["log_loss"]
+
+
+def test_reliability_bins_keep_tied_probabilities_together() -> None:
+    """A table with repeated rows ties many probabilities: where the cut between two bins
+    falls inside a tie, the bins (and the ECE) must not depend on how the tied rows are
+    ordered, as they did when bins were cut from the sorted rows."""
+    rng = np.random.default_rng(0)
+    p = np.repeat([0.1, 0.3, 0.5, 0.7], [30, 45, 10, 15])
+    y = (rng.random(p.size) < p).astype(float)
+    bins = reliability_bins(y, p, n_bins=4)
+    # Quarters start at rows 0, 25, 50 and 75; each value goes where its first row falls:
+    # 0.1 (rows 0-29) in the first, 0.3 (30-74) in the second, 0.5 and 0.7 in the last.
+    assert [b["rows"] for b in bins] == [30, 45, 25]
+    for b, value in zip(bins[:2], (0.1, 0.3), strict=True):
+        assert b["low"] == b["high"] == value and b["predicted"] == pytest.approx(value)
+        assert b["observed"] == pytest.approx(y[p == value].mean())
+    assert (bins[2]["low"], bins[2]["high"]) == (0.5, 0.7)
+    ece = expected_calibration_error(y, p, n_bins=4)
+    for seed in range(5):  # the same rows in another order
+        order = np.random.default_rng(seed).permutation(p.size)
+        assert reliability_bins(y[order], p[order], n_bins=4) == bins
+        assert expected_calibration_error(y[order], p[order], n_bins=4) == pytest.approx(ece)
+
+
+def test_reliability_bins_with_weights_hold_equal_weight() -> None:
+    p = np.linspace(0.05, 0.95, 40)
+    y = (np.arange(40) % 3 == 0).astype(float)
+    w = np.where(p > 0.5, 3.0, 1.0)
+    bins = reliability_bins(y, p, n_bins=2, sample_weight=w)
+    # 20 rows of weight 1, then 20 of weight 3: a row goes to the half where its share of
+    # the cumulative weight starts, so the halves hold 41 and 39 of the 80.
+    assert [b["weight"] for b in bins] == [41.0, 39.0]
+    first = p < bins[1]["low"]
+    assert bins[0]["observed"] == pytest.approx(np.average(y[first], weights=w[first]))
+    assert bins[0]["predicted"] == pytest.approx(np.average(p[first], weights=w[first]))

@@ -75,3 +75,32 @@ def test_training_figure_draws_each_member_on_its_own() -> None:
     assert sorted(len(line.get_xdata()) for line in rate.lines) == [4, 5, 7]
     single = training_figure([r for r in history if r["member"] == 1])
     assert len(single.axes[0].lines) == 2 and single.axes[0].get_title() == "log loss"
+
+
+def test_evaluation_figures_name_the_positive_class_and_use_the_weights() -> None:
+    """The axes say which class is positive (not scikit-learn's "1" for the 0/1 labels the
+    figures get), a ``$`` in its name stays text, and the curves are weighted as the
+    metrics beside them are."""
+    from sklearn.metrics import average_precision_score
+
+    from steadyclf.calibration import reliability_bins
+    from steadyclf.plots import calibration_figure, precision_recall_figure, roc_figure
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, size=300)
+    proba = np.clip(0.35 * y + rng.random(300) * 0.65, 0, 1)
+    w = np.where(y == 1, 5.0, 1.0)
+    for make in (roc_figure, precision_recall_figure, calibration_figure):
+        ax = make(y, proba, positive="works $5 a day", sample_weight=w).axes[0]
+        for label in (ax.get_xlabel(), ax.get_ylabel()):
+            assert "works \\$5 a day" in label and "1)" not in label
+        ax.figure.canvas.draw()  # mathtext would fail on an unescaped $
+    legend = precision_recall_figure(y, proba, sample_weight=w).axes[0].get_legend()
+    weighted = average_precision_score(y, proba, sample_weight=w)
+    assert f"AP = {weighted:.2f}" in legend.get_texts()[0].get_text()
+    line = calibration_figure(y, proba, 10, sample_weight=w).axes[0].lines[1]
+    bins = reliability_bins(y, proba, 10, sample_weight=w)
+    assert list(line.get_xdata()) == [b["predicted"] for b in bins]
+    assert list(line.get_ydata()) == [b["observed"] for b in bins]
+    unweighted = reliability_bins(y, proba, 10)
+    assert [b["observed"] for b in bins] != [b["observed"] for b in unweighted]

@@ -451,6 +451,15 @@ def test_cli_weight_column_in_memory_and_streamed(
     assert code == 0, stderr
     report = json.loads(stdout)["metrics"]
     assert report["sum_of_weights"] == float(frame["w"].sum()) and report["n"] == len(frame)
+    # ... and weighted figures (they were drawn unweighted beside weighted metrics).
+    figures = {}
+    for extra in ((), ("--weight", "w")):
+        out = tmp_path / f"evaluation{len(extra)}"
+        args = ("evaluate", tmp_path / "m-d.csv", tmp_path / "d.csv", *extra, "--out", out)
+        code, _, stderr = _run(capsys, *args)
+        assert code == 0, stderr
+        figures[extra] = [(out / n).read_bytes() for n in ("roc.png", "calibration.png")]
+    assert all(a != b for a, b in zip(*figures.values(), strict=True))
 
 
 @pytest.mark.parametrize(

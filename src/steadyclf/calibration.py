@@ -58,6 +58,7 @@ __all__ = [
     "describe_calibration",
     "expected_calibration_error",
     "fit_scaling",
+    "reliability_bins",
     "without_held_out_rows",
 ]
 
@@ -106,39 +107,81 @@ def _log_loss_of_logits(z: NDArray[np.float64], y: NDArray[np.float64]) -> NDArr
     return np.logaddexp(0.0, z) - y * z
 
 
+def reliability_bins(
+    y: ArrayLike,
+    proba: ArrayLike,
+    n_bins: int = ECE_BINS,
+    sample_weight: ArrayLike | None = None,
+) -> list[dict[str, float]]:
+    """Rows in up to ``n_bins`` bins of equal mass by probability, as a reliability
+    diagram shows them: per bin its ``rows``, ``weight``, probability range (``low``,
+    ``high``), mean ``predicted`` probability and ``observed`` rate of class 1.
+
+    Rows are sorted by probability and a row goes to the bin where its share of the
+    cumulative weight (of the row count, without ``sample_weight``) starts; rows of the
+    same probability all go to the bin of the first of them, so that no bin's contents
+    depend on the order of tied rows (a table with repeated rows ties many). Means are
+    weighted. Empty bins are left out.
+
+    Examples
+    --------
+    >>> [b["rows"] for b in reliability_bins([0, 1, 0, 1], [0.1, 0.2, 0.2, 0.9], n_bins=2)]
+    [3, 1]
+    """
+    labels = np.asarray(y, dtype=np.float64).ravel()
+    p = np.asarray(proba, dtype=np.float64).ravel()
+    if labels.size == 0:
+        return []
+    order = np.argsort(p, kind="stable")
+    w = (
+        np.ones(p.size)
+        if sample_weight is None
+        else np.asarray(sample_weight, dtype=np.float64).ravel()[order]
+    )
+    before = np.cumsum(w) - w
+    ids = np.minimum((n_bins * before / w.sum()).astype(np.int64), n_bins - 1)
+    sorted_p = p[order]
+    starts = np.r_[True, sorted_p[1:] != sorted_p[:-1]]  # the first row of each value
+    ids = ids[starts][np.cumsum(starts) - 1]
+    bins = []
+    for b in np.unique(ids):
+        inside = ids == b
+        rows, weight = order[inside], w[inside]
+        if weight.sum() <= 0:
+            continue
+        bins.append(
+            {
+                "rows": int(rows.size),
+                "weight": float(weight.sum()),
+                "low": float(sorted_p[inside][0]),
+                "high": float(sorted_p[inside][-1]),
+                "predicted": float(np.average(p[rows], weights=weight)),
+                "observed": float(np.average(labels[rows], weights=weight)),
+            }
+        )
+    return bins
+
+
 def expected_calibration_error(
     y: ArrayLike,
     proba: ArrayLike,
     n_bins: int = ECE_BINS,
     sample_weight: ArrayLike | None = None,
 ) -> float:
-    """Mean |predicted - observed| rate over ``n_bins`` bins of equal mass, weighted by rows.
-
-    Rows are sorted by probability and cut into bins holding the same number of rows
-    (within one); each bin adds ``|mean(proba) - mean(y)| * rows / n``. With
-    ``sample_weight``, bins hold the same weight (a row goes to the bin where its share of
-    the cumulative weight starts) and means and shares are weighted.
+    """Mean |predicted - observed| rate over the :func:`reliability_bins` (up to
+    ``n_bins`` of equal mass, tied probabilities in one), each weighted by its share of
+    the rows (of the weight, with ``sample_weight``).
 
     Examples
     --------
     >>> expected_calibration_error([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5], n_bins=2)
     0.0
     """
-    labels = np.asarray(y, dtype=np.float64).ravel()
-    p = np.asarray(proba, dtype=np.float64).ravel()
-    if labels.size == 0:
+    bins = reliability_bins(y, proba, n_bins, sample_weight)
+    if not bins:
         return math.nan
-    order = np.argsort(p, kind="stable")
-    if sample_weight is not None:
-        w = np.asarray(sample_weight, dtype=np.float64).ravel()[order]
-        before = np.cumsum(w) - w
-        bins = np.minimum((n_bins * before / w.sum()).astype(np.int64), n_bins - 1)
-        gap = np.bincount(bins, weights=w * (p[order] - labels[order]), minlength=n_bins)
-        return float(np.abs(gap).sum() / w.sum())
-    total = 0.0
-    for part in np.array_split(order, min(n_bins, labels.size)):
-        total += abs(float(p[part].mean() - labels[part].mean())) * part.size
-    return total / labels.size
+    total = sum(b["weight"] for b in bins)
+    return float(sum(abs(b["predicted"] - b["observed"]) * b["weight"] for b in bins) / total)
 
 
 def calibration_metrics(

@@ -132,59 +132,138 @@ def _floats(values: Iterable[Any]) -> list[float]:
     return [math.nan if v is None else float(v) for v in values]
 
 
-def roc_figure(y_true: Any, proba: Any) -> Any:
-    """ROC curve of probabilities ``proba`` against 0/1 labels, with the chance line."""
+def _plain(text: str) -> str:
+    """``text`` for a figure: control characters escaped, ``$`` not read as mathtext."""
+    return terminal(text).replace("$", r"\$")
+
+
+def _positive_label(positive: Any) -> str:
+    """How the figures name the positive class (``1`` when the caller gives none), as
+    plain text (a ``$`` would start matplotlib's mathtext)."""
+    return "1" if positive is None else _plain(str(positive))
+
+
+def roc_figure(y_true: Any, proba: Any, *, positive: Any = None, sample_weight: Any = None) -> Any:
+    """ROC curve of probabilities ``proba`` against 0/1 labels, with the chance line.
+
+    ``positive``: the name of class 1, for the axes; ``sample_weight``: rows' weights.
+    """
     from sklearn.metrics import RocCurveDisplay
 
     fig, ax = _subplots(figsize=(4.5, 4.5))
-    RocCurveDisplay.from_predictions(y_true, proba, ax=ax, name="model", plot_chance_level=True)
-    ax.set_title("ROC curve")
+    RocCurveDisplay.from_predictions(
+        y_true, proba, sample_weight=sample_weight, ax=ax, name="model", plot_chance_level=True
+    )
+    name = _positive_label(positive)
+    ax.set(
+        title="ROC curve",
+        xlabel=f"False positive rate (positive: {name})",
+        ylabel=f"True positive rate (positive: {name})",
+    )
     return fig
 
 
-def plot_roc(y_true: Any, proba: Any, path: str | os.PathLike[str]) -> Path:
+def plot_roc(
+    y_true: Any,
+    proba: Any,
+    path: str | os.PathLike[str],
+    *,
+    positive: Any = None,
+    sample_weight: Any = None,
+) -> Path:
     """ROC curve of probabilities ``proba`` against 0/1 labels, with the chance line."""
-    return save_figure(roc_figure(y_true, proba), path)
+    figure_ = roc_figure(y_true, proba, positive=positive, sample_weight=sample_weight)
+    return save_figure(figure_, path)
 
 
-def precision_recall_figure(y_true: Any, proba: Any) -> Any:
+def precision_recall_figure(
+    y_true: Any, proba: Any, *, positive: Any = None, sample_weight: Any = None
+) -> Any:
     """Precision-recall curve, with the positive rate as the chance level.
 
     Points where only precision changes are dropped (scikit-learn's
     ``drop_intermediate``): the curve looks the same with far fewer of them.
+    ``positive``: the name of class 1, for the axes; ``sample_weight``: rows' weights.
     """
     from sklearn.metrics import PrecisionRecallDisplay
 
     fig, ax = _subplots(figsize=(4.5, 4.5))
     PrecisionRecallDisplay.from_predictions(
-        y_true, proba, ax=ax, name="model", plot_chance_level=True, drop_intermediate=True
+        y_true,
+        proba,
+        sample_weight=sample_weight,
+        ax=ax,
+        name="model",
+        plot_chance_level=True,
+        drop_intermediate=True,
     )
-    ax.set_title("Precision-recall curve")
+    name = _positive_label(positive)
+    ax.set(
+        title="Precision-recall curve",
+        xlabel=f"Recall (positive: {name})",
+        ylabel=f"Precision (positive: {name})",
+    )
     return fig
 
 
-def plot_precision_recall(y_true: Any, proba: Any, path: str | os.PathLike[str]) -> Path:
+def plot_precision_recall(
+    y_true: Any,
+    proba: Any,
+    path: str | os.PathLike[str],
+    *,
+    positive: Any = None,
+    sample_weight: Any = None,
+) -> Path:
     """Precision-recall curve, with the positive rate as the chance level."""
-    return save_figure(precision_recall_figure(y_true, proba), path)
+    figure_ = precision_recall_figure(y_true, proba, positive=positive, sample_weight=sample_weight)
+    return save_figure(figure_, path)
 
 
-def calibration_figure(y_true: Any, proba: Any, n_bins: int = 10) -> Any:
-    """Reliability diagram: observed positive rate per bin (equal mass) of probability."""
-    from sklearn.calibration import CalibrationDisplay
+def calibration_figure(
+    y_true: Any,
+    proba: Any,
+    n_bins: int = 10,
+    *,
+    positive: Any = None,
+    sample_weight: Any = None,
+) -> Any:
+    """Reliability diagram: the observed rate of class 1 against the mean predicted
+    probability in the :func:`~steadyclf.calibration.reliability_bins` (up to ``n_bins``
+    of equal mass; what the report's table of bins and the ECE use), with the diagonal.
+    """
+    from .calibration import reliability_bins
 
+    bins = reliability_bins(y_true, proba, n_bins, sample_weight)
     fig, ax = _subplots(figsize=(4.5, 4.5))
-    CalibrationDisplay.from_predictions(
-        y_true, proba, n_bins=n_bins, strategy="quantile", ax=ax, name="model"
+    ax.plot([0, 1], [0, 1], "k:", label="perfectly calibrated")
+    ax.plot([b["predicted"] for b in bins], [b["observed"] for b in bins], "s-", label="model")
+    name = _positive_label(positive)
+    ax.set(
+        title="Calibration",
+        xlabel=f"Mean predicted probability of {name}",
+        ylabel=f"Observed share of {name}",
+        xlim=(-0.02, 1.02),
+        ylim=(-0.02, 1.02),
+        aspect="equal",
     )
-    ax.set_title("Calibration")
+    ax.legend(loc="upper left")
     return fig
 
 
 def plot_calibration(
-    y_true: Any, proba: Any, path: str | os.PathLike[str], n_bins: int = 10
+    y_true: Any,
+    proba: Any,
+    path: str | os.PathLike[str],
+    n_bins: int = 10,
+    *,
+    positive: Any = None,
+    sample_weight: Any = None,
 ) -> Path:
     """Reliability diagram: observed positive rate per bin of predicted probability."""
-    return save_figure(calibration_figure(y_true, proba, n_bins), path)
+    figure_ = calibration_figure(
+        y_true, proba, n_bins, positive=positive, sample_weight=sample_weight
+    )
+    return save_figure(figure_, path)
 
 
 def confusion_figure(matrix: Any, labels: Sequence[str]) -> Any:
@@ -218,7 +297,7 @@ def importance_figure(
     ax.barh(positions, means, xerr=errors, color="#4c72b0", ecolor="#333333", capsize=3)
     # Names from the data: control characters shown as \n..., and '$' kept from starting
     # matplotlib's math text.
-    ax.set_yticks(positions, labels=[terminal(str(n)).replace("$", r"\$") for n in names])
+    ax.set_yticks(positions, labels=[_plain(str(n)) for n in names])
     ax.axvline(0.0, color="grey", linewidth=0.8)
     ax.set(xlabel=xlabel, title="Column importance")
     fig.tight_layout()

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from scipy.special import expit
 from sklearn import metrics
 
-from .calibration import calibration_metrics, describe_calibration
+from .calibration import calibration_metrics, describe_calibration, reliability_bins
 from .drift import DriftReport
 from .evaluation import binary_metrics, labels_to_binary
 from .exceptions import DataError, SteadyclfError
@@ -167,8 +167,8 @@ def build_report(
         "doctor": _doctor(doctor),
         "training": _training(clf),
         "metrics": _metrics(scores),
-        "roc": _roc(labels, proba),
-        "pr": _precision_recall(labels, proba),
+        "roc": _roc(labels, proba, clf.positive_class_),
+        "pr": _precision_recall(labels, proba, clf.positive_class_),
         "calibration": _calibration(clf, labels, logits),
         "confusion": _confusion(scores, classes),
         "importance": _importance(importance),
@@ -315,7 +315,7 @@ def _metrics(scores: dict[str, Any]) -> list[tuple[str, Any]]:
     ]
 
 
-def _roc(y: NDArray[np.int64], proba: NDArray[np.float64]) -> dict[str, Any]:
+def _roc(y: NDArray[np.int64], proba: NDArray[np.float64], positive: Any) -> dict[str, Any]:
     from .plots import roc_figure
 
     fpr, tpr, cut = metrics.roc_curve(y, proba)
@@ -329,10 +329,16 @@ def _roc(y: NDArray[np.int64], proba: NDArray[np.float64]) -> dict[str, Any]:
         "rate as the threshold moves, with the diagonal of chance. The table below reads it "
         "at fixed false-positive rates."
     )
-    return {"auc": auc, "rows": rows, "picture": _picture(roc_figure(y, proba), alt)}
+    return {
+        "auc": auc,
+        "rows": rows,
+        "picture": _picture(roc_figure(y, proba, positive=positive), alt),
+    }
 
 
-def _precision_recall(y: NDArray[np.int64], proba: NDArray[np.float64]) -> dict[str, Any]:
+def _precision_recall(
+    y: NDArray[np.int64], proba: NDArray[np.float64], positive: Any
+) -> dict[str, Any]:
     from .plots import precision_recall_figure
 
     precision, recall, cut = metrics.precision_recall_curve(y, proba)
@@ -355,7 +361,7 @@ def _precision_recall(y: NDArray[np.int64], proba: NDArray[np.float64]) -> dict[
         "average_precision": average,
         "base_rate": base,
         "rows": rows,
-        "picture": _picture(precision_recall_figure(y, proba), alt),
+        "picture": _picture(precision_recall_figure(y, proba, positive=positive), alt),
     }
 
 
@@ -365,25 +371,15 @@ def _calibration(
     from .plots import calibration_figure
 
     proba = expit(logits)
-    order = np.argsort(proba, kind="stable")
-    bins = []
-    for part in np.array_split(order, min(CALIBRATION_BINS, len(order))):
-        bins.append(
-            {
-                "rows": int(part.size),
-                "low": float(proba[part].min()),
-                "high": float(proba[part].max()),
-                "predicted": float(proba[part].mean()),
-                "observed": float(y[part].mean()),
-            }
-        )
+    bins = reliability_bins(y, proba, CALIBRATION_BINS)  # the figure's bins, and the ECE's
     fitted = dict(clf.calibration_)
     scale, bias = float(fitted["scale"]), float(fitted["bias"])
     raw = expit((logits - bias) / scale)  # the network's own probabilities
     here = {"before": calibration_metrics(y, raw), "after": calibration_metrics(y, proba)}
     worst = max(bins, key=lambda b: abs(b["predicted"] - b["observed"]))
     alt = (
-        f"Reliability diagram in {len(bins)} bins of equal size: the observed share of "
+        f"Reliability diagram in {len(bins)} bins of about equal size (rows of one "
+        "probability share a bin): the observed share of "
         f"{clf.positive_class_!s} against the mean predicted probability; the diagonal is "
         f"perfect calibration. The largest gap is {abs(worst['predicted'] - worst['observed']):.3f}"
         f" (predicted {worst['predicted']:.3f}, observed {worst['observed']:.3f}). The table "
@@ -394,7 +390,9 @@ def _calibration(
         "description": describe_calibration(fitted),
         "here": here,
         "bins": bins,
-        "picture": _picture(calibration_figure(y, proba, CALIBRATION_BINS), alt),
+        "picture": _picture(
+            calibration_figure(y, proba, CALIBRATION_BINS, positive=clf.positive_class_), alt
+        ),
     }
 
 

@@ -207,9 +207,16 @@ def predict(
 
 # -- evaluating ------------------------------------------------------------------------------
 def write_evaluation(
-    out_dir: str, report: Mapping[str, Any], y: NDArray[np.int64], proba: NDArray[np.float64]
+    out_dir: str,
+    report: Mapping[str, Any],
+    y: NDArray[np.int64],
+    proba: NDArray[np.float64],
+    *,
+    positive: Any = None,
+    sample_weight: NDArray[np.float64] | None = None,
 ) -> list[str]:
-    """``metrics.json`` and the ROC, precision-recall and calibration plots in ``out_dir``.
+    """``metrics.json`` and the ROC, precision-recall and calibration plots in ``out_dir``
+    (axes naming the ``positive`` class; weighted by ``sample_weight`` as the metrics are).
 
     Everything is written to a temporary directory first, then moved into place.
     """
@@ -225,9 +232,12 @@ def write_evaluation(
         (staging / "metrics.json").write_text(metrics_text + "\n", encoding="utf-8")
         two_classes = np.unique(y).size == 2
         if two_classes:  # curves need both classes
-            plot_roc(y, proba, staging / "roc.png")
-            plot_precision_recall(y, proba, staging / "precision_recall.png")
-        plot_calibration(y, proba, staging / "calibration.png")
+            how = {"positive": positive, "sample_weight": sample_weight}
+            plot_roc(y, proba, staging / "roc.png", **how)
+            plot_precision_recall(y, proba, staging / "precision_recall.png", **how)
+        plot_calibration(
+            y, proba, staging / "calibration.png", positive=positive, sample_weight=sample_weight
+        )
         names = [n for n in EVALUATION_FILES if (staging / n).exists()]
     return [str(target / n) for n in names]
 
@@ -320,5 +330,7 @@ def evaluate(
         "metrics": report,
     }
     if out_dir is not None:
-        summary["files"] = write_evaluation(out_dir, report, y, proba)
+        summary["files"] = write_evaluation(
+            out_dir, report, y, proba, positive=clf.positive_class_, sample_weight=sample_weight
+        )
     output.result(summary, lambda: format_evaluation(summary))
