@@ -421,6 +421,11 @@ def test_train_refuses_to_overwrite_other_files(
         ("x,x,city,z\n1,2,Oslo,3\n", [], r"duplicate column name 'x'"),
         ("x,city,z\ninf,Oslo,1\n", [], r"column 'x' has an infinite value at row 0"),
         ("x,city,z\n1,Oslo,1\n", ["--id", "nope"], r"id column 'nope' is not in the data"),
+        (
+            "x,city,z,label\n1,Oslo,1,a\n",
+            ["--id", "label"],
+            r"id column 'label' has the name of a column of the predictions",
+        ),
         ("x,city,z\n1,Oslo,1\n", ["--threshold", "2"], r"--threshold must be between 0 and 1"),
     ],
 )

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .drift import DriftReport
 
 __all__ = [
+    "PREDICTION_COLUMNS",
     "InputChecks",
     "Predicted",
     "Predictor",
@@ -150,6 +151,10 @@ class Predictor:
         return self.classes[(proba > cut).astype(np.int64)]
 
 
+#: The columns of the predictions, after the id column if one is copied through.
+PREDICTION_COLUMNS = ("probability", "label")
+
+
 # -- prediction over batches of rows ---------------------------------------------------------
 class InputChecks:
     """What prediction has to say about its input, counted over every batch.
@@ -218,7 +223,8 @@ def predict_batch(
         checks.add(x_num, x_cat)
     logits = predictor.network.logits(x_num, x_cat)
     proba = sigmoid(calibrate(logits, predictor.calibration))
-    result = pd.DataFrame({"probability": proba, "label": predictor.labels(proba, threshold)})
+    probability, label = PREDICTION_COLUMNS
+    result = pd.DataFrame({probability: proba, label: predictor.labels(proba, threshold)})
     if id_column is not None:
         result.insert(0, id_column, frame[id_column].to_numpy())
     return result
@@ -287,6 +293,11 @@ def predict_rows(
     if id_column is not None and id_column not in rows.columns:
         raise DataError(
             f"id column {id_column!r} is not in the data; columns: {name_list(rows.columns)}"
+        )
+    if id_column in PREDICTION_COLUMNS:
+        raise DataError(
+            f"id column {id_column!r} has the name of a column of the predictions "
+            f"({', '.join(PREDICTION_COLUMNS)}); rename it in the data"
         )
     encoder = predictor.encoder
     encoder.check_columns(header)
