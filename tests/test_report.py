@@ -175,3 +175,18 @@ def test_the_training_section_of_cross_fitted_members() -> None:
     assert f"over {len(clf.history_)} epochs" not in caption
     assert section["columns"][:2] == ["member", "epoch"]
     assert [row[0] for row in section["history"]] == [r["member"] for r in clf.history_]
+    facts = dict(section["facts"])
+    assert facts["cross-fitted members"] == len(members)
+    assert facts["median best epoch"] == clf.best_epoch_ and "best epoch" not in facts
+    assert section["validation_name"] == "out-of-fold"  # no rows were held out
+
+
+def test_a_held_out_fit_reports_validation_numbers(
+    fitted: tuple[BinaryClassifier, pd.DataFrame], page: str
+) -> None:
+    from steadyclf.report import _training
+
+    section = _training(fitted[0])
+    assert section["validation_name"] == "validation"
+    assert "best epoch" in dict(section["facts"]) and "cross-fitted members" not in page
+    assert '<th scope="row">validation roc auc</th>' in page

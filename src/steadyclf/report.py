@@ -240,11 +240,14 @@ def _training(clf: BinaryClassifier) -> dict[str, Any]:
     history = list(clf.history_)
     plan = dict(getattr(clf, "plan_", {}) or {})
     data = dict(getattr(clf, "data_", {}) or {})
+    folds = int(plan.get("folds") or 1)
+    crossed = folds > 1  # small data: members cross-fitted, each with its own epochs
     facts = [
         ("rows trained on", data.get("n_train", plan.get("n_train"))),
         ("rows held out", data.get("n_valid", plan.get("n_valid"))),
-        ("epochs", clf.n_iter_),
-        ("best epoch", clf.best_epoch_),
+        ("cross-fitted members", folds if crossed else None),
+        ("epochs, all members" if crossed else "epochs", clf.n_iter_),
+        ("median best epoch" if crossed else "best epoch", clf.best_epoch_),
         ("learning rate", clf.lr_),
         ("batch size", clf.batch_size_ or "full batch"),
         ("weight decay", getattr(clf, "weight_decay_", None)),
@@ -295,6 +298,8 @@ def _training(clf: BinaryClassifier) -> dict[str, Any]:
             if validation.get(k) is not None
         },
         "picture": picture,
+        # Small data's metrics are out of fold (validation_metrics_["estimate"]).
+        "validation_name": "out-of-fold" if "estimate" in validation else "validation",
         "columns": columns,
         "history": [[r.get(c) for c in columns] for r in history],
         "warnings": [w.get("message", "") for w in getattr(clf, "warnings_", [])],
