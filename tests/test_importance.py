@@ -16,6 +16,7 @@ from steadyclf import BinaryClassifier, DataError, ParameterError
 from steadyclf.cli import main
 from steadyclf.evaluation import log_loss
 from steadyclf.importance import permutations
+from steadyclf.io.jsonable import to_jsonable
 from steadyclf.nn.numpy_forward import ColumnShuffles
 
 
@@ -87,6 +88,11 @@ def test_columns_the_model_dropped_are_listed_apart_and_arrays_work() -> None:
     clf = BinaryClassifier(random_state=0, hidden=(8,)).fit(numeric[:600], y[:600])
     found = steadyclf.explain(clf, numeric[600:], y[600:], n_repeats=2)
     assert found.columns[0].column == "x1"
+    # One shuffle per column has no spread: no interval, not one of width 0.
+    once = steadyclf.explain(clf, numeric[600:], y[600:], n_repeats=1)
+    assert all(np.isnan([c.std, c.low, c.high]).all() for c in once.columns)
+    assert "1 repeat;" in str(once) and str(once).count("n/a (one repeat)") == 2
+    assert [c["low"] for c in to_jsonable(once.to_dict())["columns"]] == [None, None]
 
 
 def test_bad_input_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

@@ -109,14 +109,16 @@ class Importance:
         width = max([len("column"), *map(len, names.values())])
         lines = [
             f"column importance: {self.what} ({self.n_rows:,} rows, {self.n_repeats} "
-            f"repeats; {self.scoring} {self.baseline:.4f} unshuffled)",
+            f"{'repeat' if self.n_repeats == 1 else 'repeats'}; {self.scoring} "
+            f"{self.baseline:.4f} unshuffled)",
             f"{'rank':>4}  {'column':<{width}}  {'role':<11}  {'importance':>10}  "
             "interval (mean +- 2 sd)",
         ]
         for c in self.columns:
+            interval = f"[{c.low:.4f}, {c.high:.4f}]" if self.n_repeats > 1 else "n/a (one repeat)"
             lines.append(
                 f"{c.rank:>4}  {names[c.column]:<{width}}  {c.role:<11}  {c.importance:>10.4f}  "
-                f"[{c.low:.4f}, {c.high:.4f}]"
+                f"{interval}"
             )
         if self.unused:
             unused = ", ".join(map(terminal, self.unused))
@@ -215,7 +217,9 @@ def explain(
     if scoring == "log_loss":
         baseline = -baseline  # the log loss itself
     means = drops.mean(axis=1)
-    stds = drops.std(axis=1)
+    # One shuffle per column says nothing of how the drop varies: no spread, no interval
+    # (not a spread of 0, which would read as certainty).
+    stds = drops.std(axis=1) if n_repeats > 1 else np.full(len(used), np.nan)
     order = sorted(range(len(used)), key=lambda j: (-means[j], used[j].name))
     columns = [
         ColumnImportance(

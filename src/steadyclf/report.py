@@ -424,8 +424,13 @@ def _importance(found: Any) -> dict[str, Any]:
         top = columns[0]
         alt = (
             f"Bar chart of column importance ({found.what}), most important first: "
-            f"{top.column} ({top.importance:.4f}) leads; whiskers show mean +- 2 standard "
-            "deviations over the repeats. The table below lists every column."
+            f"{top.column} ({top.importance:.4f}) leads; "
+            + (
+                "whiskers show mean +- 2 standard deviations over the repeats"
+                if found.n_repeats > 1
+                else "one shuffle per column, so no interval"
+            )
+            + ". The table below lists every column."
         )
         picture = _picture(
             importance_figure(
