@@ -154,6 +154,17 @@ def test_train_with_a_validation_split_reports_its_metrics(
     summary = json.loads(stdout)
     assert summary["validation_fraction"] == 0.2 and summary["weight_decay"] == 0
     assert summary["validation"]["roc_auc"] > 0.8
+    # The first line says which rows trained and which were held out, and the members.
+    code, stdout, stderr = _run(
+        capsys, "train", files["train.csv"], "--target", "y", "--out", tmp_path / "text",
+        "--validation-fraction", "0.2", *FAST,
+    )  # fmt: skip
+    assert code == 0, stderr
+    plan = summary["plan"]
+    rows = f"on {summary['rows']} rows ({plan['n_train']} to train on, {plan['n_valid']} held out)"
+    assert rows in stdout.splitlines()[0] and plan["n_valid"] > 0
+    assert plan["members"] > 1  # held-out rows to stop on: an ensemble, trained together
+    assert f"{plan['members']} networks trained together" in stdout.splitlines()[0]
 
 
 @pytest.mark.parametrize(

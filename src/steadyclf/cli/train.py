@@ -210,12 +210,18 @@ def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) 
             f"from {candidates} by out-of-fold log loss)"
         )
     else:
+        members = int(summary["plan"].get("members") or 1)
+        together = f"{members} networks trained together, " if members > 1 else ""
         what = (
-            f"{summary['epochs']} epochs, {summary['seconds']:.1f} s ({how}, best epoch "
-            f"{summary['best_epoch']}, weight decay {summary['weight_decay']:.3g})"
+            f"{together}{summary['epochs']} epochs, {summary['seconds']:.1f} s ({how}, best "
+            f"epoch {summary['best_epoch']}, weight decay {summary['weight_decay']:.3g})"
         )
+    rows = f"{summary['rows']} rows"
+    held = summary["plan"].get("n_valid") or 0
+    if held:  # rows held out to stop on, as the validation line below says
+        rows += f" ({summary['plan'].get('n_train')} to train on, {held} held out)"
     lines = [
-        f"trained {summary['model']!r} on {summary['rows']} rows and {len(used)} columns: {what}",
+        f"trained {summary['model']!r} on {rows} and {len(used)} columns: {what}",
         "classes: {!r} (0), {!r} (1, positive)".format(*negative_positive(summary)),
     ]
     reading = summary["reading"]
