@@ -399,3 +399,19 @@ def test_one_extreme_value_does_not_blind_the_default_scaling() -> None:
     # The mean and standard deviation are the outlier's: every other value scales to ~0.
     standard = BinaryClassifier(random_state=0, normalize="standardize").fit(X, y)
     assert roc_auc_score(y_test, standard.predict_proba(X_test)[:, 1]) < 0.6
+
+
+def test_columns_the_model_never_reads_may_be_left_out_at_prediction() -> None:
+    """A column dropped at fit (``drop=``, an identifier) is never a feature: new rows
+    without it predict as they do with it (as ``steadyclf predict`` reads them); any
+    other difference in the columns is still refused."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"cid": np.arange(300), "a": rng.normal(size=300), "b": rng.normal(size=300)})
+    y = (X["a"] + rng.normal(size=300) > 0).astype(int)
+    clf = BinaryClassifier(random_state=0, hidden=(8,), drop=["cid"], max_epochs=20).fit(X, y)
+    assert list(clf.feature_names_in_) == ["cid", "a", "b"]
+    np.testing.assert_array_equal(clf.predict_proba(X.drop(columns="cid")), clf.predict_proba(X))
+    with pytest.raises(DataError, match="Feature names seen at fit time, yet now missing"):
+        clf.predict_proba(X.drop(columns="a"))
+    with pytest.raises(DataError, match="should match those that were passed during fit"):
+        clf.predict_proba(X[["b", "a"]])  # the dropped column gone, the others reordered

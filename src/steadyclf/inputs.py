@@ -91,6 +91,8 @@ def checked_input(X: Any, checked_by: BaseEstimator, *, reset: bool) -> Any:
     try:
         if isinstance(X, pd.DataFrame):
             check_unique_columns(X)  # before scikit-learn's multi-line message
+            if not reset:
+                X = _with_unused_columns(X, checked_by)
             validate_data(checked_by, X, reset=reset, skip_check_array=True)
             if X.shape[0] == 0:
                 raise DataError("the data has no rows")
@@ -115,6 +117,26 @@ def checked_input(X: Any, checked_by: BaseEstimator, *, reset: bool) -> Any:
         # becomes ours so callers can tell bad input from a bug.
         raise (DataTypeError if isinstance(exc, TypeError) else DataError)(str(exc)) from None
     return array
+
+
+def _with_unused_columns(X: pd.DataFrame, fitted: BaseEstimator) -> pd.DataFrame:
+    """``X`` with the columns the fitted model never reads (``drop=``, identifiers,
+    constants: role ``dropped``) added, empty, where it has every other column of the fit
+    in the fit's order and none of those: as ``steadyclf predict`` and
+    :class:`~steadyclf.predictor.Predictor` read such data. Anything else is left to
+    scikit-learn's check of the feature names."""
+    names = getattr(fitted, "feature_names_in_", None)
+    encoder = getattr(fitted, "encoder_", None)
+    if names is None or encoder is None:
+        return X
+    unused = {c.name for c in encoder.columns_ if c.role == "dropped"}
+    fitted_names = [str(n) for n in names]
+    missing = [n for n in fitted_names if n not in X.columns]
+    if not missing or not set(missing) <= unused:
+        return X
+    if [str(c) for c in X.columns] != [n for n in fitted_names if n not in missing]:
+        return X
+    return X.reindex(columns=fitted_names)
 
 
 def input_names(X: Any) -> list[str] | None:

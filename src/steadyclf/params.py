@@ -200,7 +200,7 @@ PARAMETERS: dict[str, Parameter] = _table(
     Parameter("device", "auto", (options(*DEVICES),), "Where to train ('auto': CUDA if any)."),
     Parameter("categorical", None, (NONE, COLUMNS), "Columns to treat as categories."),
     Parameter("numeric", None, (NONE, COLUMNS), "Columns to treat as numbers."),
-    Parameter("drop", None, (NONE, COLUMNS), "Columns to ignore."),
+    Parameter("drop", None, (NONE, COLUMNS), "Columns to ignore (new rows may leave them out)."),
     Parameter("positive", None, (NONE, LABEL), "The positive class (a value of the target)."),
     Parameter(
         "threshold_metric",
