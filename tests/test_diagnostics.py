@@ -380,3 +380,36 @@ def test_scaling_advice_follows_normalize() -> None:
     assert default.action == ""
     with pytest.raises(ParameterError, match="normalize"):
         diagnose(X, y, normalize="robust-ish")
+
+
+def test_the_race_stopping_its_candidates_is_not_the_end_of_the_run() -> None:
+    """The race stops its candidates after a few epochs (``stopped_early``), and the
+    detector judges the end of a run still at the base rate a stall; the winner then goes
+    on with the same detector. A stall found at the race's stop is dropped when the run
+    goes on and learns, not kept from epoch 3; one found at the real end is kept."""
+    from types import SimpleNamespace
+
+    base = base_rate_loss(0.5, None)
+    module = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
+
+    def run(detector: StallDetector, history: list, numbers: range, loss: float) -> None:
+        trainer = SimpleNamespace(history=history, recoveries=0, module=module)
+        trainer.stopped_early = False
+        detector.on_train_begin(trainer)  # type: ignore[arg-type]
+        for epoch in numbers:
+            record = {"epoch": epoch, "train_loss": loss, "lr": 0.01}
+            trainer.history.append(record)
+            detector.on_epoch_end(trainer, record)  # type: ignore[arg-type]
+        trainer.stopped_early = True  # the race's StopTraining, then early stopping
+        detector.on_train_end(trainer)  # type: ignore[arg-type]
+
+    for later, kinds in ((0.5, []), (0.999, ["prior_stall"])):
+        detector = StallDetector(0.5)
+        race: list = []
+        run(detector, race, range(1, 4), 0.995 * base)
+        assert [w.kind for w in detector.warnings] == ["prior_stall"]
+        # The winner goes on from the state the race kept (a copy of its history).
+        run(detector, [dict(r) for r in race], range(4, 30), later * base)
+        assert [w.kind for w in detector.warnings] == kinds
+        if kinds:
+            assert "after 29 epochs" in detector.warnings[0].message

@@ -181,13 +181,18 @@ class StallDetector(Callback):
         """Reset the state and compute the base-rate loss.
 
         A run that goes on from the epoch this detector saw last (the race's winner,
-        trained on by another trainer) keeps what it saw, its warnings included. A run
-        resumed from epochs it did not see starts from their best training loss and last
-        epoch, so that its end is judged on the whole run.
+        trained on by another trainer) keeps what it saw, its warnings included, except
+        the verdict on how the run ended: it did not end there. A run resumed from epochs
+        it did not see starts from their best training loss and last epoch, so that its
+        end is judged on the whole run.
         """
         history = trainer.history
         last = int(history[-1]["epoch"]) if history else 0
-        if not (history and getattr(self, "_last_epoch", None) == last):
+        if history and getattr(self, "_last_epoch", None) == last:
+            for warning in getattr(self, "_at_end", []):
+                self.warnings.remove(warning)
+                self._seen.discard(warning.kind)
+        else:
             self.warnings = []
             self._seen: set[str] = set()
             self._base = base_rate_loss(self.positive_rate, self.pos_weight)
@@ -199,6 +204,7 @@ class StallDetector(Callback):
             if self.sample is not None and self.sample.numel():
                 self._input_rms = max(float(self.sample.double().pow(2).mean().sqrt()), 1e-12)
             self._saturated: float | None = None
+        self._at_end: list[StallWarning] = []  # what on_train_end said
         # Looked up once: walking the module every epoch costs more than the checks.
         watched = one_member(trainer.module)
         self._params = list(watched.parameters())
@@ -259,6 +265,7 @@ class StallDetector(Callback):
         """A run that ended (early) while still predicting the base rate is a stall too."""
         if trainer.history and trainer.stopped_early and self._last_epoch < self.warmup:
             fired = self._prior_stall(self._last_epoch)
+            self._at_end = fired
             if fired:
                 trainer.history[-1].setdefault("warnings", []).extend(w.kind for w in fired)
 
