@@ -229,6 +229,7 @@ def test_inspect_reads_model_json_only(
     folds = report["plan"]["folds"]
     members = f"{report['training']['n_iter']} epochs over {folds} cross-fitted members"
     assert folds > 1 and members in text  # n_iter counts the epochs of every member
+    assert "\nout of fold: roc_auc " in text and "\nvalidation:" not in text
 
 
 def test_inspect_refuses_what_is_not_a_model(

@@ -97,7 +97,9 @@ def test_evaluation_figures_name_the_positive_class_and_use_the_weights() -> Non
         ax.figure.canvas.draw()  # mathtext would fail on an unescaped $
     legend = precision_recall_figure(y, proba, sample_weight=w).axes[0].get_legend()
     weighted = average_precision_score(y, proba, sample_weight=w)
-    assert f"AP = {weighted:.2f}" in legend.get_texts()[0].get_text()
+    model, chance = (t.get_text() for t in legend.get_texts())
+    assert f"AP = {weighted:.2f}" in model
+    assert chance == f"Chance level (AP = {np.average(y, weights=w):.2f})"  # the weighted rate
     line = calibration_figure(y, proba, 10, sample_weight=w).axes[0].lines[1]
     bins = reliability_bins(y, proba, 10, sample_weight=w)
     assert list(line.get_xdata()) == [b["predicted"] for b in bins]

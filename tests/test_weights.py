@@ -460,6 +460,15 @@ def test_cli_weight_column_in_memory_and_streamed(
         assert code == 0, stderr
         figures[extra] = [(out / n).read_bytes() for n in ("roc.png", "calibration.png")]
     assert all(a != b for a, b in zip(*figures.values(), strict=True))
+    # A class of no weight has no curves (only the reliability diagram is drawn).
+    frame.assign(w=np.where(frame["label"] == frame["label"].iloc[0], 1.0, 0.0)).to_csv(
+        tmp_path / "one_class.csv", index=False
+    )
+    out = tmp_path / "one_class"
+    args = ("evaluate", tmp_path / "m-d.csv", tmp_path / "one_class.csv", "--weight", "w")
+    code, _, stderr = _run(capsys, *args, "--out", out)
+    assert code == 0, stderr
+    assert sorted(p.name for p in out.iterdir()) == ["calibration.png", "metrics.json"]
 
 
 @pytest.mark.parametrize(

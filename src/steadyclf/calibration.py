@@ -25,8 +25,9 @@ the out-of-fold logits of small data it fits Platt scaling (:data:`OUT_OF_FOLD_A
 stored as the estimator's ``calibration_`` and in ``model.json``; predictions are
 ``sigmoid(scale * logit + bias)``.
 
-:func:`expected_calibration_error` uses bins of equal mass (each holds the same number of
-rows), so that it is not dominated by a few sparsely populated bins.
+:func:`expected_calibration_error` uses the :func:`reliability_bins`: bins of equal mass
+(each holds about the same number of rows, rows of one probability in one bin), so that it
+is not dominated by a few sparsely populated bins.
 """
 
 from __future__ import annotations
@@ -130,14 +131,14 @@ def reliability_bins(
     """
     labels = np.asarray(y, dtype=np.float64).ravel()
     p = np.asarray(proba, dtype=np.float64).ravel()
-    if labels.size == 0:
-        return []
     order = np.argsort(p, kind="stable")
     w = (
         np.ones(p.size)
         if sample_weight is None
         else np.asarray(sample_weight, dtype=np.float64).ravel()[order]
     )
+    if not w.sum() > 0:  # no rows, or none that weigh anything
+        return []
     before = np.cumsum(w) - w
     ids = np.minimum((n_bins * before / w.sum()).astype(np.int64), n_bins - 1)
     sorted_p = p[order]

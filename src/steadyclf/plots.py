@@ -185,18 +185,17 @@ def precision_recall_figure(
     ``drop_intermediate``): the curve looks the same with far fewer of them.
     ``positive``: the name of class 1, for the axes; ``sample_weight``: rows' weights.
     """
+    import numpy as np
     from sklearn.metrics import PrecisionRecallDisplay
 
     fig, ax = _subplots(figsize=(4.5, 4.5))
     PrecisionRecallDisplay.from_predictions(
-        y_true,
-        proba,
-        sample_weight=sample_weight,
-        ax=ax,
-        name="model",
-        plot_chance_level=True,
-        drop_intermediate=True,
+        y_true, proba, sample_weight=sample_weight, ax=ax, name="model", drop_intermediate=True
     )
+    # The chance level is the (weighted) positive rate: scikit-learn's ignores the weights.
+    rate = float(np.average(np.asarray(y_true) == 1, weights=sample_weight))
+    ax.axhline(rate, color="k", linestyle="--", label=f"Chance level (AP = {rate:.2f})")
+    ax.legend(loc="lower left")
     name = _positive_label(positive)
     ax.set(
         title="Precision-recall curve",

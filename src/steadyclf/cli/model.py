@@ -179,8 +179,10 @@ def format_inspection(report: Mapping[str, Any]) -> str:
     metrics = report.get("validation_metrics") or {}
     shown = ("roc_auc", "accuracy", "log_loss", "f1")
     if metrics:
+        # Small data's numbers are out of fold ("estimate"), not on held-out rows.
+        name = "out of fold" if "estimate" in metrics else "validation"
         lines.append(
-            "validation: " + ", ".join(f"{k} {fmt(metrics.get(k))}" for k in shown if k in metrics)
+            f"{name}: " + ", ".join(f"{k} {fmt(metrics.get(k))}" for k in shown if k in metrics)
         )
     else:
         lines.append("validation: none (no rows were held out)")

@@ -147,7 +147,7 @@ def predict(
     from ..drift import drift_format
     from ..io.sources import default_memory_budget, parse_memory_size
     from ..io.tables import TableWriter, table_format
-    from ..predictor import Predictor, open_rows, predict_rows
+    from ..predictor import PREDICTION_COLUMNS, Predictor, open_rows, predict_rows
     from .databases import open_query, output_table, prediction_sink, shown
 
     output = Output(as_json=as_json, quiet=quiet)
@@ -160,7 +160,7 @@ def predict(
     predictor = Predictor.load(model_dir)
     cut = _threshold(predictor.threshold, threshold)
     rows = open_rows(data, budget) if query is None else open_query(data, query, table)
-    columns = [*([id_column] if id_column else []), "probability", "label"]
+    columns = [*([id_column] if id_column else []), *PREDICTION_COLUMNS]
     collect = out is None and as_json
     with (
         writing(shown(out) if out else "standard output"),
@@ -230,8 +230,10 @@ def write_evaluation(
     with writing(out_dir), staged_files(target) as staging:
         metrics_text = json.dumps(to_jsonable(report), indent=2, allow_nan=False)
         (staging / "metrics.json").write_text(metrics_text + "\n", encoding="utf-8")
-        two_classes = np.unique(y).size == 2
-        if two_classes:  # curves need both classes
+        # Curves need both classes, each of some weight.
+        weights = np.ones(len(y)) if sample_weight is None else sample_weight
+        two_classes = all(weights[y == c].sum() > 0 for c in (0, 1))
+        if two_classes:
             how = {"positive": positive, "sample_weight": sample_weight}
             plot_roc(y, proba, staging / "roc.png", **how)
             plot_precision_recall(y, proba, staging / "precision_recall.png", **how)
