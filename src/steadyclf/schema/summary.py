@@ -162,12 +162,17 @@ def _first_distinct(values: Sequence[Any]) -> list[Any]:
     return list(dict.fromkeys(values))[:DATE_SAMPLE]
 
 
+#: Largest first value a column's tally is shifted by (2**500, about 3e150).
+SHIFT_LIMIT = 2.0**500
+
+
 @dataclass
 class NumericTally:
     """Mean, variance, missing counts and range of the numeric candidates, per side.
 
-    Values are tallied as ``x - shift`` (a value of the column): the chunk means then stay
-    small, so merging thousands of chunks of ``1e6 + 1e-6 * x`` loses no precision.
+    Values are tallied as ``x - shift`` (a value of the column, 0 beyond
+    :data:`SHIFT_LIMIT`): the chunk means then stay small, so merging thousands of chunks
+    of ``1e6 + 1e-6 * x`` loses no precision.
     Training and validation rows are kept apart (the split is only known to be used at
     the end). When rows are weighted, the same statistics weighted by the rows' weights
     are kept beside the plain ones (``train_w``..., counts being sums of weights): which
@@ -262,7 +267,11 @@ class NumericTally:
         if fresh.any():
             first = _first_present(chunk)
             found = fresh & ~np.isnan(first)
-            self.shift[columns[found]] = first[found]
+            # A value beyond 2**500 gives no precision to keep, and a shift that size
+            # would overflow the differences to values of the other sign (-1.8e308 then
+            # 3e292): such a column is tallied unshifted.
+            ordinary = np.abs(first[found]) <= SHIFT_LIMIT
+            self.shift[columns[found]] = np.where(ordinary, first[found], 0.0)
             self.seen[columns[found]] = True
         # The range of the values as they are (not shifted: the same in every process).
         # Plain min/max propagate NaN: they tell which columns need the NaN-aware ones.
