@@ -163,17 +163,9 @@ def roc_figure(y_true: Any, proba: Any, *, positive: Any = None, sample_weight: 
     return fig
 
 
-def plot_roc(
-    y_true: Any,
-    proba: Any,
-    path: str | os.PathLike[str],
-    *,
-    positive: Any = None,
-    sample_weight: Any = None,
-) -> Path:
-    """ROC curve of probabilities ``proba`` against 0/1 labels, with the chance line."""
-    figure_ = roc_figure(y_true, proba, positive=positive, sample_weight=sample_weight)
-    return save_figure(figure_, path)
+def plot_roc(y_true: Any, proba: Any, path: str | os.PathLike[str], **options: Any) -> Path:
+    """:func:`roc_figure` (``options``: its ``positive`` and ``sample_weight``) as a PNG."""
+    return save_figure(roc_figure(y_true, proba, **options), path)
 
 
 def precision_recall_figure(
@@ -206,16 +198,11 @@ def precision_recall_figure(
 
 
 def plot_precision_recall(
-    y_true: Any,
-    proba: Any,
-    path: str | os.PathLike[str],
-    *,
-    positive: Any = None,
-    sample_weight: Any = None,
+    y_true: Any, proba: Any, path: str | os.PathLike[str], **options: Any
 ) -> Path:
-    """Precision-recall curve, with the positive rate as the chance level."""
-    figure_ = precision_recall_figure(y_true, proba, positive=positive, sample_weight=sample_weight)
-    return save_figure(figure_, path)
+    """:func:`precision_recall_figure` (``options``: its ``positive`` and ``sample_weight``)
+    as a PNG."""
+    return save_figure(precision_recall_figure(y_true, proba, **options), path)
 
 
 def calibration_figure(
@@ -250,19 +237,11 @@ def calibration_figure(
 
 
 def plot_calibration(
-    y_true: Any,
-    proba: Any,
-    path: str | os.PathLike[str],
-    n_bins: int = 10,
-    *,
-    positive: Any = None,
-    sample_weight: Any = None,
+    y_true: Any, proba: Any, path: str | os.PathLike[str], n_bins: int = 10, **options: Any
 ) -> Path:
-    """Reliability diagram: observed positive rate per bin of predicted probability."""
-    figure_ = calibration_figure(
-        y_true, proba, n_bins, positive=positive, sample_weight=sample_weight
-    )
-    return save_figure(figure_, path)
+    """:func:`calibration_figure` (``options``: its ``positive`` and ``sample_weight``) as
+    a PNG."""
+    return save_figure(calibration_figure(y_true, proba, n_bins, **options), path)
 
 
 def confusion_figure(matrix: Any, labels: Sequence[str]) -> Any:
