@@ -302,3 +302,26 @@ def test_calibration_and_column_facts_are_saved(
         clf.calibration_ = {"method": "none", "scale": 1.0, "bias": 0.0}
     info = {c.name: c for c in again.encoder_.columns_}
     assert all(c.n_rows == len(data) for c in info.values() if c.role != "dropped")
+
+
+def test_stall_warnings_are_saved_with_the_model(tmp_path: Path) -> None:
+    """A loaded model said its fit went well (warnings_ came back empty): `steadyclf
+    report` of a saved model never showed the stall warnings its fit raised."""
+    from steadyclf.datasets import heart_rate
+
+    X, y = heart_rate(n=300, random_state=0)
+    clf = BinaryClassifier(
+        normalize="none", activation="sigmoid", lr=1e-3, hidden=(10,), max_epochs=30,
+        validation_fraction=0.2, random_state=0,
+    ).fit(X, y)  # fmt: skip
+    assert clf.warnings_  # raw heart rates saturate the sigmoid units
+    target = clf.save(tmp_path / "model")
+    assert steadyclf.load(target).warnings_ == clf.warnings_
+    training = json.loads((target / INDEX_FILE).read_text())["training"]
+    for bad in ("no", [{"message": ["nested"]}], [1]):
+        _edit_index(target, training={**training, "warnings": bad})
+        with pytest.raises(ModelFileError, match="training warnings are not a list"):
+            steadyclf.load(target)
+    del training["warnings"]  # models saved before warnings were kept
+    _edit_index(target, training=training)
+    assert steadyclf.load(target).warnings_ == []

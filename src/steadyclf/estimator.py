@@ -229,7 +229,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         The range test behind ``lr_``; only with ``lr='auto'``.
     warnings_ : list of dict
         What the stall detector saw during training (``epoch``, ``kind``, ``message``,
-        ``cause``, ``fix``); empty when training went well. Printed when ``verbose``.
+        ``cause``, ``fix``), saved with the model; empty when training went well.
     calibration_ : dict
         How probabilities follow from the network's logit ``z``:
         ``sigmoid(scale * z + bias)`` (``method`` 'none': scale 1, bias 0), with why
@@ -632,6 +632,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
                 "data": dict(self.data_),
                 "last_epoch": self.history_[-1] if self.history_ else None,
                 "validation_metrics": self.validation_metrics_,
+                "warnings": [dict(w) for w in self.warnings_],
             },
             history=list(self.history_),
             n_features_in=int(self.n_features_in_),
@@ -672,7 +673,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         clf.integer_codes_ = str(clf.plan_.get("integer_codes", "category" if read else "none"))
         clf.data_ = dict(training.get("data") or {})
         clf.validation_metrics_ = dict(training.get("validation_metrics") or {})
-        clf.warnings_ = []
+        clf.warnings_ = [dict(w) for w in training.get("warnings") or []]  # none before 0.1
         clf.threshold_ = float(state.threshold)
         clf.calibration_ = dict(state.calibration)
         return clf

@@ -448,6 +448,7 @@ def _state(index: dict[str, Any], weights: dict[str, NDArray[Any]], root: Path) 
         if training.get(name) is not None:
             training[name] = _finite_number(training[name], name)
     int(training["n_iter"])
+    training["warnings"] = _stall_warnings(training.get("warnings"), where)
     return ModelState(
         schema=index["schema"],
         architecture=index["architecture"],
@@ -485,6 +486,19 @@ def _calibration(data: Any, where: str) -> dict[str, Any]:
     if data["scale"] <= 0:
         raise ModelFileError(f"{where}: calibration scale must be positive, got {data['scale']}")
     return dict(data)
+
+
+def _stall_warnings(data: Any, where: str) -> list[dict[str, Any]]:
+    """The stall warnings of the fit (``warnings_``): a list of mappings of text, numbers
+    and nulls (none in models saved before they were kept)."""
+    plain = (str, int, float, type(None))
+    if data is None:
+        return []
+    if not isinstance(data, list) or not all(
+        isinstance(w, dict) and all(isinstance(v, plain) for v in w.values()) for w in data
+    ):
+        raise ModelFileError(f"{where}: training warnings are not a list of plain mappings")
+    return [dict(w) for w in data]
 
 
 def _check_weights(arch: Architecture, weights: dict[str, NDArray[Any]], root: Path) -> None:
