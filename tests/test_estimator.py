@@ -415,3 +415,25 @@ def test_columns_the_model_never_reads_may_be_left_out_at_prediction() -> None:
         clf.predict_proba(X.drop(columns="a"))
     with pytest.raises(DataError, match="should match those that were passed during fit"):
         clf.predict_proba(X[["b", "a"]])  # the dropped column gone, the others reordered
+
+
+def test_a_model_fitted_without_text_column_names_reads_columns_by_position() -> None:
+    """As scikit-learn: fitted on an array (or a frame with numbers for names), a frame of
+    any names is read by position (with scikit-learn's warning), and an array predicts
+    for a model fitted on a frame with numbers for names; before, both were refused
+    ("missing columns 'x0', ...; the model was trained on 'x0', ...")."""
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(300, 3))
+    y = (A[:, 0] + 0.5 * rng.normal(size=300) > 0).astype(int)
+    on_array = BinaryClassifier(random_state=0, hidden=(8,), max_epochs=10).fit(A, y)
+    with pytest.warns(UserWarning, match="fitted without feature names"):
+        named = on_array.predict_proba(pd.DataFrame(A, columns=["a", "b", "c"]))
+    np.testing.assert_array_equal(named, on_array.predict_proba(A))  # the same rows, read alike
+    on_numbers = BinaryClassifier(random_state=0, hidden=(8,), max_epochs=10)
+    on_numbers.fit(pd.DataFrame(A), y)
+    assert not hasattr(on_numbers, "feature_names_in_")  # scikit-learn's rule: text names
+    np.testing.assert_array_equal(
+        on_numbers.predict_proba(A), on_numbers.predict_proba(pd.DataFrame(A))
+    )
+    with pytest.raises(DataError, match="X has 2 features, but BinaryClassifier is expecting 3"):
+        on_array.predict_proba(pd.DataFrame(A[:, :2]))

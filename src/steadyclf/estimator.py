@@ -350,8 +350,8 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         array = inputs.checked_input(X, inputs.Probe() if reset else self, reset=reset)
         if isinstance(array, pd.DataFrame):
             return array
-        if hasattr(self, "feature_names_in_") and hasattr(self, "encoder_") and not reset:
-            names = [str(n) for n in self.feature_names_in_]
+        if hasattr(self, "encoder_") and not reset:  # the fit's names, whatever X's
+            names = [c.name for c in self.encoder_.columns_]
         else:
             names = [f"x{j}" for j in range(array.shape[1])]
         return array, names

@@ -96,6 +96,11 @@ def checked_input(X: Any, checked_by: BaseEstimator, *, reset: bool) -> Any:
             validate_data(checked_by, X, reset=reset, skip_check_array=True)
             if X.shape[0] == 0:
                 raise DataError("the data has no rows")
+            encoder = getattr(checked_by, "encoder_", None)
+            if not reset and encoder is not None and not hasattr(checked_by, "feature_names_in_"):
+                # Fitted without text column names (an array, or a frame with numbers for
+                # names): columns are read by position, as scikit-learn reads them.
+                return X.set_axis([c.name for c in encoder.columns_], axis=1)
             return X.set_axis([str(c) for c in X.columns], axis=1)
         # check_array costs ~0.2 ms, most of a one-row prediction: skip it for input
         # that already passes its checks (it still gives the errors for the rest).
