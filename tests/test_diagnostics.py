@@ -413,3 +413,22 @@ def test_the_race_stopping_its_candidates_is_not_the_end_of_the_run() -> None:
         assert [w.kind for w in detector.warnings] == kinds
         if kinds:
             assert "after 29 epochs" in detector.warnings[0].message
+
+
+@pytest.mark.parametrize("held_out", [None, 0.2], ids=["cross-fitted", "raced"])
+def test_verbose_prints_each_warning_of_the_fit_once(
+    held_out: float | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each candidate of a choice (weight decays; the race's sides) has its own detector:
+    they keep quiet, and the chosen one's warnings are printed (three times before, one
+    per weight decay)."""
+    X, y = heart_rate(n=300, random_state=0)
+    params = {"validation_fraction": held_out} if held_out else {}
+    clf = BinaryClassifier(
+        normalize="none", activation="sigmoid", lr=1e-3, hidden=(10,), max_epochs=30,
+        random_state=0, verbose=1, **params,
+    ).fit(X, y)  # fmt: skip
+    printed = [line for line in capsys.readouterr().err.splitlines() if "warning at epoch" in line]
+    assert clf.warnings_ and len(printed) == len(clf.warnings_)
+    for line, warning in zip(printed, clf.warnings_, strict=True):
+        assert line.endswith(warning["message"]) and f"epoch {warning['epoch']}:" in line

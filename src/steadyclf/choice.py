@@ -15,7 +15,6 @@ lets the candidates race their first epochs and trains the winner on
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import math
 from collections.abc import Sequence
@@ -160,7 +159,7 @@ def fit_members(state: FitState, callbacks: Sequence[Callback]) -> Trained:
         own = [hook(cb, "part")(candidate, member) for cb in callbacks if cb is not keeper]
         if member != 0:
             return tuple(own)
-        stall = stalls[candidate] = copy.copy(state.stall)  # each candidate's first member
+        stall = stalls[candidate] = state.stall.candidate()  # each candidate's first member
         reading = options[candidate // n_decays].reading
         if reading is not state:  # its own inputs: the rows as that reading encodes them
             stall.sample = sample_rows(reading.batches, SATURATION_ROWS)[0]
@@ -224,6 +223,7 @@ def fit_members(state: FitState, callbacks: Sequence[Callback]) -> Trained:
     bias = {}
     if (chosen, fitted.weight_decay) in scored:
         bias = selection_bias(y, folds, scored, (chosen, fitted.weight_decay), given)
+    state.stall.speak(stalls[watched].warnings)  # the candidates' detectors kept quiet
     return Trained(
         [record for member in fitted.histories for record in member],
         int(np.median(epochs)) if epochs else None,
@@ -462,7 +462,7 @@ def race_networks(state: FitState, callbacks: Sequence[Callback]) -> Trainer | N
     plan = state.plan
 
     def watched(option: _Candidate, *part: int) -> tuple[Callback, ...]:
-        stall = copy.copy(state.stall)
+        stall = state.stall.candidate()
         if option.reading is not state:  # its own inputs: the rows as that reading has them
             stall.sample = sample_rows(option.reading.batches, SATURATION_ROWS)[0]
         own = [hook(cb, "part")(*part) for cb in callbacks]
@@ -484,6 +484,7 @@ def race_networks(state: FitState, callbacks: Sequence[Callback]) -> Trainer | N
     }
     stall, *own = runs[result.chosen][3][:1] + watched(chosen, 1, 0)[1:]
     assert isinstance(stall, StallDetector)
+    stall.go_on(state.stall.verbose)
     state.stall = stall  # the winner's detector goes on watching it
     config = replace(state.config, callbacks=(ContinueFrom(result.state), stall, *own))
     if result.stopped:  # a callback ended training: the winner so far, no further epochs

@@ -8,6 +8,7 @@ Each warning names the likely cause and the fix.
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 from collections.abc import Sequence
@@ -276,9 +277,30 @@ class StallDetector(Callback):
         self._seen.add(kind)
         warning = StallWarning(epoch, kind, f"{what}; {cause}; {fix}", cause, fix)
         self.warnings.append(warning)
-        if self.verbose:
-            print(f"steadyclf: warning at epoch {epoch}: {warning.message}", file=sys.stderr)
+        self.speak([warning])
         return [warning]
+
+    # -- choices between candidates ----------------------------------------------------------
+    def candidate(self) -> StallDetector:
+        """A copy to watch one candidate of a choice (a weight decay, a side of the race):
+        quiet, since only the chosen candidate's warnings are the fit's (they are printed
+        once it is chosen: :meth:`speak`, :meth:`go_on`)."""
+        copied = copy.copy(self)
+        copied.verbose = False
+        return copied
+
+    def speak(self, warnings: Sequence[StallWarning]) -> None:
+        """Print ``warnings`` to stderr when ``verbose``."""
+        if self.verbose:
+            for w in warnings:
+                print(f"steadyclf: warning at epoch {w.epoch}: {w.message}", file=sys.stderr)
+
+    def go_on(self, verbose: bool) -> None:
+        """Watch on, printing if ``verbose``, the run of the candidate this copy watched
+        and that was chosen (the race's winner): first what it saw so far, but for the
+        verdict the race's stop drew on the end of the run (it goes on)."""
+        self.verbose = verbose
+        self.speak([w for w in self.warnings if w not in getattr(self, "_at_end", [])])
 
     def _prior_stall(self, epoch: int) -> list[StallWarning]:
         if self._best < (1 - self.prior_tol) * self._base:
