@@ -215,7 +215,12 @@ PARAMETERS: dict[str, Parameter] = _table(
         (options(*CALIBRATIONS),),
         "Calibrate probabilities on the held-out rows ('auto': when it helps).",
     ),
-    Parameter("verbose", 0, (NON_NEGATIVE_INT, BOOLEAN), "Print stall warnings as training finds them (1) or not (0)."),
+    Parameter(
+        "verbose",
+        0,
+        (NON_NEGATIVE_INT, BOOLEAN),
+        "Print stall warnings as training finds them (1) or not (0).",
+    ),
     Parameter(
         "class_weight",
         None,
