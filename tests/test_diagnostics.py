@@ -432,3 +432,22 @@ def test_verbose_prints_each_warning_of_the_fit_once(
     assert clf.warnings_ and len(printed) == len(clf.warnings_)
     for line, warning in zip(printed, clf.warnings_, strict=True):
         assert line.endswith(warning["message"]) and f"epoch {warning['epoch']}:" in line
+
+
+def test_a_cross_fitted_fit_marks_its_warnings_in_the_history() -> None:
+    """history_ rows carry the kinds of the stall warnings raised at their epoch, on small
+    data too (the packed members' rows were copies the detector never saw)."""
+    X, y = heart_rate(n=300, random_state=0)
+    clf = BinaryClassifier(
+        normalize="none", activation="sigmoid", lr=1e-3, hidden=(10,), max_epochs=30,
+        random_state=0,
+    ).fit(X, y)  # fmt: skip
+    assert clf.plan_["folds"] > 1 and clf.warnings_
+    marked = {
+        (r["epoch"], kind)
+        for r in clf.history_
+        if r["member"] == 0
+        for kind in r.get("warnings", [])
+    }
+    assert {(w["epoch"], w["kind"]) for w in clf.warnings_} <= marked
+    assert all("grad_norm" in r for r in clf.history_ if r["member"] == 0)

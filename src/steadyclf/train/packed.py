@@ -434,7 +434,10 @@ def _train_pack(state: _PackState, run: _Run) -> None:
                         improved_rows.append(row)
                     else:
                         bad[i] += 1
-                    histories[keys[i]].append({**record, "member": members[i].fold})
+                    # The row kept is the one the watchers see: a stall warning's kinds
+                    # and the gradient's size land in the fit's history, as one by one.
+                    record = {**record, "member": members[i].fold}
+                    histories[keys[i]].append(record)
                     if bad[i] >= config.patience or epochs[i] >= config.max_epochs:
                         stopped[i] = True
                     if keys[i] in watchers:
