@@ -167,7 +167,7 @@ PARAMETERS: dict[str, Parameter] = _table(
         "validation_fraction",
         "auto",
         (FRACTION, options("auto")),
-        "Rows held out for early stopping, or 'auto' (none on small data).",
+        "Rows held out for early stopping (unused without it), or 'auto' (none on small data).",
         expected="in [0, 1) or 'auto'",
     ),
     Parameter(
