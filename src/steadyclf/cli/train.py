@@ -455,6 +455,8 @@ def describe_weights(weights: Mapping[str, Any] | None, class_weight: Any) -> st
 
 def report_reading(clf: BinaryClassifier, output: Output) -> None:
     """Say how the data was read when it was read in passes, and why."""
+    from ..io.sources import memory_size_text
+
     info = clf.data_
     dropped = int(info["dropped_target_rows"])
     if dropped:
@@ -466,6 +468,8 @@ def report_reading(clf: BinaryClassifier, output: Output) -> None:
         where = "held in memory once encoded" if info["rows_in_memory"] else "streamed each epoch"
         output.note(
             f"read the data in passes ({info['why']}), {info['n_rows']:,} rows on "
-            f"{info['processes']} process(es), within a {info['memory_budget'] / 1e6:,.0f} MB "
-            f"budget; training rows {where}; the model is trained as in memory"
+            f"{info['processes']} process(es), within a "
+            f"{memory_size_text(info['memory_budget'])} budget; training rows {where}; the "
+            "rows, statistics and batches are those of a fit in memory (held-out rows beyond "
+            "an eighth of the budget are subsampled to score epochs on)"
         )

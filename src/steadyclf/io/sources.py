@@ -57,6 +57,7 @@ __all__ = [
     "arrow_row_bytes",
     "default_memory_budget",
     "estimate_in_memory_bytes",
+    "memory_size_text",
     "open_data",
     "open_sql",
     "pandas_kind",
@@ -93,6 +94,20 @@ def parse_memory_size(text: str | int) -> int:
     if size <= 0:
         raise ParameterError(f"memory size must be positive; got {text!r}")
     return size
+
+
+def memory_size_text(size: int) -> str:
+    """``size`` bytes for people, in the units :func:`parse_memory_size` reads.
+
+    Examples
+    --------
+    >>> memory_size_text(100_000), memory_size_text(2_500_000_000), memory_size_text(512)
+    ('100 KB', '2.5 GB', '512 B')
+    """
+    for unit, factor in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if size >= factor:
+            return f"{size / factor:.3g} {unit}"
+    return f"{size} B"
 
 
 def default_memory_budget() -> int:
@@ -305,8 +320,8 @@ def open_data(
             need = 0  # an unreadable file: the in-memory reader says what is wrong
         if need > budget:
             why = (
-                f"{spec} needs about {need / 1e6:,.0f} MB in memory, more than the "
-                f"{budget / 1e6:,.0f} MB budget"
+                f"{spec} needs about {memory_size_text(need)} in memory, more than the "
+                f"{memory_size_text(budget)} budget"
             )
     if why:
         return Reading(DataSource.open(data), True, why)
@@ -330,8 +345,8 @@ def open_sql(database: Any, query: str, *, stream: bool | None, budget: int) -> 
         need = IN_MEMORY_COPIES * source.nbytes
         if need > budget:
             why = (
-                f"{source.name} returns about {need / 1e6:,.0f} MB in memory, more than "
-                f"the {budget / 1e6:,.0f} MB budget"
+                f"{source.name} returns about {memory_size_text(need)} in memory, more "
+                f"than the {memory_size_text(budget)} budget"
             )
     if why:
         return Reading(source, True, why)
