@@ -213,7 +213,8 @@ PARAMETERS: dict[str, Parameter] = _table(
         "calibration",
         "auto",
         (options(*CALIBRATIONS),),
-        "Calibrate probabilities on the held-out rows ('auto': when it helps).",
+        "Calibrate probabilities on held-out rows ('auto': a map only when it beats none on "
+        "them; Platt scaling on small data's out-of-fold scores).",
     ),
     Parameter(
         "verbose",
