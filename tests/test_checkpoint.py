@@ -674,3 +674,26 @@ def test_a_checkpoint_directory_named_like_a_stage_is_read_as_what_it_holds(
     resumed = Checkpoint(run, every=2, resume=True)
     BinaryClassifier(**kw).fit(X, y, callbacks=[resumed])
     assert resumed.resumed_epoch == 2
+
+
+def test_cli_resume_refuses_another_reading_of_the_rows(
+    tmp_path: Path,
+    csv_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The memory budget decides whether rows stream and how (chunks, shuffle buffer, the
+    held-out share kept): a run resumed under another budget trained another model
+    without a word; it is refused, and the same budget resumes."""
+    out = tmp_path / "model"
+    streamed = ["--stream", "--memory-budget", "4kB", "--checkpoint-every", "2"]
+    monkeypatch.setattr(cli_model, "training_callbacks", lambda output: [SendSigint(3)])
+    assert _train(capsys, csv_file, out, *streamed)[0] == 130
+    monkeypatch.undo()
+    larger = ["--stream", "--memory-budget", "1MB", "--checkpoint-every", "2"]
+    code, err = _train(capsys, csv_file, out, *larger, "--resume")
+    assert code == 2 and "cannot resume: the checkpointed run read its rows otherwise" in err
+    assert "rows streamed" in err and "now rows held in memory" in err
+    assert "--memory-budget" in err and not out.exists()
+    code, err = _train(capsys, csv_file, out, *streamed, "--resume")
+    assert code == 0, err

@@ -86,7 +86,14 @@ from .train.batches import (
     StreamedBatches,
 )
 from .train.lr_finder import LRFinderResult, find_lr
-from .train.rows import BatchPlan, batch_source, count_target_levels, row_weighting, sample_rows
+from .train.rows import (
+    BatchPlan,
+    batch_source,
+    count_target_levels,
+    reading_of,
+    row_weighting,
+    sample_rows,
+)
 from .train.stall import SATURATION_ROWS, StallDetector
 from .train.trainer import Callback, FitContext, TrainConfig, Trainer, hook
 
@@ -407,6 +414,7 @@ def _train(state: FitState, callbacks: Sequence[Callback]) -> Trained:
         state.classes.tolist(),
         summary.digest or "",
         summary.n_rows,
+        reading_of(state.info),
     )
     for cb in callbacks:  # e.g. a Checkpoint checks it resumes the same run
         hook(cb, "on_fit_begin")(fit_context)

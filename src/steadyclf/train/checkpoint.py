@@ -389,6 +389,12 @@ def _check_same_fit(data: CheckpointData | StageData, context: FitContext) -> No
             f"({rows} rows then, {context.n_rows} now, or different values); resume with "
             "the same data"
         )
+    saved_reading = data.fit.get("reading")  # absent from checkpoints before it was kept
+    if saved_reading is not None and saved_reading != context.reading:
+        raise ParameterError(
+            f"cannot resume: the checkpointed run read its rows otherwise ({_reading(saved_reading)}; "
+            f"now {_reading(context.reading)}); resume with the same --memory-budget"
+        )
     if data.preprocessing is not None:
         current_pre = context.preprocessing()
         check_like(data.preprocessing, current_pre, "preprocessing")
@@ -398,6 +404,14 @@ def _check_same_fit(data: CheckpointData | StageData, context: FitContext) -> No
                     f"cannot resume: the fitted preprocessing ({key}) differs from the "
                     "checkpointed run's"
                 )
+
+
+def _reading(reading: dict[str, Any]) -> str:
+    if reading.get("rows_in_memory"):
+        return "rows held in memory"
+    return "rows streamed, " + ", ".join(
+        f"{k} {v}" for k, v in sorted(reading.items()) if k != "rows_in_memory"
+    )
 
 
 def _check_same_training(data: CheckpointData, trainer: Trainer) -> None:

@@ -105,6 +105,7 @@ def context_json(context: FitContext) -> dict[str, Any]:
         "classes": encode_state(list(context.classes), {}, "classes"),
         "data_fingerprint": context.fingerprint,
         "n_rows": context.n_rows,
+        "reading": dict(context.reading),
     }
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "BatchPlan",
     "batch_source",
     "count_target_levels",
+    "reading_of",
     "row_weighting",
     "sample_rows",
 ]
@@ -135,6 +136,16 @@ class BatchPlan:
     in_memory: bool
     world: int = 1
     n_all_train: int = 0
+
+
+def reading_of(info: dict[str, Any]) -> dict[str, Any]:
+    """Of :func:`batch_source`'s decisions, those that shape the model (a checkpoint's run
+    resumes only with the same): held in memory, or streamed with its chunk, buffer and
+    held-out share (all set by the memory budget; in memory, the budget changes nothing)."""
+    if info.get("rows_in_memory", True):
+        return {"rows_in_memory": True}
+    keys = ("rows_in_memory", "read_rows", "shuffle_buffer_rows", "validation_keep")
+    return {k: info[k] for k in keys if k in info}
 
 
 def batch_source(

@@ -142,6 +142,10 @@ class FitContext:
         other data.
     n_rows : int
         Rows of the training data.
+    reading : dict
+        How the rows were read where it shapes the model: held in memory, or streamed
+        with its chunk and buffer sizes and the share of held-out rows kept (all set by
+        the memory budget).
     """
 
     params: dict[str, Any]
@@ -151,6 +155,7 @@ class FitContext:
     classes: list[Any]
     fingerprint: str = ""
     n_rows: int = 0
+    reading: dict[str, Any] = field(default_factory=dict)
 
     def preprocessing(self) -> dict[str, torch.Tensor]:
         """Fitted buffers of the model's input encoding (imputation, scaling, vocabularies);
