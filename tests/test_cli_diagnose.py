@@ -213,3 +213,16 @@ def test_lr_find_weight_runs_the_range_test_of_weighted_training(
     assert found["lr"] == pytest.approx(weighted.lr_)
     assert found["losses"] == pytest.approx(weighted.lr_finder_.losses)
     assert found["losses"] != pytest.approx(plain.lr_finder_.losses)
+
+
+def test_doctor_names_the_values_and_rows_of_a_target_that_is_not_binary(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A target with a typo is the doctor's to explain: it names every value with its rows
+    and points at the rare ones (it listed the values only)."""
+    frame = pd.DataFrame({"x": range(201), "y": ["Yes", "No"] * 100 + ["ye"]})
+    frame.to_csv(tmp_path / "typo.csv", index=False)
+    code, out, err = _run(capsys, "doctor", tmp_path / "typo.csv", "--target", "y")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert "has 3 classes (values seen ['No', 'Yes', 'ye'], rows 100, 100, 1;" in err
+    assert "1 of 201 rows hold values beyond the two most frequent ('ye'): typos?" in err

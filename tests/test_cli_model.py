@@ -371,8 +371,15 @@ BAD_TRAIN = [
         [],
         r"target column 'y' is not in the data; columns: 'x', 'z'",
     ),
-    ("one.csv", "x,y\n1,a\n2,a\n", [], r"has one class \(values seen \['a'\]\)"),
-    ("three.csv", "x,y\n1,a\n2,b\n3,c\n", [], r"values seen \['a', 'b', 'c'\]"),
+    ("one.csv", "x,y\n1,a\n2,a\n", [], r"has one class \(values seen \['a'\], rows 2\)"),
+    ("three.csv", "x,y\n1,a\n2,b\n3,c\n", [], r"values seen \['a', 'b', 'c'\], rows 1, 1, 1\)"),
+    (
+        "typo.csv",
+        "x,y\n" + "1,yes\n2,no\n" * 30 + "3,Yes \n",
+        [],
+        r"values seen \['Yes ', 'no', 'yes'\], rows 1, 30, 30; 1 of 61 rows hold values beyond "
+        r"the two most frequent \('Yes '\): typos\? fix or drop those rows",
+    ),
     ("gap.csv", "x,y\n1,a\n2,\n3,b\n", [], r"target 'y' is missing on 1 row \(first: 1\)"),
     (
         "allmissing.csv",

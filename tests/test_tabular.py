@@ -189,7 +189,9 @@ def test_encode_labels_positive_class() -> None:
     assert enc.classes.tolist() == ["yes", "no"] and enc.encoded.tolist() == [0, 1, 0]
     with pytest.raises(DataError, match=r"positive class 'maybe' is not in the target values"):
         encode_labels(np.array(["yes", "no"]), positive="maybe")
-    with pytest.raises(DataError, match=r"3 classes \('a', 'b', 'c'\)"):
+    with pytest.raises(
+        DataError, match=r"3 classes \(values seen \['a', 'b', 'c'\], rows 1, 1, 1\)"
+    ):
         encode_labels(np.array(["a", "b", "c"]))
 
 
@@ -321,7 +323,7 @@ def test_two_integer_labels_are_encoded_without_sorting_as_unique_would(labels) 
 
 
 def test_three_integer_labels_still_refused() -> None:
-    with pytest.raises(DataError, match=r"3 classes \(1, 2, 3\)"):
+    with pytest.raises(DataError, match=r"3 classes \(values seen \[1, 2, 3\], rows 2, 1, 1\)"):
         encode_labels(np.array([1, 2, 3, 1]))
     with pytest.raises(DataError, match="one class"):
         encode_labels(np.array([4, 4]))

@@ -106,7 +106,8 @@ def doctor(
 ) -> None:
     """Diagnose DATA for training a neural network: scales, offsets, leakage, saturation.
 
-    Exits 0 with a report whatever it finds; only unreadable input is an error.
+    Exits 0 with a report whatever it finds in the columns; unreadable input, or a target
+    that is not two classes (its values and rows named), is an error.
     """
     output = Output(as_json=as_json)
     X, y, name = load_data(data, target, drop_missing_target=drop_missing_target, output=output)

@@ -24,6 +24,7 @@ __all__ = [
     "check_target",
     "class_counts",
     "class_weight_sums",
+    "classes_seen",
     "encode_labels",
     "encode_target",
     "positive_column",
@@ -133,10 +134,11 @@ def encode_labels(y: Any, positive: Any = None) -> LabelEncoding:
             f"the target mixes value types ({', '.join(kinds)}); use one type"
         ) from None
     if classes.size != 2:
-        seen = ", ".join(repr(v) for v in classes[:10].tolist())
+        counts = np.bincount(encoded, minlength=classes.size).tolist()
         what = "one class" if classes.size == 1 else f"{classes.size} classes"
         raise DataError(
-            f"Only binary classification is supported: the target has {what} ({seen}{', ...' if classes.size > 10 else ''})"
+            "Only binary classification is supported: the target has "
+            f"{what} ({classes_seen(dict(zip(classes.tolist(), counts, strict=True)))})"
         )
     if positive is not None:
         matches = [
@@ -285,9 +287,42 @@ def check_target(summary: LabelCounts, drop_missing: bool) -> None:
         )
     if len(summary.labels) != 2:
         what = "one class" if len(summary.labels) == 1 else f"{len(summary.labels)} classes"
+        rows = {value: sum(counts) for value, counts in summary.labels.items()}
         raise DataError(
-            f"Only binary classification is supported: the target {target!r} has {what} (values seen {values_seen(summary.labels)})"
+            "Only binary classification is supported: the target "
+            f"{target!r} has {what} ({classes_seen(rows)})"
         )
+
+
+#: Share of the rows below which the values beyond a target's two most frequent are
+#: pointed out as likely typos.
+TYPO_SHARE = 0.05
+
+
+def classes_seen(rows: dict[Any, int], limit: int = 10) -> str:
+    """The values of a target that is not binary, with their rows; when the values beyond
+    the two most frequent hold few rows (typos, most often), which those are.
+
+    Examples
+    --------
+    >>> classes_seen({"No": 480, "Yes": 515, "Yes ": 1, "ye": 2})
+    "values seen ['No', 'Yes', 'Yes ', 'ye'], rows 480, 515, 1, 2; 3 of 998 rows hold values beyond the two most frequent ('ye', 'Yes '): typos? fix or drop those rows"
+    """
+    values = sorted(rows, key=str)[:limit]
+    text = f"values seen {values_seen(rows, limit)}, rows {', '.join(str(rows[v]) for v in values)}"
+    if len(rows) > limit:
+        text += ", ..."
+    by_rows = sorted(rows, key=lambda v: (-rows[v], str(v)))
+    rest, total = sum(rows[v] for v in by_rows[2:]), sum(rows.values())
+    if len(rows) > 2 and rest <= TYPO_SHARE * total:
+        rare = ", ".join(
+            repr(v.item() if isinstance(v, np.generic) else v) for v in by_rows[2:limit]
+        )
+        text += (
+            f"; {rest:,} of {total:,} rows hold values beyond the two most frequent ({rare}): "
+            "typos? fix or drop those rows"
+        )
+    return text
 
 
 def values_seen(labels: dict[Any, Any], limit: int = 10) -> str:
