@@ -697,3 +697,17 @@ def test_cli_resume_refuses_another_reading_of_the_rows(
     assert "--memory-budget" in err and not out.exists()
     code, err = _train(capsys, csv_file, out, *streamed, "--resume")
     assert code == 0, err
+
+
+def test_the_part_a_run_continues_is_the_one_written_last(tmp_path: Path) -> None:
+    """Cross-fitted members do not train in the order of their parts' numbers (the
+    packs of one stage, then the next): the part in progress is the one written last,
+    which --resume names ("resuming from epoch 16" named part 11-4 while 6-2 trained)."""
+    from steadyclf.train.checkpoint_files import INDEX_FILE, latest_checkpoint
+
+    root = tmp_path / "model.checkpoint"
+    for age, name in enumerate(["part-11-4", "part-3-0", "part-6-2"]):  # oldest first
+        (root / name).mkdir(parents=True)
+        (root / name / INDEX_FILE).write_text("{}")
+        os.utime(root / name / INDEX_FILE, ns=(10**18 + age * 10**9,) * 2)
+    assert latest_checkpoint(root) == root / "part-6-2"

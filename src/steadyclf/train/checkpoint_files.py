@@ -175,7 +175,7 @@ def _numbers(path: Path) -> tuple[int, ...]:
 
 
 def _parts(root: Path) -> list[Path]:
-    """The checkpoints of a fit's parts (cross-fitted members), in the order they train."""
+    """The checkpoints of a fit's parts (cross-fitted members), in number order."""
     return _subdirs(root, _PART_PATTERN)
 
 
@@ -196,12 +196,16 @@ def stage_dirs(root: str | os.PathLike[str]) -> list[Path]:
 
 
 def latest_checkpoint(root: Path) -> Path | None:
-    """The checkpoint a run would continue: the directory's own, its last part's, or its
-    last stage's."""
+    """The checkpoint a run would continue: the directory's own, the part written last
+    (the one in progress: parts do not train in the order of their numbers), or the last
+    stage's."""
     if (root / INDEX_FILE).is_file():
         return root
-    found = _parts(root) or stage_dirs(root)
-    return found[-1] if found else None
+    parts = _parts(root)
+    if parts:
+        return max(parts, key=lambda p: ((p / INDEX_FILE).stat().st_mtime_ns, _numbers(p)))
+    stages = stage_dirs(root)
+    return stages[-1] if stages else None
 
 
 def resume_point(root: Path, path: Path) -> str:
