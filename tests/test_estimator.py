@@ -410,6 +410,8 @@ def test_columns_the_model_never_reads_may_be_left_out_at_prediction() -> None:
     y = (X["a"] + rng.normal(size=300) > 0).astype(int)
     clf = BinaryClassifier(random_state=0, hidden=(8,), drop=["cid"], max_epochs=20).fit(X, y)
     assert list(clf.feature_names_in_) == ["cid", "a", "b"]
+    # The dropped column never reaches the network: the same inputs through the same
+    # kernels and shapes, so the same bits.
     np.testing.assert_array_equal(clf.predict_proba(X.drop(columns="cid")), clf.predict_proba(X))
     with pytest.raises(DataError, match="Feature names seen at fit time, yet now missing"):
         clf.predict_proba(X.drop(columns="a"))
@@ -428,7 +430,8 @@ def test_a_model_fitted_without_text_column_names_reads_columns_by_position() ->
     on_array = BinaryClassifier(random_state=0, hidden=(8,), max_epochs=10).fit(A, y)
     with pytest.warns(UserWarning, match="fitted without feature names"):
         named = on_array.predict_proba(pd.DataFrame(A, columns=["a", "b", "c"]))
-    np.testing.assert_array_equal(named, on_array.predict_proba(A))  # the same rows, read alike
+    # The same values, encoded and predicted through the same shapes: the same bits.
+    np.testing.assert_array_equal(named, on_array.predict_proba(A))
     on_numbers = BinaryClassifier(random_state=0, hidden=(8,), max_epochs=10)
     on_numbers.fit(pd.DataFrame(A), y)
     assert not hasattr(on_numbers, "feature_names_in_")  # scikit-learn's rule: text names

@@ -334,6 +334,17 @@ def test_bad_input_gets_one_line_errors(
     assert "give the rows to train on with --query" in _errors(capsys, duck)
 
 
+def test_predict_on_a_database_without_a_query_says_so(
+    model: Path, data: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    duck = str(data["folder"] / "rows.duckdb")
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(model), duck, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("is a database: give the rows to predict with --query 'SELECT ...'")
+    assert len(err.splitlines()) == 1 and not out.exists()  # it said "unknown file type"
+
+
 def test_numeric_decimal_and_null_columns_read_as_numbers(postgres: Cluster) -> None:
     query = (
         "SELECT i, (i * 0.25)::numeric(10, 2) AS price, NULL::int AS empty, i::text AS code "

@@ -134,10 +134,12 @@ def _with_unused_columns(X: pd.DataFrame, fitted: BaseEstimator) -> pd.DataFrame
     encoder = getattr(fitted, "encoder_", None)
     if names is None or encoder is None:
         return X
-    unused = {c.name for c in encoder.columns_ if c.role == "dropped"}
     fitted_names = [str(n) for n in names]
     missing = [n for n in fitted_names if n not in X.columns]
-    if not missing or not set(missing) <= unused:
+    if not missing:  # the usual case, and a one-row prediction's: nothing more to look at
+        return X
+    unused = {c.name for c in encoder.columns_ if c.role == "dropped"}
+    if not set(missing) <= unused:
         return X
     if [str(c) for c in X.columns] != [n for n in fitted_names if n not in missing]:
         return X
