@@ -226,3 +226,18 @@ def test_doctor_names_the_values_and_rows_of_a_target_that_is_not_binary(
     assert code == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err
     assert "has 3 classes (values seen ['No', 'Yes', 'ye'], rows 100, 100, 1;" in err
     assert "1 of 201 rows hold values beyond the two most frequent ('ye'): typos?" in err
+
+
+@pytest.mark.parametrize("command", ["doctor", "lr-find"])
+def test_in_memory_commands_refuse_a_directory_or_glob_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, hr_csv: Path, command: str
+) -> None:
+    """doctor and lr-find read one file: a directory or glob was "unknown file type
+    '(none)'" (docs/cli.md said lr-find takes train's data too)."""
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    (folder / "a.csv").write_bytes(hr_csv.read_bytes())
+    for data in (folder, folder / "*.csv"):
+        code, out, err = _run(capsys, command, data, "--target", "sick")
+        assert code == 2 and out == "" and err.count("\n") == 1
+        assert "this command reads one file into memory" in err
