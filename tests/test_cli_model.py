@@ -586,3 +586,18 @@ def test_subprocess_error_is_one_line_without_traceback(tmp_path: Path) -> None:
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert "values seen ['a', 'b', 'c']" in done.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_train_without_early_stopping_says_why_no_rows_are_held_out(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No early stopping, no held-out rows (scikit-learn's rule for validation_fraction):
+    the summary says so, where it blamed small data's classes being too small to
+    cross-fit."""
+    code, stdout, stderr = _run(
+        capsys, "train", files["train.csv"], "--target", "y", "--out", tmp_path / "m",
+        "--no-early-stopping", "--validation-fraction", "0.2", *FAST,
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert "validation: none (early stopping off: no rows are held out" in stdout
+    assert "cross-fit" not in stdout.split("validation: none")[1].splitlines()[0]

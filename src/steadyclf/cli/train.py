@@ -242,11 +242,16 @@ def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) 
             f"accuracy {fmt(valid['accuracy'])}, balanced accuracy {fmt(valid['balanced_accuracy'])}, "
             f"ROC AUC {fmt(valid['roc_auc'])}, log loss {fmt(valid['log_loss'])}"
         )
+    elif not summary["plan"].get("early_stopping", True):
+        lines.append(
+            "validation: none (early stopping off: no rows are held out, as "
+            "--validation-fraction holds rows out to stop on)"
+        )
     else:
         lines.append(
             "validation: none (small data, too few rows of a class to cross-fit; --validation-fraction holds rows out)"
             if summary["validation_fraction"] == 0 and summary["batch_size"] == "full"
-            else "validation: none (too few rows or early stopping off)"
+            else "validation: none (too few rows)"
         )
     from ..calibration import describe_calibration  # scipy: not for `steadyclf --help`
 
