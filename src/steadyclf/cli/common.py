@@ -37,6 +37,7 @@ __all__ = [
     "Output",
     "TrainingData",
     "build_estimator",
+    "check_query_given",
     "estimator_options",
     "fmt",
     "load_training_data",
@@ -91,6 +92,19 @@ def writing(path: str | os.PathLike[str]) -> Iterator[None]:
         raise
     except OSError as exc:
         raise DataError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def check_query_given(data: str, query: str | None, rows_for: str) -> None:
+    """Refuse a database given as DATA without ``--query``: say it needs the rows
+    ``rows_for`` (e.g. "to train on") as a query, not that its file type is unknown."""
+    if query is not None:
+        return
+    from ..io.sql import is_database
+
+    if is_database(data):
+        raise ParameterError(
+            f"{data!r} is a database: give the rows {rows_for} with --query 'SELECT ...'"
+        )
 
 
 def fmt(value: Any, digits: int = 4) -> str:

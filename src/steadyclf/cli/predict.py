@@ -15,6 +15,7 @@ from ..io.atomic import staged_files
 from . import cli
 from .common import (
     Output,
+    check_query_given,
     fmt,
     load_training_data,
     names,
@@ -159,13 +160,7 @@ def predict(
     budget = default_memory_budget() if memory_budget is None else parse_memory_size(memory_budget)
     predictor = Predictor.load(model_dir)
     cut = _threshold(predictor.threshold, threshold)
-    if query is None:
-        from ..io.sql import is_database
-
-        if is_database(data):
-            raise ParameterError(
-                f"{data!r} is a database: give the rows to predict with --query 'SELECT ...'"
-            )
+    check_query_given(data, query, "to predict")
     rows = open_rows(data, budget) if query is None else open_query(data, query, table)
     columns = [*([id_column] if id_column else []), *PREDICTION_COLUMNS]
     collect = out is None and as_json

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..exceptions import ParameterError, SteadyclfError, TrainingDivergedError, TrainingInterrupted
+from ..exceptions import SteadyclfError, TrainingDivergedError, TrainingInterrupted
 from . import cli
 from .common import (
     Output,
     build_estimator,
+    check_query_given,
     estimator_options,
     fmt,
     names,
@@ -427,13 +428,8 @@ def train(
 def data_name(data: str, query: str | None) -> str:
     """DATA as summaries and the model's metadata show it: a database URI without its
     password; a DuckDB file or files as given."""
+    check_query_given(data, query, "to train on")
     if query is None:
-        from ..io.sql import is_database
-
-        if is_database(data):
-            raise ParameterError(
-                f"{data!r} is a database: give the rows to train on with --query 'SELECT ...'"
-            )
         return str(data)
     from ..io.sql import redact
 
