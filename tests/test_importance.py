@@ -17,7 +17,7 @@ from steadyclf.cli import main
 from steadyclf.evaluation import log_loss
 from steadyclf.importance import permutations
 from steadyclf.io.jsonable import to_jsonable
-from steadyclf.nn.numpy_forward import ColumnShuffles
+from steadyclf.nn.shuffles import ColumnShuffles
 
 
 def _noise_and_one_signal(n: int, seed: int, signal: str) -> tuple[pd.DataFrame, np.ndarray]:

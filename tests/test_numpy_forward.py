@@ -18,7 +18,7 @@ from architectures import ARCHITECTURES, random_weights, raw_inputs
 
 import steadyclf
 from steadyclf import BinaryClassifier
-from steadyclf.nn import modules, numpy_forward
+from steadyclf.nn import modules, numpy_forward, shuffles
 from steadyclf.nn.modules import module_from_weights, numpy_weights
 from steadyclf.nn.numpy_forward import ACTIVATION_FUNCTIONS, NumpyNetwork
 from steadyclf.nn.spec import ACTIVATIONS, SINGLE_THREAD_WORK, Architecture, tensor_layout
@@ -360,19 +360,19 @@ def test_column_shuffles_give_the_logits_of_the_shuffled_inputs(arch: Architectu
     x_num, x_cat = raw_inputs(arch, weights, n=300)
     # Far values within the limit (raw_inputs also puts 1e6 scales in rows 2 and 3).
     x_num[2:4] = weights["encoder.normalize.center"] + weights["encoder.normalize.scale"] * 50.0
-    shuffles = numpy_forward.ColumnShuffles.of(network, x_num, x_cat)
+    shuffled = shuffles.ColumnShuffles.of(network, x_num, x_cat)
     order = np.random.default_rng(0).permutation(len(x_num))
     groups = [([j], []) for j in range(arch.n_numeric)]
     groups += [([], [c]) for c in range(x_cat.shape[1])]
     groups.append((list(range(arch.n_numeric)), list(range(x_cat.shape[1]))))  # every input
     for numeric, codes in groups:
-        columns = numpy_forward.feature_columns(arch, weights, numeric, codes)
+        columns = shuffles.feature_columns(arch, weights, numeric, codes)
         shuffled_num, shuffled_cat = x_num.copy(), x_cat.copy()
         shuffled_num[:, numeric] = x_num[order][:, numeric]
         shuffled_cat[:, codes] = x_cat[order][:, codes]
         expected = network.logits(shuffled_num, shuffled_cat)
-        assert shuffles.covers(columns)
-        got = shuffles.logits(columns, order)
+        assert shuffled.covers(columns)
+        got = shuffled.logits(columns, order)
         np.testing.assert_allclose(got, expected, **SHUFFLE_TOLERANCE)
 
 
@@ -381,9 +381,9 @@ def test_column_shuffles_leave_far_values_to_the_full_pass() -> None:
     arch = Architecture(2, 0, (), (8,), "relu")
     weights = random_weights(arch)
     x_num, x_cat = raw_inputs(arch, weights, n=50)  # rows 2 and 3: 1e6 scales out
-    shuffles = numpy_forward.ColumnShuffles.of(NumpyNetwork(arch, weights), x_num, x_cat)
-    far = numpy_forward.feature_columns(arch, weights, [0], [])
-    assert not shuffles.covers(far)
+    shuffled = shuffles.ColumnShuffles.of(NumpyNetwork(arch, weights), x_num, x_cat)
+    far = shuffles.feature_columns(arch, weights, [0], [])
+    assert not shuffled.covers(far)
     x_num[2:4] = weights["encoder.normalize.center"]
-    near = numpy_forward.ColumnShuffles.of(NumpyNetwork(arch, weights), x_num, x_cat)
+    near = shuffles.ColumnShuffles.of(NumpyNetwork(arch, weights), x_num, x_cat)
     assert near.covers(far)

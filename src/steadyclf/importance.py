@@ -9,7 +9,7 @@ model. The rows are encoded once and each shuffle moves the column's encoded inp
 (encoding works row by row, column by column: the same as shuffling the raw column and
 encoding again, tested), and the network's first layers are updated by that column's
 inputs only
-(:class:`~steadyclf.nn.numpy_forward.ColumnShuffles`; ``benchmarks/explain_speed.py``:
+(:class:`~steadyclf.nn.shuffles.ColumnShuffles`; ``benchmarks/explain_speed.py``:
 caravan's 1,165 test rows x 85 columns 17.5 s when each shuffle predicted the table,
 2.5 s so). Each column is shuffled ``n_repeats`` times; the importance is the mean drop,
 with the interval mean +- 2 standard deviations of the repeats (scikit-learn's own
@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 from .evaluation import labels_to_binary, log_loss, roc_auc
 from .exceptions import DataError, NotFittedError, ParameterError
 from .io.escape import terminal
-from .nn.numpy_forward import ColumnShuffles, feature_columns
+from .nn.shuffles import ColumnShuffles, feature_columns
 from .predictor import Predictor, calibrate, sigmoid
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ SCORINGS = ("roc_auc", "log_loss")
 PROGRESS_MIN_WORK = 2_000_000
 #: Largest rows x (encoded features + first layers' outputs) :func:`explain` holds to
 #: update a plain network's first layer by the shuffled column only
-#: (:class:`~steadyclf.nn.numpy_forward.ColumnShuffles`; 2**25 float64 values: 256 MB);
+#: (:class:`~steadyclf.nn.shuffles.ColumnShuffles`; 2**25 float64 values: 256 MB);
 #: beyond, each shuffle runs the whole network.
 FAST_VALUES = 1 << 25
 
@@ -265,7 +265,7 @@ class _Scores:
     order. The rows are encoded once: encoding works row by row and column by column, so
     shuffling a column's encoded inputs (its value, its codes) shuffles the column; the
     network's first layers are then updated by that column's inputs only
-    (:class:`~steadyclf.nn.numpy_forward.ColumnShuffles`), or, where that is not covered,
+    (:class:`~steadyclf.nn.shuffles.ColumnShuffles`), or, where that is not covered,
     the whole network runs on the shuffled inputs."""
 
     def __init__(
