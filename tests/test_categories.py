@@ -168,6 +168,10 @@ def test_saved_levels_are_read_in_todays_spelling_and_refused_twice() -> None:
     assert old.levels == ["5", "True", "1", "1.0 (a second spelling of '1')", "Oslo"]
     codes = encode_categories(pd.Series(["5.0", "5", "TRUE", "1.0", "Oslo", None]), old.levels)
     assert codes.tolist() == [2, 2, 3, 4, 6, 0]
+    # A blank was a level of models saved before blanks were missing: no value reaches it.
+    blank = ColumnInfo.from_dict(info | {"levels": ["", "a"]})
+    assert blank.levels == ["'' (a blank: now read as missing)", "a"]
+    assert encode_categories(pd.Series(["", "a", None]), blank.levels).tolist() == [0, 3, 0]
     with pytest.raises(ValueError, match=r"column 'g': levels lists the level 'a' twice"):
         ColumnInfo.from_dict(info | {"levels": ["a", "b", "a"]})
 
@@ -184,3 +188,44 @@ def test_a_model_file_listing_a_level_twice_is_refused(
     refresh_checksum(copy, files=False)  # re-signed: the levels' own check must refuse it
     with pytest.raises(ModelFileError, match="column 'grade': levels lists the level"):
         steadyclf.load(copy)
+
+
+def test_an_empty_text_cell_is_missing_for_every_reader(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A CSV file's empty field is missing (as pandas' read_csv reads it) and the ONNX graph
+    # takes "" for a missing category: from a DataFrame, Parquet or Arrow strings, "" is
+    # missing too, in training and in prediction. It was a level of its own there, and a
+    # column of numbers with blanks, read as text, a categorical of every distinct number.
+    rng = np.random.default_rng(0)
+    n = 400
+    x = rng.normal(size=n)
+    city = rng.choice(["Oslo", "Bergen", ""], n)
+    amount = np.where(rng.random(n) < 0.1, "", np.round(x * 3, 2).astype(str)).astype(object)
+    X = pd.DataFrame({"x": x, "city": city, "amount": amount})
+    y = (x + 1.5 * (city == "") > 0.5).astype(int)
+    clf = BinaryClassifier(**FAST).fit(X, y)
+    roles = {c.name: c for c in clf.encoder_.columns_}
+    assert roles["amount"].role == "numeric" and roles["amount"].n_missing == (amount == "").sum()
+    assert roles["city"].levels == ["Bergen", "Oslo"]
+    assert roles["city"].n_missing == (city == "").sum()
+    blank = X.assign(city=X["city"].replace("", None), amount=X["amount"].replace("", None))
+    expected = clf.predict_proba(blank)[:, 1]
+    for frame in (X, X.astype({"city": "string[pyarrow]", "amount": "string"})):
+        np.testing.assert_allclose(clf.predict_proba(frame)[:, 1], expected, atol=1e-12)
+    model = clf.save(tmp_path / "model")
+    X.to_csv(tmp_path / "rows.csv", index=False)
+    X.to_parquet(tmp_path / "rows.parquet", index=False)
+    for name in ("rows.csv", "rows.parquet"):
+        got = _cli_probabilities(capsys, model, tmp_path / name)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12, err_msg=name)
+    # Trained from the files, the model reads the columns as it did from the frame.
+    X.assign(y=y).to_csv(tmp_path / "train.csv", index=False)
+    X.assign(y=y).to_parquet(tmp_path / "train.parquet", index=False)
+    fast = ["--max-epochs", "2", "--hidden", "8", "--n-members", "1"]
+    for name in ("train.csv", "train.parquet"):
+        out = tmp_path / f"from-{name}"
+        assert main(["train", str(tmp_path / name), "--target", "y", "--out", str(out), *fast]) == 0
+        read = {c.name: c for c in steadyclf.load(out).encoder_.columns_}
+        assert read["amount"].role == "numeric" and read["city"].levels == ["Bergen", "Oslo"]
+        assert read["city"].n_missing == roles["city"].n_missing

@@ -762,9 +762,7 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         """
         from .export.onnx_graph import save_onnx
 
-        exported = save_onnx(self.to_state(), path)
-        for note in exported.notes:
-            warnings.warn(note, UserWarning, stacklevel=2)
+        save_onnx(self.to_state(), path)
         return Path(path)
 
 

@@ -49,8 +49,6 @@ def export(model_dir: str, fmt_name: str, out: str, quiet: bool, as_json: bool) 
     state = read_model(model_dir)
     with writing(out):
         exported = save_onnx(state, out)
-    for note in exported.notes:
-        output.warn(note)
     summary = {
         "model": model_dir,
         "out": out,

@@ -188,20 +188,13 @@ def soft_clip(g: _Graph, z: str) -> str:
 
 
 def category_codes(
-    g: _Graph, name: str, info: ColumnInfo, notes: list[str], levels: Sequence[str] | None = None
+    g: _Graph, name: str, info: ColumnInfo, levels: Sequence[str] | None = None
 ) -> str:
     """Codes of a string input: 0 for '' (missing), 1 for an unseen level, 2.. the levels
     (``info.levels``, or the ``levels`` given)."""
-    keys = list(info.levels if levels is None else levels)
-    codes = [i + 2 for i in range(len(keys))]
-    if "" in keys:
-        if levels is None or "" not in info.levels:  # said once per column
-            notes.append(
-                f"column {info.name!r} had the empty string as a level in training: in the ONNX graph '' is that level, and a missing value of this column cannot be given"
-            )
-    else:
-        keys.insert(0, "")
-        codes.insert(0, MISSING_CODE)
+    # No level is '' (a blank is missing: schema.values.blanks_as_missing).
+    keys = ["", *(info.levels if levels is None else levels)]
+    codes = [MISSING_CODE, *(i + 2 for i in range(len(keys) - 1))]
     return g.op(
         "LabelEncoder",
         [name],
@@ -433,14 +426,10 @@ def label_values(classes: NDArray[Any]) -> NDArray[Any]:
 # -- the model -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class OnnxExport:
-    """An exported model: the ONNX ``ModelProto`` and what its user should know.
-
-    ``notes`` are warnings about the graph (e.g. a column whose empty string was a level).
-    """
+    """An exported model: the ONNX ``ModelProto`` and its inputs (name, type)."""
 
     model: Any
     inputs: list[tuple[str, str]]
-    notes: list[str]
 
 
 def build_onnx(state: ModelState) -> OnnxExport:
@@ -458,7 +447,6 @@ def build_onnx(state: ModelState) -> OnnxExport:
     arch = Architecture.from_dict(state.architecture)
     encoder = TabularEncoder.from_dict(state.schema)
     g = _Graph(state.weights, onnx)
-    notes: list[str] = []
     columns = [c for c in encoder.columns_ if c.role != "dropped"]
     clash = [c.name for c in columns if c.name in OUTPUTS]
     if clash:
@@ -473,7 +461,7 @@ def build_onnx(state: ModelState) -> OnnxExport:
         value.doc_string = _describe(info)
         inputs.append(value)
         if is_text:
-            codes.append(category_codes(g, info.name, info, notes))
+            codes.append(category_codes(g, info.name, info))
         else:
             numeric.append(info.name)
         if info.read_as_category:  # a number read as a category too
@@ -482,7 +470,7 @@ def build_onnx(state: ModelState) -> OnnxExport:
         if info.read_as_category:
             target_codes.append(number_codes(g, info.name, info, info.target_levels))
         else:
-            target_codes.append(category_codes(g, info.name, info, notes, info.target_levels))
+            target_codes.append(category_codes(g, info.name, info, info.target_levels))
     features = encode(g, arch, numeric, codes, target_codes)
     logit = g.op("Squeeze", [network(g, arch, features), g.const("axis", np.array([1], np.int64))])
     # After the Squeeze: right after the MatMul, onnxruntime would fold the scale into
@@ -515,7 +503,7 @@ def build_onnx(state: ModelState) -> OnnxExport:
     helper.set_model_props(model, _properties(state, columns))
     onnx.checker.check_model(model, full_check=True)
     described = [(c.name, "string" if c.role == "categorical" else "double") for c in columns]
-    return OnnxExport(model, described, notes)
+    return OnnxExport(model, described)
 
 
 def save_onnx(state: ModelState, path: str | os.PathLike[str]) -> OnnxExport:

@@ -43,6 +43,7 @@ from .roles import (
 from .values import (
     MISSING_CODE,
     UNSEEN_CODE,
+    blanks_as_missing,
     column_values,
     encode_categories,
     encode_codes,
@@ -196,6 +197,7 @@ class TabularEncoder:
         frame = table.to_pandas() if isinstance(table, (pa.RecordBatch, pa.Table)) else table
         check_unique_columns(frame)
         self.check_columns(frame)
+        frame = blanks_as_missing(frame)
         n = len(frame)
         numeric = self.numeric_infos
         block = self._float_block(frame, numeric)

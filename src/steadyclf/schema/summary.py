@@ -39,6 +39,7 @@ from .labels import check_target, values_seen
 from .split import SplitRule
 from .stats import RunningStats
 from .values import (
+    blanks_as_missing,
     check_scalar_cells,
     column_values_at,
     forced_numeric_role,
@@ -497,6 +498,7 @@ class Accumulator:
     def add(self, start: int, frame: pd.DataFrame) -> None:
         """Tally the rows of ``frame``, whose first row is at global position ``start``."""
         plan, summary = self.plan, self.summary
+        frame = blanks_as_missing(frame)
         in_valid = self.split.mask(start, len(frame))
         weights = None
         if plan.target is not None:

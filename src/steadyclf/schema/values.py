@@ -24,6 +24,7 @@ from ..exceptions import DataError
 __all__ = [
     "MISSING_CODE",
     "UNSEEN_CODE",
+    "blanks_as_missing",
     "canonical_levels",
     "category_key",
     "category_strings",
@@ -97,9 +98,43 @@ def _text_key(text: str) -> str:
     return str(text)
 
 
+def blanks_as_missing(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with empty text cells (``""``) as missing values: a new frame sharing the
+    other columns' data, or ``frame`` itself when it has none.
+
+    One reading of a blank cell whatever the source: a CSV file's empty field is missing
+    (steadyclf's reader, as pandas' ``read_csv``), and the ONNX graph takes ``""`` for a
+    missing category, so an empty string from a DataFrame, a Parquet file or a database
+    is missing too (it was a level of its own, and a column of numbers with blanks read
+    as text was a categorical of every distinct number).
+    """
+    blanks = {}
+    for name in frame.columns:
+        series = frame[name]
+        dtype = series.dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            if "" in set(dtype.categories.tolist()):
+                blanks[name] = series.cat.remove_categories([""])
+            continue
+        if not (pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype)):
+            continue
+        if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+            empty = np.asarray(pc.fill_null(pc.equal(pa.array(series), ""), False))
+        else:
+            empty = series.eq("").to_numpy(dtype=bool, na_value=False)
+        if empty.any():
+            blanks[name] = series.mask(empty)
+    if not blanks:
+        return frame
+    out = frame.copy(deep=False)
+    for name, series in blanks.items():
+        out[name] = series
+    return out
+
+
 def category_strings(series: pd.Series) -> pd.Series:
     """Categorical values as their levels' spelling (:func:`category_key`), missing
-    values as None."""
+    values (and blanks: :func:`blanks_as_missing`) as None."""
     missing = series.isna().to_numpy()
     if pd.api.types.is_object_dtype(series.dtype):
         # An object column may mix 1, '1', True and 2.5: each value is spelled by its type
@@ -112,6 +147,7 @@ def category_strings(series: pd.Series) -> pd.Series:
         keys = np.array([*(category_key(u) for u in uniques), None], dtype=object)
         out = keys[codes]
     out[missing] = None
+    out[out == ""] = None
     return pd.Series(out, index=series.index, dtype=object)
 
 
@@ -136,12 +172,15 @@ def canonical_levels(levels: Sequence[str]) -> list[str]:
     levels were spelled one way may hold ``'5.0'`` or ``'true'``). A level whose new
     spelling an earlier level already took (``'1.0'`` after ``'1'``) becomes a text no
     reader gives: its input stays where the network expects it, and no value reaches it
-    (as before, no value reached both)."""
+    (as before, no value reached both). So does the empty string, a level of models saved
+    before blanks were missing (:func:`blanks_as_missing`): a blank is missing now."""
     out: list[str] = []
     taken: set[str] = set()
     for level in levels:
         key = category_key(level)
-        if key in taken:
+        if key == "":
+            key = "'' (a blank: now read as missing)"
+        elif key in taken:
             key = f"{level} (a second spelling of {key!r})"
         taken.add(key)
         out.append(key)
@@ -356,7 +395,8 @@ def encode_codes(values: NDArray[np.float64], levels: Sequence[str]) -> NDArray[
 def _arrow_codes(values: pa.Array | pa.ChunkedArray, levels: Sequence[str]) -> NDArray[np.int64]:
     value_set = pa.array(list(levels), type=pa.string())
     codes = _arrow_index(values, value_set)
-    missing = np.asarray(values.is_null().to_numpy(zero_copy_only=False))
+    blank = pc.fill_null(pc.equal(values, ""), True)  # null or "": missing
+    missing = np.asarray(blank.to_numpy(zero_copy_only=False), dtype=bool)
     # Levels are spelled by category_key, which leaves its own output as it is: a value
     # found as it is needs no spelling. The others ('5.0' for the level '5') are spelled,
     # each distinct one once.
