@@ -508,3 +508,44 @@ def test_cli_streaming_refusals_are_one_line(
     err = capsys.readouterr().err
     assert "memory size 'lots'" in err and err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists()
+
+
+def test_a_bad_file_in_a_directory_is_named_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A value a CSV column's type refuses in a later file: the column, the value and its
+    # row in that file (it said "near row -1" and column "#0"); a corrupt Parquet page: the
+    # file, in one line (a traceback); predict blamed its output ("cannot write").
+    rng = np.random.default_rng(0)
+    csvs, parquets = tmp_path / "csv", tmp_path / "parquet"
+    csvs.mkdir(), parquets.mkdir()
+    for i in range(3):
+        part = pd.DataFrame({"age": rng.normal(50, 10, 500).round(1), "y": np.arange(500) % 2})
+        part.to_csv(csvs / f"part-{i}.csv", index=False)
+        part.to_parquet(parquets / f"part-{i}.parquet", index=False)
+    lines = (csvs / "part-2.csv").read_text().splitlines()
+    lines[301] = "oops," + lines[301].split(",", 1)[1]  # data row 300
+    (csvs / "part-2.csv").write_text("\n".join(lines) + "\n")
+    whole = (parquets / "part-1.parquet").read_bytes()
+    page = pq.ParquetFile(parquets / "part-1.parquet").metadata.row_group(0).column(0)
+    start = page.data_page_offset
+    broken = whole[:start] + b"\xff" * 40 + whole[start + 40 :]
+    (parquets / "part-2.parquet").write_bytes(broken)
+    args = ["--target", "y", "--max-epochs", "1", "--hidden", "4", "--n-members", "1"]
+    out = tmp_path / "model"
+    assert main(["train", str(csvs), "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"column 'age' of {str(csvs / 'part-2.csv')!r} holds 'oops' at row 300 " in err
+    assert not out.exists()
+    assert main(["train", str(parquets), "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot read {str(parquets / 'part-2.parquet')!r}" in err
+    assert not out.exists()
+    assert main(["train", str(parquets / "part-0.parquet"), "--out", str(out), *args]) == 0
+    capsys.readouterr()
+    predictions = tmp_path / "p.csv"
+    assert main(["predict", str(out), str(parquets), "--out", str(predictions)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot read {str(parquets / 'part-2.parquet')!r}" in err
+    assert "cannot write" not in err and not predictions.exists()

@@ -8,11 +8,13 @@ in sorted order), whatever order the pieces are read in and whichever process re
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import hashlib
 import io
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -472,12 +475,10 @@ class DataSource(ArrowLayout):
                 offset += batch.num_rows
                 if piece.n_rows >= 0 and offset >= piece.skip + piece.n_rows:
                     break
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
             if identity is not None:
                 identity.check(content=False)  # a file cut short reads as a parse error
-            raise DataError(
-                f"cannot read {piece.path!r} near row {piece.start + offset}: {_first_line(exc)}"
-            ) from None
+            raise read_error(piece, offset, exc) from None
         if identity is not None:
             identity.check(content=False)
         if piece.row_group is None and piece.n_rows >= 0 and offset != piece.skip + piece.n_rows:
@@ -526,7 +527,10 @@ class DataSource(ArrowLayout):
             identity = self.identities.get(piece.path)
             if identity is not None:
                 identity.check()
-            counts.append(sum(b.num_rows for b in self._csv_batches(piece, first, 0)))
+            try:
+                counts.append(sum(b.num_rows for b in self._csv_batches(piece, first, 0)))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+                raise read_error(piece, 0, exc) from None
         return counts
 
 
@@ -618,6 +622,41 @@ def _csv_reads_as_text(typ: pa.DataType) -> bool:
         or pa.types.is_date(typ)
         or pa.types.is_time(typ)
     )
+
+
+_CSV_VALUE_ERROR = re.compile(
+    r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'$"
+)
+
+
+def read_error(piece: Piece, offset: int, exc: BaseException) -> DataError:
+    """The one-line error of a piece that failed to read at ``offset`` rows in: a value of
+    a CSV column that is not of the column's type (as the first block typed it) by column,
+    value and row in its file; anything else (a corrupt Parquet page, a row of too many
+    fields) by file, with the reader's first line."""
+    found = _CSV_VALUE_ERROR.match(_first_line(exc)) if piece.row_group is None else None
+    if found is not None:
+        with contextlib.suppress(pa.ArrowException, OSError, IndexError):
+            index, typ, value = int(found[1]), found[2], found[3]
+            names = pacsv.open_csv(piece.path, parse_options=_csv_parse_options(piece.path))
+            name = names.schema.names[index]
+            column = pacsv.read_csv(
+                piece.path,
+                parse_options=_csv_parse_options(piece.path),
+                convert_options=_csv_convert_options(
+                    column_types={name: pa.string()}, include_columns=[name]
+                ),
+            ).column(0)
+            rows = np.flatnonzero(pc.fill_null(pc.equal(column, value), False).to_numpy())
+            where = f" at row {int(rows[0])} of that file" if rows.size else ""
+            kind = "a number" if typ in ("double", "float", "int64") else f"a {typ} value"
+            return DataError(
+                f"column {name!r} of {piece.path!r} holds {value!r}{where}, which is not "
+                f"{kind} as in the rows read before it; fix the value, or list the column "
+                "as categorical"
+            )
+    near = f" near row {piece.start + offset}" if piece.start >= 0 else ""
+    return DataError(f"cannot read {piece.path!r}{near}: {_first_line(exc)}")
 
 
 def _first_line(exc: BaseException) -> str:
