@@ -601,3 +601,20 @@ def test_train_without_early_stopping_says_why_no_rows_are_held_out(
     assert code == 0, stderr
     assert "validation: none (early stopping off: no rows are held out" in stdout
     assert "cross-fit" not in stdout.split("validation: none")[1].splitlines()[0]
+
+
+def test_no_output_overwrites_a_file_of_the_model(
+    files: dict[str, Path], model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `export m --out m/model.json` overwrote the model it read and exited 0.
+    before = {name: (model / name).read_bytes() for name in (INDEX_FILE, WEIGHTS_FILE)}
+    for name in (INDEX_FILE, WEIGHTS_FILE):
+        code, _, stderr = _run(capsys, "export", model, "--out", model / name)
+        assert code == 2 and stderr.count("\n") == 1, stderr
+        assert f"is a file of the model in {str(model)!r}" in stderr
+        code, _, stderr = _run(capsys, "predict", model, files["test.csv"], "--out", model / name)
+        assert code == 2 and "unknown file type" in stderr  # refused as a table type
+    assert {name: (model / name).read_bytes() for name in before} == before
+    code, _, _ = _run(capsys, "predict", model, files["test.csv"], "--out", model / "scores.csv")
+    assert code == 0 and (model / "scores.csv").exists()  # beside the model: fine
+    (model / "scores.csv").unlink()

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -85,13 +86,28 @@ class Output:
 
 @contextmanager
 def writing(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Turn an OS error while writing ``path`` into a one-line error."""
+    """Turn an OS error while writing ``path`` into a one-line error; refuse first a
+    ``path`` that is a file of a saved model (``export m --out m/model.json`` overwrote
+    the model it read, and said nothing)."""
+    _refuse_model_file(path)
     try:
         yield
     except SteadyclfError:
         raise
     except OSError as exc:
         raise DataError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def _refuse_model_file(path: str | os.PathLike[str]) -> None:
+    from ..persistence import INDEX_FILE, WEIGHTS_FILE
+
+    target = Path(path)
+    files = (INDEX_FILE, WEIGHTS_FILE)
+    if target.name in files and all((target.parent / name).is_file() for name in files):
+        raise ParameterError(
+            f"{str(path)!r} is a file of the model in {str(target.parent)!r}; "
+            "write the output elsewhere (the model would be overwritten)"
+        )
 
 
 def check_query_given(data: str, query: str | None, rows_for: str) -> None:
