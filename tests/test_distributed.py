@@ -20,6 +20,7 @@ import torch.distributed as dist
 import steadyclf
 from steadyclf.cli import main
 from steadyclf.datasets import heart_rate
+from steadyclf.io.sources import SHARED_READING
 from steadyclf.parallel import (
     DistributedContext,
     init_from_env,
@@ -160,6 +161,14 @@ def test_small_data_under_torchrun_trains_one_network_on_every_row(tmp_path: Pat
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads(run.stdout)
     assert summary["reading"]["processes"] == 2 and summary["cross_fit"] is None
+    assert summary["reading"]["why"] == SHARED_READING  # it said "asked for (--stream)"
     model = steadyclf.load(tmp_path / "ddp")
     assert len(model.module_.bodies) == 1 and model.weight_decay_ == pytest.approx(1e-2)
     assert model.score(frame.drop(columns="y"), frame["y"]) > 0.9
+    # The text summary says why nothing is held out (it blamed too few rows of a class).
+    text = subprocess.run(
+        [*command[: command.index("--json")], *command[command.index("--json") + 1 : -1]],
+        env=env, capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert text.returncode == 0, text.stderr[-3000:]
+    assert "validation: none (small data under torchrun: the 2 processes train one" in text.stdout

@@ -481,9 +481,9 @@ class BinaryClassifier(ClassifierMixin, BaseEstimator):
         if query is not None:
             from .io.sources import open_sql
 
-            reading = open_sql(data, query, stream=streamed, budget=budget)
+            reading = open_sql(data, query, stream=streamed, budget=budget, shared=bool(ctx))
         else:
-            reading = open_data(data, stream=streamed, budget=budget)
+            reading = open_data(data, stream=streamed, budget=budget, shared=bool(ctx))
         params = self._params_to_fit()
         result = self._run(
             params,

@@ -248,6 +248,12 @@ def format_train_summary(summary: Mapping[str, Any], columns: list[ColumnInfo]) 
             "validation: none (early stopping off: no rows are held out, as "
             "--validation-fraction holds rows out to stop on)"
         )
+    elif summary["reading"]["processes"] > 1 and summary["validation_fraction"] == 0:
+        lines.append(
+            "validation: none (small data under torchrun: the "
+            f"{summary['reading']['processes']} processes train one network together, without the cross-fitted members, out-of-fold "
+            "choices and calibration of one process; --validation-fraction holds rows out)"
+        )
     else:
         lines.append(
             "validation: none (small data, too few rows of a class to cross-fit; --validation-fraction holds rows out)"

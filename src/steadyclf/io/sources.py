@@ -278,6 +278,10 @@ def rows_per_read(source: Any, columns: Sequence[str], budget: int, share: int =
 Source: TypeAlias = "DataSource | FrameSource | SqlSource"
 
 
+#: Why rows are read in passes under torchrun (``shared``), whatever their size.
+SHARED_READING = "several processes (torchrun) each read their share of the rows"
+
+
 @dataclass(frozen=True)
 class Reading:
     """How data files are read: the source, and whether (and why) in passes."""
@@ -292,6 +296,7 @@ def open_data(
     *,
     stream: bool | None,
     budget: int,
+    shared: bool = False,
 ) -> Reading:
     """Open data files, read at once into memory or in passes within ``budget``.
 
@@ -305,7 +310,7 @@ def open_data(
     spec = str(data) if not many else ""
     why = ""
     if stream:
-        why = "asked for (--stream)"
+        why = SHARED_READING if shared else "asked for (--stream)"
     elif many:
         why = "several files"
     elif Path(spec).is_dir():
@@ -329,7 +334,9 @@ def open_data(
     return Reading(FrameSource(frame, name=f"file {spec!r}"), False)
 
 
-def open_sql(database: Any, query: str, *, stream: bool | None, budget: int) -> Reading:
+def open_sql(
+    database: Any, query: str, *, stream: bool | None, budget: int, shared: bool = False
+) -> Reading:
     """Open a query, read at once into memory or in passes within ``budget``.
 
     As :func:`~steadyclf.io.sources.open_data` decides for a file: in passes when asked
@@ -340,7 +347,7 @@ def open_sql(database: Any, query: str, *, stream: bool | None, budget: int) -> 
     source = SqlSource.open(database, query)
     why = ""
     if stream:
-        why = "asked for (--stream)"
+        why = SHARED_READING if shared else "asked for (--stream)"
     else:
         need = IN_MEMORY_COPIES * source.nbytes
         if need > budget:
