@@ -236,7 +236,8 @@ def test_inspect_refuses_what_is_not_a_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["inspect", str(tmp_path)]) == 2
-    assert "is missing model.json" in capsys.readouterr().err
+    err = capsys.readouterr().err  # it said "incomplete, save the model again"
+    assert "holds no model (no model.json, no model.safetensors)" in err
 
 
 def test_export_command_reports_the_graph(

@@ -185,8 +185,24 @@ def test_missing_pieces(tmp_path: Path, model_dir: Path) -> None:
     with pytest.raises(ModelFileError, match=f"is missing {WEIGHTS_FILE}; it is incomplete"):
         steadyclf.load(model_dir)
     (model_dir / INDEX_FILE).unlink()
-    with pytest.raises(ModelFileError, match=f"is missing {INDEX_FILE}"):
+    # Neither file: not a model at all (it said "incomplete, save the model again").
+    with pytest.raises(ModelFileError, match=f"holds no model \\(no {INDEX_FILE}, no "):
         steadyclf.load(model_dir)
+    (model_dir / "notes.txt").write_text("not a model")
+    with pytest.raises(ModelFileError, match="holds no model"):
+        steadyclf.load(model_dir)
+
+
+def test_a_copy_of_the_link_alone_says_how_to_copy_a_model(tmp_path: Path, model_dir: Path) -> None:
+    # `cp -r model elsewhere/` copies the link, not the version it names: the copy dangles.
+    assert model_dir.is_symlink()
+    copy = tmp_path / "elsewhere" / model_dir.name
+    copy.parent.mkdir()
+    os.symlink(os.readlink(model_dir), copy)
+    with pytest.raises(
+        ModelFileError, match=r"which is not there: .* \(cp -rL, tar -h, rsync -L\)"
+    ):
+        steadyclf.load(copy)
 
 
 def test_corrupted_files(model_dir: Path) -> None:

@@ -347,6 +347,12 @@ def _read_model_files(path: str | os.PathLike[str]) -> ModelState:
 
 def _model_dir(path: str | os.PathLike[str]) -> Path:
     root = Path(path)
+    if root.is_symlink() and not root.exists():
+        raise ModelFileError(
+            f"{str(root)!r} links to {os.readlink(root)!r}, which is not there: a model is a "
+            "link to its saved version beside it, so copy it following links (cp -rL, "
+            "tar -h, rsync -L) or copy the directory holding both"
+        )
     if not root.exists():
         left = [p.name for p in leftovers(root) if (p / INDEX_FILE).is_file()]
         hint = (
@@ -359,8 +365,14 @@ def _model_dir(path: str | os.PathLike[str]) -> Path:
         raise ModelFileError(
             f"{str(root)!r} is not a directory; a model is a directory holding {INDEX_FILE} and {WEIGHTS_FILE}"
         )
+    present = [name for name in (INDEX_FILE, WEIGHTS_FILE) if (root / name).is_file()]
+    if not present:
+        raise ModelFileError(
+            f"{str(root)!r} holds no model (no {INDEX_FILE}, no {WEIGHTS_FILE}); give the "
+            "directory a model was saved to"
+        )
     for name in (INDEX_FILE, WEIGHTS_FILE):
-        if not (root / name).is_file():
+        if name not in present:
             raise ModelFileError(
                 f"model directory {str(root)!r} is missing {name}; it is incomplete, save the model again"
             )
