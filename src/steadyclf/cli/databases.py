@@ -48,7 +48,9 @@ def open_query(data: str, query: str, target: TableTarget | None) -> SqlSource:
     """The rows of ``query`` on the database DATA; a DuckDB file that is also the output
     is opened once, for writing (DuckDB allows one mode per file in a process)."""
     from ..io.sql import DuckDBDatabase, SqlSource
+    from ..io.sql_guard import check_reads_only
 
+    check_reads_only(query)  # before the file is opened for writing
     if _same_duckdb_file(data, target):
         return SqlSource.open(DuckDBDatabase.open(data, read_only=False), query)
     return SqlSource.open(data, query)

@@ -46,6 +46,7 @@ import pyarrow as pa
 
 from ..exceptions import DataError, ParameterError
 from .files import MAX_READ_ROWS, ArrowLayout, Piece, arrow_kind, check_columns_present
+from .sql_guard import check_reads_only
 from .uris import redact, scrub
 
 __all__ = [
@@ -152,32 +153,54 @@ class DuckDBDatabase(Database):
         except duckdb.Error as exc:
             raise DataError(f"cannot open DuckDB database {spec!r}: {_first_line(exc)}") from None
 
-    def _relation(self, query: str) -> Any:
+    def _read_only(self) -> Any:
+        """A cursor of its own (a pass may be left unfinished while another one starts)
+        in a read-only transaction: a query that would write fails, and writes nothing
+        (the file may be open for writing: predictions into the file the rows come from).
+        Closing the cursor ends the transaction."""
+        cursor = self.connection.cursor()
         try:
-            return self.connection.sql(_strip(query))
-        except self._errors as exc:
-            raise self.error(exc, "the query") from None
+            cursor.execute("BEGIN TRANSACTION READ ONLY")
+        except BaseException:
+            cursor.close()
+            raise
+        return cursor
 
     def schema(self, query: str) -> pa.Schema:
+        cursor = self._read_only()
         try:
-            return self._relation(query).limit(0).to_arrow_table().schema
+            return cursor.sql(_strip(query)).limit(0).to_arrow_table().schema
         except self._errors as exc:
             raise self.error(exc, "the query") from None
+        finally:
+            cursor.close()
 
     def scalar(self, query: str) -> Any:
+        cursor = self._read_only()
         try:
-            rows = self.connection.sql(query).fetchall()
+            rows = cursor.sql(query).fetchall()
         except self._errors as exc:
             raise self.error(exc, "the query") from None
+        finally:
+            cursor.close()
         return rows[0][0] if rows else None
 
     def reader(self, query: str, batch_rows: int) -> pa.RecordBatchReader:
-        # A cursor of its own: a pass may be left unfinished while another one starts.
-        cursor = self.connection.cursor()
+        cursor = self._read_only()
         try:
-            return cursor.sql(_strip(query)).to_arrow_reader(batch_rows)
+            inner = cursor.sql(_strip(query)).to_arrow_reader(batch_rows)
         except self._errors as exc:
+            cursor.close()
             raise self.error(exc, "the query") from None
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                yield from inner
+            finally:
+                inner.close()
+                cursor.close()
+
+        return pa.RecordBatchReader.from_batches(inner.schema, batches())
 
     def close(self) -> None:
         """Close the connection."""
@@ -201,14 +224,31 @@ class AdbcDatabase(Database):
     def error(self, exc: BaseException, what: str) -> DataError:
         return DataError(scrub(f"{what} on {self.name} failed: {_first_line(exc)}", self.uri))
 
-    def connect(self, *, autocommit: bool = True) -> Any:
-        """A DB-API connection; an unreachable server is a one-line :class:`DataError`."""
+    def connect(self, *, autocommit: bool = True, read_only: bool = True) -> Any:
+        """A DB-API connection; an unreachable server is a one-line :class:`DataError`.
+
+        ``read_only`` (the default; not for writing predictions): every transaction of
+        the session is read-only, so that a query that would write (``WITH d AS (DELETE
+        ... RETURNING *) SELECT ...``, a function with side effects) fails and writes
+        nothing. (A query may change the session's default for later transactions, but
+        runs in one already read-only, on a connection that runs no other query.)
+        """
         try:
-            return self._dbapi.connect(self.uri, autocommit=autocommit)
+            conn = self._dbapi.connect(self.uri, autocommit=autocommit)
         except self._errors as exc:
             raise DataError(
                 scrub(f"cannot connect to {self.name}: {_first_line(exc)}", self.uri)
             ) from None
+        if read_only:
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            except BaseException as exc:
+                conn.close()
+                if isinstance(exc, self._errors):
+                    raise self.error(exc, "a read-only session") from None
+                raise
+        return conn
 
     def schema(self, query: str) -> pa.Schema:
         with self.connect() as conn, conn.cursor() as cur:
@@ -385,8 +425,7 @@ class SqlSource(ArrowLayout):
     @classmethod
     def open(cls, database: Any, query: str) -> SqlSource:
         """Check the query's columns and count its rows (one pass of the database's)."""
-        if not query or not query.strip():
-            raise ParameterError("give the query that selects the rows: --query 'SELECT ...'")
+        check_reads_only(query)
         db = open_database(database)
         schema = db.schema(query)
         names = list(schema.names)
@@ -627,7 +666,7 @@ class TableSink:
                 self._conn.execute("BEGIN TRANSACTION")
             else:
                 assert isinstance(db, AdbcDatabase)
-                self._conn = db.connect(autocommit=False)
+                self._conn = db.connect(autocommit=False, read_only=False)
                 self._existing = _adbc_table_schema(self._conn, db, self.target)
             if self._existing is not None:
                 self._check_names()

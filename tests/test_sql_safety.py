@@ -1,0 +1,130 @@
+"""A query that only reads, secrets never printed, one-line errors and no files left behind.
+
+The fixtures are :mod:`test_sql`'s: a throwaway PostgreSQL server, the same rows as a CSV
+file, a DuckDB file and a PostgreSQL table, and a model trained on the CSV file.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+duckdb = pytest.importorskip("duckdb", reason="the sql extra: pip install 'steadyclf[sql]'")
+adbc = pytest.importorskip("adbc_driver_postgresql.dbapi", reason="the sql extra")
+
+from postgres_server import PASSWORD, Cluster, postgres  # noqa: E402
+from test_sql import CLI_FIT, data, model  # noqa: E402
+
+from steadyclf.cli import main  # noqa: E402
+
+__all__ = ["data", "model", "postgres"]  # the fixtures, imported for the tests below
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], args: list[str]) -> str:
+    """Run the CLI, which must fail with exit status 2 and one line on stderr."""
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert PASSWORD not in captured.out + captured.err
+    return err
+
+
+def _pg_execute(pg: Cluster, *statements: str) -> None:
+    with adbc.connect(pg.uri()) as conn, conn.cursor() as cur:
+        for statement in statements:
+            cur.execute(statement)
+        conn.commit()
+
+
+def _pg_count(pg: Cluster, table: str) -> int:
+    with adbc.connect(pg.uri()) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {table}")
+        row = cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+# -- 1. --query only reads -----------------------------------------------------------------
+WRITING_DUCKDB = [
+    "DROP TABLE rows",
+    "SELECT * FROM rows; DROP TABLE rows",
+    "DELETE FROM rows RETURNING *",
+    "CREATE TABLE more AS SELECT * FROM rows",
+    # DuckDB's parser calls it a SELECT: the read-only transaction refuses it.
+    "WITH d AS (DELETE FROM rows RETURNING *) SELECT * FROM d",
+]
+
+
+@pytest.mark.parametrize("query", WRITING_DUCKDB)
+def test_a_query_that_writes_to_duckdb_is_refused_and_changes_nothing(
+    data: dict[str, Any],
+    model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    query: str,
+) -> None:
+    # Predictions into the file the rows come from: the one case the file is opened for
+    # writing (it dropped the table, then failed to read its rows).
+    duck = tmp_path / "copy.duckdb"
+    shutil.copy(data["folder"] / "rows.duckdb", duck)
+    run = ["predict", str(model), str(duck), "--query", query, "--out", f"{duck}::x"]
+    err = _one_line_error(capsys, run)
+    assert "must only read rows" in err or "must be one statement" in err or "read-only" in err
+    with duckdb.connect(str(duck), read_only=True) as con:
+        tables = con.sql("SELECT table_name FROM information_schema.tables").fetchall()
+        assert tables == [("rows",)]
+        assert con.sql("SELECT count(*) FROM rows").fetchall() == [(len(data["frame"]),)]
+    # An in-memory DuckDB can still reach files: a COPY or ATTACH never runs.
+    for statement in (f"COPY (SELECT 1) TO '{tmp_path / 'x.csv'}'", f"ATTACH '{duck}' AS d"):
+        train = ["train", "duckdb:", "--query", statement, "--target", "y", "--out", "m"]
+        assert "must only read rows" in _one_line_error(capsys, train)
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_a_query_that_writes_to_postgres_is_refused_and_changes_nothing(
+    data: dict[str, Any], model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pg = data["pg"]
+    _pg_execute(
+        pg,
+        "DROP TABLE IF EXISTS victims",
+        "CREATE TABLE victims AS SELECT * FROM rows",
+        "CREATE OR REPLACE FUNCTION steadyclf_wipe() RETURNS int LANGUAGE sql AS "
+        "'DELETE FROM victims; SELECT 1'",
+        "CREATE SEQUENCE IF NOT EXISTS steadyclf_seq",
+    )
+    n = len(data["frame"])
+    queries = [
+        "DELETE FROM victims RETURNING *",
+        "TRUNCATE victims",
+        "SELECT * FROM victims; DELETE FROM victims",
+        # Writes the parser takes for a SELECT: the server's read-only transaction refuses.
+        "WITH d AS (DELETE FROM victims RETURNING *) SELECT * FROM d ORDER BY id",
+        "SELECT *, steadyclf_wipe() AS w FROM victims ORDER BY id",
+        "SELECT *, nextval('steadyclf_seq') AS s FROM victims ORDER BY id",
+        # PostgreSQL's own syntax (DuckDB's parser fails): one statement, read-only.
+        "SELECT * FROM ONLY victims; DELETE FROM victims",
+        "SELECT *, set_config('transaction_read_only', 'off', true) AS s FROM victims",
+    ]
+    for query in queries:
+        for command in ("train", "predict"):
+            if command == "train":
+                args = ["train", pg.uri(), "--target", "y", *CLI_FIT]
+                args += ["--out", str(tmp_path / "m")]
+            else:
+                args = ["predict", str(model), pg.uri(), "--out", str(tmp_path / "p.csv")]
+            _one_line_error(capsys, [*args, "--query", query])
+            assert not (tmp_path / "m").exists() and not (tmp_path / "p.csv").exists()
+            assert _pg_count(pg, "victims") == n, (command, query)
+    with adbc.connect(pg.uri()) as conn, conn.cursor() as cur:
+        cur.execute("SELECT last_value, is_called FROM steadyclf_seq")
+        assert cur.fetchone() == (1, False)  # nextval never ran
+    # A read in PostgreSQL's own syntax still runs.
+    out = tmp_path / "p.csv"
+    query = "SELECT * FROM ONLY victims ORDER BY id"
+    assert main(["predict", str(model), pg.uri(), "--query", query, "--out", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == n + 1
