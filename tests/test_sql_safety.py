@@ -128,3 +128,50 @@ def test_a_query_that_writes_to_postgres_is_refused_and_changes_nothing(
     query = "SELECT * FROM ONLY victims ORDER BY id"
     assert main(["predict", str(model), pg.uri(), "--query", query, "--out", str(out)]) == 0
     assert len(out.read_text().splitlines()) == n + 1
+
+
+# -- 2. a password is never printed --------------------------------------------------------
+def test_a_password_in_a_uri_is_never_printed(
+    data: dict[str, Any], model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pg = data["pg"]
+    in_query = pg.uri(password=False) + f"?password={PASSWORD}&sslmode=disable"
+    for uri in (pg.uri(), in_query):
+        m, out = str(model), str(tmp_path / "p.csv")
+        wants_query = {
+            "train": ["train", uri, "--target", "y", "--out", str(tmp_path / "m")],
+            "predict": ["predict", m, uri, "--out", out],
+        }
+        for args in wants_query.values():
+            err = _one_line_error(capsys, args)
+            assert "is a database: give the rows to" in err and "--query" in err
+        reads_one_file = {
+            "doctor": ["doctor", uri, "--target", "y"],
+            "lr-find": ["lr-find", uri, "--target", "y"],
+            "evaluate": ["evaluate", m, uri],
+            "explain": ["explain", m, uri],
+            "report": ["report", m, uri, "--out", str(tmp_path / "r.html")],
+        }
+        for command, args in reads_one_file.items():
+            err = _one_line_error(capsys, args)
+            # It said "unknown file type '(none)' for 'postgresql:/steadyclf:<password>@...'".
+            assert "://" in err and "unknown file type" not in err, command
+            assert "databases are for train and predict" in err or (
+                "databases (with --query) are for train and predict" in err
+            ), command
+        # An output table without a table name, a URI that is no database.
+        err = _one_line_error(
+            capsys, ["predict", m, str(data["folder"] / "rows.csv"), "--out", uri]
+        )
+        assert "name the database and the table" in err
+    other = f"mysql://steadyclf:{PASSWORD}@127.0.0.1/db"
+    for args in (
+        ["predict", str(model), f"{other}/rows.csv", "--out", str(tmp_path / "p.csv")],
+        ["predict", str(model), f"{other}/*.parquet", "--out", str(tmp_path / "p.csv")],
+        ["evaluate", str(model), f"{other}/rows.csv"],
+        ["train", f"{other}/rows.csv", "--target", "y", "--out", str(tmp_path / "m")],
+        ["train", other, "--query", "SELECT 1", "--target", "y", "--out", str(tmp_path / "m")],
+        ["predict", str(model), str(data["folder"] / "rows.csv"), "--out", f"{other}/p.csv"],
+    ):
+        assert "mysql://steadyclf:***@127.0.0.1/db" in _one_line_error(capsys, args)
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "m").exists()

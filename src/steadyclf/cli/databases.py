@@ -18,11 +18,9 @@ __all__ = ["open_query", "output_table", "prediction_sink", "shown"]
 
 def shown(spec: str) -> str:
     """A data or output spelling as messages show it: a URI without its password."""
-    if "://" not in spec:
-        return spec
-    from ..io.sql import redact
+    from ..io.uris import shown as without_password
 
-    return redact(spec)
+    return without_password(spec)
 
 
 def output_table(out: str | None) -> TableTarget | None:

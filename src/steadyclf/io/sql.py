@@ -47,7 +47,7 @@ import pyarrow as pa
 from ..exceptions import DataError, ParameterError
 from .files import MAX_READ_ROWS, ArrowLayout, Piece, arrow_kind, check_columns_present
 from .sql_guard import check_reads_only
-from .uris import redact, scrub
+from .uris import redact, scrub, shown
 
 __all__ = [
     "DUCKDB_SUFFIXES",
@@ -317,8 +317,9 @@ def open_database(spec: Any, *, read_only: bool = True) -> Database:
     if _is_duckdb_connection(spec):
         return DuckDBDatabase(spec, "the DuckDB connection")
     if not isinstance(spec, str) or not (is_database(spec) or Path(spec).is_file()):
+        named = shown(spec) if isinstance(spec, str) else spec
         raise ParameterError(
-            f"{spec!r} is not a database; give a DuckDB file (.duckdb), 'duckdb:' (queries "
+            f"{named!r} is not a database; give a DuckDB file (.duckdb), 'duckdb:' (queries "
             "over files) or a postgresql:// URI"
         )
     if "://" in spec:

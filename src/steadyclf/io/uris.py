@@ -1,12 +1,31 @@
-"""Database URIs in messages: the password replaced by ``***`` (:func:`redact`), and a
-driver's message cleaned of the URI's secrets (:func:`scrub`)."""
+"""Database URIs in messages: the password replaced by ``***`` (:func:`redact`,
+:func:`shown` for any data spelling), and a driver's message cleaned of the URI's secrets
+(:func:`scrub`)."""
 
 from __future__ import annotations
 
+import os
 import re
 import urllib.parse
 
-__all__ = ["redact", "scrub"]
+__all__ = ["redact", "scrub", "shown"]
+
+
+def shown(spec: str | os.PathLike[str]) -> str:
+    """A data or output spelling as messages show it: a URI without its password, a path
+    as given.
+
+    Every message that names DATA or ``--out`` goes through this (or :func:`redact`).
+
+    Examples
+    --------
+    >>> shown("postgresql://ann:s3cret@db/sales")
+    'postgresql://ann:***@db/sales'
+    >>> shown("data/rows.csv")
+    'data/rows.csv'
+    """
+    text = os.fspath(spec)
+    return redact(text) if "://" in text else text
 
 
 def redact(uri: str) -> str:
