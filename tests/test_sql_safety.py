@@ -175,3 +175,34 @@ def test_a_password_in_a_uri_is_never_printed(
     ):
         assert "mysql://steadyclf:***@127.0.0.1/db" in _one_line_error(capsys, args)
     assert not (tmp_path / "p.csv").exists() and not (tmp_path / "m").exists()
+
+
+# -- 3. a query failing part way -----------------------------------------------------------
+def test_a_query_failing_part_way_is_one_line_naming_the_database(
+    data: dict[str, Any], model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    columns = "{i} AS id, {x} AS x, {i} % 20 AS count, 'red' AS colour, 'yes' AS y"
+    # Rows stream in before row 1,400 divides by zero (no ORDER BY: nothing to sort first).
+    pg_rows = columns.format(i="i", x="100 / (i - 1400)")
+    pg_query = f"SELECT {pg_rows} FROM generate_series(1, 3000) AS i"
+    duck_rows = columns.format(i="i", x="CASE WHEN i = 2500 THEN error('bad row') ELSE i END")
+    duck_query = f"SELECT {duck_rows} FROM range(3000) AS t(i)"
+    pg = data["pg"]
+    for database, query, message in (
+        (pg.uri(), pg_query, "division by zero"),
+        ("duckdb:", duck_query, "bad row"),
+    ):
+        named = "postgresql://steadyclf:***@" if database != "duckdb:" else "an in-memory DuckDB"
+        small = ["--memory-budget", "1MB"]  # in passes of small batches too
+        for extra in ([], small):
+            out = tmp_path / "p.csv"
+            args = ["predict", str(model), database, "--query", query, "--out", str(out)]
+            err = _one_line_error(capsys, [*args, *extra])
+            # It said "cannot write 'p.csv': [libpq] ... division by zero".
+            assert f"reading the query's rows on {named}" in err and message in err, err
+            assert "cannot write" not in err and not out.exists()
+            args = ["train", database, "--query", query, "--target", "y", *CLI_FIT]
+            args += ["--out", str(tmp_path / "m")]  # a traceback ending in OSError
+            err = _one_line_error(capsys, [*args, *extra])
+            assert f"reading the query's rows on {named}" in err and message in err, err
+            assert not (tmp_path / "m").exists()

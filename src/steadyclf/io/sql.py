@@ -116,6 +116,14 @@ class Database:
         """A one-line :class:`DataError` for a failure of the database."""
         return DataError(f"{what} on {self.name} failed: {_first_line(exc)}")
 
+    #: What a driver raises while its rows are read (not only its own errors: a query
+    #: failing part way, e.g. a division by zero at row 1,400, reaches Arrow's record
+    #: batch reader, which raises OSError or ArrowInvalid).
+    _errors: tuple[type[BaseException], ...] = ()
+
+    def _rows_errors(self) -> tuple[type[BaseException], ...]:
+        return (*self._errors, OSError, pa.ArrowException)
+
 
 def _strip(query: str) -> str:
     """The query without trailing semicolons (it is wrapped in ``SELECT ... FROM (...)``,
@@ -170,7 +178,7 @@ class DuckDBDatabase(Database):
         cursor = self._read_only()
         try:
             return cursor.sql(_strip(query)).limit(0).to_arrow_table().schema
-        except self._errors as exc:
+        except self._rows_errors() as exc:
             raise self.error(exc, "the query") from None
         finally:
             cursor.close()
@@ -179,7 +187,7 @@ class DuckDBDatabase(Database):
         cursor = self._read_only()
         try:
             rows = cursor.sql(query).fetchall()
-        except self._errors as exc:
+        except self._rows_errors() as exc:
             raise self.error(exc, "the query") from None
         finally:
             cursor.close()
@@ -196,6 +204,8 @@ class DuckDBDatabase(Database):
         def batches() -> Iterator[pa.RecordBatch]:
             try:
                 yield from inner
+            except self._rows_errors() as exc:
+                raise self.error(exc, "reading the query's rows") from None
             finally:
                 inner.close()
                 cursor.close()
@@ -259,7 +269,7 @@ class AdbcDatabase(Database):
             try:
                 cur.execute(f"SELECT * FROM ({_strip(query)}\n) AS steadyclf_schema LIMIT 0")
                 return cur.fetch_arrow_table().schema
-            except self._errors as exc:
+            except self._rows_errors() as exc:
                 raise self.error(exc, "the query") from None
 
     def scalar(self, query: str) -> Any:
@@ -267,7 +277,7 @@ class AdbcDatabase(Database):
             try:
                 cur.execute(query)
                 row = cur.fetchone()
-            except self._errors as exc:
+            except self._rows_errors() as exc:
                 raise self.error(exc, "the query") from None
         return None if row is None else row[0]
 
@@ -289,7 +299,7 @@ class AdbcDatabase(Database):
                     # budget's rows so that memory follows the budget, not the driver.
                     for offset in range(0, batch.num_rows, batch_rows):
                         yield batch.slice(offset, batch_rows)
-            except self._errors as exc:
+            except self._rows_errors() as exc:
                 raise self.error(exc, "reading the query's rows") from None
             finally:
                 cur.close()
