@@ -34,8 +34,6 @@ range, stopping once past it.
 
 from __future__ import annotations
 
-import re
-import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +45,15 @@ import pyarrow as pa
 from ..exceptions import DataError, ParameterError
 from .files import MAX_READ_ROWS, ArrowLayout, Piece, arrow_kind, check_columns_present
 from .sql_guard import check_reads_only
-from .uris import redact, scrub, shown
+from .uris import (
+    DUCKDB_SUFFIXES,
+    POSTGRES_SCHEMES,
+    TableTarget,
+    parse_table_target,
+    redact,
+    scrub,
+    shown,
+)
 
 __all__ = [
     "DUCKDB_SUFFIXES",
@@ -63,10 +69,8 @@ __all__ = [
     "redact",
 ]
 
-DUCKDB_SUFFIXES = (".duckdb", ".ddb")
 #: Spellings of an empty in-memory DuckDB (for queries over files).
 DUCKDB_MEMORY = ("duckdb:", ":memory:")
-POSTGRES_SCHEMES = ("postgresql", "postgres")
 SQL_EXTRA = "pip install 'steadyclf[sql]'"
 
 
@@ -565,66 +569,6 @@ class SqlSource(ArrowLayout):
 
 
 # -- writing predictions -------------------------------------------------------------------
-@dataclass(frozen=True)
-class TableTarget:
-    """A table to write predictions into: ``database`` (spec) and ``table``
-    (``name`` or ``schema.name``)."""
-
-    database: str
-    table: str
-
-    @property
-    def qualified(self) -> tuple[str | None, str]:
-        """``(schema or None, table name)``."""
-        schema, _, name = self.table.rpartition(".")
-        return (schema or None), name
-
-
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
-
-
-def parse_table_target(out: str) -> TableTarget | None:
-    """The table ``out`` names, or None for a file.
-
-    ``postgresql://user@host/db/table`` (the last path segment is the table, optionally
-    ``schema.table``) and ``data.duckdb::table``.
-
-    Examples
-    --------
-    >>> parse_table_target("postgresql://ann@db/sales/public.scores")
-    TableTarget(database='postgresql://ann@db/sales', table='public.scores')
-    >>> parse_table_target("scores.duckdb::scores")
-    TableTarget(database='scores.duckdb', table='scores')
-    >>> parse_table_target("scores.csv") is None
-    True
-    """
-    if "://" in out and out.split("://", 1)[0].lower() in POSTGRES_SCHEMES:
-        parts = urllib.parse.urlsplit(out)
-        segments = parts.path.strip("/").split("/")
-        if len(segments) != 2 or not all(segments):
-            raise ParameterError(
-                f"--out {redact(out)!r}: name the database and the table, e.g. postgresql://user@host/db/table"
-            )
-        database = urllib.parse.urlunsplit(parts._replace(path="/" + segments[0]))
-        return _target(database, segments[1], out)
-    if "::" in out:
-        database, table = out.rsplit("::", 1)
-        if not database.lower().endswith(DUCKDB_SUFFIXES):
-            raise ParameterError(
-                f"--out {out!r}: a table is written into a DuckDB file (.duckdb) or a postgresql:// database"
-            )
-        return _target(database, table, out)
-    return None
-
-
-def _target(database: str, table: str, out: str) -> TableTarget:
-    if not _IDENTIFIER.match(table):
-        raise ParameterError(
-            f"--out {redact(out)!r}: table name {table!r} must be letters, digits and _ (optionally schema.table)"
-        )
-    return TableTarget(database, table)
-
-
 def _quote(name: str) -> str:
     return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
 
