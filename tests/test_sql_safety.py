@@ -206,3 +206,38 @@ def test_a_query_failing_part_way_is_one_line_naming_the_database(
             err = _one_line_error(capsys, [*args, *extra])
             assert f"reading the query's rows on {named}" in err and message in err, err
             assert not (tmp_path / "m").exists()
+
+
+# -- 4. no empty database file left behind -------------------------------------------------
+def test_a_failed_predict_into_a_new_duckdb_file_leaves_no_file(
+    data: dict[str, Any], model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = str(data["folder"] / "rows.csv")
+    new = tmp_path / "new.duckdb"
+    # Predictions into the file the rows come from, which does not exist (it was opened
+    # for writing, created empty, and the query failed: no table).
+    query = ["--query", "SELECT * FROM rows"]
+    err = _one_line_error(capsys, ["predict", str(model), str(new), *query, "--out", f"{new}::s"])
+    assert err.endswith("new.duckdb' does not exist") and not new.exists()
+    # Refused once the table is open (an unknown --id), or part way (an infinite value at
+    # row 4,000, after batches of 1,024 rows were written in the transaction).
+    _one_line_error(capsys, ["predict", str(model), rows, "--id", "nope", "--out", f"{new}::s"])
+    assert list(tmp_path.iterdir()) == []  # it left new.duckdb, 12 KB, no tables
+    failing = (
+        "SELECT i AS id, CASE WHEN i = 4000 THEN 'inf'::DOUBLE ELSE i END AS x, "
+        "i % 20 AS count, 'red' AS colour FROM range(5000) AS t(i)"
+    )
+    args = ["predict", str(model), "duckdb:", "--query", failing, "--id", "id"]
+    _one_line_error(capsys, [*args, "--memory-budget", "1MB", "--out", f"{new}::s"])
+    assert list(tmp_path.iterdir()) == []
+    # A file that was there is left with what it held; a run that succeeds keeps its file.
+    with duckdb.connect(str(new)) as con:
+        con.execute("CREATE TABLE old AS SELECT 1 AS a")
+    _one_line_error(capsys, ["predict", str(model), rows, "--id", "nope", "--out", f"{new}::s"])
+    with duckdb.connect(str(new), read_only=True) as con:
+        assert con.sql("SELECT * FROM old").fetchall() == [(1,)]
+        assert con.sql("SELECT table_name FROM information_schema.tables").fetchall() == [("old",)]
+    fresh = tmp_path / "fresh.duckdb"
+    assert main(["predict", str(model), rows, "--quiet", "--out", f"{fresh}::s"]) == 0
+    with duckdb.connect(str(fresh), read_only=True) as con:
+        assert con.sql("SELECT count(*) FROM s").fetchall() == [(len(data["frame"]),)]

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..exceptions import DataError
+
 if TYPE_CHECKING:
     from ..io.sql import SqlSource, TableSink, TableTarget
 
@@ -50,6 +52,8 @@ def open_query(data: str, query: str, target: TableTarget | None) -> SqlSource:
 
     check_reads_only(query)  # before the file is opened for writing
     if _same_duckdb_file(data, target):
+        if not Path(data).is_file():  # opened for writing, it would be created empty
+            raise DataError(f"DuckDB database {data!r} does not exist")
         return SqlSource.open(DuckDBDatabase.open(data, read_only=False), query)
     return SqlSource.open(data, query)
 

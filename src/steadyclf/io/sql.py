@@ -34,6 +34,8 @@ range, stopping once past it.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -604,6 +606,8 @@ class TableSink:
         self._existing: pa.Schema | None = None
         self._conn: Any = None
         self._checked = False
+        #: A DuckDB file this sink created: removed unless the predictions are committed.
+        self._created: str | None = None
 
     @property
     def name(self) -> str:
@@ -612,8 +616,11 @@ class TableSink:
         return f"table {self.target.table!r} of {database}"
 
     def __enter__(self) -> TableSink:
-        db = self._given or open_database(self.target.database, read_only=False)
+        spec = self.target.database
+        new = self._given is None and "://" not in spec and not os.path.lexists(spec)
+        db = self._given or open_database(spec, read_only=False)
         self._database = db
+        self._created = spec if new else None
         try:
             if isinstance(db, DuckDBDatabase):
                 self._conn = db.connection
@@ -627,6 +634,7 @@ class TableSink:
                 self._check_names()
         except BaseException:
             self._close()
+            self._remove_created()
             raise
         return self
 
@@ -669,13 +677,17 @@ class TableSink:
         self.rows += len(frame)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        committed = False
         try:
             if exc_type is None:
                 self._commit()
+                committed = True
             else:
                 self._rollback()
         finally:
             self._close()
+            if not committed:
+                self._remove_created()
 
     def _commit(self) -> None:
         db = self._database
@@ -702,6 +714,17 @@ class TableSink:
         elif isinstance(self._database, DuckDBDatabase) and self._given is None:
             self._database.close()
         self._conn = None
+
+    def _remove_created(self) -> None:
+        """Remove the DuckDB file this sink created (and its write-ahead log) when nothing
+        was committed: a failed run leaves no empty database behind. A file that existed
+        before is left as it was (the rollback did that)."""
+        if self._created is None:
+            return
+        for path in (self._created, self._created + ".wal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        self._created = None
 
 
 def _duckdb_table_schema(con: Any, table: str) -> pa.Schema | None:
