@@ -241,3 +241,45 @@ def test_a_failed_predict_into_a_new_duckdb_file_leaves_no_file(
     assert main(["predict", str(model), rows, "--quiet", "--out", f"{fresh}::s"]) == 0
     with duckdb.connect(str(fresh), read_only=True) as con:
         assert con.sql("SELECT count(*) FROM s").fetchall() == [(len(data["frame"]),)]
+
+
+# -- 5. a data file given with --query; a failed write names its database once --------------
+def test_a_data_file_with_a_query_says_it_is_not_a_database(
+    data: dict[str, Any], model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = str(data["folder"] / "rows.csv")
+    query = ["--query", "SELECT * FROM rows"]
+    for args in (
+        ["train", rows, *query, "--target", "y", "--out", str(tmp_path / "m")],
+        ["predict", str(model), rows, *query, "--out", str(tmp_path / "p.csv")],
+    ):
+        err = _one_line_error(capsys, args)
+        # It said "Catalog Error: Cannot launch in-memory database in read-only mode!".
+        assert "--query needs a database" in err and f"{rows!r} is not one" in err
+    # A DuckDB file is one whatever its name (its header says so).
+    renamed = tmp_path / "rows.db"
+    shutil.copy(data["folder"] / "rows.duckdb", renamed)
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(model), str(renamed), *query, "--out", str(out), "--quiet"]) == 0
+    assert len(out.read_text().splitlines()) == len(data["frame"]) + 1
+
+
+def test_a_failed_write_names_the_table_and_its_database_once(
+    data: dict[str, Any], model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pg, rows = data["pg"], str(data["folder"] / "rows.csv")
+    refusing = "(probability double precision CHECK (probability < 0), label text)"
+    _pg_execute(pg, "DROP TABLE IF EXISTS refusing", f"CREATE TABLE refusing {refusing}")
+    duck = tmp_path / "out.duckdb"
+    with duckdb.connect(str(duck)) as con:
+        con.execute(
+            "CREATE TABLE refusing (probability DOUBLE CHECK (probability < 0), label TEXT)"
+        )
+    for out, database in (
+        (pg.uri("postgres/refusing"), "postgresql://steadyclf:***@"),
+        (f"{duck}::refusing", f"DuckDB {str(duck)!r}"),
+    ):
+        err = _one_line_error(capsys, ["predict", str(model), rows, "--out", out])
+        # It said "writing table 'x' of DuckDB 'data.duckdb' on DuckDB 'data.duckdb' failed".
+        assert f"writing table 'refusing' of {database}" in err and "check" in err.lower(), err
+        assert err.count(database) == 1, err

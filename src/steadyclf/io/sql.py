@@ -119,8 +119,13 @@ class Database:
         raise NotImplementedError
 
     def error(self, exc: BaseException, what: str) -> DataError:
-        """A one-line :class:`DataError` for a failure of the database."""
-        return DataError(f"{what} on {self.name} failed: {_first_line(exc)}")
+        """A one-line :class:`DataError` for a failure of the database: ``what on
+        <database> failed: <its message>``."""
+        return self.failed(exc, f"{what} on {self.name}")
+
+    def failed(self, exc: BaseException, what: str) -> DataError:
+        """``what failed: <the database's message>``, ``what`` naming the database."""
+        return DataError(f"{what} failed: {_first_line(exc)}")
 
     #: What a driver raises while its rows are read (not only its own errors: a query
     #: failing part way, e.g. a division by zero at row 1,400, reaches Arrow's record
@@ -237,8 +242,8 @@ class AdbcDatabase(Database):
         manager = _import("adbc_driver_manager")
         self._errors: tuple[type[BaseException], ...] = (manager.Error, manager.dbapi.Error)
 
-    def error(self, exc: BaseException, what: str) -> DataError:
-        return DataError(scrub(f"{what} on {self.name} failed: {_first_line(exc)}", self.uri))
+    def failed(self, exc: BaseException, what: str) -> DataError:
+        return DataError(scrub(f"{what} failed: {_first_line(exc)}", self.uri))
 
     def connect(self, *, autocommit: bool = True, read_only: bool = True) -> Any:
         """A DB-API connection; an unreachable server is a one-line :class:`DataError`.
@@ -332,15 +337,27 @@ def open_database(spec: Any, *, read_only: bool = True) -> Database:
         return spec
     if _is_duckdb_connection(spec):
         return DuckDBDatabase(spec, "the DuckDB connection")
-    if not isinstance(spec, str) or not (is_database(spec) or Path(spec).is_file()):
-        named = shown(spec) if isinstance(spec, str) else spec
-        raise ParameterError(
-            f"{named!r} is not a database; give a DuckDB file (.duckdb), 'duckdb:' (queries "
-            "over files) or a postgresql:// URI"
-        )
-    if "://" in spec:
-        return AdbcDatabase(spec)
-    return DuckDBDatabase.open(spec, read_only=read_only)
+    if isinstance(spec, str) and (is_database(spec) or _is_duckdb_file(spec)):
+        if "://" in spec:
+            return AdbcDatabase(spec)
+        return DuckDBDatabase.open(spec, read_only=read_only)
+    named = shown(spec) if isinstance(spec, str) else spec
+    hint = ""
+    if isinstance(spec, str) and Path(spec).is_file():  # a data file (it was "Catalog Error")
+        hint = f" (read the file without --query, or query it in 'duckdb:': FROM {spec!r})"
+    raise ParameterError(
+        "--query needs a database: a DuckDB file (.duckdb), 'duckdb:' (queries over files) "
+        f"or a postgresql:// URI; {named!r} is not one{hint}"
+    )
+
+
+def _is_duckdb_file(path: str) -> bool:
+    """Whether ``path`` is a DuckDB database file, whatever its name (its header says)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(12)[8:] == b"DUCK"
+    except OSError:
+        return False
 
 
 # -- the source ----------------------------------------------------------------------------
@@ -673,7 +690,7 @@ class TableSink:
                     mode = "create" if create else "append"
                     cur.adbc_ingest(name, table, mode=mode, db_schema_name=schema)
         except db._errors as exc:  # type: ignore[union-attr]
-            raise db.error(exc, f"writing {self.name}") from None  # type: ignore[union-attr]
+            raise db.failed(exc, f"writing {self.name}") from None  # type: ignore[union-attr]
         self.rows += len(frame)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -697,7 +714,7 @@ class TableSink:
             else:
                 self._conn.commit()
         except db._errors as exc:  # type: ignore[union-attr]
-            raise db.error(exc, f"writing {self.name}") from None  # type: ignore[union-attr]
+            raise db.failed(exc, f"writing {self.name}") from None  # type: ignore[union-attr]
 
     def _rollback(self) -> None:
         try:
