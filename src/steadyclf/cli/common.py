@@ -38,6 +38,7 @@ __all__ = [
     "Output",
     "TrainingData",
     "build_estimator",
+    "check_one_file",
     "check_query_given",
     "estimator_options",
     "fmt",
@@ -116,10 +117,24 @@ def check_query_given(data: str, query: str | None, rows_for: str) -> None:
     if query is not None:
         return
     from ..io.sql import is_database
+    from ..io.uris import shown
 
     if is_database(data):
         raise ParameterError(
-            f"{data!r} is a database: give the rows {rows_for} with --query 'SELECT ...'"
+            f"{shown(data)!r} is a database: give the rows {rows_for} with --query 'SELECT ...'"
+        )
+
+
+def check_one_file(data: str) -> None:
+    """Refuse a database given to a command that reads one file (evaluate, explain,
+    report, doctor, lr-find): it takes no --query; say so (with no password)."""
+    from ..io.sql import is_database
+    from ..io.uris import shown
+
+    if is_database(data):
+        raise DataError(
+            f"{shown(data)!r} is a database: this command reads one file (CSV, TSV or "
+            "Parquet); databases (with --query) are for train and predict"
         )
 
 
@@ -380,10 +395,11 @@ def split_weight(X: Any, weight: str | None) -> tuple[Any, Any]:
 def load_training_data(
     source: str, target: str, *, drop_missing_target: bool, output: Output
 ) -> TrainingData:
-    """Read ``source`` and split off the ``target`` column."""
+    """Read ``source`` (one file) and split off the ``target`` column."""
     from ..io.tables import read_table
     from ..schema.labels import split_target
 
+    check_one_file(source)
     frame = read_table(source)
     X, y, dropped = split_target(frame, target, drop_missing=drop_missing_target)
     if dropped.size:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..exceptions import DataError
+
 if TYPE_CHECKING:
     from ..io.sql import SqlSource, TableSink, TableTarget
 
@@ -18,11 +20,9 @@ __all__ = ["open_query", "output_table", "prediction_sink", "shown"]
 
 def shown(spec: str) -> str:
     """A data or output spelling as messages show it: a URI without its password."""
-    if "://" not in spec:
-        return spec
-    from ..io.sql import redact
+    from ..io.uris import shown as without_password
 
-    return redact(spec)
+    return without_password(spec)
 
 
 def output_table(out: str | None) -> TableTarget | None:
@@ -48,8 +48,12 @@ def open_query(data: str, query: str, target: TableTarget | None) -> SqlSource:
     """The rows of ``query`` on the database DATA; a DuckDB file that is also the output
     is opened once, for writing (DuckDB allows one mode per file in a process)."""
     from ..io.sql import DuckDBDatabase, SqlSource
+    from ..io.sql_guard import check_reads_only
 
+    check_reads_only(query)  # before the file is opened for writing
     if _same_duckdb_file(data, target):
+        if not Path(data).is_file():  # opened for writing, it would be created empty
+            raise DataError(f"DuckDB database {data!r} does not exist")
         return SqlSource.open(DuckDBDatabase.open(data, read_only=False), query)
     return SqlSource.open(data, query)
 

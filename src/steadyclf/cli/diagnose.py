@@ -56,13 +56,14 @@ def load_data(
     if target is None:
         raise click.UsageError("--target is required for a data file")
     from ..io.sql import is_database
+    from ..io.uris import shown
 
     path = Path(source)
     pattern = not path.is_file() and any(c in source for c in "*?[")
     if path.is_dir() or pattern or is_database(source):
         raise DataError(
-            f"{source!r}: this command reads one file into memory (CSV, TSV or Parquet); "
-            "directories, globs and databases are for train and predict"
+            f"{shown(source)!r}: this command reads one file into memory (CSV, TSV or "
+            "Parquet); directories, globs and databases are for train and predict"
         )
     table = load_training_data(
         source, target, drop_missing_target=drop_missing_target, output=output

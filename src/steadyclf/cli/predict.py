@@ -178,7 +178,7 @@ def predict(
             threshold=cut,
             id_column=id_column,
             drift=drift_report is not None,
-            where=str(data),
+            where=shown(data),
         )
         if done.drift is not None and drift_report is not None:
             # Before the predictions are renamed into place: a report that cannot be

@@ -28,6 +28,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..exceptions import DataError
+from .uris import shown
 
 __all__ = [
     "CSV_SUFFIXES",
@@ -157,11 +158,11 @@ def resolve_paths(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
             matches = sorted(Path(m) for m in glob.glob(str(item), recursive=True))
             found += [m for m in matches if m.is_file()]
             if not matches:
-                raise DataError(f"no file matches {str(item)!r}")
+                raise DataError(f"no file matches {shown(item)!r}")
         else:
-            raise DataError(f"data file {str(item)!r} does not exist")
+            raise DataError(f"data file {shown(item)!r} does not exist")
     if not found:
-        raise DataError(f"no Parquet or CSV file in {', '.join(map(str, specs))}")
+        raise DataError(f"no Parquet or CSV file in {', '.join(map(shown, specs))}")
     return sorted(dict.fromkeys(found))
 
 

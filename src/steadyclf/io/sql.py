@@ -34,8 +34,8 @@ range, stopping once past it.
 
 from __future__ import annotations
 
-import re
-import urllib.parse
+import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +46,16 @@ import pyarrow as pa
 
 from ..exceptions import DataError, ParameterError
 from .files import MAX_READ_ROWS, ArrowLayout, Piece, arrow_kind, check_columns_present
-from .uris import redact, scrub
+from .sql_guard import check_reads_only
+from .uris import (
+    DUCKDB_SUFFIXES,
+    POSTGRES_SCHEMES,
+    TableTarget,
+    parse_table_target,
+    redact,
+    scrub,
+    shown,
+)
 
 __all__ = [
     "DUCKDB_SUFFIXES",
@@ -62,10 +71,8 @@ __all__ = [
     "redact",
 ]
 
-DUCKDB_SUFFIXES = (".duckdb", ".ddb")
 #: Spellings of an empty in-memory DuckDB (for queries over files).
 DUCKDB_MEMORY = ("duckdb:", ":memory:")
-POSTGRES_SCHEMES = ("postgresql", "postgres")
 SQL_EXTRA = "pip install 'steadyclf[sql]'"
 
 
@@ -112,8 +119,21 @@ class Database:
         raise NotImplementedError
 
     def error(self, exc: BaseException, what: str) -> DataError:
-        """A one-line :class:`DataError` for a failure of the database."""
-        return DataError(f"{what} on {self.name} failed: {_first_line(exc)}")
+        """A one-line :class:`DataError` for a failure of the database: ``what on
+        <database> failed: <its message>``."""
+        return self.failed(exc, f"{what} on {self.name}")
+
+    def failed(self, exc: BaseException, what: str) -> DataError:
+        """``what failed: <the database's message>``, ``what`` naming the database."""
+        return DataError(f"{what} failed: {_first_line(exc)}")
+
+    #: What a driver raises while its rows are read (not only its own errors: a query
+    #: failing part way, e.g. a division by zero at row 1,400, reaches Arrow's record
+    #: batch reader, which raises OSError or ArrowInvalid).
+    _errors: tuple[type[BaseException], ...] = ()
+
+    def _rows_errors(self) -> tuple[type[BaseException], ...]:
+        return (*self._errors, OSError, pa.ArrowException)
 
 
 def _strip(query: str) -> str:
@@ -152,32 +172,56 @@ class DuckDBDatabase(Database):
         except duckdb.Error as exc:
             raise DataError(f"cannot open DuckDB database {spec!r}: {_first_line(exc)}") from None
 
-    def _relation(self, query: str) -> Any:
+    def _read_only(self) -> Any:
+        """A cursor of its own (a pass may be left unfinished while another one starts)
+        in a read-only transaction: a query that would write fails, and writes nothing
+        (the file may be open for writing: predictions into the file the rows come from).
+        Closing the cursor ends the transaction."""
+        cursor = self.connection.cursor()
         try:
-            return self.connection.sql(_strip(query))
-        except self._errors as exc:
-            raise self.error(exc, "the query") from None
+            cursor.execute("BEGIN TRANSACTION READ ONLY")
+        except BaseException:
+            cursor.close()
+            raise
+        return cursor
 
     def schema(self, query: str) -> pa.Schema:
+        cursor = self._read_only()
         try:
-            return self._relation(query).limit(0).to_arrow_table().schema
-        except self._errors as exc:
+            return cursor.sql(_strip(query)).limit(0).to_arrow_table().schema
+        except self._rows_errors() as exc:
             raise self.error(exc, "the query") from None
+        finally:
+            cursor.close()
 
     def scalar(self, query: str) -> Any:
+        cursor = self._read_only()
         try:
-            rows = self.connection.sql(query).fetchall()
-        except self._errors as exc:
+            rows = cursor.sql(query).fetchall()
+        except self._rows_errors() as exc:
             raise self.error(exc, "the query") from None
+        finally:
+            cursor.close()
         return rows[0][0] if rows else None
 
     def reader(self, query: str, batch_rows: int) -> pa.RecordBatchReader:
-        # A cursor of its own: a pass may be left unfinished while another one starts.
-        cursor = self.connection.cursor()
+        cursor = self._read_only()
         try:
-            return cursor.sql(_strip(query)).to_arrow_reader(batch_rows)
+            inner = cursor.sql(_strip(query)).to_arrow_reader(batch_rows)
         except self._errors as exc:
+            cursor.close()
             raise self.error(exc, "the query") from None
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                yield from inner
+            except self._rows_errors() as exc:
+                raise self.error(exc, "reading the query's rows") from None
+            finally:
+                inner.close()
+                cursor.close()
+
+        return pa.RecordBatchReader.from_batches(inner.schema, batches())
 
     def close(self) -> None:
         """Close the connection."""
@@ -198,17 +242,34 @@ class AdbcDatabase(Database):
         manager = _import("adbc_driver_manager")
         self._errors: tuple[type[BaseException], ...] = (manager.Error, manager.dbapi.Error)
 
-    def error(self, exc: BaseException, what: str) -> DataError:
-        return DataError(scrub(f"{what} on {self.name} failed: {_first_line(exc)}", self.uri))
+    def failed(self, exc: BaseException, what: str) -> DataError:
+        return DataError(scrub(f"{what} failed: {_first_line(exc)}", self.uri))
 
-    def connect(self, *, autocommit: bool = True) -> Any:
-        """A DB-API connection; an unreachable server is a one-line :class:`DataError`."""
+    def connect(self, *, autocommit: bool = True, read_only: bool = True) -> Any:
+        """A DB-API connection; an unreachable server is a one-line :class:`DataError`.
+
+        ``read_only`` (the default; not for writing predictions): every transaction of
+        the session is read-only, so that a query that would write (``WITH d AS (DELETE
+        ... RETURNING *) SELECT ...``, a function with side effects) fails and writes
+        nothing. (A query may change the session's default for later transactions, but
+        runs in one already read-only, on a connection that runs no other query.)
+        """
         try:
-            return self._dbapi.connect(self.uri, autocommit=autocommit)
+            conn = self._dbapi.connect(self.uri, autocommit=autocommit)
         except self._errors as exc:
             raise DataError(
                 scrub(f"cannot connect to {self.name}: {_first_line(exc)}", self.uri)
             ) from None
+        if read_only:
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            except BaseException as exc:
+                conn.close()
+                if isinstance(exc, self._errors):
+                    raise self.error(exc, "a read-only session") from None
+                raise
+        return conn
 
     def schema(self, query: str) -> pa.Schema:
         with self.connect() as conn, conn.cursor() as cur:
@@ -219,7 +280,7 @@ class AdbcDatabase(Database):
             try:
                 cur.execute(f"SELECT * FROM ({_strip(query)}\n) AS steadyclf_schema LIMIT 0")
                 return cur.fetch_arrow_table().schema
-            except self._errors as exc:
+            except self._rows_errors() as exc:
                 raise self.error(exc, "the query") from None
 
     def scalar(self, query: str) -> Any:
@@ -227,7 +288,7 @@ class AdbcDatabase(Database):
             try:
                 cur.execute(query)
                 row = cur.fetchone()
-            except self._errors as exc:
+            except self._rows_errors() as exc:
                 raise self.error(exc, "the query") from None
         return None if row is None else row[0]
 
@@ -249,7 +310,7 @@ class AdbcDatabase(Database):
                     # budget's rows so that memory follows the budget, not the driver.
                     for offset in range(0, batch.num_rows, batch_rows):
                         yield batch.slice(offset, batch_rows)
-            except self._errors as exc:
+            except self._rows_errors() as exc:
                 raise self.error(exc, "reading the query's rows") from None
             finally:
                 cur.close()
@@ -276,14 +337,27 @@ def open_database(spec: Any, *, read_only: bool = True) -> Database:
         return spec
     if _is_duckdb_connection(spec):
         return DuckDBDatabase(spec, "the DuckDB connection")
-    if not isinstance(spec, str) or not (is_database(spec) or Path(spec).is_file()):
-        raise ParameterError(
-            f"{spec!r} is not a database; give a DuckDB file (.duckdb), 'duckdb:' (queries "
-            "over files) or a postgresql:// URI"
-        )
-    if "://" in spec:
-        return AdbcDatabase(spec)
-    return DuckDBDatabase.open(spec, read_only=read_only)
+    if isinstance(spec, str) and (is_database(spec) or _is_duckdb_file(spec)):
+        if "://" in spec:
+            return AdbcDatabase(spec)
+        return DuckDBDatabase.open(spec, read_only=read_only)
+    named = shown(spec) if isinstance(spec, str) else spec
+    hint = ""
+    if isinstance(spec, str) and Path(spec).is_file():  # a data file (it was "Catalog Error")
+        hint = f" (read the file without --query, or query it in 'duckdb:': FROM {spec!r})"
+    raise ParameterError(
+        "--query needs a database: a DuckDB file (.duckdb), 'duckdb:' (queries over files) "
+        f"or a postgresql:// URI; {named!r} is not one{hint}"
+    )
+
+
+def _is_duckdb_file(path: str) -> bool:
+    """Whether ``path`` is a DuckDB database file, whatever its name (its header says)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(12)[8:] == b"DUCK"
+    except OSError:
+        return False
 
 
 # -- the source ----------------------------------------------------------------------------
@@ -385,8 +459,7 @@ class SqlSource(ArrowLayout):
     @classmethod
     def open(cls, database: Any, query: str) -> SqlSource:
         """Check the query's columns and count its rows (one pass of the database's)."""
-        if not query or not query.strip():
-            raise ParameterError("give the query that selects the rows: --query 'SELECT ...'")
+        check_reads_only(query)
         db = open_database(database)
         schema = db.schema(query)
         names = list(schema.names)
@@ -515,66 +588,6 @@ class SqlSource(ArrowLayout):
 
 
 # -- writing predictions -------------------------------------------------------------------
-@dataclass(frozen=True)
-class TableTarget:
-    """A table to write predictions into: ``database`` (spec) and ``table``
-    (``name`` or ``schema.name``)."""
-
-    database: str
-    table: str
-
-    @property
-    def qualified(self) -> tuple[str | None, str]:
-        """``(schema or None, table name)``."""
-        schema, _, name = self.table.rpartition(".")
-        return (schema or None), name
-
-
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
-
-
-def parse_table_target(out: str) -> TableTarget | None:
-    """The table ``out`` names, or None for a file.
-
-    ``postgresql://user@host/db/table`` (the last path segment is the table, optionally
-    ``schema.table``) and ``data.duckdb::table``.
-
-    Examples
-    --------
-    >>> parse_table_target("postgresql://ann@db/sales/public.scores")
-    TableTarget(database='postgresql://ann@db/sales', table='public.scores')
-    >>> parse_table_target("scores.duckdb::scores")
-    TableTarget(database='scores.duckdb', table='scores')
-    >>> parse_table_target("scores.csv") is None
-    True
-    """
-    if "://" in out and out.split("://", 1)[0].lower() in POSTGRES_SCHEMES:
-        parts = urllib.parse.urlsplit(out)
-        segments = parts.path.strip("/").split("/")
-        if len(segments) != 2 or not all(segments):
-            raise ParameterError(
-                f"--out {redact(out)!r}: name the database and the table, e.g. postgresql://user@host/db/table"
-            )
-        database = urllib.parse.urlunsplit(parts._replace(path="/" + segments[0]))
-        return _target(database, segments[1], out)
-    if "::" in out:
-        database, table = out.rsplit("::", 1)
-        if not database.lower().endswith(DUCKDB_SUFFIXES):
-            raise ParameterError(
-                f"--out {out!r}: a table is written into a DuckDB file (.duckdb) or a postgresql:// database"
-            )
-        return _target(database, table, out)
-    return None
-
-
-def _target(database: str, table: str, out: str) -> TableTarget:
-    if not _IDENTIFIER.match(table):
-        raise ParameterError(
-            f"--out {redact(out)!r}: table name {table!r} must be letters, digits and _ (optionally schema.table)"
-        )
-    return TableTarget(database, table)
-
-
 def _quote(name: str) -> str:
     return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
 
@@ -610,6 +623,8 @@ class TableSink:
         self._existing: pa.Schema | None = None
         self._conn: Any = None
         self._checked = False
+        #: A DuckDB file this sink created: removed unless the predictions are committed.
+        self._created: str | None = None
 
     @property
     def name(self) -> str:
@@ -618,8 +633,11 @@ class TableSink:
         return f"table {self.target.table!r} of {database}"
 
     def __enter__(self) -> TableSink:
-        db = self._given or open_database(self.target.database, read_only=False)
+        spec = self.target.database
+        new = self._given is None and "://" not in spec and not os.path.lexists(spec)
+        db = self._given or open_database(spec, read_only=False)
         self._database = db
+        self._created = spec if new else None
         try:
             if isinstance(db, DuckDBDatabase):
                 self._conn = db.connection
@@ -627,12 +645,13 @@ class TableSink:
                 self._conn.execute("BEGIN TRANSACTION")
             else:
                 assert isinstance(db, AdbcDatabase)
-                self._conn = db.connect(autocommit=False)
+                self._conn = db.connect(autocommit=False, read_only=False)
                 self._existing = _adbc_table_schema(self._conn, db, self.target)
             if self._existing is not None:
                 self._check_names()
         except BaseException:
             self._close()
+            self._remove_created()
             raise
         return self
 
@@ -671,17 +690,21 @@ class TableSink:
                     mode = "create" if create else "append"
                     cur.adbc_ingest(name, table, mode=mode, db_schema_name=schema)
         except db._errors as exc:  # type: ignore[union-attr]
-            raise db.error(exc, f"writing {self.name}") from None  # type: ignore[union-attr]
+            raise db.failed(exc, f"writing {self.name}") from None  # type: ignore[union-attr]
         self.rows += len(frame)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        committed = False
         try:
             if exc_type is None:
                 self._commit()
+                committed = True
             else:
                 self._rollback()
         finally:
             self._close()
+            if not committed:
+                self._remove_created()
 
     def _commit(self) -> None:
         db = self._database
@@ -691,7 +714,7 @@ class TableSink:
             else:
                 self._conn.commit()
         except db._errors as exc:  # type: ignore[union-attr]
-            raise db.error(exc, f"writing {self.name}") from None  # type: ignore[union-attr]
+            raise db.failed(exc, f"writing {self.name}") from None  # type: ignore[union-attr]
 
     def _rollback(self) -> None:
         try:
@@ -708,6 +731,17 @@ class TableSink:
         elif isinstance(self._database, DuckDBDatabase) and self._given is None:
             self._database.close()
         self._conn = None
+
+    def _remove_created(self) -> None:
+        """Remove the DuckDB file this sink created (and its write-ahead log) when nothing
+        was committed: a failed run leaves no empty database behind. A file that existed
+        before is left as it was (the rollback did that)."""
+        if self._created is None:
+            return
+        for path in (self._created, self._created + ".wal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        self._created = None
 
 
 def _duckdb_table_schema(con: Any, table: str) -> pa.Schema | None:

@@ -24,6 +24,7 @@ import pandas as pd
 
 from ..exceptions import DataError
 from .atomic import atomic_path
+from .uris import shown
 
 __all__ = [
     "FORMATS",
@@ -52,7 +53,12 @@ PARQUET_ROW_GROUP = 1 << 16
 
 
 def table_format(path: str | os.PathLike[str]) -> str:
-    """``'csv'``, ``'tsv'`` or ``'parquet'`` from the file name, or a :class:`DataError`."""
+    """``'csv'``, ``'tsv'`` or ``'parquet'`` from the file name, or a :class:`DataError`.
+
+    A URI (``scheme://...``) is not a file: refused, named without its password."""
+    text = os.fspath(path)
+    if "://" in text:
+        raise DataError(f"{shown(text)!r} is a URI, not a file; give a local data file")
     name = Path(path).name.lower()
     for ending in sorted(FORMATS, key=len, reverse=True):
         if name.endswith(ending):
@@ -89,8 +95,8 @@ def read_table(source: str | os.PathLike[str] | pd.DataFrame) -> pd.DataFrame:
     """
     if isinstance(source, pd.DataFrame):
         return _checked(source, "the DataFrame")
+    kind = table_format(source)  # the spelling as given: Path() would mangle a URI
     path = Path(source)
-    kind = table_format(path)
     _check_file(path)
     frame = _read_parquet(path) if kind == "parquet" else _read_text(path, _SEPARATORS[kind])
     return _checked(frame, f"file {str(path)!r}")
