@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,10 @@ def _frame(n: int = 240, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     )
     X["c"] = X["c"].astype(object)
     X.loc[::17, "c"] = None
+    # An int64 numeric column and a timezone-aware one (DuckDB's TIMESTAMPTZ as pandas reads
+    # it): columns the flavour's signature must let through as they are.
+    X["n"] = rng.integers(18, 90, n)
+    X["t"] = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 8760, n), "h")
     y = np.where(X["a"] + (X["c"] == "x") + 0.3 * rng.normal(size=n) > 0.3, "yes", "no")
     return X, y
 
@@ -114,14 +119,20 @@ def test_logged_model_loads_and_pyfunc_predicts_predict_proba(logged: dict[str, 
     expected = clf.predict_proba(X)[:, 1]
     pyfunc = mlflow.pyfunc.load_model(uri)
     schema = pyfunc.metadata.get_input_schema()
-    assert [(c.name, c.type.name) for c in schema.inputs] == [
-        ("a", "double"),
-        ("c", "string"),
-        ("k", "string"),  # a categorical of numbers: its levels are strings
+    assert [(c.name, getattr(c.type, "name", str(c.type))) for c in schema.inputs] == [
+        ("a", "Any"),
+        ("c", "string"),  # a categorical of text
+        ("k", "Any"),  # a categorical of numbers
+        ("n", "Any"),  # int64: MLflow's double refuses int64, its long refuses floats
+        ("t", "Any"),  # MLflow's datetime refuses time zones
     ]
-    # The signature asks for strings: the integer levels are given as text.
-    got = pyfunc.predict(X.assign(k=X["k"].astype(str)))
-    np.testing.assert_allclose(got, expected, rtol=0, atol=TOL)
+    assert X["n"].dtype == np.int64 and str(X["t"].dt.tz) == "UTC"
+    # The training rows as they are, and as other callers give them.
+    np.testing.assert_allclose(pyfunc.predict(X), expected, rtol=0, atol=TOL)
+    as_given = X.assign(
+        k=X["k"].astype(str), n=X["n"].astype(np.float64), t=X["t"].dt.tz_localize(None)
+    )
+    np.testing.assert_allclose(pyfunc.predict(as_given), expected, rtol=0, atol=TOL)
     back = smf.load_model(uri)
     np.testing.assert_allclose(back.predict_proba(X)[:, 1], expected, rtol=0, atol=TOL)
 
@@ -140,6 +151,12 @@ def test_save_model_stores_the_directory_as_it_is(tmp_path: Path, logged: dict[s
     assert flavour["python_function"]["loader_module"] == "steadyclf.mlflow"
     with pytest.raises(Exception, match="exists and is not empty"):
         smf.save_model(clf, tmp_path / "mlflow")
+    # The estimator itself, fitted on int64 and timezone-aware columns, saved and read back
+    # through pyfunc: it takes its own training rows.
+    smf.save_model(clf, tmp_path / "from-estimator")
+    X = logged["X"]
+    got = mlflow.pyfunc.load_model(str(tmp_path / "from-estimator")).predict(X)
+    np.testing.assert_allclose(got, clf.predict_proba(X)[:, 1], rtol=0, atol=TOL)
 
 
 def _free_port() -> int:
@@ -181,20 +198,55 @@ def server(logged: dict[str, Any], store: Path) -> Iterator[str]:
             proc.wait()
 
 
-def test_served_model_answers_with_predict_proba(server: str, logged: dict[str, Any]) -> None:
-    clf, X = logged["clf"], logged["X"].iloc[:40]
-    rows = X.assign(k=X["k"].astype(str)).astype(object).where(X.notna(), None)
+def _invoke(server: str, rows: pd.DataFrame) -> tuple[int, dict[str, Any]]:
+    """POST ``rows`` (JSON values, None for null) as ``dataframe_split``: status, answer."""
     body = {"dataframe_split": {"columns": list(rows.columns), "data": rows.values.tolist()}}
     request = urllib.request.Request(
         f"{server}/invocations",
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        answer = json.loads(response.read())
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _json_rows(X: pd.DataFrame) -> pd.DataFrame:
+    """``X`` as a JSON client sends it: integers as integers, times as ISO 8601 text with
+    their offset (``+00:00``), missing values as null."""
+    rows = X.assign(t=X["t"].map(lambda t: None if pd.isna(t) else t.isoformat()))
+    return rows.astype(object).where(X.notna(), None)
+
+
+def test_served_model_answers_with_predict_proba(server: str, logged: dict[str, Any]) -> None:
+    clf, X = logged["clf"], logged["X"].iloc[:40]
+    rows = _json_rows(X)
     assert rows["c"].isna().any()  # a missing categorical value travels as null
+    assert all(isinstance(v, int) for v in rows["n"]) and rows["t"][0].endswith("+00:00")
+    status, answer = _invoke(server, rows)
+    assert status == 200, answer
     expected = clf.predict_proba(X)[:, 1]
     np.testing.assert_allclose(answer["predictions"], expected, rtol=0, atol=TOL)
+    # Missing numbers and times travel as null; times in UTC as '...Z' too.
+    gaps = X.assign(n=X["n"].astype(np.float64), t=X["t"].astype(object))
+    gaps.loc[::3, ["n", "t"]] = None
+    rows = _json_rows(gaps).assign(t=lambda r: r["t"].str.replace("+00:00", "Z"))
+    status, answer = _invoke(server, rows)
+    assert status == 200, answer
+    expected = clf.predict_proba(gaps.assign(t=pd.to_datetime(gaps["t"], utc=True)))[:, 1]
+    np.testing.assert_allclose(answer["predictions"], expected, rtol=0, atol=TOL)
+
+
+def test_served_model_answers_bad_values_with_the_models_message(
+    server: str, logged: dict[str, Any]
+) -> None:
+    rows = _json_rows(logged["X"].iloc[:5])
+    rows.loc[2, "t"] = "next tuesday"
+    status, answer = _invoke(server, rows)
+    assert status == 400
+    assert "column 't' holds dates but row 2 holds 'next tuesday'" in answer["message"]
 
 
 def test_cli_train_mlflow_logs_the_run(

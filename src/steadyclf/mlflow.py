@@ -6,10 +6,10 @@ Needs the ``mlflow`` extra (``pip install 'steadyclf[mlflow]'``).
 steadyclf writes it (``model.safetensors`` and JSON: no pickle, nothing that runs code on
 load) inside an MLflow model, with
 
-- an input signature: one column per input of the model, ``double`` for numbers,
-  ``string`` for categorical columns (whatever their values were in training: ``3`` is
-  the level ``'3'``), ``boolean``/``datetime`` where the model was trained on such
-  columns;
+- an input signature: one column per input of the model, ``string`` for categorical
+  columns of text and ``Any`` for the others, whose values the preprocessing checks
+  (MLflow's own types refuse int64 as ``double``, floats as ``long``, time zones as
+  ``datetime``: see :func:`_column_type`);
 - a ``python_function`` flavour whose ``predict(DataFrame)`` runs the preprocessing and
   the network (NumPy; torch is not imported) and returns **the probability of the positive
   class** (``positive_class_``), one float per row: the column of ``predict_proba(X)``
@@ -107,19 +107,39 @@ def _model_directory(model: Any, scratch: Path) -> Path:
     return Path(save(scratch / "model"))
 
 
-def _column_type(role: str, dtype: str) -> str:
-    if role == "categorical":
+def _is_text(dtype: str) -> bool:
+    """Whether a column of this (recorded) dtype passes MLflow's ``string`` check: object
+    or a pandas string dtype."""
+    try:
+        parsed = pd.api.types.pandas_dtype(dtype)
+    except (TypeError, ValueError):
+        return False
+    return parsed == np.dtype(object) or isinstance(parsed, pd.StringDtype)
+
+
+def _column_type(role: str, dtype: str) -> Any:
+    """A column's type in the signature: ``string`` for a categorical column of text,
+    ``Any`` for every other column.
+
+    MLflow's other types refuse values that ``predict_proba`` reads, the training data's
+    own among them: ``double`` refuses int64, ``long`` refuses floats and missing values
+    (a JSON null is not an int64), ``datetime`` refuses time zones (a DuckDB TIMESTAMPTZ
+    column, an ISO string ending in ``Z``), ``string`` refuses a column of numbers (a
+    categorical fitted on integers), and ``boolean`` turns a JSON null into False when
+    served. ``Any`` passes the column on as it is and the preprocessing checks its values,
+    refusing what ``predict_proba`` refuses, with the same one-line messages.
+    """
+    from mlflow.types.schema import AnyType
+
+    if role == "categorical" and _is_text(dtype):
         return "string"
-    if role == "boolean":
-        return "boolean" if dtype.startswith("bool") else "string"
-    if role == "datetime":
-        return "datetime" if "datetime" in dtype else "string"
-    return "double"
+    return AnyType()
 
 
 def signature_of(predictor: Predictor) -> Any:
-    """The MLflow signature of a model: one input column per column it reads, and one
-    ``double`` output (the probability of the positive class)."""
+    """The MLflow signature of a model: one input column per column it reads (typed by
+    :func:`_column_type`), and one ``double`` output (the probability of the positive
+    class)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
@@ -228,9 +248,20 @@ class _PyFuncModel:
         self.predictor = predictor
 
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> NDArray[Any]:
-        """Probability of the positive class per row of ``model_input`` (a DataFrame)."""
+        """Probability of the positive class per row of ``model_input`` (a DataFrame).
+
+        Input the model refuses raises MLflow's invalid-input error with the model's
+        one-line message, which a model server answers with (400) instead of its
+        "unexpected error"."""
+        from mlflow.exceptions import MlflowException
+
+        from .exceptions import SteadyclfError
+
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        return np.asarray(self.predictor.probability(frame), dtype=np.float64)
+        try:
+            return np.asarray(self.predictor.probability(frame), dtype=np.float64)
+        except SteadyclfError as exc:
+            raise MlflowException.invalid_parameter_value(str(exc)) from exc
 
     def get_raw_model(self) -> Predictor:
         """The :class:`~steadyclf.Predictor` inside."""
