@@ -73,13 +73,14 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def logged(store: Path) -> Iterator[dict[str, Any]]:
     """One fit logged by autolog: the run, the estimator and its rows."""
     X, y = _frame()
+    started = time.time()
     smf.autolog()
     try:
         with mlflow.start_run() as run:
             clf = BinaryClassifier(**FIT).fit(X, y)  # type: ignore[arg-type]
     finally:
         smf.autolog(disable=True)
-    yield {"run_id": run.info.run_id, "clf": clf, "X": X, "y": y}
+    yield {"run_id": run.info.run_id, "clf": clf, "X": X, "y": y, "started": started}
 
 
 def test_the_module_does_not_shadow_mlflow() -> None:
@@ -94,7 +95,7 @@ def test_autolog_records_params_plan_history_metrics_and_report(logged: dict[str
     params = run.data.params
     assert params["max_epochs"] == "4" and params["batch_size"] == "32"
     assert params["plan.lr"] == json.dumps(clf.plan_["lr"])
-    history = client.get_metric_history(run_id, "train_loss")
+    history = client.get_metric_history(run_id, "epoch_train_loss")
     epochs = [r["epoch"] for r in clf.history_]
     assert [m.step for m in sorted(history, key=lambda m: m.step)] == epochs
     np.testing.assert_allclose(
@@ -111,6 +112,24 @@ def test_autolog_records_params_plan_history_metrics_and_report(logged: dict[str
     assert plan["lr"] == clf.plan_["lr"]
     report = mlflow.artifacts.load_text(f"runs:/{run_id}/report.html")
     assert report.lstrip().lower().startswith("<!doctype html")
+
+
+def test_validation_metrics_and_epoch_curves_have_their_own_keys(logged: dict[str, Any]) -> None:
+    clf, run_id = logged["clf"], logged["run_id"]
+    client = mlflow.MlflowClient()
+    # The model's validation accuracy: one value, not the last point of the epoch curve.
+    final = client.get_metric_history(run_id, "valid_accuracy")
+    assert [m.step for m in final] == [0]
+    assert final[0].value == pytest.approx(clf.validation_metrics_["accuracy"], rel=1e-12)
+    assert client.get_run(run_id).data.metrics["valid_accuracy"] == final[0].value
+    curve = sorted(client.get_metric_history(run_id, "epoch_valid_accuracy"), key=lambda m: m.step)
+    assert [m.step for m in curve] == [r["epoch"] for r in clf.history_]
+    np.testing.assert_allclose(
+        [m.value for m in curve], [r["valid_accuracy"] for r in clf.history_], rtol=1e-12
+    )
+    # Clock times of this test session (ms), not 0 (1970).
+    for m in (*final, *curve, *client.get_metric_history(run_id, "epoch_train_loss")):
+        assert logged["started"] * 1000 - 1000 <= m.timestamp <= time.time() * 1000 + 1000
 
 
 def test_logged_model_loads_and_pyfunc_predicts_predict_proba(logged: dict[str, Any]) -> None:
@@ -268,7 +287,7 @@ def test_cli_train_mlflow_logs_the_run(
     assert run.data.tags["steadyclf.query"] == "SELECT * FROM t ORDER BY id"
     assert run.data.params["max_epochs"] == "3"
     saved = load(tmp_path / "m")
-    steps = [m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "train_loss")]
+    steps = [m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "epoch_train_loss")]
     assert sorted(steps) == [r["epoch"] for r in saved.history_]
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
     assert "report.html" in artifacts

@@ -21,9 +21,9 @@ load) inside an MLflow model, with
 
 **Tracking.** :func:`autolog` (or ``steadyclf train --mlflow``) logs to the active run
 (``MLFLOW_TRACKING_URI``; MLflow's default store otherwise): the parameters, the resolved
-plan (``plan.json`` and ``plan.*`` parameters), the history per epoch (metrics with
-``step`` = epoch; ``.memberK`` suffixes for cross-fitted networks), the validation
-metrics (``valid_*``), the stall detector's warnings (``stall_warnings.json`` and a
+plan (``plan.json`` and ``plan.*`` parameters), the history per epoch (``epoch_*``
+metrics with ``step`` = epoch; ``.memberK`` suffixes for cross-fitted networks), the
+validation metrics of the model (``valid_*``), the stall detector's warnings (``stall_warnings.json`` and a
 count), the HTML report on the training rows (``report.html``, with the ``report``
 extra) and the model.
 
@@ -39,6 +39,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -296,7 +297,9 @@ def _number(value: Any) -> float | None:
 
 
 def _history_metrics(history: Sequence[Mapping[str, Any]]) -> Iterator[tuple[str, float, int]]:
-    """``(name, value, step)`` per number of each epoch's record."""
+    """``(name, value, step)`` per number of each epoch's record, named ``epoch_<key>``:
+    apart from the validation metrics of the model (``valid_accuracy``...), which MLflow
+    would otherwise show as the value of the last epoch (the highest step)."""
     members = {r.get("member", 0) for r in history}
     for record in history:
         suffix = f".member{record.get('member', 0)}" if len(members) > 1 else ""
@@ -305,7 +308,7 @@ def _history_metrics(history: Sequence[Mapping[str, Any]]) -> Iterator[tuple[str
             number = _number(value)
             if key in ("epoch", "member") or number is None:
                 continue
-            yield f"{key}{suffix}", number, step
+            yield f"epoch_{key}{suffix}", number, step
 
 
 def log_training(
@@ -329,13 +332,14 @@ def log_training(
     client = mlflow.MlflowClient()
     run_id = mlflow.active_run().info.run_id
     params = _flat(clf.get_params()) | _flat(dict(clf.plan_), "plan.")
-    metrics = [Metric(k, v, 0, s) for k, v, s in _history_metrics(clf.history_)]
+    now = int(time.time() * 1000)  # ms: MLflow's timestamps; the history keeps no clock time
+    metrics = [Metric(k, v, now, s) for k, v, s in _history_metrics(clf.history_)]
     valid = clf.validation_metrics_ or {}
     metrics += [
-        Metric(f"valid_{k}", n, 0, 0) for k, v in valid.items() if (n := _number(v)) is not None
+        Metric(f"valid_{k}", n, now, 0) for k, v in valid.items() if (n := _number(v)) is not None
     ]
     warnings = list(clf.warnings_)
-    metrics.append(Metric("stall_warnings", float(len(warnings)), 0, 0))
+    metrics.append(Metric("stall_warnings", float(len(warnings)), now, 0))
     items = [Param(k, v) for k, v in params.items()]
     for start in range(0, len(items), 100):  # MLflow's limits per batch
         client.log_batch(run_id, params=items[start : start + 100])
