@@ -315,3 +315,78 @@ def test_stall_warnings_are_logged(store: Path) -> None:
     logged = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/stall_warnings.json")
     assert [w["kind"] for w in logged] == [w["kind"] for w in clf.warnings_]
     assert logged[0]["message"] == clf.warnings_[0]["message"]
+
+
+def _train_args(tmp_path: Path) -> list[str]:
+    """``steadyclf train --mlflow`` on a small CSV file written into ``tmp_path``."""
+    X, y = _frame(n=120, seed=2)
+    X.assign(y=y).to_csv(tmp_path / "d.csv", index=False)
+    args = ["train", str(tmp_path / "d.csv"), "--target", "y", "--out", str(tmp_path / "m")]
+    return [*args, "--mlflow", "--max-epochs", "2", "--batch-size", "32", "--hidden", "8"]
+
+
+@pytest.mark.parametrize("setting", ["unknown scheme", "nothing listening", "unknown run id"])
+def test_cli_train_stops_before_training_when_the_run_cannot_be_opened(
+    setting: str,
+    store: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    args = _train_args(tmp_path)
+    original = uri = os.environ["MLFLOW_TRACKING_URI"]
+    named = "'sqlite:///"
+    if setting == "unknown scheme":
+        uri = "nosuch://x"
+        named = repr(uri)
+    elif setting == "nothing listening":
+        uri = f"http://127.0.0.1:{_free_port()}"
+        named = repr(uri)
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    else:
+        monkeypatch.setenv("MLFLOW_RUN_ID", "deadbeef")
+    # The URI given by the environment, as a fresh process reads it (set_tracking_uri(None)
+    # removes the variable; set_tracking_uri(original) puts both back).
+    mlflow.set_tracking_uri(None)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        code = main(args)
+    finally:
+        mlflow.set_tracking_uri(original)
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("steadyclf:")]
+    assert len(errors) == 1 and errors[0].startswith("steadyclf: error: cannot open ")
+    assert f"MLflow tracking URI {named}" in errors[0]
+    if setting == "unknown run id":
+        assert "run 'deadbeef' (MLFLOW_RUN_ID)" in errors[0]
+    # Nothing trained, nothing written: the data file is all there is.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv"]
+
+
+def test_cli_train_says_the_model_was_written_when_mlflow_cannot_store_it(
+    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = _train_args(tmp_path)
+    (tmp_path / "a-file").write_text("")  # no folder can be made under a file
+    experiment = mlflow.create_experiment(
+        "artifacts nowhere", artifact_location=str(tmp_path / "a-file" / "artifacts")
+    )
+    mlflow.set_experiment(experiment_id=experiment)
+    try:
+        code = main(args)
+    finally:
+        mlflow.set_experiment(experiment_id="0")
+    captured = capsys.readouterr()
+    assert code != 0 and "Traceback" not in captured.err
+    errors = [line for line in captured.err.splitlines() if line.startswith("steadyclf: error")]
+    assert len(errors) == 1
+    out = str(tmp_path / "m")
+    assert errors[0].startswith(
+        f"steadyclf: error: the model was written to {out!r} but could not be logged to MLflow"
+    )
+    assert f"trained {out!r}" in captured.out  # the summary of the model written
+    load(out)
+    (run,) = mlflow.search_runs(experiment_ids=[experiment], output_format="list")
+    assert run.info.status == "FAILED"

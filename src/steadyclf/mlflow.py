@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .exceptions import ParameterError
+from .exceptions import ParameterError, SteadyclfError
 from .io.jsonable import to_jsonable
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FLAVOR_NAME",
     "CliRun",
+    "TrackingError",
     "autolog",
     "load_model",
     "log_model",
@@ -256,8 +257,6 @@ class _PyFuncModel:
         "unexpected error"."""
         from mlflow.exceptions import MlflowException
 
-        from .exceptions import SteadyclfError
-
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         try:
             return np.asarray(self.predictor.probability(frame), dtype=np.float64)
@@ -388,39 +387,87 @@ def _run() -> Iterator[None]:
         yield
 
 
+class TrackingError(SteadyclfError):
+    """MLflow's tracking store (or its artifact store) could not be used."""
+
+
+def _problem(exc: BaseException, uri: str) -> str:
+    """MLflow's message for ``exc`` without the secrets of the tracking URI, shortened."""
+    from .io.uris import scrub
+
+    text = " ".join(scrub(str(exc), uri).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 class CliRun:
     """The MLflow run of ``steadyclf train --mlflow``: the active run, or one started now
-    (and ended by :meth:`end`, marked failed if training failed)."""
+    (and ended by :meth:`end`, marked failed if training failed).
+
+    A run that cannot be opened (an unknown or unreachable tracking URI, an
+    ``MLFLOW_RUN_ID`` that the store does not have) raises :class:`TrackingError`, before
+    any training."""
 
     def __init__(self, *, data: str, query: str | None, target: str) -> None:
+        from .io.uris import redact
+
         mlflow = require_mlflow()
-        self.started = mlflow.active_run() is None
-        run = mlflow.start_run() if self.started else mlflow.active_run()
-        self.run_id = run.info.run_id
+        uri = str(mlflow.get_tracking_uri())
+        self.uri = uri
+        self.where = f"MLflow tracking URI {redact(uri)!r}"
         self.query = query
         self.target = target
+        self.started = False
         tags = {"steadyclf.data": data, "steadyclf.target": target}
         if query is not None:
             tags["steadyclf.query"] = query[:5000]
-        mlflow.set_tags(tags)
+        given = os.environ.get("MLFLOW_RUN_ID")  # start_run removes it from the environment
+        try:
+            run = mlflow.active_run()
+            if run is None:
+                run = mlflow.start_run()
+                self.started = True
+            self.run_id = run.info.run_id
+            mlflow.set_tags(tags)
+        except Exception as exc:
+            self.end(failed=True)
+            what = f"run {given!r} (MLFLOW_RUN_ID)" if given else "a run"
+            raise TrackingError(
+                f"cannot open {what} at {self.where}: {_problem(exc, uri)}"
+            ) from exc
 
     def log(self, clf: BinaryClassifier, model_dir: str, data: str, *, output: Any) -> None:
-        """Log the fitted model (its directory as written) and what training did."""
-        from .exceptions import SteadyclfError
-
+        """Log the fitted model (its directory as written) and what training did; a
+        :class:`TrackingError` says the model was written but not logged."""
         X: pd.DataFrame | None = None
         y: Any = None
         try:
             X, y = _first_rows(data, self.query, self.target, REPORT_ROWS)
         except SteadyclfError as exc:  # the run is logged without a report
             output.note(f"MLflow: no report logged ({exc})")
-        log_training(clf, X=X, y=y, model=model_dir)
+        try:
+            log_training(clf, X=X, y=y, model=model_dir)
+        except Exception as exc:
+            raise TrackingError(
+                f"the model was written to {model_dir!r} but could not be logged to MLflow "
+                f"(run {self.run_id} at {self.where}, marked failed): {_problem(exc, self.uri)}"
+            ) from exc
         output.note(f"logged the run to MLflow: run {self.run_id}")
 
     def end(self, *, failed: bool) -> None:
-        """End the run if this command started it."""
-        if self.started:
+        """End the run if this command started it. A failure to end it raises
+        :class:`TrackingError` after a success, and is let go after a failure (whose
+        error is the one to show)."""
+        if not self.started:
+            return
+        self.started = False
+        try:
             require_mlflow().end_run(status="FAILED" if failed else "FINISHED")
+        except Exception as exc:
+            if not failed:
+                raise TrackingError(
+                    f"could not end MLflow run {self.run_id} at {self.where}: "
+                    f"{_problem(exc, self.uri)}"
+                ) from exc
 
 
 def _first_rows(
