@@ -156,6 +156,20 @@ def test_logged_model_loads_and_pyfunc_predicts_predict_proba(logged: dict[str, 
     np.testing.assert_allclose(back.predict_proba(X)[:, 1], expected, rtol=0, atol=TOL)
 
 
+def test_every_column_is_required_and_its_values_may_be_missing(logged: dict[str, Any]) -> None:
+    clf, X = logged["clf"], logged["X"]
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{logged['run_id']}/model")
+    assert all(c.required for c in pyfunc.metadata.get_input_schema().inputs)
+    gaps = X.assign(n=X["n"].astype(np.float64))
+    gaps.loc[::3, ["a", "n", "t"]] = np.nan, np.nan, pd.NaT  # a number, an int64, a time
+    gaps.loc[::4, "c"] = None  # a string
+    assert gaps["t"].isna().any() and str(gaps["t"].dt.tz) == "UTC"
+    expected = clf.predict_proba(gaps)[:, 1]
+    np.testing.assert_allclose(pyfunc.predict(gaps), expected, rtol=0, atol=TOL)
+    with pytest.raises(mlflow.exceptions.MlflowException, match=r"missing inputs \['a'\]"):
+        pyfunc.predict(X.drop(columns="a"))
+
+
 def test_save_model_stores_the_directory_as_it_is(tmp_path: Path, logged: dict[str, Any]) -> None:
     clf = logged["clf"]
     clf.save(tmp_path / "steadyclf")
@@ -266,6 +280,9 @@ def test_served_model_answers_bad_values_with_the_models_message(
     status, answer = _invoke(server, rows)
     assert status == 400
     assert "column 't' holds dates but row 2 holds 'next tuesday'" in answer["message"]
+    # A request without a column the model needs: MLflow's check names it.
+    status, answer = _invoke(server, _json_rows(logged["X"].iloc[:5]).drop(columns="a"))
+    assert status == 400 and "missing inputs ['a']" in answer["message"]
 
 
 def test_cli_train_mlflow_logs_the_run(

@@ -6,7 +6,8 @@ Needs the ``mlflow`` extra (``pip install 'steadyclf[mlflow]'``).
 steadyclf writes it (``model.safetensors`` and JSON: no pickle, nothing that runs code on
 load) inside an MLflow model, with
 
-- an input signature: one column per input of the model, ``string`` for categorical
+- an input signature: one required column per input of the model (its values may be
+  missing), ``string`` for categorical
   columns of text and ``Any`` for the others, whose values the preprocessing checks
   (MLflow's own types refuse int64 as ``double``, floats as ``long``, time zones as
   ``datetime``: see :func:`_column_type`);
@@ -139,14 +140,17 @@ def _column_type(role: str, dtype: str) -> Any:
 
 
 def signature_of(predictor: Predictor) -> Any:
-    """The MLflow signature of a model: one input column per column it reads (typed by
-    :func:`_column_type`), and one ``double`` output (the probability of the positive
-    class)."""
+    """The MLflow signature of a model: one required input column per column it reads
+    (typed by :func:`_column_type`), and one ``double`` output (the probability of the
+    positive class)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
     inputs: list[Any] = [
-        ColSpec(_column_type(c.role, c.dtype), c.name, required=False)
+        # Required: the model needs every column (MLflow then refuses a request without
+        # one, naming it). A required column's values may still be missing (NaN, None,
+        # NaT): MLflow checks that the column is there, not each value.
+        ColSpec(_column_type(c.role, c.dtype), c.name, required=True)
         for c in predictor.encoder.columns_
         if c.role != "dropped"
     ]
