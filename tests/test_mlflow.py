@@ -192,6 +192,19 @@ def test_save_model_stores_the_directory_as_it_is(tmp_path: Path, logged: dict[s
     np.testing.assert_allclose(got, clf.predict_proba(X)[:, 1], rtol=0, atol=TOL)
 
 
+def test_save_model_that_fails_leaves_nothing_behind(tmp_path: Path) -> None:
+    from steadyclf.exceptions import SteadyclfError
+
+    with pytest.raises(SteadyclfError, match="does not exist"):
+        smf.save_model(str(tmp_path / "no-model"), tmp_path / "new" / "mlflow")
+    assert not (tmp_path / "new").exists()  # nor the folder above, made for it
+    (tmp_path / "not-a-model").mkdir()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SteadyclfError):
+        smf.save_model(str(tmp_path / "not-a-model"), tmp_path / "empty")
+    assert list((tmp_path / "empty").iterdir()) == []  # the empty folder given stays
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -176,6 +176,36 @@ def save_model(
     >>> import mlflow  # doctest: +SKIP
     >>> mlflow.pyfunc.load_model("mlflow-model").predict(X)  # doctest: +SKIP
     """
+    require_mlflow()
+    target = Path(path)
+    if target.is_file() or (target.exists() and any(target.iterdir())):
+        raise ParameterError(f"MLflow model path {str(target)!r} exists and is not empty")
+    made = next((p for p in (*reversed(target.parents), target) if not p.exists()), None)
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        _write(model, target, mlflow_model, signature, metadata)
+    except BaseException:
+        # Nothing half-written: the folders this call made go, or what it put in the
+        # empty folder it was given.
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        else:
+            for child in target.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+        raise
+
+
+def _write(
+    model: Any,
+    target: Path,
+    mlflow_model: Any,
+    signature: Any,
+    metadata: Mapping[str, Any] | None,
+) -> None:
+    """:func:`save_model`'s files, in the empty folder ``target``."""
     mlflow = require_mlflow()
     from mlflow.models import Model
     from mlflow.pyfunc import add_to_model
@@ -183,10 +213,6 @@ def save_model(
     from .predictor import Predictor
     from .version import __version__
 
-    target = Path(path)
-    if target.exists() and any(target.iterdir()):
-        raise ParameterError(f"MLflow model path {str(target)!r} exists and is not empty")
-    target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         source = _model_directory(model, Path(scratch))
         predictor = Predictor.load(source)  # checks the files before they are stored
