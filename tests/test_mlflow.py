@@ -205,6 +205,21 @@ def test_save_model_that_fails_leaves_nothing_behind(tmp_path: Path) -> None:
     assert list((tmp_path / "empty").iterdir()) == []  # the empty folder given stays
 
 
+def test_autolog_of_fit_files_logs_the_report_too(store: Path, tmp_path: Path) -> None:
+    X, y = _frame(n=120, seed=3)
+    X.assign(y=y).to_csv(tmp_path / "d.csv", index=False)
+    smf.autolog(log_models=False)
+    try:
+        with mlflow.start_run() as run:
+            clf = BinaryClassifier(**FIT).fit_files(str(tmp_path / "d.csv"), target="y")  # type: ignore[arg-type]
+    finally:
+        smf.autolog(disable=True)
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    assert "report.html" in artifacts
+    report = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/report.html")
+    assert "the first 120 training rows" in report and clf.history_
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

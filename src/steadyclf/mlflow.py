@@ -26,7 +26,8 @@ plan (``plan.json`` and ``plan.*`` parameters), the history per epoch (``epoch_*
 metrics with ``step`` = epoch; ``.memberK`` suffixes for cross-fitted networks), the
 validation metrics of the model (``valid_*``), the stall detector's warnings (``stall_warnings.json`` and a
 count), the HTML report on the training rows (``report.html``, with the ``report``
-extra) and the model.
+extra; ``fit_files`` reads them again) and the model (under MLflow 3 a LoggedModel, not
+an artifact of the run: ``runs:/<run id>/model`` or ``models:/<model id>``).
 
 This module is ``steadyclf.mlflow``; inside it ``import mlflow`` is the MLflow package
 (absolute imports), never this module.
@@ -35,6 +36,7 @@ This module is ``steadyclf.mlflow``; inside it ``import mlflow`` is the MLflow p
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import shutil
@@ -245,8 +247,10 @@ def _write(
 
 
 def log_model(model: Any, name: str = "model", **kwargs: Any) -> Any:
-    """Log ``model`` to the active run (started if none is) as an artifact ``name``;
-    returns MLflow's ``ModelInfo`` (``model_uri``...). Keyword arguments go to
+    """Log ``model`` to the active run (started if none is) as the logged model ``name``
+    (MLflow 3: a LoggedModel in the run's outputs, not one of its artifacts; loaded by
+    ``runs:/<run id>/<name>`` or ``models:/<model id>``); returns MLflow's ``ModelInfo``
+    (``model_uri`` is ``models:/<model id>``...). Keyword arguments go to
     :meth:`mlflow.models.Model.log` (``registered_model_name``, ``metadata``...)."""
     require_mlflow()
     from mlflow.models import Model
@@ -382,12 +386,19 @@ def log_training(
         log_model(model if model is not None else clf, name=log_model_as)
 
 
-def _log_report(clf: BinaryClassifier, X: pd.DataFrame, y: Any) -> None:
-    """The HTML report on (a sample of) the training rows, if the report extra is there."""
+def _report_extra() -> bool:
+    """Whether the report extra (jinja2, matplotlib) is installed."""
     try:
         import jinja2  # noqa: F401
         import matplotlib  # noqa: F401
     except ImportError:
+        return False
+    return True
+
+
+def _log_report(clf: BinaryClassifier, X: pd.DataFrame, y: Any) -> None:
+    """The HTML report on (a sample of) the training rows, if the report extra is there."""
+    if not _report_extra():
         return
     from .report import write_report
 
@@ -501,7 +512,7 @@ class CliRun:
 
 
 def _first_rows(
-    data: str, query: str | None, target: str, n: int
+    data: Any, query: str | None, target: str, n: int
 ) -> tuple[pd.DataFrame, NDArray[Any]]:
     """The first ``n`` labelled rows of DATA (or of the query on it), for the report."""
     from .io.sources import open_data
@@ -521,6 +532,19 @@ def _first_rows(
             break
     rows = pd.concat(frames, ignore_index=True).iloc[:n]
     return rows.drop(columns=[target]), rows[target].to_numpy()
+
+
+def _files_rows(
+    fit_files: Any, clf: BinaryClassifier, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> tuple[pd.DataFrame | None, Any]:
+    """The first :data:`REPORT_ROWS` labelled rows of what ``fit_files`` read, for the
+    report; ``(None, None)`` with a warning if they cannot be read again."""
+    given = inspect.signature(fit_files).bind(clf, *args, **kwargs).arguments
+    try:
+        return _first_rows(given["data"], given.get("query"), given["target"], REPORT_ROWS)
+    except SteadyclfError as exc:
+        warnings.warn(f"MLflow: no report logged ({exc})", UserWarning, stacklevel=4)
+        return None, None
 
 
 _PATCHED: dict[str, Any] = {}
@@ -561,7 +585,11 @@ def autolog(*, log_models: bool = True, log_report: bool = True, disable: bool =
     def logged_fit_files(self: BinaryClassifier, *args: Any, **kwargs: Any) -> Any:
         with _run():
             fit_files(self, *args, **kwargs)
-            log_training(self, log_model_as="model" if log_models else None)
+            rows: Any = None
+            labels: Any = None
+            if log_report and _report_extra():
+                rows, labels = _files_rows(fit_files, self, args, kwargs)
+            log_training(self, X=rows, y=labels, log_model_as="model" if log_models else None)
         return self
 
     _PATCHED.update(fit=fit, fit_files=fit_files)
