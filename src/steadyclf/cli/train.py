@@ -351,13 +351,15 @@ def train(
     context = init_from_env(clf.device)
     main = context is None or context.is_main
     tracking = None
-    if use_mlflow and main:
-        from ..mlflow import CliRun
-
-        tracking = CliRun(data=shown, query=query, target=target)
     checkpoint = None
     stack = contextlib.ExitStack()
     try:
+        if use_mlflow and main:
+            from ..mlflow import CliRun
+
+            # Opened first: a tracking store that cannot be used stops the command before
+            # anything is trained or written.
+            tracking = CliRun(data=shown, query=query, target=target)
         if main:
             # One run at a time writes OUT and OUT.checkpoint; taking the lock also finds
             # a folder that cannot be written, before any training.
@@ -397,14 +399,16 @@ def train(
             report_stalls(clf, output)
             metadata |= {"rows": clf.data_["n_rows"], "reading": clf.data_}
             files = write_model(clf, out, metadata=metadata, output=output)
-            if tracking is not None:
-                tracking.log(clf, out, data, output=output)
             # The model holds the work now. Said only of a checkpoint the user asked for:
             # the one saved as training ended exists for the moments until this line.
             if remove_checkpoint(checkpoint.directory) and (checkpoint_every or resume):
                 output.note(f"removed checkpoint {str(checkpoint.directory)!r}")
             summary = train_summary(clf, shown, target, out, seconds, files)
             output.result(summary, lambda: format_train_summary(summary, clf.encoder_.columns_))
+            if tracking is not None:
+                # After the summary: a run that cannot be logged fails the command (the
+                # run marked failed) once the model written is reported.
+                tracking.log(clf, out, data, output=output)
         if context is not None:
             # Every process leaves the group together: a process that tears down gloo while
             # another is still connected was seen to abort ("terminate called without an
