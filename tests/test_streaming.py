@@ -549,3 +549,27 @@ def test_a_bad_file_in_a_directory_is_named_in_one_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"cannot read {str(parquets / 'part-2.parquet')!r}" in err
     assert "cannot write" not in err and not predictions.exists()
+
+
+def test_parquet_files_holding_a_pandas_index_are_read_without_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # df[mask].to_parquet(path) stores the index as a column ('__index_level_0__'): read at
+    # once it is the frame's index; read in passes it failed with a KeyError traceback.
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=900), "b": rng.normal(size=900)})
+    frame["y"] = (frame["a"] > 0).astype(int)
+    kept = frame[frame["b"] > -1]
+    folder = tmp_path / "data"
+    folder.mkdir()
+    kept.iloc[:300].to_parquet(folder / "part-0.parquet")  # with its index
+    kept.iloc[300:].to_parquet(folder / "part-1.parquet", index=False)
+    assert "__index_level_0__" in pq.read_schema(folder / "part-0.parquet").names
+    args = ["--target", "y", "--max-epochs", "2", "--hidden", "4", "--json"]
+    assert main(["train", str(folder), "--out", str(tmp_path / "m"), *args]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rows"] == len(kept)
+    assert [c.name for c in steadyclf.load(tmp_path / "m").encoder_.columns_] == ["a", "b"]
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(tmp_path / "m"), str(folder), "--out", str(out)]) == 0
+    assert len(pd.read_csv(out)) == len(kept)

@@ -174,6 +174,18 @@ def _suffix(path: Path) -> str:
     return ""
 
 
+def _data_columns(schema: pa.Schema) -> pa.Schema:
+    """``schema`` without the columns pandas stored its index in (``df.to_parquet(path)``
+    without ``index=False``): read at once, pandas makes them the index, not a column, and
+    so does a read in passes (it failed on '__index_level_0__')."""
+    stored = {
+        c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)
+    }
+    if not stored:
+        return schema
+    return pa.schema([f for f in schema if f.name not in stored], metadata=schema.metadata)
+
+
 class ArrowLayout:
     """The layout of a source read as Arrow record batches, from its ``schema``: column
     names, what each holds and bytes per row (:class:`DataSource`,
@@ -276,7 +288,7 @@ class DataSource(ArrowLayout):
         for path in paths:
             try:
                 meta = pq.read_metadata(path)
-                file_schema = pq.read_schema(path)
+                file_schema = _data_columns(pq.read_schema(path))
             except (pa.ArrowException, OSError) as exc:
                 raise DataError(f"cannot read Parquet file {str(path)!r}: {exc}") from None
             if schema is None:
