@@ -7,6 +7,7 @@ stopping, schedule, recovery), so the two are compared on the same bodies and ro
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 from typing import Any
 
@@ -201,12 +202,19 @@ def test_default_small_data_fit_is_packed_and_reports_every_member() -> None:
     rng = np.random.default_rng(4)
     X = rng.normal(size=(400, 3))
     y = (X[:, 0] + np.sin(2 * X[:, 1]) + rng.normal(scale=0.5, size=400) > 0).astype(int)
+    started = time.perf_counter()
     clf = BinaryClassifier(random_state=0, max_epochs=40).fit(X, y)
+    wall = time.perf_counter() - started
     facts = clf.data_["cross_fit"]
     assert len(clf.module_.bodies) == 5
     assert set(facts["out_of_fold_log_loss"]) == {"0.001", "0.01", "0.1"}
     assert sorted({r["member"] for r in clf.history_}) == [0, 1, 2, 3, 4]
     assert clf.validation_metrics_["roc_auc"] > 0.8
+    # An epoch's seconds are its own, as one by one (they were the seconds since the pack
+    # began: a member's epochs then summed to many times the whole fit).
+    for member in range(5):
+        rows = [r for r in clf.history_ if r["member"] == member]
+        assert len(rows) >= 5 and sum(r["seconds"] for r in rows) <= wall
 
 
 def test_a_cross_fit_kept_by_a_checkpoint_comes_back_whole(tmp_path: Path) -> None:

@@ -372,7 +372,8 @@ def _train_pack(state: _PackState, run: _Run) -> None:
     for view, cbs in (watchers[key] for key in keys if key in watchers):
         for cb in cbs:
             hook(cb, "on_train_begin")(view)
-    started = time.perf_counter()
+    # Each member's epoch took the pack's steps since its last: its seconds, as one by one.
+    last_time = [time.perf_counter()] * count
     work = _work(pack, x.shape[0])
     threads = 1 if work < SINGLE_THREAD_WORK else torch.get_num_threads()
     sparse = None if pack.batched else run.sparse[state.members[0].network]
@@ -420,8 +421,9 @@ def _train_pack(state: _PackState, run: _Run) -> None:
                         "valid_loss": monitored,
                         "valid_accuracy": numbers[1][row],
                         "lr": last_train[i][2],
-                        "seconds": time.perf_counter() - started,
+                        "seconds": time.perf_counter() - last_time[i],
                     }
+                    last_time[i] = time.perf_counter()
                     if config.schedule == "plateau":
                         _plateau(state, i, monitored, schedule_best, schedule_bad, config)
                     improved = (
