@@ -19,12 +19,17 @@ import pandas as pd
 import pytest
 
 import steadyclf
-from steadyclf import BinaryClassifier, ModelFileError, UnseenLevelsWarning
+from steadyclf import BinaryClassifier, DataError, ModelFileError, UnseenLevelsWarning
 from steadyclf.cli import main
 from steadyclf.persistence import refresh_checksum
 from steadyclf.schema.encoder import UNSEEN_WARNING_SHARE
 from steadyclf.schema.roles import ColumnInfo
-from steadyclf.schema.values import category_key, category_strings, encode_categories
+from steadyclf.schema.values import (
+    category_key,
+    category_strings,
+    column_values,
+    encode_categories,
+)
 
 FAST = {"hidden": (8,), "max_epochs": 20, "random_state": 0, "weight_decay": 1e-2}
 FAST |= {"numeric_embedding": "none", "validation_fraction": 0.2, "n_members": 1}
@@ -229,3 +234,12 @@ def test_an_empty_text_cell_is_missing_for_every_reader(
         read = {c.name: c for c in steadyclf.load(out).encoder_.columns_}
         assert read["amount"].role == "numeric" and read["city"].levels == ["Bergen", "Oslo"]
         assert read["city"].n_missing == roles["city"].n_missing
+
+
+def test_a_boolean_column_reads_numbers_by_value() -> None:
+    # -0.0 is false as 0 is (it was refused: "holds -0.0, which is not true or false").
+    values = pd.Series([1.0, -0.0, 0, np.float32(1.0), None, "yes", False], dtype=object)
+    got = column_values("flag", values, "boolean")
+    np.testing.assert_array_equal(got, [1.0, 0.0, 0.0, 1.0, np.nan, 1.0, 0.0])
+    with pytest.raises(DataError, match=r"row 0 holds 2.0, which is not true or false"):
+        column_values("flag", pd.Series([2.0, 0.0], dtype=object), "boolean")

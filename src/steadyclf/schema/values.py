@@ -326,7 +326,10 @@ def _boolean_values(name: str, series: pd.Series) -> NDArray[np.float64]:
     for i, value in enumerate(series.astype("object").tolist()):
         if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
             continue
-        key = str(value).strip().lower()
+        # A number is true or false by value (-0.0 is false, as 0 is).
+        is_number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+        key = ("1" if value == 1 else "0" if value == 0 else str(value)) if is_number else value
+        key = str(key).strip().lower()
         if key in _TRUE:
             out[i] = 1.0
         elif key in _FALSE:
