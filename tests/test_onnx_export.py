@@ -124,6 +124,10 @@ def test_a_column_named_like_an_output_is_refused() -> None:
     state.schema["columns"][0]["name"] = "label"
     with pytest.raises(ParameterError, match="column 'label' would be both an input and an output"):
         build_onnx(state)
+    # A name of the graph's own tensors: refused in one line (onnx's InferenceError before).
+    state.schema["columns"][0]["name"] = "steadyclf/median_2"
+    with pytest.raises(ParameterError, match="named like the ONNX graph's own tensors"):
+        build_onnx(state)
 
 
 def test_missing_onnx_is_an_actionable_error(

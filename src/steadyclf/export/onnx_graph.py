@@ -91,7 +91,7 @@ def _bookkeeping(arch: Architecture) -> frozenset[str]:
     )
 
 
-#: Prefix of every name inside the graph, so none can clash with a column's.
+#: Prefix of every name inside the graph; a column named so is refused (build_onnx).
 _PREFIX = "steadyclf/"
 
 
@@ -452,6 +452,11 @@ def build_onnx(state: ModelState) -> OnnxExport:
     if clash:
         raise ParameterError(
             f"column {clash[0]!r} would be both an input and an output of the ONNX graph (outputs: {', '.join(OUTPUTS)}); rename the column and train again"
+        )
+    inner = [c.name for c in columns if c.name.startswith(_PREFIX)]
+    if inner:
+        raise ParameterError(
+            f"column {inner[0]!r} is named like the ONNX graph's own tensors ({_PREFIX}...); rename the column and train again"
         )
     inputs, numeric, codes, target_codes = [], [], [], []
     string, double = onnx.TensorProto.STRING, onnx.TensorProto.DOUBLE
