@@ -172,3 +172,29 @@ def test_small_data_under_torchrun_trains_one_network_on_every_row(tmp_path: Pat
     )  # fmt: skip
     assert text.returncode == 0, text.stderr[-3000:]
     assert "validation: none (small data under torchrun: the 2 processes train one" in text.stdout
+
+
+def test_processes_started_with_other_options_are_refused(tmp_path: Path) -> None:
+    # Two processes started by hand (RANK, WORLD_SIZE) with another --random-state: they
+    # trained on other splits and wrote a model saying 0; now both stop with one line.
+    data = tmp_path / "hr.parquet"
+    _dataset(data, n=600)
+    port = str(_free_port())
+    runs = []
+    for rank, seed in ((0, "0"), (1, "1")):
+        env = {
+            **os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
+            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "RANK": str(rank),
+            "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "STEADYCLF_DISTRIBUTED_TIMEOUT": "60",
+        }  # fmt: skip
+        command = [
+            sys.executable, "-m", "steadyclf", "train", str(data), "--target", "y",
+            "--out", str(tmp_path / "model"), "--max-epochs", "2", "--random-state", seed,
+        ]  # fmt: skip
+        runs.append(subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True))
+    errors = [run.communicate(timeout=300)[1] for run in runs]
+    assert [run.returncode for run in runs] == [2, 2]
+    for err in errors:
+        assert "rank 1 of 2 was started with random_state=1 but rank 0 with random_state=0" in err
+        assert "Traceback" not in err
+    assert not (tmp_path / "model").exists()

@@ -27,6 +27,7 @@ runs, not with the module.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -128,6 +129,26 @@ class DistributedContext:
     def is_main(self) -> bool:
         """Rank 0: the one that reports and writes."""
         return self.rank == 0
+
+    def check_same_call(self, arguments: Mapping[str, Any]) -> None:
+        """Refuse, on every process at once, ``arguments`` that differ from rank 0's.
+
+        Every process must run the same call (torchrun starts one command): processes
+        started by hand with other options trained on other splits without a word
+        (``--random-state``), hung until the timeout (``--max-epochs``) or failed deep in
+        DDP (``--hidden``).
+        """
+        calls = self.all_gather_object({k: repr(v) for k, v in arguments.items()})
+        first = calls[0]
+        for rank, call in enumerate(calls[1:], start=1):
+            differ = [k for k in sorted(set(first) | set(call)) if first.get(k) != call.get(k)]
+            if differ:
+                key = differ[0]
+                raise ParameterError(
+                    f"rank {rank} of {self.world_size} was started with {key}={call.get(key)} "
+                    f"but rank 0 with {key}={first.get(key)}; start every process with the "
+                    "same command"
+                )
 
     def all_gather_object(self, obj: Any) -> list[Any]:
         """``obj`` from every process, in rank order."""

@@ -164,6 +164,9 @@ def fit_source(
     weight : str, optional
         The column of row weights (finite, >= 0; a row of weight 0 is left out).
     """
+    if context is not None:
+        arguments = {"target": target, "weight": weight, "drop": drop_missing_target}
+        context.check_same_call({**params, **arguments})
     state = _summarise(
         params,
         source,
