@@ -243,3 +243,22 @@ def test_a_boolean_column_reads_numbers_by_value() -> None:
     np.testing.assert_array_equal(got, [1.0, 0.0, 0.0, 1.0, np.nan, 1.0, 0.0])
     with pytest.raises(DataError, match=r"row 0 holds 2.0, which is not true or false"):
         column_values("flag", pd.Series([2.0, 0.0], dtype=object), "boolean")
+
+
+def test_blanks_leave_the_target_and_odd_cells_to_their_own_rules(tmp_path: Path) -> None:
+    # The summary read a blank target as missing while training kept its rows (so
+    # --drop-missing-target then failed); a blank label is a value as before, in the file
+    # and in memory alike. A cell holding an array is refused with its row, not by the
+    # blank check's comparison ("truth value of an array is ambiguous").
+    n = 60
+    frame = pd.DataFrame({"x": np.arange(n, dtype=float), "y": ["yes", "no", ""] * (n // 3)})
+    frame.to_parquet(tmp_path / "t.parquet", index=False)
+    for fit in (
+        lambda: BinaryClassifier(**FAST).fit(frame[["x"]], frame["y"]),
+        lambda: BinaryClassifier(**FAST).fit_files(tmp_path / "t.parquet", "y", context=None),
+    ):
+        with pytest.raises(DataError, match=r"3 classes|multiclass"):
+            fit()
+    cells = pd.DataFrame({"x": np.arange(6.0), "v": [np.arange(2), np.arange(3)] * 3})
+    with pytest.raises(DataError, match=r"column 'v' holds a ndarray at row 0"):
+        BinaryClassifier(**FAST).fit(cells, np.arange(6) % 2)

@@ -197,7 +197,7 @@ class TabularEncoder:
         frame = table.to_pandas() if isinstance(table, (pa.RecordBatch, pa.Table)) else table
         check_unique_columns(frame)
         self.check_columns(frame)
-        frame = blanks_as_missing(frame)
+        frame = blanks_as_missing(frame, self.input_columns)
         n = len(frame)
         numeric = self.numeric_infos
         block = self._float_block(frame, numeric)

@@ -498,7 +498,7 @@ class Accumulator:
     def add(self, start: int, frame: pd.DataFrame) -> None:
         """Tally the rows of ``frame``, whose first row is at global position ``start``."""
         plan, summary = self.plan, self.summary
-        frame = blanks_as_missing(frame)
+        frame = blanks_as_missing(frame, plan.features)  # the target's blanks: its own rule
         in_valid = self.split.mask(start, len(frame))
         weights = None
         if plan.target is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -98,38 +99,60 @@ def _text_key(text: str) -> str:
     return str(text)
 
 
-def blanks_as_missing(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with empty text cells (``""``) as missing values: a new frame sharing the
-    other columns' data, or ``frame`` itself when it has none.
+def blanks_as_missing(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """``frame`` with empty text cells (``""``) of ``columns`` (default: every column) as
+    missing values: a new frame sharing the other columns' data, or ``frame`` itself when
+    it has none.
 
     One reading of a blank cell whatever the source: a CSV file's empty field is missing
     (steadyclf's reader, as pandas' ``read_csv``), and the ONNX graph takes ``""`` for a
     missing category, so an empty string from a DataFrame, a Parquet file or a database
     is missing too (it was a level of its own, and a column of numbers with blanks read
-    as text was a categorical of every distinct number).
+    as text was a categorical of every distinct number). A blank of an object column
+    becomes ``None`` (one object, which the spelling of levels looks up once).
     """
     blanks = {}
-    for name in frame.columns:
+    for name in frame.columns if columns is None else columns:
         series = frame[name]
         dtype = series.dtype
         if isinstance(dtype, pd.CategoricalDtype):
             if "" in set(dtype.categories.tolist()):
                 blanks[name] = series.cat.remove_categories([""])
             continue
-        if not (pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype)):
-            continue
-        if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
-            empty = np.asarray(pc.fill_null(pc.equal(pa.array(series), ""), False))
-        else:
-            empty = series.eq("").to_numpy(dtype=bool, na_value=False)
-        if empty.any():
-            blanks[name] = series.mask(empty)
+        if isinstance(dtype, pd.StringDtype):
+            if dtype.storage == "pyarrow":
+                empty = np.asarray(pc.fill_null(pc.equal(pa.array(series), ""), False))
+            else:
+                empty = series.eq("").to_numpy(dtype=bool, na_value=False)
+            if empty.any():
+                blanks[name] = series.mask(empty)
+        elif pd.api.types.is_object_dtype(dtype):
+            values = series.to_numpy()
+            empty = _blank_cells(values)
+            if empty.any():
+                values = values.copy()
+                values[empty] = None
+                blanks[name] = pd.Series(values, index=series.index, dtype=object, name=name)
     if not blanks:
         return frame
     out = frame.copy(deep=False)
     for name, series in blanks.items():
         out[name] = series
     return out
+
+
+def _blank_cells(values: NDArray[Any]) -> NDArray[np.bool_]:
+    """Which cells of an object array are ``""`` (cells that are arrays or lists, refused
+    elsewhere with their row, are not)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # elementwise comparison of odd cells
+            empty = np.asarray(values == "", dtype=bool)
+        if empty.shape == values.shape:
+            return empty
+    except (ValueError, TypeError):
+        pass
+    return np.fromiter((isinstance(v, str) and v == "" for v in values), bool, len(values))
 
 
 def category_strings(series: pd.Series) -> pd.Series:
