@@ -174,14 +174,24 @@ def test_small_data_under_torchrun_trains_one_network_on_every_row(tmp_path: Pat
     assert "validation: none (small data under torchrun: the 2 processes train one" in text.stdout
 
 
-def test_processes_started_with_other_options_are_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--random-state", "1"], "random_state=1 but rank 0 with random_state=0"),
+        (["--drop", "ward"], "drop=['ward'] but rank 0 with drop=None"),
+    ],
+)
+def test_processes_started_with_other_options_are_refused(
+    tmp_path: Path, options: list[str], said: str
+) -> None:
     # Two processes started by hand (RANK, WORLD_SIZE) with another --random-state: they
-    # trained on other splits and wrote a model saying 0; now both stop with one line.
+    # trained on other splits and wrote a model saying 0; another --drop failed in numpy
+    # (it was hidden by the --drop-missing-target flag's key). Now both stop in one line.
     data = tmp_path / "hr.parquet"
     _dataset(data, n=600)
     port = str(_free_port())
     runs = []
-    for rank, seed in ((0, "0"), (1, "1")):
+    for rank, extra in ((0, ["--random-state", "0"]), (1, options)):
         env = {
             **os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "RANK": str(rank),
@@ -189,12 +199,12 @@ def test_processes_started_with_other_options_are_refused(tmp_path: Path) -> Non
         }  # fmt: skip
         command = [
             sys.executable, "-m", "steadyclf", "train", str(data), "--target", "y",
-            "--out", str(tmp_path / "model"), "--max-epochs", "2", "--random-state", seed,
+            "--out", str(tmp_path / "model"), "--max-epochs", "2", *extra,
         ]  # fmt: skip
         runs.append(subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True))
     errors = [run.communicate(timeout=300)[1] for run in runs]
     assert [run.returncode for run in runs] == [2, 2]
     for err in errors:
-        assert "rank 1 of 2 was started with random_state=1 but rank 0 with random_state=0" in err
+        assert f"rank 1 of 2 was started with {said}" in err, err
         assert "Traceback" not in err
     assert not (tmp_path / "model").exists()

@@ -164,9 +164,9 @@ def fit_source(
     weight : str, optional
         The column of row weights (finite, >= 0; a row of weight 0 is left out).
     """
-    if context is not None:
-        arguments = {"target": target, "weight": weight, "drop": drop_missing_target}
-        context.check_same_call({**params, **arguments})
+    if context is not None:  # verbose changes only what a process prints
+        arguments = {"target": target, "weight": weight, "drop_missing_target": drop_missing_target}
+        context.check_same_call({k: v for k, v in params.items() if k != "verbose"} | arguments)
     state = _summarise(
         params,
         source,
