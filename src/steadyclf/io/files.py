@@ -665,8 +665,7 @@ def read_error(piece: Piece, offset: int, exc: BaseException) -> DataError:
             kind = "a number" if typ in ("double", "float", "int64") else f"a {typ} value"
             return DataError(
                 f"column {name!r} of {piece.path!r} holds {value!r}{where}, which is not "
-                f"{kind} as in the rows read before it; fix the value, or list the column "
-                "as categorical"
+                f"{kind} as in the rows read before it; fix the value"
             )
     near = f" near row {piece.start + offset}" if piece.start >= 0 else ""
     return DataError(f"cannot read {piece.path!r}{near}: {_first_line(exc)}")
