@@ -197,7 +197,9 @@ class TabularEncoder:
         frame = table.to_pandas() if isinstance(table, (pa.RecordBatch, pa.Table)) else table
         check_unique_columns(frame)
         self.check_columns(frame)
-        frame = blanks_as_missing(frame, self.input_columns)
+        # Blanks of numeric inputs (text columns read as numbers); categories spell a
+        # blank as missing themselves (category_strings).
+        frame = blanks_as_missing(frame, [c.name for c in self.numeric_infos])
         n = len(frame)
         numeric = self.numeric_infos
         block = self._float_block(frame, numeric)
