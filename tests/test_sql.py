@@ -230,26 +230,34 @@ def test_predict_killed_mid_way_leaves_no_table_or_the_old_one(
         "FROM generate_series(1, 1000000) AS i"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PGPASSWORD": PASSWORD}
-    code = "import sys; from steadyclf.cli import main; sys.exit(main())"
+    # The child stops after its first batch is written, in the open transaction (the sink
+    # never autocommits), and says so: the kill then always lands mid-way. Polling for a
+    # running COPY instead missed a fast run on a loaded machine (it finished first).
+    mark = folder / f"{table}.written"
+    code = (
+        "import sys, time, pathlib; from steadyclf.io import sql; write = sql.TableSink.write\n"
+        "mark = pathlib.Path(sys.argv.pop(1))\n"
+        "def paused(self, frame):\n"
+        "    write(self, frame); mark.touch(); time.sleep(600)\n"
+        "sql.TableSink.write = paused\n"
+        "from steadyclf.cli import main; sys.exit(main())"
+    )
     args = [str(model), pg.uri(password=False), "--query", rows, "--memory-budget", "64MB"]
     out = pg.uri("postgres/" + table, password=False)
     log = folder / f"{table}.log"
     with log.open("w") as err:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
-            [sys.executable, "-c", code, "predict", *args, "--out", out],
+            [sys.executable, "-c", code, str(mark), "predict", *args, "--out", out],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=err,
         )
     try:
-        deadline = time.monotonic() + 60
-        while not _copy_running(pg):
+        deadline = time.monotonic() + 120
+        while not mark.exists():
             assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the prediction never started writing"
+            assert time.monotonic() < deadline, "the prediction never wrote a batch"
             time.sleep(0.05)
-        # Killed as soon as a batch is being copied: the transaction is open (the sink
-        # never autocommits). A fixed wait here let a fast (idle) machine commit the
-        # whole table first, and the kill then came too late to test anything.
         assert proc.poll() is None, "finished before it could be killed"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
