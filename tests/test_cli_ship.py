@@ -249,3 +249,6 @@ def test_export_command_reports_the_graph(
     assert summary["opset"] == {"ai.onnx": 17, "ai.onnx.ml": 3}
     assert [i["name"] for i in summary["inputs"]] == ["x", "city", "z"]
     assert out.stat().st_size > 100
+    # An empty --out said "cannot write '': Device or resource busy".
+    assert main(["export", str(model), "--out", ""]) == 2
+    assert "--out is empty: give the file to write" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from ..exceptions import ParameterError
 from . import cli
 from .common import Output, fmt, names, writing
 
@@ -46,6 +47,8 @@ def export(model_dir: str, fmt_name: str, out: str, quiet: bool, as_json: bool) 
     from ..persistence import read_model
 
     output = Output(as_json=as_json, quiet=quiet)
+    if not out.strip():  # it said "cannot write '': Device or resource busy"
+        raise ParameterError("--out is empty: give the file to write (e.g. model.onnx)")
     state = read_model(model_dir)
     with writing(out):
         exported = save_onnx(state, out)
